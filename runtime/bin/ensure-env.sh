@@ -1,0 +1,40 @@
+#!/bin/sh
+# Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
+# product drives for real (tmux, restic). Idempotent and quiet when nothing is missing, so `npm start`
+# and `npm test` can call it every time.
+set -eu
+cd "$(dirname "$0")/../.."
+
+say() { printf 'berth: %s\n' "$*" >&2; }
+
+# node_modules/.package-lock.json is written by every install; older than the lockfile means stale.
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing node modules (npm ci)…"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+node_major=$(node_modules/.bin/node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)
+if [ "$node_major" != "24" ]; then
+  say "the pinned Node 24 is missing from node_modules/.bin (got: $node_major); run 'npm ci' and check its output"
+  exit 1
+fi
+
+missing=""
+for tool in tmux restic; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing$missing with apt-get…"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  exit 0
+fi
+
+for pkg in $missing; do
+  say "missing system package '$pkg': install it (e.g. 'sudo apt-get install $pkg') and run again"
+done
+exit 1
