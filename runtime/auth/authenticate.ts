@@ -1,0 +1,89 @@
+/**
+ * Turns request credentials into an Actor. Used by the Koa middleware for HTTP routes and, directly, by
+ * WebSocket upgrade handlers (Koa middleware never runs for upgrades).
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Context, Next } from "koa";
+import type { AuthConfig } from "../config.ts";
+import type { Db } from "../db/client.ts";
+import { HttpError } from "../http/errors.ts";
+import { type Actor, findUser, upsertUser } from "./actor.ts";
+import { verifyClerkSession } from "./clerk.ts";
+import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
+
+export interface Credentials {
+  authorization: string | undefined;
+  sessionCookie: string | undefined;
+}
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+export function tokensEqual(a: string, b: string): boolean {
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+export class Authenticator {
+  readonly #db: Db;
+  readonly #auth: AuthConfig;
+  readonly #sessions: SessionTokens;
+  readonly #localOwner: Actor | null;
+  readonly #localToken: string | null;
+
+  constructor(deps: {
+    db: Db;
+    auth: AuthConfig;
+    sessions: SessionTokens;
+    localOwner: Actor | null;
+    localToken: string | null;
+  }) {
+    this.#db = deps.db;
+    this.#auth = deps.auth;
+    this.#sessions = deps.sessions;
+    this.#localOwner = deps.localOwner;
+    this.#localToken = deps.localToken;
+  }
+
+  /** Local mode's printed login token, exchanged for a session cookie. */
+  checkLocalToken(token: string): Actor | null {
+    if (!this.#localToken || !this.#localOwner) return null;
+    return tokensEqual(token, this.#localToken) ? this.#localOwner : null;
+  }
+
+  async sessionFor(actor: Actor): Promise<string> {
+    return this.#sessions.mint(actor.userId);
+  }
+
+  /** The actor, or a 401 naming what was wrong. */
+  async resolve(creds: Credentials): Promise<Actor> {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(creds.authorization ?? "")?.[1];
+    if (creds.authorization !== undefined && bearer === undefined) {
+      throw new HttpError(401, "bad_authorization_header", "Authorization must be 'Bearer <token>'");
+    }
+    if (bearer !== undefined) {
+      if (this.#auth.mode === "hosted") {
+        const externalId = await verifyClerkSession(bearer, this.#auth);
+        return upsertUser(this.#db, externalId);
+      }
+      const owner = this.checkLocalToken(bearer);
+      if (!owner) throw new HttpError(401, "token_invalid", "API token is not valid");
+      return owner;
+    }
+    if (creds.sessionCookie) {
+      const userId = await this.#sessions.verify(creds.sessionCookie);
+      const actor = userId ? await findUser(this.#db, userId) : null;
+      if (!actor) throw new HttpError(401, "session_invalid", "session expired or invalid; sign in again");
+      return actor;
+    }
+    throw new HttpError(401, "unauthenticated", "sign in first: send 'Authorization: Bearer <token>'");
+  }
+
+  middleware() {
+    return async (ctx: Context, next: Next) => {
+      ctx.state.actor = await this.resolve({
+        authorization: ctx.get("authorization") || undefined,
+        sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
+      });
+      await next();
+    };
+  }
+}

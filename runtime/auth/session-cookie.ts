@@ -1,0 +1,37 @@
+/**
+ * The web session after a local-mode login: a short JWT in an HttpOnly cookie, signed with a key derived
+ * from the secret box's active key (so it needs no extra secret to configure).
+ */
+import { jwtVerify, SignJWT } from "jose";
+
+export const SESSION_COOKIE = "berth_session";
+export const SESSION_TTL_SECONDS = 12 * 60 * 60;
+const AUDIENCE = "berth:web-session";
+
+export class SessionTokens {
+  readonly #key: Uint8Array;
+
+  constructor(key: Uint8Array) {
+    this.#key = key;
+  }
+
+  async mint(userId: string, now = Date.now()): Promise<string> {
+    return new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(userId)
+      .setAudience(AUDIENCE)
+      .setIssuedAt(Math.floor(now / 1000))
+      .setExpirationTime(Math.floor(now / 1000) + SESSION_TTL_SECONDS)
+      .sign(this.#key);
+  }
+
+  /** The user id, or null for anything that does not verify (the caller answers 401). */
+  async verify(token: string): Promise<string | null> {
+    try {
+      const { payload } = await jwtVerify(token, this.#key, { audience: AUDIENCE, algorithms: ["HS256"] });
+      return typeof payload.sub === "string" ? payload.sub : null;
+    } catch {
+      return null;
+    }
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The one authorization layer (after Coder's dbauthz): every read of a user-owned resource goes through an
+ * `OwnerScope` bound to the actor, which only ever returns rows the actor owns. Anything else, including a
+ * malformed id, is indistinguishable from a missing row: 404, never 403.
+ */
+import { and, asc, desc, eq, isNull, ne } from "drizzle-orm";
+import type { Actor } from "../auth/actor.ts";
+import type { Db } from "../db/client.ts";
+import { previews, sessions, workspaces } from "../db/schema.ts";
+import { notFound } from "../http/errors.ts";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export type WorkspaceRow = typeof workspaces.$inferSelect;
+export type SessionRow = typeof sessions.$inferSelect;
+export type PreviewRow = typeof previews.$inferSelect;
+
+export class OwnerScope {
+  readonly actor: Actor;
+  readonly #db: Db;
+
+  constructor(db: Db, actor: Actor) {
+    this.#db = db;
+    this.actor = actor;
+  }
+
+  /** Live workspaces (destroyed ones are history, not resources). */
+  async listWorkspaces(): Promise<WorkspaceRow[]> {
+    return this.#db
+      .select()
+      .from(workspaces)
+      .where(and(eq(workspaces.ownerId, this.actor.userId), ne(workspaces.state, "destroyed")))
+      .orderBy(asc(workspaces.createdAt));
+  }
+
+  async workspace(id: string): Promise<WorkspaceRow> {
+    if (!UUID.test(id)) throw notFound("workspace");
+    const [row] = await this.#db
+      .select()
+      .from(workspaces)
+      .where(
+        and(
+          eq(workspaces.id, id),
+          eq(workspaces.ownerId, this.actor.userId),
+          ne(workspaces.state, "destroyed"),
+        ),
+      );
+    if (!row) throw notFound("workspace");
+    return row;
+  }
+
+  async session(id: string): Promise<{ session: SessionRow; workspace: WorkspaceRow }> {
+    if (!UUID.test(id)) throw notFound("session");
+    const [row] = await this.#db
+      .select({ session: sessions, workspace: workspaces })
+      .from(sessions)
+      .innerJoin(workspaces, eq(sessions.workspaceId, workspaces.id))
+      .where(and(eq(sessions.id, id), eq(workspaces.ownerId, this.actor.userId), isNull(sessions.closedAt)));
+    if (!row) throw notFound("session");
+    return row;
+  }
+
+  async sessionsOf(workspaceId: string): Promise<SessionRow[]> {
+    const ws = await this.workspace(workspaceId);
+    return this.#db
+      .select()
+      .from(sessions)
+      .where(and(eq(sessions.workspaceId, ws.id), isNull(sessions.closedAt)))
+      .orderBy(asc(sessions.createdAt));
+  }
+
+  async preview(id: string): Promise<{ preview: PreviewRow; workspace: WorkspaceRow }> {
+    if (!UUID.test(id)) throw notFound("preview");
+    const [row] = await this.#db
+      .select({ preview: previews, workspace: workspaces })
+      .from(previews)
+      .innerJoin(workspaces, eq(previews.workspaceId, workspaces.id))
+      .where(and(eq(previews.id, id), eq(workspaces.ownerId, this.actor.userId), isNull(previews.closedAt)));
+    if (!row) throw notFound("preview");
+    return row;
+  }
+
+  async previewsOf(workspaceId: string): Promise<PreviewRow[]> {
+    const ws = await this.workspace(workspaceId);
+    return this.#db
+      .select()
+      .from(previews)
+      .where(and(eq(previews.workspaceId, ws.id), isNull(previews.closedAt)))
+      .orderBy(desc(previews.createdAt));
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Control-plane configuration, read once from the environment at start. Every variable is documented in
+ * the README and in `berth --help`; a bad value stops startup with one line naming the variable.
+ */
+import { isIP } from "node:net";
+import { resolve } from "node:path";
+import { z } from "zod";
+
+const csv = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string()));
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export const ENV_DOCS: Record<string, string> = {
+  BERTH_HOST: "address to bind (default 127.0.0.1; local mode refuses anything but loopback)",
+  BERTH_PORT: "port to listen on (default 7600)",
+  BERTH_DATA_DIR: "where local state lives: embedded Postgres, generated keys, workspaces (default ./.berth)",
+  BERTH_PUBLIC_URL: "URL clients use to reach the control plane (default http://<host>:<port>)",
+  BERTH_WEB_ORIGINS: "comma-separated origins allowed to open sockets (default: the public URL's origin)",
+  DATABASE_URL: "Postgres to use; unset starts embedded Postgres under BERTH_DATA_DIR",
+  BERTH_LOCAL_TOKEN: "local mode: preset owner API token (>= 32 chars); unset generates one per start",
+  BERTH_SECRET_KEYS:
+    "secret-box keys as kid:base64(32 bytes),... (first encrypts, all decrypt); local mode generates one",
+  CLERK_SECRET_KEY: "hosted mode: Clerk secret key (JWKS fetched with it)",
+  CLERK_JWT_KEY: "hosted mode: Clerk PEM public key for networkless verification",
+  BERTH_AUTHORIZED_PARTIES: "hosted mode: comma-separated origins accepted in the token's azp (required)",
+  BERTH_DRIVER: "workspace driver: local (default) or pulumi",
+  BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+};
+
+const schema = z
+  .object({
+    BERTH_HOST: z.string().min(1).default("127.0.0.1"),
+    BERTH_PORT: z.coerce
+      .number({ error: "must be a port number" })
+      .int("must be a port number")
+      .min(0, "must be between 0 and 65535")
+      .max(65535, "must be between 0 and 65535")
+      .default(7600),
+    BERTH_DATA_DIR: z.string().min(1).default(".berth"),
+    BERTH_PUBLIC_URL: z.url().optional(),
+    BERTH_WEB_ORIGINS: csv.optional(),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+      .optional(),
+    BERTH_LOCAL_TOKEN: z.string().min(32, "must be at least 32 characters").optional(),
+    BERTH_SECRET_KEYS: z.string().optional(),
+    CLERK_SECRET_KEY: z.string().startsWith("sk_", "must start with sk_").optional(),
+    CLERK_JWT_KEY: z
+      .string()
+      .includes("BEGIN PUBLIC KEY", { message: "must be a PEM public key" })
+      .optional(),
+    BERTH_AUTHORIZED_PARTIES: csv.optional(),
+    BERTH_DRIVER: z.enum(["local", "pulumi"]).default("local"),
+    BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  })
+  .superRefine((env, ctx) => {
+    const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
+    if (hosted && !env.BERTH_AUTHORIZED_PARTIES?.length) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_AUTHORIZED_PARTIES"],
+        message: "is required in hosted mode (Clerk configured): list the web origins allowed in azp",
+      });
+    }
+    if (!hosted && !LOOPBACK_HOSTS.has(env.BERTH_HOST)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_HOST"],
+        message:
+          "local mode binds loopback only (127.0.0.1, ::1 or localhost); configure Clerk for hosted mode",
+      });
+    }
+    if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {
+      ctx.addIssue({ code: "custom", path: ["BERTH_HOST"], message: "must be an IP address" });
+    }
+  });
+
+export type AuthConfig =
+  | { mode: "local"; localToken: string | undefined }
+  | {
+      mode: "hosted";
+      secretKey: string | undefined;
+      jwtKey: string | undefined;
+      authorizedParties: string[];
+    };
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  publicUrl: string | undefined;
+  webOrigins: string[] | undefined;
+  databaseUrl: string | undefined;
+  secretKeys: string | undefined;
+  auth: AuthConfig;
+  driver: "local" | "pulumi";
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset": shells and .env files produce them for optional variables.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? "environment");
+    const shown =
+      name in ENV_DOCS && !/TOKEN|KEY|SECRET|URL/.test(name) ? ` (got ${JSON.stringify(env[name])})` : "";
+    throw new ConfigError(`${name}: ${issue.message}${shown}`);
+  }
+  const e = parsed.data;
+  const hosted = Boolean(e.CLERK_SECRET_KEY || e.CLERK_JWT_KEY);
+  return {
+    host: e.BERTH_HOST,
+    port: e.BERTH_PORT,
+    dataDir: resolve(e.BERTH_DATA_DIR),
+    publicUrl: e.BERTH_PUBLIC_URL,
+    webOrigins: e.BERTH_WEB_ORIGINS,
+    databaseUrl: e.DATABASE_URL,
+    secretKeys: e.BERTH_SECRET_KEYS,
+    auth: hosted
+      ? {
+          mode: "hosted",
+          secretKey: e.CLERK_SECRET_KEY,
+          jwtKey: e.CLERK_JWT_KEY,
+          authorizedParties: e.BERTH_AUTHORIZED_PARTIES ?? [],
+        }
+      : { mode: "local", localToken: e.BERTH_LOCAL_TOKEN },
+    driver: e.BERTH_DRIVER,
+    logLevel: e.BERTH_LOG_LEVEL,
+  };
+}

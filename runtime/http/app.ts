@@ -1,0 +1,90 @@
+/** Assembles the Koa application: cross-cutting middleware first, then the public and the signed-in routers. */
+import { randomUUID } from "node:crypto";
+import { bodyParser } from "@koa/bodyparser";
+import Router from "@koa/router";
+import Koa from "koa";
+import helmet from "koa-helmet";
+import { OwnerScope } from "../authz/scope.ts";
+import { requestContext } from "../observability/request-context.ts";
+import { loginRoutes, meRoutes } from "../routes/auth.ts";
+import { healthRoutes } from "../routes/health.ts";
+import { loginPageRoutes } from "../routes/login-page.ts";
+import { metricsRoutes } from "../routes/metrics.ts";
+import { workspaceRoutes } from "../routes/workspaces.ts";
+import type { AppDeps, AppState } from "./context.ts";
+import { errorMiddleware } from "./errors.ts";
+
+export const BODY_LIMIT = "256kb";
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export interface BuiltApp {
+  app: Koa<AppState>;
+  /** Routes reachable without signing in. Exposed so a test can hold it to an explicit list. */
+  publicRouter: Router<AppState>;
+  /** Routes behind authentication and the authorization scope. */
+  apiRouter: Router<AppState>;
+}
+
+interface MatchedLayer {
+  path: string | RegExp;
+  methods: string[];
+}
+
+/** The matched route pattern, not the raw path, so metric cardinality stays bounded. */
+function routeLabel(ctx: object): string {
+  const route = (ctx as { matched?: MatchedLayer[] }).matched
+    ?.toReversed()
+    .find((layer) => layer.methods.length > 0)?.path;
+  return typeof route === "string" ? route : "unmatched";
+}
+
+export function buildApp(deps: AppDeps): BuiltApp {
+  const app = new Koa<AppState>({ proxy: false });
+  app.silent = true; // errors are logged by errorMiddleware, with the request id
+
+  app.use(async (ctx, next) => {
+    const incoming = ctx.get("x-request-id");
+    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set("X-Request-Id", requestId);
+    await requestContext.run({ requestId }, next);
+  });
+
+  app.use(async (ctx, next) => {
+    const end = deps.metrics.httpRequestDuration.startTimer();
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const route = routeLabel(ctx);
+      end({ method: ctx.method, route, status: String(ctx.status) });
+      deps.log.info(
+        { method: ctx.method, route, status: ctx.status, ms: Math.round(performance.now() - started) },
+        "request",
+      );
+    }
+  });
+
+  app.use(errorMiddleware(deps.log));
+  app.use(helmet());
+  app.use(bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" }));
+
+  const publicRouter = new Router<AppState>();
+  healthRoutes(publicRouter, deps);
+  metricsRoutes(publicRouter, deps);
+  loginPageRoutes(publicRouter);
+  loginRoutes(publicRouter, deps);
+
+  const apiRouter = new Router<AppState>();
+  apiRouter.use(deps.authenticator.middleware());
+  apiRouter.use(async (ctx, next) => {
+    ctx.state.scope = new OwnerScope(deps.database.db, ctx.state.actor);
+    await next();
+  });
+  meRoutes(apiRouter);
+  workspaceRoutes(apiRouter);
+
+  app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
+  app.use(apiRouter.routes()).use(apiRouter.allowedMethods());
+  return { app, publicRouter, apiRouter };
+}

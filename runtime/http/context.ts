@@ -1,0 +1,30 @@
+import type Router from "@koa/router";
+import type { ParameterizedContext } from "koa";
+import type { Actor } from "../auth/actor.ts";
+import type { Authenticator } from "../auth/authenticate.ts";
+import type { OwnerScope } from "../authz/scope.ts";
+import type { Config } from "../config.ts";
+import type { Database } from "../db/client.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { Limiter } from "../security/rate-limit.ts";
+
+/** What every request carries once it has passed the middleware for its router. */
+export interface AppState {
+  requestId: string;
+  actor: Actor;
+  scope: OwnerScope;
+}
+
+export type AppContext = ParameterizedContext<AppState>;
+export type ApiRouter = Router<AppState>;
+
+/** The control plane's long-lived parts, handed to every route module. */
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  log: Logger;
+  metrics: Metrics;
+  authenticator: Authenticator;
+  limiters: { login: Limiter };
+}

@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { writeAudit } from "../audit/audit-log.ts";
+import { SESSION_COOKIE, SESSION_TTL_SECONDS } from "../auth/session-cookie.ts";
+import type { ApiRouter, AppDeps } from "../http/context.ts";
+import { HttpError, parseInput } from "../http/errors.ts";
+
+const loginBody = z.object({ token: z.string().min(1).max(512) });
+
+/** Local mode sign-in: the printed login token becomes an HttpOnly session cookie. Public, rate-limited. */
+export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.post("/api/v1/auth/login", async (ctx) => {
+    await deps.limiters.login(ctx.ip);
+    if (deps.config.auth.mode !== "local") {
+      throw new HttpError(404, "not_found", "local login is disabled in hosted mode; sign in with Clerk");
+    }
+    const { token } = parseInput(loginBody, ctx.request.body);
+    const actor = deps.authenticator.checkLocalToken(token);
+    if (!actor) throw new HttpError(401, "token_invalid", "login token is not valid");
+    ctx.cookies.set(SESSION_COOKIE, await deps.authenticator.sessionFor(actor), {
+      httpOnly: true,
+      sameSite: "strict",
+      secure: ctx.secure,
+      maxAge: SESSION_TTL_SECONDS * 1000,
+      path: "/",
+    });
+    await writeAudit(deps.database.db, {
+      actor: { kind: "user", userId: actor.userId },
+      action: "auth.login",
+      targetType: "user",
+      targetId: actor.userId,
+      ip: ctx.ip,
+    });
+    ctx.body = { user: { id: actor.userId } };
+  });
+}
+
+/** Routes for the signed-in user. */
+export function meRoutes(router: ApiRouter): void {
+  router.get("/api/v1/me", (ctx) => {
+    const { actor } = ctx.state;
+    ctx.body = { user: { id: actor.userId, isAdmin: actor.isAdmin } };
+  });
+
+  router.post("/api/v1/auth/logout", (ctx) => {
+    ctx.cookies.set(SESSION_COOKIE, null, { path: "/" });
+    ctx.status = 204;
+  });
+}

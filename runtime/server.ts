@@ -1,0 +1,125 @@
+/**
+ * The composition root: builds every long-lived part of the control plane from a Config, in dependency
+ * order, and tears them down in reverse.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { type Actor, LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "./auth/actor.ts";
+import { Authenticator } from "./auth/authenticate.ts";
+import { SessionTokens } from "./auth/session-cookie.ts";
+import type { Config } from "./config.ts";
+import { connectDatabase, type Database } from "./db/client.ts";
+import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { runMigrations } from "./db/migrate.ts";
+import { buildApp } from "./http/app.ts";
+import type { AppDeps } from "./http/context.ts";
+import { UpgradeDispatcher } from "./http/upgrade.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { createMetrics } from "./observability/metrics.ts";
+import { createLimiter } from "./security/rate-limit.ts";
+import { SecretBox } from "./security/secret-box.ts";
+
+export interface ControlPlane {
+  url: string;
+  server: Server;
+  deps: AppDeps;
+  upgrades: UpgradeDispatcher;
+  /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
+  loginUrl: string | null;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Overrides the login rate limit (tests exercise it with small numbers). */
+  loginRateLimit?: { points: number; durationSeconds: number };
+}
+
+/** Opens the configured database, or starts the embedded one under the data directory. */
+export async function openDatabase(
+  config: Config,
+  log: Logger,
+): Promise<{ database: Database; stopEmbedded?: () => Promise<void> }> {
+  if (config.databaseUrl) return { database: connectDatabase(config.databaseUrl) };
+  log.info({ dir: join(config.dataDir, "postgres") }, "starting embedded Postgres");
+  const embedded = await startEmbeddedPostgres(join(config.dataDir, "postgres"), {
+    onLog: (line) => log.debug({ postgres: line.trim() }, "postgres"),
+  });
+  return { database: connectDatabase(embedded.url), stopEmbedded: embedded.stop };
+}
+
+export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const cleanup: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch((err) => log.warn({ err }, "shutdown step failed"));
+  };
+  try {
+    const { database, stopEmbedded } = await openDatabase(config, log);
+    if (stopEmbedded) cleanup.push(stopEmbedded);
+    cleanup.push(() => database.close());
+    await runMigrations(database);
+
+    const secretBox = config.secretKeys
+      ? SecretBox.fromSpec(config.secretKeys)
+      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
+
+    let localOwner: Actor | null = null;
+    let localToken: string | null = null;
+    if (config.auth.mode === "local") {
+      localOwner = await upsertUser(database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+      localToken = config.auth.localToken ?? randomBytes(32).toString("base64url");
+    }
+
+    const metrics = createMetrics();
+    const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
+    const deps: AppDeps = {
+      config,
+      database,
+      log,
+      metrics,
+      authenticator: new Authenticator({
+        db: database.db,
+        auth: config.auth,
+        sessions: new SessionTokens(secretBox.deriveKey("web-session")),
+        localOwner,
+        localToken,
+      }),
+      limiters: { login: createLimiter(database.pool, { name: "login", ...rule }) },
+    };
+
+    const { app } = buildApp(deps);
+    const server = createServer(app.callback());
+    const upgrades = new UpgradeDispatcher(log);
+    upgrades.attach(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, resolve);
+    });
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    const { port } = server.address() as AddressInfo;
+    const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+    const url = `http://${host}:${port}`;
+    const publicUrl = config.publicUrl ?? url;
+    log.info({ url, mode: config.auth.mode, driver: config.driver }, "control plane listening");
+    return {
+      url,
+      server,
+      deps,
+      upgrades,
+      loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,54 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll } from "vitest";
+import { loadConfig } from "../config.ts";
+import { createLogger } from "../observability/logger.ts";
+import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
+import { createTestDatabase } from "./database.ts";
+
+export interface TestControlPlane extends ControlPlane {
+  localToken: string;
+  /** fetch against the control plane; `token` becomes a Bearer header. */
+  api(path: string, init?: RequestInit & { token?: string; json?: unknown }): Promise<Response>;
+}
+
+/** A real control plane on an ephemeral loopback port with its own database; closed after the file. */
+export async function startTestControlPlane(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<TestControlPlane> {
+  const { url: databaseUrl } = env.DATABASE_URL ? { url: env.DATABASE_URL } : await createTestDatabase();
+  const dataDir = mkdtempSync(join(tmpdir(), "berth-cp-"));
+  const localToken = randomBytes(32).toString("base64url");
+  const config = loadConfig({
+    BERTH_PORT: "0",
+    BERTH_DATA_DIR: dataDir,
+    DATABASE_URL: databaseUrl,
+    BERTH_LOCAL_TOKEN: localToken,
+    ...env,
+  });
+  const cp = await startControlPlane(config, { logger: createLogger("silent"), ...options });
+  afterAll(async () => {
+    await cp.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const api: TestControlPlane["api"] = (path, init = {}) => {
+    const headers = new Headers(init.headers);
+    if (init.token) headers.set("authorization", `Bearer ${init.token}`);
+    let body = init.body;
+    if (init.json !== undefined) {
+      headers.set("content-type", "application/json");
+      body = JSON.stringify(init.json);
+    }
+    return fetch(cp.url + path, { ...init, headers, body });
+  };
+  return { ...cp, localToken, api };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: assertions inspect arbitrary JSON response shapes
+export type JsonBody = any;
+
+/** The parsed JSON body, typed loosely for assertions. */
+export const json = (res: Response): Promise<JsonBody> => res.json();
