@@ -1,0 +1,287 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { AgentEventDraft } from "../protocol.ts";
+import { ControlPlaneClient } from "./client.ts";
+import { DesiredStateApplier, type SessionManager } from "./desired-state.ts";
+import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "./fake-control-plane.ts";
+import { HomeLoop } from "./home-loop.ts";
+import { Outbox } from "./outbox.ts";
+
+const log = pino({ level: "silent" });
+const TOKEN = "agent-token-for-tests-0123456789";
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+class MemorySessions implements SessionManager {
+  names = new Set<string>();
+  typed: string[] = [];
+  async ensure(name: string) {
+    this.names.add(name);
+  }
+  async list() {
+    return [...this.names].map((name) => ({ name }));
+  }
+  async kill(name: string) {
+    this.names.delete(name);
+  }
+  async sendKeys(name: string, text: string, o: { pane?: string; enter?: boolean }) {
+    if (!this.names.has(name)) throw new Error(`no session ${name}`);
+    this.typed.push(`${name}/${o.pane}:${text}${o.enter ? "⏎" : ""}`);
+  }
+}
+
+function makeAgent(dir: string, url: string, token = TOKEN) {
+  const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
+  const sessions = new MemorySessions();
+  const applier = new DesiredStateApplier({ sessions, statePath: join(dir, "actions.json"), log });
+  const authFailures: Error[] = [];
+  const loop = new HomeLoop({
+    client: new ControlPlaneClient({ baseUrl: url, token, timeoutMs: 2000 }),
+    outbox,
+    applier,
+    log,
+    status: () => ({
+      lifecycle: "ready",
+      agentVersion: "test",
+      uptimeSeconds: 1,
+      startedAt: new Date().toISOString(),
+      lastError: null,
+      metrics: { outboxPending: outbox.size },
+    }),
+    heartbeatIntervalMs: 50,
+    batchDelayMs: 5,
+    minBackoffMs: 10,
+    maxBackoffMs: 100,
+    onAuthFailure: (e) => authFailures.push(e),
+  });
+  const stop = async () => {
+    await loop.stop();
+    outbox.close();
+  };
+  return { outbox, sessions, applier, loop, authFailures, stop };
+}
+
+const note = (i: number): AgentEventDraft => ({
+  type: "log",
+  at: new Date().toISOString(),
+  payload: { level: "info", msg: `event ${i}`, fields: { i } },
+});
+
+const msgs = (cp: FakeControlPlane) =>
+  cp.state.applied.map((e) => (e.type === "log" ? e.payload.msg : `${e.type}`));
+
+describe("HomeLoop against a fake control plane", () => {
+  it("delivers every event exactly once across a control-plane restart and a lost response", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    let cp = await startFakeControlPlane(state);
+    const port = cp.port;
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.loop.start();
+    for (let i = 1; i <= 5; i++) agent.outbox.append(note(i));
+    await waitFor(() => state.ackedThrough === 5 && agent.outbox.size === 0, "first five events acked");
+
+    await cp.close(); // the control plane goes away; events keep arriving and wait in the outbox
+    for (let i = 6; i <= 10; i++) agent.outbox.append(note(i));
+    await waitFor(() => agent.loop.status.failures > 0, "the agent to notice");
+    expect(agent.outbox.size).toBe(5);
+
+    // Back with its database intact; the first batch is applied but the answer never arrives.
+    state.crashAfterApply = true;
+    cp = await startFakeControlPlane(state, port);
+    await waitFor(() => agent.outbox.size === 0, "outbox drained after restart");
+
+    expect(state.applied.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(msgs(cp)).toEqual(Array.from({ length: 10 }, (_, i) => `event ${i + 1}`));
+
+    // A replayed (old) batch is acknowledged without being applied again.
+    const client = new ControlPlaneClient({ baseUrl: cp.url, token: TOKEN });
+    const replay = await client.sendEvents({ events: state.applied.slice(5, 8) });
+    expect(replay).toEqual({ ackedThrough: 10, replayed: 3 });
+    expect(state.applied).toHaveLength(10);
+  });
+
+  it("resumes numbering after an agent restart and renumbers for a new instance", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    let agent = makeAgent(dir, cp.url);
+    agent.loop.start();
+    agent.outbox.append(note(1));
+    agent.outbox.append(note(2));
+    await waitFor(() => state.ackedThrough === 2, "two acked");
+    await agent.stop();
+
+    agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.outbox.append(note(3));
+    expect(agent.outbox.lastSeq).toBe(3);
+    agent.loop.start();
+    await waitFor(() => state.ackedThrough === 3, "third acked");
+    await agent.loop.stop();
+
+    // A new instance (wake): fresh control-plane record, new token, and the agent has pending events.
+    const next = newFakeState("second-instance-token-abcdef");
+    const cp2 = await startFakeControlPlane(next);
+    cleanups.push(() => cp2.close());
+    agent.outbox.append(note(4));
+    agent.outbox.append(note(5));
+    const agent2 = { ...makeAgentFromOutbox(dir, cp2.url, agent.outbox, "second-instance-token-abcdef") };
+    agent2.loop.start();
+    cleanups.push(() => agent2.loop.stop());
+    await waitFor(() => next.ackedThrough === 2, "renumbered events acked by the new instance");
+    expect(msgs(cp2)).toEqual(["event 4", "event 5"]);
+    expect(next.applied.map((e) => e.seq)).toEqual([1, 2]);
+  });
+
+  it("surfaces a wrong token clearly, without leaking it, and keeps the events", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url, "wrong-token-value-xyz");
+    cleanups.push(agent.stop);
+    agent.outbox.append(note(1));
+    agent.loop.start();
+    await waitFor(() => agent.loop.status.authFailed, "auth failure");
+    expect(agent.loop.status.lastError).toMatch(
+      /control plane rejected the agent token \(HTTP 401: unknown agent token\)/,
+    );
+    expect(agent.loop.status.lastError).not.toContain("wrong-token-value-xyz");
+    expect(agent.authFailures).toHaveLength(1);
+    expect(agent.outbox.size).toBe(1);
+    expect(state.applied).toHaveLength(0);
+  });
+
+  it("applies desired state: sessions converge and keys are typed exactly once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    state.desired = {
+      sessions: ["main", "second"],
+      sendKeys: [{ id: "k1", session: "main", keys: "echo hi", enter: true }],
+    };
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.sessions.names.add("stale");
+    agent.loop.start();
+    await waitFor(() => state.heartbeats.some((h) => h.completed.some((c) => c.id === "k1")), "k1 reported");
+    // The control plane keeps sending k1 until it acks; the agent must not type it again.
+    await waitFor(() => state.heartbeats.length >= 5, "more heartbeats");
+    state.desired = { ...state.desired, sendKeys: [], acks: { completed: ["k1"] } };
+    const n = state.heartbeats.length;
+    await waitFor(() => state.heartbeats.length >= n + 3, "heartbeats after ack");
+    expect(agent.sessions.typed).toEqual(["main/claude:echo hi⏎"]);
+    expect([...agent.sessions.names].sort()).toEqual(["main", "second"]);
+    expect(state.heartbeats.at(-1)!.completed).toEqual([]);
+    expect(state.heartbeats.find((h) => h.completed.length)!.completed[0]).toMatchObject({
+      id: "k1",
+      ok: true,
+    });
+    expect(state.traceparents.at(-1)).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  it("reports a backup request as not supported yet, once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    state.desired = { backup: { id: "b1" } };
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.loop.start();
+    await waitFor(() => state.heartbeats.some((h) => h.completed.length > 0), "backup result");
+    const result = state.heartbeats.find((h) => h.completed.length > 0)!.completed[0]!;
+    expect(result).toMatchObject({
+      id: "b1",
+      kind: "backup",
+      ok: false,
+      error: "backups are not implemented on this agent yet",
+    });
+  });
+
+  it("replaces an event the control plane refuses with a log line under the same seq", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    state.rejectSeqs.add(2);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.outbox.append(note(1));
+    agent.outbox.append({
+      type: "preview",
+      at: new Date().toISOString(),
+      payload: {
+        port: 3000,
+        protocol: "http",
+        address: "0.0.0.0",
+        state: "open",
+        process: "vite",
+        pid: 1,
+        framework: "vite",
+      },
+    });
+    agent.outbox.append(note(3));
+    agent.loop.start();
+    await waitFor(() => state.ackedThrough === 3, "all three acked");
+    expect(state.applied.map((e) => e.type)).toEqual(["log", "log", "log"]);
+    expect(state.applied[1]).toMatchObject({
+      seq: 2,
+      payload: { level: "error", msg: "control plane rejected preview event 2" },
+    });
+  });
+
+  it("flush sends everything pending and a final heartbeat", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    for (let i = 1; i <= 1200; i++) agent.outbox.append(note(i));
+    expect(await agent.loop.flush(5000)).toBe(true);
+    expect(state.ackedThrough).toBe(1200);
+    expect(state.heartbeats).toHaveLength(1);
+  });
+});
+
+function makeAgentFromOutbox(dir: string, url: string, outbox: Outbox, token: string) {
+  const applier = new DesiredStateApplier({ sessions: null, statePath: join(dir, "actions2.json"), log });
+  const loop = new HomeLoop({
+    client: new ControlPlaneClient({ baseUrl: url, token }),
+    outbox,
+    applier,
+    log,
+    status: () => ({
+      lifecycle: "ready" as const,
+      agentVersion: "test",
+      uptimeSeconds: 1,
+      startedAt: new Date().toISOString(),
+      lastError: null,
+      metrics: {},
+    }),
+    heartbeatIntervalMs: 50,
+    batchDelayMs: 5,
+    minBackoffMs: 10,
+    maxBackoffMs: 100,
+  });
+  return { loop };
+}

@@ -1,0 +1,289 @@
+/**
+ * The agent API, version 1: the contract between the box agent (box/) and the control plane (runtime/).
+ * Both sides import this file, so it imports nothing but zod.
+ *
+ * Transport: JSON over HTTP(S) to `<BERTH_CONTROL_PLANE_URL>/agent/v1/...`, `Authorization: Bearer <agent
+ * token>`, plus a W3C `traceparent` header. A breaking change gets new paths (`/agent/v2/...`); within v1,
+ * unknown object keys are stripped, so a newer agent may send fields an older control plane ignores.
+ *
+ *   POST /agent/v1/heartbeat   HeartbeatRequest → HeartbeatResponse   (every ~10 s, and at once on a lifecycle change)
+ *   POST /agent/v1/events      EventsRequest    → EventsResponse      (batches from the agent's outbox)
+ *
+ * Errors use the control plane's one shape `{ error: { code, message, requestId? } }`: 400 invalid body
+ * (the message names the field), 401 unknown/revoked token, 413 body over the limits below, 5xx retry.
+ *
+ * Exactly-once events:
+ * - The agent numbers every event `seq` = 1, 2, 3… with no gaps, per agent instance (per agent token), and
+ *   keeps unacknowledged events in an fsync'ed outbox on the volume (`system/state/outbox.jsonl`), so they
+ *   survive agent, box and control-plane restarts. It sends the oldest pending events first, one request at
+ *   a time, and resends them until acknowledged.
+ * - The control plane keeps `ackedThrough` per instance and applies a batch with `planEventBatch` in the
+ *   same transaction that stores the events: seq <= ackedThrough is a replay (acknowledged, never applied
+ *   again), seq = ackedThrough + 1 is applied and advances it, and anything after a gap is left for later.
+ *   It answers with the new `ackedThrough` (the highest contiguous seq), which the agent drops from its outbox.
+ * - The heartbeat response carries the same `eventsAckedThrough`, and the agent sends no event before it has
+ *   seen one. If the control plane is *behind* the agent's oldest pending event (a new instance, a restored
+ *   database), the agent renumbers its pending events to start at `eventsAckedThrough + 1`: nothing is lost,
+ *   and nothing the control plane already applied is sent again.
+ * - Notification events also carry a random `dedupeKey`, unique per workspace, as a second line of defence.
+ *
+ * Desired state rides on the heartbeat response (pull, so no inbound connection to the box is needed):
+ * the sessions to keep, a backup to run, keys to type. The agent reports each finished action in
+ * `completed` on the following heartbeats until the control plane lists its id in `acks.completed`, and it
+ * remembers finished ids so a resent action never runs twice.
+ */
+import { z } from "zod";
+
+export const AGENT_API_VERSION = 1 as const;
+export const AGENT_API_PREFIX = "/agent/v1";
+export const AGENT_API_PATHS = {
+  heartbeat: `${AGENT_API_PREFIX}/heartbeat`,
+  events: `${AGENT_API_PREFIX}/events`,
+} as const;
+
+/** Limits. The control plane must also cap the raw body at `MAX_REQUEST_BYTES` before parsing it. */
+export const LIMITS = {
+  maxRequestBytes: 1024 * 1024,
+  maxEventsPerBatch: 500,
+  maxTitle: 200,
+  maxMessage: 2000,
+  maxLogMessage: 4096,
+  maxLogFields: 32,
+  maxFieldValue: 1024,
+  maxError: 2000,
+  maxKeys: 4096,
+  maxSessions: 64,
+  maxActions: 100,
+  maxProcessName: 200,
+} as const;
+export const MAX_REQUEST_BYTES = LIMITS.maxRequestBytes;
+
+export const SESSION_NAME_RE = /^[a-z0-9-]{1,32}$/;
+export const sessionName = z.string().regex(SESSION_NAME_RE, "session name must match ^[a-z0-9-]{1,32}$");
+
+export const PANE_ROLES = ["claude", "logs", "shell"] as const;
+export const paneRole = z.enum(PANE_ROLES);
+export type PaneRole = z.infer<typeof paneRole>;
+
+export const AGENT_LIFECYCLES = [
+  "created",
+  "starting",
+  "ready",
+  "start_error",
+  "start_timeout",
+  "shutting_down",
+  "off",
+] as const;
+export const agentLifecycle = z.enum(AGENT_LIFECYCLES);
+export type AgentLifecycle = z.infer<typeof agentLifecycle>;
+
+const boundedText = (max: number) => z.string().max(max, `must be at most ${max} characters`);
+const seq = z.int().min(1).max(Number.MAX_SAFE_INTEGER);
+const isoTime = z.iso.datetime({ offset: true });
+const id = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, "must be 1-128 characters of [A-Za-z0-9._:-]");
+const traceparent = z
+  .string()
+  .regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, "must be a W3C traceparent")
+  .optional();
+const count = z.number().nonnegative().finite();
+
+// ---------------------------------------------------------------------------------------------- heartbeat
+
+export const metricsSnapshot = z.object({
+  loadAvg1: count.optional(),
+  memTotalBytes: count.optional(),
+  memAvailableBytes: count.optional(),
+  diskTotalBytes: count.optional(),
+  diskFreeBytes: count.optional(),
+  sessions: count.optional(),
+  previewsOpen: count.optional(),
+  outboxPending: count.optional(),
+  outboxDropped: count.optional(),
+  eventsSent: count.optional(),
+  notificationsEmitted: count.optional(),
+  notificationsDeduped: count.optional(),
+  homeFailures: count.optional(),
+});
+export type MetricsSnapshot = z.infer<typeof metricsSnapshot>;
+
+export const completedAction = z.object({
+  id,
+  kind: z.enum(["keys", "backup"]),
+  ok: z.boolean(),
+  error: boundedText(LIMITS.maxError).optional(),
+  at: isoTime,
+});
+export type CompletedAction = z.infer<typeof completedAction>;
+
+export const heartbeatRequest = z.object({
+  lifecycle: agentLifecycle,
+  agentVersion: boundedText(64).min(1),
+  uptimeSeconds: count,
+  /** When this agent process started and when it first reached `ready`: the agent's part of time-to-ready. */
+  startedAt: isoTime,
+  readyAt: isoTime.optional(),
+  lastError: boundedText(LIMITS.maxError).nullable(),
+  tailnetIp: z.union([z.ipv4(), z.ipv6()]).optional(),
+  /** Sessions that exist on the box now, so the control plane can see drift. */
+  sessions: z.array(sessionName).max(LIMITS.maxSessions).optional(),
+  /** Ports the agent currently reports as open previews (lets the control plane close stale ones). */
+  openPreviewPorts: z.array(z.int().min(1).max(65535)).max(1000).optional(),
+  metrics: metricsSnapshot,
+  completed: z.array(completedAction).max(LIMITS.maxActions).default([]),
+});
+export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
+export type HeartbeatRequestInput = z.input<typeof heartbeatRequest>;
+
+export const sendKeysAction = z.object({
+  id,
+  session: sessionName,
+  /** The pane by role: Claude Code, logs/preview commands, or the shell. */
+  pane: paneRole.default("claude"),
+  /** Typed literally (tmux `send-keys -l`); `enter` then presses Enter. */
+  keys: boundedText(LIMITS.maxKeys),
+  enter: z.boolean().default(false),
+  traceparent,
+});
+export type SendKeysAction = z.infer<typeof sendKeysAction>;
+
+export const backupAction = z.object({ id, traceparent });
+export type BackupAction = z.infer<typeof backupAction>;
+
+export const heartbeatResponse = z.object({
+  /** Absent: leave sessions alone. Present: ensure these exist and kill any other session on the agent's socket. */
+  sessions: z.array(sessionName).max(LIMITS.maxSessions).optional(),
+  /** A backup to run (placeholder until the backup issue: the agent reports it as not supported). */
+  backup: backupAction.nullable().default(null),
+  sendKeys: z.array(sendKeysAction).max(LIMITS.maxActions).default([]),
+  acks: z.object({ completed: z.array(id).max(LIMITS.maxActions).default([]) }).default({ completed: [] }),
+  /** The control plane's `ackedThrough` for this instance's events (see the exactly-once notes above). */
+  eventsAckedThrough: z.int().min(0),
+  heartbeatIntervalSeconds: z.int().min(1).max(300).optional(),
+});
+export type HeartbeatResponse = z.infer<typeof heartbeatResponse>;
+export type HeartbeatResponseInput = z.input<typeof heartbeatResponse>;
+
+// ---------------------------------------------------------------------------------------------- events
+
+export const NOTIFICATION_KINDS = [
+  "permission_prompt",
+  "idle_prompt",
+  "elicitation_dialog",
+  "stop",
+  "osc",
+] as const;
+export const notificationPayload = z.object({
+  kind: z.enum(NOTIFICATION_KINDS),
+  /** Where it came from: a Claude Code hook, an OSC 9/777 sequence, or a bare BEL in the pane output. */
+  source: z.enum(["hook", "osc9", "osc777", "bel"]),
+  session: sessionName.nullable(),
+  title: boundedText(LIMITS.maxTitle),
+  message: boundedText(LIMITS.maxMessage),
+  /** Unique per workspace; the control plane's `notifications (workspace, dedupe_key)` key. */
+  dedupeKey: id,
+});
+export type NotificationPayload = z.infer<typeof notificationPayload>;
+
+export const previewPayload = z.object({
+  port: z.int().min(1).max(65535),
+  /** `http` when the process looks like a known web server, `tcp` when we only know something listens. */
+  protocol: z.enum(["http", "tcp"]),
+  /** The listening address as seen in /proc/net/tcp*: `127.0.0.1`, `0.0.0.0`, `::`, ... */
+  address: boundedText(64),
+  state: z.enum(["open", "closed"]),
+  process: boundedText(LIMITS.maxProcessName).nullable(),
+  pid: z.int().min(1).nullable(),
+  framework: boundedText(40).nullable(),
+});
+export type PreviewPayload = z.infer<typeof previewPayload>;
+
+const fieldValue = z.union([boundedText(LIMITS.maxFieldValue), z.number(), z.boolean(), z.null()]);
+export const logPayload = z.object({
+  level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]),
+  msg: boundedText(LIMITS.maxLogMessage),
+  fields: z
+    .record(z.string().max(64), fieldValue)
+    .refine((r) => Object.keys(r).length <= LIMITS.maxLogFields, {
+      message: `at most ${LIMITS.maxLogFields} fields`,
+    })
+    .default({}),
+});
+export type LogPayload = z.infer<typeof logPayload>;
+
+export const lifecyclePayload = z.object({
+  from: agentLifecycle,
+  to: agentLifecycle,
+  error: boundedText(LIMITS.maxError).nullable().default(null),
+});
+export type LifecyclePayload = z.infer<typeof lifecyclePayload>;
+
+const eventBase = { seq, at: isoTime };
+export const agentEvent = z.discriminatedUnion("type", [
+  z.object({ ...eventBase, type: z.literal("notification"), payload: notificationPayload }),
+  z.object({ ...eventBase, type: z.literal("preview"), payload: previewPayload }),
+  z.object({ ...eventBase, type: z.literal("log"), payload: logPayload }),
+  z.object({ ...eventBase, type: z.literal("lifecycle"), payload: lifecyclePayload }),
+]);
+export type AgentEvent = z.infer<typeof agentEvent>;
+export type AgentEventType = AgentEvent["type"];
+/** An event before the outbox numbers it. */
+export type AgentEventDraft = { [T in AgentEvent as T["type"]]: Omit<T, "seq"> }[AgentEventType];
+
+export const eventsRequest = z.object({
+  events: z
+    .array(agentEvent)
+    .min(1, "a batch needs at least one event")
+    .max(LIMITS.maxEventsPerBatch, `a batch holds at most ${LIMITS.maxEventsPerBatch} events`)
+    .superRefine((events, ctx) => {
+      for (let i = 1; i < events.length; i++) {
+        if (events[i]!.seq !== events[i - 1]!.seq + 1)
+          ctx.addIssue({ code: "custom", path: [i, "seq"], message: "seq must increase by exactly 1" });
+      }
+    }),
+});
+export type EventsRequest = z.infer<typeof eventsRequest>;
+
+export const eventsResponse = z.object({
+  ackedThrough: z.int().min(0),
+  /** How many events of this batch were replays the control plane had already applied. */
+  replayed: z.int().min(0).default(0),
+});
+export type EventsResponse = z.infer<typeof eventsResponse>;
+
+/**
+ * The control plane's dedupe rule, as a pure function so both sides test the same thing. Call it inside the
+ * transaction that holds the instance row lock, apply `toApply`, store `ackedThrough`, and answer with it.
+ */
+export function planEventBatch(
+  ackedThrough: number,
+  events: readonly AgentEvent[],
+): { toApply: AgentEvent[]; replayed: number; ackedThrough: number } {
+  const sorted = [...events].sort((a, b) => a.seq - b.seq);
+  const toApply: AgentEvent[] = [];
+  let replayed = 0;
+  let through = ackedThrough;
+  for (const event of sorted) {
+    if (event.seq <= through) replayed++;
+    else if (event.seq === through + 1) {
+      toApply.push(event);
+      through = event.seq;
+    } else break; // a gap: the missing seq must arrive first
+  }
+  return { toApply, replayed, ackedThrough: through };
+}
+
+// ---------------------------------------------------------------------------------------------- errors
+
+export const errorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), requestId: z.string().optional() }),
+});
+export type ErrorBody = z.infer<typeof errorBody>;
+
+/** One line naming every problem: `events.3.payload.title: must be at most 200 characters; ...`. */
+export function describeIssues(error: z.ZodError, max = 5): string {
+  const parts = error.issues
+    .slice(0, max)
+    .map((i) => `${i.path.length ? i.path.map(String).join(".") : "(body)"}: ${i.message}`);
+  if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
+  return parts.join("; ");
+}
