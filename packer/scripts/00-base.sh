@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Base packages and the box user. tmux comes from the distribution (apt verifies it against the signed
+# Release file); the exact version is pinned so two builds of one image version carry the same tmux.
+# shellcheck source=lib.sh
+. "${BERTH_BUILD_DIR:?}/lib.sh"
+require_env TMUX_VERSION BOX_USER
+require_x86_64
+
+# cloud-init on a fresh server may still be running apt; wait for it before touching dpkg.
+cloud-init status --wait >/dev/null || true
+
+log "apt: base packages and tmux ${TMUX_VERSION}"
+apt-get update -q
+# iptables: the stack's cloud-init locks the metadata service to root with it (Tailscale uses it too).
+# util-linux provides setpriv, which berth-ttyd-start uses to drop to the box user.
+apt-get install -y -q --no-install-recommends \
+  "tmux=${TMUX_VERSION}" ca-certificates curl gnupg bzip2 xz-utils git iptables util-linux acl
+tmux -V
+
+log "user ${BOX_USER}: no password, no sudo"
+if ! id "$BOX_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash --user-group "$BOX_USER"
+fi
+passwd --lock "$BOX_USER" >/dev/null
+if id -nG "$BOX_USER" | tr ' ' '\n' | grep -qx sudo; then
+  die "$BOX_USER must not be in the sudo group: ttyd hands its shell to whoever holds the ttyd credential"
+fi
+
+install -d -m 0755 -o root -g root /opt/berth /opt/berth/bin

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The box agent: box/ from this repository plus the production dependencies from the repository's own
+# package-lock.json (npm ci checks each tarball's sha512). Install scripts stay off: the agent's native
+# dependency (@lydell/node-pty) ships prebuilt binaries.
+# shellcheck source=lib.sh
+. "${BERTH_BUILD_DIR:?}/lib.sh"
+export PATH="/opt/berth/node/bin:${PATH}"
+
+stage="${BERTH_BUILD_DIR}/agent"
+[[ -f "$stage/box/main.ts" ]] || die "box/main.ts was not uploaded: the image would have no agent to run"
+[[ -f "$stage/package-lock.json" ]] || die "package-lock.json was not uploaded"
+
+log "box agent: npm ci --omit=dev"
+(cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --cache "${BERTH_BUILD_DIR}/npm-cache")
+find "$stage/box" \( -name '*.test.ts' -o -name 'testing.ts' -o -name 'fake-*.ts' \) -delete
+
+rm -rf /opt/berth/agent
+install -d -m 0755 -o root -g root /opt/berth/agent
+cp -a "$stage/box" "$stage/node_modules" "$stage/package.json" /opt/berth/agent/
+chown -R root:root /opt/berth/agent
+chmod -R u=rwX,go=rX /opt/berth/agent
+
+# The contract module imports zod: loading it proves type stripping and dependency resolution both work.
+/opt/berth/node/bin/node -e 'await import("/opt/berth/agent/box/boot-config.ts")' ||
+  die "the installed agent does not load"
