@@ -1,0 +1,357 @@
+import { constants } from "node:fs";
+import { access, mkdir, stat } from "node:fs/promises";
+import { delimiter, isAbsolute, join } from "node:path";
+import { assertSessionName, exactSessionTarget } from "./names.ts";
+import {
+  DEFAULT_LOG_ROTATION,
+  type LogRotation,
+  rotatingLogPipeCommand,
+  sessionLogPath,
+} from "./session-log.ts";
+import {
+  isNoServerError,
+  TmuxClient,
+  TmuxCommandError,
+  type TmuxServerOptions,
+  tmuxEnv,
+} from "./tmux-command.ts";
+
+export type PaneRole = "claude" | "logs" | "shell";
+export const PANE_ROLES: readonly PaneRole[] = ["claude", "logs", "shell"];
+
+/** A user option on each pane: indexes shift with `base-index` and user splits, the tag does not. */
+const ROLE_OPTION = "@berth-role";
+
+/** tmux passes a client command in one message of at most 16 KiB, so long text is sent in pieces. */
+const SEND_KEYS_CHUNK_CHARS = 1024;
+export const MAX_SEND_KEYS_CHARS = 64 * 1024;
+
+export interface TmuxSessionsOptions extends TmuxServerOptions {
+  /** Working directory of every pane: the workspace's `user/projects`. Must exist. */
+  cwd: string;
+  /** The workspace's `system/logs`; capture goes to `<logsDir>/sessions/<name>.log`. */
+  logsDir: string;
+  /** Interactive shell for the panes; default `$SHELL` when absolute, else `/bin/bash`, else `/bin/sh`. */
+  shell?: string;
+  /** Its arguments; default `["-i"]` (interactive, not login: see the PATH note in `#create`). */
+  shellArgs?: string[];
+  /** What the Claude pane types into its shell; looked up on the panes' PATH. Default `claude`. */
+  claudeCommand?: string;
+  rotation?: LogRotation;
+  /** Size of a detached session until a client attaches (tmux's detached default is 80x24). */
+  width?: number;
+  height?: number;
+}
+
+export interface SessionInfo {
+  name: string;
+  windows: number;
+  attachedClients: number;
+  createdAt: Date;
+}
+
+export interface EnsureResult {
+  created: boolean;
+  logFile: string;
+}
+
+export class SessionNotFoundError extends Error {
+  override name = "SessionNotFoundError";
+}
+
+const CLAUDE_COMMAND = /^[A-Za-z0-9_./-]+( [A-Za-z0-9_./=-]+)*$/;
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await access(file, constants.X_OK);
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function findOnPath(command: string, pathVar: string | undefined): Promise<string | null> {
+  if (command.includes("/")) return (await isExecutable(command)) ? command : null;
+  for (const dir of (pathVar ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, command);
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The tmux sessions of one workspace, on a dedicated tmux server. Every method validates the session name
+ * before tmux sees it and targets sessions with `=name` (exact match).
+ */
+export class TmuxSessions {
+  readonly tmux: TmuxClient;
+  readonly #opts: TmuxSessionsOptions;
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(opts: TmuxSessionsOptions) {
+    if (!isAbsolute(opts.cwd)) throw new Error(`tmux sessions cwd must be an absolute path, got ${opts.cwd}`);
+    if (!isAbsolute(opts.logsDir))
+      throw new Error(`tmux sessions logsDir must be an absolute path, got ${opts.logsDir}`);
+    const claude = opts.claudeCommand ?? "claude";
+    if (!CLAUDE_COMMAND.test(claude))
+      throw new Error("claudeCommand must be words of [A-Za-z0-9_./=-] separated by single spaces");
+    this.#opts = opts;
+    this.tmux = new TmuxClient(opts);
+  }
+
+  logFile(name: string): string {
+    return sessionLogPath(this.#opts.logsDir, name);
+  }
+
+  async has(name: string): Promise<boolean> {
+    return this.tmux.succeeds(["has-session", "-t", exactSessionTarget(name)]);
+  }
+
+  /**
+   * Makes sure the session exists with its three panes and its capture running. Safe to call any number
+   * of times: an existing session is left as it is, except that a stopped capture is restarted.
+   * Calls for the same name are serialized in this process; another process racing on the same server
+   * loses with "duplicate session", which counts as "exists".
+   */
+  async ensure(name: string): Promise<EnsureResult> {
+    assertSessionName(name);
+    return this.#serialized(name, async () => {
+      let created = false;
+      if (!(await this.has(name))) created = await this.#create(name);
+      const logFile = await this.ensureCapture(name);
+      return { created, logFile };
+    });
+  }
+
+  async #create(name: string): Promise<boolean> {
+    const { cwd } = this.#opts;
+    const dir = await stat(cwd).catch(() => null);
+    if (!dir?.isDirectory()) throw new Error(`session working directory ${cwd} does not exist`);
+    const shellCommand = [await this.#shell(), ...(this.#opts.shellArgs ?? ["-i"])];
+    // Panes get this PATH explicitly: a tmux server started earlier (by another manager or a terminal
+    // attach) would otherwise give them its own, and the lookup below would not match what the pane sees.
+    // For the same reason the shells are interactive but not login shells: Debian's /etc/profile resets
+    // PATH, so the agent's PATH (which must include the box user's ~/.local/bin) is the one that counts.
+    const path = tmuxEnv(this.#opts.env).PATH ?? "/usr/local/bin:/usr/bin:/bin";
+    const paneEnv = ["-e", `PATH=${path}`];
+    const claudePath = await findOnPath((this.#opts.claudeCommand ?? "claude").split(" ")[0]!, path);
+    // Claude runs as a child of an interactive shell (typed in below), so when it exits or crashes the
+    // pane keeps a shell; with no Claude, the pane prints one line and becomes that shell.
+    const firstPane = claudePath
+      ? shellCommand
+      : [
+          "/bin/sh",
+          "-c",
+          `printf '%s\\n' ${shellQuote("Claude Code is not installed on this box (no claude on PATH): this pane is a shell.")}; exec "$@"`,
+          "berth-hint",
+          ...shellCommand,
+        ];
+    const size = [String(this.#opts.width ?? 200), String(this.#opts.height ?? 50)];
+    let claudePane: string;
+    try {
+      claudePane = (
+        await this.tmux.run([
+          "new-session",
+          "-d",
+          "-s",
+          name,
+          "-n",
+          "main",
+          "-x",
+          size[0]!,
+          "-y",
+          size[1]!,
+          "-c",
+          cwd,
+          ...paneEnv,
+          "-P",
+          "-F",
+          "#{pane_id}",
+          "--",
+          ...firstPane,
+        ])
+      ).trim();
+    } catch (err) {
+      if (err instanceof TmuxCommandError && /duplicate session/.test(err.stderr)) return false;
+      throw err;
+    }
+    const split = async (direction: "-h" | "-v", from: string) =>
+      (
+        await this.tmux.run([
+          "split-window",
+          direction,
+          "-d",
+          "-t",
+          from,
+          "-c",
+          cwd,
+          ...paneEnv,
+          "-P",
+          "-F",
+          "#{pane_id}",
+          "--",
+          ...shellCommand,
+        ])
+      ).trim();
+    const logsPane = await split("-h", claudePane);
+    const shellPane = await split("-v", logsPane);
+    const panes: Record<PaneRole, string> = { claude: claudePane, logs: logsPane, shell: shellPane };
+    for (const role of PANE_ROLES)
+      await this.tmux.run(["set-option", "-p", "-t", panes[role], ROLE_OPTION, role]);
+    await this.tmux.run(["select-layout", "-t", claudePane, "main-vertical"]);
+    await this.tmux.run(["select-pane", "-t", claudePane]);
+    if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
+    return true;
+  }
+
+  async #shell(): Promise<string> {
+    const candidates = [this.#opts.shell, process.env.SHELL, "/bin/bash", "/bin/sh"];
+    for (const c of candidates) if (c && isAbsolute(c) && (await isExecutable(c))) return c;
+    throw new Error("no usable shell for tmux panes (tried the shell option, $SHELL, /bin/bash, /bin/sh)");
+  }
+
+  /** Pane ids by role. A session that Berth did not lay out has no tags: its first pane stands in for Claude. */
+  async panes(name: string): Promise<Partial<Record<PaneRole, string>>> {
+    let out: string;
+    try {
+      out = await this.tmux.run([
+        "list-panes",
+        "-s",
+        "-t",
+        exactSessionTarget(name),
+        "-F",
+        `#{pane_id}\t#{${ROLE_OPTION}}`,
+      ]);
+    } catch (err) {
+      if (err instanceof TmuxCommandError)
+        throw new SessionNotFoundError(`tmux session ${name} does not exist`);
+      throw err;
+    }
+    const result: Partial<Record<PaneRole, string>> = {};
+    const lines = out.split("\n").filter(Boolean);
+    for (const line of lines) {
+      const [id, role] = line.split("\t");
+      if (id && (PANE_ROLES as readonly string[]).includes(role ?? "")) result[role as PaneRole] ??= id;
+    }
+    if (!result.claude && lines[0]) result.claude = lines[0].split("\t")[0]!;
+    return result;
+  }
+
+  async paneId(name: string, role: PaneRole): Promise<string> {
+    const id = (await this.panes(name))[role];
+    if (!id) throw new SessionNotFoundError(`tmux session ${name} has no ${role} pane`);
+    return id;
+  }
+
+  /**
+   * Starts capturing the Claude pane into the session log unless a pipe is already open. Only the Claude
+   * pane is captured: it is the one whose OSC/BEL notifications matter, while the logs pane tails dev
+   * servers (whose bells would be false alarms) and the shell pane is the user's own.
+   */
+  async ensureCapture(name: string): Promise<string> {
+    const pane = await this.paneId(name, "claude");
+    const logFile = this.logFile(name);
+    const piped = (await this.tmux.run(["display-message", "-p", "-t", pane, "#{pane_pipe}"])).trim();
+    // `pipe-pane -o` toggles, so a second call would close the pipe: check first, then open without -o.
+    if (piped === "1") return logFile;
+    await mkdir(join(this.#opts.logsDir, "sessions"), { recursive: true });
+    await this.tmux.run([
+      "pipe-pane",
+      "-O",
+      "-t",
+      pane,
+      rotatingLogPipeCommand(logFile, this.#opts.rotation ?? DEFAULT_LOG_ROTATION),
+    ]);
+    return logFile;
+  }
+
+  async list(): Promise<SessionInfo[]> {
+    let out: string;
+    try {
+      out = await this.tmux.run([
+        "list-sessions",
+        "-F",
+        "#{session_name}\t#{session_windows}\t#{session_attached}\t#{session_created}",
+      ]);
+    } catch (err) {
+      if (isNoServerError(err)) return [];
+      throw err;
+    }
+    return out
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const [name, windows, attached, created] = line.split("\t");
+        return {
+          name: name ?? "",
+          windows: Number(windows),
+          attachedClients: Number(attached),
+          createdAt: new Date(Number(created) * 1000),
+        };
+      });
+  }
+
+  /** Kills the session (its capture helper sees EOF and exits). Returns false if it did not exist. */
+  async kill(name: string): Promise<boolean> {
+    const target = exactSessionTarget(name);
+    return this.#serialized(name, () => this.tmux.succeeds(["kill-session", "-t", target]));
+  }
+
+  /**
+   * Types text into a pane exactly as given (`send-keys -l`: no key names, no format expansion), then
+   * Enter when asked. Text is bounded so one request cannot flood a pane.
+   */
+  async sendKeys(name: string, text: string, opts: { pane?: PaneRole; enter?: boolean } = {}): Promise<void> {
+    if (typeof text !== "string") throw new TypeError("send-keys text must be a string");
+    if (text.length > MAX_SEND_KEYS_CHARS)
+      throw new RangeError(
+        `send-keys text is ${text.length} characters; the limit is ${MAX_SEND_KEYS_CHARS}`,
+      );
+    const pane = await this.paneId(name, opts.pane ?? "claude");
+    await this.#sendLiteral(pane, text);
+    if (opts.enter) await this.tmux.run(["send-keys", "-t", pane, "Enter"]);
+  }
+
+  async #typeLine(pane: string, line: string): Promise<void> {
+    await this.#sendLiteral(pane, line);
+    await this.tmux.run(["send-keys", "-t", pane, "Enter"]);
+  }
+
+  async #sendLiteral(pane: string, text: string): Promise<void> {
+    const chars = Array.from(text); // code points, so a chunk never splits a surrogate pair
+    for (let i = 0; i < chars.length; i += SEND_KEYS_CHUNK_CHARS) {
+      const chunk = chars.slice(i, i + SEND_KEYS_CHUNK_CHARS).join("");
+      await this.tmux.run(["send-keys", "-l", "-t", pane, "--", chunk]);
+    }
+  }
+
+  /** The pane's screen plus `lines` of history, wrapped lines joined. */
+  async capture(name: string, opts: { pane?: PaneRole; lines?: number } = {}): Promise<string> {
+    const lines = opts.lines ?? 200;
+    if (!Number.isSafeInteger(lines) || lines < 0 || lines > 100_000)
+      throw new RangeError(`capture lines must be an integer from 0 to 100000, got ${lines}`);
+    const pane = await this.paneId(name, opts.pane ?? "claude");
+    return this.tmux.run(["capture-pane", "-p", "-J", "-S", String(-lines), "-t", pane]);
+  }
+
+  /** Stops the whole dedicated server: hibernation and tests. */
+  killServer(): Promise<void> {
+    return this.tmux.killServer();
+  }
+
+  #serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    this.#locks.set(name, settled);
+    void settled.then(() => {
+      if (this.#locks.get(name) === settled) this.#locks.delete(name);
+    });
+    return next;
+  }
+}
