@@ -246,7 +246,7 @@ describe("PulumiDriver with a scripted pulumi", () => {
                 policyPackName: "berth-baseline",
                 policyPackVersion: "",
                 policyPackVersionTag: "",
-                enforcementLevel: "advisory",
+                enforcementLevel: "warning",
               },
             },
             {
