@@ -1,0 +1,73 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { HOOK_MARKER, hookCommand, installClaudeHooks, NOTIFICATION_MATCHER } from "./install-hooks.ts";
+
+const dir = () => mkdtempSync(join(tmpdir(), "berth-hooks-"));
+const read = (d: string) => JSON.parse(readFileSync(join(d, "settings.json"), "utf8"));
+
+describe("installClaudeHooks", () => {
+  it("creates the documented hooks shape in an empty .claude", async () => {
+    const d = dir();
+    expect((await installClaudeHooks({ claudeDir: d, agentPort: 7690 })).changed).toBe(true);
+    const s = read(d);
+    expect(s.hooks.Notification).toEqual([
+      {
+        matcher: NOTIFICATION_MATCHER,
+        hooks: [{ type: "command", command: hookCommand(7690), timeout: 10 }],
+      },
+    ]);
+    expect(s.hooks.Stop).toEqual([{ hooks: [{ type: "command", command: hookCommand(7690), timeout: 10 }] }]);
+  });
+
+  it("keeps the user's settings and hooks, is idempotent, and follows a port change", async () => {
+    const d = dir();
+    const user = {
+      model: "opus",
+      permissions: { allow: ["Bash(ls)"] },
+      hooks: {
+        Stop: [{ hooks: [{ type: "command", command: "say done" }] }],
+        PreToolUse: [{ matcher: "Bash", hooks: [{ type: "command", command: "audit" }] }],
+      },
+    };
+    writeFileSync(join(d, "settings.json"), JSON.stringify(user));
+    await installClaudeHooks({ claudeDir: d, agentPort: 7690 });
+    const once = readFileSync(join(d, "settings.json"), "utf8");
+    expect((await installClaudeHooks({ claudeDir: d, agentPort: 7690 })).changed).toBe(false);
+    expect(readFileSync(join(d, "settings.json"), "utf8")).toBe(once);
+
+    await installClaudeHooks({ claudeDir: d, agentPort: 7777 });
+    const s = read(d);
+    expect(s.model).toBe("opus");
+    expect(s.permissions).toEqual(user.permissions);
+    expect(s.hooks.PreToolUse).toEqual(user.hooks.PreToolUse);
+    expect(s.hooks.Stop[0]).toEqual(user.hooks.Stop[0]);
+    const ourCommands = JSON.stringify(s).match(new RegExp(HOOK_MARKER, "g"));
+    expect(ourCommands).toHaveLength(2);
+    expect(JSON.stringify(s)).toContain("127.0.0.1:7777/hooks/claude");
+    expect(JSON.stringify(s)).not.toContain(":7690/");
+  });
+
+  it("leaves broken JSON untouched and says why", async () => {
+    const d = dir();
+    writeFileSync(join(d, "settings.json"), "{ broken");
+    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+      /settings\.json is not valid JSON .*leaving it untouched/,
+    );
+    expect(readFileSync(join(d, "settings.json"), "utf8")).toBe("{ broken");
+    writeFileSync(join(d, "settings.json"), '{"hooks": {"Stop": {"not": "an array"}}}');
+    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+      /hooks\.Stop" must be an array/,
+    );
+  });
+
+  it("produces a command that sh parses and that posts stdin with the session header", () => {
+    // Parse-only check with the real shell: quoting mistakes would fail here.
+    execFileSync("sh", ["-n", "-c", hookCommand(7690)]);
+    expect(hookCommand(7690)).toMatch(
+      /--data-binary @- http:\/\/127\.0\.0\.1:7690\/hooks\/claude \|\| true # berth-agent-hook$/,
+    );
+  });
+});

@@ -1,0 +1,63 @@
+import { appendFileSync, mkdtempSync, renameSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { LogTailer } from "./log-tailer.ts";
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), "berth-tail-"));
+  const got: string[] = [];
+  const resets: string[] = [];
+  const t = new LogTailer({
+    dir,
+    onData: (s, c) => got.push(`${s}:${c.toString()}`),
+    onReset: (s) => resets.push(s),
+  });
+  return { dir, got, resets, t };
+}
+
+describe("LogTailer", () => {
+  it("skips what existed at start, then follows appends and new files from their start", () => {
+    const { dir, got, t } = setup();
+    writeFileSync(join(dir, "old.log"), "history");
+    writeFileSync(join(dir, "ignored.txt"), "x");
+    writeFileSync(join(dir, "Bad#Name.log"), "x");
+    t.poll();
+    appendFileSync(join(dir, "old.log"), "new");
+    writeFileSync(join(dir, "fresh.log"), "hello");
+    t.poll();
+    expect(got.sort()).toEqual(["fresh:hello", "old:new"]);
+    t.stop();
+  });
+
+  it("reads a rotated file to its end and continues with the new one", () => {
+    const { dir, got, resets, t } = setup();
+    const log = join(dir, "s1.log");
+    writeFileSync(log, "");
+    t.poll();
+    appendFileSync(log, "a");
+    t.poll();
+    appendFileSync(log, "b-before-rotate");
+    renameSync(log, `${log}.1`);
+    writeFileSync(log, "c-after");
+    t.poll();
+    expect(got).toEqual(["s1:a", "s1:b-before-rotate", "s1:c-after"]);
+    expect(resets).toEqual([]);
+    t.stop();
+  });
+
+  it("restarts at 0 when the file is truncated in place, and says so", () => {
+    const { dir, got, resets, t } = setup();
+    const log = join(dir, "s1.log");
+    writeFileSync(log, "");
+    t.poll();
+    appendFileSync(log, "0123456789");
+    t.poll();
+    truncateSync(log, 0);
+    appendFileSync(log, "xy");
+    t.poll();
+    expect(got).toEqual(["s1:0123456789", "s1:xy"]);
+    expect(resets).toEqual(["s1"]);
+    t.stop();
+  });
+});

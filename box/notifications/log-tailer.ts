@@ -1,0 +1,132 @@
+/**
+ * Follows every `<dir>/<session>.log` (tmux pipe-pane capture, box/tmux/session-log.ts) and hands new bytes
+ * to `onData`. Polling with stat rather than fs.watch: watch events are lossy across renames and unsupported
+ * on some filesystems, and a 250 ms poll of a handful of files costs nothing.
+ *
+ * Rotation: the writer renames `<name>.log` to `<name>.log.1` and starts a new `<name>.log` at the very next
+ * byte. We notice the inode change, read the old descriptor to its end, then continue with the new file, so
+ * the stream stays continuous (a sequence split across the rotation still parses). A file that shrinks in
+ * place was truncated: we restart at 0 and `onReset` lets the parser drop its partial state.
+ * Files present when the tailer starts are followed from their end: old output was already handled (or is
+ * stale), and replaying it would repeat old notifications.
+ */
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { SESSION_NAME_RE } from "../protocol.ts";
+
+interface Followed {
+  fd: number;
+  ino: number;
+  offset: number;
+}
+
+export interface LogTailerOptions {
+  dir: string;
+  onData: (session: string, chunk: Buffer) => void;
+  onReset?: (session: string) => void;
+  onError?: (err: Error) => void;
+  pollMs?: number;
+  /** Upper bound on bytes read per file per poll, so one chatty session cannot stall the others. */
+  maxReadBytes?: number;
+}
+
+export class LogTailer {
+  private readonly o: Required<Omit<LogTailerOptions, "onReset" | "onError">> &
+    Pick<LogTailerOptions, "onReset" | "onError">;
+  private files = new Map<string, Followed>();
+  private timer: NodeJS.Timeout | null = null;
+  private first = true;
+  private readonly buf: Buffer;
+
+  constructor(options: LogTailerOptions) {
+    this.o = { pollMs: 250, maxReadBytes: 1024 * 1024, ...options };
+    this.buf = Buffer.allocUnsafe(64 * 1024);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.poll();
+    this.timer = setInterval(() => this.poll(), this.o.pollMs);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.poll(); // deliver what was written up to now
+    for (const f of this.files.values()) closeSync(f.fd);
+    this.files.clear();
+  }
+
+  /** One pass over the directory; public so tests can step deterministically. */
+  poll(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.o.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.o.onError?.(err as Error);
+      names = [];
+    }
+    const present = new Set<string>();
+    for (const name of names) {
+      if (!name.endsWith(".log")) continue;
+      const session = name.slice(0, -4);
+      if (!SESSION_NAME_RE.test(session)) continue;
+      present.add(session);
+      try {
+        this.follow(session, join(this.o.dir, name));
+      } catch (err) {
+        this.o.onError?.(err as Error);
+      }
+    }
+    for (const [session, f] of this.files) {
+      if (present.has(session)) continue;
+      this.drain(session, f, Number.POSITIVE_INFINITY);
+      closeSync(f.fd);
+      this.files.delete(session);
+    }
+    this.first = false;
+  }
+
+  private follow(session: string, path: string): void {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(path);
+    } catch {
+      return; // removed between readdir and stat
+    }
+    let f = this.files.get(session);
+    if (f && f.ino !== st.ino) {
+      // Rotated: finish the old file, then the new one continues the same stream.
+      this.drain(session, f, Number.POSITIVE_INFINITY);
+      closeSync(f.fd);
+      f = undefined;
+      this.files.delete(session);
+      const fd = openSync(path, "r");
+      f = { fd, ino: fstatSync(fd).ino, offset: 0 };
+      this.files.set(session, f);
+    }
+    if (!f) {
+      const fd = openSync(path, "r");
+      const size = fstatSync(fd).size;
+      f = { fd, ino: fstatSync(fd).ino, offset: this.first ? size : 0 };
+      this.files.set(session, f);
+    }
+    const size = fstatSync(f.fd).size;
+    if (size < f.offset) {
+      f.offset = 0;
+      this.o.onReset?.(session);
+    }
+    this.drain(session, f);
+  }
+
+  private drain(session: string, f: Followed, budget = this.o.maxReadBytes): void {
+    while (budget > 0) {
+      const n = readSync(f.fd, this.buf, 0, Math.min(this.buf.length, budget), f.offset);
+      if (n <= 0) break;
+      f.offset += n;
+      budget -= n;
+      this.o.onData(session, Buffer.from(this.buf.subarray(0, n)));
+    }
+  }
+}
