@@ -12,8 +12,10 @@ for rel in root/.ssh/authorized_keys var/lib/tailscale/tailscaled.state run/bert
   var/lib/cloud/instance etc/ssh/ssh_host_rsa_key etc/ssh/ssh_host_ecdsa_key etc/ssh/ssh_host_ed25519_key; do
   if [[ -e "$root/$rel" || -L "$root/$rel" ]]; then findings+=("/$rel"); fi
 done
-if [[ -d "$root/run/berth/credentials" ]] && [[ -n "$(ls -A "$root/run/berth/credentials")" ]]; then
-  findings+=("/run/berth/credentials/*")
+if [[ -d "$root/run/berth/credentials" ]]; then
+  while IFS= read -r -d '' path; do
+    findings+=("${path#"$root"}")
+  done < <(find "$root/run/berth/credentials" -mindepth 1 -print0)
 fi
 if [[ -s "$root/etc/machine-id" ]]; then findings+=("/etc/machine-id (must be empty)"); fi
 

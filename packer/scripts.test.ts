@@ -1,0 +1,199 @@
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PACKER_DIR, run, which } from "./test/tools.ts";
+
+const LIB = join(PACKER_DIR, "scripts/lib.sh");
+const CHECKER = join(PACKER_DIR, "scripts/check-no-secrets.sh");
+const ATTACH = join(PACKER_DIR, "files/bin/berth-tmux-attach");
+const TTYD_START = join(PACKER_DIR, "files/bin/berth-ttyd-start");
+const FAKE_TAILSCALE_KEY = ["tskey", "auth", "kTESTONLY0000CNTRL-notarealkey"].join("-");
+const FAKE_CREDENTIAL = ["berth", "Kx7Wq2-fake-ttyd-pass"].join(":");
+
+const scratch = (prefix: string) => mkdtempSync(join(tmpdir(), `berth-${prefix}-`));
+
+function put(root: string, rel: string, content: string) {
+  const path = join(root, rel);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, content);
+}
+
+/** A directory of stub executables that record their argv, one line per argument. */
+function stubs(names: string[]): { bin: string; argvOf: (name: string) => string } {
+  const bin = scratch("stubs");
+  for (const name of names) {
+    const path = join(bin, name);
+    writeFileSync(path, `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > "${bin}/${name}.argv"\n`);
+    chmodSync(path, 0o755);
+  }
+  return { bin, argvOf: (name) => run("cat", [join(bin, `${name}.argv`)]).stdout };
+}
+
+const bash = (script: string, env: NodeJS.ProcessEnv = {}) =>
+  run("bash", ["-c", script], { env: { PATH: process.env.PATH, ...env } });
+
+describe("scripts/lib.sh", () => {
+  it("refuses to install when a checksum is missing or malformed, before downloading anything", () => {
+    for (const sum of ["", "abc", "F".repeat(64)]) {
+      const result = bash(`. '${LIB}'; fetch_verified https://example.invalid/x '${sum}' /nonexistent/x`);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain("refusing to install it unverified");
+    }
+  });
+
+  it("accepts a file whose SHA-256 matches the pin and rejects one that does not", () => {
+    const dir = scratch("sha");
+    const file = join(dir, "artifact");
+    writeFileSync(file, "hello\n");
+    const good = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    expect(bash(`. '${LIB}'; verify_sha256 '${file}' ${good}`).status).toBe(0);
+    const bad = bash(`. '${LIB}'; verify_sha256 '${file}' ${"0".repeat(64)}`);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain("checksum mismatch for artifact");
+  });
+
+  it("names a pin the template forgot to pass", () => {
+    const result = bash(`. '${LIB}'; require_env NODE_VERSION`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("NODE_VERSION is not set");
+  });
+});
+
+describe("scripts/check-no-secrets.sh", () => {
+  const clean = () => {
+    const root = scratch("image");
+    put(root, "etc/machine-id", "");
+    put(root, "etc/hostname", "localhost\n");
+    put(root, "root/.profile", "# ~/.profile\n");
+    put(root, "opt/berth/agent/node_modules/some-pkg/test/key.pem", "-----BEGIN RSA PRIVATE KEY-----\n");
+    return root;
+  };
+
+  it("passes a clean tree (test keys inside node_modules are not the image's secrets)", () => {
+    const result = run(CHECKER, [clean()]);
+    expect(result.stderr).toBe("");
+    expect(result.status).toBe(0);
+  });
+
+  const leaks: [string, string, string][] = [
+    ["a Tailscale key in a file", "root/notes.txt", `key ${FAKE_TAILSCALE_KEY}\n`],
+    ["the build's authorized_keys", "root/.ssh/authorized_keys", "ssh-ed25519 AAAA build\n"],
+    ["an SSH host key", "etc/ssh/ssh_host_ed25519_key", "x\n"],
+    ["a shell history", "home/claude/.bash_history", "ls\n"],
+    ["Tailscale's node state", "var/lib/tailscale/tailscaled.state", "{}\n"],
+    ["a written credential", "run/berth/credentials/agent-token", "x\n"],
+    ["a non-empty machine-id", "etc/machine-id", "0123456789abcdef0123456789abcdef\n"],
+    ["a secret in /etc/environment", "etc/environment", "BERTH_AGENT_TOKEN=x\n"],
+  ];
+  for (const [what, rel, content] of leaks) {
+    it(`fails on ${what}, naming the file but not its content`, () => {
+      const root = clean();
+      put(root, rel, content);
+      const result = run(CHECKER, [root]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(`/${rel}`);
+      expect(result.stderr).not.toContain(FAKE_TAILSCALE_KEY);
+    });
+  }
+});
+
+describe("files/bin/berth-tmux-attach", () => {
+  it("attaches to the named session on the berth socket", () => {
+    const { bin, argvOf } = stubs(["tmux"]);
+    const result = run(ATTACH, ["main-1"], { env: { PATH: `${bin}:/usr/bin:/bin`, TMUX: "/x,1,0" } });
+    expect(result.status).toBe(0);
+    expect(argvOf("tmux").split("\n")).toEqual([
+      "-S",
+      "/run/berth-tmux/tmux.sock",
+      "new-session",
+      "-A",
+      "-s",
+      "main-1",
+      "",
+    ]);
+  });
+
+  for (const args of [[], ["x#(touch /tmp/pwned)"], ["UPPER"], ["a".repeat(33)], ["a", "b"]]) {
+    it(`refuses ${JSON.stringify(args)} without running tmux`, () => {
+      const { bin } = stubs(["tmux"]);
+      const result = run(ATTACH, args, { env: { PATH: `${bin}:/usr/bin:/bin` } });
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain("session name");
+      expect(run("test", ["-e", join(bin, "tmux.argv")]).status).toBe(1);
+    });
+  }
+});
+
+describe("files/bin/berth-ttyd-start", () => {
+  const start = (credential: string | undefined, env: NodeJS.ProcessEnv = {}) => {
+    const { bin, argvOf } = stubs(["setpriv"]);
+    const creds = scratch("creds");
+    if (credential !== undefined) writeFileSync(join(creds, "ttyd-credential"), credential);
+    const result = run(TTYD_START, [], {
+      env: { PATH: `${bin}:/usr/bin:/bin`, CREDENTIALS_DIRECTORY: creds, ...env },
+    });
+    return {
+      result,
+      argv: () =>
+        argvOf("setpriv")
+          .split("\n")
+          .filter((a) => a !== ""),
+    };
+  };
+
+  it("drops to the box user and starts ttyd writable, with url args, quiet logs and the credential", () => {
+    const { result, argv } = start(`${FAKE_CREDENTIAL}\n`);
+    expect(result.status).toBe(0);
+    expect(argv()).toEqual([
+      "--reuid=claude",
+      "--regid=claude",
+      "--init-groups",
+      "--inh-caps=-all",
+      "--",
+      "/usr/local/bin/ttyd",
+      "--port",
+      "7681",
+      "--writable",
+      "--url-arg",
+      "--debug",
+      "3",
+      "--credential",
+      FAKE_CREDENTIAL,
+      "/opt/berth/bin/berth-tmux-attach",
+    ]);
+  });
+
+  it("binds the configured port and interface", () => {
+    const { argv } = start(FAKE_CREDENTIAL, { BERTH_TTYD_PORT: "17681", BERTH_TTYD_HOST: "100.64.0.7" });
+    expect(argv()).toEqual(expect.arrayContaining(["17681", "--interface", "100.64.0.7"]));
+  });
+
+  it("refuses a credential that is not user:password without printing it", () => {
+    const { result } = start("justapassword-Kx7Wq2");
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("user:password");
+    expect(result.stderr).not.toContain("Kx7Wq2");
+  });
+
+  it("refuses to run outside its unit or with an empty credential", () => {
+    expect(start(undefined, { CREDENTIALS_DIRECTORY: "" }).result.stderr).toContain("berth-ttyd.service");
+    expect(start("").result.status).toBe(1);
+  });
+});
+
+const tmpfiles = which("systemd-tmpfiles");
+describe("files/etc/tmpfiles.d/berth.conf", () => {
+  it.skipIf(!tmpfiles)("creates root-only directories and credstore links to cloud-init's files", () => {
+    const root = scratch("tmpfiles");
+    const conf = join(PACKER_DIR, "files/etc/tmpfiles.d/berth.conf");
+    const result = run(tmpfiles!, [`--root=${root}`, "--create", conf]);
+    expect(result.stderr).toBe("");
+    for (const dir of ["run/berth", "run/berth/credentials", "run/credstore"]) {
+      expect(lstatSync(join(root, dir)).mode & 0o777, dir).toBe(0o700);
+    }
+    expect(readlinkSync(join(root, "run/credstore/tailscale-auth-key"))).toBe(
+      "/run/berth/credentials/tailscale-auth-key",
+    );
+  });
+});

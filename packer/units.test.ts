@@ -1,0 +1,179 @@
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  AGENT_ENV_PATH,
+  CREDENTIALS_SOURCE_DIR,
+  OPTIONAL_CREDENTIALS,
+  REQUIRED_CREDENTIALS,
+} from "../box/boot-config.ts";
+import { parseUnit, type UnitFile, value, values } from "./systemd-unit.ts";
+import { PACKER_DIR, run, which } from "./test/tools.ts";
+
+const UNIT_DIR = join(PACKER_DIR, "files", "systemd");
+const UNITS = ["berth-agent.service", "berth-tmux.service", "berth-ttyd.service"];
+const read = (rel: string) => readFileSync(join(PACKER_DIR, rel), "utf8");
+const unit = (name: string): UnitFile => parseUnit(readFileSync(join(UNIT_DIR, name), "utf8"));
+const SOCKET = "/run/berth-tmux/tmux.sock";
+
+// Settings that give a unit a mount namespace of its own; a mount made inside one stays inside it.
+const MOUNT_NAMESPACE_SETTINGS = [
+  "ProtectSystem",
+  "ProtectHome",
+  "PrivateTmp",
+  "PrivateDevices",
+  "PrivateMounts",
+  "ProtectProc",
+  "ProtectKernelTunables",
+  "ProtectKernelModules",
+  "ProtectControlGroups",
+  "ReadOnlyPaths",
+  "ReadWritePaths",
+  "InaccessiblePaths",
+  "TemporaryFileSystem",
+  "BindPaths",
+  "BindReadOnlyPaths",
+  "RootDirectory",
+  "MountFlags",
+];
+
+/**
+ * systemd-analyze verify against a scratch root: the host's own units (for targets such as
+ * sysinit.target) plus ours, and an executable stub at every ExecStart= path, which do not exist here.
+ */
+function verify(unitTexts: Record<string, string>) {
+  const root = mkdtempSync(join(tmpdir(), "berth-units-"));
+  cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
+  const etc = join(root, "etc/systemd/system");
+  mkdirSync(etc, { recursive: true });
+  for (const [name, text] of Object.entries(unitTexts)) {
+    writeFileSync(join(etc, name), text);
+    for (const exec of values(parseUnit(text), "Service", "ExecStart")) {
+      const bin = join(root, exec.replace(/^[-@:+!]+/, "").split(/\s+/)[0]!);
+      mkdirSync(dirname(bin), { recursive: true });
+      writeFileSync(bin, "#!/bin/sh\n");
+      chmodSync(bin, 0o755);
+    }
+  }
+  return run(
+    "systemd-analyze",
+    ["verify", `--root=${root}`, "--man=no", ...Object.keys(unitTexts).map((n) => join(etc, n))],
+    { env: { ...process.env, SYSTEMD_LOG_TARGET: "console", SYSTEMD_LOG_COLOR: "0" } },
+  );
+}
+
+const analyze = which("systemd-analyze");
+const canVerify = analyze !== undefined && existsSync("/usr/lib/systemd/system/sysinit.target");
+
+describe("systemd-analyze verify", () => {
+  it.skipIf(!canVerify)("accepts the three units without a warning", () => {
+    const texts = Object.fromEntries(UNITS.map((n) => [n, readFileSync(join(UNIT_DIR, n), "utf8")]));
+    const result = verify(texts);
+    expect(result.stdout + result.stderr).toBe("");
+    expect(result.status).toBe(0);
+  });
+
+  it.skipIf(!canVerify)("reports a unit with an unknown key or a bad value", () => {
+    const result = verify({
+      "berth-bad.service": "[Service]\nExecStart=/opt/berth/bin/x\nNoNewPrivileges=maybe\nRestartt=always\n",
+    });
+    expect(result.stderr).toContain("Failed to parse boolean value");
+    expect(result.stderr).toContain("Unknown key 'Restartt'");
+  });
+
+  it.runIf(!canVerify)("notes that systemd-analyze verify was skipped", () => {
+    console.warn(
+      "systemd-analyze or /usr/lib/systemd/system is missing: install the Debian package `systemd` to verify " +
+        "units; the structural checks below still run",
+    );
+  });
+});
+
+describe("berth-agent.service", () => {
+  const agent = unit("berth-agent.service");
+
+  it("reads settings from the contract's environment file, never /etc/environment", () => {
+    expect(values(agent, "Service", "EnvironmentFile")).toEqual([AGENT_ENV_PATH]);
+    for (const name of UNITS)
+      expect(readFileSync(join(UNIT_DIR, name), "utf8")).not.toContain("/etc/environment");
+  });
+
+  it("loads every required credential from its file, so a missing one fails the start", () => {
+    const lines = values(agent, "Service", "LoadCredential");
+    for (const name of REQUIRED_CREDENTIALS) {
+      expect(lines).toContain(`${name}:${CREDENTIALS_SOURCE_DIR}/${name}`);
+    }
+  });
+
+  it("loads every optional credential by name through /run/credstore, so a missing one is skipped", () => {
+    const lines = values(agent, "Service", "LoadCredential");
+    const tmpfiles = read("files/etc/tmpfiles.d/berth.conf");
+    for (const name of OPTIONAL_CREDENTIALS) {
+      expect(lines).toContain(name);
+      expect(tmpfiles).toMatch(
+        new RegExp(`^L\\+\\s+/run/credstore/${name}\\s+(-\\s+){4}${CREDENTIALS_SOURCE_DIR}/${name}$`, "m"),
+      );
+    }
+    expect(lines).toHaveLength(REQUIRED_CREDENTIALS.length + OPTIONAL_CREDENTIALS.length);
+  });
+
+  it("stays in the host's mount namespace, so the volume it mounts is visible to everything else", () => {
+    for (const key of MOUNT_NAMESPACE_SETTINGS) expect(value(agent, "Service", key), key).toBeUndefined();
+  });
+
+  it("runs the baked agent with the baked Node, restarts, and is skipped without its settings", () => {
+    expect(value(agent, "Service", "ExecStart")).toBe(
+      "/opt/berth/node/bin/node /opt/berth/agent/box/main.ts",
+    );
+    expect(value(agent, "Service", "Restart")).toBe("always");
+    expect(value(agent, "Unit", "ConditionPathExists")).toBe(AGENT_ENV_PATH);
+  });
+});
+
+describe("berth-tmux.service and berth-ttyd.service", () => {
+  const tmux = unit("berth-tmux.service");
+  const ttyd = unit("berth-ttyd.service");
+  const ttydStart = read("files/bin/berth-ttyd-start");
+
+  it("run the user's side as claude, not root", () => {
+    expect(value(tmux, "Service", "User")).toBe("claude");
+    // ttyd starts as root only to read its credential; the wrapper drops before exec'ing ttyd.
+    expect(value(ttyd, "Service", "ExecStart")).toBe("/opt/berth/bin/berth-ttyd-start");
+    expect(ttydStart).toMatch(/exec setpriv --reuid="\$box_user" --regid="\$box_user" --init-groups/);
+    expect(value(ttyd, "Service", "CapabilityBoundingSet")).toBe("CAP_SETUID CAP_SETGID");
+  });
+
+  it("restart on their own and harden what does not break tmux", () => {
+    for (const u of [tmux, ttyd]) {
+      expect(value(u, "Service", "Restart")).toBe("always");
+      expect(value(u, "Service", "NoNewPrivileges")).toBe("yes");
+      expect(value(u, "Service", "ProtectProc")).toBe("invisible");
+    }
+    // The user's processes share /tmp with SSH sessions; ttyd's tmux clients do not need it.
+    expect(value(tmux, "Service", "PrivateTmp")).toBeUndefined();
+    expect(value(ttyd, "Service", "PrivateTmp")).toBe("yes");
+  });
+
+  it("meet on one tmux socket outside /tmp, the one the agent is told about", () => {
+    expect(value(tmux, "Service", "ExecStart")).toBe(`/usr/bin/tmux -S ${SOCKET} -D`);
+    const env = (u: UnitFile) => values(u, "Service", "Environment").join(" ");
+    for (const u of [tmux, ttyd, unit("berth-agent.service")])
+      expect(env(u)).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
+    expect(read("files/bin/berth-tmux-attach")).toContain(`BERTH_TMUX_SOCKET:-${SOCKET}`);
+    expect(read("files/etc/profile.d/berth-tmux.sh")).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
+    expect(values(ttyd, "Service", "ReadWritePaths")).toEqual([dirname(SOCKET)]);
+    expect(value(tmux, "Service", "RuntimeDirectory")).toBe(basename(dirname(SOCKET)));
+  });
+
+  it("give ttyd its credential only as a systemd credential, and start tmux with it", () => {
+    expect(values(ttyd, "Service", "LoadCredential")).toEqual([
+      `ttyd-credential:${CREDENTIALS_SOURCE_DIR}/ttyd-credential`,
+    ]);
+    expect(value(ttyd, "Unit", "Requires")).toBe("berth-tmux.service");
+    expect(ttydStart).toContain("--writable --url-arg --debug 3");
+    expect(ttydStart).toMatch(
+      /ttyd "\$\{args\[@\]\}" --credential "\$credential" \/opt\/berth\/bin\/berth-tmux-attach$/m,
+    );
+  });
+});
