@@ -72,6 +72,8 @@ export interface PulumiDriverOptions {
   /** Policy packs run on `up` and `preview`. Default: stacks/policy. `[]` disables. */
   policyPacks?: string[];
   projectName?: string;
+  /** The program for a workspace. Default: stacks/workspace's `workspaceProgram`; tests substitute a stub. */
+  program?: (input: WorkspaceProgramInput) => auto.PulumiFn;
 }
 
 type Mode = "createOrSelect" | "select";
@@ -329,7 +331,7 @@ export class PulumiDriver implements WorkspaceDriver {
     const args: auto.InlineProgramArgs = {
       stackName: stackName(spec.workspaceId),
       projectName: this.opts.projectName ?? PROJECT_NAME,
-      program: workspaceProgram(this.programInput(spec, flags)),
+      program: (this.opts.program ?? workspaceProgram)(this.programInput(spec, flags)),
     };
     const wsOpts = await this.workspaceOptions(workDir, this.stackEnv(spec.workspaceId));
     if (mode === "select") return auto.LocalWorkspace.selectStack(args, wsOpts);
