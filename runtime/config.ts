@@ -32,6 +32,11 @@ export const ENV_DOCS: Record<string, string> = {
   CLERK_JWT_KEY: "hosted mode: Clerk PEM public key for networkless verification",
   BERTH_AUTHORIZED_PARTIES: "hosted mode: comma-separated origins accepted in the token's azp (required)",
   BERTH_DRIVER: "workspace driver: local (default) or pulumi",
+  BERTH_BUILD_CONCURRENCY: "builds one control-plane process runs at once (default 2)",
+  BERTH_DEFAULT_LOCATION: "Hetzner location for new workspaces (default fsn1)",
+  BERTH_DEFAULT_SERVER_TYPE: "Hetzner server type for new workspaces (default cx22)",
+  BERTH_DEFAULT_VOLUME_GB: "volume size for new workspaces, 10-10240 (default 20)",
+  BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
 
@@ -60,6 +65,17 @@ const schema = z
       .optional(),
     BERTH_AUTHORIZED_PARTIES: csv.optional(),
     BERTH_DRIVER: z.enum(["local", "pulumi"]).default("local"),
+    BERTH_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+    BERTH_DEFAULT_LOCATION: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .default("fsn1"),
+    BERTH_DEFAULT_SERVER_TYPE: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .default("cx22"),
+    BERTH_DEFAULT_VOLUME_GB: z.coerce.number().int().min(10).max(10240).default(20),
+    BERTH_MAX_WORKSPACES_PER_USER: z.coerce.number().int().min(1).max(1000).default(1),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   })
   .superRefine((env, ctx) => {
@@ -103,6 +119,8 @@ export interface Config {
   secretKeys: string | undefined;
   auth: AuthConfig;
   driver: "local" | "pulumi";
+  buildConcurrency: number;
+  workspaceDefaults: { location: string; serverType: string; volumeSizeGb: number; maxPerUser: number };
   logLevel: string;
 }
 
@@ -140,6 +158,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         }
       : { mode: "local", localToken: e.BERTH_LOCAL_TOKEN },
     driver: e.BERTH_DRIVER,
+    buildConcurrency: e.BERTH_BUILD_CONCURRENCY,
+    workspaceDefaults: {
+      location: e.BERTH_DEFAULT_LOCATION,
+      serverType: e.BERTH_DEFAULT_SERVER_TYPE,
+      volumeSizeGb: e.BERTH_DEFAULT_VOLUME_GB,
+      maxPerUser: e.BERTH_MAX_WORKSPACES_PER_USER,
+    },
     logLevel: e.BERTH_LOG_LEVEL,
   };
 }

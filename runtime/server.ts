@@ -6,13 +6,17 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import type { WorkspaceDriver } from "../stacks/driver.ts";
 import { type Actor, LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "./auth/actor.ts";
 import { Authenticator } from "./auth/authenticate.ts";
 import { SessionTokens } from "./auth/session-cookie.ts";
+import { BuildWorker, type BuildWorkerOptions } from "./builds/worker.ts";
 import type { Config } from "./config.ts";
 import { connectDatabase, type Database } from "./db/client.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { PgListener } from "./db/listener.ts";
 import { runMigrations } from "./db/migrate.ts";
+import { createDriver } from "./drivers.ts";
 import { buildApp } from "./http/app.ts";
 import type { AppDeps } from "./http/context.ts";
 import { UpgradeDispatcher } from "./http/upgrade.ts";
@@ -20,12 +24,14 @@ import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createLimiter } from "./security/rate-limit.ts";
 import { SecretBox } from "./security/secret-box.ts";
+import { WorkspaceService } from "./workspaces/service.ts";
 
 export interface ControlPlane {
   url: string;
   server: Server;
   deps: AppDeps;
   upgrades: UpgradeDispatcher;
+  worker: BuildWorker | null;
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -35,6 +41,13 @@ export interface StartOptions {
   logger?: Logger;
   /** Overrides the login rate limit (tests exercise it with small numbers). */
   loginRateLimit?: { points: number; durationSeconds: number };
+  /** Replaces the driver chosen by BERTH_DRIVER (tests use a scripted one). */
+  driver?: WorkspaceDriver;
+  /** false: this process only serves the API and runs no builds. */
+  runBuilds?: boolean;
+  worker?: Partial<
+    Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
+  >;
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -73,6 +86,11 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       localToken = config.auth.localToken ?? randomBytes(32).toString("base64url");
     }
 
+    const listener = new PgListener(database.url, log);
+    await listener.start();
+    cleanup.push(() => listener.close());
+    const driver = options.driver ?? (await createDriver(config, log));
+
     const metrics = createMetrics();
     const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
     const deps: AppDeps = {
@@ -88,6 +106,15 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         localToken,
       }),
       limiters: { login: createLimiter(database.pool, { name: "login", ...rule }) },
+      listener,
+      secretBox,
+      driver,
+      workspaces: new WorkspaceService({
+        database,
+        secretBox,
+        driverName: driver.name,
+        defaults: config.workspaceDefaults,
+      }),
     };
 
     const { app } = buildApp(deps);
@@ -109,12 +136,31 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     const url = `http://${host}:${port}`;
     const publicUrl = config.publicUrl ?? url;
+
+    let worker: BuildWorker | null = null;
+    if (options.runBuilds !== false) {
+      worker = new BuildWorker({
+        database,
+        listener,
+        driver,
+        secretBox,
+        log,
+        metrics,
+        controlPlaneUrl: publicUrl,
+        concurrency: config.buildConcurrency,
+        ...options.worker,
+      });
+      await worker.start();
+      const w = worker;
+      cleanup.push(() => w.stop());
+    }
     log.info({ url, mode: config.auth.mode, driver: config.driver }, "control plane listening");
     return {
       url,
       server,
       deps,
       upgrades,
+      worker,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

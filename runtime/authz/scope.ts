@@ -6,7 +6,7 @@
 import { and, asc, desc, eq, isNull, ne } from "drizzle-orm";
 import type { Actor } from "../auth/actor.ts";
 import type { Db } from "../db/client.ts";
-import { previews, sessions, workspaces } from "../db/schema.ts";
+import { previews, sessions, workspaceBuilds, workspaces } from "../db/schema.ts";
 import { notFound } from "../http/errors.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -14,6 +14,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
 export type PreviewRow = typeof previews.$inferSelect;
+export type BuildRow = typeof workspaceBuilds.$inferSelect;
 
 export class OwnerScope {
   readonly actor: Actor;
@@ -47,6 +48,28 @@ export class OwnerScope {
       );
     if (!row) throw notFound("workspace");
     return row;
+  }
+
+  /** Builds stay readable after a destroy, so the user can see how it went. */
+  async build(id: string): Promise<BuildRow> {
+    if (!UUID.test(id)) throw notFound("build");
+    const [row] = await this.#db
+      .select({ build: workspaceBuilds })
+      .from(workspaceBuilds)
+      .innerJoin(workspaces, eq(workspaceBuilds.workspaceId, workspaces.id))
+      .where(and(eq(workspaceBuilds.id, id), eq(workspaces.ownerId, this.actor.userId)));
+    if (!row) throw notFound("build");
+    return row.build;
+  }
+
+  async buildsOf(workspaceId: string, limit = 50): Promise<BuildRow[]> {
+    const ws = await this.workspace(workspaceId);
+    return this.#db
+      .select()
+      .from(workspaceBuilds)
+      .where(eq(workspaceBuilds.workspaceId, ws.id))
+      .orderBy(desc(workspaceBuilds.number))
+      .limit(limit);
   }
 
   async session(id: string): Promise<{ session: SessionRow; workspace: WorkspaceRow }> {

@@ -5,6 +5,7 @@ import * as schema from "./schema.ts";
 export type Db = NodePgDatabase<typeof schema>;
 
 export interface Database {
+  url: string;
   pool: pg.Pool;
   db: Db;
   close(): Promise<void>;
@@ -20,5 +21,5 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
   });
   // An idle client losing its server must not crash the process; the next query reports the error.
   pool.on("error", () => {});
-  return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
+  return { url, pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }

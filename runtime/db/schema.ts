@@ -163,6 +163,10 @@ export const workspaceBuilds = pgTable(
     initiatorId: uuid("initiator_id").references(() => users.id),
     status: text("status", { enum: BUILD_STATUSES }).notNull().default("pending"),
     attempt: integer("attempt").notNull().default(0),
+    /** Retries wait until this time (backoff); claims skip builds that are not due. */
+    notBefore: ts("not_before").notNull().defaultNow(),
+    /** Which control-plane process runs it, for operators reading a stuck build. */
+    workerId: text("worker_id"),
     error: text("error"),
     cancelRequestedAt: ts("cancel_requested_at"),
     createdAt: createdAt(),
@@ -172,7 +176,11 @@ export const workspaceBuilds = pgTable(
   },
   (t) => [
     uniqueIndex("workspace_builds_number_uniq").on(t.workspaceId, t.number),
-    index("workspace_builds_status_idx").on(t.status),
+    // At most one build in flight per workspace: the state machine relies on it, the database enforces it.
+    uniqueIndex("workspace_builds_active_uniq")
+      .on(t.workspaceId)
+      .where(sql`${t.status} IN ('pending', 'running')`),
+    index("workspace_builds_queue_idx").on(t.notBefore).where(sql`${t.status} = 'pending'`),
     check("workspace_builds_transition_check", inList("transition", BUILD_TRANSITIONS)),
     check("workspace_builds_reason_check", inList("reason", BUILD_REASONS)),
     check("workspace_builds_status_check", inList("status", BUILD_STATUSES)),

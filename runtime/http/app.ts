@@ -7,6 +7,7 @@ import helmet from "koa-helmet";
 import { OwnerScope } from "../authz/scope.ts";
 import { requestContext } from "../observability/request-context.ts";
 import { loginRoutes, meRoutes } from "../routes/auth.ts";
+import { buildRoutes } from "../routes/builds.ts";
 import { healthRoutes } from "../routes/health.ts";
 import { loginPageRoutes } from "../routes/login-page.ts";
 import { metricsRoutes } from "../routes/metrics.ts";
@@ -82,7 +83,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
     await next();
   });
   meRoutes(apiRouter);
-  workspaceRoutes(apiRouter);
+  workspaceRoutes(apiRouter, deps);
+  buildRoutes(apiRouter, deps);
 
   app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
   app.use(apiRouter.routes()).use(apiRouter.allowedMethods());

@@ -1,13 +1,17 @@
 import type Router from "@koa/router";
 import type { ParameterizedContext } from "koa";
+import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { Actor } from "../auth/actor.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import type { OwnerScope } from "../authz/scope.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
+import type { PgListener } from "../db/listener.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Limiter } from "../security/rate-limit.ts";
+import type { SecretBox } from "../security/secret-box.ts";
+import type { WorkspaceService } from "../workspaces/service.ts";
 
 /** What every request carries once it has passed the middleware for its router. */
 export interface AppState {
@@ -27,4 +31,8 @@ export interface AppDeps {
   metrics: Metrics;
   authenticator: Authenticator;
   limiters: { login: Limiter };
+  listener: PgListener;
+  secretBox: SecretBox;
+  driver: WorkspaceDriver;
+  workspaces: WorkspaceService;
 }

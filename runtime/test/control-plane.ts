@@ -7,9 +7,11 @@ import { loadConfig } from "../config.ts";
 import { createLogger } from "../observability/logger.ts";
 import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
 import { createTestDatabase } from "./database.ts";
+import { ScriptedDriver } from "./scripted-driver.ts";
 
 export interface TestControlPlane extends ControlPlane {
   localToken: string;
+  driver: ScriptedDriver;
   /** fetch against the control plane; `token` becomes a Bearer header. */
   api(path: string, init?: RequestInit & { token?: string; json?: unknown }): Promise<Response>;
 }
@@ -29,7 +31,13 @@ export async function startTestControlPlane(
     BERTH_LOCAL_TOKEN: localToken,
     ...env,
   });
-  const cp = await startControlPlane(config, { logger: createLogger("silent"), ...options });
+  const driver = (options.driver as ScriptedDriver | undefined) ?? new ScriptedDriver();
+  const cp = await startControlPlane(config, {
+    logger: createLogger("silent"),
+    ...options,
+    driver,
+    worker: { pollMs: 200, heartbeatMs: 500, backoffMs: () => 200, ...options.worker },
+  });
   afterAll(async () => {
     await cp.close();
     rmSync(dataDir, { recursive: true, force: true });
@@ -44,7 +52,7 @@ export async function startTestControlPlane(
     }
     return fetch(cp.url + path, { ...init, headers, body });
   };
-  return { ...cp, localToken, api };
+  return { ...cp, localToken, driver, api };
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: assertions inspect arbitrary JSON response shapes

@@ -123,6 +123,8 @@ CREATE TABLE "workspace_builds" (
 	"initiator_id" uuid,
 	"status" text DEFAULT 'pending' NOT NULL,
 	"attempt" integer DEFAULT 0 NOT NULL,
+	"not_before" timestamp with time zone DEFAULT now() NOT NULL,
+	"worker_id" text,
 	"error" text,
 	"cancel_requested_at" timestamp with time zone,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -224,7 +226,8 @@ CREATE UNIQUE INDEX "previews_open_port_uniq" ON "previews" USING btree ("worksp
 CREATE UNIQUE INDEX "sessions_open_name_uniq" ON "sessions" USING btree ("workspace_id","name") WHERE "sessions"."closed_at" IS NULL;--> statement-breakpoint
 CREATE INDEX "voice_usage_user_idx" ON "voice_usage" USING btree ("user_id","started_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "workspace_builds_number_uniq" ON "workspace_builds" USING btree ("workspace_id","number");--> statement-breakpoint
-CREATE INDEX "workspace_builds_status_idx" ON "workspace_builds" USING btree ("status");--> statement-breakpoint
+CREATE UNIQUE INDEX "workspace_builds_active_uniq" ON "workspace_builds" USING btree ("workspace_id") WHERE "workspace_builds"."status" IN ('pending', 'running');--> statement-breakpoint
+CREATE INDEX "workspace_builds_queue_idx" ON "workspace_builds" USING btree ("not_before") WHERE "workspace_builds"."status" = 'pending';--> statement-breakpoint
 CREATE UNIQUE INDEX "workspace_instances_open_uniq" ON "workspace_instances" USING btree ("workspace_id") WHERE "workspace_instances"."stopped_at" IS NULL;--> statement-breakpoint
 CREATE UNIQUE INDEX "workspace_instances_agent_token_uniq" ON "workspace_instances" USING btree ("agent_token_hash");--> statement-breakpoint
 CREATE UNIQUE INDEX "workspace_volumes_live_uniq" ON "workspace_volumes" USING btree ("workspace_id") WHERE "workspace_volumes"."deleted_at" IS NULL;--> statement-breakpoint
