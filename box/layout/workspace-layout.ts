@@ -1,0 +1,156 @@
+/**
+ * The workspace tree (the seed spec's "Workspace Layout") under the workspace root, enforced idempotently:
+ *
+ *   user/home user/projects user/.ssh user/.claude      the box user's, .ssh 0700
+ *   system/logs (+ logs/sessions)                        the box user's: tmux (running as the user) writes captures there
+ *   system/backups system/state                          the agent's (root on a VM), 0700
+ *
+ * Missing directories are created; existing ones get their owner and mode fixed (not recursively: the
+ * contents are the user's). Anything in the way that is not a directory (a file, a symlink) is an error
+ * naming the path: we never delete, move or overwrite user data to make the layout fit.
+ */
+import { chmodSync, chownSync, lstatSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+export class LayoutError extends Error {
+  override name = "LayoutError";
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`workspace layout: ${path}: ${message}`);
+    this.path = path;
+  }
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+export interface LayoutPaths {
+  root: string;
+  home: string;
+  projects: string;
+  ssh: string;
+  claude: string;
+  logs: string;
+  sessionLogs: string;
+  backups: string;
+  state: string;
+}
+
+export function layoutPaths(root: string): LayoutPaths {
+  return {
+    root,
+    home: join(root, "user", "home"),
+    projects: join(root, "user", "projects"),
+    ssh: join(root, "user", ".ssh"),
+    claude: join(root, "user", ".claude"),
+    logs: join(root, "system", "logs"),
+    sessionLogs: join(root, "system", "logs", "sessions"),
+    backups: join(root, "system", "backups"),
+    state: join(root, "system", "state"),
+  };
+}
+
+interface DirSpec {
+  path: string;
+  mode: number;
+  owner: "user" | "agent";
+  /** Only force the mode when it matters for safety (.ssh, agent-private dirs); otherwise respect the user's. */
+  enforceMode: boolean;
+}
+
+export interface EnsureLayoutOptions {
+  root: string;
+  /** The box user. Null: leave ownership alone (local mode, where we already run as that user). */
+  user: Owner | null;
+  /** The agent's own identity for system/state and system/backups (root on a VM). */
+  agent?: Owner | null;
+}
+
+export interface LayoutReport {
+  paths: LayoutPaths;
+  created: string[];
+  fixed: string[];
+}
+
+export function ensureLayout(options: EnsureLayoutOptions): LayoutReport {
+  const p = layoutPaths(options.root);
+  const specs: DirSpec[] = [
+    { path: join(options.root, "user"), mode: 0o755, owner: "user", enforceMode: false },
+    { path: p.home, mode: 0o755, owner: "user", enforceMode: false },
+    { path: p.projects, mode: 0o755, owner: "user", enforceMode: false },
+    { path: p.ssh, mode: 0o700, owner: "user", enforceMode: true },
+    { path: p.claude, mode: 0o755, owner: "user", enforceMode: false },
+    { path: join(options.root, "system"), mode: 0o755, owner: "agent", enforceMode: false },
+    { path: p.logs, mode: 0o755, owner: "user", enforceMode: false },
+    { path: p.sessionLogs, mode: 0o755, owner: "user", enforceMode: false },
+    { path: p.backups, mode: 0o700, owner: "agent", enforceMode: true },
+    { path: p.state, mode: 0o700, owner: "agent", enforceMode: true },
+  ];
+  const report: LayoutReport = { paths: p, created: [], fixed: [] };
+  checkDir(options.root, "the workspace root");
+  for (const spec of specs) {
+    const owner = spec.owner === "user" ? options.user : (options.agent ?? null);
+    ensureDir(spec, owner, report);
+  }
+  return report;
+}
+
+function checkDir(path: string, what: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    throw new LayoutError(
+      path,
+      `${what} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code})`,
+    );
+  }
+  if (!st.isDirectory()) throw new LayoutError(path, `${what} is not a directory`);
+}
+
+function ensureDir(spec: DirSpec, owner: Owner | null, report: LayoutReport): void {
+  let st: ReturnType<typeof lstatSync> | null = null;
+  try {
+    st = lstatSync(spec.path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+      throw new LayoutError(spec.path, `cannot inspect (${(err as NodeJS.ErrnoException).code})`);
+  }
+  if (st === null) {
+    try {
+      mkdirSync(spec.path, { mode: spec.mode });
+      chmodSync(spec.path, spec.mode); // mkdir's mode is filtered by the umask
+      if (owner) chownSync(spec.path, owner.uid, owner.gid);
+    } catch (err) {
+      throw new LayoutError(spec.path, `cannot create directory (${(err as NodeJS.ErrnoException).code})`);
+    }
+    report.created.push(spec.path);
+    return;
+  }
+  if (st.isSymbolicLink())
+    throw new LayoutError(
+      spec.path,
+      "is a symlink where a directory belongs; refusing to follow or replace it",
+    );
+  if (!st.isDirectory())
+    throw new LayoutError(
+      spec.path,
+      "is a file where a directory belongs; move it away (it is not deleted for you)",
+    );
+  try {
+    let fixed = false;
+    if (spec.enforceMode && (st.mode & 0o777) !== spec.mode) {
+      chmodSync(spec.path, spec.mode);
+      fixed = true;
+    }
+    if (owner && (st.uid !== owner.uid || st.gid !== owner.gid)) {
+      chownSync(spec.path, owner.uid, owner.gid);
+      fixed = true;
+    }
+    if (fixed) report.fixed.push(spec.path);
+  } catch (err) {
+    throw new LayoutError(spec.path, `cannot fix owner or mode (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
