@@ -84,6 +84,8 @@ describe("scripts/check-no-secrets.sh", () => {
     ["Tailscale's node state", "var/lib/tailscale/tailscaled.state", "{}\n"],
     ["a written credential", "run/berth/credentials/agent-token", "x\n"],
     ["a non-empty machine-id", "etc/machine-id", "0123456789abcdef0123456789abcdef\n"],
+    ["a shared random seed", "var/lib/systemd/random-seed", "x"],
+    ["an npm token", "root/.npmrc", "//registry.npmjs.org/:_authToken=x\n"],
     ["a secret in /etc/environment", "etc/environment", "BERTH_AGENT_TOKEN=x\n"],
   ];
   for (const [what, rel, content] of leaks) {

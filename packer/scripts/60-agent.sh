@@ -12,7 +12,7 @@ stage="${BERTH_BUILD_DIR}/agent"
 
 log "box agent: npm ci --omit=dev"
 (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --cache "${BERTH_BUILD_DIR}/npm-cache")
-find "$stage/box" \( -name '*.test.ts' -o -name 'testing.ts' -o -name 'fake-*.ts' \) -delete
+find "$stage/box" -name '*.test.ts' -delete
 
 rm -rf /opt/berth/agent
 install -d -m 0755 -o root -g root /opt/berth/agent

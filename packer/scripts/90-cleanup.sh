@@ -20,6 +20,8 @@ log "cleanup: SSH host keys, machine-id, the build's SSH key"
 rm -f /etc/ssh/ssh_host_*
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id
+# A random seed shared by every box would start each one's entropy pool from the same state.
+rm -f /var/lib/systemd/random-seed
 rm -f /root/.ssh/authorized_keys
 
 log "cleanup: shell history, logs, temporary files"

@@ -9,7 +9,7 @@ findings=()
 
 # Files that must not exist at all in an image every box boots from.
 for rel in root/.ssh/authorized_keys var/lib/tailscale/tailscaled.state run/berth/agent.env \
-  var/lib/cloud/instance etc/ssh/ssh_host_rsa_key etc/ssh/ssh_host_ecdsa_key etc/ssh/ssh_host_ed25519_key; do
+  var/lib/cloud/instance var/lib/systemd/random-seed etc/ssh/ssh_host_rsa_key etc/ssh/ssh_host_ecdsa_key etc/ssh/ssh_host_ed25519_key; do
   if [[ -e "$root/$rel" || -L "$root/$rel" ]]; then findings+=("/$rel"); fi
 done
 if [[ -d "$root/run/berth/credentials" ]]; then
@@ -34,7 +34,7 @@ if ((${#scan_dirs[@]} > 0)); then
 
   # By content, text files only; node_modules is skipped because packages ship test keys in fixtures.
   pattern='-----BEGIN ([A-Z]+ )?PRIVATE KEY-----|tskey-(auth|client|api)-[A-Za-z0-9]|AKIA[0-9A-Z]{16}|'
-  pattern+='sk-ant-[A-Za-z0-9_-]{16}|gh[pousr]_[A-Za-z0-9]{30}|_authToken=|BERTH_AGENT_TOKEN='
+  pattern+='sk-ant-[A-Za-z0-9_-]{16}|gh[pousr]_[A-Za-z0-9]{30}|_authToken='
   while IFS= read -r path; do
     findings+=("${path#"$root"}")
   done < <(grep -rlIE --exclude-dir=node_modules -e "$pattern" "${scan_dirs[@]}" 2>/dev/null || true)
