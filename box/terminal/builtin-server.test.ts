@@ -1,0 +1,120 @@
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTestTmux, type TestTmux, waitUntil } from "../tmux/testing.ts";
+import { startBuiltinTerminalServer } from "./builtin-server.ts";
+import { TtydClient } from "./client.ts";
+import { registerTerminalConformanceSuite } from "./conformance.ts";
+import type { TerminalEndpoint } from "./endpoint-types.ts";
+import { basicAuthHeader, encodeCredential } from "./protocol.ts";
+
+registerTerminalConformanceSuite({
+  name: "built-in server",
+  start: (ctx) =>
+    startBuiltinTerminalServer({
+      credential: ctx.credential,
+      tmux: ctx.tmux,
+      cwd: ctx.cwd,
+      host: "127.0.0.1",
+    }),
+});
+
+function get(port: number, path: string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, headers }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("built-in terminal server specifics", () => {
+  let t: TestTmux;
+  let endpoint: TerminalEndpoint;
+  const credential = "berth:s3cret-value";
+  const attached: string[] = [];
+
+  beforeAll(async () => {
+    t = makeTestTmux("berth-term-");
+    endpoint = await startBuiltinTerminalServer({
+      credential,
+      tmux: { socket: t.socket, configFile: t.sessions.tmux.options.configFile },
+      cwd: t.cwd,
+      onAttach: async (name) => {
+        attached.push(name);
+        await t.sessions.ensure(name);
+      },
+      // Tiny watermarks so bulk output exercises pausing and resuming the pty.
+      highWaterMark: 2048,
+      lowWaterMark: 512,
+    });
+  });
+  afterAll(async () => {
+    await endpoint?.close();
+    await t?.cleanup();
+  });
+
+  it("answers health checks without auth and 404 elsewhere", async () => {
+    expect(await get(endpoint.port, "/healthz")).toEqual({ status: 200, body: "ok\n" });
+    expect((await get(endpoint.port, "/")).status).toBe(404);
+    expect((await get(endpoint.port, "/ws")).status).toBe(404);
+  });
+
+  it("serves ttyd's /token only with the Basic credential", async () => {
+    expect((await get(endpoint.port, "/token")).status).toBe(401);
+    const ok = await get(endpoint.port, "/token", { authorization: basicAuthHeader(credential) });
+    expect(JSON.parse(ok.body)).toEqual({ token: encodeCredential(credential) });
+  });
+
+  it("prepares the session through onAttach, so a first attach gets the three-pane layout", async () => {
+    const c = await TtydClient.connect({ url: endpoint.wsUrl, credential, session: "attach-1" });
+    c.type("echo layout-$((4+4))\r");
+    await c.waitFor("layout-8");
+    expect(attached).toContain("attach-1");
+    const panes = await t.sessions.panes("attach-1");
+    expect(Object.keys(panes).sort()).toEqual(["claude", "logs", "shell"]);
+    await c.close();
+  });
+
+  it("keeps delivering bulk output through backpressure pauses", async () => {
+    const c = await TtydClient.connect({ url: endpoint.wsUrl, credential, session: "bulk-1" });
+    c.type("seq 1 30000; echo bulk-$((100*3))-done\r");
+    await c.waitFor("bulk-300-done", { timeoutMs: 20_000 });
+    expect(c.outputBytes).toBeGreaterThan(2048);
+    await c.close();
+  });
+
+  it("detaches its tmux clients and ends its processes on close", async () => {
+    const own = await startBuiltinTerminalServer({
+      credential,
+      tmux: { socket: t.socket, configFile: t.sessions.tmux.options.configFile },
+      cwd: t.cwd,
+    });
+    const c = await TtydClient.connect({ url: own.wsUrl, credential, session: "close-1" });
+    c.type("echo open-$((1+2))\r");
+    await c.waitFor("open-3");
+    await own.close();
+    await c.closed;
+    await waitUntil(
+      async () =>
+        (await t.sessions.tmux.run(["list-clients", "-t", "=close-1"]).catch(() => "gone")).trim() === "",
+      "the tmux client to be gone",
+    );
+    expect(await t.sessions.has("close-1")).toBe(true);
+  });
+
+  it("never puts the credential in close reasons or errors", async () => {
+    const c = await TtydClient.connect({
+      url: endpoint.wsUrl,
+      credential,
+      session: "leak-1",
+      authToken: encodeCredential("berth:wrong"),
+    });
+    const info = await c.closed;
+    expect(info.reason).not.toContain(encodeCredential(credential));
+    expect(info.reason).not.toContain("s3cret");
+  });
+});
