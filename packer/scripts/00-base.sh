@@ -17,9 +17,11 @@ apt-get install -y -q --no-install-recommends \
   "tmux=${TMUX_VERSION}" ca-certificates curl gnupg bzip2 xz-utils git iptables util-linux acl
 tmux -V
 
-log "user ${BOX_USER}: no password, no sudo"
+log "user ${BOX_USER}: no password, no sudo, no home on the root disk"
+# The agent makes /home/<user> a symlink to the volume's user/home (box/layout/home-link.ts); a populated
+# home here would only be moved aside on every first boot.
 if ! id "$BOX_USER" >/dev/null 2>&1; then
-  useradd --create-home --shell /bin/bash --user-group "$BOX_USER"
+  useradd --home-dir "/home/${BOX_USER}" --no-create-home --shell /bin/bash --user-group "$BOX_USER"
 fi
 passwd --lock "$BOX_USER" >/dev/null
 if id -nG "$BOX_USER" | tr ' ' '\n' | grep -qx sudo; then
