@@ -36,7 +36,7 @@ variable "server_type" {
 variable "base_image" {
   type        = string
   default     = "debian-12"
-  description = "Hetzner system image to start from: debian-12 or ubuntu-24.04."
+  description = "Hetzner system image to start from: debian-12 or ubuntu-24.04 (then set tmux_version to noble's)."
 
   validation {
     condition     = contains(["debian-12", "ubuntu-24.04"], var.base_image)

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { format } from "@cdktn/hcl-tools";
 import { describe, expect, it } from "vitest";
 import { buildSteps, parseHcl, parseHclFile, variables } from "./hcl.ts";
 import { PACKER_DIR, run, which } from "./test/tools.ts";
@@ -71,6 +72,15 @@ describe("packer/box.pkr.hcl", () => {
     );
     expect(scriptsInOrder.at(-1)).toBe("90-cleanup.sh");
     expect(scriptsInOrder).toEqual([...scriptsInOrder].sort());
+  });
+
+  it("is formatted the way packer fmt formats it (hclwrite.Format), as are the pins", async () => {
+    for (const file of ["box.pkr.hcl", "versions.auto.pkrvars.hcl"]) {
+      const text = await readFile(join(PACKER_DIR, file), "utf8");
+      expect(await format(text), file).toBe(text);
+    }
+    const misaligned = 'node_version = "24.21.0"\nnode_sha256 = "x"\n';
+    expect(await format(misaligned)).not.toBe(misaligned);
   });
 
   it.skipIf(!packer)("passes packer fmt -check and packer validate -syntax-only", () => {

@@ -11,6 +11,8 @@ rm -rf /var/lib/tailscale/*
 log "cleanup: apt and npm caches"
 apt-get clean
 rm -rf /var/lib/apt/lists/* /root/.npm /root/.cache /root/.config
+# `claude --version` during the build may leave root's Claude Code state behind.
+rm -rf /root/.claude /root/.claude.json
 
 log "cleanup: cloud-init state, so the next boot is a first boot"
 cloud-init clean --logs --seed
