@@ -1,6 +1,7 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestTmux, type TestTmux, waitUntil } from "../tmux/testing.ts";
+import { measureEchoRoundTrip } from "./bench.ts";
 import { startBuiltinTerminalServer } from "./builtin-server.ts";
 import { TtydClient } from "./client.ts";
 import { registerTerminalConformanceSuite } from "./conformance.ts";
@@ -104,6 +105,17 @@ describe("built-in terminal server specifics", () => {
       "the tmux client to be gone",
     );
     expect(await t.sessions.has("close-1")).toBe(true);
+  });
+
+  it("measures keystroke echo round trips", async () => {
+    const r = await measureEchoRoundTrip({ wsUrl: endpoint.wsUrl, credential, session: "bench-1" }, 60);
+    expect(r.samples).toBe(60);
+    expect(r.p50).toBeGreaterThan(0);
+    expect(r.p50).toBeLessThanOrEqual(r.p99);
+    expect(r.p99).toBeLessThanOrEqual(r.max);
+    // The typed letters reached the shell in order: the samples timed real echoes, not stray output.
+    const screen = await t.sessions.capture("bench-1");
+    expect(screen).toContain("bench-40-42");
   });
 
   it("never puts the credential in close reasons or errors", async () => {

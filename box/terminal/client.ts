@@ -176,11 +176,17 @@ export class TtydClient {
   }
 
   /** Resolves when the output (from `since` on) matches, rejects on timeout or close. */
-  waitFor(pattern: string | RegExp, opts: { since?: number; timeoutMs?: number } = {}): Promise<void> {
+  waitFor(
+    pattern: string | RegExp | ((output: string) => boolean),
+    opts: { since?: number; timeoutMs?: number } = {},
+  ): Promise<void> {
     const since = opts.since ?? 0;
     const test = (text: string) => {
       const tail = text.slice(since);
-      return typeof pattern === "string" ? tail.includes(pattern) : pattern.test(tail);
+      if (typeof pattern === "string") return tail.includes(pattern);
+      if (typeof pattern === "function") return pattern(tail);
+      pattern.lastIndex = 0;
+      return pattern.test(tail);
     };
     if (test(this.text)) return Promise.resolve();
     const timeoutMs = opts.timeoutMs ?? 10_000;

@@ -202,6 +202,12 @@ export function registerTerminalConformanceSuite(opts: ConformanceOptions): void
         async () => (await clientSizes("conf-resize")).includes("120x33"),
         "the resized client",
       );
+      // tmux resizes the window after the client, on its next loop; stty before that reads the old size.
+      const paneWidth = () =>
+        t.sessions.tmux
+          .run(["display-message", "-p", "-t", "=conf-resize:", "#{pane_width}"])
+          .catch(() => "");
+      await waitUntil(async () => (await paneWidth()).trim() === "120", "the pane to follow the client size");
       // The pane is the client minus tmux's status line; tmux may draw spaces as cursor moves, hence `tr`.
       c.type("stty size | tr ' ' x\r");
       await c.waitFor(/3[23]x120/);
