@@ -37,3 +37,11 @@ export class TerminalCredential {
 function digest(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
 }
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** An endpoint without a credential is a shell for anyone who can connect: allow that on loopback only. */
+export function assertCredentialForHost(host: string, credential: string | undefined): void {
+  if (credential === undefined && !LOOPBACK.test(host))
+    throw new Error(`a terminal endpoint on ${host} needs a credential; only loopback may run without one`);
+}

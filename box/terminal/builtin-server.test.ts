@@ -58,6 +58,12 @@ describe("built-in terminal server specifics", () => {
     await t?.cleanup();
   });
 
+  it("refuses to serve without a credential beyond loopback", async () => {
+    await expect(startBuiltinTerminalServer({ host: "0.0.0.0", tmux: { socket: t.socket } })).rejects.toThrow(
+      /needs a credential/,
+    );
+  });
+
   it("answers health checks without auth and 404 elsewhere", async () => {
     expect(await get(endpoint.port, "/healthz")).toEqual({ status: 200, body: "ok\n" });
     expect((await get(endpoint.port, "/")).status).toBe(404);
@@ -116,6 +122,14 @@ describe("built-in terminal server specifics", () => {
     // The typed letters reached the shell in order: the samples timed real echoes, not stray output.
     const screen = await t.sessions.capture("bench-1");
     expect(screen).toContain("bench-40-42");
+  });
+
+  it("closes with 1009 on an oversized message", async () => {
+    const c = await TtydClient.connect({ url: endpoint.wsUrl, credential, session: "big-1" });
+    c.type("echo big-$((2*2))\r");
+    await c.waitFor("big-4");
+    c.type("x".repeat(2 * 1024 * 1024));
+    expect((await c.closed).code).toBe(1009);
   });
 
   it("never puts the credential in close reasons or errors", async () => {

@@ -10,7 +10,7 @@ import { type IPty, spawn } from "@lydell/node-pty";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { isValidSessionName } from "../tmux/names.ts";
 import { tmuxEnv, tmuxServerArgs } from "../tmux/tmux-command.ts";
-import { TerminalCredential } from "./auth.ts";
+import { assertCredentialForHost, TerminalCredential } from "./auth.ts";
 import { type CommonEndpointOptions, silentLogger, type TerminalEndpoint } from "./endpoint-types.ts";
 import {
   CLOSE_NORMAL,
@@ -81,6 +81,7 @@ function offeredProtocols(req: IncomingMessage): string[] {
 export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Promise<TerminalEndpoint> {
   const host = opts.host ?? "127.0.0.1";
   const log = opts.logger ?? silentLogger;
+  assertCredentialForHost(host, opts.credential);
   const credential = opts.credential === undefined ? null : new TerminalCredential(opts.credential);
   const writable = opts.writable ?? true;
   const high = opts.highWaterMark ?? 1024 * 1024;

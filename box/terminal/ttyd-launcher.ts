@@ -18,6 +18,7 @@ import { createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
 import { tmuxEnv, tmuxServerArgs } from "../tmux/tmux-command.ts";
+import { assertCredentialForHost } from "./auth.ts";
 import { type CommonEndpointOptions, silentLogger, type TerminalEndpoint } from "./endpoint-types.ts";
 import { basicAuthHeader, WS_PATH } from "./protocol.ts";
 
@@ -95,6 +96,7 @@ function probeHttp(host: string, port: number, authorization: string | undefined
 export async function startTtyd(opts: TtydLaunchOptions): Promise<TerminalEndpoint> {
   const host = opts.host ?? "127.0.0.1";
   const log = opts.logger ?? silentLogger;
+  assertCredentialForHost(host, opts.credential);
   // ttyd's `-p 0` picks a port but only reports it at NOTICE, which we silence; pick one here instead.
   const port = opts.port ? opts.port : await freePort(host);
   const tmuxArgv = [opts.tmux.bin ?? "tmux", ...tmuxServerArgs(opts.tmux)];

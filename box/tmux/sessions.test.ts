@@ -187,6 +187,20 @@ describe("session capture", () => {
     expect(await display((await s.panes("rot-1")).claude!, "#{pane_pipe}")).toBe("1");
   });
 
+  it("captures into a logs path containing tmux format characters", async () => {
+    const logsDir = join(t.dir, "logs #{host} %Y #(touch pwned-by-format)");
+    mkdirSync(logsDir);
+    const s = t.withOptions({ logsDir });
+    const { logFile } = await s.ensure("odd-path");
+    expect(logFile).toBe(join(logsDir, "sessions", "odd-path.log"));
+    await s.sendKeys("odd-path", "echo odd-$((8*8))", { enter: true });
+    await waitUntil(
+      () => existsSync(logFile) && readFileSync(logFile, "latin1").includes("odd-64"),
+      "the log",
+    );
+    expect(existsSync(join(t.cwd, "pwned-by-format"))).toBe(false);
+  });
+
   it("restarts a capture whose pipe was closed", async () => {
     const { logFile } = await t.sessions.ensure("cap-2");
     const pane = (await t.sessions.panes("cap-2")).claude!;
