@@ -1,0 +1,224 @@
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { Agent, type AgentOptions } from "./agent.ts";
+import { agentSettingsSchema, type BootConfig } from "./boot-config.ts";
+import type { SessionManager } from "./home/desired-state.ts";
+import { newFakeState, startFakeControlPlane } from "./home/fake-control-plane.ts";
+import { VolumeTimeoutError } from "./layout/volume.ts";
+
+const TOKEN = "agent-test-token-0123456789abcdef";
+const log = pino({ level: "silent" });
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+class MemorySessions implements SessionManager {
+  names = new Set<string>();
+  async ensure(n: string) {
+    this.names.add(n);
+  }
+  async list() {
+    return [...this.names].map((name) => ({ name }));
+  }
+  async kill(n: string) {
+    this.names.delete(n);
+  }
+  async sendKeys() {}
+}
+
+async function setup(overrides: Partial<AgentOptions> = {}, rootPrep?: (root: string) => void) {
+  const state = newFakeState(TOKEN);
+  const cp = await startFakeControlPlane(state);
+  cleanups.push(() => cp.close());
+  const root = mkdtempSync(join(tmpdir(), "berth-agent-"));
+  rootPrep?.(root);
+  const agentPort = await freePort();
+  const config: BootConfig = {
+    settings: agentSettingsSchema.parse({
+      BERTH_WORKSPACE_ID: "ws-test",
+      BERTH_CONTROL_PLANE_URL: cp.url,
+      BERTH_WORKSPACE_ROOT: root,
+      BERTH_AGENT_PORT: String(agentPort),
+    }),
+    credentials: { "agent-token": TOKEN, "ttyd-credential": "u:p", "restic-password": "r" },
+  };
+  const sessions = new MemorySessions();
+  let terminalClosed = false;
+  const agent = new Agent({
+    config,
+    mode: "local",
+    log,
+    boxUser: null,
+    agentOwner: null,
+    sessions,
+    startTerminal: async () => ({
+      kind: "test",
+      port: 1,
+      close: async () => {
+        terminalClosed = true;
+      },
+    }),
+    previewOwner: { ancestors: () => [process.pid] },
+    heartbeatIntervalMs: 100,
+    previewIntervalMs: 100,
+    tailPollMs: 20,
+    dedupe: { holdMs: 200, windowMs: 5000 },
+    fallbackStateDir: join(mkdtempSync(join(tmpdir(), "berth-fallback-")), "state"),
+    ...overrides,
+  });
+  cleanups.push(() => agent.lifecycle !== "off" && agent.shutdown(2000));
+  return { state, cp, root, agent, agentPort, sessions, terminalClosed: () => terminalClosed };
+}
+
+const lifecycleEvents = (state: ReturnType<typeof newFakeState>) =>
+  state.applied.flatMap((e) => (e.type === "lifecycle" ? [`${e.payload.from}>${e.payload.to}`] : []));
+
+describe("Agent (local mode, against a fake control plane)", () => {
+  it("comes up ready, reports notifications once and previews, and shuts down cleanly", async () => {
+    const { state, root, agent, agentPort, terminalClosed } = await setup();
+    state.desired = { sessions: ["main"] };
+    await agent.start();
+    expect(agent.lifecycle).toBe("ready");
+    expect(statSync(join(root, "user", ".ssh")).mode & 0o777).toBe(0o700);
+    expect(readFileSync(join(root, "user", ".claude", "settings.json"), "utf8")).toContain(
+      `127.0.0.1:${agentPort}/hooks/claude`,
+    );
+    await waitFor(
+      () => state.heartbeats.some((h) => h.lifecycle === "ready" && h.readyAt),
+      "ready heartbeat",
+    );
+    await waitFor(() => lifecycleEvents(state).includes("starting>ready"), "lifecycle events");
+    expect(lifecycleEvents(state)).toEqual(["created>starting", "starting>ready"]);
+
+    const health = await (await fetch(`http://127.0.0.1:${agentPort}/healthz`)).json();
+    expect(health).toMatchObject({ ok: true, lifecycle: "ready", terminal: { kind: "test" } });
+
+    // A hook post and the duplicate OSC 9 from the same session: one notification reaches the control plane.
+    writeFileSync(join(root, "system", "logs", "sessions", "main.log"), "");
+    await new Promise((r) => setTimeout(r, 100));
+    const res = await fetch(`http://127.0.0.1:${agentPort}/hooks/claude`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-berth-session": "main" },
+      body: JSON.stringify({
+        hook_event_name: "Notification",
+        notification_type: "idle_prompt",
+        message: "waiting",
+      }),
+    });
+    expect(await res.json()).toEqual({ result: "emitted" });
+    appendFileSync(
+      join(root, "system", "logs", "sessions", "main.log"),
+      "\x1b]9;Claude is waiting for your input\x07",
+    );
+    await waitFor(() => state.applied.some((e) => e.type === "notification"), "notification delivered");
+    await new Promise((r) => setTimeout(r, 600));
+    const notes = state.applied.filter((e) => e.type === "notification");
+    expect(notes).toHaveLength(1);
+    expect(notes[0]!.payload).toMatchObject({ kind: "idle_prompt", session: "main", source: "hook" });
+
+    // A dev server started inside the workspace is detected and reported.
+    const server: Server = createServer((_q, r) => r.end());
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    await waitFor(
+      () =>
+        state.applied.some(
+          (e) => e.type === "preview" && e.payload.port === port && e.payload.state === "open",
+        ),
+      "preview open",
+    );
+    await new Promise((r) => server.close(r));
+    await waitFor(
+      () =>
+        state.applied.some(
+          (e) => e.type === "preview" && e.payload.port === port && e.payload.state === "closed",
+        ),
+      "preview closed",
+    );
+    await waitFor(() => state.heartbeats.some((h) => h.sessions?.includes("main")), "sessions converged");
+
+    const { drained } = await agent.shutdown(5000);
+    expect(drained).toBe(true);
+    expect(terminalClosed()).toBe(true);
+    expect(state.heartbeats.at(-1)!.lifecycle).toBe("off");
+    expect(lifecycleEvents(state)).toEqual([
+      "created>starting",
+      "starting>ready",
+      "ready>shutting_down",
+      "shutting_down>off",
+    ]);
+    const seqs = state.applied.map((e) => e.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1)); // every event once, in order
+    await expect(fetch(`http://127.0.0.1:${agentPort}/healthz`)).rejects.toThrow();
+  });
+
+  it("stays up in start_error, naming the path, when the layout cannot be made; user data untouched", async () => {
+    const { state, root, agent } = await setup({}, (r) => {
+      mkdirSync(join(r, "user"));
+      writeFileSync(join(r, "user", "projects"), "not a directory");
+    });
+    await agent.start();
+    expect(agent.lifecycle).toBe("start_error");
+    expect(agent.lastError).toBe(
+      `layout: workspace layout: ${join(root, "user", "projects")}: is a file where a directory belongs; move it away (it is not deleted for you)`,
+    );
+    await waitFor(() => state.heartbeats.some((h) => h.lifecycle === "start_error"), "start_error heartbeat");
+    expect(state.heartbeats.find((h) => h.lifecycle === "start_error")!.lastError).toMatch(
+      /user\/projects: is a file/,
+    );
+    await waitFor(() => lifecycleEvents(state).includes("starting>start_error"), "lifecycle event");
+    expect(readFileSync(join(root, "user", "projects"), "utf8")).toBe("not a directory");
+    expect(existsSync(join(root, "system"))).toBe(false);
+  });
+
+  it("reports start_timeout when the volume never appears (VM mode, mount injected)", async () => {
+    const { state, agent } = await setup({
+      mode: "vm",
+      mount: async () => {
+        throw new VolumeTimeoutError(
+          "volume device /dev/disk/by-id/scsi-0HC_Volume_1 did not appear within 120 s",
+        );
+      },
+    });
+    // VM mode needs a device setting; the injected mount stands in for the wait.
+    (agent as unknown as { o: AgentOptions }).o.config.settings.BERTH_VOLUME_DEVICE =
+      "/dev/disk/by-id/scsi-0HC_Volume_1";
+    await agent.start();
+    expect(agent.lifecycle).toBe("start_timeout");
+    await waitFor(
+      () => state.heartbeats.some((h) => h.lifecycle === "start_timeout"),
+      "start_timeout heartbeat",
+    );
+    expect(state.heartbeats.at(-1)!.lastError).toMatch(/^mount volume: volume device .* did not appear/);
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * The box agent's entry point: `node box/main.ts`. See `--help`, box/agent.ts for what it does and in
+ * which order, and box/boot-config.ts for the settings (environment) and secrets ($CREDENTIALS_DIRECTORY).
+ */
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
+import { type BootConfig, BootConfigError, loadBootConfig } from "./boot-config.ts";
+import { currentOwner, resolveUser } from "./layout/box-user.ts";
+import type { LayoutPaths } from "./layout/workspace-layout.ts";
+import type { LogPayload } from "./protocol.ts";
+import { LogShipper } from "./telemetry/log-shipper.ts";
+import { createAgentLogger, type Logger } from "./telemetry/logger.ts";
+import { startTerminalEndpoint } from "./terminal/endpoint.ts";
+import { TmuxSessions } from "./tmux/sessions.ts";
+import type { TmuxSocket } from "./tmux/tmux-command.ts";
+
+const run = promisify(execFile);
+
+export const HELP = `berth-agent ${AGENT_VERSION}: the Berth box agent
+
+Usage: node box/main.ts [--help | --version]
+
+Brings a workspace up (VM: mount the volume; then the layout, Claude Code hooks, the loopback endpoint,
+the terminal endpoint, session capture and preview detection), reports to the control plane and applies
+its desired state. SIGTERM/SIGINT: report shutting_down, flush events, report off, exit 0.
+
+Mode: VM when BERTH_VOLUME_DEVICE is set (run as root under systemd), local otherwise (a child process of
+the control plane; the workspace root is a plain directory that must exist).
+
+Settings (environment):
+  BERTH_WORKSPACE_ID        required, ^[a-z0-9-]{1,64}$
+  BERTH_CONTROL_PLANE_URL   required, e.g. http://127.0.0.1:3000 (the agent calls <url>/agent/v1/...)
+  BERTH_WORKSPACE_ROOT      default /mnt/workspace
+  BERTH_VOLUME_DEVICE       VM only: /dev/disk/by-id/scsi-0HC_Volume_<id>
+  BERTH_BOX_USER            default claude (VM: owner of user/ and the /home/<user> link)
+  BERTH_TTYD_HOST, BERTH_TTYD_PORT   terminal endpoint bind address, default 0.0.0.0:7681
+  BERTH_AGENT_PORT          loopback endpoint (hooks, /healthz), default 7690
+  BERTH_HOSTNAME, BERTH_TAILSCALE_TAGS   VM: tailscale up
+  BERTH_TMUX_SOCKET         tmux socket path (VM: /run/berth-tmux/tmux.sock); local default: -L berth-<id>
+  BERTH_AGENT_LOG_LEVEL     default info
+  BERTH_TERMINAL            local: auto (ttyd if on PATH, else built-in) | builtin | /path/to/ttyd
+
+Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
+  agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,
+  r2-secret-access-key, tailscale-auth-key
+
+Exit status: 0 after a clean shutdown; 2 when the boot config is unusable (the agent cannot call home).
+A failed start does not exit: the agent stays up in start_error/start_timeout and reports the error.
+`;
+
+function tmuxSocket(config: BootConfig): TmuxSocket {
+  const path = process.env.BERTH_TMUX_SOCKET;
+  return path ? { path } : { name: `berth-${config.settings.BERTH_WORKSPACE_ID}` };
+}
+
+/** Local mode: the ttyd-protocol endpoint, built in unless a ttyd binary is chosen. */
+function localTerminal(config: BootConfig, socket: TmuxSocket, sessions: TmuxSessions, log: Logger) {
+  return async (paths: LayoutPaths): Promise<TerminalHandle> => {
+    const s = config.settings;
+    const endpoint = await startTerminalEndpoint({
+      host: s.BERTH_TTYD_HOST,
+      port: s.BERTH_TTYD_PORT,
+      credential: config.credentials["ttyd-credential"],
+      tmux: { socket },
+      cwd: paths.projects,
+      onAttach: (session) => sessions.ensure(session),
+      logger: log,
+      ttyd: process.env.BERTH_TERMINAL ?? "auto",
+    });
+    return endpoint;
+  };
+}
+
+/** VM: ttyd and tmux are systemd units (packer/files/systemd); the agent starts and stops them. */
+function vmTerminal(config: BootConfig) {
+  return async (): Promise<TerminalHandle> => {
+    await run("systemctl", ["start", "berth-ttyd.service"]);
+    return {
+      kind: "ttyd",
+      port: config.settings.BERTH_TTYD_PORT,
+      close: async () => {
+        await run("systemctl", ["stop", "berth-ttyd.service"]);
+      },
+    };
+  };
+}
+
+/** VM: join the tailnet when a key was provisioned; the key stays in its file (`file:` form). */
+function joinTailnet(config: BootConfig) {
+  return async (): Promise<string | null> => {
+    const dir = process.env.CREDENTIALS_DIRECTORY;
+    if (!config.credentials["tailscale-auth-key"] || !dir) return null;
+    const s = config.settings;
+    const args = [
+      "up",
+      `--auth-key=file:${join(dir, "tailscale-auth-key")}`,
+      `--advertise-tags=${s.BERTH_TAILSCALE_TAGS}`,
+    ];
+    if (s.BERTH_HOSTNAME) args.push(`--hostname=${s.BERTH_HOSTNAME}`);
+    await run("tailscale", args, { timeout: 120_000 });
+    const { stdout } = await run("tailscale", ["ip", "-4"]);
+    return stdout.trim().split("\n")[0] || null;
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (argv.includes("--version")) {
+    process.stdout.write(`${AGENT_VERSION}\n`);
+    return 0;
+  }
+  if (argv.length > 0) {
+    process.stderr.write(`berth-agent: unknown argument ${JSON.stringify(argv[0])}; see --help\n`);
+    return 2;
+  }
+
+  let config: BootConfig;
+  try {
+    config = loadBootConfig(process.env, process.env.CREDENTIALS_DIRECTORY);
+  } catch (err) {
+    const msg =
+      err instanceof BootConfigError ? err.message : `cannot load boot config: ${(err as Error).message}`;
+    process.stderr.write(`berth-agent: ${msg}\n`);
+    return 2;
+  }
+  const s = config.settings;
+  const mode = s.BERTH_VOLUME_DEVICE ? "vm" : "local";
+
+  let agent: Agent | null = null;
+  const shipper = new LogShipper({ publish: (log: LogPayload, at: string) => agent?.shipLog(log, at) });
+  const log = createAgentLogger({
+    level: process.env.BERTH_AGENT_LOG_LEVEL ?? "info",
+    workspaceId: s.BERTH_WORKSPACE_ID,
+    extraStream: shipper,
+  });
+
+  const socket = tmuxSocket(config);
+  const paths = {
+    projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
+    logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),
+  };
+  const sessions = new TmuxSessions({ socket, cwd: paths.projects, logsDir: paths.logs });
+  let boxUser: AgentOptions["boxUser"] = null;
+  if (mode === "vm") {
+    try {
+      boxUser = resolveUser(s.BERTH_BOX_USER);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "box user");
+    }
+  }
+
+  const options: AgentOptions = {
+    config,
+    mode,
+    log,
+    boxUser,
+    agentOwner: mode === "vm" ? currentOwner() : null,
+    sessions,
+    startTerminal: mode === "vm" ? vmTerminal(config) : localTerminal(config, socket, sessions, log),
+    previewOwner:
+      mode === "vm" && boxUser
+        ? { uid: boxUser.uid }
+        : {
+            // Locally the agent shares its uid with everything else on the machine: count only what runs
+            // inside this workspace's tmux server.
+            ancestors: async () => {
+              try {
+                const pid = Number((await sessions.tmux.run(["display-message", "-p", "#{pid}"])).trim());
+                return Number.isInteger(pid) && pid > 0 ? [pid] : [];
+              } catch {
+                return [];
+              }
+            },
+          },
+  };
+  if (mode === "vm") options.joinTailnet = joinTailnet(config);
+  agent = new Agent(options);
+
+  let stopping: Promise<void> | null = null;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting without waiting for the flush");
+      process.exit(130);
+    }
+    log.info({ signal }, "shutting down");
+    stopping = agent!.shutdown().then(({ drained }) => {
+      if (!drained)
+        log.warn("some events could not be delivered; they stay in the outbox for the next start");
+    });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("unhandledRejection", (err) =>
+    log.error({ err: (err as Error)?.message ?? String(err) }, "unhandled rejection"),
+  );
+
+  log.info({ mode, version: AGENT_VERSION, root: s.BERTH_WORKSPACE_ROOT }, "berth agent starting");
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    const wait = setInterval(() => {
+      if (stopping) {
+        clearInterval(wait);
+        stopping.then(resolve, resolve);
+      }
+    }, 100);
+  });
+  log.info("agent off");
+  return 0;
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`berth-agent: fatal: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}
