@@ -2,10 +2,17 @@
  * `berth`: the control plane's command line. Run through npm so the pinned Node 24 is used:
  *   npm run berth -- <command> [options]
  */
+
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
+import { formatStackDiff } from "../stacks/pulumi/diff.ts";
+import { type Config, ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
 import { runMigrations } from "./db/migrate.ts";
-import { createLogger } from "./observability/logger.ts";
+import { createDriver } from "./drivers.ts";
+import { HttpError } from "./http/errors.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { diffStack, forgetStack, listStacks, type OperatorDeps, repairStack } from "./operators/stacks.ts";
+import { SecretBox } from "./security/secret-box.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 
 const HELP = `berth — the Berth control plane
@@ -15,6 +22,7 @@ Usage: npm run berth -- <command> [--help]
 Commands:
   serve     run the control plane (API, web UI, gateway); local mode by default
   migrate   apply pending database migrations and exit
+  stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
@@ -32,6 +40,14 @@ Runs the control plane. With no configuration: local mode on http://127.0.0.1:76
 
 Applies pending migrations to DATABASE_URL (or the embedded Postgres under BERTH_DATA_DIR) and exits.
 Migrations also run at every 'serve'; replicas take turns through an advisory lock.
+`,
+  stacks: `Usage: npm run berth -- stacks <list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>>
+
+  list     every live workspace record next to what the driver observes, with drift
+  diff     what a start (wake) or stop (hibernate) build would change: resource, operation, changed keys
+  repair   clear a stale lock and pending operations on the stack, then refresh it (refused during a build)
+  forget   drop the record without touching the cloud; prints the cloud ids left behind
+Uses the same DATABASE_URL/BERTH_DATA_DIR and BERTH_DRIVER as 'serve'.
 `,
 };
 
@@ -71,6 +87,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
+
   const cp = await startControlPlane(config, { logger: log });
   if (cp.loginUrl) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
@@ -83,6 +101,70 @@ async function main(argv: string[]): Promise<number> {
   log.info("shutting down");
   await cp.close();
   return 0;
+}
+
+async function stacksCommand(config: Config, log: Logger, args: string[]): Promise<number> {
+  const [sub, id, transition] = args;
+  if (!sub || !["list", "diff", "repair", "forget"].includes(sub) || (sub !== "list" && !id)) {
+    process.stderr.write(COMMAND_HELP.stacks!);
+    return 2;
+  }
+  if (transition !== undefined && transition !== "start" && transition !== "stop") {
+    process.stderr.write(`berth: the transition must be 'start' or 'stop', not '${transition}'\n`);
+    return 2;
+  }
+  const { database, stopEmbedded } = await openDatabase(config, log);
+  try {
+    await runMigrations(database);
+    const deps: OperatorDeps = {
+      database,
+      driver: await createDriver(config, log),
+      secretBox: config.secretKeys
+        ? SecretBox.fromSpec(config.secretKeys)
+        : SecretBox.fromFile(join(config.dataDir, "secret-keys")),
+      controlPlaneUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    };
+    const out = (line: string) => process.stdout.write(`${line}\n`);
+    switch (sub) {
+      case "list": {
+        const rows = await listStacks(deps);
+        out(["WORKSPACE".padEnd(38), "STATE".padEnd(12), "OBSERVED".padEnd(9), "DRIFT"].join(" "));
+        for (const r of rows) {
+          out(
+            [r.workspaceId.padEnd(38), (r.state ?? "-").padEnd(12), r.observed.padEnd(9), r.drift ?? ""].join(
+              " ",
+            ),
+          );
+        }
+        break;
+      }
+      case "diff":
+        out(formatStackDiff(await diffStack(deps, id!, transition as "start" | "stop" | undefined)));
+        break;
+      case "repair":
+        out(`repaired; workspace is now ${(await repairStack(deps, id!, null)).state}`);
+        break;
+      case "forget": {
+        const { leaked } = await forgetStack(deps, id!, null);
+        out(
+          leaked.length
+            ? `forgotten. These cloud resources still exist; delete them by hand:\n  ${leaked.join("\n  ")}`
+            : "forgotten; nothing was left behind",
+        );
+        break;
+      }
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof HttpError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await database.close();
+    await stopEmbedded?.();
+  }
 }
 
 main(process.argv.slice(2)).then(

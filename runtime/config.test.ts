@@ -22,6 +22,10 @@ describe("loadConfig", () => {
     [{ BERTH_LOCAL_TOKEN: "short" }, /^BERTH_LOCAL_TOKEN: must be at least 32 characters$/],
     [{ CLERK_SECRET_KEY: "sk_test_x" }, /^BERTH_AUTHORIZED_PARTIES: is required in hosted mode/],
     [{ BERTH_DRIVER: "docker" }, /^BERTH_DRIVER:/],
+    [
+      { CLERK_SECRET_KEY: "sk_live_x", BERTH_AUTHORIZED_PARTIES: "https://a" },
+      /^BERTH_SECRET_KEYS: is required in hosted mode/,
+    ],
   ];
   for (const [env, message] of bad) {
     it(`names the variable for ${JSON.stringify(env)}`, () => {
@@ -43,6 +47,7 @@ describe("loadConfig", () => {
       BERTH_HOST: "0.0.0.0",
       CLERK_SECRET_KEY: "sk_live_x",
       BERTH_AUTHORIZED_PARTIES: "https://a",
+      BERTH_SECRET_KEYS: "k:x",
     });
     expect(c.auth).toEqual({
       mode: "hosted",

@@ -87,6 +87,13 @@ const schema = z
         message: "is required in hosted mode (Clerk configured): list the web origins allowed in azp",
       });
     }
+    if (hosted && !env.BERTH_SECRET_KEYS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_SECRET_KEYS"],
+        message: "is required in hosted mode: every replica must seal and open secrets with the same keys",
+      });
+    }
     if (!hosted && !LOOPBACK_HOSTS.has(env.BERTH_HOST)) {
       ctx.addIssue({
         code: "custom",

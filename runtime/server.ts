@@ -20,8 +20,10 @@ import { createDriver } from "./drivers.ts";
 import { buildApp } from "./http/app.ts";
 import type { AppDeps } from "./http/context.ts";
 import { UpgradeDispatcher } from "./http/upgrade.ts";
+import { startSchedules } from "./jobs/schedules.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics } from "./observability/metrics.ts";
+import { Reconciler } from "./reconciler/reconciler.ts";
 import { createLimiter } from "./security/rate-limit.ts";
 import { SecretBox } from "./security/secret-box.ts";
 import { WorkspaceService } from "./workspaces/service.ts";
@@ -32,6 +34,7 @@ export interface ControlPlane {
   deps: AppDeps;
   upgrades: UpgradeDispatcher;
   worker: BuildWorker | null;
+  reconciler: Reconciler;
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -45,6 +48,8 @@ export interface StartOptions {
   driver?: WorkspaceDriver;
   /** false: this process only serves the API and runs no builds. */
   runBuilds?: boolean;
+  /** false: no pg-boss schedules in this process (tests call `reconciler.tick()` themselves). */
+  runSchedules?: boolean;
   worker?: Partial<
     Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
   >;
@@ -115,6 +120,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         driverName: driver.name,
         defaults: config.workspaceDefaults,
       }),
+      publicUrl: config.publicUrl ?? "",
     };
 
     const { app } = buildApp(deps);
@@ -136,6 +142,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     const url = `http://${host}:${port}`;
     const publicUrl = config.publicUrl ?? url;
+    deps.publicUrl = publicUrl;
 
     let worker: BuildWorker | null = null;
     if (options.runBuilds !== false) {
@@ -154,6 +161,14 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       const w = worker;
       cleanup.push(() => w.stop());
     }
+
+    const reconciler = new Reconciler({ database, driver, metrics, log });
+    if (options.runSchedules !== false) {
+      const scheduler = await startSchedules(database.url, log, [
+        { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
+      ]);
+      cleanup.push(() => scheduler.stop());
+    }
     log.info({ url, mode: config.auth.mode, driver: config.driver }, "control plane listening");
     return {
       url,
@@ -161,6 +176,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       deps,
       upgrades,
       worker,
+      reconciler,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

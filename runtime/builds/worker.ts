@@ -264,13 +264,11 @@ export class BuildWorker {
             .where(
               and(eq(workspaceInstances.workspaceId, workspace.id), isNull(workspaceInstances.stoppedAt)),
             );
-          await tx
-            .insert(workspaceInstances)
-            .values({
-              workspaceId: workspace.id,
-              buildId: build.id,
-              agentTokenHash: hashAgentToken(agentToken),
-            });
+          await tx.insert(workspaceInstances).values({
+            workspaceId: workspace.id,
+            buildId: build.id,
+            agentTokenHash: hashAgentToken(agentToken),
+          });
         });
         log.stage(`${driver.name}: start`);
         return driver.apply(spec, "start", log, signal);

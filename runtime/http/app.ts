@@ -6,6 +6,7 @@ import Koa from "koa";
 import helmet from "koa-helmet";
 import { OwnerScope } from "../authz/scope.ts";
 import { requestContext } from "../observability/request-context.ts";
+import { adminRoutes } from "../routes/admin.ts";
 import { loginRoutes, meRoutes } from "../routes/auth.ts";
 import { buildRoutes } from "../routes/builds.ts";
 import { healthRoutes } from "../routes/health.ts";
@@ -85,6 +86,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   meRoutes(apiRouter);
   workspaceRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
+  adminRoutes(apiRouter, deps);
 
   app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
   app.use(apiRouter.routes()).use(apiRouter.allowedMethods());

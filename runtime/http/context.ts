@@ -35,4 +35,6 @@ export interface AppDeps {
   secretBox: SecretBox;
   driver: WorkspaceDriver;
   workspaces: WorkspaceService;
+  /** The URL clients and box agents use to reach this control plane; known once the server listens. */
+  publicUrl: string;
 }

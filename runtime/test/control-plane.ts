@@ -7,6 +7,7 @@ import { loadConfig } from "../config.ts";
 import { createLogger } from "../observability/logger.ts";
 import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
 import { createTestDatabase } from "./database.ts";
+import { TEST_SECRET_KEYS } from "./keys.ts";
 import { ScriptedDriver } from "./scripted-driver.ts";
 
 export interface TestControlPlane extends ControlPlane {
@@ -29,11 +30,13 @@ export async function startTestControlPlane(
     BERTH_DATA_DIR: dataDir,
     DATABASE_URL: databaseUrl,
     BERTH_LOCAL_TOKEN: localToken,
+    BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
     ...env,
   });
   const driver = (options.driver as ScriptedDriver | undefined) ?? new ScriptedDriver();
   const cp = await startControlPlane(config, {
     logger: createLogger("silent"),
+    runSchedules: false,
     ...options,
     driver,
     worker: { pollMs: 200, heartbeatMs: 500, backoffMs: () => 200, ...options.worker },
