@@ -168,7 +168,17 @@ describe("PulumiDriver with a scripted pulumi", () => {
       "--non-interactive",
     ]);
     expect(fake.hasStack("ws-a1")).toBe(false);
-    expect(log.stages).toEqual(["pulumi up (lift protection)", "pulumi destroy"]);
+    expect(log.stages).toEqual(["pulumi up (lift protection)", "empty bucket berth-a1", "pulumi destroy"]);
+    // Emptied with the stack's own bucket-scoped keys, before the destroy.
+    expect(fake.emptied).toEqual([
+      {
+        endpoint: "https://acct0123.r2.cloudflarestorage.com",
+        bucket: "berth-a1",
+        accessKeyId: "SECRET-r2-access-key-id",
+        secretAccessKey: "SECRET-r2-secret-access-key",
+      },
+    ]);
+    expect(log.lines).toContainEqual(["info", "deleted 3 objects from berth-a1"]);
   });
 
   it("destroy of a workspace that has no stack succeeds and says so", async () => {

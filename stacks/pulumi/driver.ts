@@ -20,6 +20,7 @@ import type {
   WorkspaceSpec,
 } from "../driver.ts";
 import { DriverError, StackBusyError } from "../errors.ts";
+import { r2Endpoint } from "../workspace/component.ts";
 import type { PortRange } from "../workspace/firewall.ts";
 import { stackName, WORKSPACE_LABEL, workspaceIdFromStack } from "../workspace/names.ts";
 import {
@@ -32,6 +33,7 @@ import { stackDiffFromEvents } from "./diff.ts";
 import { toDriverError } from "./errors.ts";
 import { engineEventsToLog } from "./events.ts";
 import { HETZNER_API_URL, HetznerClient, type HetznerServer } from "./hetzner.ts";
+import { emptyBucket, type S3Target } from "./r2.ts";
 import { Semaphore } from "./semaphore.ts";
 
 export const PROJECT_NAME = "berth-workspaces";
@@ -72,6 +74,8 @@ export interface PulumiDriverOptions {
   /** Policy packs run on `up` and `preview`. Default: stacks/policy. `[]` disables. */
   policyPacks?: string[];
   projectName?: string;
+  /** Empties the workspace's bucket before destroy (R2 keeps non-empty buckets). Default: S3 API calls. */
+  emptyBucket?: (target: S3Target, signal: AbortSignal) => Promise<number>;
   /** The program for a workspace. Default: stacks/workspace's `workspaceProgram`; tests substitute a stub. */
   program?: (input: WorkspaceProgramInput) => auto.PulumiFn;
 }
@@ -149,10 +153,30 @@ export class PulumiDriver implements WorkspaceDriver {
       const onEvent = engineEventsToLog(log);
       // 1. Lift protection (and stop the server, gracefully). No policy pack here: it requires protection.
       log.stage("pulumi up (lift protection)");
-      await stack.up({ onEvent, signal, color: "never", message: "berth destroy: lift protection" });
+      const lifted = await stack.up({
+        onEvent,
+        signal,
+        color: "never",
+        message: "berth destroy: lift protection",
+      });
       signal.throwIfAborted();
-      // 2. Delete everything (R2 refuses to delete a bucket that still holds objects: the caller's final
-      //    backup flow empties it first), then remove the stack with its history.
+      // 2. Empty the bucket (R2 refuses to delete one that holds objects) with the stack's own bucket keys.
+      const out = outputsFrom(lifted.outputs);
+      const { r2AccessKeyId, r2SecretAccessKey } = out.secretOutputs;
+      if (out.bucketName && r2AccessKeyId && r2SecretAccessKey) {
+        log.stage(`empty bucket ${out.bucketName}`);
+        const target = {
+          endpoint: r2Endpoint(this.opts.cloudflare.accountId),
+          bucket: out.bucketName,
+          accessKeyId: r2AccessKeyId,
+          secretAccessKey: r2SecretAccessKey,
+        };
+        const n = await (
+          this.opts.emptyBucket ?? ((t, s) => emptyBucket(t, { signal: s, fetch: this.opts.fetch }))
+        )(target, signal);
+        log.line("info", `deleted ${n} objects from ${out.bucketName}`);
+      }
+      // 3. Delete everything, then remove the stack with its history.
       log.stage("pulumi destroy");
       await stack.destroy({
         onEvent,

@@ -44,6 +44,7 @@ describe(`PulumiDriver with the real pulumi CLI ${pulumiVersion ?? `(${SKIP})`}`
       workRoot: join(dir, "work"),
       pulumiHome: join(dir, "home"),
       policyPacks: [],
+      emptyBucket: async () => 0, // no R2 here
       // No cloud resources: outputs computed from the input, with the secret ones as secrets.
       program: (input) => async () => {
         return {

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
 import * as auto from "@pulumi/pulumi/automation/index.js";
 import type { PulumiDriverOptions } from "../driver.ts";
+import type { S3Target } from "../r2.ts";
 
 export const FAKE_PULUMI_ROOT = fileURLToPath(new URL("./fake-pulumi", import.meta.url));
 
@@ -48,6 +49,8 @@ export class FakePulumi {
   readonly dir: string;
   readonly home: string;
   readonly workRoot: string;
+  /** Buckets the driver asked to empty (the default `emptyBucket` of `driverOptions`). */
+  readonly emptied: S3Target[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -114,6 +117,10 @@ export class FakePulumi {
       workRoot: this.workRoot,
       pulumiHome: this.home,
       pulumiCommand: await this.pulumiCommand(),
+      emptyBucket: async (target) => {
+        this.emptied.push(target);
+        return 3;
+      },
       ...overrides,
     };
   }
