@@ -111,7 +111,10 @@ export class BuildWorker {
           return null;
         });
         if (!claimed) break;
-        const p = this.#execute(claimed.build, claimed.client).finally(() => inflight.delete(p));
+        const p = this.#execute(claimed.build, claimed.client).finally(() => {
+          inflight.delete(p);
+          this.#wake?.(); // a slot is free: claim the next build now rather than at the next poll
+        });
         inflight.add(p);
       }
       await new Promise<void>((resolve) => {
@@ -242,7 +245,6 @@ export class BuildWorker {
         .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(build.workspaceId)])
         .catch(() => {});
       lockClient.release();
-      this.#wake?.();
     }
   }
 
