@@ -221,4 +221,13 @@ describe("Agent (local mode, against a fake control plane)", () => {
     );
     expect(state.heartbeats.at(-1)!.lastError).toMatch(/^mount volume: volume device .* did not appear/);
   });
+
+  it("keeps heartbeating when tmux lists a session name it could not have created", async () => {
+    const { state, agent, sessions } = await setup();
+    sessions.names.add("main");
+    sessions.names.add("made_by_hand");
+    await agent.start();
+    await waitFor(() => state.heartbeats.some((h) => h.sessions?.includes("main")), "sessions heartbeat");
+    expect(state.heartbeats.at(-1)!.sessions).toEqual(["main"]);
+  });
 });

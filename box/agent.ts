@@ -36,7 +36,7 @@ import { LogTailer } from "./notifications/log-tailer.ts";
 import { type LoopbackServer, startLoopbackServer } from "./notifications/loopback-server.ts";
 import { NotificationCenter } from "./notifications/notification-center.ts";
 import { type PreviewOwnership, PreviewScanner } from "./previews/preview-scanner.ts";
-import type { AgentEventDraft, AgentLifecycle, LogPayload } from "./protocol.ts";
+import { type AgentEventDraft, type AgentLifecycle, type LogPayload, SESSION_NAME_RE } from "./protocol.ts";
 import { systemMetrics } from "./telemetry/metrics.ts";
 
 export const AGENT_VERSION = readVersion();
@@ -252,7 +252,7 @@ export class Agent {
   }
 
   /** SIGTERM: report `shutting_down`, stop detectors and endpoints, flush, report `off`. */
-  async shutdown(flushTimeoutMs = 15_000): Promise<{ drained: boolean }> {
+  async shutdown(flushTimeoutMs = 10_000): Promise<{ drained: boolean }> {
     this.setLifecycle("shutting_down");
     await this.previews?.stop();
     this.tailer?.stop();
@@ -390,7 +390,11 @@ export class Agent {
   private async heartbeatStatus(): Promise<HeartbeatStatus> {
     if (this.o.sessions && this.lifecycleState === "ready") {
       try {
-        this.lastSessions = (await this.o.sessions.list()).map((s) => s.name).slice(0, 64);
+        // Only names we could have created; anything else on the socket must not break the heartbeat.
+        this.lastSessions = (await this.o.sessions.list())
+          .map((s) => s.name)
+          .filter((n) => SESSION_NAME_RE.test(n))
+          .slice(0, 64);
       } catch {
         // keep the last known list
       }

@@ -55,15 +55,31 @@ function tmuxSocket(config: BootConfig): TmuxSocket {
   return path ? { path } : { name: `berth-${config.settings.BERTH_WORKSPACE_ID}` };
 }
 
+/**
+ * tmux 3.3a without a UTF-8 locale prints tabs (and other non-printables) in `-F` output as `_`, which
+ * breaks every tab-separated listing, and renders UTF-8 in panes as `_` too. Agents start from minimal
+ * environments (systemd units, a driver's spawn), so give tmux C.UTF-8 unless a locale was chosen.
+ */
+export function utf8Environment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.LC_ALL || env.LC_CTYPE || env.LANG) return env;
+  return { ...env, LANG: "C.UTF-8" };
+}
+
 /** Local mode: the ttyd-protocol endpoint, built in unless a ttyd binary is chosen. */
-function localTerminal(config: BootConfig, socket: TmuxSocket, sessions: TmuxSessions, log: Logger) {
+function localTerminal(
+  config: BootConfig,
+  socket: TmuxSocket,
+  tmuxEnv: NodeJS.ProcessEnv,
+  sessions: TmuxSessions,
+  log: Logger,
+) {
   return async (paths: LayoutPaths): Promise<TerminalHandle> => {
     const s = config.settings;
     const endpoint = await startTerminalEndpoint({
       host: s.BERTH_TTYD_HOST,
       port: s.BERTH_TTYD_PORT,
       credential: config.credentials["ttyd-credential"],
-      tmux: { socket },
+      tmux: { socket, env: tmuxEnv },
       cwd: paths.projects,
       onAttach: (session) => sessions.ensure(session),
       logger: log,
@@ -140,11 +156,17 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   const socket = tmuxSocket(config);
+  const tmuxEnvironment = utf8Environment(process.env);
   const paths = {
     projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
     logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),
   };
-  const sessions = new TmuxSessions({ socket, cwd: paths.projects, logsDir: paths.logs });
+  const sessions = new TmuxSessions({
+    socket,
+    cwd: paths.projects,
+    logsDir: paths.logs,
+    env: tmuxEnvironment,
+  });
   let boxUser: AgentOptions["boxUser"] = null;
   if (mode === "vm") {
     try {
@@ -161,7 +183,8 @@ export async function main(argv: string[]): Promise<number> {
     boxUser,
     agentOwner: mode === "vm" ? currentOwner() : null,
     sessions,
-    startTerminal: mode === "vm" ? vmTerminal(config) : localTerminal(config, socket, sessions, log),
+    startTerminal:
+      mode === "vm" ? vmTerminal(config) : localTerminal(config, socket, tmuxEnvironment, sessions, log),
     previewOwner:
       mode === "vm" && boxUser
         ? { uid: boxUser.uid }
