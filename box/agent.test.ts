@@ -56,7 +56,11 @@ class MemorySessions implements SessionManager {
   async sendKeys() {}
 }
 
-async function setup(overrides: Partial<AgentOptions> = {}, rootPrep?: (root: string) => void) {
+async function setup(
+  overrides: Partial<AgentOptions> = {},
+  rootPrep?: (root: string) => void,
+  settings: Record<string, string> = {},
+) {
   const state = newFakeState(TOKEN);
   const cp = await startFakeControlPlane(state);
   cleanups.push(() => cp.close());
@@ -69,6 +73,7 @@ async function setup(overrides: Partial<AgentOptions> = {}, rootPrep?: (root: st
       BERTH_CONTROL_PLANE_URL: cp.url,
       BERTH_WORKSPACE_ROOT: root,
       BERTH_AGENT_PORT: String(agentPort),
+      ...settings,
     }),
     credentials: { "agent-token": TOKEN, "ttyd-credential": "u:p", "restic-password": "r" },
   };
@@ -202,17 +207,18 @@ describe("Agent (local mode, against a fake control plane)", () => {
   });
 
   it("reports start_timeout when the volume never appears (VM mode, mount injected)", async () => {
-    const { state, agent } = await setup({
-      mode: "vm",
-      mount: async () => {
-        throw new VolumeTimeoutError(
-          "volume device /dev/disk/by-id/scsi-0HC_Volume_1 did not appear within 120 s",
-        );
+    const { state, agent } = await setup(
+      {
+        mode: "vm",
+        mount: async () => {
+          throw new VolumeTimeoutError(
+            "volume device /dev/disk/by-id/scsi-0HC_Volume_1 did not appear within 120 s",
+          );
+        },
       },
-    });
-    // VM mode needs a device setting; the injected mount stands in for the wait.
-    (agent as unknown as { o: AgentOptions }).o.config.settings.BERTH_VOLUME_DEVICE =
-      "/dev/disk/by-id/scsi-0HC_Volume_1";
+      undefined,
+      { BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_1" },
+    );
     await agent.start();
     expect(agent.lifecycle).toBe("start_timeout");
     await waitFor(
