@@ -1,4 +1,13 @@
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -129,7 +138,7 @@ describe("files/bin/berth-tmux-attach", () => {
 
 describe("files/bin/berth-ttyd-start", () => {
   const start = (credential: string | undefined, env: NodeJS.ProcessEnv = {}) => {
-    const { bin, argvOf } = stubs(["setpriv"]);
+    const { bin, argvOf } = stubs(["ttyd"]);
     const creds = scratch("creds");
     if (credential !== undefined) writeFileSync(join(creds, "ttyd-credential"), credential);
     const result = run(TTYD_START, [], {
@@ -138,22 +147,16 @@ describe("files/bin/berth-ttyd-start", () => {
     return {
       result,
       argv: () =>
-        argvOf("setpriv")
+        argvOf("ttyd")
           .split("\n")
           .filter((a) => a !== ""),
     };
   };
 
-  it("drops to the box user and starts ttyd writable, with url args, quiet logs and the credential", () => {
+  it("starts ttyd writable, with url args, quiet logs and the credential", () => {
     const { result, argv } = start(`${FAKE_CREDENTIAL}\n`);
     expect(result.status).toBe(0);
     expect(argv()).toEqual([
-      "--reuid=claude",
-      "--regid=claude",
-      "--init-groups",
-      "--inh-caps=-all",
-      "--",
-      "/usr/local/bin/ttyd",
       "--port",
       "7681",
       "--writable",
@@ -188,14 +191,44 @@ const tmpfiles = which("systemd-tmpfiles");
 describe("files/etc/tmpfiles.d/berth.conf", () => {
   it.skipIf(!tmpfiles)("creates root-only directories and credstore links to cloud-init's files", () => {
     const root = scratch("tmpfiles");
-    const conf = join(PACKER_DIR, "files/etc/tmpfiles.d/berth.conf");
+    // The image's users (claude, berth-ttyd) do not exist here; root stands in so tmpfiles can resolve
+    // them. units.test.ts pins the exact owner line.
+    const conf = join(root, "berth.conf");
+    const text = readFileSync(join(PACKER_DIR, "files/etc/tmpfiles.d/berth.conf"), "utf8");
+    writeFileSync(conf, text.replaceAll(" claude berth-ttyd ", " root root "));
     const result = run(tmpfiles!, [`--root=${root}`, "--create", conf]);
     expect(result.stderr).toBe("");
     for (const dir of ["run/berth", "run/berth/credentials", "run/credstore"]) {
-      expect(lstatSync(join(root, dir)).mode & 0o777, dir).toBe(0o700);
+      expect(lstatSync(join(root, dir)).mode & 0o7777, dir).toBe(0o700);
     }
+    expect(lstatSync(join(root, "run/berth-tmux")).mode & 0o7777).toBe(0o2710);
     expect(readlinkSync(join(root, "run/credstore/tailscale-auth-key"))).toBe(
       "/run/berth/credentials/tailscale-auth-key",
     );
+  });
+});
+
+describe("files/bin/berth-tmux-socket", () => {
+  const SOCKET_HELPER = join(PACKER_DIR, "files/bin/berth-tmux-socket");
+
+  it("opens the server's socket to its group once it exists", async () => {
+    const dir = scratch("socket");
+    const path = join(dir, "tmux.sock");
+    const server = createServer();
+    await new Promise<void>((ok) => server.listen(path, ok));
+    try {
+      chmodSync(path, 0o600);
+      const result = run(SOCKET_HELPER, [path, "2"]);
+      expect(result.status).toBe(0);
+      expect(lstatSync(path).mode & 0o777).toBe(0o660);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("fails, naming the socket, when the server never creates it", () => {
+    const result = run(SOCKET_HELPER, [join(scratch("socket"), "missing.sock"), "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("missing.sock did not appear");
   });
 });

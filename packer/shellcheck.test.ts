@@ -24,6 +24,7 @@ describe("shell scripts under packer/", () => {
         "scripts/check-no-secrets.sh",
         "files/bin/berth-ttyd-start",
         "files/bin/berth-tmux-attach",
+        "files/bin/berth-tmux-socket",
         "files/etc/profile.d/berth-tmux.sh",
       ]),
     );

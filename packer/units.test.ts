@@ -1,6 +1,6 @@
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   AGENT_ENV_PATH,
@@ -40,7 +40,7 @@ const MOUNT_NAMESPACE_SETTINGS = [
 
 /**
  * systemd-analyze verify against a scratch root: the host's own units (for targets such as
- * sysinit.target) plus ours, and an executable stub at every ExecStart= path, which do not exist here.
+ * sysinit.target) plus ours, and an executable stub at every Exec*= path, which do not exist here.
  */
 function verify(unitTexts: Record<string, string>) {
   const root = mkdtempSync(join(tmpdir(), "berth-units-"));
@@ -49,7 +49,9 @@ function verify(unitTexts: Record<string, string>) {
   mkdirSync(etc, { recursive: true });
   for (const [name, text] of Object.entries(unitTexts)) {
     writeFileSync(join(etc, name), text);
-    for (const exec of values(parseUnit(text), "Service", "ExecStart")) {
+    const service = parseUnit(text).get("Service") ?? new Map<string, string[]>();
+    const execs = [...service].filter(([key]) => key.startsWith("Exec")).flatMap(([, v]) => v);
+    for (const exec of execs) {
       const bin = join(root, exec.replace(/^[-@:+!]+/, "").split(/\s+/)[0]!);
       mkdirSync(dirname(bin), { recursive: true });
       writeFileSync(bin, "#!/bin/sh\n");
@@ -136,12 +138,17 @@ describe("berth-tmux.service and berth-ttyd.service", () => {
   const ttyd = unit("berth-ttyd.service");
   const ttydStart = read("files/bin/berth-ttyd-start");
 
-  it("run the user's side as claude, not root", () => {
+  it("run tmux as claude and ttyd as its own unprivileged user, which tmux admits", () => {
     expect(value(tmux, "Service", "User")).toBe("claude");
-    // ttyd starts as root only to read its credential; the wrapper drops before exec'ing ttyd.
+    expect(value(ttyd, "Service", "User")).toBe("berth-ttyd");
     expect(value(ttyd, "Service", "ExecStart")).toBe("/opt/berth/bin/berth-ttyd-start");
-    expect(ttydStart).toMatch(/exec setpriv --reuid="\$box_user" --regid="\$box_user" --init-groups/);
-    expect(value(ttyd, "Service", "CapabilityBoundingSet")).toBe("CAP_SETUID CAP_SETGID");
+    expect(value(ttyd, "Service", "CapabilityBoundingSet")).toBe("");
+    expect(read("files/etc/berth/tmux.conf")).toMatch(/^server-access -a berth-ttyd$/m);
+    // The socket's directory: owned by claude, setgid to ttyd's group, so ttyd's clients can connect.
+    expect(read("files/etc/tmpfiles.d/berth.conf")).toMatch(
+      /^d \/run\/berth-tmux 2710 claude berth-ttyd -$/m,
+    );
+    expect(read("scripts/00-base.sh")).toContain("--user-group berth-ttyd");
   });
 
   it("restart on their own and harden what does not break tmux", () => {
@@ -156,14 +163,14 @@ describe("berth-tmux.service and berth-ttyd.service", () => {
   });
 
   it("meet on one tmux socket outside /tmp, the one the agent is told about", () => {
-    expect(value(tmux, "Service", "ExecStart")).toBe(`/usr/bin/tmux -S ${SOCKET} -D`);
+    expect(value(tmux, "Service", "ExecStart")).toBe(`/usr/bin/tmux -S ${SOCKET} -f /etc/berth/tmux.conf -D`);
+    expect(value(tmux, "Service", "ExecStartPost")).toBe(`/opt/berth/bin/berth-tmux-socket ${SOCKET}`);
     const env = (u: UnitFile) => values(u, "Service", "Environment").join(" ");
     for (const u of [tmux, ttyd, unit("berth-agent.service")])
       expect(env(u)).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
     expect(read("files/bin/berth-tmux-attach")).toContain(`BERTH_TMUX_SOCKET:-${SOCKET}`);
     expect(read("files/etc/profile.d/berth-tmux.sh")).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
     expect(values(ttyd, "Service", "ReadWritePaths")).toEqual([dirname(SOCKET)]);
-    expect(value(tmux, "Service", "RuntimeDirectory")).toBe(basename(dirname(SOCKET)));
   });
 
   it("give ttyd its credential only as a systemd credential, and start tmux with it", () => {

@@ -12,9 +12,9 @@ cloud-init status --wait >/dev/null || true
 log "apt: base packages and tmux ${TMUX_VERSION}"
 apt-get update -q
 # iptables: the stack's cloud-init locks the metadata service to root with it (Tailscale uses it too).
-# util-linux provides setpriv, which berth-ttyd-start uses to drop to the box user.
+# util-linux provides blkid and mount, which the agent uses on the volume.
 apt-get install -y -q --no-install-recommends \
-  "tmux=${TMUX_VERSION}" ca-certificates curl gnupg bzip2 xz-utils git iptables util-linux acl
+  "tmux=${TMUX_VERSION}" ca-certificates curl gnupg bzip2 xz-utils git iptables util-linux
 tmux -V
 
 log "user ${BOX_USER}: no password, no sudo, no home on the root disk"
@@ -26,6 +26,12 @@ fi
 passwd --lock "$BOX_USER" >/dev/null
 if id -nG "$BOX_USER" | tr ' ' '\n' | grep -qx sudo; then
   die "$BOX_USER must not be in the sudo group: ttyd hands its shell to whoever holds the ttyd credential"
+fi
+
+# ttyd runs as its own user: a process of the box user can then neither ptrace ttyd nor (with the units'
+# ProtectProc=invisible) see its /proc entry, whose cmdline holds the terminal credential.
+if ! id berth-ttyd >/dev/null 2>&1; then
+  useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin --user-group berth-ttyd
 fi
 
 install -d -m 0755 -o root -g root /opt/berth /opt/berth/bin

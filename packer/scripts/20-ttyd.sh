@@ -9,9 +9,6 @@ log "ttyd ${TTYD_VERSION}"
 work=$(mktemp -d)
 fetch_verified "https://github.com/tsl0922/ttyd/releases/download/${TTYD_VERSION}/ttyd.x86_64" \
   "$TTYD_SHA256" "$work/ttyd"
-# Execute-only for everyone but root: the kernel marks a process non-dumpable when it executes a binary it
-# cannot read, so the box user's processes cannot read ttyd's /proc/<pid>/environ or (with the units'
-# ProtectProc=invisible) even see its argv, where ttyd insists on taking the credential.
-install -m 0711 -o root -g root "$work/ttyd" /usr/local/bin/ttyd
+install -m 0755 -o root -g root "$work/ttyd" /usr/local/bin/ttyd
 rm -rf "$work"
 /usr/local/bin/ttyd --version | grep -q "${TTYD_VERSION}" || die "ttyd reports an unexpected version"

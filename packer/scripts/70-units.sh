@@ -3,12 +3,15 @@
 # stack's cloud-init starts berth-agent.service once the secrets exist, and the agent starts the rest.
 # shellcheck source=lib.sh
 . "${BERTH_BUILD_DIR:?}/lib.sh"
+require_env BOX_USER
 
 files="${BERTH_BUILD_DIR}/files"
 log "systemd units and helpers"
 install -m 0644 -o root -g root "$files"/systemd/*.service /etc/systemd/system/
 install -m 0644 -o root -g root "$files/etc/tmpfiles.d/berth.conf" /etc/tmpfiles.d/berth.conf
 install -m 0644 -o root -g root "$files/etc/profile.d/berth-tmux.sh" /etc/profile.d/berth-tmux.sh
+install -d -m 0755 -o root -g root /etc/berth
+install -m 0644 -o root -g root "$files/etc/berth/tmux.conf" /etc/berth/tmux.conf
 install -m 0755 -o root -g root "$files"/bin/* /opt/berth/bin/
 
 systemd-tmpfiles --create /etc/tmpfiles.d/berth.conf
@@ -40,3 +43,19 @@ listing=$("${probe[@]}") || die "berth-agent.service fails to start with an opti
 [[ "$listing" == "agent-token restic-password tailscale-auth-key ttyd-credential " ]] ||
   die "an optional credential present under /run/berth/credentials did not reach the unit: ${listing}"
 rm -rf /run/berth/credentials/* /run/berth/agent.env
+
+# Prove the terminal's two-user setup on this tmux: a server run as the box user with the image's config,
+# in a directory like /run/berth-tmux, admits a client running as berth-ttyd. tmux prints "access not
+# allowed" and still exits 0 when it refuses, so the session list itself is compared.
+log "probe: berth-ttyd attaches to the box user's tmux server"
+probe_dir=$(mktemp -d -p /run berth-tmux-probe.XXXXXX)
+chown "${BOX_USER}:berth-ttyd" "$probe_dir"
+chmod 2710 "$probe_dir"
+as_box_user=(setpriv --reuid="$BOX_USER" --regid="$BOX_USER" --init-groups --reset-env)
+"${as_box_user[@]}" tmux -S "$probe_dir/tmux.sock" -f /etc/berth/tmux.conf new-session -d -s probe -c /
+"${as_box_user[@]}" /opt/berth/bin/berth-tmux-socket "$probe_dir/tmux.sock"
+sessions=$(setpriv --reuid=berth-ttyd --regid=berth-ttyd --init-groups --reset-env \
+  tmux -S "$probe_dir/tmux.sock" list-sessions -F '#{session_name}' 2>&1 || true)
+"${as_box_user[@]}" tmux -S "$probe_dir/tmux.sock" kill-server || true
+rm -rf "$probe_dir"
+[[ "$sessions" == "probe" ]] || die "berth-ttyd cannot use the box user's tmux server: ${sessions}"
