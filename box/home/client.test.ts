@@ -37,6 +37,13 @@ const hb = {
   lastError: null,
   metrics: {},
 };
+const failure = (p: Promise<unknown>): Promise<Error> =>
+  p.then(
+    () => {
+      throw new Error("expected a failure");
+    },
+    (e: Error) => e,
+  );
 const client = () => new ControlPlaneClient({ baseUrl: url, token: "tok-secret-123", timeoutMs: 1000 });
 
 describe("ControlPlaneClient", () => {
@@ -51,9 +58,7 @@ describe("ControlPlaneClient", () => {
 
   it("maps statuses to errors the loop can act on, never echoing the token", async () => {
     reply = { status: 401, body: JSON.stringify({ error: { code: "unauthorized", message: "revoked" } }) };
-    const auth = await client()
-      .heartbeat(hb)
-      .catch((e: Error) => e);
+    const auth = await failure(client().heartbeat(hb));
     expect(auth).toBeInstanceOf(AgentAuthError);
     expect(auth.message).not.toContain("tok-secret-123");
 
@@ -61,9 +66,7 @@ describe("ControlPlaneClient", () => {
       status: 413,
       body: JSON.stringify({ error: { code: "too_large", message: "body over 1 MiB" } }),
     };
-    const big = await client()
-      .heartbeat(hb)
-      .catch((e: Error) => e);
+    const big = await failure(client().heartbeat(hb));
     expect(big).toBeInstanceOf(AgentRequestRejectedError);
     expect(big.message).toBe("control plane rejected the request (HTTP 413 too_large): body over 1 MiB");
 
