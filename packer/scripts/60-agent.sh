@@ -21,5 +21,5 @@ chown -R root:root /opt/berth/agent
 chmod -R u=rwX,go=rX /opt/berth/agent
 
 # The contract module imports zod: loading it proves type stripping and dependency resolution both work.
-/opt/berth/node/bin/node -e 'await import("/opt/berth/agent/box/boot-config.ts")' ||
+/opt/berth/node/bin/node --input-type=module -e 'await import("/opt/berth/agent/box/boot-config.ts")' ||
   die "the installed agent does not load"
