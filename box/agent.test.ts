@@ -236,4 +236,23 @@ describe("Agent (local mode, against a fake control plane)", () => {
     await waitFor(() => state.heartbeats.some((h) => h.sessions?.includes("main")), "sessions heartbeat");
     expect(state.heartbeats.at(-1)!.sessions).toEqual(["main"]);
   });
+
+  it("stops promptly when SIGTERM arrives while it still waits for the volume", async () => {
+    const { state, agent } = await setup({ mode: "vm", volumeWaitMs: 60_000 }, undefined, {
+      BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_does-not-exist",
+    });
+    const started = agent.start();
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    await agent.shutdown(3000);
+    await started;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(agent.lifecycle).toBe("off");
+    expect(state.heartbeats.at(-1)!.lifecycle).toBe("off");
+    expect(lifecycleEvents(state)).toEqual([
+      "created>starting",
+      "starting>shutting_down",
+      "shutting_down>off",
+    ]);
+  });
 });

@@ -102,6 +102,8 @@ export class Agent {
   private lastSessions: string[] | undefined;
   private readonly o: AgentOptions;
   private readonly log: Logger;
+  private readonly abort = new AbortController();
+  private starting: Promise<void> | null = null;
 
   constructor(options: AgentOptions) {
     this.o = options;
@@ -129,7 +131,12 @@ export class Agent {
   }
 
   /** Brings the box up. Never throws: failures become `start_error` / `start_timeout`. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting ??= this.runStart();
+    return this.starting;
+  }
+
+  private async runStart(): Promise<void> {
     this.setLifecycle("starting");
     try {
       await this.bringUp();
@@ -140,12 +147,22 @@ export class Agent {
         "workspace ready",
       );
     } catch (err) {
+      if (!this.home) this.startHome(this.openFallbackOutbox());
+      if (this.abort.signal.aborted) {
+        // SIGTERM arrived mid-start: not a start failure; shutdown() takes it from here.
+        this.log.info("start interrupted by shutdown");
+        return;
+      }
       const e = err instanceof StepError ? err : new StepError("start", err);
       this.startError = e.message.slice(0, 2000);
       this.log.error({ err: this.startError }, "workspace failed to start; staying up to report it");
-      if (!this.home) this.startHome(this.openFallbackOutbox());
       this.setLifecycle(e.lifecycle, this.startError);
     }
+  }
+
+  /** Between bring-up steps: stop early when a shutdown was requested. */
+  private checkAborted(): void {
+    if (this.abort.signal.aborted) throw new StepError("start", new Error("shutting down"));
   }
 
   private async bringUp(): Promise<void> {
@@ -157,6 +174,7 @@ export class Agent {
           device: s.BERTH_VOLUME_DEVICE,
           mountPoint: s.BERTH_WORKSPACE_ROOT,
           waitTimeoutMs: this.o.volumeWaitMs ?? 120_000,
+          signal: this.abort.signal,
           log: (msg) => this.log.info(msg),
         });
         this.log.info(r, "volume mounted");
@@ -184,6 +202,7 @@ export class Agent {
       throw new StepError("layout", err);
     }
 
+    this.checkAborted();
     this.startHome(this.openOutbox(join(this.paths.state, "outbox.jsonl")));
 
     if (this.o.mode === "vm" && this.o.joinTailnet) {
@@ -222,6 +241,7 @@ export class Agent {
       throw new StepError("loopback endpoint", err);
     }
 
+    this.checkAborted();
     if (this.o.startTerminal) {
       try {
         this.terminal = await this.o.startTerminal(this.paths);
@@ -230,6 +250,7 @@ export class Agent {
       }
     }
 
+    this.checkAborted();
     this.tailer = new LogTailer({
       dir: this.paths.sessionLogs,
       onData: (session, chunk) => this.center!.fromTerminal(session, chunk),
@@ -253,6 +274,8 @@ export class Agent {
 
   /** SIGTERM: report `shutting_down`, stop detectors and endpoints, flush, report `off`. */
   async shutdown(flushTimeoutMs = 10_000): Promise<{ drained: boolean }> {
+    this.abort.abort();
+    await this.starting;
     this.setLifecycle("shutting_down");
     await this.previews?.stop();
     this.tailer?.stop();

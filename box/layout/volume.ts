@@ -60,6 +60,8 @@ export interface MountVolumeOptions {
   /** Filesystem label for a newly created filesystem. */
   label?: string;
   log?: (msg: string) => void;
+  /** Aborts the wait for the device (the agent is shutting down). */
+  signal?: AbortSignal;
 }
 
 export interface MountVolumeResult {
@@ -81,7 +83,12 @@ export async function mountVolume(options: MountVolumeOptions): Promise<MountVol
       `mount point must be an absolute path without whitespace, got ${JSON.stringify(options.mountPoint)}`,
     );
 
-  await waitForDevice(options.device, options.waitTimeoutMs ?? 120_000, options.pollMs ?? 250);
+  await waitForDevice(
+    options.device,
+    options.waitTimeoutMs ?? 120_000,
+    options.pollMs ?? 250,
+    options.signal,
+  );
   const dev = realpathSync(options.device);
   if (!statSync(dev).isBlockDevice())
     throw new VolumeError(`${options.device} (${dev}) is not a block device`);
@@ -133,9 +140,15 @@ export async function mountVolume(options: MountVolumeOptions): Promise<MountVol
   return { formatted, alreadyMounted: mounted !== null, uuid: probe.UUID, fsType: probe.TYPE, fstab };
 }
 
-async function waitForDevice(device: string, timeoutMs: number, pollMs: number): Promise<void> {
+async function waitForDevice(
+  device: string,
+  timeoutMs: number,
+  pollMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!existsSync(device)) {
+    if (signal?.aborted) throw new VolumeError(`stopped waiting for ${device}: shutting down`);
     if (Date.now() >= until)
       throw new VolumeTimeoutError(
         `volume device ${device} did not appear within ${Math.round(timeoutMs / 1000)} s (is the volume attached?)`,
