@@ -38,6 +38,8 @@ export interface WorkspaceOutputs {
   serverId: string | null;
   publicIp: string | null;
   volumeId: string;
+  /** Port of the box's ttyd-compatible terminal endpoint: 7681 on a VM, chosen per workspace locally. */
+  terminalPort: number | null;
   /** Linux device path of the volume on the box (`/dev/disk/by-id/scsi-0HC_Volume_<id>`), or a directory locally. */
   volumeDevice: string;
   bucketName: string | null;

@@ -18,9 +18,14 @@ async function run(pgs: BenchPostgres, label: string, replicas: number, concurre
   const started = performance.now();
   const workers = await Promise.all(
     Array.from({ length: replicas }, () =>
-      benchControlPlane(url, new ScriptedDriver(), { BERTH_BUILD_CONCURRENCY: String(concurrency) }, {
-        worker: { pollMs: 50, heartbeatMs: 5_000 },
-      }),
+      benchControlPlane(
+        url,
+        new ScriptedDriver(),
+        { BERTH_BUILD_CONCURRENCY: String(concurrency) },
+        {
+          worker: { pollMs: 50, heartbeatMs: 5_000 },
+        },
+      ),
     ),
   );
   for (;;) {

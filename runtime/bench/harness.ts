@@ -69,7 +69,12 @@ export async function benchControlPlane(
     BERTH_MAX_WORKSPACES_PER_USER: "1000",
     ...env,
   });
-  return startControlPlane(config, { driver, logger: createLogger("silent"), runSchedules: false, ...options });
+  return startControlPlane(config, {
+    driver,
+    logger: createLogger("silent"),
+    runSchedules: false,
+    ...options,
+  });
 }
 
 export function table(title: string, header: string[], rows: Array<Array<string | number>>): void {

@@ -21,7 +21,13 @@ async function seed(pool: import("pg").Pool, ownerId: string, n: number, driver:
     [rows.map((r) => r.id)],
   );
   for (const { id } of rows) {
-    driver.world.set(id, { workspaceId: id, running: true, serverId: `srv-${id}`, publicIp: "203.0.113.1", resourceIds: [] });
+    driver.world.set(id, {
+      workspaceId: id,
+      running: true,
+      serverId: `srv-${id}`,
+      publicIp: "203.0.113.1",
+      resourceIds: [],
+    });
   }
 }
 
@@ -30,7 +36,12 @@ export async function benchReconciler(pgs: BenchPostgres): Promise<void> {
   const driver = new ScriptedDriver();
   const cp = await benchControlPlane(url, driver, {}, { runBuilds: false });
   const owner = await upsertUser(cp.deps.database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-  const reconciler = new Reconciler({ database: cp.deps.database, driver, metrics: createMetrics(), log: createLogger("silent") });
+  const reconciler = new Reconciler({
+    database: cp.deps.database,
+    driver,
+    metrics: createMetrics(),
+    log: createLogger("silent"),
+  });
   const rows: Array<Array<string | number>> = [];
   let seeded = 0;
   for (const n of [100, 1_000, 10_000]) {

@@ -318,7 +318,11 @@ export class BuildWorker {
       if (status === "succeeded" && build.transition === "start" && instance && outputs) {
         await tx
           .update(workspaceInstances)
-          .set({ publicIp: outputs.publicIp, providerServerId: outputs.serverId })
+          .set({
+            publicIp: outputs.publicIp,
+            providerServerId: outputs.serverId,
+            terminalPort: outputs.terminalPort,
+          })
           .where(eq(workspaceInstances.id, instance.id));
       }
       if (status === "succeeded" && build.transition !== "start" && instance) {

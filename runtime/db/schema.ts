@@ -133,6 +133,10 @@ export const workspaceInstances = pgTable(
     agentLifecycle: text("agent_lifecycle", { enum: AGENT_LIFECYCLES }).notNull().default("created"),
     agentVersion: text("agent_version"),
     agentLastError: text("agent_last_error"),
+    /** Port of the box's ttyd-compatible terminal endpoint (7681 on a VM, dynamic in local mode). */
+    terminalPort: integer("terminal_port"),
+    /** Highest contiguous agent event seq applied: the exactly-once cursor of box/protocol.ts. */
+    eventsAckedThrough: bigint("events_acked_through", { mode: "number" }).notNull().default(0),
     lastHeartbeatAt: ts("last_heartbeat_at"),
     readyAt: ts("ready_at"),
     startedAt: ts("started_at").notNull().defaultNow(),
@@ -401,3 +405,27 @@ export const rateLimits = pgTable("rate_limits", {
   points: integer("points").notNull().default(0),
   expire: bigint("expire", { mode: "number" }),
 });
+
+/**
+ * Work the control plane wants a box agent to do (type keys into a pane, run a backup), delivered on the
+ * heartbeat response until the agent reports it done.
+ */
+export const agentActions = pgTable(
+  "agent_actions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id),
+    kind: text("kind", { enum: ["keys", "backup"] }).notNull(),
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    completedAt: ts("completed_at"),
+    ok: boolean("ok"),
+    error: text("error"),
+  },
+  (t) => [
+    index("agent_actions_pending_idx").on(t.workspaceId, t.createdAt).where(sql`${t.completedAt} IS NULL`),
+    check("agent_actions_kind_check", inList("kind", ["keys", "backup"])),
+  ],
+);

@@ -4,6 +4,7 @@ import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
 import Koa from "koa";
 import helmet from "koa-helmet";
+import { agentRouter } from "../agents/routes.ts";
 import { OwnerScope } from "../authz/scope.ts";
 import { requestContext } from "../observability/request-context.ts";
 import { adminRoutes } from "../routes/admin.ts";
@@ -12,6 +13,8 @@ import { buildRoutes } from "../routes/builds.ts";
 import { healthRoutes } from "../routes/health.ts";
 import { loginPageRoutes } from "../routes/login-page.ts";
 import { metricsRoutes } from "../routes/metrics.ts";
+import { notificationRoutes } from "../routes/notifications.ts";
+import { sessionRoutes } from "../routes/sessions.ts";
 import { workspaceRoutes } from "../routes/workspaces.ts";
 import type { AppDeps, AppState } from "./context.ts";
 import { errorMiddleware } from "./errors.ts";
@@ -25,6 +28,8 @@ export interface BuiltApp {
   publicRouter: Router<AppState>;
   /** Routes behind authentication and the authorization scope. */
   apiRouter: Router<AppState>;
+  /** The box agents' API, authenticated by agent token. */
+  agentRouter: Router;
 }
 
 interface MatchedLayer {
@@ -69,7 +74,9 @@ export function buildApp(deps: AppDeps): BuiltApp {
 
   app.use(errorMiddleware(deps.log));
   app.use(helmet());
-  app.use(bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" }));
+  // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
+  const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
+  app.use((ctx, next) => (ctx.path.startsWith("/agent/") ? next() : jsonBody(ctx, next)));
 
   const publicRouter = new Router<AppState>();
   healthRoutes(publicRouter, deps);
@@ -87,8 +94,12 @@ export function buildApp(deps: AppDeps): BuiltApp {
   workspaceRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);
+  sessionRoutes(apiRouter, deps);
+  notificationRoutes(apiRouter, deps);
 
+  const agents = agentRouter(deps);
+  app.use(agents.routes()).use(agents.allowedMethods());
   app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
   app.use(apiRouter.routes()).use(apiRouter.allowedMethods());
-  return { app, publicRouter, apiRouter };
+  return { app, publicRouter, apiRouter, agentRouter: agents };
 }

@@ -81,5 +81,9 @@ function toHttpError(err: unknown): HttpError {
     return new HttpError(400, "invalid_json", "request body is not valid JSON");
   if (e?.type === "encoding.unsupported" || e?.status === 415)
     return new HttpError(415, "unsupported_media_type", "send application/json");
+  // A unique index lost a race with a concurrent request (e.g. one build in flight per workspace).
+  const code = (err as { code?: string })?.code ?? (err as { cause?: { code?: string } })?.cause?.code;
+  if (code === "23505")
+    return new HttpError(409, "conflict", "a concurrent change got there first; reload and retry");
   return new HttpError(500, "internal", "internal error");
 }

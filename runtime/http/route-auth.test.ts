@@ -24,7 +24,7 @@ const ANY_UUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
 
 describe("route coverage", async () => {
   const cp = await startTestControlPlane();
-  const { publicRouter, apiRouter } = buildApp({ ...cp.deps, log: createLogger("silent") });
+  const { publicRouter, apiRouter, agentRouter } = buildApp({ ...cp.deps, log: createLogger("silent") });
   const routes = (router: typeof apiRouter) =>
     router.stack
       .filter((layer) => layer.methods.length > 0)
@@ -40,6 +40,14 @@ describe("route coverage", async () => {
   it("has protected routes to check", () => {
     expect(protectedRoutes.length).toBeGreaterThan(2);
   });
+
+  for (const { method, path } of routes(agentRouter as unknown as typeof apiRouter)) {
+    it(`${method} ${path} refuses a request without an agent token`, async () => {
+      const res = await cp.api(path, { method, json: {} });
+      expect(res.status).toBe(401);
+      expect((await json(res)).error.code).toBe("agent_unauthorized");
+    });
+  }
 
   for (const { method, path } of protectedRoutes) {
     it(`${method} ${path} refuses anonymous requests`, async () => {

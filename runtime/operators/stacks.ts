@@ -95,12 +95,19 @@ export async function repairStack(
   const ws = await loadWorkspace(deps, id);
   const client = await deps.database.pool.connect();
   try {
-    const { rows } = await client.query<{ ok: boolean }>(
-      "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
-      [`workspace:${ws.id}`],
-    );
-    if (!rows[0]!.ok)
-      throw new HttpError(409, "build_running", "a build holds this workspace; cancel it first");
+    // A build that just finished may hold the lock a moment longer; wait briefly before refusing.
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const { rows } = await client.query<{ ok: boolean }>(
+        "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
+        [`workspace:${ws.id}`],
+      );
+      if (rows[0]!.ok) break;
+      if (Date.now() > deadline) {
+        throw new HttpError(409, "build_running", "a build holds this workspace; cancel it first");
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
     try {
       const lines: string[] = [];
       await deps.driver.repair(

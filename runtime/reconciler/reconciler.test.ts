@@ -10,11 +10,16 @@ describe("reconciler", async () => {
   const create = async () => {
     const res = await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} });
     const id = (await json(res)).workspace.id as string;
-    await waitFor(
-      "ready",
-      async () =>
-        (await pool.query("SELECT state FROM workspaces WHERE id = $1", [id])).rows[0].state === "ready",
-    );
+    // Ready comes from the agent during the build; wait for the build itself to finish too.
+    await waitFor("ready and idle", async () => {
+      const { rows } = await pool.query(
+        `SELECT state, (SELECT count(*)::int FROM workspace_builds
+                        WHERE workspace_id = $1 AND status IN ('pending','running')) AS active
+         FROM workspaces WHERE id = $1`,
+        [id],
+      );
+      return rows[0].state === "ready" && rows[0].active === 0;
+    });
     return id;
   };
 
@@ -107,7 +112,7 @@ describe("reconciler", async () => {
     const repaired = await json(
       await cp.api(`/api/v1/admin/workspaces/${id}/repair`, { ...admin, method: "POST" }),
     );
-    expect(repaired.state).toBe("failed");
+    expect(repaired).toEqual({ state: "failed" });
 
     const forgot = await json(
       await cp.api(`/api/v1/admin/workspaces/${id}/forget`, { ...admin, method: "POST" }),

@@ -69,6 +69,7 @@ export class ScriptedDriver implements WorkspaceDriver {
       running,
       serverId: state.serverId,
       publicIp,
+      terminalPort: running ? 7681 : null,
       volumeId: `vol-${spec.workspaceId}`,
       volumeDevice: `/dev/disk/by-id/scsi-0HC_Volume_${spec.workspaceId.slice(0, 8)}`,
       bucketName: `berth-${spec.workspaceId}`,

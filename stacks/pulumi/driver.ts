@@ -22,7 +22,7 @@ import type {
 import { DriverError, StackBusyError } from "../errors.ts";
 import { r2Endpoint } from "../workspace/component.ts";
 import type { PortRange } from "../workspace/firewall.ts";
-import { stackName, WORKSPACE_LABEL, workspaceIdFromStack } from "../workspace/names.ts";
+import { stackName, TTYD_PORT, WORKSPACE_LABEL, workspaceIdFromStack } from "../workspace/names.ts";
 import {
   SECRET_OUTPUTS,
   type WorkspaceProgramInput,
@@ -478,6 +478,8 @@ function outputsFrom(outputs: auto.OutputMap): WorkspaceOutputs {
     running: get("running") === true,
     serverId: get("serverId") ?? null,
     publicIp: get("publicIpv4") ?? null,
+    // ttyd's fixed port on every box image; the stack's firewall opens it to the control plane only.
+    terminalPort: get("running") === true ? TTYD_PORT : null,
     volumeId: String(volumeId),
     volumeDevice,
     bucketName: get("bucketName") ?? null,

@@ -1,3 +1,15 @@
+CREATE TABLE "agent_actions" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"workspace_id" uuid NOT NULL,
+	"kind" text NOT NULL,
+	"payload" jsonb DEFAULT '{}'::jsonb NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"completed_at" timestamp with time zone,
+	"ok" boolean,
+	"error" text,
+	CONSTRAINT "agent_actions_kind_check" CHECK (kind IN ('keys', 'backup'))
+);
+--> statement-breakpoint
 CREATE TABLE "audit_log" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -148,6 +160,8 @@ CREATE TABLE "workspace_instances" (
 	"agent_lifecycle" text DEFAULT 'created' NOT NULL,
 	"agent_version" text,
 	"agent_last_error" text,
+	"terminal_port" integer,
+	"events_acked_through" bigint DEFAULT 0 NOT NULL,
 	"last_heartbeat_at" timestamp with time zone,
 	"ready_at" timestamp with time zone,
 	"started_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -196,6 +210,7 @@ CREATE TABLE "workspaces" (
 	CONSTRAINT "workspaces_volume_size_check" CHECK ("workspaces"."volume_size_gb" BETWEEN 10 AND 10240)
 );
 --> statement-breakpoint
+ALTER TABLE "agent_actions" ADD CONSTRAINT "agent_actions_workspace_id_workspaces_id_fk" FOREIGN KEY ("workspace_id") REFERENCES "public"."workspaces"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_actor_id_users_id_fk" FOREIGN KEY ("actor_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "backups" ADD CONSTRAINT "backups_workspace_id_workspaces_id_fk" FOREIGN KEY ("workspace_id") REFERENCES "public"."workspaces"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "meter_events" ADD CONSTRAINT "meter_events_workspace_instance_id_workspace_instances_id_fk" FOREIGN KEY ("workspace_instance_id") REFERENCES "public"."workspace_instances"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
@@ -215,6 +230,7 @@ ALTER TABLE "workspace_instances" ADD CONSTRAINT "workspace_instances_build_id_w
 ALTER TABLE "workspace_secrets" ADD CONSTRAINT "workspace_secrets_workspace_id_workspaces_id_fk" FOREIGN KEY ("workspace_id") REFERENCES "public"."workspaces"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "workspace_volumes" ADD CONSTRAINT "workspace_volumes_workspace_id_workspaces_id_fk" FOREIGN KEY ("workspace_id") REFERENCES "public"."workspaces"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "workspaces" ADD CONSTRAINT "workspaces_owner_id_users_id_fk" FOREIGN KEY ("owner_id") REFERENCES "public"."users"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+CREATE INDEX "agent_actions_pending_idx" ON "agent_actions" USING btree ("workspace_id","created_at") WHERE "agent_actions"."completed_at" IS NULL;--> statement-breakpoint
 CREATE INDEX "audit_log_target_idx" ON "audit_log" USING btree ("target_type","target_id","at");--> statement-breakpoint
 CREATE INDEX "audit_log_actor_idx" ON "audit_log" USING btree ("actor_id","at");--> statement-breakpoint
 CREATE INDEX "backups_workspace_idx" ON "backups" USING btree ("workspace_id","created_at");--> statement-breakpoint

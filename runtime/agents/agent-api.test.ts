@@ -1,0 +1,175 @@
+/**
+ * The runtime side of the agent API, driven over HTTP with the agent's own client (box/home/client.ts)
+ * wherever it fits, so both ends of the contract are exercised together.
+ */
+import { describe, expect, it } from "vitest";
+import { AGENT_API_PATHS, type AgentEvent, type HeartbeatRequestInput } from "../../box/protocol.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { waitFor } from "../test/wait.ts";
+
+describe("agent API", async () => {
+  const cp = await startTestControlPlane();
+  let agentToken = "";
+  cp.driver.afterStart = (spec) => {
+    agentToken = spec.secrets.agentToken;
+  };
+  const { pool } = cp.deps.database;
+  const created = await json(
+    await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} }),
+  );
+  const workspaceId: string = created.workspace.id;
+  await waitFor(
+    "starting",
+    async () =>
+      (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
+      "starting",
+  );
+
+  const agent = (path: string, body: unknown, token = agentToken) =>
+    cp.api(path, { method: "POST", json: body, headers: { authorization: `Bearer ${token}` } });
+  const heartbeat = (over: Partial<HeartbeatRequestInput> = {}) =>
+    agent(AGENT_API_PATHS.heartbeat, {
+      lifecycle: "ready",
+      agentVersion: "test",
+      uptimeSeconds: 3,
+      startedAt: new Date().toISOString(),
+      lastError: null,
+      metrics: {},
+      ...over,
+    });
+  const note = (seq: number, dedupeKey: string, session: string | null = "main"): AgentEvent => ({
+    seq,
+    at: new Date().toISOString(),
+    type: "notification",
+    payload: {
+      kind: "permission_prompt",
+      source: "hook",
+      session,
+      title: "Claude needs permission",
+      message: "Bash: rm -rf build",
+      dedupeKey,
+    },
+  });
+
+  it("a ready heartbeat makes the workspace ready and returns desired state", async () => {
+    await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+      method: "POST",
+      token: cp.localToken,
+      json: { name: "main" },
+    });
+    const res = await heartbeat({ tailnetIp: "100.64.0.7" });
+    expect(res.status).toBe(200);
+    const body = await json(res);
+    expect(body).toMatchObject({ sessions: ["main"], backup: null, sendKeys: [], eventsAckedThrough: 0 });
+    const ws = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
+    expect(ws.rows[0].state).toBe("ready");
+    const inst = await pool.query(
+      "SELECT tailnet_ip, agent_lifecycle, ready_at FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      [workspaceId],
+    );
+    expect(inst.rows[0]).toMatchObject({ tailnet_ip: "100.64.0.7", agent_lifecycle: "ready" });
+    expect(inst.rows[0].ready_at).not.toBeNull();
+  });
+
+  it("turns a hook notification into exactly one row, even when the batch is replayed", async () => {
+    const batch = { events: [note(1, "hook-1"), note(2, "hook-2")] };
+    expect(await json(await agent(AGENT_API_PATHS.events, batch))).toEqual({ ackedThrough: 2, replayed: 0 });
+    // A control-plane restart made the agent resend: acknowledged, not applied again.
+    expect(await json(await agent(AGENT_API_PATHS.events, batch))).toEqual({ ackedThrough: 2, replayed: 2 });
+    const rows = await pool.query(
+      "SELECT dedupe_key, session_id FROM notifications WHERE workspace_id = $1 ORDER BY dedupe_key",
+      [workspaceId],
+    );
+    expect(rows.rows.map((r) => r.dedupe_key)).toEqual(["hook-1", "hook-2"]);
+    expect(rows.rows[0].session_id).not.toBeNull();
+    const inbox = await json(await cp.api("/api/v1/notifications", { token: cp.localToken }));
+    expect(inbox.unread).toBe(2);
+    expect(inbox.notifications[0]).toMatchObject({ title: "Claude needs permission", sessionName: "main" });
+  });
+
+  it("waits for a missing seq instead of applying past a gap", async () => {
+    const res = await json(await agent(AGENT_API_PATHS.events, { events: [note(4, "late")] }));
+    expect(res).toEqual({ ackedThrough: 2, replayed: 0 });
+    expect((await pool.query("SELECT 1 FROM notifications WHERE dedupe_key = 'late'")).rowCount).toBe(0);
+    expect(
+      await json(await agent(AGENT_API_PATHS.events, { events: [note(3, "three"), note(4, "late")] })),
+    ).toEqual({
+      ackedThrough: 4,
+      replayed: 0,
+    });
+  });
+
+  it("records detected previews and closes them when the port closes", async () => {
+    const preview = (seq: number, state: "open" | "closed"): AgentEvent => ({
+      seq,
+      at: new Date().toISOString(),
+      type: "preview",
+      payload: {
+        port: 5173,
+        protocol: "http",
+        address: "127.0.0.1",
+        state,
+        process: "node vite",
+        pid: 42,
+        framework: "vite",
+      },
+    });
+    await agent(AGENT_API_PATHS.events, { events: [preview(5, "open")] });
+    const open = await json(
+      await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, { token: cp.localToken }),
+    );
+    expect(open.sessions).toHaveLength(1);
+    expect(
+      (
+        await pool.query("SELECT framework FROM previews WHERE workspace_id = $1 AND closed_at IS NULL", [
+          workspaceId,
+        ])
+      ).rows,
+    ).toEqual([{ framework: "vite" }]);
+    await agent(AGENT_API_PATHS.events, { events: [preview(6, "closed")] });
+    expect(
+      (
+        await pool.query("SELECT 1 FROM previews WHERE workspace_id = $1 AND closed_at IS NULL", [
+          workspaceId,
+        ])
+      ).rowCount,
+    ).toBe(0);
+  });
+
+  it("rejects a wrong token, bad input and oversized batches clearly, changing nothing", async () => {
+    const wrong = await agent(AGENT_API_PATHS.events, { events: [note(7, "x")] }, "bat_wrong");
+    expect(wrong.status).toBe(401);
+    expect((await json(wrong)).error.code).toBe("agent_unauthorized");
+
+    const bad = await agent(AGENT_API_PATHS.events, {
+      events: [{ ...note(7, "x"), payload: { ...note(7, "x").payload, session: "Bad;Name" } }],
+    });
+    expect(bad.status).toBe(400);
+    expect((await json(bad)).error.message).toMatch(/events\.0\.payload\.session/);
+
+    const many = Array.from({ length: 501 }, (_, i) => note(7 + i, `n${i}`));
+    const tooMany = await agent(AGENT_API_PATHS.events, { events: many });
+    expect(tooMany.status).toBe(400);
+    expect((await json(tooMany)).error.message).toMatch(/at most 500 events/);
+
+    const huge = await agent(AGENT_API_PATHS.events, { events: [note(7, "x")], pad: "x".repeat(1_100_000) });
+    expect(huge.status).toBe(413);
+
+    const { rows } = await pool.query(
+      "SELECT events_acked_through FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      [workspaceId],
+    );
+    expect(Number(rows[0].events_acked_through)).toBe(6);
+  });
+
+  it("stops accepting the token once the instance ends", async () => {
+    await cp.api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST", token: cp.localToken });
+    await waitFor(
+      "hibernated",
+      async () =>
+        (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
+        "hibernated",
+    );
+    expect((await heartbeat()).status).toBe(401);
+  });
+});
