@@ -51,6 +51,20 @@ describe("packer/box.pkr.hcl", () => {
     expect(vars.get("hcloud_token")?.sensitive).toBe(true);
   });
 
+  it("references only declared variables and locals, and uses every variable it declares", async () => {
+    const doc = await parseHclFile(TEMPLATE);
+    const { variable: _declarations, ...rest } = doc;
+    const body = JSON.stringify(rest);
+    const declared = new Set(variables(doc).keys());
+    const used = new Set([...body.matchAll(/\bvar\.([a-z_][a-z0-9_]*)/g)].map((m) => m[1]!));
+    expect([...used].filter((name) => !declared.has(name))).toEqual([]);
+    expect([...declared].filter((name) => !used.has(name))).toEqual([]);
+
+    const [locals] = doc.locals as Record<string, unknown>[];
+    const usedLocals = new Set([...body.matchAll(/\blocal\.([a-z_][a-z0-9_]*)/g)].map((m) => m[1]!));
+    expect([...usedLocals].filter((name) => !(name in locals!))).toEqual([]);
+  });
+
   it("uploads and runs only files that exist, and runs the cleanup last", async () => {
     const doc = await parseHclFile(TEMPLATE);
     const referenced: string[] = [];
