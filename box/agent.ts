@@ -194,6 +194,7 @@ export class Agent {
       });
       if (report.created.length || report.fixed.length)
         this.log.info({ created: report.created.length, fixed: report.fixed }, "workspace layout enforced");
+      for (const w of report.warnings) this.warn(w);
       if (this.o.mode === "vm") {
         const link = ensureHomeLink(join(this.o.homeDir ?? "/home", s.BERTH_BOX_USER), this.paths.home);
         if (link.action !== "unchanged") this.log.info(link, "home link");

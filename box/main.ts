@@ -156,7 +156,13 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   const socket = tmuxSocket(config);
-  const tmuxEnvironment = utf8Environment(process.env);
+  // Locally the panes keep the developer's HOME, so point Claude Code at the workspace's config dir,
+  // where the hooks are installed. On a VM, ~/.claude already leads there (layout links).
+  const tmuxEnvironment = utf8Environment(
+    mode === "local"
+      ? { ...process.env, CLAUDE_CONFIG_DIR: join(s.BERTH_WORKSPACE_ROOT, "user", ".claude") }
+      : process.env,
+  );
   const paths = {
     projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
     logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),

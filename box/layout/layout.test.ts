@@ -28,8 +28,23 @@ describe("ensureLayout", () => {
       expect(statSync(d).isDirectory()).toBe(true);
     expect(statSync(p.ssh).mode & 0o777).toBe(0o700);
     expect(statSync(p.state).mode & 0o777).toBe(0o700);
-    expect(first.created).toHaveLength(10);
-    expect(ensureLayout({ root: r, user: null })).toMatchObject({ created: [], fixed: [] });
+    expect(first.created).toHaveLength(12);
+    expect(ensureLayout({ root: r, user: null })).toMatchObject({ created: [], fixed: [], warnings: [] });
+    // ~/.claude and ~/.ssh lead to the seed's user/.claude and user/.ssh.
+    writeFileSync(join(p.claude, "settings.json"), "{}");
+    expect(readFileSync(join(p.home, ".claude", "settings.json"), "utf8")).toBe("{}");
+    expect(readlinkSync(join(p.home, ".ssh"))).toBe("../.ssh");
+  });
+
+  it("leaves a real ~/.claude directory alone and says so", () => {
+    const r = root();
+    mkdirSync(join(r, "user", "home", ".claude"), { recursive: true });
+    writeFileSync(join(r, "user", "home", ".claude", "mine"), "x");
+    const report = ensureLayout({ root: r, user: null });
+    expect(report.warnings).toEqual([
+      `${join(r, "user", "home", ".claude")} is a real directory, so programs use it instead of .claude beside home; left as is`,
+    ]);
+    expect(readFileSync(join(r, "user", "home", ".claude", "mine"), "utf8")).toBe("x");
   });
 
   it("fixes a loosened .ssh mode without touching its contents", () => {

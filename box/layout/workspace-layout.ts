@@ -9,7 +9,7 @@
  * contents are the user's). Anything in the way that is not a directory (a file, a symlink) is an error
  * naming the path: we never delete, move or overwrite user data to make the layout fit.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readlinkSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 
 export class LayoutError extends Error {
@@ -72,6 +72,8 @@ export interface LayoutReport {
   paths: LayoutPaths;
   created: string[];
   fixed: string[];
+  /** Things left alone that the user should know about (never errors: the workspace still works). */
+  warnings: string[];
 }
 
 export function ensureLayout(options: EnsureLayoutOptions): LayoutReport {
@@ -88,13 +90,43 @@ export function ensureLayout(options: EnsureLayoutOptions): LayoutReport {
     { path: p.backups, mode: 0o700, owner: "agent", enforceMode: true },
     { path: p.state, mode: 0o700, owner: "agent", enforceMode: true },
   ];
-  const report: LayoutReport = { paths: p, created: [], fixed: [] };
+  const report: LayoutReport = { paths: p, created: [], fixed: [], warnings: [] };
   checkDir(options.root, "the workspace root");
   for (const spec of specs) {
     const owner = spec.owner === "user" ? options.user : (options.agent ?? null);
     ensureDir(spec, owner, report);
   }
+  // Programs look in ~/.claude and ~/.ssh; the seed keeps them beside home, so home links to them.
+  // Relative links resolve inside the workspace both through /home/<user> and in local mode.
+  for (const name of [".claude", ".ssh"])
+    ensureDotLink(join(p.home, name), `../${name}`, options.user, report);
   return report;
+}
+
+function ensureDotLink(link: string, target: string, owner: Owner | null, report: LayoutReport): void {
+  let st: ReturnType<typeof lstatSync> | null = null;
+  try {
+    st = lstatSync(link);
+  } catch {
+    // absent
+  }
+  if (st === null) {
+    try {
+      symlinkSync(target, link);
+      if (owner) lchownSync(link, owner.uid, owner.gid);
+    } catch (err) {
+      throw new LayoutError(
+        link,
+        `cannot create the link to ${target} (${(err as NodeJS.ErrnoException).code})`,
+      );
+    }
+    report.created.push(link);
+  } else if (!st.isSymbolicLink())
+    report.warnings.push(
+      `${link} is a real ${st.isDirectory() ? "directory" : "file"}, so programs use it instead of ${target.slice(3)} beside home; left as is`,
+    );
+  else if (readlinkSync(link) !== target)
+    report.warnings.push(`${link} points to ${readlinkSync(link)}, not ${target}; left as is`);
 }
 
 function checkDir(path: string, what: string): void {
