@@ -37,6 +37,7 @@ describe("built-in terminal server specifics", () => {
   let endpoint: TerminalEndpoint;
   const credential = "berth:s3cret-value";
   const attached: string[] = [];
+  const flow: { session: string; paused: boolean; byBackpressure: boolean }[] = [];
 
   beforeAll(async () => {
     t = makeTestTmux("berth-term-");
@@ -51,6 +52,7 @@ describe("built-in terminal server specifics", () => {
       // Tiny watermarks so bulk output exercises pausing and resuming the pty.
       highWaterMark: 2048,
       lowWaterMark: 512,
+      onFlowChange: (e) => flow.push(e),
     });
   });
   afterAll(async () => {
@@ -91,6 +93,34 @@ describe("built-in terminal server specifics", () => {
     c.type("seq 1 30000; echo bulk-$((100*3))-done\r");
     await c.waitFor("bulk-300-done", { timeoutMs: 20_000 });
     expect(c.outputBytes).toBeGreaterThan(2048);
+    await c.close();
+  });
+
+  it("pauses the pty while the client socket does not drain, and resumes after", async () => {
+    // The largest screen: tmux sends a client only redraws, so a big screen of random text is what makes
+    // enough bytes to fill the kernel's socket buffers.
+    const c = await TtydClient.connect({
+      url: endpoint.wsUrl,
+      credential,
+      session: "slow-1",
+      size: { columns: 1000, rows: 1000 },
+    });
+    c.type("echo slow-$((3*3))\r");
+    await c.waitFor("slow-9");
+    // A client that stops reading: its TCP window fills and the server's bufferedAmount grows.
+    const tcp = (c.ws as unknown as { _socket: import("node:net").Socket })._socket;
+    tcp.pause();
+    c.type("cat /dev/urandom | base64 -w 990\r"); // endless, so the pause comes whatever the buffer sizes
+    await waitUntil(
+      () => flow.some((e) => e.session === "slow-1" && e.paused && e.byBackpressure),
+      "the pty to be paused by backpressure",
+      30_000,
+    );
+    c.type("\x03"); // input still flows while output is held back
+    c.type("echo slow-$((4*4))-end\r");
+    tcp.resume();
+    await c.waitFor("slow-16-end", { timeoutMs: 30_000 });
+    await waitUntil(() => flow.filter((e) => e.session === "slow-1").at(-1)?.paused === false, "resumed");
     await c.close();
   });
 

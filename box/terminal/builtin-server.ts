@@ -45,6 +45,13 @@ export interface BuiltinServerOptions extends CommonEndpointOptions {
   pingIntervalMs?: number;
   /** Largest client message accepted. */
   maxPayload?: number;
+  /** Called when a terminal's pty is paused or resumed (client PAUSE or socket backpressure): metrics. */
+  onFlowChange?: (event: {
+    session: string;
+    paused: boolean;
+    byClient: boolean;
+    byBackpressure: boolean;
+  }) => void;
 }
 
 const DEFAULT_SIZE = { columns: 80, rows: 24 };
@@ -160,6 +167,12 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
       ptyPaused = shouldPause;
       if (shouldPause) pty.pause();
       else pty.resume();
+      opts.onFlowChange?.({
+        session,
+        paused: shouldPause,
+        byClient: clientPaused,
+        byBackpressure: backpressured,
+      });
     };
 
     const afterSend = () => {

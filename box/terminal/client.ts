@@ -60,7 +60,8 @@ export interface ServerMessage {
 
 interface Waiter {
   test: (text: string) => boolean;
-  resolve: () => void;
+  /** true: matched; false: the socket closed first. */
+  settle: (matched: boolean) => void;
 }
 
 export class TtydClient {
@@ -81,7 +82,7 @@ export class TtydClient {
     this.closed = new Promise((resolve) => {
       ws.on("close", (code, reason) => {
         resolve({ code, reason: reason.toString("utf8") });
-        for (const w of this.#waiters) w.resolve();
+        for (const w of this.#waiters) w.settle(false);
         this.#waiters.clear();
       });
     });
@@ -132,7 +133,7 @@ export class TtydClient {
       for (const w of this.#waiters) {
         if (w.test(this.text)) {
           this.#waiters.delete(w);
-          w.resolve();
+          w.settle(true);
         }
       }
     } else if (command === ServerCommand.SET_WINDOW_TITLE) {
@@ -181,9 +182,16 @@ export class TtydClient {
     opts: { since?: number; timeoutMs?: number } = {},
   ): Promise<void> {
     const since = opts.since ?? 0;
+    // A string is searched only in what arrived since the last look (plus an overlap), so waiting during
+    // megabytes of output stays linear; a RegExp or predicate sees the whole tail each time.
+    let from = since;
     const test = (text: string) => {
+      if (typeof pattern === "string") {
+        const found = text.indexOf(pattern, from) !== -1;
+        from = Math.max(since, text.length - pattern.length + 1);
+        return found;
+      }
       const tail = text.slice(since);
-      if (typeof pattern === "string") return tail.includes(pattern);
       if (typeof pattern === "function") return pattern(tail);
       pattern.lastIndex = 0;
       return pattern.test(tail);
@@ -199,9 +207,9 @@ export class TtydClient {
       }, timeoutMs);
       const waiter: Waiter = {
         test,
-        resolve: () => {
+        settle: (matched) => {
           clearTimeout(timer);
-          if (test(this.text)) resolve();
+          if (matched) resolve();
           else reject(new Error(`terminal closed while waiting for ${String(pattern)}`));
         },
       };
