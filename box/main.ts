@@ -41,6 +41,7 @@ Settings (environment):
   BERTH_TMUX_SOCKET         tmux socket path (VM: /run/berth-tmux/tmux.sock); local default: -L berth-<id>
   BERTH_AGENT_LOG_LEVEL     default info
   BERTH_TERMINAL            local: auto (ttyd if on PATH, else built-in) | builtin | /path/to/ttyd
+  BERTH_PREVIEW_UID         local: also report listeners of this uid (default: only the tmux server's tree)
 
 Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
   agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,
@@ -49,6 +50,15 @@ Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or ar
 Exit status: 0 after a clean shutdown; 2 when the boot config is unusable (the agent cannot call home).
 A failed start does not exit: the agent stays up in start_error/start_timeout and reports the error.
 `;
+
+function previewUid(): { uid?: number } {
+  const raw = process.env.BERTH_PREVIEW_UID;
+  if (raw === undefined || raw === "") return {};
+  const uid = Number(raw);
+  if (!Number.isInteger(uid) || uid < 0)
+    throw new BootConfigError(`BERTH_PREVIEW_UID must be a uid, got ${raw}`);
+  return { uid };
+}
 
 function tmuxSocket(config: BootConfig): TmuxSocket {
   const path = process.env.BERTH_TMUX_SOCKET;
@@ -136,8 +146,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   let config: BootConfig;
+  let extraPreviewOwner: { uid?: number };
   try {
     config = loadBootConfig(process.env, process.env.CREDENTIALS_DIRECTORY);
+    extraPreviewOwner = previewUid();
   } catch (err) {
     const msg =
       err instanceof BootConfigError ? err.message : `cannot load boot config: ${(err as Error).message}`;
@@ -196,7 +208,8 @@ export async function main(argv: string[]): Promise<number> {
         ? { uid: boxUser.uid }
         : {
             // Locally the agent shares its uid with everything else on the machine: count only what runs
-            // inside this workspace's tmux server.
+            // inside this workspace's tmux server (plus, if configured, one dedicated uid).
+            ...extraPreviewOwner,
             ancestors: async () => {
               try {
                 const pid = Number((await sessions.tmux.run(["display-message", "-p", "#{pid}"])).trim());
