@@ -210,6 +210,7 @@ describe("Agent (local mode, against a fake control plane)", () => {
     const { state, agent } = await setup(
       {
         mode: "vm",
+        boxUser: { uid: 0, gid: 0 },
         mount: async () => {
           throw new VolumeTimeoutError(
             "volume device /dev/disk/by-id/scsi-0HC_Volume_1 did not appear within 120 s",
@@ -238,9 +239,13 @@ describe("Agent (local mode, against a fake control plane)", () => {
   });
 
   it("stops promptly when SIGTERM arrives while it still waits for the volume", async () => {
-    const { state, agent } = await setup({ mode: "vm", volumeWaitMs: 60_000 }, undefined, {
-      BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_does-not-exist",
-    });
+    const { state, agent } = await setup(
+      { mode: "vm", boxUser: { uid: 0, gid: 0 }, volumeWaitMs: 60_000 },
+      undefined,
+      {
+        BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_does-not-exist",
+      },
+    );
     const started = agent.start();
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
@@ -254,5 +259,18 @@ describe("Agent (local mode, against a fake control plane)", () => {
       "starting>shutting_down",
       "shutting_down>off",
     ]);
+  });
+
+  it("refuses to start a VM without its box user rather than hand the tree to root", async () => {
+    const { agent } = await setup(
+      { mode: "vm", boxUserError: "workspace layout: claude: the box user does not exist" },
+      undefined,
+      {
+        BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_1",
+      },
+    );
+    await agent.start();
+    expect(agent.lifecycle).toBe("start_error");
+    expect(agent.lastError).toBe("box user: workspace layout: claude: the box user does not exist");
   });
 });

@@ -54,6 +54,8 @@ export interface AgentOptions {
   log: Logger;
   /** Box user (VM) for ownership; null leaves ownership alone (local mode). */
   boxUser: Owner | null;
+  /** Why the box user could not be resolved (VM): the start fails with it rather than give root the tree. */
+  boxUserError?: string;
   agentOwner: Owner | null;
   sessions: SessionManager | null;
   /** Starts the terminal endpoint once the layout exists. Null: no terminal (tests). */
@@ -168,6 +170,8 @@ export class Agent {
   private async bringUp(): Promise<void> {
     const s = this.o.config.settings;
     if (this.o.mode === "vm") {
+      if (this.o.boxUserError || !this.o.boxUser)
+        throw new StepError("box user", new Error(this.o.boxUserError ?? "not resolved"));
       if (!s.BERTH_VOLUME_DEVICE) throw new StepError("mount", new Error("BERTH_VOLUME_DEVICE is not set"));
       try {
         const r = await (this.o.mount ?? mountVolume)({

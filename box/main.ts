@@ -186,11 +186,12 @@ export async function main(argv: string[]): Promise<number> {
     env: tmuxEnvironment,
   });
   let boxUser: AgentOptions["boxUser"] = null;
+  let boxUserError: string | undefined;
   if (mode === "vm") {
     try {
       boxUser = resolveUser(s.BERTH_BOX_USER);
     } catch (err) {
-      log.error({ err: (err as Error).message }, "box user");
+      boxUserError = (err as Error).message;
     }
   }
 
@@ -221,6 +222,7 @@ export async function main(argv: string[]): Promise<number> {
           },
   };
   if (mode === "vm") options.joinTailnet = joinTailnet(config);
+  if (boxUserError) options.boxUserError = boxUserError;
   agent = new Agent(options);
 
   let stopping: Promise<void> | null = null;
