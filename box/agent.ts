@@ -20,7 +20,12 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { BootConfig } from "./boot-config.ts";
 import { ControlPlaneClient } from "./home/client.ts";
-import { type BackupRunner, DesiredStateApplier, type SessionManager } from "./home/desired-state.ts";
+import {
+  type BackupRunner,
+  DesiredStateApplier,
+  NotReadyError,
+  type SessionManager,
+} from "./home/desired-state.ts";
 import { type HeartbeatStatus, HomeLoop } from "./home/home-loop.ts";
 import { Outbox } from "./home/outbox.ts";
 import { ensureHomeLink } from "./layout/home-link.ts";
@@ -393,7 +398,8 @@ export class Agent {
   /** Desired state may arrive before the layout and terminal are up: touch tmux only once `ready`. */
   private gate(sessions: SessionManager): SessionManager {
     const ready = () => {
-      if (this.lifecycleState !== "ready") throw new Error(`workspace is not ready (${this.lifecycleState})`);
+      if (this.lifecycleState !== "ready")
+        throw new NotReadyError(`workspace is not ready (${this.lifecycleState})`);
     };
     return {
       ensure: async (name) => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { heartbeatResponse } from "../protocol.ts";
-import { DesiredStateApplier, type SessionManager } from "./desired-state.ts";
+import { DesiredStateApplier, NotReadyError, type SessionManager } from "./desired-state.ts";
 
 const log = pino({ level: "silent" });
 
@@ -58,5 +58,35 @@ describe("DesiredStateApplier", () => {
     );
     expect(a.completedToReport()).toMatchObject([{ id: "k2", ok: false, error: "no session gone" }]);
     expect(a.lastSessionError).toBe("ensure broken: tmux exploded");
+  });
+
+  it("leaves actions for later while the workspace is not ready, instead of failing them", async () => {
+    const statePath = join(mkdtempSync(join(tmpdir(), "berth-ds-")), "actions.json");
+    const s = sessions();
+    let ready = false;
+    const gated: SessionManager = {
+      ensure: async (n) => {
+        if (!ready) throw new NotReadyError("starting");
+        return s.ensure(n);
+      },
+      list: s.list,
+      kill: s.kill,
+      sendKeys: async (n, t, o) => {
+        if (!ready) throw new NotReadyError("starting");
+        return s.sendKeys(n, t, o);
+      },
+    };
+    const a = new DesiredStateApplier({ sessions: gated, statePath, log });
+    const desired = heartbeatResponse.parse({
+      eventsAckedThrough: 0,
+      sessions: ["main"],
+      sendKeys: [{ id: "k3", session: "main", keys: "later" }],
+    });
+    await a.apply(desired);
+    expect(a.completedToReport()).toEqual([]);
+    expect(a.lastSessionError).toBeNull();
+    ready = true;
+    await a.apply(desired);
+    expect(s.typed).toEqual(["later"]);
   });
 });

@@ -17,6 +17,11 @@ export interface SessionManager {
   sendKeys(name: string, text: string, options: { pane?: PaneRole; enter?: boolean }): Promise<void>;
 }
 
+/** Thrown by a SessionManager that cannot act yet (workspace not ready): the action waits, it does not fail. */
+export class NotReadyError extends Error {
+  override name = "NotReadyError";
+}
+
 /** Runs one backup; throws to report failure. The real one (restic) arrives with the backup issue. */
 export type BackupRunner = (id: string) => Promise<void>;
 
@@ -87,6 +92,7 @@ export class DesiredStateApplier {
         if (!this.sessions) throw new Error("this agent has no tmux session manager");
         await this.sessions.sendKeys(action.session, action.keys, { pane: action.pane, enter: action.enter });
       } catch (err) {
+        if (err instanceof NotReadyError) continue; // the control plane resends it; try then
         error = (err as Error).message;
         this.log.warn({ actionId: action.id, session: action.session, err: error }, "send-keys failed");
       }
@@ -117,6 +123,7 @@ export class DesiredStateApplier {
       try {
         await sessions.ensure(name);
       } catch (err) {
+        if (err instanceof NotReadyError) return;
         errors.push(`ensure ${name}: ${(err as Error).message}`);
       }
     }
