@@ -3,6 +3,7 @@
  * terminal shows it (the shell echoes it, tmux redraws, the endpoint forwards). That is the delay a user
  * feels while typing. `npm run bench` calls this; it asserts nothing.
  */
+import { randomBytes } from "node:crypto";
 import { TtydClient } from "./client.ts";
 import type { TerminalSize } from "./protocol.ts";
 
@@ -35,10 +36,15 @@ function percentile(sorted: number[], p: number): number {
   return sorted[index]!;
 }
 
+/** Runs a command and waits for its output: the shell is idle and the screen settled afterwards. */
 async function settled(client: TtydClient, marker: string): Promise<void> {
+  // A fresh nonce each time: tmux may skip redrawing cells a client already shows, so text equal to an
+  // earlier run's could never arrive.
+  const nonce = `${marker}-${randomBytes(4).toString("hex")}`;
+  const expected = `${nonce}-42`; // the typed line holds `$((6*7))`, so its echo never matches
   const since = client.mark();
-  client.type(`echo ${marker}-$((20+22))\r`);
-  await client.waitFor(`${marker}-42`, { since });
+  client.type(`echo ${nonce}-$((6*7))\r`);
+  await client.waitFor((output) => output.replace(ESCAPES, "").includes(expected), { since });
 }
 
 export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promise<EchoRoundTrip> {
@@ -51,6 +57,9 @@ export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promi
     size: target.size ?? { columns: 200, rows: 50 },
   });
   try {
+    // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
+    // arrives just before a close), and they would turn the marker command into garbage.
+    client.type("\x15");
     await settled(client, "bench-ready");
     const times: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -66,6 +75,7 @@ export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promi
       times.push(performance.now() - start);
     }
     client.type("\x15");
+    await settled(client, "bench-done"); // leave an empty, idle line for the next user of the session
     const sorted = [...times].sort((a, b) => a - b);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
