@@ -114,6 +114,18 @@ describe("TmuxSessions keys, capture, list, kill", () => {
     expect(existsSync(marker)).toBe(false);
   });
 
+  it("leaves copy mode before typing, so the text reaches the program", async () => {
+    await t.sessions.ensure("keys-mode");
+    const pane = (await t.sessions.panes("keys-mode")).shell!;
+    await t.sessions.tmux.run(["copy-mode", "-t", pane]);
+    expect(await display(pane, "#{pane_in_mode}")).toBe("1");
+    await t.sessions.sendKeys("keys-mode", "echo typed-$((5*5))", { pane: "shell", enter: true });
+    await waitUntil(
+      async () => (await t.sessions.capture("keys-mode", { pane: "shell" })).includes("typed-25"),
+      "echo",
+    );
+  });
+
   it("bounds send-keys input and names missing sessions", async () => {
     await t.sessions.ensure("keys-2");
     await expect(t.sessions.sendKeys("keys-2", "x".repeat(MAX_SEND_KEYS_CHARS + 1))).rejects.toThrow(

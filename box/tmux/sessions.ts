@@ -313,6 +313,9 @@ export class TmuxSessions {
         `send-keys text is ${text.length} characters; the limit is ${MAX_SEND_KEYS_CHARS}`,
       );
     const pane = await this.paneId(name, opts.pane ?? "claude");
+    // In copy mode (the user scrolled back) keys drive the mode instead of reaching the program.
+    const inMode = (await this.tmux.run(["display-message", "-p", "-t", pane, "#{pane_in_mode}"])).trim();
+    if (inMode === "1") await this.tmux.run(["send-keys", "-X", "-t", pane, "cancel"]);
     await this.#sendLiteral(pane, text);
     if (opts.enter) await this.tmux.run(["send-keys", "-t", pane, "Enter"]);
   }
