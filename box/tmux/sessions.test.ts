@@ -52,6 +52,12 @@ describe("TmuxSessions.ensure", () => {
     expect(results.filter((r) => r.created)).toHaveLength(1);
   });
 
+  it("works when the agent itself runs inside another tmux", async () => {
+    const s = t.withOptions({ env: { ...process.env, TMUX: "/tmp/elsewhere,1,0", TMUX_PANE: "%99" } });
+    expect((await s.ensure("nested")).created).toBe(true);
+    expect(await t.sessions.has("nested")).toBe(true);
+  });
+
   it("refuses a working directory that does not exist", async () => {
     const s = t.withOptions({ cwd: join(t.dir, "missing") });
     await expect(s.ensure("nocwd")).rejects.toThrow(/does not exist/);
