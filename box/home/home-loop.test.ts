@@ -1,4 +1,6 @@
 import { mkdtempSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -260,6 +262,51 @@ describe("HomeLoop against a fake control plane", () => {
     expect(await agent.loop.flush(5000)).toBe(true);
     expect(state.ackedThrough).toBe(1200);
     expect(state.heartbeats).toHaveLength(1);
+  });
+});
+
+describe("HomeLoop backoff", () => {
+  it("keeps backing off while the control plane fails, however many events arrive", async () => {
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
+    const loop = new HomeLoop({
+      client: new ControlPlaneClient({ baseUrl: url, token: TOKEN }),
+      outbox,
+      applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
+      log,
+      status: () => ({
+        lifecycle: "ready" as const,
+        agentVersion: "test",
+        uptimeSeconds: 1,
+        startedAt: new Date().toISOString(),
+        lastError: null,
+        metrics: {},
+      }),
+      batchDelayMs: 5,
+      minBackoffMs: 200,
+      maxBackoffMs: 800,
+    });
+    cleanups.push(async () => {
+      await loop.stop();
+      outbox.close();
+    });
+    loop.start();
+    for (let i = 0; i < 75; i++) {
+      outbox.append(note(i));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // 1.5 s of failures with 200-800 ms backoff is a handful of attempts, not one per event.
+    expect(requests).toBeGreaterThanOrEqual(2);
+    expect(requests).toBeLessThanOrEqual(8);
+    expect(loop.status.lastError).toMatch(/HTTP 503/);
   });
 });
 

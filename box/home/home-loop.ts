@@ -56,6 +56,8 @@ export class HomeLoop {
   private stopped = true;
   private running: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** Set while waiting out a failure: new events must not cut the backoff short. */
+  private backingOff = false;
   private maxBatch = Number.POSITIVE_INFINITY;
   private unsubscribe: (() => void) | null = null;
   /** Serializes every request: the loop and `flush` never talk to the control plane at the same time. */
@@ -82,14 +84,14 @@ export class HomeLoop {
   /** Sends a heartbeat as soon as possible (a lifecycle change should not wait for the next tick). */
   requestHeartbeat(): void {
     this.heartbeatDueAt = 0;
-    this.poke();
+    this.poke(true);
   }
 
   /** Stops the loop after the request in flight, if any. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
-    this.poke();
+    this.poke(true);
     await this.running;
     await this.chain.catch(() => {});
   }
@@ -121,7 +123,8 @@ export class HomeLoop {
     return this.o.outbox.size === 0;
   }
 
-  private poke(): void {
+  private poke(force = false): void {
+    if (this.backingOff && !force) return;
     const w = this.wake;
     this.wake = null;
     w?.();
@@ -142,7 +145,9 @@ export class HomeLoop {
         this.status.failures = 0;
         const untilHeartbeat = Math.max(0, this.heartbeatDueAt - Date.now());
         delay = this.status.synced && this.o.outbox.size > 0 ? 0 : untilHeartbeat;
+        this.backingOff = false;
       } catch (err) {
+        this.backingOff = true;
         this.noteFailure(err);
         const base = err instanceof AgentAuthError ? this.o.maxBackoffMs : this.o.minBackoffMs;
         const exp = Math.min(this.o.maxBackoffMs, base * 2 ** Math.min(this.status.failures - 1, 16));
