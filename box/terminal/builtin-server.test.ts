@@ -1,5 +1,6 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { makeTestTmux, type TestTmux, waitUntil } from "../tmux/testing.ts";
 import { measureEchoRoundTrip } from "./bench.ts";
 import { startBuiltinTerminalServer } from "./builtin-server.ts";
@@ -122,6 +123,28 @@ describe("built-in terminal server specifics", () => {
     await c.waitFor("slow-16-end", { timeoutMs: 30_000 });
     await waitUntil(() => flow.filter((e) => e.session === "slow-1").at(-1)?.paused === false, "resumed");
     await c.close();
+  });
+
+  it("drops a client that stops answering pings, and keeps one that answers", async () => {
+    const own = await startBuiltinTerminalServer({
+      credential,
+      tmux: { socket: t.socket, configFile: t.sessions.tmux.options.configFile },
+      cwd: t.cwd,
+      pingIntervalMs: 300,
+    });
+    try {
+      const mute = new WebSocket(`${own.wsUrl}?arg=ping-1`, ["tty"], {
+        headers: { Authorization: basicAuthHeader(credential) },
+        autoPong: false,
+      });
+      const closed = new Promise<number>((r) => mute.on("close", (code) => r(code)));
+      const polite = await TtydClient.connect({ url: own.wsUrl, credential, session: "ping-1" });
+      expect(await closed).toBe(1006); // terminated without a close frame
+      expect(polite.isOpen).toBe(true);
+      await polite.close();
+    } finally {
+      await own.close();
+    }
   });
 
   it("detaches its tmux clients and ends its processes on close", async () => {

@@ -95,13 +95,14 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
   const low = opts.lowWaterMark ?? 256 * 1024;
   if (!(low < high)) throw new RangeError("lowWaterMark must be below highWaterMark");
   const pingIntervalMs = opts.pingIntervalMs ?? 5000;
+  const maxQueuedBytes = opts.maxPayload ?? 1024 * 1024;
   const tmuxBin = opts.tmux.bin ?? "tmux";
   const title = (session: string) => `tmux new-session -A -s ${session} (${hostname()})`;
   const preferences = JSON.stringify(opts.preferences ?? {});
 
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: opts.maxPayload ?? 1024 * 1024,
+    maxPayload: maxQueuedBytes,
     handleProtocols: (protocols) => (protocols.has(TTY_SUBPROTOCOL) ? TTY_SUBPROTOCOL : false),
   });
   const ptys = new Set<IPty>();
@@ -154,7 +155,9 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
   function serve(ws: WebSocket, session: string, remote: string | undefined): void {
     let state: "init" | "starting" | "running" | "closed" = "init";
     let pty: IPty | null = null;
+    // Messages that arrive while onAttach prepares the session; bounded like a single message.
     const queued: Buffer[] = [];
+    let queuedBytes = 0;
     let clientPaused = false;
     let backpressured = false;
     let ptyPaused = false;
@@ -208,7 +211,11 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
         } catch {
           // ttyd ignores a malformed resize too.
         }
-        pty!.resize(size.columns ?? pty!.cols, size.rows ?? pty!.rows);
+        try {
+          pty!.resize(size.columns ?? pty!.cols, size.rows ?? pty!.rows);
+        } catch {
+          // The process is exiting; its exit closes the socket.
+        }
       } else if (command === ClientCommand.PAUSE) {
         clientPaused = true;
         updateFlow();
@@ -276,6 +283,9 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
       if (state === "closed" || msg.length === 0) return;
       if (state === "running") return handle(msg);
       if (state === "starting") {
+        queuedBytes += msg.length;
+        if (queuedBytes > maxQueuedBytes)
+          return close(CLOSE_POLICY_VIOLATION, "too much input before the terminal started");
         queued.push(msg);
         return;
       }
@@ -292,6 +302,7 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
     const ping =
       pingIntervalMs > 0
         ? setInterval(() => {
+            if (ws.readyState !== ws.OPEN) return;
             if (!alive) return ws.terminate();
             alive = false;
             ws.ping();
