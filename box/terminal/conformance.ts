@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TmuxSessions } from "../tmux/sessions.ts";
-import { makeTestTmux, type TestTmux, waitUntil } from "../tmux/testing.ts";
+import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "../tmux/testing.ts";
 import type { TmuxServerOptions } from "../tmux/tmux-command.ts";
 import { TtydClient, TtydConnectError, type TtydConnectOptions } from "./client.ts";
 import type { TerminalEndpoint } from "./endpoint-types.ts";
@@ -45,8 +45,9 @@ export interface ConformanceOptions {
 const NO_TERMINAL_WAIT_MS = 1500;
 
 export function registerTerminalConformanceSuite(opts: ConformanceOptions): void {
-  const suite = opts.skip ? describe.skip : describe;
-  suite(`ttyd protocol conformance: ${opts.name}${opts.skip ? ` (skipped: ${opts.skip})` : ""}`, () => {
+  const skip = opts.skip || TMUX_MISSING;
+  const suite = skip ? describe.skip : describe;
+  suite(`ttyd protocol conformance: ${opts.name}${skip ? ` (skipped: ${skip})` : ""}`, () => {
     let t: TestTmux;
     let endpoint: TerminalEndpoint;
     const credential = `berth:${randomBytes(12).toString("hex")}`;

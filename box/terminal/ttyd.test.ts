@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeTestTmux } from "../tmux/testing.ts";
+import { makeTestTmux, TMUX_MISSING } from "../tmux/testing.ts";
 import { registerTerminalConformanceSuite } from "./conformance.ts";
 import { startTerminalEndpoint } from "./endpoint.ts";
 import { attachGuardScript, findTtyd, startTtyd } from "./ttyd-launcher.ts";
@@ -63,37 +63,40 @@ describe("ttyd attach guard", () => {
   });
 });
 
-describe("startTerminalEndpoint", () => {
-  const t = makeTestTmux("berth-ep-");
-  const empty = mkdtempSync(join("/tmp", "berth-nottyd-"));
-  afterAll(async () => {
-    await t.cleanup();
-    rmSync(empty, { recursive: true, force: true });
-  });
-  const base = { tmux: { socket: t.socket }, credential: "berth:x", cwd: t.cwd };
+describe.skipIf(TMUX_MISSING)(
+  `startTerminalEndpoint${TMUX_MISSING ? ` (skipped: ${TMUX_MISSING})` : ""}`,
+  () => {
+    const t = makeTestTmux("berth-ep-");
+    const empty = mkdtempSync(join("/tmp", "berth-nottyd-"));
+    afterAll(async () => {
+      await t.cleanup();
+      rmSync(empty, { recursive: true, force: true });
+    });
+    const base = { tmux: { socket: t.socket }, credential: "berth:x", cwd: t.cwd };
 
-  it("uses the built-in server when asked or when no ttyd is on PATH", async () => {
-    const forced = await startTerminalEndpoint({ ...base, ttyd: "builtin" });
-    expect(forced.kind).toBe("builtin");
-    await forced.close();
-    const path = process.env.PATH;
-    process.env.PATH = empty;
-    try {
-      const auto = await startTerminalEndpoint(base);
-      expect(auto.kind).toBe("builtin");
-      await auto.close();
-    } finally {
-      process.env.PATH = path;
-    }
-  });
+    it("uses the built-in server when asked or when no ttyd is on PATH", async () => {
+      const forced = await startTerminalEndpoint({ ...base, ttyd: "builtin" });
+      expect(forced.kind).toBe("builtin");
+      await forced.close();
+      const path = process.env.PATH;
+      process.env.PATH = empty;
+      try {
+        const auto = await startTerminalEndpoint(base);
+        expect(auto.kind).toBe("builtin");
+        await auto.close();
+      } finally {
+        process.env.PATH = path;
+      }
+    });
 
-  it("fails clearly when an explicit ttyd cannot start", async () => {
-    await expect(startTerminalEndpoint({ ...base, ttyd: join(empty, "ttyd") })).rejects.toThrow(/ttyd/);
-  });
+    it("fails clearly when an explicit ttyd cannot start", async () => {
+      await expect(startTerminalEndpoint({ ...base, ttyd: join(empty, "ttyd") })).rejects.toThrow(/ttyd/);
+    });
 
-  it.skipIf(!ttydBinary)("prefers an explicit ttyd binary", async () => {
-    const ep = await startTerminalEndpoint({ ...base, ttyd: ttydBinary! });
-    expect(ep.kind).toBe("ttyd");
-    await ep.close();
-  });
-});
+    it.skipIf(!ttydBinary)("prefers an explicit ttyd binary", async () => {
+      const ep = await startTerminalEndpoint({ ...base, ttyd: ttydBinary! });
+      expect(ep.kind).toBe("ttyd");
+      await ep.close();
+    });
+  },
+);

@@ -2,10 +2,21 @@
  * Test support shared by the tmux and terminal suites: a throwaway tmux server in a temp dir, and polling
  * instead of fixed sleeps (tests must hold on a loaded 2-core machine).
  */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TmuxSessions, type TmuxSessionsOptions } from "./sessions.ts";
 import type { TmuxSocket } from "./tmux-command.ts";
+
+/** Why tmux-backed tests cannot run here (a message naming the package), or false when they can. */
+export const TMUX_MISSING: string | false = (() => {
+  try {
+    execFileSync("tmux", ["-V"], { stdio: "ignore" });
+    return false;
+  } catch {
+    return "tmux is not installed (Debian package tmux)";
+  }
+})();
 
 export async function waitUntil<T>(
   probe: () => T | Promise<T>,
