@@ -9,7 +9,19 @@
  * contents are the user's). Anything in the way that is not a directory (a file, a symlink) is an error
  * naming the path: we never delete, move or overwrite user data to make the layout fit.
  */
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readlinkSync, symlinkSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  symlinkSync,
+} from "node:fs";
 import { join } from "node:path";
 
 export class LayoutError extends Error {
@@ -143,46 +155,55 @@ function checkDir(path: string, what: string): void {
 }
 
 function ensureDir(spec: DirSpec, owner: Owner | null, report: LayoutReport): void {
-  let st: ReturnType<typeof lstatSync> | null = null;
+  let created = false;
   try {
-    st = lstatSync(spec.path);
+    mkdirSync(spec.path, { mode: spec.mode });
+    created = true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT")
-      throw new LayoutError(spec.path, `cannot inspect (${(err as NodeJS.ErrnoException).code})`);
-  }
-  if (st === null) {
-    try {
-      mkdirSync(spec.path, { mode: spec.mode });
-      chmodSync(spec.path, spec.mode); // mkdir's mode is filtered by the umask
-      if (owner) chownSync(spec.path, owner.uid, owner.gid);
-    } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST")
       throw new LayoutError(spec.path, `cannot create directory (${(err as NodeJS.ErrnoException).code})`);
-    }
-    report.created.push(spec.path);
-    return;
   }
-  if (st.isSymbolicLink())
-    throw new LayoutError(
-      spec.path,
-      "is a symlink where a directory belongs; refusing to follow or replace it",
-    );
-  if (!st.isDirectory())
-    throw new LayoutError(
-      spec.path,
-      "is a file where a directory belongs; move it away (it is not deleted for you)",
-    );
+  // The agent is root and these directories belong to the box user, who could swap one for a symlink
+  // at any moment: open without following links and change mode and owner through the descriptor, so a
+  // swap between a check and a chmod/chown can never redirect it (to /etc/shadow, say).
+  let fd: number;
   try {
+    fd = openSync(spec.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Linux reports a symlink as ENOTDIR when O_DIRECTORY and O_NOFOLLOW are both set; lstat only words it.
+    const isLink =
+      (code === "ELOOP" || code === "ENOTDIR") &&
+      lstatSync(spec.path, { throwIfNoEntry: false })?.isSymbolicLink();
+    if (isLink)
+      throw new LayoutError(
+        spec.path,
+        "is a symlink where a directory belongs; refusing to follow or replace it",
+      );
+    if (code === "ENOTDIR")
+      throw new LayoutError(
+        spec.path,
+        "is a file where a directory belongs; move it away (it is not deleted for you)",
+      );
+    throw new LayoutError(spec.path, `cannot open (${code})`);
+  }
+  try {
+    const st = fstatSync(fd);
     let fixed = false;
-    if (spec.enforceMode && (st.mode & 0o777) !== spec.mode) {
-      chmodSync(spec.path, spec.mode);
+    // mkdir's mode is filtered by the umask (the agent's unit has 0077), so set it explicitly.
+    if ((created || spec.enforceMode) && (st.mode & 0o777) !== spec.mode) {
+      fchmodSync(fd, spec.mode);
       fixed = true;
     }
     if (owner && (st.uid !== owner.uid || st.gid !== owner.gid)) {
-      chownSync(spec.path, owner.uid, owner.gid);
+      fchownSync(fd, owner.uid, owner.gid);
       fixed = true;
     }
-    if (fixed) report.fixed.push(spec.path);
+    if (created) report.created.push(spec.path);
+    else if (fixed) report.fixed.push(spec.path);
   } catch (err) {
     throw new LayoutError(spec.path, `cannot fix owner or mode (${(err as NodeJS.ErrnoException).code})`);
+  } finally {
+    closeSync(fd);
   }
 }

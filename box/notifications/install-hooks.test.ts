@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -54,7 +54,7 @@ describe("installClaudeHooks", () => {
     const d = dir();
     writeFileSync(join(d, "settings.json"), "{ broken");
     await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
-      /settings\.json is not valid JSON .*leaving it untouched/,
+      /settings\.json is not valid JSON; leaving it untouched/,
     );
     expect(readFileSync(join(d, "settings.json"), "utf8")).toBe("{ broken");
     writeFileSync(join(d, "settings.json"), '{"hooks": {"Stop": {"not": "an array"}}}');
@@ -70,4 +70,49 @@ describe("installClaudeHooks", () => {
       /--data-binary @- http:\/\/127\.0\.0\.1:7690\/hooks\/claude \|\| true # berth-agent-hook$/,
     );
   });
+
+  it("refuses a symlinked settings file without reading through it", async () => {
+    const d = dir();
+    const secret = join(dir(), "secret");
+    writeFileSync(secret, "root:$y$hash:19000:0:99999:7:::");
+    symlinkSync(secret, join(d, "settings.json"));
+    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+      /settings\.json is a symlink/,
+    );
+    expect(readFileSync(secret, "utf8")).toMatch(/^root:/);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "as root, works as the box user: their file, no reach beyond their rights",
+    async () => {
+      const d = dir();
+      chownSync(d, 4242, 4242);
+      expect(
+        (await installClaudeHooks({ claudeDir: d, agentPort: 7690, owner: { uid: 4242, gid: 4242 } }))
+          .changed,
+      ).toBe(true);
+      expect(statSync(join(d, "settings.json"))).toMatchObject({ uid: 4242, gid: 4242 });
+      expect(read(d).hooks.Stop).toHaveLength(1);
+
+      // A planted link to a root-only file: the unprivileged child cannot read it, and nothing leaks.
+      const d2 = dir();
+      chownSync(d2, 4242, 4242);
+      const secret = join(dir(), "shadow");
+      writeFileSync(secret, "root:$y$secret-hash", { mode: 0o600 });
+      symlinkSync(secret, join(d2, "settings.json"));
+      const err = await installClaudeHooks({
+        claudeDir: d2,
+        agentPort: 7690,
+        owner: { uid: 4242, gid: 4242 },
+      }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/settings\.json is a symlink; leaving it untouched/);
+      expect((err as Error).message).not.toContain("secret-hash");
+
+      // A directory the box user cannot write: refused by the kernel, not by our checks.
+      const d3 = dir();
+      await expect(
+        installClaudeHooks({ claudeDir: d3, agentPort: 7690, owner: { uid: 4242, gid: 4242 } }),
+      ).rejects.toThrow(/EACCES/);
+    },
+  );
 });

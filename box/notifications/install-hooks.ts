@@ -11,9 +11,20 @@
  * whatever `node` the user's PATH has. curl is on every box (the image installs it), starts in
  * milliseconds, and `|| true` keeps a stopped agent from ever showing an error in Claude's UI.
  */
-import { existsSync, lstatSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { chown } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const HOOK_MARKER = "berth-agent-hook";
 export const NOTIFICATION_MATCHER = "permission_prompt|idle_prompt|elicitation_dialog";
@@ -60,9 +71,10 @@ export function mergeHookSettings(
     let parsed: unknown;
     try {
       parsed = JSON.parse(existing);
-    } catch (err) {
+    } catch {
+      // Not the parser's message: it quotes the file's content, which must not reach logs.
       throw new HookInstallError(
-        `${file} is not valid JSON (${(err as Error).message}); leaving it untouched, so Claude Code hooks are not installed`,
+        `${file} is not valid JSON; leaving it untouched, so Claude Code hooks are not installed`,
       );
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
@@ -104,29 +116,99 @@ export interface InstallHooksResult {
   changed: boolean;
 }
 
-/**
- * Merges the hooks into `<claudeDir>/settings.json`. `owner` (uid/gid) is applied to a file we create, so
- * the box user can keep editing it. A symlinked settings file is refused rather than followed.
- */
-export async function installClaudeHooks(options: {
+export interface InstallHooksOptions {
   claudeDir: string;
   agentPort: number;
+  /** The box user. When the agent runs as root, the file is read and written by a child running as them. */
   owner?: { uid: number; gid: number } | null;
-}): Promise<InstallHooksResult> {
-  const path = join(options.claudeDir, "settings.json");
+}
+
+/**
+ * Merges the hooks into `<claudeDir>/settings.json`.
+ *
+ * `.claude` belongs to the box user, who can swap any path in it for a symlink at any moment. A root
+ * agent reading or writing there could be steered into reading /etc/shadow (and echoing it in a parse
+ * error) or writing where it should not. So as root the merge runs in a child process with the box user's
+ * uid and gid: it can do nothing there the user could not do themselves.
+ */
+export async function installClaudeHooks(options: InstallHooksOptions): Promise<InstallHooksResult> {
+  const owner = options.owner;
+  if (owner && process.getuid?.() === 0 && owner.uid !== 0) return installAsUser(options, owner);
+  return installHere(options.claudeDir, options.agentPort);
+}
+
+function installAsUser(
+  options: InstallHooksOptions,
+  owner: { uid: number; gid: number },
+): InstallHooksResult {
+  const r = spawnSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), options.claudeDir, String(options.agentPort)],
+    {
+      uid: owner.uid,
+      gid: owner.gid,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      encoding: "utf8",
+      timeout: 30_000,
+    },
+  );
+  if (r.error)
+    throw new HookInstallError(`cannot run the hook installer as uid ${owner.uid}: ${r.error.message}`);
+  if (r.status !== 0)
+    throw new HookInstallError(
+      r.stderr.trim().split("\n").at(-1) || `hook installer exited with ${r.status}`,
+    );
+  return JSON.parse(r.stdout) as InstallHooksResult;
+}
+
+/** Reads and writes as the current user, never following a symlink at the settings path. */
+function installHere(claudeDir: string, agentPort: number): InstallHooksResult {
+  const path = join(claudeDir, "settings.json");
   let existing: string | null = null;
-  if (existsSync(path)) {
-    const st = lstatSync(path);
-    if (!st.isFile()) throw new HookInstallError(`${path} is not a regular file; leaving it untouched`);
-    existing = readFileSync(path, "utf8");
+  let mode = 0o644;
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") throw new HookInstallError(`${path} is a symlink; leaving it untouched`);
+    if (code !== "ENOENT") throw new HookInstallError(`cannot read ${path} (${code})`);
   }
-  const next = mergeHookSettings(existing, options.agentPort, path);
+  if (fd !== null) {
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new HookInstallError(`${path} is not a regular file; leaving it untouched`);
+      mode = st.mode & 0o777;
+      existing = readFileSync(fd, "utf8");
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const next = mergeHookSettings(existing, agentPort, path);
   if (next === null) return { path, changed: false };
-  const mode = existing === null ? 0o644 : lstatSync(path).mode & 0o777;
   const tmp = join(dirname(path), `.settings.json.berth-${process.pid}`);
-  writeFileSync(tmp, next, { mode });
-  const owner = existing === null ? options.owner : { uid: lstatSync(path).uid, gid: lstatSync(path).gid };
-  if (owner && process.getuid?.() === 0) await chown(tmp, owner.uid, owner.gid);
+  rmSync(tmp, { force: true }); // a leftover (or planted) entry; rm removes a link, never its target
+  const out = openSync(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
+  try {
+    writeFileSync(out, next);
+    fchmodSync(out, mode);
+  } finally {
+    closeSync(out);
+  }
   renameSync(tmp, path);
   return { path, changed: true };
+}
+
+if (import.meta.main) {
+  // The unprivileged half of installAsUser: argv = claudeDir, agentPort.
+  try {
+    process.stdout.write(JSON.stringify(installHere(process.argv[2]!, Number(process.argv[3]))));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
