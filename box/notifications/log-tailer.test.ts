@@ -1,4 +1,12 @@
-import { appendFileSync, mkdtempSync, renameSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -58,6 +66,18 @@ describe("LogTailer", () => {
     t.poll();
     expect(got).toEqual(["s1:0123456789", "s1:xy"]);
     expect(resets).toEqual(["s1"]);
+    t.stop();
+  });
+
+  it("ignores symlinks and non-files planted in the capture directory", () => {
+    const { dir, got, t } = setup();
+    t.poll();
+    symlinkSync("/dev/zero", join(dir, "zero.log"));
+    writeFileSync(join(dir, "target"), "\x1b]9;from a link\x07");
+    symlinkSync(join(dir, "target"), join(dir, "linked.log"));
+    mkdirSync(join(dir, "adir.log"));
+    t.poll();
+    expect(got).toEqual([]);
     t.stop();
   });
 });

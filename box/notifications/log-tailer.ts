@@ -10,7 +10,7 @@
  * Files present when the tailer starts are followed from their end: old output was already handled (or is
  * stale), and replaying it would repeat old notifications.
  */
-import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { SESSION_NAME_RE } from "../protocol.ts";
 
@@ -89,12 +89,9 @@ export class LogTailer {
   }
 
   private follow(session: string, path: string): void {
-    let st: ReturnType<typeof statSync>;
-    try {
-      st = statSync(path);
-    } catch {
-      return; // removed between readdir and stat
-    }
+    // lstat: the directory is the box user's; a planted symlink (to /dev/zero, a root-only file) is skipped.
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st?.isFile()) return;
     let f = this.files.get(session);
     if (f && f.ino !== st.ino) {
       // Rotated: finish the old file, then the new one continues the same stream.
@@ -102,12 +99,14 @@ export class LogTailer {
       closeSync(f.fd);
       f = undefined;
       this.files.delete(session);
-      const fd = openSync(path, "r");
+      const fd = openLog(path);
+      if (fd === null) return;
       f = { fd, ino: fstatSync(fd).ino, offset: 0 };
       this.files.set(session, f);
     }
     if (!f) {
-      const fd = openSync(path, "r");
+      const fd = openLog(path);
+      if (fd === null) return;
       const size = fstatSync(fd).size;
       f = { fd, ino: fstatSync(fd).ino, offset: this.first ? size : 0 };
       this.files.set(session, f);
@@ -129,4 +128,19 @@ export class LogTailer {
       this.o.onData(session, Buffer.from(this.buf.subarray(0, n)));
     }
   }
+}
+
+/** Opens a capture file for reading without following a symlink; null if it is not a regular file. */
+function openLog(path: string): number | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return null; // gone, or a symlink
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    return null;
+  }
+  return fd;
 }
