@@ -80,4 +80,25 @@ describe("LogTailer", () => {
     expect(got).toEqual([]);
     t.stop();
   });
+
+  it("refuses to follow the capture directory itself through a symlink, saying so once", () => {
+    const real = mkdtempSync(join(tmpdir(), "berth-real-"));
+    writeFileSync(join(real, "root.log"), "");
+    const parent = mkdtempSync(join(tmpdir(), "berth-tail-"));
+    symlinkSync(real, join(parent, "sessions"));
+    const errors: string[] = [];
+    const got: string[] = [];
+    const t = new LogTailer({
+      dir: join(parent, "sessions"),
+      onData: (s) => got.push(s),
+      onError: (e) => errors.push(e.message),
+    });
+    t.poll();
+    appendFileSync(join(real, "root.log"), "data");
+    t.poll();
+    t.poll();
+    expect(got).toEqual([]);
+    expect(errors).toEqual([`${join(parent, "sessions")} is a symlink; not following it`]);
+    t.stop();
+  });
 });

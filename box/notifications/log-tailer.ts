@@ -36,6 +36,7 @@ export class LogTailer {
   private files = new Map<string, Followed>();
   private timer: NodeJS.Timeout | null = null;
   private first = true;
+  private lastError = "";
   private readonly buf: Buffer;
 
   constructor(options: LogTailerOptions) {
@@ -62,9 +63,13 @@ export class LogTailer {
   poll(): void {
     let names: string[];
     try {
+      // The directory belongs to the box user; followed through a symlink it could list root's logs.
+      if (lstatSync(this.o.dir, { throwIfNoEntry: false })?.isSymbolicLink())
+        throw new Error(`${this.o.dir} is a symlink; not following it`);
       names = readdirSync(this.o.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.o.onError?.(err as Error);
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.report(err as Error);
+      // Files followed so far are still drained below, then closed as absent.
       names = [];
     }
     const present = new Set<string>();
@@ -76,7 +81,7 @@ export class LogTailer {
       try {
         this.follow(session, join(this.o.dir, name));
       } catch (err) {
-        this.o.onError?.(err as Error);
+        this.report(err as Error);
       }
     }
     for (const [session, f] of this.files) {
@@ -86,6 +91,13 @@ export class LogTailer {
       this.files.delete(session);
     }
     this.first = false;
+  }
+
+  /** Reports an error once, not on every poll while it persists. */
+  private report(err: Error): void {
+    if (err.message === this.lastError) return;
+    this.lastError = err.message;
+    this.o.onError?.(err);
   }
 
   private follow(session: string, path: string): void {
