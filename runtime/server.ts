@@ -50,6 +50,7 @@ export interface StartOptions {
   runBuilds?: boolean;
   /** false: no pg-boss schedules in this process (tests call `reconciler.tick()` themselves). */
   runSchedules?: boolean;
+  agentHeartbeatSeconds?: number;
   worker?: Partial<
     Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
   >;
@@ -121,6 +122,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         defaults: config.workspaceDefaults,
       }),
       publicUrl: config.publicUrl ?? "",
+      agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
     };
 
     const { app } = buildApp(deps);

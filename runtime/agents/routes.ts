@@ -21,7 +21,6 @@ import { authenticateAgent } from "./auth.ts";
 import { applyAgentEvents } from "./events.ts";
 import { markAgentReady } from "./readiness.ts";
 
-const HEARTBEAT_INTERVAL_SECONDS = 10;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
@@ -94,7 +93,7 @@ export function agentRouter(deps: AppDeps): Router {
         .map((a) => ({ id: a.id, ...(a.payload as { session: string; keys: string }) })),
       acks: { completed: [...known.map((k) => k.id), ...foreign] },
       eventsAckedThrough: instance.eventsAckedThrough,
-      heartbeatIntervalSeconds: HEARTBEAT_INTERVAL_SECONDS,
+      heartbeatIntervalSeconds: deps.agentHeartbeatSeconds,
     };
     ctx.body = response;
   });

@@ -37,4 +37,6 @@ export interface AppDeps {
   workspaces: WorkspaceService;
   /** The URL clients and box agents use to reach this control plane; known once the server listens. */
   publicUrl: string;
+  /** How often box agents should heartbeat (seconds); tests shorten it. */
+  agentHeartbeatSeconds: number;
 }

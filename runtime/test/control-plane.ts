@@ -33,10 +33,12 @@ export async function startTestControlPlane(
     BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
     ...env,
   });
+  // A test that passes its own driver (e.g. the local one) reads it from `deps.driver`.
   const driver = (options.driver as ScriptedDriver | undefined) ?? new ScriptedDriver();
   const cp = await startControlPlane(config, {
     logger: createLogger("silent"),
     runSchedules: false,
+    agentHeartbeatSeconds: 1,
     ...options,
     driver,
     worker: { pollMs: 200, heartbeatMs: 500, backoffMs: () => 200, ...options.worker },

@@ -1,0 +1,57 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll } from "vitest";
+import { LocalDriver } from "../../stacks/local/driver.ts";
+import { AGENT_ENTRY } from "../drivers.ts";
+import { startTestControlPlane, type TestControlPlane } from "./control-plane.ts";
+
+export interface LocalTestControlPlane extends TestControlPlane {
+  localDriver: LocalDriver;
+  workspacesRoot: string;
+  /** The running agent's state file (pid, ports, tmux socket) for a workspace. */
+  agentState(
+    workspaceId: string,
+  ): { pid: number; terminalPort: number; agentPort: number; tmuxSocket: string } | null;
+}
+
+/**
+ * A control plane with the real local driver: real box agents as child processes, real tmux. Agents are
+ * detached by design (they outlive a control plane), so this kills every one it started after the file.
+ */
+export async function startLocalControlPlane(
+  env: Record<string, string> = {},
+): Promise<LocalTestControlPlane> {
+  const root = mkdtempSync(join(tmpdir(), "berth-ws-"));
+  const localDriver = new LocalDriver({
+    root,
+    agentEntry: AGENT_ENTRY,
+    nodePath: process.execPath,
+    readyTimeoutMs: 30_000,
+    agentEnv: { BERTH_TERMINAL: "builtin", BERTH_AGENT_LOG_LEVEL: "debug" },
+  });
+  const cp = await startTestControlPlane(env, { driver: localDriver });
+  const agentState = (id: string) => {
+    try {
+      return JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));
+    } catch {
+      return null;
+    }
+  };
+  afterAll(() => {
+    for (const id of readdirSync(root)) {
+      const state = agentState(id);
+      if (state) {
+        try {
+          process.kill(-state.pid, "SIGKILL");
+        } catch {}
+      }
+      try {
+        execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
+      } catch {}
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+  return { ...cp, localDriver, workspacesRoot: root, agentState };
+}
