@@ -267,6 +267,7 @@ export class Agent {
       onReset: (session) => this.center!.resetTerminal(session),
       onError: (err) => this.log.warn({ err: err.message }, "session log tailer"),
       pollMs: this.o.tailPollMs ?? 250,
+      statePath: join(this.paths.state, "session-log-offsets.json"),
     });
     this.tailer.start();
 

@@ -101,4 +101,25 @@ describe("LogTailer", () => {
     expect(errors).toEqual([`${join(parent, "sessions")} is a symlink; not following it`]);
     t.stop();
   });
+
+  it("resumes where the last run stopped, for the same file only", () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-tail-"));
+    const statePath = join(mkdtempSync(join(tmpdir(), "berth-state-")), "tail.json");
+    const got: string[] = [];
+    const make = () => new LogTailer({ dir, statePath, onData: (s, c) => got.push(`${s}:${c}`) });
+    writeFileSync(join(dir, "a.log"), "old");
+    writeFileSync(join(dir, "b.log"), "old");
+    const first = make();
+    first.poll();
+    appendFileSync(join(dir, "a.log"), "-seen");
+    first.stop();
+    // While the agent is down: a.log grows, b.log is replaced by a new file.
+    appendFileSync(join(dir, "a.log"), "-while-down");
+    renameSync(join(dir, "b.log"), join(dir, "b.log.1"));
+    writeFileSync(join(dir, "b.log"), "new-file-before-restart");
+    const second = make();
+    second.poll();
+    expect(got).toEqual(["a:-seen", "a:-while-down", "b:new-file-before-restart"]);
+    second.stop();
+  });
 });

@@ -7,10 +7,23 @@
  * byte. We notice the inode change, read the old descriptor to its end, then continue with the new file, so
  * the stream stays continuous (a sequence split across the rotation still parses). A file that shrinks in
  * place was truncated: we restart at 0 and `onReset` lets the parser drop its partial state.
- * Files present when the tailer starts are followed from their end: old output was already handled (or is
- * stale), and replaying it would repeat old notifications.
+ * Where to start in a file already there at startup: with `statePath`, from the offset saved by the last
+ * run when the file is the same (same inode, not shorter), from 0 when it replaced the one we knew, so
+ * signals written while the agent was down (a restart, an upgrade) still arrive; a file never seen before
+ * is followed from its end, since replaying old output would repeat old notifications.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { SESSION_NAME_RE } from "../protocol.ts";
 
@@ -28,11 +41,17 @@ export interface LogTailerOptions {
   pollMs?: number;
   /** Upper bound on bytes read per file per poll, so one chatty session cannot stall the others. */
   maxReadBytes?: number;
+  /** A file (under system/state) remembering how far each log was read, across agent restarts. */
+  statePath?: string;
 }
 
+type SavedOffsets = Record<string, { ino: number; offset: number }>;
+
 export class LogTailer {
-  private readonly o: Required<Omit<LogTailerOptions, "onReset" | "onError">> &
-    Pick<LogTailerOptions, "onReset" | "onError">;
+  private readonly o: Required<Omit<LogTailerOptions, "onReset" | "onError" | "statePath">> &
+    Pick<LogTailerOptions, "onReset" | "onError" | "statePath">;
+  private saved: SavedOffsets = {};
+  private savedText = "";
   private files = new Map<string, Followed>();
   private timer: NodeJS.Timeout | null = null;
   private first = true;
@@ -42,6 +61,13 @@ export class LogTailer {
   constructor(options: LogTailerOptions) {
     this.o = { pollMs: 250, maxReadBytes: 1024 * 1024, ...options };
     this.buf = Buffer.allocUnsafe(64 * 1024);
+    if (options.statePath) {
+      try {
+        this.saved = JSON.parse(readFileSync(options.statePath, "utf8")) as SavedOffsets;
+      } catch {
+        this.saved = {}; // none yet, or unreadable: start from the ends
+      }
+    }
   }
 
   start(): void {
@@ -91,6 +117,23 @@ export class LogTailer {
       this.files.delete(session);
     }
     this.first = false;
+    this.saveOffsets();
+  }
+
+  private saveOffsets(): void {
+    if (!this.o.statePath) return;
+    const now: SavedOffsets = {};
+    for (const [session, f] of this.files) now[session] = { ino: f.ino, offset: f.offset };
+    const text = JSON.stringify(now);
+    if (text === this.savedText) return;
+    try {
+      const tmp = `${this.o.statePath}.tmp`;
+      writeFileSync(tmp, text, { mode: 0o600 });
+      renameSync(tmp, this.o.statePath);
+      this.savedText = text;
+    } catch (err) {
+      this.report(err as Error);
+    }
   }
 
   /** Reports an error once, not on every poll while it persists. */
@@ -119,8 +162,16 @@ export class LogTailer {
     if (!f) {
       const fd = openLog(path);
       if (fd === null) return;
-      const size = fstatSync(fd).size;
-      f = { fd, ino: fstatSync(fd).ino, offset: this.first ? size : 0 };
+      const { size, ino } = fstatSync(fd);
+      const saved = this.saved[session];
+      let offset = 0; // a file that appeared while we run: all of it is new
+      if (this.first) {
+        // Same file as last run: resume. Replaced since (rotated while we were down): all of it is new.
+        // Never seen: from its end.
+        if (saved) offset = saved.ino === ino && saved.offset <= size ? saved.offset : 0;
+        else offset = size;
+      }
+      f = { fd, ino, offset };
       this.files.set(session, f);
     }
     const size = fstatSync(f.fd).size;
