@@ -1,14 +1,16 @@
 #!/bin/sh
 # Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
-# product drives for real (tmux, restic). Idempotent and quiet when nothing is missing, so `npm start`
-# and `npm test` can call it every time.
+# product drives for real (tmux, restic). With the argument `test`, also what the test suite checks the
+# box image with (shellcheck, systemd-analyze). Idempotent and quiet when nothing is missing, so
+# `npm start` and `npm test` can call it every time.
 set -eu
 cd "$(dirname "$0")/../.."
 
 say() { printf 'berth: %s\n' "$*" >&2; }
 
 # node_modules/.package-lock.json is written by every install; older than the lockfile means stale.
-if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] ||
+  [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then
   say "installing node modules (npm ci)…"
   npm ci --no-audit --no-fund --loglevel=error
 fi
@@ -19,9 +21,13 @@ if [ "$node_major" != "24" ]; then
   exit 1
 fi
 
+# "command:package" pairs: what must be on PATH, and the Debian package that provides it.
+needs="tmux:tmux restic:restic"
+[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd"
+
 missing=""
-for tool in tmux restic; do
-  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+for need in $needs; do
+  command -v "${need%%:*}" >/dev/null 2>&1 || missing="$missing ${need#*:}"
 done
 [ -z "$missing" ] && exit 0
 

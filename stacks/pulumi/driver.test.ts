@@ -111,6 +111,7 @@ describe("PulumiDriver with a scripted pulumi", () => {
       running: true,
       serverId: "101",
       publicIp: "203.0.113.5",
+      terminalPort: 7681,
       volumeId: "201",
       volumeDevice: "/dev/disk/by-id/scsi-0HC_Volume_201",
       bucketName: "berth-a1",
