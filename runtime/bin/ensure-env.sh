@@ -11,8 +11,11 @@ say() { printf 'berth: %s\n' "$*" >&2; }
 # node_modules/.package-lock.json is written by every install; older than the lockfile means stale.
 if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] ||
   [ -n "$(find package-lock.json -newer node_modules/.package-lock.json)" ]; then
-  say "installing node modules (npm ci)…"
-  npm ci --no-audit --no-fund --loglevel=error
+  say "installing node modules…"
+  # Not `npm ci`: npm 11 writes lockfiles without the other platforms' optional packages (Biome's CLI
+  # binaries) and then `npm ci` rejects its own lockfile as out of sync. `npm install` installs the locked
+  # versions all the same.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 node_major=$(node_modules/.bin/node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)
