@@ -65,16 +65,6 @@ function tmuxSocket(config: BootConfig): TmuxSocket {
   return path ? { path } : { name: `berth-${config.settings.BERTH_WORKSPACE_ID}` };
 }
 
-/**
- * tmux 3.3a without a UTF-8 locale prints tabs (and other non-printables) in `-F` output as `_`, which
- * breaks every tab-separated listing, and renders UTF-8 in panes as `_` too. Agents start from minimal
- * environments (systemd units, a driver's spawn), so give tmux C.UTF-8 unless a locale was chosen.
- */
-export function utf8Environment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  if (env.LC_ALL || env.LC_CTYPE || env.LANG) return env;
-  return { ...env, LANG: "C.UTF-8" };
-}
-
 /** Local mode: the ttyd-protocol endpoint, built in unless a ttyd binary is chosen. */
 function localTerminal(
   config: BootConfig,
@@ -168,13 +158,13 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   const socket = tmuxSocket(config);
-  // Locally the panes keep the developer's HOME, so point Claude Code at the workspace's config dir,
-  // where the hooks are installed. On a VM, ~/.claude already leads there (layout links).
-  const tmuxEnvironment = utf8Environment(
+  // Locally the panes may keep a HOME outside the workspace, so point Claude Code at the workspace's config
+  // dir, where the hooks are installed. On a VM, ~/.claude already leads there (layout links). tmux itself
+  // gets a UTF-8 locale from tmuxEnv() (box/tmux/tmux-command.ts).
+  const tmuxEnvironment =
     mode === "local"
       ? { ...process.env, CLAUDE_CONFIG_DIR: join(s.BERTH_WORKSPACE_ROOT, "user", ".claude") }
-      : process.env,
-  );
+      : process.env;
   const paths = {
     projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
     logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),

@@ -72,8 +72,13 @@ export async function openDatabase(
 export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
   const log = options.logger ?? createLogger(config.logLevel);
   const cleanup: Array<() => Promise<void>> = [];
-  const close = async () => {
-    for (const fn of cleanup.reverse()) await fn().catch((err) => log.warn({ err }, "shutdown step failed"));
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      for (const fn of cleanup.reverse())
+        await fn().catch((err) => log.warn({ err }, "shutdown step failed"));
+    })();
+    return closing;
   };
   try {
     const { database, stopEmbedded } = await openDatabase(config, log);

@@ -42,6 +42,9 @@ export function tmuxEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEn
   const env = { ...base };
   delete env.TMUX;
   delete env.TMUX_PANE;
+  // Without a UTF-8 locale tmux 3.3a prints tabs in -F output as `_`, which breaks every tab-separated
+  // listing (and shows UTF-8 in panes as `_`). systemd units, `env -i` and drivers start with none.
+  if (!env.LC_ALL && !env.LC_CTYPE && !env.LANG) env.LANG = "C.UTF-8";
   return env;
 }
 

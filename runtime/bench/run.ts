@@ -5,11 +5,13 @@
  */
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
+import { benchLocalBox } from "./local-box.ts";
 import { benchReconciler } from "./reconciler.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
   builds: benchBuildQueue,
   reconciler: benchReconciler,
+  "local-box": benchLocalBox,
 };
 
 const wanted = process.argv.slice(2);

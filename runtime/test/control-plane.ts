@@ -24,7 +24,7 @@ export async function startTestControlPlane(
 ): Promise<TestControlPlane> {
   const { url: databaseUrl } = env.DATABASE_URL ? { url: env.DATABASE_URL } : await createTestDatabase();
   const dataDir = mkdtempSync(join(tmpdir(), "berth-cp-"));
-  const localToken = randomBytes(32).toString("base64url");
+  const localToken = env.BERTH_LOCAL_TOKEN ?? randomBytes(32).toString("base64url");
   const config = loadConfig({
     BERTH_PORT: "0",
     BERTH_DATA_DIR: dataDir,

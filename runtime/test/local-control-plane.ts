@@ -22,8 +22,9 @@ export interface LocalTestControlPlane extends TestControlPlane {
  */
 export async function startLocalControlPlane(
   env: Record<string, string> = {},
+  options: { root?: string } = {},
 ): Promise<LocalTestControlPlane> {
-  const root = mkdtempSync(join(tmpdir(), "berth-ws-"));
+  const root = options.root ?? mkdtempSync(join(tmpdir(), "berth-ws-"));
   const localDriver = new LocalDriver({
     root,
     agentEntry: AGENT_ENTRY,
