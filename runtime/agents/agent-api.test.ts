@@ -51,6 +51,19 @@ describe("agent API", async () => {
     },
   });
 
+  it("refuses session names tmux could execute, naming the field", async () => {
+    for (const name of ["x#(touch /tmp/pwned)", "UPPER", "a".repeat(33), "../x", ""]) {
+      const res = await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+        method: "POST",
+        token: cp.localToken,
+        json: { name },
+      });
+      expect(res.status).toBe(400);
+      expect((await json(res)).error.field).toBe("name");
+    }
+    expect((await pool.query("SELECT count(*)::int AS n FROM sessions")).rows[0].n).toBe(0);
+  });
+
   it("a ready heartbeat makes the workspace ready and returns desired state", async () => {
     await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
       method: "POST",
