@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { formatStackDiff } from "../stacks/pulumi/diff.ts";
 import { type Config, ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
 import { runMigrations } from "./db/migrate.ts";
-import { createDriver } from "./drivers.ts";
+import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { HttpError } from "./http/errors.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { diffStack, forgetStack, listStacks, type OperatorDeps, repairStack } from "./operators/stacks.ts";
@@ -26,7 +26,12 @@ Commands:
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
-  .map(([k, v]) => `  ${k.padEnd(26)}${v}`)
+  .map(([k, v]) => `  ${k.padEnd(40)}${v}`)
+  .join("\n")}
+
+With BERTH_DRIVER=pulumi, also:
+${Object.entries(PULUMI_ENV_DOCS)
+  .map(([k, v]) => `  ${k.padEnd(40)}${v}`)
   .join("\n")}
 `;
 
