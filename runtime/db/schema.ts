@@ -20,6 +20,7 @@ import {
   uuid,
   varchar,
 } from "drizzle-orm/pg-core";
+import { AGENT_LIFECYCLES, SESSION_NAME_RE } from "../../box/protocol.ts";
 
 const bytea = customType<{ data: Buffer }>({ dataType: () => "bytea" });
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
@@ -39,19 +40,12 @@ export const WORKSPACE_STATES = [
   "destroyed",
   "failed",
 ] as const;
-export const AGENT_LIFECYCLES = [
-  "created",
-  "starting",
-  "ready",
-  "start_error",
-  "start_timeout",
-  "shutting_down",
-  "off",
-] as const;
+// The agent's lifecycle values and the session-name rule are the agent API's (box/protocol.ts): one source.
+export { AGENT_LIFECYCLES };
 export const BUILD_TRANSITIONS = ["start", "stop", "destroy"] as const;
 export const BUILD_REASONS = ["user", "autostop", "billing", "reconcile", "admin"] as const;
 export const BUILD_STATUSES = ["pending", "running", "succeeded", "failed", "canceled"] as const;
-export const SESSION_NAME_PATTERN = "^[a-z0-9-]{1,32}$";
+export const SESSION_NAME_PATTERN = SESSION_NAME_RE.source;
 
 /** People. `externalId` is the Clerk user id in hosted mode, `local:owner` in local mode. */
 export const users = pgTable("users", {
