@@ -2,6 +2,7 @@
  * The agent API (box/protocol.ts, v1): heartbeats carry lifecycle and return desired state; event batches
  * are applied exactly once. Authenticated by the per-instance agent token, not by a user.
  */
+
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
 import { and, asc, eq, inArray, isNull } from "drizzle-orm";
@@ -17,11 +18,10 @@ import {
 import { agentActions, sessions, workspaceInstances } from "../db/schema.ts";
 import type { AppDeps } from "../http/context.ts";
 import { HttpError } from "../http/errors.ts";
+import { isUuid } from "../http/ids.ts";
 import { authenticateAgent } from "./auth.ts";
 import { applyAgentEvents } from "./events.ts";
 import { markAgentReady } from "./readiness.ts";
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   const result = schema.safeParse(body);
@@ -76,14 +76,14 @@ export function agentRouter(deps: AppDeps): Router {
       .orderBy(asc(agentActions.createdAt))
       .limit(100);
     // Acknowledge what we recognise; ids that are not ours are acknowledged too, so the agent stops resending.
-    const ours = completedIds.filter((id) => UUID.test(id));
+    const ours = completedIds.filter((id) => isUuid(id));
     const known = ours.length
       ? await db
           .select({ id: agentActions.id })
           .from(agentActions)
           .where(and(inArray(agentActions.id, ours), eq(agentActions.workspaceId, workspace.id)))
       : [];
-    const foreign = completedIds.filter((id) => !UUID.test(id));
+    const foreign = completedIds.filter((id) => !isUuid(id));
     const backup = pending.find((a) => a.kind === "backup");
     const response: HeartbeatResponseInput = {
       sessions: keep.map((s) => s.name),

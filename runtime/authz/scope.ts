@@ -3,13 +3,13 @@
  * `OwnerScope` bound to the actor, which only ever returns rows the actor owns. Anything else, including a
  * malformed id, is indistinguishable from a missing row: 404, never 403.
  */
+
 import { and, asc, desc, eq, isNull, ne } from "drizzle-orm";
 import type { Actor } from "../auth/actor.ts";
 import type { Db } from "../db/client.ts";
 import { previews, sessions, workspaceBuilds, workspaces } from "../db/schema.ts";
 import { notFound } from "../http/errors.ts";
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from "../http/ids.ts";
 
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
@@ -35,7 +35,7 @@ export class OwnerScope {
   }
 
   async workspace(id: string): Promise<WorkspaceRow> {
-    if (!UUID.test(id)) throw notFound("workspace");
+    if (!isUuid(id)) throw notFound("workspace");
     const [row] = await this.#db
       .select()
       .from(workspaces)
@@ -52,7 +52,7 @@ export class OwnerScope {
 
   /** Builds stay readable after a destroy, so the user can see how it went. */
   async build(id: string): Promise<BuildRow> {
-    if (!UUID.test(id)) throw notFound("build");
+    if (!isUuid(id)) throw notFound("build");
     const [row] = await this.#db
       .select({ build: workspaceBuilds })
       .from(workspaceBuilds)
@@ -73,7 +73,7 @@ export class OwnerScope {
   }
 
   async session(id: string): Promise<{ session: SessionRow; workspace: WorkspaceRow }> {
-    if (!UUID.test(id)) throw notFound("session");
+    if (!isUuid(id)) throw notFound("session");
     const [row] = await this.#db
       .select({ session: sessions, workspace: workspaces })
       .from(sessions)
@@ -93,7 +93,7 @@ export class OwnerScope {
   }
 
   async preview(id: string): Promise<{ preview: PreviewRow; workspace: WorkspaceRow }> {
-    if (!UUID.test(id)) throw notFound("preview");
+    if (!isUuid(id)) throw notFound("preview");
     const [row] = await this.#db
       .select({ preview: previews, workspace: workspaces })
       .from(previews)

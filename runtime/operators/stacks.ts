@@ -2,6 +2,7 @@
  * Operator actions on workspace stacks, shared by the admin API and `berth stacks`: list with drift, show
  * the diff a build would apply, repair a stuck stack, and forget a record (listing what it leaves behind).
  */
+
 import { and, eq, isNull, sql } from "drizzle-orm";
 import type { ObservedState, StackDiff, Transition, WorkspaceDriver } from "../../stacks/driver.ts";
 import { writeAudit } from "../audit/audit-log.ts";
@@ -9,6 +10,7 @@ import { workspaceSpec } from "../builds/spec.ts";
 import type { Database } from "../db/client.ts";
 import { workspaceBuilds, workspaceInstances, workspaces, workspaceVolumes } from "../db/schema.ts";
 import { HttpError, notFound } from "../http/errors.ts";
+import { isUuid } from "../http/ids.ts";
 import type { SecretBox } from "../security/secret-box.ts";
 
 export interface OperatorDeps {
@@ -26,10 +28,8 @@ export interface StackRow {
   drift: string | null;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 async function loadWorkspace(deps: OperatorDeps, id: string) {
-  if (!UUID.test(id)) throw notFound("workspace");
+  if (!isUuid(id)) throw notFound("workspace");
   const [row] = await deps.database.db.select().from(workspaces).where(eq(workspaces.id, id));
   if (!row) throw notFound("workspace");
   return row;

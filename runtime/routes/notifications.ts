@@ -5,6 +5,7 @@ import { sseFrame } from "../builds/log-stream.ts";
 import { notifications, sessions } from "../db/schema.ts";
 import type { ApiRouter, AppDeps } from "../http/context.ts";
 import { notFound } from "../http/errors.ts";
+import { isUuid } from "../http/ids.ts";
 
 type NotificationRow = typeof notifications.$inferSelect;
 
@@ -18,8 +19,6 @@ const present = (n: NotificationRow) => ({
   createdAt: n.createdAt,
   readAt: n.readAt,
 });
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** "Claude needs you": the inbox (unread first), mark read, and a live SSE feed of new ones. */
 export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
@@ -44,7 +43,7 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
 
   router.post("/api/v1/notifications/:id/read", async (ctx) => {
     const id = ctx.params.id!;
-    if (!UUID.test(id)) throw notFound("notification");
+    if (!isUuid(id)) throw notFound("notification");
     const [row] = await db
       .update(notifications)
       .set({ readAt: sql`coalesce(${notifications.readAt}, now())` })
