@@ -4,13 +4,24 @@
  * `/run/berth/agent.env`); secrets arrive as one file each in `$CREDENTIALS_DIRECTORY` (systemd
  * `LoadCredential=` from `/run/berth/credentials/`), so they never sit in an environment block or argv.
  * Both sides import this file, so the renderer and the agent cannot drift apart.
+ *
+ * On a VM `/run/berth` is a symlink to `BOOT_FILES_DIR` on the server's root disk (box/README.md, "Reboots"):
+ * cloud-init writes the files once per instance, and they must still be there after a reboot empties /run.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 
-export const AGENT_ENV_PATH = "/run/berth/agent.env";
-export const CREDENTIALS_SOURCE_DIR = "/run/berth/credentials";
+/** The path every writer and reader uses; the image links it to `BOOT_FILES_DIR` at every boot. */
+export const BOOT_LINK = "/run/berth";
+/**
+ * Where the files really are: root-only (0700) on the root disk, which is destroyed with the server at
+ * hibernate, so nothing outlives the instance. cloud-init already keeps the whole user data, every secret
+ * in it, under /var/lib/cloud (0600), so this adds no new kind of exposure.
+ */
+export const BOOT_FILES_DIR = "/var/lib/berth/boot";
+export const AGENT_ENV_PATH = `${BOOT_LINK}/agent.env`;
+export const CREDENTIALS_SOURCE_DIR = `${BOOT_LINK}/credentials`;
 
 /** Secret file names under `$CREDENTIALS_DIRECTORY`. */
 export const REQUIRED_CREDENTIALS = ["agent-token", "ttyd-credential", "restic-password"] as const;

@@ -1,6 +1,7 @@
 import {
   chmodSync,
   cpSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -12,6 +13,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { applyTmpfiles, readIn, reboot, tree } from "./test/box-root.ts";
 import { PACKER_DIR, REPO_DIR, run, which } from "./test/tools.ts";
 
 const LIB = join(PACKER_DIR, "scripts/lib.sh");
@@ -106,6 +108,8 @@ describe("scripts/check-no-secrets.sh", () => {
     ["a shell history", "home/claude/.bash_history", "ls\n"],
     ["Tailscale's node state", "var/lib/tailscale/tailscaled.state", "{}\n"],
     ["a written credential", "run/berth/credentials/agent-token", "x\n"],
+    ["a credential persisted for reboots", "var/lib/berth/boot/credentials/restic-password", "x\n"],
+    ["the agent's persisted settings", "var/lib/berth/boot/agent.env", "BERTH_WORKSPACE_ID=ws-1\n"],
     ["a non-empty machine-id", "etc/machine-id", "0123456789abcdef0123456789abcdef\n"],
     ["a shared random seed", "var/lib/systemd/random-seed", "x"],
     ["an npm token", "root/.npmrc", "//registry.npmjs.org/:_authToken=x\n"],
@@ -202,23 +206,88 @@ describe("files/bin/berth-ttyd-start", () => {
 });
 
 const tmpfiles = which("systemd-tmpfiles");
+// The image's users (claude, berth-ttyd) do not exist here; root stands in so tmpfiles can resolve them.
+// units.test.ts pins the exact owner line.
+const TMPFILES_CONF = readFileSync(join(PACKER_DIR, "files/etc/tmpfiles.d/berth.conf"), "utf8").replaceAll(
+  " claude berth-ttyd ",
+  " root root ",
+);
+const SETUP_UNIT = "/usr/lib/systemd/system/systemd-tmpfiles-setup.service";
+
+/** The arguments this host's systemd passes to systemd-tmpfiles at boot: the same systemd (252) as the box. */
+function bootArgs(): string[] {
+  const unit = existsSync(SETUP_UNIT) ? readFileSync(SETUP_UNIT, "utf8") : "";
+  const exec = /^ExecStart=\S*systemd-tmpfiles (.*)$/m.exec(unit)?.[1];
+  return exec ? exec.split(/\s+/) : ["--create", "--remove", "--boot"];
+}
+
+/** The real systemd-tmpfiles on a scratch root, with berth.conf only. */
+function systemdTmpfiles(root: string, args: string[]) {
+  const conf = join(mkdtempSync(join(tmpdir(), "berth-tmpfiles-conf-")), "berth.conf");
+  writeFileSync(conf, TMPFILES_CONF);
+  return run(tmpfiles!, [`--root=${root}`, ...args, conf]);
+}
+
 describe("files/etc/tmpfiles.d/berth.conf", () => {
-  it.skipIf(!tmpfiles)("creates root-only directories and credstore links to cloud-init's files", () => {
-    const root = scratch("tmpfiles");
-    // The image's users (claude, berth-ttyd) do not exist here; root stands in so tmpfiles can resolve
-    // them. units.test.ts pins the exact owner line.
-    const conf = join(root, "berth.conf");
-    const text = readFileSync(join(PACKER_DIR, "files/etc/tmpfiles.d/berth.conf"), "utf8");
-    writeFileSync(conf, text.replaceAll(" claude berth-ttyd ", " root root "));
-    const result = run(tmpfiles!, [`--root=${root}`, "--create", conf]);
-    expect(result.stderr).toBe("");
-    for (const dir of ["run/berth", "run/berth/credentials", "run/credstore"]) {
-      expect(lstatSync(join(root, dir)).mode & 0o7777, dir).toBe(0o700);
-    }
-    expect(lstatSync(join(root, "run/berth-tmux")).mode & 0o7777).toBe(0o2710);
-    expect(readlinkSync(join(root, "run/credstore/tailscale-auth-key"))).toBe(
-      "/run/berth/credentials/tailscale-auth-key",
-    );
+  it.skipIf(!tmpfiles)(
+    "links /run/berth to root-only directories on the root disk, and the credstore to them",
+    () => {
+      const root = scratch("tmpfiles");
+      const result = systemdTmpfiles(root, bootArgs());
+      expect(result.stderr).toBe("");
+      for (const dir of ["var/lib/berth/boot", "var/lib/berth/boot/credentials", "run/credstore"]) {
+        expect(lstatSync(join(root, dir)).mode & 0o7777, dir).toBe(0o700);
+      }
+      expect(readlinkSync(join(root, "run/berth"))).toBe("/var/lib/berth/boot");
+      expect(lstatSync(join(root, "run/berth-tmux")).mode & 0o7777).toBe(0o2710);
+      expect(readlinkSync(join(root, "run/credstore/tailscale-auth-key"))).toBe(
+        "/run/berth/credentials/tailscale-auth-key",
+      );
+    },
+  );
+
+  it.skipIf(!tmpfiles)(
+    "brings the link back after a reboot and never removes, ages out or opens up cloud-init's files",
+    () => {
+      const root = scratch("tmpfiles-reboot");
+      expect(systemdTmpfiles(root, bootArgs()).stderr).toBe("");
+      // What cloud-init's write_files leaves, written where the link points.
+      const disk = join(root, "var/lib/berth/boot");
+      writeFileSync(join(disk, "agent.env"), "BERTH_WORKSPACE_ID=ws-1\n", { mode: 0o600 });
+      writeFileSync(join(disk, "credentials/agent-token"), "token", { mode: 0o600 });
+      const before = tree(root, "var");
+      // A later change of mode must be undone at boot, not kept.
+      chmodSync(disk, 0o755);
+
+      reboot(root);
+      expect(systemdTmpfiles(root, bootArgs()).stderr).toBe("");
+      expect(systemdTmpfiles(root, ["--clean"]).stderr).toBe("");
+      expect(tree(root, "var")).toEqual(before);
+      expect(readlinkSync(join(root, "run/berth"))).toBe("/var/lib/berth/boot");
+      expect(readIn(root, "/run/berth/credentials/agent-token")).toBe("token");
+      expect(readIn(root, "/run/berth/agent.env")).toContain("ws-1");
+    },
+  );
+
+  it.skipIf(!tmpfiles)(
+    "leaves a directory already at /run/berth, and what is in it, alone (L, not L+)",
+    () => {
+      const root = scratch("tmpfiles-dir");
+      mkdirSync(join(root, "run/berth"), { recursive: true, mode: 0o700 });
+      writeFileSync(join(root, "run/berth/agent.env"), "x\n");
+      systemdTmpfiles(root, bootArgs());
+      expect(lstatSync(join(root, "run/berth")).isDirectory()).toBe(true);
+      expect(readFileSync(join(root, "run/berth/agent.env"), "utf8")).toBe("x\n");
+    },
+  );
+
+  it.skipIf(!tmpfiles)("is what contract.test.ts's emulation of it produces", () => {
+    const real = scratch("tmpfiles-real");
+    const emulated = scratch("tmpfiles-emulated");
+    expect(systemdTmpfiles(real, bootArgs()).stderr).toBe("");
+    applyTmpfiles(emulated, TMPFILES_CONF);
+    expect(tree(emulated, "")).toEqual(tree(real, ""));
+    expect(tree(real, "").length).toBeGreaterThan(5);
   });
 });
 

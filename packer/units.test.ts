@@ -39,10 +39,31 @@ const MOUNT_NAMESPACE_SETTINGS = [
 ];
 
 /**
+ * cloud-init's units as Debian 12 ships them (cloud-init 22.4.2-1+deb12u4), reduced to their ordering:
+ * write_files and bootcmd run in cloud-init.service, runcmd in cloud-final.service, which comes after
+ * multi-user.target. The agent unit must fit between them once the image enables it.
+ */
+const CLOUD_INIT_UNITS: Record<string, string> = {
+  "cloud-init-local.service":
+    "[Unit]\nDefaultDependencies=no\nBefore=network-pre.target sysinit.target\n[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init init --local\n[Install]\nWantedBy=cloud-init.target\n",
+  "cloud-init.service":
+    "[Unit]\nDefaultDependencies=no\nWants=cloud-init-local.service\nAfter=cloud-init-local.service\nBefore=network-online.target sysinit.target systemd-user-sessions.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init init\n[Install]\nWantedBy=cloud-init.target\n",
+  "cloud-config.service":
+    "[Unit]\nAfter=network-online.target\nWants=network-online.target\n[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init modules --mode=config\n[Install]\nWantedBy=cloud-init.target\n",
+  "cloud-final.service":
+    "[Unit]\nAfter=network-online.target cloud-config.service multi-user.target\nWants=network-online.target cloud-config.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init modules --mode=final\n[Install]\nWantedBy=cloud-init.target\n",
+  "cloud-init.target": "[Unit]\nAfter=multi-user.target\n[Install]\nWantedBy=multi-user.target\n",
+};
+
+const systemctl = which("systemctl");
+
+/**
  * systemd-analyze verify against a scratch root: the host's own units (for targets such as
  * sysinit.target) plus ours, and an executable stub at every Exec*= path, which do not exist here.
+ * `enable` runs `systemctl --root enable` first, as the image build does, so the boot transaction
+ * verify builds includes what multi-user.target then wants (and any ordering cycle that makes).
  */
-function verify(unitTexts: Record<string, string>) {
+function verify(unitTexts: Record<string, string>, enable: string[] = []) {
   const root = mkdtempSync(join(tmpdir(), "berth-units-"));
   cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
   const etc = join(root, "etc/systemd/system");
@@ -58,11 +79,16 @@ function verify(unitTexts: Record<string, string>) {
       chmodSync(bin, 0o755);
     }
   }
-  return run(
-    "systemd-analyze",
-    ["verify", `--root=${root}`, "--man=no", ...Object.keys(unitTexts).map((n) => join(etc, n))],
-    { env: { ...process.env, SYSTEMD_LOG_TARGET: "console", SYSTEMD_LOG_COLOR: "0" } },
-  );
+  const paths = Object.keys(unitTexts).map((n) => join(etc, n));
+  if (enable.length > 0) {
+    const enabled = run(systemctl!, [`--root=${root}`, "enable", ...enable]);
+    if (enabled.status !== 0) throw new Error(enabled.stderr);
+    // The boot's own transaction: only starting the target pulls in everything enabled under it.
+    paths.push(join(root, "usr/lib/systemd/system/multi-user.target"));
+  }
+  return run("systemd-analyze", ["verify", `--root=${root}`, "--man=no", ...paths], {
+    env: { ...process.env, SYSTEMD_LOG_TARGET: "console", SYSTEMD_LOG_COLOR: "0" },
+  });
 }
 
 const analyze = which("systemd-analyze");
@@ -75,6 +101,34 @@ describe("systemd-analyze verify", () => {
     expect(result.stdout + result.stderr).toBe("");
     expect(result.status).toBe(0);
   });
+
+  it.skipIf(!canVerify || !systemctl)(
+    "accepts the agent enabled in a boot with cloud-init's units: no ordering cycle through multi-user.target",
+    () => {
+      const agent = readFileSync(join(UNIT_DIR, "berth-agent.service"), "utf8");
+      const result = verify({ ...CLOUD_INIT_UNITS, "berth-agent.service": agent }, [
+        "berth-agent.service",
+        "cloud-init.target",
+      ]);
+      expect(result.stdout + result.stderr).toBe("");
+      expect(result.status).toBe(0);
+    },
+  );
+
+  it.skipIf(!canVerify || !systemctl)(
+    "reports the cycle an enabled agent ordered after cloud-final would make",
+    () => {
+      const agent = readFileSync(join(UNIT_DIR, "berth-agent.service"), "utf8").replace(
+        /^After=(.*)$/m,
+        "After=$1 cloud-final.service",
+      );
+      const result = verify({ ...CLOUD_INIT_UNITS, "berth-agent.service": agent }, [
+        "berth-agent.service",
+        "cloud-init.target",
+      ]);
+      expect(result.stderr).toContain("Found ordering cycle");
+    },
+  );
 
   it.skipIf(!canVerify)("reports a unit with an unknown key or a bad value", () => {
     const result = verify({
@@ -131,6 +185,35 @@ describe("berth-agent.service", () => {
     expect(value(agent, "Service", "Restart")).toBe("always");
     expect(value(agent, "Unit", "ConditionPathExists")).toBe(AGENT_ENV_PATH);
   });
+
+  it("is enabled in the image, so a reboot starts it without cloud-init's runcmd", () => {
+    expect(value(agent, "Install", "WantedBy")).toBe("multi-user.target");
+    expect(read("scripts/70-units.sh")).toMatch(/^systemctl enable berth-agent\.service$/m);
+    // Only the agent: tmux and ttyd have no [Install] and are started by it.
+    expect(read("scripts/70-units.sh").match(/systemctl enable/g)).toHaveLength(1);
+  });
+
+  it("starts after cloud-init wrote its files and relocked the metadata service, under either unit name", () => {
+    const after = values(agent, "Unit", "After").join(" ").split(/\s+/);
+    expect(after).toEqual(expect.arrayContaining(["cloud-init.service", "cloud-init-network.service"]));
+    // multi-user.target wants the enabled agent and cloud-final comes after multi-user.target: a cycle.
+    expect(after).not.toContain("cloud-final.service");
+    expect(after).not.toContain("cloud-init.target");
+  });
+
+  const tmpfilesSetup = "/usr/lib/systemd/system/systemd-tmpfiles-setup.service";
+  it.skipIf(!existsSync(tmpfilesSetup))(
+    "starts after systemd-tmpfiles has linked /run/berth (default dependencies, on this host's systemd)",
+    () => {
+      expect(value(agent, "Unit", "DefaultDependencies")).toBeUndefined();
+      const setup = parseUnit(readFileSync(tmpfilesSetup, "utf8"));
+      expect(values(setup, "Unit", "Before").join(" ").split(/\s+/)).toContain("sysinit.target");
+      // A service with default dependencies is ordered after basic.target, which is after sysinit.target.
+      const basic = parseUnit(readFileSync("/usr/lib/systemd/system/basic.target", "utf8"));
+      expect(values(basic, "Unit", "After").join(" ").split(/\s+/)).toContain("sysinit.target");
+      expect(value(setup, "Service", "ExecStart")).toMatch(/^systemd-tmpfiles .*--create.*--boot/);
+    },
+  );
 });
 
 describe("berth-tmux.service and berth-ttyd.service", () => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# systemd units and helper scripts. Nothing here is enabled: the stack's cloud-init starts
-# berth-agent.service once the secrets exist, and the agent starts the rest.
+# systemd units and helper scripts. Only berth-agent.service is enabled, so that a rebooted box comes back
+# by itself; it is skipped on a server cloud-init has not provisioned (ConditionPathExists=), and the
+# agent starts the rest.
 # shellcheck source=lib.sh
 . "${BERTH_BUILD_DIR:?}/lib.sh"
 require_env BOX_USER
@@ -15,7 +16,10 @@ install -m 0644 -o root -g root "$files/etc/berth/tmux.conf" /etc/berth/tmux.con
 install -m 0755 -o root -g root "$files"/bin/* /opt/berth/bin/
 
 systemd-tmpfiles --create /etc/tmpfiles.d/berth.conf
+# The boot contract's files must outlive a reboot: /run/berth has to be the link, not a directory in /run.
+[[ "$(readlink /run/berth)" == /var/lib/berth/boot ]] || die "/run/berth is not a link to /var/lib/berth/boot"
 systemctl daemon-reload
+systemctl enable berth-agent.service
 # On the real target every Exec*= binary exists, so a missing one or a unit that does not load fails the
 # build here (warnings only print; the repository's tests treat those as failures).
 systemd-analyze verify /etc/systemd/system/berth-*.service
@@ -42,6 +46,8 @@ printf 'build-probe-not-a-secret' >/run/berth/credentials/tailscale-auth-key
 listing=$("${probe[@]}") || die "berth-agent.service fails to start with an optional credential present"
 [[ "$listing" == "agent-token restic-password tailscale-auth-key ttyd-credential " ]] ||
   die "an optional credential present under /run/berth/credentials did not reach the unit: ${listing}"
+# /run/berth links to the root disk, so anything left there would be baked into the snapshot;
+# check-no-secrets.sh fails the build if any remains.
 rm -rf /run/berth/credentials/* /run/berth/agent.env
 
 # Prove the terminal's two-user setup on this tmux: a server run as the box user with the image's config,

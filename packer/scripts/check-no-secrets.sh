@@ -8,19 +8,22 @@ root=${root%/}
 findings=()
 
 # Files that must not exist at all in an image every box boots from.
+# /run/berth links to var/lib/berth/boot on a box, where the boot contract's files persist across reboots.
 for rel in root/.ssh/authorized_keys var/lib/tailscale/tailscaled.state run/berth/agent.env \
-  var/lib/cloud/instance var/lib/systemd/random-seed etc/ssh/ssh_host_rsa_key etc/ssh/ssh_host_ecdsa_key etc/ssh/ssh_host_ed25519_key; do
+  var/lib/berth/boot/agent.env var/lib/cloud/instance var/lib/systemd/random-seed etc/ssh/ssh_host_rsa_key etc/ssh/ssh_host_ecdsa_key etc/ssh/ssh_host_ed25519_key; do
   if [[ -e "$root/$rel" || -L "$root/$rel" ]]; then findings+=("/$rel"); fi
 done
-if [[ -d "$root/run/berth/credentials" ]]; then
-  while IFS= read -r -d '' path; do
-    findings+=("${path#"$root"}")
-  done < <(find "$root/run/berth/credentials" -mindepth 1 -print0)
-fi
+for rel in run/berth/credentials var/lib/berth/boot/credentials; do
+  if [[ -d "$root/$rel" ]]; then
+    while IFS= read -r -d '' path; do
+      findings+=("${path#"$root"}")
+    done < <(find "$root/$rel" -mindepth 1 -print0)
+  fi
+done
 if [[ -s "$root/etc/machine-id" ]]; then findings+=("/etc/machine-id (must be empty)"); fi
 
 scan_dirs=()
-for rel in root home etc opt/berth usr/local var/lib/cloud var/lib/tailscale tmp var/tmp run/berth; do
+for rel in root home etc opt/berth usr/local var/lib/cloud var/lib/tailscale var/lib/berth tmp var/tmp run/berth; do
   if [[ -d "$root/$rel" ]]; then scan_dirs+=("$root/$rel"); fi
 done
 

@@ -7,6 +7,8 @@ import {
   AGENT_ENV_PATH,
   type AgentCredentials,
   agentSettingsSchema,
+  BOOT_FILES_DIR,
+  BOOT_LINK,
   CREDENTIALS_SOURCE_DIR,
   loadBootConfig,
   parseAgentEnv,
@@ -105,7 +107,7 @@ describe("renderUserData", () => {
     }
   });
 
-  it("sets the hostname, prepares a 0700 secrets directory first, and starts the agent without blocking", () => {
+  it("sets the hostname, prepares 0700 secrets directories on the root disk first, and starts the agent without blocking", () => {
     const { config } = render();
     expect(config.hostname).toBe("berth-ws-4f1c");
     expect(config.preserve_hostname).toBe(false);
@@ -118,11 +120,26 @@ describe("renderUserData", () => {
       "root",
       "-g",
       "root",
-      "/run/berth",
-      CREDENTIALS_SOURCE_DIR,
+      BOOT_FILES_DIR,
+      `${BOOT_FILES_DIR}/credentials`,
     ]);
-    expect(config.bootcmd[1]?.join(" ")).toContain("169.254.169.254");
+    expect(config.bootcmd[1]).toEqual([
+      "sh",
+      "-c",
+      `test -L ${BOOT_LINK} || ln -sT ${BOOT_FILES_DIR} ${BOOT_LINK}`,
+    ]);
+    expect(config.bootcmd[2]?.join(" ")).toContain("169.254.169.254");
+    expect(config.bootcmd).toHaveLength(3);
     expect(config.runcmd).toEqual([["systemctl", "start", "--no-block", AGENT_UNIT]]);
+  });
+
+  it("writes every file through the /run/berth link, and the env file (the unit's condition) last", () => {
+    const { config } = render();
+    expect(AGENT_ENV_PATH.startsWith(`${BOOT_LINK}/`)).toBe(true);
+    expect(CREDENTIALS_SOURCE_DIR).toBe(`${BOOT_LINK}/credentials`);
+    for (const f of config.write_files) expect(f.path.startsWith(`${BOOT_LINK}/`), f.path).toBe(true);
+    expect(config.write_files.at(-1)?.path).toBe(AGENT_ENV_PATH);
+    expect(config.write_files.filter((f) => f.path === AGENT_ENV_PATH)).toHaveLength(1);
   });
 
   it("stays under Hetzner's 32 KiB limit, and refuses to render above it", () => {

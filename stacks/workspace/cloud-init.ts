@@ -3,6 +3,8 @@
  * stack's half of the boot contract in `box/boot-config.ts`: settings go to `/run/berth/agent.env` (the agent
  * unit's `EnvironmentFile=`), each secret to its own file under `/run/berth/credentials/` (the unit's
  * `LoadCredential=`). Nothing secret goes anywhere else: not the hostname, not a command line, not the env file.
+ * `/run/berth` is a link to a root-only directory on the root disk, so the files survive a reboot; write_files
+ * only runs once per instance.
  */
 import { stringify } from "yaml";
 import type { z } from "zod";
@@ -10,6 +12,8 @@ import {
   AGENT_ENV_PATH,
   type AgentCredentials,
   type agentSettingsSchema,
+  BOOT_FILES_DIR,
+  BOOT_LINK,
   CREDENTIALS_SOURCE_DIR,
   type CredentialName,
   OPTIONAL_CREDENTIALS,
@@ -86,14 +90,33 @@ export function renderUserData(input: UserDataInput): string {
     // bootcmd runs before write_files, on every boot: the secrets' directory exists with 0700 before any of
     // them is written, so no file is ever readable by others, not even between write and chmod.
     bootcmd: [
-      ["install", "-d", "-m", "0700", "-o", "root", "-g", "root", "/run/berth", CREDENTIALS_SOURCE_DIR],
+      [
+        "install",
+        "-d",
+        "-m",
+        "0700",
+        "-o",
+        "root",
+        "-g",
+        "root",
+        BOOT_FILES_DIR,
+        `${BOOT_FILES_DIR}/credentials`,
+      ],
+      // The image's tmpfiles.d makes the same link, but cloud-init is not ordered after systemd-tmpfiles-setup,
+      // and files written into a plain /run/berth would be lost at the first reboot. -T fails loudly on a
+      // directory instead of linking inside it; an existing link is left alone, so it never goes missing.
+      ["sh", "-c", `test -L ${BOOT_LINK} || ln -sT ${BOOT_FILES_DIR} ${BOOT_LINK}`],
       ["sh", "-c", lockMetadataService],
     ],
     write_files: [
-      file(AGENT_ENV_PATH, env),
       ...credentialFiles.map(({ name, value }) => file(`${CREDENTIALS_SOURCE_DIR}/${name}`, value)),
+      // Last: the agent unit's ConditionPathExists= is this file, so a start that races write_files either
+      // is skipped (runcmd starts it again) or finds every credential in place.
+      file(AGENT_ENV_PATH, env),
     ],
-    // --no-block: the unit may order itself after cloud-final, which is running this very command.
+    // The image enables the unit, which then starts after cloud-init's write_files on every boot; this start
+    // covers a first boot on which it ran early and was skipped, and images built before it was enabled.
+    // --no-block: this runs inside cloud-final, and a blocking start would hang on whatever the unit waits for.
     runcmd: [["systemctl", "start", "--no-block", AGENT_UNIT]],
   };
   const userData = `#cloud-config\n${stringify(config, { lineWidth: 0 })}`;
