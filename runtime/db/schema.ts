@@ -256,6 +256,26 @@ export const previews = pgTable(
   ],
 );
 
+/**
+ * One-time codes that sign a user into a preview's own host (`<previewId>.<preview-domain>`). Only a hash
+ * is stored; redeeming deletes the row, so a code works once even with several replicas.
+ */
+export const previewCodes = pgTable(
+  "preview_codes",
+  {
+    codeHash: text("code_hash").primaryKey(),
+    previewId: uuid("preview_id")
+      .notNull()
+      .references(() => previews.id),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    expiresAt: ts("expires_at").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index("preview_codes_expires_idx").on(t.expiresAt)],
+);
+
 /** "Claude needs you": from Claude Code hooks or terminal OSC sequences, deduplicated per workspace. */
 export const notifications = pgTable(
   "notifications",
