@@ -131,6 +131,17 @@ export const workspaceInstances = pgTable(
     terminalPort: integer("terminal_port"),
     /** Highest contiguous agent event seq applied: the exactly-once cursor of box/protocol.ts. */
     eventsAckedThrough: bigint("events_acked_through", { mode: "number" }).notNull().default(0),
+    /**
+     * Active health (runtime/health): consecutive failed and passed probe runs (the hysteresis counters),
+     * the last run's per-check outcome (no addresses: it may be shown to the owner), and when the probe
+     * job itself turned the workspace `unhealthy`. While that is set, only probes bring it back to `ready`:
+     * heartbeats alone would flip a box that heartbeats but cannot be reached back and forth.
+     */
+    healthFailures: integer("health_failures").notNull().default(0),
+    healthSuccesses: integer("health_successes").notNull().default(0),
+    healthCheckedAt: ts("health_checked_at"),
+    healthLast: jsonb("health_last"),
+    probeUnhealthySince: ts("probe_unhealthy_since"),
     lastHeartbeatAt: ts("last_heartbeat_at"),
     readyAt: ts("ready_at"),
     startedAt: ts("started_at").notNull().defaultNow(),
