@@ -49,8 +49,75 @@ export function createMetrics() {
     labelNames: ["kind"] as const,
     registers: [registry],
   });
+  // Box reachability (runtime/gateway/upstream.ts): every dial attempt the relay, the preview proxy and the
+  // health checks make, by path; re-probes of the primary while on the fallback are counted apart.
+  const upstreamConnections = new Counter({
+    name: "box_upstream_connections_total",
+    help: "Connection attempts to a box, by path (public|tailnet) and result (ok|timeout|refused|unreachable|error)",
+    labelNames: ["path", "result"] as const,
+    registers: [registry],
+  });
+  const upstreamConnectSeconds = new Histogram({
+    name: "box_upstream_connect_seconds",
+    help: "TCP connect time of successful connections to a box, by path",
+    labelNames: ["path"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const upstreamUnreachable = new Counter({
+    name: "box_upstream_unreachable_total",
+    help: "Connections that failed on every path (the caller saw 'box unreachable')",
+    registers: [registry],
+  });
+  const upstreamPathSwitches = new Counter({
+    name: "box_upstream_path_switches_total",
+    help: "Times a box's remembered path changed, by the path now in use",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
+  const upstreamReprobes = new Counter({
+    name: "box_upstream_reprobes_total",
+    help: "Background probes of the primary (public) path while a box is on the fallback, by result",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  // Active health checks (runtime/health).
+  const healthChecks = new Counter({
+    name: "box_health_checks_total",
+    help: "Health checks of boxes by check (http|handshake|heartbeat) and result (ok|fail)",
+    labelNames: ["check", "result"] as const,
+    registers: [registry],
+  });
+  const healthCheckSeconds = new Histogram({
+    name: "box_health_check_seconds",
+    help: "Duration of active health checks, by check",
+    labelNames: ["check"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const healthTransitions = new Counter({
+    name: "box_health_transitions_total",
+    help: "Workspace state changes made by the health checks, by the state entered (unhealthy|ready)",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
+  const healthRunSeconds = new Histogram({
+    name: "box_health_run_seconds",
+    help: "Duration of one health-probe run over every ready or unhealthy box",
+    buckets: [0.1, 0.5, 1, 5, 10, 20, 30, 45, 60, 120],
+    registers: [registry],
+  });
   return {
     registry,
+    upstreamConnections,
+    upstreamConnectSeconds,
+    upstreamUnreachable,
+    upstreamPathSwitches,
+    upstreamReprobes,
+    healthChecks,
+    healthCheckSeconds,
+    healthTransitions,
+    healthRunSeconds,
     httpRequestDuration,
     buildsTotal,
     buildDuration,
