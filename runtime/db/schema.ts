@@ -239,6 +239,28 @@ export const sessions = pgTable(
   ],
 );
 
+/**
+ * Terminal socket tokens (runtime/gateway/terminal): a row per minted token, spent atomically on first use
+ * (`used_at`), so a token opens one socket, only for the user and session it names, and only if this
+ * control plane issued it. Rows are deleted a few minutes after they expire.
+ */
+export const terminalTokens = pgTable(
+  "terminal_tokens",
+  {
+    jti: uuid("jti").primaryKey(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    sessionId: uuid("session_id")
+      .notNull()
+      .references(() => sessions.id, { onDelete: "cascade" }),
+    expiresAt: ts("expires_at").notNull(),
+    usedAt: ts("used_at"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("terminal_tokens_expires_idx").on(t.expiresAt)],
+);
+
 /** A dev server on the box reachable through the preview proxy, detected by the agent or declared. */
 export const previews = pgTable(
   "previews",
