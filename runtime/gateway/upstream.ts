@@ -1,0 +1,343 @@
+/**
+ * The one way the control plane reaches a box, for the terminal relay, the preview proxy and the health
+ * checks: the public IP first, the tailnet IP second, each with a short TCP connect timeout.
+ *
+ * Per instance it remembers the path that worked. A remembered `public` changes nothing (it is the default
+ * order). A remembered `tailnet` is dialled first, so traffic does not pay a connect timeout on a dead
+ * primary every time, and while on it a background timer re-probes the primary every `reprobeMs`: when the
+ * primary answers, traffic returns to it; while it does not, the fallback stays confirmed. A remembered
+ * path that nobody used for `ttlMs` is forgotten (and its re-probing stops), so the next use starts from the
+ * primary again. `reprobeMs` is below `ttlMs`, so a box returns to its primary within the TTL.
+ *
+ * Addresses stay here: failures are a `BoxUnreachableError` whose message is "box unreachable" and whose
+ * details name paths and error kinds, never an address or a port. Callers get an address only from
+ * `connectTarget()`, for their own dialling; it must not reach a client either.
+ */
+import type { ClientRequestArgs } from "node:http";
+import { connect as netConnect, type Socket } from "node:net";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { AddressPolicy } from "./address-policy.ts";
+
+export type UpstreamPath = "public" | "tailnet";
+export type ConnectResult = "ok" | "timeout" | "refused" | "unreachable" | "error";
+
+/** What the resolver needs of a `workspace_instances` row (the drizzle row type fits as is). */
+export interface BoxAddresses {
+  /** The instance id: the remembered path belongs to one VM life, not to the workspace. */
+  id: string;
+  publicIp: string | null;
+  tailnetIp: string | null;
+}
+
+export interface UpstreamTarget {
+  host: string;
+  port: number;
+  path: UpstreamPath;
+  /** `host:port`, bracketed for IPv6: ready for a URL or a Host header towards the box. */
+  authority: string;
+}
+
+export interface UpstreamConnection {
+  /** Connected, with TCP keepalive on. The caller owns it, its `error` events included. */
+  socket: Socket;
+  path: UpstreamPath;
+}
+
+export interface DialOptions {
+  /** Aborts the dial (the client went away); rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** The async (callback) form of `createConnection` that `http.request` and `ws` accept. */
+export type UpstreamCreateConnection = NonNullable<ClientRequestArgs["createConnection"]>;
+
+export class BoxUnreachableError extends Error {
+  override name = "BoxUnreachableError";
+  readonly code = "box_unreachable";
+  /** Why each path failed, in the order tried; empty when the box has no usable address. */
+  readonly attempts: ReadonlyArray<{ path: UpstreamPath; result: ConnectResult }>;
+  constructor(attempts: ReadonlyArray<{ path: UpstreamPath; result: ConnectResult }>) {
+    super("box unreachable");
+    this.attempts = attempts;
+  }
+}
+
+export interface UpstreamOptions {
+  metrics: Metrics;
+  log: Logger;
+  /** Which addresses may be dialled at all (address-policy.ts). */
+  allowAddress: AddressPolicy;
+  /** Per path: a box behind a dropping firewall costs this much before the fallback is tried. */
+  connectTimeoutMs?: number;
+  /** How long a remembered path outlives its last use. */
+  ttlMs?: number;
+  /** How often the primary is re-probed while a box is on the fallback; must be below `ttlMs`. */
+  reprobeMs?: number;
+}
+
+interface Remembered {
+  path: UpstreamPath;
+  /** The addresses it was learned for: a changed address (IP drift, new tailnet IP) starts over. */
+  publicIp: string | null;
+  tailnetIp: string | null;
+  /** The port that last worked, for the re-probe. */
+  port: number;
+  lastUsedAt: number;
+  reprobe: NodeJS.Timeout | null;
+  reprobing: boolean;
+}
+
+class ConnectFailure extends Error {
+  readonly result: ConnectResult;
+  constructor(result: ConnectResult) {
+    super(result);
+    this.result = result;
+  }
+}
+
+function classify(err: unknown): ConnectResult {
+  if (err instanceof ConnectFailure) return err.result;
+  switch ((err as NodeJS.ErrnoException).code) {
+    case "ECONNREFUSED":
+      return "refused";
+    case "ETIMEDOUT":
+      return "timeout";
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "EHOSTDOWN":
+    case "ENETDOWN":
+      return "unreachable";
+    default:
+      return "error";
+  }
+}
+
+/** One TCP connect with a deadline. Errors carry no address (`ConnectFailure` or the errno code only). */
+function dial(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const socket = netConnect({ host, port, noDelay: true });
+    const finish = (err: Error | null) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.removeListener("connect", onConnect);
+      socket.removeListener("error", onError);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else {
+        socket.setKeepAlive(true, 30_000);
+        resolve(socket);
+      }
+    };
+    const onConnect = () => finish(null);
+    const onError = (err: NodeJS.ErrnoException) => finish(new ConnectFailure(classify(err)));
+    const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+    const timer = setTimeout(() => finish(new ConnectFailure("timeout")), timeoutMs);
+    socket.once("connect", onConnect);
+    socket.once("error", onError);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export function formatAuthority(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class UpstreamResolver {
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #allow: AddressPolicy;
+  readonly #timeoutMs: number;
+  readonly #ttlMs: number;
+  readonly #reprobeMs: number;
+  readonly #memory = new Map<string, Remembered>();
+  #closed = false;
+
+  constructor(options: UpstreamOptions) {
+    this.#metrics = options.metrics;
+    this.#log = options.log;
+    this.#allow = options.allowAddress;
+    this.#timeoutMs = options.connectTimeoutMs ?? 1_500;
+    this.#ttlMs = options.ttlMs ?? 60_000;
+    this.#reprobeMs = options.reprobeMs ?? 10_000;
+    if (!(this.#reprobeMs < this.#ttlMs)) throw new RangeError("reprobeMs must be below ttlMs");
+  }
+
+  /**
+   * A connected socket to `port` on the box, through the remembered path or the path order. Rejects with
+   * `BoxUnreachableError` when every path failed, or with the signal's reason when aborted.
+   */
+  async connect(box: BoxAddresses, port: number, options: DialOptions = {}): Promise<UpstreamConnection> {
+    const attempts: Array<{ path: UpstreamPath; result: ConnectResult }> = [];
+    for (const { path, host } of this.#order(box)) {
+      options.signal?.throwIfAborted();
+      const started = performance.now();
+      try {
+        const socket = await dial(host, port, this.#timeoutMs, options.signal);
+        this.#metrics.upstreamConnections.inc({ path, result: "ok" });
+        this.#metrics.upstreamConnectSeconds.observe({ path }, (performance.now() - started) / 1000);
+        this.#remember(box, path, port);
+        return { socket, path };
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        const result = classify(err);
+        this.#metrics.upstreamConnections.inc({ path, result });
+        attempts.push({ path, result });
+      }
+    }
+    this.#forget(box.id);
+    this.#metrics.upstreamUnreachable.inc();
+    this.#log.warn({ instanceId: box.id, attempts }, "box unreachable");
+    throw new BoxUnreachableError(attempts);
+  }
+
+  /**
+   * The address to dial, for a caller that opens the connection itself. A remembered path is returned
+   * without dialling; otherwise one connection is made (and closed) to find the path. If dialling the
+   * result fails, call `reportFailure` so the next call resolves again.
+   */
+  async connectTarget(box: BoxAddresses, port: number, options: DialOptions = {}): Promise<UpstreamTarget> {
+    const remembered = this.#fresh(box);
+    let path = remembered?.path;
+    if (remembered && path) remembered.lastUsedAt = Date.now();
+    else {
+      const connection = await this.connect(box, port, options);
+      connection.socket.destroy();
+      path = connection.path;
+    }
+    const host = (path === "public" ? box.publicIp : box.tailnetIp) as string;
+    return { host, port, path, authority: formatAuthority(host, port) };
+  }
+
+  /** A caller's own dial of a `connectTarget()` result failed: forget the path it used. */
+  reportFailure(box: BoxAddresses, path: UpstreamPath, err?: unknown): void {
+    this.#metrics.upstreamConnections.inc({ path, result: err === undefined ? "error" : classify(err) });
+    if (this.#memory.get(box.id)?.path === path) this.#forget(box.id);
+  }
+
+  /**
+   * For `http.request({ createConnection })` and `new WebSocket(url, { createConnection })`: both call it
+   * with a callback and wait for it. The URL's host then only names the Host header. `onPath` learns which
+   * path carried the connection (for logs and tests).
+   */
+  createConnection(
+    box: BoxAddresses,
+    port: number,
+    options: DialOptions & { onPath?: (path: UpstreamPath) => void } = {},
+  ): UpstreamCreateConnection {
+    return (_args, oncreate) => {
+      this.connect(box, port, options).then(
+        ({ socket, path }) => {
+          options.onPath?.(path);
+          oncreate(null, socket);
+        },
+        (err: Error) => oncreate(err, undefined as never),
+      );
+      return undefined;
+    };
+  }
+
+  /** The path remembered for an instance, or null (then the next dial starts from the primary). */
+  currentPath(instanceId: string): UpstreamPath | null {
+    return this.#memory.get(instanceId)?.path ?? null;
+  }
+
+  /** The instance stopped (hibernate, destroy): drop what was remembered and stop re-probing. */
+  forget(instanceId: string): void {
+    this.#forget(instanceId);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const id of [...this.#memory.keys()]) this.#forget(id);
+  }
+
+  /** The paths to try, in order: the remembered one first, then the other. */
+  #order(box: BoxAddresses): Array<{ path: UpstreamPath; host: string }> {
+    const paths: Array<{ path: UpstreamPath; host: string }> = [];
+    for (const [path, host] of [
+      ["public", box.publicIp],
+      ["tailnet", box.tailnetIp],
+    ] as const) {
+      if (!host) continue;
+      if (this.#allow(path, host)) paths.push({ path, host });
+      else this.#log.warn({ instanceId: box.id, path }, "box address refused by the address policy");
+    }
+    if (this.#fresh(box)?.path === "tailnet") paths.reverse();
+    return paths;
+  }
+
+  /** The remembered path if it still applies to these addresses and was used within the TTL. */
+  #fresh(box: BoxAddresses): Remembered | null {
+    const r = this.#memory.get(box.id);
+    if (!r) return null;
+    const same = r.publicIp === box.publicIp && r.tailnetIp === box.tailnetIp;
+    if (same && Date.now() - r.lastUsedAt <= this.#ttlMs) return r;
+    this.#forget(box.id);
+    return null;
+  }
+
+  #remember(box: BoxAddresses, path: UpstreamPath, port: number): void {
+    const now = Date.now();
+    const previous = this.#fresh(box);
+    if (previous?.path === path) {
+      previous.lastUsedAt = now;
+      previous.port = port;
+      return;
+    }
+    this.#forget(box.id);
+    // Counted against the default order: a first connection over the tailnet is a switch to the fallback.
+    if ((previous?.path ?? "public") !== path) {
+      this.#metrics.upstreamPathSwitches.inc({ to: path });
+      this.#log.info({ instanceId: box.id, path }, "box reached through another path");
+    }
+    const r: Remembered = {
+      path,
+      publicIp: box.publicIp,
+      tailnetIp: box.tailnetIp,
+      port,
+      lastUsedAt: now,
+      reprobe: null,
+      reprobing: false,
+    };
+    this.#memory.set(box.id, r);
+    if (path === "tailnet" && box.publicIp && this.#allow("public", box.publicIp) && !this.#closed) {
+      r.reprobe = setInterval(() => void this.#reprobe(box.id, r), this.#reprobeMs);
+      r.reprobe.unref();
+    }
+  }
+
+  async #reprobe(id: string, r: Remembered): Promise<void> {
+    if (r.reprobing || this.#memory.get(id) !== r) return;
+    if (Date.now() - r.lastUsedAt > this.#ttlMs) return this.#forget(id);
+    r.reprobing = true;
+    try {
+      const socket = await dial(r.publicIp as string, r.port, this.#timeoutMs);
+      socket.destroy();
+      this.#metrics.upstreamReprobes.inc({ result: "ok" });
+      if (this.#memory.get(id) !== r) return;
+      if (r.reprobe) clearInterval(r.reprobe);
+      r.reprobe = null;
+      r.path = "public";
+      this.#metrics.upstreamPathSwitches.inc({ to: "public" });
+      this.#log.info({ instanceId: id, path: "public" }, "box reachable on its primary path again");
+    } catch {
+      this.#metrics.upstreamReprobes.inc({ result: "fail" });
+    } finally {
+      r.reprobing = false;
+    }
+  }
+
+  #forget(id: string): void {
+    const r = this.#memory.get(id);
+    if (r?.reprobe) clearInterval(r.reprobe);
+    this.#memory.delete(id);
+  }
+}
+
+/** `ws` types `createConnection` as net's synchronous one, but hands it to `http.request`, which waits. */
+export function forWebSocket(create: UpstreamCreateConnection): typeof import("node:net").createConnection {
+  return create as unknown as typeof import("node:net").createConnection;
+}
