@@ -31,6 +31,8 @@ export interface FakeControlPlaneState {
   rejectSeqs: Set<number>;
   /** When set, drop the connection after applying a batch but before answering (a crash mid-request). */
   crashAfterApply: boolean;
+  /** Holds each heartbeat response this long (a slow control plane), after recording the request. */
+  heartbeatDelayMs: number;
 }
 
 export function newFakeState(token: string): FakeControlPlaneState {
@@ -44,6 +46,7 @@ export function newFakeState(token: string): FakeControlPlaneState {
     desired: {},
     rejectSeqs: new Set(),
     crashAfterApply: false,
+    heartbeatDelayMs: 0,
   };
 }
 
@@ -108,6 +111,7 @@ async function handle(
     if (!parsed.success)
       return send(res, 400, { error: { code: "invalid_body", message: describeIssues(parsed.error) } });
     state.heartbeats.push(parsed.data);
+    if (state.heartbeatDelayMs > 0) await new Promise((r) => setTimeout(r, state.heartbeatDelayMs));
     return send(res, 200, { ...state.desired, eventsAckedThrough: state.ackedThrough });
   }
   if (req.url === AGENT_API_PATHS.events) {

@@ -251,6 +251,22 @@ describe("HomeLoop against a fake control plane", () => {
     });
   });
 
+  it("sends a requested heartbeat even when one was in flight (a lifecycle change is not delayed)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    state.desired = { heartbeatIntervalSeconds: 300 };
+    state.heartbeatDelayMs = 200;
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const agent = makeAgent(dir, cp.url);
+    cleanups.push(agent.stop);
+    agent.loop.start();
+    await waitFor(() => state.heartbeats.length === 1, "the first heartbeat to be in flight");
+    agent.loop.requestHeartbeat();
+    // Without the fix the next heartbeat waited the full 300 s interval.
+    await waitFor(() => state.heartbeats.length === 2, "the requested heartbeat", 3_000);
+  });
+
   it("flush sends everything pending and a final heartbeat", async () => {
     const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
     const state = newFakeState(TOKEN);

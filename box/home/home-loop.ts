@@ -53,6 +53,7 @@ export class HomeLoop {
     Pick<HomeLoopOptions, "onAuthFailure">;
   private heartbeatInterval: number;
   private heartbeatDueAt = 0;
+  private heartbeatRequested = false;
   private stopped = true;
   private running: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -83,6 +84,8 @@ export class HomeLoop {
 
   /** Sends a heartbeat as soon as possible (a lifecycle change should not wait for the next tick). */
   requestHeartbeat(): void {
+    // A heartbeat already in flight carries the status from before this request; send another after it.
+    this.heartbeatRequested = true;
     this.heartbeatDueAt = 0;
     this.poke(true);
   }
@@ -167,6 +170,7 @@ export class HomeLoop {
   }
 
   private async heartbeat(): Promise<void> {
+    this.heartbeatRequested = false;
     const body: HeartbeatRequestInput = {
       ...(await this.o.status()),
       completed: this.o.applier.completedToReport(),
@@ -175,7 +179,7 @@ export class HomeLoop {
     this.noteSuccess();
     this.status.lastHeartbeatAt = new Date();
     if (res.heartbeatIntervalSeconds) this.heartbeatInterval = res.heartbeatIntervalSeconds * 1000;
-    this.heartbeatDueAt = Date.now() + this.heartbeatInterval;
+    this.heartbeatDueAt = this.heartbeatRequested ? 0 : Date.now() + this.heartbeatInterval;
     const { renumbered } = this.o.outbox.reconcile(res.eventsAckedThrough);
     if (renumbered)
       this.o.log.info(
