@@ -10,6 +10,7 @@ import { type Config, ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { HttpError } from "./http/errors.ts";
+import { ensureWebBuild } from "./http/web-build.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { diffStack, forgetStack, listStacks, type OperatorDeps, repairStack } from "./operators/stacks.ts";
 import { SecretBox } from "./security/secret-box.ts";
@@ -94,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
 
+  await ensureWebBuild(log);
   const cp = await startControlPlane(config, { logger: log });
   if (cp.loginUrl) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.

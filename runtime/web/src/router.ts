@@ -1,0 +1,31 @@
+import { useEffect, useState } from "preact/hooks";
+
+/** Hash routes, so the control plane serves one index.html and deep links survive reloads. */
+export type Route =
+  | { name: "workspaces" }
+  | { name: "workspace"; id: string }
+  | { name: "terminal"; sessionId: string };
+
+export function parseRoute(hash: string): Route {
+  const w = /^#\/w\/([0-9a-f-]{36})$/.exec(hash);
+  if (w) return { name: "workspace", id: w[1]! };
+  const t = /^#\/t\/([0-9a-f-]{36})$/.exec(hash);
+  if (t) return { name: "terminal", sessionId: t[1]! };
+  return { name: "workspaces" };
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(location.hash));
+  useEffect(() => {
+    const onChange = () => setRoute(parseRoute(location.hash));
+    addEventListener("hashchange", onChange);
+    return () => removeEventListener("hashchange", onChange);
+  }, []);
+  return route;
+}
+
+export const href = {
+  workspaces: () => "#/",
+  workspace: (id: string) => `#/w/${id}`,
+  terminal: (sessionId: string) => `#/t/${sessionId}`,
+};
