@@ -1,7 +1,7 @@
 #!/bin/sh
 # Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
 # product drives for real (tmux, restic). With the argument `test`, also what the test suite checks the
-# box image with (shellcheck, systemd-analyze). Idempotent and quiet when nothing is missing, so
+# box image with (shellcheck, systemd-analyze) and the browser tests drive (Chromium). Idempotent and quiet when nothing is missing, so
 # `npm start` and `npm test` can call it every time.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -26,7 +26,7 @@ fi
 
 # "command:package" pairs: what must be on PATH, and the Debian package that provides it.
 needs="tmux:tmux restic:restic"
-[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd"
+[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd chromium:chromium"
 
 missing=""
 for need in $needs; do
