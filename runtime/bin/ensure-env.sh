@@ -1,8 +1,8 @@
 #!/bin/sh
 # Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
 # product drives for real (tmux, restic). With the argument `test`, also what the test suite checks the
-# box image with (shellcheck, systemd-analyze) and the browser tests drive (Chromium). Idempotent and quiet when nothing is missing, so
-# `npm start` and `npm test` can call it every time.
+# box image with (shellcheck, systemd-analyze) and drives the web client with (Chromium). Idempotent and
+# quiet when nothing is missing, so `npm start` and `npm test` can call it every time.
 set -eu
 cd "$(dirname "$0")/../.."
 
