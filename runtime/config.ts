@@ -37,6 +37,8 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_DEFAULT_SERVER_TYPE: "Hetzner server type for new workspaces (default cx22)",
   BERTH_DEFAULT_VOLUME_GB: "volume size for new workspaces, 10-10240 (default 20)",
   BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
+  BERTH_PREVIEW_DOMAIN:
+    "previews' own hosts, <previewId>.<domain> (e.g. preview.localhost locally); use a domain separate from the API's (another registrable domain in hosted mode) so preview code never shares a site with the API; unset serves previews under /api/v1/previews/<id>/ only",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
 
@@ -76,6 +78,13 @@ const schema = z
       .default("cx22"),
     BERTH_DEFAULT_VOLUME_GB: z.coerce.number().int().min(10).max(10240).default(20),
     BERTH_MAX_WORKSPACES_PER_USER: z.coerce.number().int().min(1).max(1000).default(1),
+    BERTH_PREVIEW_DOMAIN: z
+      .string()
+      .toLowerCase()
+      .regex(/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, {
+        message: "must be a DNS name with at least two labels, without scheme or port",
+      })
+      .optional(),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   })
   .superRefine((env, ctx) => {
@@ -100,6 +109,18 @@ const schema = z
         path: ["BERTH_HOST"],
         message:
           "local mode binds loopback only (127.0.0.1, ::1 or localhost); configure Clerk for hosted mode",
+      });
+    }
+    const apiHost = env.BERTH_PUBLIC_URL ? new URL(env.BERTH_PUBLIC_URL).hostname : env.BERTH_HOST;
+    const preview = env.BERTH_PREVIEW_DOMAIN;
+    if (
+      preview &&
+      (apiHost === preview || apiHost.endsWith(`.${preview}`) || preview.endsWith(`.${apiHost}`))
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_DOMAIN"],
+        message: `must not contain or sit under the API host ${apiHost}: preview code would share its site and cookies`,
       });
     }
     if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {
@@ -128,6 +149,8 @@ export interface Config {
   driver: "local" | "pulumi";
   buildConcurrency: number;
   workspaceDefaults: { location: string; serverType: string; volumeSizeGb: number; maxPerUser: number };
+  /** Host form of previews, `<previewId>.<previewDomain>`; undefined turns the host form off. */
+  previewDomain: string | undefined;
   logLevel: string;
 }
 
@@ -172,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       volumeSizeGb: e.BERTH_DEFAULT_VOLUME_GB,
       maxPerUser: e.BERTH_MAX_WORKSPACES_PER_USER,
     },
+    previewDomain: e.BERTH_PREVIEW_DOMAIN,
     logLevel: e.BERTH_LOG_LEVEL,
   };
 }

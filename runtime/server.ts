@@ -130,9 +130,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
     };
 
-    const { app } = buildApp(deps);
+    const { app, previews } = buildApp(deps);
+    await previews.start();
+    cleanup.push(async () => previews.stop());
     const server = createServer(app.callback());
     const upgrades = new UpgradeDispatcher(log);
+    upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
     upgrades.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);

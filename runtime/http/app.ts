@@ -6,6 +6,7 @@ import Koa from "koa";
 import helmet from "koa-helmet";
 import { agentRouter } from "../agents/routes.ts";
 import { OwnerScope } from "../authz/scope.ts";
+import { PreviewGateway } from "../gateway/preview/gateway.ts";
 import { requestContext } from "../observability/request-context.ts";
 import { adminRoutes } from "../routes/admin.ts";
 import { loginRoutes, meRoutes } from "../routes/auth.ts";
@@ -14,6 +15,7 @@ import { healthRoutes } from "../routes/health.ts";
 import { loginPageRoutes } from "../routes/login-page.ts";
 import { metricsRoutes } from "../routes/metrics.ts";
 import { notificationRoutes } from "../routes/notifications.ts";
+import { previewRoutes } from "../routes/previews.ts";
 import { sessionRoutes } from "../routes/sessions.ts";
 import { workspaceRoutes } from "../routes/workspaces.ts";
 import type { AppDeps, AppState } from "./context.ts";
@@ -30,6 +32,8 @@ export interface BuiltApp {
   apiRouter: Router<AppState>;
   /** The box agents' API, authenticated by agent token. */
   agentRouter: Router;
+  /** The preview proxy; server.ts registers its WebSocket upgrades and starts its routing cache. */
+  previews: PreviewGateway;
 }
 
 interface MatchedLayer {
@@ -73,6 +77,10 @@ export function buildApp(deps: AppDeps): BuiltApp {
   });
 
   app.use(errorMiddleware(deps.log));
+  // Before helmet (its CSP would break dev servers' pages) and before the body parser (bodies stream to
+  // the dev server untouched). It handles only preview paths and preview hosts; the rest passes through.
+  const previews = new PreviewGateway(deps);
+  app.use(previews.middleware());
   app.use(helmet());
   // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
   const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
@@ -96,10 +104,11 @@ export function buildApp(deps: AppDeps): BuiltApp {
   adminRoutes(apiRouter, deps);
   sessionRoutes(apiRouter, deps);
   notificationRoutes(apiRouter, deps);
+  previewRoutes(apiRouter, deps, previews);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());
   app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
   app.use(apiRouter.routes()).use(apiRouter.allowedMethods());
-  return { app, publicRouter, apiRouter, agentRouter: agents };
+  return { app, publicRouter, apiRouter, agentRouter: agents, previews };
 }

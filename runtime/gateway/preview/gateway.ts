@@ -1,0 +1,310 @@
+/**
+ * The preview proxy: a Koa middleware for HTTP and an UpgradeDispatcher handler for WebSockets (HMR),
+ * both in front of `http-proxy-3`. Each request is classified (path form on the API's host, or host form
+ * on the preview domain), admitted (credentials, ownership, share state, box and port), then forwarded
+ * with its headers rewritten. Bodies stream in both directions; nothing is buffered whole.
+ */
+import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { ProxyServer } from "http-proxy-3";
+import type { Middleware } from "koa";
+import type { AppDeps, AppState } from "../../http/context.ts";
+import { HttpError, notFound } from "../../http/errors.ts";
+import { rejectUpgrade } from "../../http/upgrade.ts";
+import { type PageName, page, REASONS } from "./pages.ts";
+import {
+  API_SESSION_COOKIE,
+  type Classified,
+  classify,
+  cookieValues,
+  HOST_RESERVED_PREFIX,
+  isSafePath,
+  type PreviewTarget,
+  rewriteLocation,
+  safeNext,
+  sanitizeRequestHeaders,
+  sanitizeResponseHeaders,
+} from "./request.ts";
+import { type PreviewRoute, PreviewRoutes } from "./routing.ts";
+import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
+import { isAllowedUpstream, previewUpstreamHost } from "./upstream.ts";
+
+/** Fail fast on a box that does not answer at all (asleep, firewalled) rather than hang the browser. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+type Refusal = { status: number; page: PageName } | { status: number; error: HttpError };
+type Admission =
+  | { ok: true; route: PreviewRoute; host: string; port: number }
+  | { ok: false; refusal: Refusal };
+
+/** Per-request facts the proxy's response hook needs. */
+interface Forwarding {
+  prefix: string | undefined;
+  authority: string;
+}
+
+const refuse = (status: number, pageName: PageName): Admission => ({
+  ok: false,
+  refusal: { status, page: pageName },
+});
+
+export class PreviewGateway {
+  readonly routes: PreviewRoutes;
+  readonly tokens: PreviewTokens;
+  readonly #deps: AppDeps;
+  readonly #proxy: ProxyServer;
+  /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
+  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 });
+  readonly #forwarding = new WeakMap<IncomingMessage, Forwarding>();
+  readonly #databasePort: number;
+
+  constructor(deps: AppDeps) {
+    this.#deps = deps;
+    this.routes = new PreviewRoutes(deps.database.pool);
+    this.tokens = new PreviewTokens(deps.secretBox);
+    this.#databasePort = Number(new URL(deps.database.url).port || 5432);
+    this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
+    this.#proxy.on("proxyRes", (proxyRes, req) => {
+      const fwd = this.#forwarding.get(req);
+      sanitizeResponseHeaders(proxyRes.headers, this.#strippedCookies);
+      const location = proxyRes.headers.location;
+      if (fwd && location) proxyRes.headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
+    });
+    // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
+    this.#proxy.on("error", (err) =>
+      deps.log.warn({ code: (err as { code?: string }).code }, "preview proxy error"),
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.routes.start(this.#deps.listener);
+  }
+
+  stop(): void {
+    this.routes.stop();
+    this.#agent.destroy();
+  }
+
+  get #secure(): boolean {
+    return this.#deps.publicUrl.startsWith("https:");
+  }
+
+  /** Host-only, and `__Host-` where HTTPS allows it, so a sibling preview cannot plant or shadow it. */
+  get hostCookieName(): string {
+    return this.#secure ? "__Host-berth_preview" : "berth_preview";
+  }
+
+  get #strippedCookies(): ReadonlySet<string> {
+    return new Set([API_SESSION_COOKIE, "berth_preview", "__Host-berth_preview"]);
+  }
+
+  #classify(req: IncomingMessage): Classified {
+    return classify(req.method ?? "GET", req.url ?? "/", req.headers.host, this.#deps.config.previewDomain);
+  }
+
+  /** Credentials, ownership and share state, then the upstream: refused before any connection opens. */
+  async #admit(req: IncomingMessage, target: PreviewTarget): Promise<Admission> {
+    if (!isSafePath(target.forwardPath)) return refuse(400, "bad_path");
+    let route: PreviewRoute | null;
+    if (target.form === "path") {
+      let userId: string;
+      try {
+        userId = (
+          await this.#deps.authenticator.resolve({
+            authorization: req.headers.authorization,
+            sessionCookie: cookieValues(req.headers.cookie, API_SESSION_COOKIE)[0],
+          })
+        ).userId;
+      } catch (err) {
+        if (err instanceof HttpError) return { ok: false, refusal: { status: err.status, error: err } };
+        throw err;
+      }
+      route = await this.routes.get(target.previewId);
+      if (!route || route.ownerId !== userId)
+        return { ok: false, refusal: { status: 404, error: notFound("preview") } };
+    } else {
+      const cookies = cookieValues(req.headers.cookie, this.hostCookieName);
+      if (cookies.length === 0) return refuse(401, "sign_in");
+      route = await this.routes.get(target.previewId);
+      let granted = false;
+      for (const c of cookies) if (route && !granted) granted = await this.tokens.verifyHostCookie(c, route);
+      // One answer for "no such preview" and "not for you": a cookie holder learns nothing either way.
+      if (!route || !granted) return refuse(401, "sign_in");
+    }
+    const host = route.instance && previewUpstreamHost(route.instance);
+    if (!route.instance || !host) return refuse(502, "box_not_running");
+    const reserved = new Set([req.socket.localPort ?? 0, this.#databasePort]);
+    if (!isAllowedUpstream(host, route.port, route.instance, { controlPlaneLocal: reserved })) {
+      return refuse(403, "port_forbidden");
+    }
+    return { ok: true, route, host, port: route.port };
+  }
+
+  #prepare(
+    req: IncomingMessage,
+    target: PreviewTarget,
+    host: string,
+    port: number,
+    websocket: boolean,
+  ): void {
+    const prefix = target.form === "path" ? target.prefix : undefined;
+    req.url = target.forwardPath;
+    sanitizeRequestHeaders(req.headers, {
+      remoteAddress: req.socket.remoteAddress,
+      proto: this.#secure ? "https" : "http",
+      prefix,
+      websocket,
+      strippedCookies: this.#strippedCookies,
+    });
+    this.#forwarding.set(req, {
+      prefix,
+      authority: host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
+    });
+  }
+
+  middleware(): Middleware<AppState> {
+    return async (ctx, next) => {
+      const target = this.#classify(ctx.req);
+      if (!target) return next();
+      // Metrics and the access log label proxied requests by form, never by raw path.
+      (ctx as { matched?: unknown }).matched = [{ path: `preview:${target.form}`, methods: [ctx.method] }];
+      if (target.form === "refused") return this.#page(ctx, target.page);
+      if (target.form === "host" && target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) {
+        return this.#hostSignIn(ctx, target);
+      }
+      const admission = await this.#admit(ctx.req, target);
+      if (!admission.ok) {
+        const r = admission.refusal;
+        if ("error" in r) throw r.error; // path form: the API's JSON error shape
+        return this.#page(ctx, r.page);
+      }
+      const { host, port, route } = admission;
+      this.#prepare(ctx.req, target, host, port, false);
+      ctx.respond = false;
+      const res = ctx.res;
+      await new Promise<void>((resolve) => {
+        res.once("close", resolve);
+        this.#proxy.web(
+          ctx.req,
+          res,
+          {
+            target: { protocol: "http:", host, port },
+            agent: this.#agent,
+            connectTimeout: CONNECT_TIMEOUT_MS,
+          },
+          (err) => this.#upstreamFailed(err, route, res),
+        );
+      });
+    };
+  }
+
+  #upstreamFailed(err: Error, route: PreviewRoute, res: ServerResponse | Duplex): void {
+    // The error's message names the box address: log its code only, and answer with a static page.
+    this.#deps.log.warn(
+      { previewId: route.previewId, code: (err as { code?: string }).code ?? err.name },
+      "preview upstream unavailable",
+    );
+    if ("writeHead" in res && !res.headersSent) {
+      const p = page("upstream_down");
+      res.writeHead(p.status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+      res.end(p.html);
+    } else if ("writeHead" in res) {
+      res.destroy();
+    } else {
+      rejectUpgrade(res, 502, REASONS[502]!, "preview upstream unavailable");
+    }
+  }
+
+  #page(
+    ctx: { status: number; type: string; body: unknown; set(k: string, v: string): void },
+    name: PageName,
+  ) {
+    const p = page(name);
+    ctx.status = p.status;
+    ctx.set("Cache-Control", "no-store");
+    ctx.type = "text/html; charset=utf-8";
+    ctx.body = p.html;
+  }
+
+  /**
+   * `/__berth/auth?code=…&next=…` (a one-time code from `POST /api/v1/previews/:id/open`) and
+   * `/__berth/link?t=…` (a share link) become the host cookie, then a redirect strips them from the URL so
+   * they reach neither the dev server nor its history, logs or Referer.
+   */
+  async #hostSignIn(
+    ctx: Parameters<Middleware<AppState>>[0],
+    target: Extract<PreviewTarget, { form: "host" }>,
+  ): Promise<void> {
+    const url = new URL(target.forwardPath, "http://preview.invalid");
+    if (ctx.method !== "GET" || !["/__berth/auth", "/__berth/link"].includes(url.pathname)) {
+      return this.#page(ctx, "not_found");
+    }
+    const route = await this.routes.get(target.previewId);
+    let cookie: string | null = null;
+    if (route && url.pathname === "/__berth/auth") {
+      const userId = await this.tokens.redeemCode(
+        this.#deps.database.pool,
+        url.searchParams.get("code") ?? "",
+        route.previewId,
+      );
+      if (userId && userId === route.ownerId) {
+        cookie = await this.tokens.mintHostCookie(route.previewId, { kind: "owner", userId });
+      }
+    } else if (route && (await this.tokens.verifyLink(url.searchParams.get("t") ?? "", route))) {
+      cookie = await this.tokens.mintHostCookie(route.previewId, {
+        kind: "link",
+        shareVersion: route.shareVersion,
+      });
+    }
+    ctx.set("Referrer-Policy", "no-referrer");
+    if (!cookie) return this.#page(ctx, "link_invalid");
+    const attributes = `Path=/; HttpOnly; SameSite=Lax; Max-Age=${HOST_COOKIE_TTL_SECONDS}${this.#secure ? "; Secure" : ""}`;
+    ctx.set("Set-Cookie", `${this.hostCookieName}=${cookie}; ${attributes}`);
+    ctx.set("Cache-Control", "no-store");
+    ctx.status = 303;
+    ctx.set("Location", safeNext(url.searchParams.get("next")));
+    ctx.body = "";
+  }
+
+  /** For the UpgradeDispatcher: every upgrade the proxy owns, including the ones it will refuse. */
+  readonly matchUpgrade = (_url: URL, req: IncomingMessage): boolean => this.#classify(req) !== null;
+
+  readonly handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    const target = this.#classify(req);
+    if (!target) return rejectUpgrade(socket, 404, REASONS[404]!);
+    if (target.form === "refused") {
+      const p = page(target.page);
+      return rejectUpgrade(socket, p.status, REASONS[p.status]!);
+    }
+    // No CORS protects a WebSocket: only the preview's own pages (same origin as the host) may open one.
+    const origin = req.headers.origin;
+    if (origin && !sameHost(origin, req.headers.host)) return rejectUpgrade(socket, 403, REASONS[403]!);
+    const admission = await this.#admit(req, target);
+    if (!admission.ok) {
+      const r = admission.refusal;
+      return rejectUpgrade(
+        socket,
+        r.status,
+        REASONS[r.status] ?? "Error",
+        "error" in r ? r.error.message : r.page,
+      );
+    }
+    const { host, port, route } = admission;
+    this.#prepare(req, target, host, port, true);
+    this.#proxy.ws(
+      req,
+      socket,
+      head,
+      { target: { protocol: "http:", host, port }, connectTimeout: CONNECT_TIMEOUT_MS },
+      (err) => this.#upstreamFailed(err, route, socket),
+    );
+  };
+}
+
+function sameHost(origin: string, host: string | undefined): boolean {
+  try {
+    return Boolean(host) && new URL(origin).host === host!.toLowerCase();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,478 @@
+/**
+ * The preview proxy end to end: a real control plane, real Postgres, and a real dev server (HTTP and a
+ * WebSocket echo) on 127.0.0.1, which stands for the box (the open instance's public_ip is set to it).
+ */
+import { request } from "node:http";
+import { connect } from "node:net";
+import { afterAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { upsertUser } from "../../auth/actor.ts";
+import { json, startTestControlPlane } from "../../test/control-plane.ts";
+import { waitFor } from "../../test/wait.ts";
+import { MEGABYTE_BODY, startDevServer } from "./dev-server.ts";
+
+const DOMAIN = "preview.localhost";
+
+interface Raw {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A request with exactly these headers (fetch cannot set Host), without connection reuse. */
+function raw(
+  base: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<Raw> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: init.method ?? "GET",
+        headers: init.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+/** Sends a request line byte for byte (absolute-URI forms that no client library produces). */
+function rawSocket(base: string, text: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const s = connect(Number(u.port), u.hostname, () => s.write(text));
+    let out = "";
+    s.on("data", (d) => {
+      out += d.toString();
+    });
+    s.on("end", () => resolve(out));
+    s.on("error", reject);
+    setTimeout(() => {
+      s.destroy();
+      resolve(out);
+    }, 2_000).unref();
+  });
+}
+
+function openWs(url: string, headers: Record<string, string>): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once("open", () => resolve(ws));
+    ws.once("unexpected-response", (_req, res) => reject(new Error(`status ${res.statusCode}`)));
+    ws.once("error", reject);
+  });
+}
+
+async function echoOnce(ws: WebSocket, text: string): Promise<string> {
+  const reply = new Promise<string>((resolve) => ws.once("message", (d) => resolve(d.toString())));
+  ws.send(text);
+  return reply;
+}
+
+describe("preview proxy", async () => {
+  const cp = await startTestControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
+  const dev = await startDevServer();
+  afterAll(() => dev.close());
+  const { pool, db } = cp.deps.database;
+  const token = cp.localToken;
+  const bearer = { authorization: `Bearer ${token}` };
+  const cpPort = new URL(cp.url).port;
+
+  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
+  const workspaceId: string = created.workspace.id;
+  await waitFor("an open instance", async () => {
+    const r = await pool.query(
+      "SELECT 1 FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      [workspaceId],
+    );
+    return r.rowCount === 1;
+  });
+  // The box is this machine's loopback, where the dev server listens.
+  await pool.query(
+    "UPDATE workspace_instances SET public_ip = '127.0.0.1' WHERE workspace_id = $1 AND stopped_at IS NULL",
+    [workspaceId],
+  );
+  const declared = await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, {
+    method: "POST",
+    token,
+    json: { port: dev.port },
+  });
+  expect(declared.status).toBe(201);
+  const previewId: string = (await json(declared)).preview.id;
+  const prefix = `/api/v1/previews/${previewId}`;
+  const previewHost = `${previewId}.${DOMAIN}:${cpPort}`;
+
+  /** Signs into the preview's host through a one-time code; returns the cookie pair. */
+  const hostCookie = async (): Promise<string> => {
+    const opened = await json(
+      await cp.api(`${prefix}/open`, { method: "POST", token, json: { path: "/echo?a=1" } }),
+    );
+    const u = new URL(opened.url);
+    expect(u.host).toBe(previewHost);
+    const res = await raw(cp.url, `${u.pathname}${u.search}`, { headers: { host: previewHost } });
+    expect(res.status).toBe(303);
+    expect(res.headers.location).toBe("/echo?a=1");
+    return String(res.headers["set-cookie"]).split(";", 1)[0]!;
+  };
+
+  describe("path form", () => {
+    it("lists the declared preview and refuses ports outside the range", async () => {
+      const list = await json(await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { token }));
+      expect(list.previews).toMatchObject([
+        { id: previewId, port: dev.port, source: "declared", share: "owner" },
+      ]);
+      for (const port of [80, 7681, 70000, 1023]) {
+        const res = await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, {
+          method: "POST",
+          token,
+          json: { port },
+        });
+        expect(res.status).toBe(400);
+        expect((await json(res)).error.field).toBe("port");
+      }
+    });
+
+    it("proxies HTTP and forwards neither the API's credentials nor spoofed forwarding headers", async () => {
+      const res = await raw(cp.url, `${prefix}/echo?x=1`, {
+        headers: {
+          ...bearer,
+          host: `127.0.0.1:${cpPort}`,
+          cookie: "berth_session=s3cret; app=keep; berth_preview=also-ours",
+          "x-forwarded-for": "6.6.6.6",
+          "x-forwarded-host": "evil.example",
+          "proxy-authorization": "Basic eA==",
+          connection: "keep-alive, x-drop-me",
+          "x-drop-me": "1",
+        },
+      });
+      expect(res.status).toBe(200);
+      const seen = JSON.parse(res.body);
+      expect(seen.url).toBe("/echo?x=1");
+      expect(seen.headers.authorization).toBeUndefined();
+      expect(seen.headers["proxy-authorization"]).toBeUndefined();
+      expect(seen.headers["x-drop-me"]).toBeUndefined();
+      expect(seen.headers.cookie).toBe("app=keep");
+      expect(seen.headers["x-forwarded-for"]).toBe("127.0.0.1");
+      expect(seen.headers["x-forwarded-host"]).toBe(`127.0.0.1:${cpPort}`);
+      expect(seen.headers["x-forwarded-proto"]).toBe("http");
+      expect(seen.headers["x-forwarded-prefix"]).toBe(prefix);
+      // Not helmet's CSP: the dev server's own headers rule its page.
+      expect(res.headers["content-security-policy"]).toBeUndefined();
+    });
+
+    it("streams request and response bodies larger than the API's JSON limit", async () => {
+      const upload = Buffer.alloc(5 * 1024 * 1024, 7);
+      const res = await raw(cp.url, `${prefix}/upload`, {
+        method: "POST",
+        headers: { ...bearer, "content-type": "application/json" },
+        body: upload,
+      });
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body).bodyBytes).toBe(upload.length);
+      const big = await fetch(`${cp.url}${prefix}/mb`, { headers: bearer });
+      expect(Buffer.from(await big.arrayBuffer()).equals(MEGABYTE_BODY)).toBe(true);
+    });
+
+    it("keeps redirects inside the preview and drops cookies that would overwrite the API session", async () => {
+      const res = await raw(cp.url, `${prefix}/redirect`, { headers: bearer });
+      expect(res.status).toBe(302);
+      expect(res.headers.location).toBe(`${prefix}/landed`);
+      expect(res.headers["set-cookie"]).toBeUndefined();
+      const cookies = await raw(cp.url, `${prefix}/set-cookie`, { headers: bearer });
+      expect(cookies.headers["set-cookie"]).toEqual(["app=1; Path=/"]);
+    });
+
+    it("proxies WebSockets (HMR) with the session cookie or a Bearer token", async () => {
+      const session = await cp.deps.authenticator.sessionFor({
+        userId: (await ownerId())!,
+        externalId: "",
+        isAdmin: false,
+      });
+      const viaCookie = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/hmr`, {
+        cookie: `berth_session=${session}`,
+      });
+      expect(await echoOnce(viaCookie, "ping")).toBe("ping");
+      expect(dev.lastUpgradeHeaders?.cookie).toBeUndefined();
+      viaCookie.close();
+      const viaBearer = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
+      expect(await echoOnce(viaBearer, "pong")).toBe("pong");
+      expect(dev.lastUpgradeHeaders?.authorization).toBeUndefined();
+      expect(dev.lastUpgradeHeaders?.["x-forwarded-proto"]).toBe("ws");
+      viaBearer.close();
+    });
+
+    it("refuses anonymous requests (401) and someone else's preview (404), before any upstream request", async () => {
+      const before = dev.hits;
+      const anon = await raw(cp.url, `${prefix}/echo`);
+      expect(anon.status).toBe(401);
+      expect(JSON.parse(anon.body).error.code).toBe("unauthenticated");
+      const bob = await upsertUser(db, "user_bob");
+      const bobSession = await cp.deps.authenticator.sessionFor(bob);
+      const foreign = await raw(cp.url, `${prefix}/echo`, {
+        headers: { cookie: `berth_session=${bobSession}` },
+      });
+      expect(foreign.status).toBe(404);
+      expect(JSON.parse(foreign.body).error.code).toBe("not_found");
+      const bobShare = await raw(cp.url, `${prefix}/share`, {
+        method: "POST",
+        headers: { cookie: `berth_session=${bobSession}` },
+      });
+      expect(bobShare.status).toBe(404);
+      const bobWs = openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, { cookie: `berth_session=${bobSession}` });
+      await expect(bobWs).rejects.toThrow("status 404");
+      const malformed = await raw(cp.url, "/api/v1/previews/not-a-uuid/echo", { headers: bearer });
+      expect(malformed.status).toBe(404);
+      expect(dev.hits).toBe(before);
+    });
+  });
+
+  describe("host form", () => {
+    it("asks for sign-in without a cookie, and turns a one-time code into a host-only cookie", async () => {
+      const before = dev.hits;
+      const anon = await raw(cp.url, "/", { headers: { host: previewHost } });
+      expect(anon.status).toBe(401);
+      expect(anon.headers["content-type"]).toContain("text/html");
+      expect(dev.hits).toBe(before);
+
+      const opened = await json(await cp.api(`${prefix}/open`, { method: "POST", token, json: {} }));
+      const u = new URL(opened.url);
+      const first = await raw(cp.url, `${u.pathname}${u.search}`, { headers: { host: previewHost } });
+      expect(first.status).toBe(303);
+      const setCookie = String(first.headers["set-cookie"]);
+      expect(setCookie).toMatch(/^berth_preview=[^;]+; Path=\/; HttpOnly; SameSite=Lax; Max-Age=\d+$/);
+      expect(setCookie).not.toMatch(/Domain=/i);
+      // The code works once.
+      const replay = await raw(cp.url, `${u.pathname}${u.search}`, { headers: { host: previewHost } });
+      expect(replay.status).toBe(401);
+      // A code is bound to its preview: not redeemable on another preview's host.
+      const other = await json(await cp.api(`${prefix}/open`, { method: "POST", token, json: {} }));
+      const o = new URL(other.url);
+      const elsewhere = `${"0".repeat(8)}-0000-4000-8000-${"0".repeat(12)}.${DOMAIN}`;
+      expect((await raw(cp.url, `${o.pathname}${o.search}`, { headers: { host: elsewhere } })).status).toBe(
+        401,
+      );
+
+      const cookie = setCookie.split(";", 1)[0]!;
+      const res = await raw(cp.url, "/echo?y=2", {
+        headers: { host: previewHost, cookie: `${cookie}; theme=dark`, authorization: "Bearer api-token" },
+      });
+      expect(res.status).toBe(200);
+      const seen = JSON.parse(res.body);
+      expect(seen.url).toBe("/echo?y=2");
+      expect(seen.headers.cookie).toBe("theme=dark");
+      expect(seen.headers.authorization).toBeUndefined();
+      expect(seen.headers.host).toBe(previewHost);
+      expect(seen.headers["x-forwarded-prefix"]).toBeUndefined();
+    });
+
+    it("proxies WebSockets on the preview's host and refuses a foreign Origin", async () => {
+      const cookie = await hostCookie();
+      const ws = await openWs(`ws://127.0.0.1:${cpPort}/hmr`, {
+        host: previewHost,
+        cookie,
+        origin: `http://${previewHost}`,
+      });
+      expect(await echoOnce(ws, "hmr-update")).toBe("hmr-update");
+      ws.close();
+      const before = dev.hits;
+      await expect(
+        openWs(`ws://127.0.0.1:${cpPort}/hmr`, { host: previewHost, cookie, origin: "http://evil.example" }),
+      ).rejects.toThrow("status 403");
+      await expect(openWs(`ws://127.0.0.1:${cpPort}/hmr`, { host: previewHost })).rejects.toThrow(
+        "status 401",
+      );
+      expect(dev.hits).toBe(before);
+    });
+
+    it("never lets a preview host reach the API", async () => {
+      const cookie = await hostCookie();
+      const res = await raw(cp.url, "/api/v1/workspaces", {
+        headers: { host: previewHost, cookie, ...bearer },
+      });
+      // Forwarded to the dev server as its own path, not answered by the API.
+      expect(JSON.parse(res.body).url).toBe("/api/v1/workspaces");
+      const bare = await raw(cp.url, "/api/v1/workspaces", { headers: { host: DOMAIN, ...bearer } });
+      expect(bare.status).toBe(404);
+      expect(bare.headers["content-type"]).toContain("text/html");
+    });
+  });
+
+  describe("link sharing", () => {
+    it("works by link until revoked, on this replica and on another one at once", async () => {
+      const other = await startTestControlPlane({
+        BERTH_PREVIEW_DOMAIN: DOMAIN,
+        DATABASE_URL: cp.deps.database.url,
+      });
+      const otherPort = new URL(other.url).port;
+      const otherHost = `${previewId}.${DOMAIN}:${otherPort}`;
+      const shared = await cp.api(`${prefix}/share`, { method: "POST", token, json: { ttlSeconds: 3600 } });
+      expect(shared.status).toBe(201);
+      const link = new URL((await json(shared)).url);
+      expect(link.pathname).toBe("/__berth/link");
+
+      // A visitor without any Berth account: the link becomes a cookie on the preview's host.
+      const visit = await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } });
+      expect(visit.status).toBe(303);
+      const cookie = String(visit.headers["set-cookie"]).split(";", 1)[0]!;
+      expect((await raw(cp.url, "/small", { headers: { host: previewHost, cookie } })).status).toBe(200);
+      // The other replica honours the same link (same keys, same database).
+      const visit2 = await raw(other.url, `${link.pathname}${link.search}`, { headers: { host: otherHost } });
+      const cookie2 = String(visit2.headers["set-cookie"]).split(";", 1)[0]!;
+      expect((await raw(other.url, "/small", { headers: { host: otherHost, cookie: cookie2 } })).status).toBe(
+        200,
+      );
+
+      const audit = await pool.query("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY id", [
+        previewId,
+      ]);
+      expect(audit.rows.map((r) => r.action)).toEqual(["preview.share"]);
+
+      expect((await cp.api(`${prefix}/share`, { method: "DELETE", token })).status).toBe(204);
+      // NOTIFY drops both replicas' cached routes; no TTL wait.
+      await waitFor(
+        "revoke on this replica",
+        async () => (await raw(cp.url, "/small", { headers: { host: previewHost, cookie } })).status === 401,
+        3_000,
+      );
+      await waitFor(
+        "revoke on the other replica",
+        async () =>
+          (await raw(other.url, "/small", { headers: { host: otherHost, cookie: cookie2 } })).status === 401,
+        3_000,
+      );
+      const again = await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } });
+      expect(again.status).toBe(401);
+      // Sharing again mints a new version: the old link stays dead.
+      await cp.api(`${prefix}/share`, { method: "POST", token, json: {} });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(
+        (await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } })).status,
+      ).toBe(401);
+      await cp.api(`${prefix}/share`, { method: "DELETE", token });
+      await other.close();
+    });
+  });
+
+  describe("SSRF and upstream safety", () => {
+    it("refuses `..`, encoded dot segments and backslashes before any upstream request", async () => {
+      const before = dev.hits;
+      for (const path of [
+        "/../../healthz",
+        "/a/%2e%2e/b",
+        "/%2E%2E%2Fx",
+        "/a/..%2f..%2fb",
+        "/a\\..\\b",
+        "/%5c..%5cb",
+        "//evil.example/x",
+      ]) {
+        const res = await raw(cp.url, `${prefix}${path}`, { headers: bearer });
+        expect(res.status, path).toBe(400);
+      }
+      const cookie = await hostCookie();
+      const hits = dev.hits;
+      const res = await raw(cp.url, "/a/../../b", { headers: { host: previewHost, cookie } });
+      expect(res.status).toBe(400);
+      expect(dev.hits).toBe(hits);
+      expect(before).toBeLessThanOrEqual(hits);
+    });
+
+    it("refuses absolute-URI request lines on both forms", async () => {
+      const cookie = await hostCookie();
+      const before = dev.hits;
+      const hostForm = await rawSocket(
+        cp.url,
+        `GET http://127.0.0.1:${cpPort}/healthz HTTP/1.1\r\nHost: ${previewHost}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+      );
+      expect(hostForm).toMatch(/^HTTP\/1.1 400/);
+      const pathForm = await rawSocket(
+        cp.url,
+        `GET http://169.254.169.254${prefix}/echo HTTP/1.1\r\nHost: 127.0.0.1:${cpPort}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+      );
+      expect(pathForm).toMatch(/^HTTP\/1.1 400/);
+      expect(dev.hits).toBe(before);
+    });
+
+    it("dials only the preview's own box, whatever the request names", async () => {
+      const res = await raw(cp.url, `${prefix}/echo`, {
+        headers: { ...bearer, host: "169.254.169.254", "x-forwarded-host": "10.0.0.1" },
+      });
+      // It reached our dev server (the box), not the host the request named.
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body).headers["x-forwarded-host"]).toBe("169.254.169.254");
+    });
+
+    it("refuses ports outside the range and the control plane's own port, even when detected", async () => {
+      const before = dev.hits;
+      for (const port of [80, 7681, Number(cpPort)]) {
+        const { rows } = await pool.query(
+          "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'detected') RETURNING id",
+          [workspaceId, port],
+        );
+        const res = await raw(cp.url, `/api/v1/previews/${rows[0].id}/healthz`, { headers: bearer });
+        expect(res.status, String(port)).toBe(403);
+        expect(res.body).not.toContain("127.0.0.1");
+        await pool.query("UPDATE previews SET closed_at = now() WHERE id = $1", [rows[0].id]);
+      }
+      expect(dev.hits).toBe(before);
+    });
+
+    it("answers a dead dev server with a 502 page that names no address", async () => {
+      const dead = await startDevServer();
+      const port = dead.port;
+      await dead.close();
+      const made = await json(
+        await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { method: "POST", token, json: { port } }),
+      );
+      const res = await raw(cp.url, `/api/v1/previews/${made.preview.id}/`, { headers: bearer });
+      expect(res.status).toBe(502);
+      expect(res.headers["content-type"]).toContain("text/html");
+      expect(res.body).toContain("dev server is not answering");
+      expect(res.body).not.toContain("127.0.0.1");
+      expect(res.body).not.toContain(String(port));
+      const ws = openWs(`ws://127.0.0.1:${cpPort}/api/v1/previews/${made.preview.id}/`, bearer);
+      await expect(ws).rejects.toThrow("status 502");
+      const closed = await cp.api(`/api/v1/workspaces/${workspaceId}/previews/${made.preview.id}`, {
+        method: "DELETE",
+        token,
+      });
+      expect(closed.status).toBe(204);
+      expect((await raw(cp.url, `/api/v1/previews/${made.preview.id}/`, { headers: bearer })).status).toBe(
+        404,
+      );
+    });
+  });
+
+  describe("restart", () => {
+    it("a new control plane on the same database routes the preview at once", async () => {
+      await cp.close();
+      const second = await startTestControlPlane({
+        BERTH_PREVIEW_DOMAIN: DOMAIN,
+        DATABASE_URL: cp.deps.database.url,
+        BERTH_LOCAL_TOKEN: token,
+      });
+      const res = await raw(second.url, `${prefix}/echo`, { headers: bearer });
+      expect(res.status).toBe(200);
+      const ws = await openWs(`ws://127.0.0.1:${new URL(second.url).port}${prefix}/`, bearer);
+      expect(await echoOnce(ws, "after restart")).toBe("after restart");
+      ws.close();
+    });
+  });
+
+  async function ownerId(): Promise<string | undefined> {
+    const r = await pool.query("SELECT owner_id FROM workspaces WHERE id = $1", [workspaceId]);
+    return r.rows[0]?.owner_id;
+  }
+});

@@ -1,0 +1,227 @@
+/**
+ * Pure request handling for the preview proxy: which preview a request names (path form or host form),
+ * whether its path is safe to forward, and which headers reach the dev server.
+ */
+import type { IncomingHttpHeaders } from "node:http";
+import { isUuid } from "../../http/ids.ts";
+
+export const PATH_PREFIX = "/api/v1/previews/";
+/** Paths on a preview's own host that the proxy answers itself (sign-in code, share link). */
+export const HOST_RESERVED_PREFIX = "/__berth/";
+export const API_SESSION_COOKIE = "berth_session";
+
+export type PreviewTarget =
+  | { form: "path"; previewId: string; prefix: string; forwardPath: string }
+  | { form: "host"; previewId: string; forwardPath: string };
+
+/** A request that is the proxy's but names no preview it could serve (refused with the given page). */
+export type Refused = { form: "refused"; page: "not_found" | "bad_path" };
+
+export type Classified = PreviewTarget | Refused | null;
+
+const PATH_FORM = /^\/api\/v1\/previews\/([^/?#]+)(\/[^?#]*)?(\?[^#]*)?$/;
+
+/**
+ * API routes that live under the path form's prefix. Only these methods on exactly these paths are the
+ * API's; the same paths with other methods (GET /share) still reach the dev server.
+ */
+const API_SUBROUTES: Record<string, readonly string[]> = { "/share": ["POST", "DELETE"], "/open": ["POST"] };
+
+/** The hostname of a Host header, lowercased, without port or trailing dot. */
+export function hostnameOf(host: string | undefined): string {
+  if (!host) return "";
+  const h = host.toLowerCase();
+  const name = h.startsWith("[") ? h.slice(0, h.indexOf("]") + 1) : h.replace(/:\d*$/, "");
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+/**
+ * Which preview this request is for. Anything on the preview domain is the proxy's, even when it names
+ * no preview, so a preview host never falls through to the API. Returns null for requests that are not
+ * the proxy's at all.
+ */
+export function classify(
+  method: string,
+  rawUrl: string,
+  host: string | undefined,
+  previewDomain: string | undefined,
+): Classified {
+  if (previewDomain) {
+    const name = hostnameOf(host);
+    if (name === previewDomain || name.endsWith(`.${previewDomain}`)) {
+      const label = name.slice(0, -(previewDomain.length + 1));
+      if (!isUuid(label)) return { form: "refused", page: "not_found" };
+      return { form: "host", previewId: label.toLowerCase(), forwardPath: rawUrl };
+    }
+  }
+  if (!rawUrl.startsWith("/")) {
+    // An absolute-URI request line (`GET http://other/api/v1/previews/…`): never forwarded anywhere.
+    try {
+      if (new URL(rawUrl).pathname.startsWith(PATH_PREFIX)) return { form: "refused", page: "bad_path" };
+    } catch {
+      // not a URL: not ours
+    }
+    return null;
+  }
+  if (!rawUrl.startsWith(PATH_PREFIX)) return null;
+  const m = PATH_FORM.exec(rawUrl);
+  if (!m?.[2]) return null; // `/api/v1/previews/<id>` itself belongs to the API
+  const [, id, rest, query = ""] = m;
+  if (API_SUBROUTES[rest]?.includes(method)) return null;
+  return {
+    form: "path",
+    previewId: id!.toLowerCase(),
+    prefix: `${PATH_PREFIX}${id}`,
+    forwardPath: `${rest}${query}`,
+  };
+}
+
+/**
+ * Whether a path may be forwarded: origin-form only (no absolute URI, no `*`), and no segment that a
+ * server could resolve upward (`..`, `.`, their percent-encodings, backslashes, encoded slashes around dots).
+ */
+export function isSafePath(path: string): boolean {
+  if (!path.startsWith("/") || path.startsWith("//")) return false;
+  const pathname = path.split("?", 1)[0]!;
+  if (pathname.includes("\\")) return false;
+  for (const segment of pathname.split("/")) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      return false;
+    }
+    if (decoded.includes("\\") || decoded.includes("\0")) return false;
+    if (decoded.split("/").some((part) => part === "." || part === "..")) return false;
+  }
+  return true;
+}
+
+/** Per RFC 9110 §7.6.1, plus the legacy ones proxies still meet. */
+const HOP_BY_HOP = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "upgrade",
+];
+
+/** Names listed in a Connection header are hop-by-hop too. */
+function connectionTokens(headers: IncomingHttpHeaders): string[] {
+  const value = headers.connection;
+  return (Array.isArray(value) ? value.join(",") : (value ?? ""))
+    .split(",")
+    .map((t) => t.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/** The Cookie header without the named cookies; undefined when nothing is left. */
+export function withoutCookies(header: string | undefined, names: ReadonlySet<string>): string | undefined {
+  if (!header) return undefined;
+  const kept = header
+    .split(";")
+    .map((c) => c.trim())
+    .filter((c) => c && !names.has(c.slice(0, Math.max(0, c.indexOf("="))).trim()));
+  return kept.length ? kept.join("; ") : undefined;
+}
+
+/** Every value of cookie `name` (a sibling host may have planted a second one; try them all). */
+export function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  for (const part of header.split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0 && part.slice(0, i).trim() === name) out.push(part.slice(i + 1).trim());
+  }
+  return out;
+}
+
+export interface ForwardContext {
+  remoteAddress: string | undefined;
+  /** The scheme the client used (from the public URL; the control plane is the edge). */
+  proto: "http" | "https";
+  /** Path form: the prefix the app is mounted under. */
+  prefix?: string;
+  websocket: boolean;
+  /** Our cookies, never the dev server's business. */
+  strippedCookies: ReadonlySet<string>;
+}
+
+/**
+ * Rewrites `headers` in place for the dev server: hop-by-hop headers, the API's and the proxy's own
+ * credentials and any client-supplied forwarding headers go; our X-Forwarded-* come in. A WebSocket
+ * handshake keeps `Connection: Upgrade` and `Upgrade`, which http-proxy needs.
+ */
+export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: ForwardContext): void {
+  const upgrade = headers.upgrade;
+  for (const name of [...connectionTokens(headers), ...HOP_BY_HOP]) delete headers[name];
+  for (const name of Object.keys(headers)) {
+    if (name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip") delete headers[name];
+  }
+  delete headers.authorization;
+  const cookie = withoutCookies(headers.cookie, fwd.strippedCookies);
+  if (cookie) headers.cookie = cookie;
+  else delete headers.cookie;
+  if (fwd.websocket && upgrade) {
+    headers.connection = "Upgrade";
+    headers.upgrade = upgrade;
+  }
+  if (fwd.remoteAddress) headers["x-forwarded-for"] = fwd.remoteAddress;
+  headers["x-forwarded-proto"] = fwd.websocket ? (fwd.proto === "https" ? "wss" : "ws") : fwd.proto;
+  if (headers.host) headers["x-forwarded-host"] = headers.host;
+  if (fwd.prefix) headers["x-forwarded-prefix"] = fwd.prefix;
+}
+
+/** Response headers the client must not get from the dev server. */
+export function sanitizeResponseHeaders(
+  headers: IncomingHttpHeaders,
+  strippedCookies: ReadonlySet<string>,
+): void {
+  for (const name of [...connectionTokens(headers), "keep-alive", "proxy-connection", "proxy-authenticate"]) {
+    delete headers[name];
+  }
+  // A dev server must not overwrite or plant our credentials (session fixation on the API's host).
+  const setCookie = headers["set-cookie"];
+  if (setCookie) {
+    const kept = setCookie.filter(
+      (c) => !strippedCookies.has(c.slice(0, Math.max(0, c.indexOf("="))).trim()),
+    );
+    if (kept.length) headers["set-cookie"] = kept;
+    else delete headers["set-cookie"];
+  }
+}
+
+/** Keeps a dev server's redirect inside the preview and free of the box's address. */
+export function rewriteLocation(
+  location: string,
+  upstreamAuthority: string,
+  prefix: string | undefined,
+): string {
+  let out = location;
+  try {
+    const u = new URL(location);
+    if (u.host === upstreamAuthority || u.hostname === upstreamAuthority.replace(/:\d+$/, "")) {
+      out = `${u.pathname}${u.search}${u.hash}`;
+    }
+  } catch {
+    // relative: keep as is
+  }
+  const mounted = prefix && (out === prefix || out.startsWith(`${prefix}/`)); // an app that knows its base
+  if (prefix && !mounted && out.startsWith("/") && !out.startsWith("//")) out = `${prefix}${out}`;
+  return out;
+}
+
+/** A same-host path for `next` after sign-in; anything else (another host, `//x`, `/\x`) becomes `/`. */
+export function safeNext(next: string | null): string {
+  if (!next?.startsWith("/") || next.startsWith("//") || next.includes("\\")) return "/";
+  return isSafePath(next) ? next : "/";
+}
+
+/** `<scheme>://<previewId>.<domain>[:port]`: the preview's own origin, on the public URL's scheme and port. */
+export function previewHostOrigin(publicUrl: string, previewDomain: string, previewId: string): string {
+  const u = new URL(publicUrl);
+  return `${u.protocol}//${previewId}.${previewDomain}${u.port ? `:${u.port}` : ""}`;
+}

@@ -1,0 +1,101 @@
+/**
+ * The preview proxy's credentials, none of which is the API's:
+ * - one-time codes (60 s, single use, stored hashed) that carry a signed-in user to a preview's own host;
+ * - the host cookie that code becomes: a JWT bound to one preview, scoped to that host only;
+ * - share links: JWTs bound to a preview and its share_version, so a revoke (version bump) kills them all.
+ * All are signed with a key derived from the secret box, so every replica verifies what another minted.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { jwtVerify, SignJWT } from "jose";
+import type pg from "pg";
+import type { SecretBox } from "../../security/secret-box.ts";
+import type { PreviewRoute } from "./routing.ts";
+
+export const CODE_TTL_SECONDS = 60;
+export const HOST_COOKIE_TTL_SECONDS = 12 * 60 * 60;
+export const LINK_DEFAULT_TTL_SECONDS = 7 * 24 * 60 * 60;
+export const LINK_MAX_TTL_SECONDS = 30 * 24 * 60 * 60;
+
+const LINK_AUDIENCE = "berth:preview-link";
+const COOKIE_AUDIENCE = "berth:preview-host";
+
+/** What a verified host cookie grants: the owner's own access, or a share link's. */
+type Grant = { kind: "owner"; userId: string } | { kind: "link"; shareVersion: number };
+
+const hash = (code: string) => createHash("sha256").update(code).digest("base64url");
+
+export class PreviewTokens {
+  readonly #key: Uint8Array;
+
+  constructor(secretBox: SecretBox) {
+    this.#key = secretBox.deriveKey("preview-tokens");
+  }
+
+  async #sign(claims: Record<string, unknown>, audience: string, subject: string, ttl: number) {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setAudience(audience)
+      .setSubject(subject)
+      .setIssuedAt(now)
+      .setExpirationTime(now + ttl)
+      .sign(this.#key);
+  }
+
+  async #verify(token: string, audience: string) {
+    try {
+      return (await jwtVerify(token, this.#key, { audience, algorithms: ["HS256"] })).payload;
+    } catch {
+      return null;
+    }
+  }
+
+  mintLink(previewId: string, shareVersion: number, ttlSeconds: number): Promise<string> {
+    return this.#sign({ ver: shareVersion }, LINK_AUDIENCE, previewId, ttlSeconds);
+  }
+
+  /** A share link is good while the preview is shared by link at the version it was minted for. */
+  async verifyLink(token: string, route: PreviewRoute): Promise<boolean> {
+    const p = await this.#verify(token, LINK_AUDIENCE);
+    return Boolean(p && p.sub === route.previewId && route.share === "link" && p.ver === route.shareVersion);
+  }
+
+  mintHostCookie(previewId: string, grant: Grant): Promise<string> {
+    const claims = grant.kind === "owner" ? { uid: grant.userId } : { ver: grant.shareVersion };
+    return this.#sign({ k: grant.kind, ...claims }, COOKIE_AUDIENCE, previewId, HOST_COOKIE_TTL_SECONDS);
+  }
+
+  /**
+   * Checked against the current route on every request, so a revoke or a change of owner applies at
+   * once to cookies already handed out.
+   */
+  async verifyHostCookie(token: string, route: PreviewRoute): Promise<boolean> {
+    const p = await this.#verify(token, COOKIE_AUDIENCE);
+    if (!p || p.sub !== route.previewId) return false;
+    if (p.k === "owner") return p.uid === route.ownerId;
+    return p.k === "link" && route.share === "link" && p.ver === route.shareVersion;
+  }
+
+  /** A fresh one-time code for `userId` on `previewId`; also sweeps expired codes. */
+  async issueCode(pool: pg.Pool, previewId: string, userId: string): Promise<string> {
+    const code = randomBytes(32).toString("base64url");
+    await pool.query("DELETE FROM preview_codes WHERE expires_at < now()");
+    await pool.query(
+      `INSERT INTO preview_codes (code_hash, preview_id, user_id, expires_at)
+       VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
+      [hash(code), previewId, userId, CODE_TTL_SECONDS],
+    );
+    return code;
+  }
+
+  /** The user the code was issued to, once: the DELETE makes a replay (on any replica) find nothing. */
+  async redeemCode(pool: pg.Pool, code: string, previewId: string): Promise<string | null> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(code)) return null;
+    const { rows } = await pool.query<{ user_id: string }>(
+      `DELETE FROM preview_codes WHERE code_hash = $1 AND preview_id = $2 AND expires_at > now()
+       RETURNING user_id`,
+      [hash(code), previewId],
+    );
+    return rows[0]?.user_id ?? null;
+  }
+}
