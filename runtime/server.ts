@@ -17,6 +17,9 @@ import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { PgListener } from "./db/listener.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { createDriver } from "./drivers.ts";
+import { addressPolicy } from "./gateway/address-policy.ts";
+import { type UpstreamOptions, UpstreamResolver } from "./gateway/upstream.ts";
+import { type HealthOptions, HealthProber } from "./health/prober.ts";
 import { buildApp } from "./http/app.ts";
 import type { AppDeps } from "./http/context.ts";
 import { UpgradeDispatcher } from "./http/upgrade.ts";
@@ -35,6 +38,8 @@ export interface ControlPlane {
   upgrades: UpgradeDispatcher;
   worker: BuildWorker | null;
   reconciler: Reconciler;
+  /** Active health checks; the schedule runs `probeAll()` every minute, tests call it directly. */
+  health: HealthProber;
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -51,6 +56,9 @@ export interface StartOptions {
   /** false: no pg-boss schedules in this process (tests call `reconciler.tick()` themselves). */
   runSchedules?: boolean;
   agentHeartbeatSeconds?: number;
+  /** Resolver timings (tests shorten the TTL and the re-probe period). */
+  upstream?: Partial<Pick<UpstreamOptions, "connectTimeoutMs" | "ttlMs" | "reprobeMs">>;
+  health?: Partial<HealthOptions>;
   worker?: Partial<
     Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
   >;
@@ -103,12 +111,21 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const driver = options.driver ?? (await createDriver(config, log));
 
     const metrics = createMetrics();
+    // Loopback boxes exist only with the local driver; elsewhere a loopback address is an attack.
+    const upstream = new UpstreamResolver({
+      metrics,
+      log,
+      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      ...options.upstream,
+    });
+    cleanup.push(async () => upstream.close());
     const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
     const deps: AppDeps = {
       config,
       database,
       log,
       metrics,
+      upstream,
       authenticator: new Authenticator({
         db: database.db,
         auth: config.auth,
@@ -173,9 +190,20 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     }
 
     const reconciler = new Reconciler({ database, driver, metrics, log });
+    const heartbeatSeconds = options.agentHeartbeatSeconds ?? 10;
+    const health = new HealthProber({
+      database,
+      upstream,
+      secretBox,
+      metrics,
+      log,
+      // Three missed heartbeats, and never less than half a minute.
+      options: { heartbeatStaleMs: Math.max(30_000, 3_000 * heartbeatSeconds), ...options.health },
+    });
     if (options.runSchedules !== false) {
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
+        { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
       ]);
       cleanup.push(() => scheduler.stop());
     }
@@ -187,6 +215,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       upgrades,
       worker,
       reconciler,
+      health,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

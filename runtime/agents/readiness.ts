@@ -2,10 +2,11 @@
  * The moment a box becomes usable: its agent reports `ready`. A start build that finished before that
  * leaves the workspace `starting`; this moves it to `ready` and records time-to-ready (once per instance).
  */
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { workspaceBuilds, workspaceInstances, workspaces } from "../db/schema.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import type { WorkspaceState } from "../workspaces/state-machine.ts";
 
 export async function markAgentReady(db: Db, metrics: Metrics, instanceId: string): Promise<void> {
   const secondsToReady = await db.transaction(async (tx) => {
@@ -17,12 +18,13 @@ export async function markAgentReady(db: Db, metrics: Metrics, instanceId: strin
       .returning();
     if (!instance) return null;
     // Only a workspace waiting for its agent moves; one that is hibernating, failed or being destroyed stays.
+    // One the health probes marked unhealthy stays too: its agent heartbeats but the control plane cannot
+    // use its terminal, and only the probes (runtime/health) can tell when that is over.
+    const from: WorkspaceState[] = instance.probeUnhealthySince ? ["starting"] : ["starting", "unhealthy"];
     await tx
       .update(workspaces)
       .set({ state: "ready", stateChangedAt: new Date() })
-      .where(
-        and(eq(workspaces.id, instance.workspaceId), sql`${workspaces.state} IN ('starting', 'unhealthy')`),
-      );
+      .where(and(eq(workspaces.id, instance.workspaceId), inArray(workspaces.state, from)));
     const [first] = await tx
       .update(workspaceInstances)
       .set({ readyAt: new Date() })

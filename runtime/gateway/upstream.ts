@@ -12,6 +12,9 @@
  * Addresses stay here: failures are a `BoxUnreachableError` whose message is "box unreachable" and whose
  * details name paths and error kinds, never an address or a port. Callers get an address only from
  * `connectTarget()`, for their own dialling; it must not reach a client either.
+ *
+ * Which call to use: `createConnection()` for `http.request` and `ws` (the resolver dials, they speak the
+ * protocol); `connect()` for a raw socket; `connectTarget()` when a library insists on a URL.
  */
 import type { ClientRequestArgs } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
@@ -194,19 +197,15 @@ export class UpstreamResolver {
   }
 
   /**
-   * The address to dial, for a caller that opens the connection itself. A remembered path is returned
-   * without dialling; otherwise one connection is made (and closed) to find the path. If dialling the
-   * result fails, call `reportFailure` so the next call resolves again.
+   * The address to dial, for a caller that opens the connection itself (e.g. `TtydClient.connect` with a
+   * URL). The box is dialled once (and that connection closed) so the answer is true now, not merely
+   * remembered: one extra TCP handshake, fine for a terminal attach. Per-request traffic (preview HTTP)
+   * should use `createConnection` or `connect` instead, which dial once. If dialling the result fails
+   * anyway, call `reportFailure`.
    */
   async connectTarget(box: BoxAddresses, port: number, options: DialOptions = {}): Promise<UpstreamTarget> {
-    const remembered = this.#fresh(box);
-    let path = remembered?.path;
-    if (remembered && path) remembered.lastUsedAt = Date.now();
-    else {
-      const connection = await this.connect(box, port, options);
-      connection.socket.destroy();
-      path = connection.path;
-    }
+    const { socket, path } = await this.connect(box, port, options);
+    socket.destroy();
     const host = (path === "public" ? box.publicIp : box.tailnetIp) as string;
     return { host, port, path, authority: formatAuthority(host, port) };
   }

@@ -7,6 +7,7 @@ import type { OwnerScope } from "../authz/scope.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import type { PgListener } from "../db/listener.ts";
+import type { UpstreamResolver } from "../gateway/upstream.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Limiter } from "../security/rate-limit.ts";
@@ -29,6 +30,8 @@ export interface AppDeps {
   database: Database;
   log: Logger;
   metrics: Metrics;
+  /** The one way to reach a box (public IP, then tailnet): the relay, the preview proxy, health checks. */
+  upstream: UpstreamResolver;
   authenticator: Authenticator;
   limiters: { login: Limiter };
   listener: PgListener;

@@ -49,6 +49,11 @@ export interface LocalDriverOptions {
   stopGraceMs?: number;
   /** Extra settings for every agent (e.g. BERTH_TERMINAL). */
   agentEnv?: Record<string, string>;
+  /**
+   * Where each box's terminal endpoint listens (BERTH_TTYD_HOST): 127.0.0.1, the address the driver reports
+   * as the box's public IP, unless a test moves it to another loopback address to take that path away.
+   */
+  terminalHost?: string;
 }
 
 interface AgentState {
@@ -64,7 +69,13 @@ export class LocalDriver implements WorkspaceDriver {
   readonly #o: Required<LocalDriverOptions>;
 
   constructor(options: LocalDriverOptions) {
-    this.#o = { readyTimeoutMs: 60_000, stopGraceMs: 15_000, agentEnv: {}, ...options };
+    this.#o = {
+      readyTimeoutMs: 60_000,
+      stopGraceMs: 15_000,
+      agentEnv: {},
+      terminalHost: "127.0.0.1",
+      ...options,
+    };
     mkdirSync(this.#o.root, { recursive: true, mode: 0o700 });
   }
 
@@ -139,7 +150,7 @@ export class LocalDriver implements WorkspaceDriver {
       BERTH_WORKSPACE_ID: spec.workspaceId,
       BERTH_CONTROL_PLANE_URL: spec.controlPlaneUrl,
       BERTH_WORKSPACE_ROOT: p.volume,
-      BERTH_TTYD_HOST: "127.0.0.1",
+      BERTH_TTYD_HOST: this.#o.terminalHost,
       BERTH_TTYD_PORT: String(terminalPort),
       BERTH_AGENT_PORT: String(agentPort),
       BERTH_TMUX_SOCKET: p.tmuxSocket,

@@ -1,0 +1,236 @@
+/**
+ * Box reachability end to end in local mode: a real box agent with its built-in terminal endpoint and
+ * real tmux, the real control plane, resolver and health prober, on real Postgres.
+ *
+ * The agent's terminal endpoint listens on 127.0.0.3 (the box itself). Its two network paths are TCP links
+ * that the test opens and cuts: "public" on 127.0.0.1 (the address the local driver reports as the box's
+ * public IP) and "tailnet" on 127.0.0.2 (written to the instance as its tailnet IP), both on the endpoint's
+ * port, as on a VM where one ttyd port is reached over either path. The agent keeps heartbeating to the
+ * control plane throughout, so a box that heartbeats but cannot be reached is exercised too.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { TtydClient } from "../../box/terminal/client.ts";
+import { LocalDriver } from "../../stacks/local/driver.ts";
+import { AGENT_ENTRY } from "../drivers.ts";
+import { TcpLink } from "../gateway/test-link.ts";
+import { BoxUnreachableError } from "../gateway/upstream.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { waitFor } from "../test/wait.ts";
+import { readWorkspaceSecret } from "../workspaces/secrets.ts";
+
+const PUBLIC = "127.0.0.1";
+const TAILNET = "127.0.0.2";
+const BOX = "127.0.0.3";
+const TTL_MS = 3_000;
+const FAIL_AFTER = 3;
+const RECOVER_AFTER = 2;
+
+describe("box reachability in local mode: public first, tailnet fallback, health", async () => {
+  const root = mkdtempSync(join(tmpdir(), "berth-ws-"));
+  const driver = new LocalDriver({
+    root,
+    agentEntry: AGENT_ENTRY,
+    nodePath: process.execPath,
+    readyTimeoutMs: 30_000,
+    agentEnv: { BERTH_TERMINAL: "builtin" },
+    terminalHost: BOX,
+  });
+  const cp = await startTestControlPlane(
+    {},
+    {
+      driver,
+      upstream: { ttlMs: TTL_MS, reprobeMs: 100, connectTimeoutMs: 1_000 },
+      health: {
+        spreadMs: 0,
+        failThreshold: FAIL_AFTER,
+        recoverThreshold: RECOVER_AFTER,
+        checkTimeoutMs: 3_000,
+      },
+    },
+  );
+  const links: TcpLink[] = [];
+  afterAll(async () => {
+    for (const link of links) await link.cut();
+    // Agents are detached by design (they outlive a control plane): end every one this file started.
+    for (const id of readdirSync(root)) {
+      try {
+        const state = JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));
+        process.kill(-state.pid, "SIGKILL");
+      } catch {}
+      try {
+        execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
+      } catch {}
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const { pool } = cp.deps.database;
+  const upstream = cp.deps.upstream;
+  const metricsText = () => cp.deps.metrics.registry.metrics();
+  const state = async (id: string) =>
+    (await pool.query("SELECT state FROM workspaces WHERE id = $1", [id])).rows[0].state as string;
+
+  let workspaceId = "";
+  let credential = "";
+  let instance = { id: "", publicIp: PUBLIC as string | null, tailnetIp: TAILNET as string | null };
+  let port = 0;
+  let publicLink: TcpLink;
+  let tailnetLink: TcpLink;
+
+  /** A terminal session the way the relay will open one: an address from the resolver, then ttyd's protocol. */
+  const terminal = async (marker: string) => {
+    const target = await upstream.connectTarget(instance, port);
+    const client = await TtydClient.connect({
+      url: `ws://${target.authority}/ws`,
+      session: "main",
+      credential,
+      size: { columns: 100, rows: 30 },
+    });
+    try {
+      client.type(`echo ${marker}-$((6*7))\r`);
+      await client.waitFor(`${marker}-42`, { timeoutMs: 10_000 });
+    } finally {
+      await client.close();
+    }
+    return target.path;
+  };
+
+  it("brings a workspace up whose terminal is reachable only on its tailnet address", async () => {
+    const res = await cp.api("/api/v1/workspaces", {
+      method: "POST",
+      token: cp.localToken,
+      json: { name: "net" },
+    });
+    expect(res.status).toBe(202);
+    workspaceId = (await json(res)).workspace.id;
+    await waitFor("workspace ready", async () => (await state(workspaceId)) === "ready", 40_000);
+    const { rows } = await pool.query(
+      `UPDATE workspace_instances SET tailnet_ip = $2 WHERE workspace_id = $1 AND stopped_at IS NULL
+       RETURNING id, public_ip, terminal_port`,
+      [workspaceId, TAILNET],
+    );
+    expect(rows[0].public_ip).toBe(PUBLIC);
+    port = rows[0].terminal_port;
+    instance = { id: rows[0].id, publicIp: PUBLIC, tailnetIp: TAILNET };
+    credential = (await readWorkspaceSecret(
+      cp.deps.database.db,
+      cp.deps.secretBox,
+      workspaceId,
+      "ttyd-credential",
+    ))!;
+    publicLink = new TcpLink(PUBLIC, port, { host: BOX, port });
+    tailnetLink = new TcpLink(TAILNET, port, { host: BOX, port });
+    links.push(publicLink, tailnetLink);
+    await tailnetLink.open();
+  });
+
+  it("carries the terminal and the health checks over the tailnet, and the metrics say so", async () => {
+    expect(await terminal("fallback")).toBe("tailnet");
+    expect(upstream.currentPath(instance.id)).toBe("tailnet");
+
+    const report = await cp.health.probeAll();
+    const box = report.boxes.find((b) => b.workspaceId === workspaceId)!;
+    expect(box.passed).toBe(true);
+    expect(box.checks.http).toEqual({ ok: true, detail: "ok" });
+    expect(box.checks.handshake).toEqual({ ok: true, detail: "ok" });
+    expect(box.checks.heartbeat.ok).toBe(true);
+    const { rows } = await pool.query("SELECT health_last FROM workspace_instances WHERE id = $1", [
+      instance.id,
+    ]);
+    expect(rows[0].health_last).toMatchObject({ passed: true, path: "tailnet" });
+
+    const text = await metricsText();
+    expect(text).toMatch(/box_upstream_connections_total\{path="tailnet",result="ok"\} [1-9]/);
+    expect(text).toMatch(/box_upstream_connections_total\{path="public",result="refused"\} 1\n/);
+    expect(text).toMatch(/box_upstream_connect_seconds_count\{path="tailnet"\} [1-9]/);
+    expect(text).toMatch(/box_health_checks_total\{check="handshake",result="ok"\} 1/);
+    // The handshake check sends no init, so it never reached tmux: no probe session exists.
+    const socket = join(root, workspaceId, "run", "tmux.sock");
+    const sessions = execFileSync("tmux", ["-S", socket, "list-sessions", "-F", "#{session_name}"], {
+      encoding: "utf8",
+    });
+    expect(sessions.trim().split("\n")).toEqual(["main"]);
+  });
+
+  it("returns to the primary within the TTL once it answers", async () => {
+    await publicLink.open();
+    const opened = Date.now();
+    await waitFor("the primary path", () => upstream.currentPath(instance.id) === "public", TTL_MS);
+    const elapsed = Date.now() - opened;
+    expect(elapsed).toBeLessThan(TTL_MS);
+    const before = tailnetLink.connections;
+    expect(await terminal("primary")).toBe("public");
+    const report = await cp.health.probeAll();
+    expect(report.boxes.find((b) => b.workspaceId === workspaceId)?.passed).toBe(true);
+    expect(tailnetLink.connections).toBe(before);
+    expect(await metricsText()).toMatch(/box_upstream_path_switches_total\{to="public"\} 1/);
+  });
+
+  it("with both paths down: 'box unreachable' without an address, unhealthy after N runs, not flapped by heartbeats", async () => {
+    await publicLink.cut();
+    await tailnetLink.cut();
+    const err = await upstream.connectTarget(instance, port).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BoxUnreachableError);
+    expect((err as Error).message).toBe("box unreachable");
+    expect(JSON.stringify({ err, message: String(err) })).not.toMatch(/127\.0\.0|:\d{4,5}/);
+
+    for (let run = 1; run <= FAIL_AFTER; run++) {
+      const box = (await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)!;
+      expect(box.passed).toBe(false);
+      expect(box.transition).toBe(run === FAIL_AFTER ? "unhealthy" : null);
+      expect(await state(workspaceId)).toBe(run === FAIL_AFTER ? "unhealthy" : "ready");
+    }
+    const { rows } = await pool.query(
+      "SELECT health_last, health_failures, probe_unhealthy_since FROM workspace_instances WHERE id = $1",
+      [instance.id],
+    );
+    expect(rows[0].health_failures).toBe(FAIL_AFTER);
+    // Reported precisely: the terminal cannot be reached, yet the agent is alive.
+    expect(rows[0].health_last.summary).toBe(
+      "http: unreachable; handshake: unreachable; agent still heartbeating",
+    );
+    const marked: Date = rows[0].probe_unhealthy_since;
+    // The agent heartbeats every second; a heartbeat after the verdict must not undo it.
+    await waitFor("a heartbeat after the verdict", async () => {
+      const r = await pool.query("SELECT last_heartbeat_at FROM workspace_instances WHERE id = $1", [
+        instance.id,
+      ]);
+      return r.rows[0].last_heartbeat_at > marked;
+    });
+    expect(await state(workspaceId)).toBe("unhealthy");
+
+    const audit = await pool.query(
+      "SELECT action, details FROM audit_log WHERE target_id = $1 AND action LIKE 'health.%'",
+      [workspaceId],
+    );
+    expect(audit.rows.map((r) => r.action)).toEqual(["health.unhealthy"]);
+    const stored = JSON.stringify([rows[0].health_last, audit.rows]);
+    expect(stored).not.toContain("127.0.0");
+    expect(stored).not.toContain(String(port));
+    expect(await metricsText()).toMatch(/box_health_transitions_total\{to="unhealthy"\} 1/);
+  });
+
+  it("recovers when the box is reachable again, after M passing runs", async () => {
+    await tailnetLink.open();
+    const first = (await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)!;
+    expect(first.passed).toBe(true);
+    expect(await state(workspaceId)).toBe("unhealthy");
+    const second = (await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)!;
+    expect(second.transition).toBe("ready");
+    expect(await state(workspaceId)).toBe("ready");
+    expect(await terminal("recovered")).toBe("tailnet");
+    const { rows } = await pool.query(
+      "SELECT health_failures, health_successes, probe_unhealthy_since FROM workspace_instances WHERE id = $1",
+      [instance.id],
+    );
+    expect(rows[0]).toEqual({
+      health_failures: 0,
+      health_successes: RECOVER_AFTER,
+      probe_unhealthy_since: null,
+    });
+  });
+});
