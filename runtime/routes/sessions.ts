@@ -36,6 +36,11 @@ export function sessionRoutes(router: ApiRouter, deps: AppDeps): void {
     ctx.body = { sessions: (await ctx.state.scope.sessionsOf(ctx.params.id!)).map(presentSession) };
   });
 
+  router.get("/api/v1/sessions/:id", async (ctx) => {
+    const { session, workspace } = await ctx.state.scope.session(ctx.params.id!);
+    ctx.body = { session: presentSession(session), workspace: { id: workspace.id, state: workspace.state } };
+  });
+
   router.post("/api/v1/workspaces/:id/sessions", async (ctx) => {
     const ws = await ctx.state.scope.workspace(ctx.params.id!);
     const { name } = parseInput(createBody, ctx.request.body ?? {});

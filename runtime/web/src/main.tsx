@@ -2,6 +2,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, api } from "./api.ts";
 import { useRoute } from "./router.ts";
+import { TerminalView } from "./terminal/TerminalView.tsx";
 import { NotificationBell } from "./views/Notifications.tsx";
 import { WorkspaceDetail } from "./views/WorkspaceDetail.tsx";
 import { Workspaces } from "./views/Workspaces.tsx";
@@ -26,6 +27,7 @@ function App() {
       </main>
     );
   }
+  if (route.name === "terminal") return <TerminalView sessionId={route.sessionId} />;
   return (
     <>
       <header class="topbar">
@@ -34,15 +36,7 @@ function App() {
         </a>
         <NotificationBell />
       </header>
-      {route.name === "workspace" ? (
-        <WorkspaceDetail id={route.id} />
-      ) : route.name === "terminal" ? (
-        <main class="page">
-          <p>The terminal opens here once the gateway is available.</p>
-        </main>
-      ) : (
-        <Workspaces />
-      )}
+      {route.name === "workspace" ? <WorkspaceDetail id={route.id} /> : <Workspaces />}
     </>
   );
 }

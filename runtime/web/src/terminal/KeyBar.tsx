@@ -1,0 +1,66 @@
+import { useState } from "preact/hooks";
+
+/**
+ * Keys a phone keyboard lacks. Ctrl is sticky: it applies to the next key typed, here or on the keyboard.
+ * The bar always takes its space on touch screens, so showing the keyboard never shifts the terminal.
+ */
+const KEYS: Array<[label: string, aria: string, seq: string]> = [
+  ["Esc", "Escape", "\x1b"],
+  ["Tab", "Tab", "\t"],
+  ["⇤", "Shift Tab", "\x1b[Z"],
+  ["←", "Left", "\x1b[D"],
+  ["↑", "Up", "\x1b[A"],
+  ["↓", "Down", "\x1b[B"],
+  ["→", "Right", "\x1b[C"],
+  ["^C", "Control C", "\x03"],
+];
+
+export function KeyBar({
+  send,
+  ctrl,
+  setCtrl,
+}: {
+  send: (s: string) => void;
+  ctrl: boolean;
+  setCtrl: (v: boolean) => void;
+}) {
+  const [pressed, setPressed] = useState<string | null>(null);
+  const tap = (aria: string, seq: string) => {
+    setPressed(aria);
+    setTimeout(() => setPressed(null), 120);
+    send(seq);
+  };
+  return (
+    <div class="keybar" role="toolbar" aria-label="terminal keys">
+      {KEYS.map(([label, aria, seq]) => (
+        <button
+          key={aria}
+          type="button"
+          aria-label={aria}
+          class={pressed === aria ? "pressed" : ""}
+          onClick={() => tap(aria, seq)}
+        >
+          {label}
+        </button>
+      ))}
+      <button
+        type="button"
+        aria-label="Control"
+        aria-pressed={ctrl}
+        class={ctrl ? "sticky" : ""}
+        onClick={() => setCtrl(!ctrl)}
+      >
+        Ctrl
+      </button>
+    </div>
+  );
+}
+
+/** Applies a sticky Ctrl to typed text: letters and @[\]^_ become their control codes. */
+export function applyCtrl(text: string): string {
+  const c = text.charCodeAt(0);
+  if (text.length !== 1) return text;
+  if (c >= 97 && c <= 122) return String.fromCharCode(c - 96);
+  if (c >= 64 && c <= 95) return String.fromCharCode(c - 64);
+  return text;
+}
