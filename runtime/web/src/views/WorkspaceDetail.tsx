@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, type Build, type Session, type Workspace } from "../api.ts";
 import { href } from "../router.ts";
 import { BuildLog } from "./BuildLog.tsx";
+import { Previews } from "./Previews.tsx";
 import { StateBadge } from "./StateBadge.tsx";
 
 const ACTIONS: Record<string, Array<"hibernate" | "wake" | "destroy">> = {
@@ -145,6 +146,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
           </button>
         </form>
       </section>
+      <Previews workspaceId={id} />
     </main>
   );
 }
