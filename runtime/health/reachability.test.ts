@@ -20,7 +20,7 @@ import { TcpLink } from "../gateway/test-link.ts";
 import { BoxUnreachableError } from "../gateway/upstream.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
-import { readWorkspaceSecret } from "../workspaces/secrets.ts";
+import { readWorkspaceSecret, storeWorkspaceSecrets } from "../workspaces/secrets.ts";
 
 const PUBLIC = "127.0.0.1";
 const TAILNET = "127.0.0.2";
@@ -232,5 +232,32 @@ describe("box reachability in local mode: public first, tailnet fallback, health
       health_successes: RECOVER_AFTER,
       probe_unhealthy_since: null,
     });
+  });
+
+  it("names the check that failed: a box whose terminal refuses the credential fails the handshake only", async () => {
+    // Replaced by delete + insert: storeWorkspaceSecrets' upsert keeps an existing row's value as it is.
+    const setCredential = async (value: string) => {
+      await pool.query("DELETE FROM workspace_secrets WHERE workspace_id = $1 AND name = 'ttyd-credential'", [
+        workspaceId,
+      ]);
+      await storeWorkspaceSecrets(cp.deps.database.db, cp.deps.secretBox, workspaceId, {
+        "ttyd-credential": value,
+      });
+    };
+    await setCredential("berth:not-the-one");
+    try {
+      const box = (await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)!;
+      expect(box.checks.http).toEqual({ ok: true, detail: "ok" });
+      expect(box.checks.handshake).toEqual({ ok: false, detail: "upgrade refused (401)" });
+      expect(box.summary).toBe("handshake: upgrade refused (401); agent still heartbeating");
+    } finally {
+      await setCredential(credential);
+    }
+    expect((await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)?.passed).toBe(true);
+  });
+
+  it("runs one probe run at a time across replicas", async () => {
+    const [a, b] = await Promise.all([cp.health.probeAll(), cp.health.probeAll()]);
+    expect([a.skipped, b.skipped].sort()).toEqual([false, true]);
   });
 });
