@@ -38,6 +38,17 @@ suite(`tmux sessions${TMUX_MISSING ? ` (skipped: ${TMUX_MISSING})` : ""}`, () =>
       );
     });
 
+    it("keeps the Claude pane usable on a phone-sized client", async () => {
+      await t.sessions.ensure("narrow-1");
+      const panes = await t.sessions.panes("narrow-1");
+      await t.sessions.tmux.run(["resize-window", "-t", "=narrow-1", "-x", "45", "-y", "40"]);
+      // tmux's default main pane is 80 columns; on a 45-column client it collapsed to one column.
+      await waitUntil(
+        async () => Number(await display(panes.claude!, "#{pane_width}")) >= 24,
+        "the Claude pane to keep most of the width",
+      );
+    });
+
     it("is idempotent and never toggles the capture pipe off", async () => {
       await t.sessions.ensure("idem-1");
       const again = await t.sessions.ensure("idem-1");

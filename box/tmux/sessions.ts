@@ -203,6 +203,10 @@ export class TmuxSessions {
     const panes: Record<PaneRole, string> = { claude: claudePane, logs: logsPane, shell: shellPane };
     for (const role of PANE_ROLES)
       await this.tmux.run(["set-option", "-p", "-t", panes[role], ROLE_OPTION, role]);
+    // The Claude pane keeps 60% of the width whatever the client's size: with tmux's default (80 columns)
+    // a phone-sized client squeezed it to a single column. The hook re-applies the layout on every resize.
+    await this.tmux.run(["set-window-option", "-t", claudePane, "main-pane-width", "60%"]);
+    await this.tmux.run(["set-hook", "-t", claudePane, "window-resized", "select-layout main-vertical"]);
     await this.tmux.run(["select-layout", "-t", claudePane, "main-vertical"]);
     await this.tmux.run(["select-pane", "-t", claudePane]);
     if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
