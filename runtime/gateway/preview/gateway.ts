@@ -131,7 +131,7 @@ export class PreviewGateway {
       // One answer for "no such preview" and "not for you": a cookie holder learns nothing either way.
       if (!route || !granted) return refuse(401, "sign_in");
     }
-    const host = route.instance && previewUpstreamHost(route.instance);
+    const host = route.instance && previewUpstreamHost(route.instance, this.#deps.config.driver === "local");
     if (!route.instance || !host) return refuse(502, "box_not_running");
     const reserved = new Set([req.socket.localPort ?? 0, this.#databasePort]);
     if (!isAllowedUpstream(host, route.port, route.instance, { controlPlaneLocal: reserved })) {

@@ -93,9 +93,10 @@ describe("preview proxy", async () => {
 
   const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
   const workspaceId: string = created.workspace.id;
-  await waitFor("an open instance", async () => {
+  // Wait for the start build to write the instance's addresses, or it would overwrite ours.
+  await waitFor("the start build", async () => {
     const r = await pool.query(
-      "SELECT 1 FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      "SELECT 1 FROM workspace_builds WHERE workspace_id = $1 AND status = 'succeeded'",
       [workspaceId],
     );
     return r.rowCount === 1;
@@ -412,6 +413,38 @@ describe("preview proxy", async () => {
       // It reached our dev server (the box), not the host the request named.
       expect(res.status).toBe(200);
       expect(JSON.parse(res.body).headers["x-forwarded-host"]).toBe("169.254.169.254");
+    });
+
+    it("never dials a metadata, unspecified or non-IP box address", async () => {
+      const setIp = (ip: string) =>
+        pool.query(
+          "UPDATE workspace_instances SET public_ip = $2 WHERE workspace_id = $1 AND stopped_at IS NULL",
+          [workspaceId, ip],
+        );
+      try {
+        for (const ip of ["169.254.169.254", "0.0.0.0", "localhost", "example.com"]) {
+          await setIp(ip);
+          // The trigger's NOTIFY, not a TTL, makes the new address visible.
+          await waitFor(
+            `refusal for ${ip}`,
+            async () => {
+              const res = await raw(cp.url, `${prefix}/echo`, { headers: bearer });
+              return res.status === 502 && !res.body.includes(ip) && res.body.includes("not running");
+            },
+            3_000,
+          );
+          const before = dev.hits;
+          expect((await raw(cp.url, `${prefix}/echo`, { headers: bearer })).status).toBe(502);
+          expect(dev.hits).toBe(before);
+        }
+      } finally {
+        await setIp("127.0.0.1");
+      }
+      await waitFor(
+        "routing back to the box",
+        async () => (await raw(cp.url, `${prefix}/echo`, { headers: bearer })).status === 200,
+        3_000,
+      );
     });
 
     it("refuses ports outside the range and the control plane's own port, even when detected", async () => {

@@ -1,0 +1,125 @@
+/** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
+import { describe, expect, it } from "vitest";
+import { classify, isSafePath, rewriteLocation, safeNext, withoutCookies } from "./request.ts";
+import { isAllowedUpstream, previewUpstreamHost } from "./upstream.ts";
+
+const ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+describe("classify", () => {
+  it("takes the path form, except the API's own sub-routes", () => {
+    expect(classify("GET", `/api/v1/previews/${ID}/a?b=1`, "api", undefined)).toMatchObject({
+      form: "path",
+      previewId: ID,
+      forwardPath: "/a?b=1",
+    });
+    expect(classify("GET", `/api/v1/previews/${ID}/share`, "api", undefined)).toMatchObject({ form: "path" });
+    expect(classify("POST", `/api/v1/previews/${ID}/share`, "api", undefined)).toBeNull();
+    expect(classify("DELETE", `/api/v1/previews/${ID}/share`, "api", undefined)).toBeNull();
+    expect(classify("POST", `/api/v1/previews/${ID}/open`, "api", undefined)).toBeNull();
+    expect(classify("GET", `/api/v1/previews/${ID}`, "api", undefined)).toBeNull();
+    expect(classify("GET", "/api/v1/workspaces", "api", undefined)).toBeNull();
+  });
+
+  it("owns every host on the preview domain, and nothing when the domain is unset", () => {
+    expect(classify("GET", "/x", `${ID}.p.test:8080`, "p.test")).toMatchObject({
+      form: "host",
+      previewId: ID,
+    });
+    expect(classify("GET", "/x", `${ID.toUpperCase()}.P.TEST.`, "p.test")).toMatchObject({ previewId: ID });
+    expect(classify("GET", "/x", "p.test", "p.test")).toEqual({ form: "refused", page: "not_found" });
+    expect(classify("GET", "/x", `a.${ID}.p.test`, "p.test")).toEqual({ form: "refused", page: "not_found" });
+    expect(classify("GET", "/x", `${ID}.p.test`, undefined)).toBeNull();
+    expect(classify("GET", "/x", `${ID}.p.test.evil`, "p.test")).toBeNull();
+  });
+
+  it("refuses absolute-URI request lines aimed at the path form", () => {
+    expect(classify("GET", `http://10.0.0.1/api/v1/previews/${ID}/x`, "api", undefined)).toEqual({
+      form: "refused",
+      page: "bad_path",
+    });
+  });
+});
+
+describe("isSafePath", () => {
+  it.each([
+    ["/", true],
+    ["/a/b.c/d?x=../..", true],
+    ["/a%20b/%E2%9C%93", true],
+    ["/..", false],
+    ["/a/../b", false],
+    ["/a/./b", false],
+    ["/%2e%2e/x", false],
+    ["/%2E./x", false],
+    ["/a%2f..%2fb", false],
+    ["/a\\b", false],
+    ["/a%5cb", false],
+    ["/%00", false],
+    ["/%zz", false],
+    ["//host/x", false],
+    ["http://host/x", false],
+    ["*", false],
+  ])("%s → %s", (path, safe) => {
+    expect(isSafePath(path)).toBe(safe);
+  });
+});
+
+describe("upstream", () => {
+  const instance = (publicIp: string | null) => ({ publicIp, tailnetIp: null, terminalPort: 41000 });
+  it("dials only a literal, non-special IP; loopback only in local mode", () => {
+    expect(previewUpstreamHost(instance("203.0.113.9"), false)).toBe("203.0.113.9");
+    expect(previewUpstreamHost(instance("127.0.0.1"), true)).toBe("127.0.0.1");
+    for (const ip of [
+      "127.0.0.1",
+      "::1",
+      "169.254.169.254",
+      "0.0.0.0",
+      "::",
+      "fe80::1",
+      "example.com",
+      null,
+    ]) {
+      expect(previewUpstreamHost(instance(ip), false), String(ip)).toBeNull();
+    }
+  });
+
+  it("allows only 1024-65535 without the box's services and, on loopback, this control plane", () => {
+    const reserved = { controlPlaneLocal: new Set([7600, 5432]) };
+    expect(isAllowedUpstream("203.0.113.9", 5173, instance("203.0.113.9"), reserved)).toBe(true);
+    expect(isAllowedUpstream("203.0.113.9", 7600, instance("203.0.113.9"), reserved)).toBe(true);
+    for (const port of [22, 80, 1023, 7681, 7690, 41000, 65536, 3.5]) {
+      expect(isAllowedUpstream("203.0.113.9", port, instance("203.0.113.9"), reserved), String(port)).toBe(
+        false,
+      );
+    }
+    expect(isAllowedUpstream("127.0.0.1", 7600, instance("127.0.0.1"), reserved)).toBe(false);
+    expect(isAllowedUpstream("127.0.0.1", 5432, instance("127.0.0.1"), reserved)).toBe(false);
+  });
+});
+
+describe("headers and redirects", () => {
+  it("strips only the named cookies", () => {
+    const names = new Set(["berth_session", "berth_preview"]);
+    expect(withoutCookies("a=1; berth_session=x; b=2;berth_preview=y", names)).toBe("a=1; b=2");
+    expect(withoutCookies("berth_session=x", names)).toBeUndefined();
+  });
+
+  it("rewrites redirects to the box into the preview, and keeps `next` on the same host", () => {
+    expect(rewriteLocation("http://127.0.0.1:5173/x?y", "127.0.0.1:5173", undefined)).toBe("/x?y");
+    expect(rewriteLocation("/x", "127.0.0.1:5173", "/api/v1/previews/p")).toBe("/api/v1/previews/p/x");
+    expect(rewriteLocation("/api/v1/previews/p/x", "127.0.0.1:5173", "/api/v1/previews/p")).toBe(
+      "/api/v1/previews/p/x",
+    );
+    expect(rewriteLocation("https://example.com/", "127.0.0.1:5173", "/p")).toBe("https://example.com/");
+    expect(safeNext("/a?b")).toBe("/a?b");
+    for (const bad of [
+      "//evil.example",
+      "/\\evil.example",
+      "https://evil.example",
+      "evil",
+      null,
+      "/a/../b",
+    ]) {
+      expect(safeNext(bad)).toBe("/");
+    }
+  });
+});
