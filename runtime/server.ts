@@ -207,6 +207,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       ]);
       cleanup.push(() => scheduler.stop());
     }
+    // Runs before the scheduler's graceful stop (cleanup is reversed), so a run in its spread ends now.
+    cleanup.push(async () => health.stop());
     log.info({ url, mode: config.auth.mode, driver: config.driver }, "control plane listening");
     return {
       url,

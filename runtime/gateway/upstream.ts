@@ -156,6 +156,8 @@ export class UpstreamResolver {
   readonly #ttlMs: number;
   readonly #reprobeMs: number;
   readonly #memory = new Map<string, Remembered>();
+  /** Instances whose refused address was logged already: once per instance, not once per connection. */
+  readonly #refusedLogged = new Set<string>();
   #closed = false;
 
   constructor(options: UpstreamOptions) {
@@ -262,7 +264,10 @@ export class UpstreamResolver {
     ] as const) {
       if (!host) continue;
       if (this.#allow(path, host)) paths.push({ path, host });
-      else this.#log.warn({ instanceId: box.id, path }, "box address refused by the address policy");
+      else if (!this.#refusedLogged.has(`${box.id}:${path}`)) {
+        this.#refusedLogged.add(`${box.id}:${path}`);
+        this.#log.warn({ instanceId: box.id, path }, "box address refused by the address policy");
+      }
     }
     if (this.#fresh(box)?.path === "tailnet") paths.reverse();
     return paths;

@@ -9,6 +9,7 @@
  * resolver), and its agent's heartbeat age as passive health. The verdict feeds rules.ts; the state
  * change and the counters are written in one transaction, conditional on the state they were computed from.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { PoolClient } from "pg";
 import type { Database } from "../db/client.ts";
 import type { UpstreamResolver } from "../gateway/upstream.ts";
@@ -82,6 +83,8 @@ export class HealthProber {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #o: HealthOptions;
+  /** Shutdown: a run in progress stops starting probes (its spread can last half a minute). */
+  readonly #stopping = new AbortController();
 
   constructor(deps: {
     database: Database;
@@ -99,7 +102,13 @@ export class HealthProber {
     this.#o = { ...DEFAULT_HEALTH_OPTIONS, ...deps.options };
   }
 
+  /** Ends a run in progress early and makes later calls no-ops; call before the database closes. */
+  stop(): void {
+    this.#stopping.abort();
+  }
+
   async probeAll(): Promise<HealthRunReport> {
+    if (this.#stopping.signal.aborted) return { skipped: true, boxes: [], ms: 0 };
     const started = performance.now();
     const lock = await this.#database.pool.connect();
     try {
@@ -131,9 +140,11 @@ export class HealthProber {
       .sort((a, b) => a.at - b.at);
     const results: BoxHealth[] = [];
     const worker = async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
+      const stopping = this.#stopping.signal;
+      for (let next = queue.shift(); next && !stopping.aborted; next = queue.shift()) {
         const wait = next.at - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (wait > 0) await sleep(wait, undefined, { signal: stopping }).catch(() => {});
+        if (stopping.aborted) return;
         try {
           results.push(await this.#probeBox(next.row));
         } catch (err) {

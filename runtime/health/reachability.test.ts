@@ -21,6 +21,7 @@ import { BoxUnreachableError } from "../gateway/upstream.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../workspaces/secrets.ts";
+import { HealthProber } from "./prober.ts";
 
 const PUBLIC = "127.0.0.1";
 const TAILNET = "127.0.0.2";
@@ -259,5 +260,22 @@ describe("box reachability in local mode: public first, tailnet fallback, health
   it("runs one probe run at a time across replicas", async () => {
     const [a, b] = await Promise.all([cp.health.probeAll(), cp.health.probeAll()]);
     expect([a.skipped, b.skipped].sort()).toEqual([false, true]);
+  });
+
+  it("ends a run that is still spreading its probes when the control plane stops", async () => {
+    const prober = new HealthProber({
+      database: cp.deps.database,
+      upstream,
+      secretBox: cp.deps.secretBox,
+      metrics: cp.deps.metrics,
+      log: cp.deps.log,
+      options: { spreadMs: 120_000 },
+    });
+    const run = prober.probeAll();
+    prober.stop();
+    const report = await run;
+    expect(report.boxes).toEqual([]);
+    expect(report.ms).toBeLessThan(5_000);
+    expect((await prober.probeAll()).skipped).toBe(true);
   });
 });
