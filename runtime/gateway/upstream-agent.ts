@@ -1,0 +1,55 @@
+/**
+ * An `http.Agent` whose connections are dialled by the upstream resolver, for proxies that take an agent
+ * and a target rather than a socket (http-proxy-3's `web()` and `ws()`, `http.request`). A request names the
+ * box by `target(box, port)`, whose host is the instance id: the agent pools keep-alive sockets per instance
+ * and port, and each new socket goes through the resolver's path order and memory. The instance id is also
+ * what the Host header would carry if the caller let it; proxies keep the client's Host (http-proxy's
+ * default), so no address reaches the box's server or the client.
+ */
+import { Agent, type AgentOptions, type ClientRequestArgs } from "node:http";
+import type { Duplex } from "node:stream";
+import { type BoxAddresses, BoxUnreachableError, type UpstreamResolver } from "./upstream.ts";
+
+/** Boxes not named for this long are dropped from the agent's table (their pooled sockets age out anyway). */
+const FORGET_AFTER_MS = 10 * 60_000;
+
+export class UpstreamAgent extends Agent {
+  readonly #resolver: UpstreamResolver;
+  readonly #boxes = new Map<string, { box: BoxAddresses; seenAt: number }>();
+
+  constructor(resolver: UpstreamResolver, options: AgentOptions = {}) {
+    super(options);
+    this.#resolver = resolver;
+  }
+
+  /** The target to hand the proxy for `port` on this box; records the box's current addresses. */
+  target(box: BoxAddresses, port: number): { protocol: "http:"; host: string; port: number } {
+    const now = Date.now();
+    this.#boxes.set(box.id, {
+      box: { id: box.id, publicIp: box.publicIp, tailnetIp: box.tailnetIp },
+      seenAt: now,
+    });
+    if (this.#boxes.size > 64) {
+      for (const [id, entry] of this.#boxes) if (now - entry.seenAt > FORGET_AFTER_MS) this.#boxes.delete(id);
+    }
+    return { protocol: "http:", host: box.id, port };
+  }
+
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const done = callback ?? (() => {});
+    const entry = this.#boxes.get(String(options.host));
+    if (!entry) {
+      // Not a box named through target(): never fall back to resolving the host as a name.
+      process.nextTick(() => done(new BoxUnreachableError([]), undefined as never));
+      return undefined;
+    }
+    this.#resolver.connect(entry.box, Number(options.port)).then(
+      ({ socket }) => done(null, socket),
+      (err: Error) => done(err, undefined as never),
+    );
+    return undefined;
+  }
+}
