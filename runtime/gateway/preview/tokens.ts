@@ -6,7 +6,7 @@
  * All are signed with a key derived from the secret box, so every replica verifies what another minted.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { jwtVerify, SignJWT } from "jose";
+import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type pg from "pg";
 import type { SecretBox } from "../../security/secret-box.ts";
 import type { PreviewRoute } from "./routing.ts";
@@ -22,10 +22,14 @@ const COOKIE_AUDIENCE = "berth:preview-host";
 /** What a verified host cookie grants: the owner's own access, or a share link's. */
 type Grant = { kind: "owner"; userId: string } | { kind: "link"; shareVersion: number };
 
+/** Verified host cookies, so the hot path skips the HMAC; the route checks still run on every request. */
+const VERIFIED_MAX = 10_000;
+
 const hash = (code: string) => createHash("sha256").update(code).digest("base64url");
 
 export class PreviewTokens {
   readonly #key: Uint8Array;
+  readonly #verified = new Map<string, JWTPayload>();
 
   constructor(secretBox: SecretBox) {
     this.#key = secretBox.deriveKey("preview-tokens");
@@ -70,7 +74,18 @@ export class PreviewTokens {
    * once to cookies already handed out.
    */
   async verifyHostCookie(token: string, route: PreviewRoute): Promise<boolean> {
-    const p = await this.#verify(token, COOKIE_AUDIENCE);
+    let p: JWTPayload | null | undefined = this.#verified.get(token);
+    if (p && (p.exp ?? 0) * 1000 <= Date.now()) {
+      this.#verified.delete(token);
+      p = undefined;
+    }
+    if (!p) {
+      p = await this.#verify(token, COOKIE_AUDIENCE);
+      if (p) {
+        if (this.#verified.size >= VERIFIED_MAX) this.#verified.clear();
+        this.#verified.set(token, p);
+      }
+    }
     if (!p || p.sub !== route.previewId) return false;
     if (p.k === "owner") return p.uid === route.ownerId;
     return p.k === "link" && route.share === "link" && p.ver === route.shareVersion;
