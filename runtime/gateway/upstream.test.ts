@@ -121,6 +121,11 @@ describe("UpstreamResolver", () => {
     expect(await count(metrics, "upstreamConnections", { path: "public", result: "refused" })).toBe(1);
     expect(await count(metrics, "upstreamConnections", { path: "tailnet", result: "ok" })).toBe(3);
     expect(await count(metrics, "upstreamPathSwitches", { to: "tailnet" })).toBe(1);
+    // A closed port on the box (a preview whose dev server is down) fails, but the path stays known.
+    const closed = await listen(TAILNET);
+    await closed.close();
+    await expect(upstream.connect(b, closed.port)).rejects.toThrow(/^box unreachable$/);
+    expect(upstream.currentPath(b.id)).toBe("tailnet");
     const target = await upstream.connectTarget(b, tailnet.port);
     expect(target).toEqual({
       host: TAILNET,

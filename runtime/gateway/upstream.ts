@@ -192,7 +192,8 @@ export class UpstreamResolver {
         attempts.push({ path, result });
       }
     }
-    this.#forget(box.id);
+    // The memory stays: a failure on every path is as often a closed port (a preview whose dev server is
+    // down) as a dead box, and forgetting would send the next terminal attach back to a dead primary.
     this.#metrics.upstreamUnreachable.inc();
     this.#log.warn({ instanceId: box.id, attempts }, "box unreachable");
     throw new BoxUnreachableError(attempts);
