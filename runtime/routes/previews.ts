@@ -23,6 +23,7 @@ import {
 } from "../gateway/preview/upstream.ts";
 import type { ApiRouter, AppDeps } from "../http/context.ts";
 import { HttpError, notFound, parseInput } from "../http/errors.ts";
+import { createLimiter } from "../security/rate-limit.ts";
 
 const declareBody = z
   .object({
@@ -43,6 +44,8 @@ const openBody = z.object({ path: z.string().max(2048).optional() }).strict();
 
 export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: PreviewGateway): void {
   const { db, pool } = deps.database;
+  // Codes and links are credentials: minting is rate-limited per user, across replicas (DESIGN.md §7).
+  const minting = createLimiter(pool, { name: "preview-token", points: 120, durationSeconds: 60 });
   const domain = () => {
     const d = deps.config.previewDomain;
     if (!d)
@@ -110,6 +113,7 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
     const { preview } = await ctx.state.scope.preview(ctx.params.id!);
     const { ttlSeconds = LINK_DEFAULT_TTL_SECONDS } = parseInput(shareBody, ctx.request.body ?? {});
     const d = domain();
+    await minting(ctx.state.actor.userId);
     const row = await db.transaction(async (tx) => {
       const [updated] = await tx
         .update(previews)
@@ -162,6 +166,7 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
     const { preview } = await ctx.state.scope.preview(ctx.params.id!);
     const { path } = parseInput(openBody, ctx.request.body ?? {});
     const d = domain();
+    await minting(ctx.state.actor.userId);
     const code = await gateway.tokens.issueCode(pool, preview.id, ctx.state.actor.userId);
     const next = encodeURIComponent(safeNext(path ?? "/"));
     ctx.set("Cache-Control", "no-store");

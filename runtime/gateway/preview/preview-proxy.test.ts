@@ -509,3 +509,54 @@ describe("preview proxy", async () => {
     return r.rows[0]?.owner_id;
   }
 });
+
+describe("minting preview credentials", async () => {
+  const cp = await startTestControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
+  const token = cp.localToken;
+  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
+  const declared = await json(
+    await cp.api(`/api/v1/workspaces/${created.workspace.id}/previews`, {
+      method: "POST",
+      token,
+      json: { port: 5173 },
+    }),
+  );
+  const previewId: string = declared.preview.id;
+
+  it("is rate-limited per user (codes and links share one budget)", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 120; i++) {
+      const res = await cp.api(`/api/v1/previews/${previewId}/${i % 2 ? "open" : "share"}`, {
+        method: "POST",
+        token,
+        json: {},
+      });
+      statuses.push(res.status);
+    }
+    expect(new Set(statuses)).toEqual(new Set([200, 201]));
+    const over = await cp.api(`/api/v1/previews/${previewId}/open`, { method: "POST", token, json: {} });
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("needs a preview domain for the host form and links", async () => {
+    const plain = await startTestControlPlane();
+    const ws = await json(
+      await plain.api("/api/v1/workspaces", { method: "POST", token: plain.localToken, json: {} }),
+    );
+    const p = await json(
+      await plain.api(`/api/v1/workspaces/${ws.workspace.id}/previews`, {
+        method: "POST",
+        token: plain.localToken,
+        json: { port: 5173 },
+      }),
+    );
+    const res = await plain.api(`/api/v1/previews/${p.preview.id}/open`, {
+      method: "POST",
+      token: plain.localToken,
+      json: {},
+    });
+    expect(res.status).toBe(409);
+    expect((await json(res)).error.code).toBe("preview_domain_unset");
+  });
+});

@@ -1,5 +1,6 @@
 /** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../config.ts";
 import { classify, isSafePath, rewriteLocation, safeNext, withoutCookies } from "./request.ts";
 import { isAllowedUpstream, previewUpstreamHost } from "./upstream.ts";
 
@@ -120,6 +121,26 @@ describe("headers and redirects", () => {
       "/a/../b",
     ]) {
       expect(safeNext(bad)).toBe("/");
+    }
+  });
+});
+
+describe("BERTH_PREVIEW_DOMAIN", () => {
+  it("is a bare DNS name, off the API's host", () => {
+    expect(loadConfig({ BERTH_PREVIEW_DOMAIN: "Preview.Localhost" }).previewDomain).toBe("preview.localhost");
+    expect(loadConfig({}).previewDomain).toBeUndefined();
+    for (const bad of ["http://p.test", "p.test:8080", "localhost", "-x.test"]) {
+      expect(() => loadConfig({ BERTH_PREVIEW_DOMAIN: bad }), bad).toThrow(/^BERTH_PREVIEW_DOMAIN: /);
+    }
+    // Previews under the API's host (or the API under the previews') would share its site and cookies.
+    for (const [api, preview] of [
+      ["http://berth.test:7600", "p.berth.test"],
+      ["http://api.p.test", "p.test"],
+      ["http://p.test", "p.test"],
+    ]) {
+      expect(() => loadConfig({ BERTH_PUBLIC_URL: api!, BERTH_PREVIEW_DOMAIN: preview! }), preview).toThrow(
+        /^BERTH_PREVIEW_DOMAIN: must not contain or sit under the API host/,
+      );
     }
   });
 });
