@@ -3,7 +3,7 @@
  * rest. The per-instance agent token is not among them: it is minted per start and stored only as a hash.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { workspaceSecrets } from "../db/schema.ts";
 import type { SecretBox } from "../security/secret-box.ts";
@@ -35,7 +35,8 @@ export async function storeWorkspaceSecrets(
     .values(rows)
     .onConflictDoUpdate({
       target: [workspaceSecrets.workspaceId, workspaceSecrets.name],
-      set: { keyId: workspaceSecrets.keyId, sealed: workspaceSecrets.sealed, updatedAt: new Date() },
+      // `excluded` is the row being inserted: a re-seal (new value or rotated key) replaces the stored one.
+      set: { keyId: sql`excluded.key_id`, sealed: sql`excluded.sealed`, updatedAt: new Date() },
     });
 }
 
