@@ -1,0 +1,110 @@
+/**
+ * The whole preview path on this machine: a dev server started inside the workspace's tmux session is
+ * detected by the real box agent (its listening port and command), recorded by the agent API, and served
+ * through the proxy in both forms, without anyone declaring it. Local mode's box address is 127.0.0.1.
+ */
+import { execFileSync } from "node:child_process";
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { describe, expect, it } from "vitest";
+import { json } from "../../test/control-plane.ts";
+import { startLocalControlPlane } from "../../test/local-control-plane.ts";
+import { waitFor } from "../../test/wait.ts";
+
+const DOMAIN = "preview.localhost";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe("a detected preview on a local box", async () => {
+  const cp = await startLocalControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
+  const { pool } = cp.deps.database;
+  const token = cp.localToken;
+
+  it("is detected by the agent and proxied in both forms", async () => {
+    const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
+    const workspaceId: string = created.workspace.id;
+    await waitFor(
+      "ready",
+      async () =>
+        (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
+        "ready",
+      40_000,
+    );
+    await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+      method: "POST",
+      token,
+      json: { name: "dev" },
+    });
+    const socket = cp.agentState(workspaceId)!.tmuxSocket;
+    await waitFor("the tmux session", () => {
+      try {
+        execFileSync("tmux", ["-S", socket, "has-session", "-t", "=dev"], { stdio: "ignore" });
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const port = await freePort();
+    execFileSync("tmux", [
+      "-S",
+      socket,
+      "send-keys",
+      "-t",
+      "=dev:0.0",
+      `python3 -m http.server ${port} --bind 127.0.0.1`,
+      "Enter",
+    ]);
+    const preview = await waitFor(
+      "the detected preview",
+      async () => {
+        const list = await json(await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { token }));
+        return list.previews.find((p: { port: number }) => p.port === port);
+      },
+      20_000,
+    );
+    expect(preview).toMatchObject({ source: "detected", framework: expect.any(String) });
+
+    const viaPath = await cp.api(`/api/v1/previews/${preview.id}/`, { token });
+    expect(viaPath.status).toBe(200);
+    expect(await viaPath.text()).toContain("Directory listing");
+
+    const opened = await json(
+      await cp.api(`/api/v1/previews/${preview.id}/open`, { method: "POST", token, json: {} }),
+    );
+    const u = new URL(opened.url);
+    const get = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; setCookie: string; body: string }>((resolve, reject) => {
+        request({ host: "127.0.0.1", port: u.port, path, headers, agent: false }, (res) => {
+          let body = "";
+          res.on("data", (d) => {
+            body += d;
+          });
+          res.on("end", () =>
+            resolve({ status: res.statusCode!, setCookie: String(res.headers["set-cookie"] ?? ""), body }),
+          );
+        })
+          .on("error", reject)
+          .end();
+      });
+    const signIn = await get(`${u.pathname}${u.search}`, { host: u.host });
+    expect(signIn.status).toBe(303);
+    const page = await get("/", { host: u.host, cookie: signIn.setCookie.split(";", 1)[0]! });
+    expect(page.status).toBe(200);
+    expect(page.body).toContain("Directory listing");
+
+    // Stopping the dev server closes the detected preview, and the proxy stops routing it.
+    execFileSync("tmux", ["-S", socket, "send-keys", "-t", "=dev:0.0", "C-c", ""]);
+    await waitFor(
+      "the preview closed",
+      async () => (await cp.api(`/api/v1/previews/${preview.id}/`, { token })).status === 404,
+      20_000,
+    );
+  });
+});
