@@ -149,7 +149,6 @@ export async function startControlPlane(config: Config, options: StartOptions = 
 
     const { app, previews } = buildApp(deps);
     await previews.start();
-    cleanup.push(async () => previews.stop());
     const server = createServer(app.callback());
     const upgrades = new UpgradeDispatcher(log);
     upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
@@ -165,6 +164,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
           server.closeAllConnections();
         }),
     );
+    // Before the server closes: proxied HMR sockets are no longer the server's and would hold its close.
+    cleanup.push(async () => previews.stop());
     const { port } = server.address() as AddressInfo;
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     const url = `http://${host}:${port}`;

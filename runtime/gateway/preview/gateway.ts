@@ -43,6 +43,13 @@ interface Forwarding {
   authority: string;
 }
 
+/** Our credentials, whichever form set them: never forwarded to a dev server, never settable by one. */
+const STRIPPED_COOKIES: ReadonlySet<string> = new Set([
+  API_SESSION_COOKIE,
+  "berth_preview",
+  "__Host-berth_preview",
+]);
+
 const refuse = (status: number, pageName: PageName): Admission => ({
   ok: false,
   refusal: { status, page: pageName },
@@ -56,6 +63,8 @@ export class PreviewGateway {
   /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 });
   readonly #forwarding = new WeakMap<IncomingMessage, Forwarding>();
+  /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
+  readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
 
   constructor(deps: AppDeps) {
@@ -80,8 +89,11 @@ export class PreviewGateway {
     await this.routes.start(this.#deps.listener);
   }
 
+  /** Run before the HTTP server closes: open HMR sockets would otherwise hold its close forever. */
   stop(): void {
     this.routes.stop();
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
     this.#agent.destroy();
   }
 
@@ -94,9 +106,7 @@ export class PreviewGateway {
     return this.#secure ? "__Host-berth_preview" : "berth_preview";
   }
 
-  get #strippedCookies(): ReadonlySet<string> {
-    return new Set([API_SESSION_COOKIE, "berth_preview", "__Host-berth_preview"]);
-  }
+  readonly #strippedCookies: ReadonlySet<string> = STRIPPED_COOKIES;
 
   #classify(req: IncomingMessage): Classified {
     return classify(req.method ?? "GET", req.url ?? "/", req.headers.host, this.#deps.config.previewDomain);
@@ -291,6 +301,8 @@ export class PreviewGateway {
     }
     const { host, port, route } = admission;
     this.#prepare(req, target, host, port, true);
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
     this.#proxy.ws(
       req,
       socket,

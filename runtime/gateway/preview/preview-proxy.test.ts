@@ -490,7 +490,13 @@ describe("preview proxy", async () => {
 
   describe("restart", () => {
     it("a new control plane on the same database routes the preview at once", async () => {
+      // An HMR socket left open must not hold the shutdown (upgraded sockets escape server.close()).
+      const hmr = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
+      const dropped = new Promise((resolve) => hmr.once("close", resolve));
+      const closing = Date.now();
       await cp.close();
+      await dropped;
+      expect(Date.now() - closing).toBeLessThan(5_000);
       const second = await startTestControlPlane({
         BERTH_PREVIEW_DOMAIN: DOMAIN,
         DATABASE_URL: cp.deps.database.url,
