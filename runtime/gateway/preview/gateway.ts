@@ -55,6 +55,10 @@ const refuse = (status: number, pageName: PageName): Admission => ({
   refusal: { status, page: pageName },
 });
 
+/** CSP for path-form responses: scripts and forms work, the API's origin and its cookies are out of reach. */
+export const PATH_FORM_SANDBOX =
+  "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
 export class PreviewGateway {
   readonly routes: PreviewRoutes;
   readonly tokens: PreviewTokens;
@@ -78,6 +82,16 @@ export class PreviewGateway {
       sanitizeResponseHeaders(proxyRes.headers, this.#strippedCookies);
       const location = proxyRes.headers.location;
       if (fwd && location) proxyRes.headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
+      // The path form serves the dev server's pages on the API's own origin. Sandboxed (no allow-same-origin)
+      // they run in an opaque origin: they cannot read the API's cookies or call the API as the user. Apps
+      // that need their own origin (cookies, HMR) use the host form.
+      if (fwd?.prefix !== undefined) {
+        const existing = proxyRes.headers["content-security-policy"];
+        proxyRes.headers["content-security-policy"] = [
+          ...(Array.isArray(existing) ? existing : existing ? [existing] : []),
+          PATH_FORM_SANDBOX,
+        ].join(", ");
+      }
     });
     // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
     this.#proxy.on("error", (err) =>

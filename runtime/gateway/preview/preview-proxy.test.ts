@@ -10,6 +10,7 @@ import { upsertUser } from "../../auth/actor.ts";
 import { json, startTestControlPlane } from "../../test/control-plane.ts";
 import { waitFor } from "../../test/wait.ts";
 import { MEGABYTE_BODY, startDevServer } from "./dev-server.ts";
+import { PATH_FORM_SANDBOX } from "./gateway.ts";
 
 const DOMAIN = "preview.localhost";
 
@@ -170,8 +171,9 @@ describe("preview proxy", async () => {
       expect(seen.headers["x-forwarded-host"]).toBe(`127.0.0.1:${cpPort}`);
       expect(seen.headers["x-forwarded-proto"]).toBe("http");
       expect(seen.headers["x-forwarded-prefix"]).toBe(prefix);
-      // Not helmet's CSP: the dev server's own headers rule its page.
-      expect(res.headers["content-security-policy"]).toBeUndefined();
+      // Not helmet's CSP, but a sandbox: on the API's origin the page must not act with the API's cookies.
+      expect(res.headers["content-security-policy"]).toBe(PATH_FORM_SANDBOX);
+      expect(PATH_FORM_SANDBOX).not.toContain("allow-same-origin");
     });
 
     it("streams request and response bodies larger than the API's JSON limit", async () => {
