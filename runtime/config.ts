@@ -38,7 +38,7 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_DEFAULT_VOLUME_GB: "volume size for new workspaces, 10-10240 (default 20)",
   BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
   BERTH_PREVIEW_DOMAIN:
-    "previews' own hosts, <previewId>.<domain> (e.g. preview.localhost locally); use a domain separate from the API's (another registrable domain in hosted mode) so preview code never shares a site with the API; unset serves previews under /api/v1/previews/<id>/ only",
+    "previews' own hosts, <previewId>.<domain>; default preview.localhost in local mode; in hosted mode use another registrable domain than the API's so preview code never shares a site with it (unset: path form /api/v1/previews/<id>/ only)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
 
@@ -195,7 +195,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       volumeSizeGb: e.BERTH_DEFAULT_VOLUME_GB,
       maxPerUser: e.BERTH_MAX_WORKSPACES_PER_USER,
     },
-    previewDomain: e.BERTH_PREVIEW_DOMAIN,
+    // Browsers resolve *.localhost to loopback, so local mode gets previews on their own origin for free.
+    previewDomain: e.BERTH_PREVIEW_DOMAIN ?? (hosted ? undefined : "preview.localhost"),
     logLevel: e.BERTH_LOG_LEVEL,
   };
 }

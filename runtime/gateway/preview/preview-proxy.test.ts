@@ -549,6 +549,8 @@ describe("minting preview credentials", async () => {
 
   it("needs a preview domain for the host form and links", async () => {
     const plain = await startTestControlPlane();
+    // Local mode defaults to preview.localhost; a hosted deployment may have no preview domain at all.
+    plain.deps.config.previewDomain = undefined;
     const ws = await json(
       await plain.api("/api/v1/workspaces", { method: "POST", token: plain.localToken, json: {} }),
     );

@@ -128,7 +128,15 @@ describe("headers and redirects", () => {
 describe("BERTH_PREVIEW_DOMAIN", () => {
   it("is a bare DNS name, off the API's host", () => {
     expect(loadConfig({ BERTH_PREVIEW_DOMAIN: "Preview.Localhost" }).previewDomain).toBe("preview.localhost");
-    expect(loadConfig({}).previewDomain).toBeUndefined();
+    // Local mode defaults to preview.localhost (browsers resolve *.localhost to loopback); hosted mode to none.
+    expect(loadConfig({}).previewDomain).toBe("preview.localhost");
+    expect(
+      loadConfig({
+        CLERK_SECRET_KEY: "sk_x",
+        BERTH_AUTHORIZED_PARTIES: "https://a",
+        BERTH_SECRET_KEYS: "k:x",
+      }).previewDomain,
+    ).toBeUndefined();
     for (const bad of ["http://p.test", "p.test:8080", "localhost", "-x.test"]) {
       expect(() => loadConfig({ BERTH_PREVIEW_DOMAIN: bad }), bad).toThrow(/^BERTH_PREVIEW_DOMAIN: /);
     }
