@@ -105,7 +105,7 @@ describe("baseline policies", () => {
       await violations(
         firewall([{ direction: "in", protocol: "tcp", port: "5173", sourceIps: ["0.0.0.0/0"] }]),
       ),
-    ).toEqual(["no-world-ttyd-or-previews: rule for port 5173 opens preview ports 3000-9999 to 0.0.0.0/0"]);
+    ).toEqual(["no-world-ttyd-or-previews: rule for port 5173 opens preview ports 1024-65535 to 0.0.0.0/0"]);
     // The preview range comes from the pack's config.
     const narrow = { previewPortFrom: 4000, previewPortTo: 4010 };
     expect(

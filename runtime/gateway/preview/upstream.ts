@@ -3,10 +3,11 @@
  * proxy connects to is decided here, from Postgres rows, never from the request.
  */
 import { BlockList, isIP } from "node:net";
+import { DEFAULT_PREVIEW_PORTS } from "../../../stacks/workspace/firewall.ts";
 
-/** Ports a preview may use. Below 1024 are system services; the box's own services are excluded below. */
-export const PREVIEW_PORT_MIN = 1024;
-export const PREVIEW_PORT_MAX = 65535;
+/** Ports a preview may use: the range the box firewall admits; the box's own services are excluded below. */
+export const PREVIEW_PORT_MIN = DEFAULT_PREVIEW_PORTS.from;
+export const PREVIEW_PORT_MAX = DEFAULT_PREVIEW_PORTS.to;
 
 /** The box's own endpoints (box/boot-config.ts): the terminal (ttyd) and the agent's loopback API. */
 export const BOX_SERVICE_PORTS: ReadonlySet<number> = new Set([7681, 7690]);
