@@ -18,6 +18,7 @@ import { PgListener } from "./db/listener.ts";
 import { runMigrations } from "./db/migrate.ts";
 import { createDriver } from "./drivers.ts";
 import { addressPolicy } from "./gateway/address-policy.ts";
+import { TerminalGateway, type TerminalGatewayOptions } from "./gateway/terminal/gateway.ts";
 import { type UpstreamOptions, UpstreamResolver } from "./gateway/upstream.ts";
 import { type HealthOptions, HealthProber } from "./health/prober.ts";
 import { buildApp } from "./http/app.ts";
@@ -59,6 +60,8 @@ export interface StartOptions {
   /** Resolver timings (tests shorten the TTL and the re-probe period). */
   upstream?: Partial<Pick<UpstreamOptions, "connectTimeoutMs" | "ttlMs" | "reprobeMs">>;
   health?: Partial<HealthOptions>;
+  /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
+  terminal?: Partial<TerminalGatewayOptions>;
   worker?: Partial<
     Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
   >;
@@ -111,6 +114,16 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const driver = options.driver ?? (await createDriver(config, log));
 
     const metrics = createMetrics();
+    const terminal = new TerminalGateway({
+      database,
+      secretBox,
+      log,
+      registry: metrics.registry,
+      // Read per upgrade: the public URL is known only once the server listens.
+      allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
+      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      options: options.terminal,
+    });
     // Loopback boxes exist only with the local driver; elsewhere a loopback address is an attack.
     const upstream = new UpstreamResolver({
       metrics,
@@ -145,6 +158,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       }),
       publicUrl: config.publicUrl ?? "",
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
+      terminal,
     };
 
     const { app, previews } = buildApp(deps);
@@ -152,6 +166,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const server = createServer(app.callback());
     const upgrades = new UpgradeDispatcher(log);
     upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
+    terminal.register(upgrades);
     upgrades.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -166,6 +181,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     );
     // Before the server closes: proxied HMR sockets are no longer the server's and would hold its close.
     cleanup.push(async () => previews.stop());
+    // Before the server closes: terminal sockets get 1001 and their activity is recorded.
+    cleanup.push(() => terminal.close());
     const { port } = server.address() as AddressInfo;
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     const url = `http://${host}:${port}`;

@@ -3,6 +3,7 @@
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
  *   npm run bench -- builds reconciler
  */
+import { benchTerminalRelay } from "../gateway/terminal/bench.ts";
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
@@ -12,6 +13,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   builds: benchBuildQueue,
   reconciler: benchReconciler,
   "local-box": benchLocalBox,
+  "terminal-relay": benchTerminalRelay,
 };
 
 const wanted = process.argv.slice(2);

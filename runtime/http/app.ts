@@ -17,6 +17,7 @@ import { metricsRoutes } from "../routes/metrics.ts";
 import { notificationRoutes } from "../routes/notifications.ts";
 import { previewRoutes } from "../routes/previews.ts";
 import { sessionRoutes } from "../routes/sessions.ts";
+import { terminalRoutes } from "../routes/terminal.ts";
 import { workspaceRoutes } from "../routes/workspaces.ts";
 import type { AppDeps, AppState } from "./context.ts";
 import { errorMiddleware } from "./errors.ts";
@@ -103,6 +104,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);
   sessionRoutes(apiRouter, deps);
+  terminalRoutes(apiRouter, deps);
   notificationRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
 

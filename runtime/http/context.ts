@@ -7,6 +7,7 @@ import type { OwnerScope } from "../authz/scope.ts";
 import type { Config } from "../config.ts";
 import type { Database } from "../db/client.ts";
 import type { PgListener } from "../db/listener.ts";
+import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
 import type { UpstreamResolver } from "../gateway/upstream.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -34,6 +35,8 @@ export interface AppDeps {
   upstream: UpstreamResolver;
   authenticator: Authenticator;
   limiters: { login: Limiter };
+  /** The terminal relay: token minting (routes/terminal.ts) and the WebSocket upgrade it serves. */
+  terminal: TerminalGateway;
   listener: PgListener;
   secretBox: SecretBox;
   driver: WorkspaceDriver;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll } from "vitest";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../drivers.ts";
+import type { StartOptions } from "../server.ts";
 import { startTestControlPlane, type TestControlPlane } from "./control-plane.ts";
 
 export interface LocalTestControlPlane extends TestControlPlane {
@@ -22,7 +23,7 @@ export interface LocalTestControlPlane extends TestControlPlane {
  */
 export async function startLocalControlPlane(
   env: Record<string, string> = {},
-  options: { root?: string } = {},
+  options: { root?: string; start?: StartOptions } = {},
 ): Promise<LocalTestControlPlane> {
   const root = options.root ?? mkdtempSync(join(tmpdir(), "berth-ws-"));
   const localDriver = new LocalDriver({
@@ -32,7 +33,7 @@ export async function startLocalControlPlane(
     readyTimeoutMs: 30_000,
     agentEnv: { BERTH_TERMINAL: "builtin", BERTH_AGENT_LOG_LEVEL: "debug" },
   });
-  const cp = await startTestControlPlane(env, { driver: localDriver });
+  const cp = await startTestControlPlane(env, { ...options.start, driver: localDriver });
   const agentState = (id: string) => {
     try {
       return JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));

@@ -1,0 +1,547 @@
+/**
+ * `GET /api/v1/sessions/:id/terminal` as a WebSocket: decides whether a browser may have a terminal, and
+ * only then opens one connection to the box and hands both to a TerminalRelay.
+ *
+ * The browser offers `tty` plus its token as a subprotocol entry, `berth.token.<jwt>` (never in the URL, so
+ * never in an access log), and optionally `berth.reconnect.<n>`; the handshake answers with `tty` only.
+ * Checks, in order, all before any upstream connection:
+ *   1. the Origin is one of the configured web origins — else HTTP 403 on the upgrade;
+ *   2. `tty` is offered — else HTTP 400 (not a ttyd client at all).
+ *   From here a refusal completes the handshake and closes with a code and reason the browser can read
+ *   (close-codes.ts), because a refused upgrade reaches a page's script only as a bare 1006:
+ *   3. the token verifies (signature, audience, expiry) and names the session in the path — else 4401;
+ *   4. the token is spent, atomically, in Postgres (issued by us, unexpired, unused, same user and
+ *      session) — else 4401;
+ *   5. the user's socket-creation rate limit — else 4429;
+ *   6. the session is open and owned by the token's user, read through the authorization scope — else 4404;
+ *   7. the session name matches ^[a-z0-9-]{1,32}$ (again: it becomes tmux's `-s`) — else 1011;
+ *   8. the per-session socket cap (this process) — else 4409;
+ *   9. the workspace is ready with an open instance that has a terminal address — else 4503 — and the
+ *      address passes the address policy (no loopback outside local mode, no metadata ranges) — else 4502;
+ *  10. the workspace's ttyd credential can be opened — else 1011.
+ * The client's query string is never read.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Registry } from "prom-client";
+import { WebSocket, WebSocketServer } from "ws";
+import { SESSION_NAME_RE } from "../../../box/protocol.ts";
+import { findUser } from "../../auth/actor.ts";
+import { OwnerScope } from "../../authz/scope.ts";
+import type { Database } from "../../db/client.ts";
+import { HttpError } from "../../http/errors.ts";
+import { rejectUpgrade, type UpgradeDispatcher } from "../../http/upgrade.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { createLimiter, type Limiter } from "../../security/rate-limit.ts";
+import type { SecretBox } from "../../security/secret-box.ts";
+import { readWorkspaceSecret } from "../../workspaces/secrets.ts";
+import type { AddressPolicy } from "../address-policy.ts";
+import { type CloseSpec, close } from "./close-codes.ts";
+import { createTerminalMetrics, type TerminalMetrics } from "./metrics.ts";
+import { type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
+import { TerminalTokens, type TokenRefusal } from "./tokens.ts";
+import { boxTerminalUrl, resolveBoxTerminalAddress } from "./upstream-address.ts";
+
+export const TERMINAL_PATH = /^\/api\/v1\/sessions\/([^/]+)\/terminal$/;
+export const TOKEN_PROTOCOL_PREFIX = "berth.token.";
+export const RECONNECT_PROTOCOL_PREFIX = "berth.reconnect.";
+
+export interface TerminalGatewayOptions extends RelaySettings {
+  /** Open terminals per session in this process. */
+  maxSocketsPerSession: number;
+  /** Terminal sockets a user may open per window (Postgres-backed, shared by replicas). */
+  socketRateLimit: { points: number; durationSeconds: number };
+  /** Token mints a user may make per window. */
+  mintRateLimit: { points: number; durationSeconds: number };
+  tokenTtlSeconds: number;
+  /** A socket with no activity this long is closed (4408). */
+  idleTimeoutMs: number;
+  /**
+   * Client input is always activity. Output is activity only at this rate or more: tmux redraws its status
+   * line (a clock) every minute, which would otherwise keep every attached terminal busy forever, while a
+   * working Claude, a build or a `top` easily passes it.
+   */
+  outputActivityBytesPerSecond: number;
+  /** How often activity is written to `sessions`/`workspaces.last_activity_at` (batched). */
+  activityFlushMs: number;
+  /** The one timer for every socket: idle checks, pings, activity. */
+  sweepIntervalMs: number;
+  /** Opens the upstream WebSocket (tests wrap it to count connections). */
+  connectUpstream: ConnectUpstream;
+}
+
+export const defaultConnectUpstream: ConnectUpstream = (url, options) =>
+  new WebSocket(url, options.protocols, options);
+
+export const DEFAULT_TERMINAL_OPTIONS: TerminalGatewayOptions = {
+  highWaterMark: 1024 * 1024,
+  lowWaterMark: 256 * 1024,
+  initTimeoutMs: 10_000,
+  maxEarlyBytes: 256 * 1024,
+  upstreamHandshakeTimeoutMs: 10_000,
+  upstreamMaxPayload: 8 * 1024 * 1024,
+  pingIntervalMs: 10_000,
+  deadPeerMs: 45_000,
+  maxSocketsPerSession: 8,
+  socketRateLimit: { points: 30, durationSeconds: 60 },
+  mintRateLimit: { points: 60, durationSeconds: 60 },
+  tokenTtlSeconds: 60,
+  idleTimeoutMs: 30 * 60_000,
+  outputActivityBytesPerSecond: 1024,
+  activityFlushMs: 30_000,
+  sweepIntervalMs: 1_000,
+  connectUpstream: defaultConnectUpstream,
+};
+
+/** Largest message a browser may send (a paste); ttyd's own default is similar. */
+const CLIENT_MAX_PAYLOAD = 1024 * 1024;
+
+export interface OfferedProtocols {
+  tty: boolean;
+  /** The value after `berth.token.`; undefined if absent, null if offered more than once. */
+  token: string | undefined | null;
+  reconnect: number | null;
+}
+
+/** Reads the Sec-WebSocket-Protocol list. Unknown entries are ignored; `ws` rejects malformed ones. */
+export function parseOfferedProtocols(header: string | undefined): OfferedProtocols {
+  const out: OfferedProtocols = { tty: false, token: undefined, reconnect: null };
+  for (const raw of (header ?? "").split(",")) {
+    const p = raw.trim();
+    if (p === "tty") out.tty = true;
+    else if (p.startsWith(TOKEN_PROTOCOL_PREFIX))
+      out.token = out.token === undefined ? p.slice(TOKEN_PROTOCOL_PREFIX.length) : null;
+    else if (p.startsWith(RECONNECT_PROTOCOL_PREFIX)) {
+      const n = p.slice(RECONNECT_PROTOCOL_PREFIX.length);
+      if (/^\d{1,9}$/.test(n)) out.reconnect = Number(n);
+    }
+  }
+  return out;
+}
+
+function normalizeOrigin(value: string): string | null {
+  try {
+    const origin = new URL(value).origin;
+    return origin === "null" ? null : origin;
+  } catch {
+    return null;
+  }
+}
+
+const TOKEN_REASONS: Record<TokenRefusal, string> = {
+  missing: "token missing",
+  malformed: "token malformed",
+  invalid: "token invalid",
+  expired: "token expired",
+  used: "token already used",
+  wrong_session: "token is for another session",
+};
+
+type Verdict =
+  | {
+      ok: true;
+      userId: string;
+      workspaceId: string;
+      sessionId: string;
+      jti: string;
+      upstreamUrl: string;
+      credential: string;
+      release: () => void;
+    }
+  | { ok: false; spec: CloseSpec; label: string };
+
+export interface TerminalGatewayDeps {
+  database: Database;
+  secretBox: SecretBox;
+  log: Logger;
+  registry: Registry;
+  /** The origins allowed to open sockets; read per request (the public URL is known only after listen). */
+  allowedOrigins: () => string[];
+  /** Which box addresses may be dialled (address-policy.ts); loopback only with the local driver. */
+  allowAddress: AddressPolicy;
+  options?: Partial<TerminalGatewayOptions>;
+}
+
+export class TerminalGateway {
+  readonly tokens: TerminalTokens;
+  readonly metrics: TerminalMetrics;
+  readonly options: TerminalGatewayOptions;
+  /** Token mints per user (the route uses it). */
+  readonly mintLimiter: Limiter;
+  readonly #socketLimiter: Limiter;
+  readonly #db: Database;
+  readonly #secretBox: SecretBox;
+  readonly #log: Logger;
+  readonly #allowedOrigins: () => string[];
+  readonly #allowAddress: AddressPolicy;
+  readonly #wss: WebSocketServer;
+  readonly #relays = new Set<TerminalRelay>();
+  readonly #perSession = new Map<string, number>();
+  /** Activity of relays that ended since the last flush: session id → workspace id and time. */
+  readonly #endedActivity = new Map<string, { workspaceId: string; at: number }>();
+  #sweep: NodeJS.Timeout | null = null;
+  #lastFlush = Date.now();
+  #flushing: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(deps: TerminalGatewayDeps) {
+    this.options = { ...DEFAULT_TERMINAL_OPTIONS, ...deps.options };
+    const o = this.options;
+    if (!(o.lowWaterMark < o.highWaterMark)) throw new RangeError("lowWaterMark must be below highWaterMark");
+    this.#db = deps.database;
+    this.#secretBox = deps.secretBox;
+    this.#log = deps.log.child({ component: "terminal" });
+    this.#allowedOrigins = deps.allowedOrigins;
+    this.#allowAddress = deps.allowAddress;
+    this.metrics = createTerminalMetrics(deps.registry);
+    this.tokens = new TerminalTokens({
+      db: deps.database.db,
+      key: deps.secretBox.deriveKey("terminal-token"),
+      ttlSeconds: o.tokenTtlSeconds,
+    });
+    this.mintLimiter = createLimiter(deps.database.pool, { name: "terminal-token", ...o.mintRateLimit });
+    this.#socketLimiter = createLimiter(deps.database.pool, {
+      name: "terminal-socket",
+      ...o.socketRateLimit,
+    });
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: CLIENT_MAX_PAYLOAD,
+      // The answer names `tty` only: the token entry is never echoed back.
+      handleProtocols: (protocols) => (protocols.has("tty") ? "tty" : false),
+    });
+    this.#sweep = setInterval(() => this.#tick(), o.sweepIntervalMs);
+    this.#sweep.unref();
+  }
+
+  /** Sockets relayed by this process right now. */
+  get socketCount(): number {
+    return this.#relays.size;
+  }
+
+  /** The relays open right now (tests and benchmarks read their buffers). */
+  get relays(): ReadonlySet<TerminalRelay> {
+    return this.#relays;
+  }
+
+  register(upgrades: UpgradeDispatcher): void {
+    upgrades.register(
+      (url) => TERMINAL_PATH.test(url.pathname),
+      (req, socket, head, url) => this.handleUpgrade(req, socket, head, url),
+    );
+  }
+
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
+    const pathSessionId = TERMINAL_PATH.exec(url.pathname)?.[1] ?? "";
+    if (this.#closed) return this.#httpRefuse(socket, 503, "Service Unavailable", "shutting_down");
+    if (req.method !== "GET") return this.#httpRefuse(socket, 405, "Method Not Allowed", "method");
+    const origin = normalizeOrigin(req.headers.origin ?? "");
+    const allowed = this.#allowedOrigins()
+      .map(normalizeOrigin)
+      .filter((o): o is string => o !== null);
+    if (!origin || !allowed.includes(origin)) return this.#httpRefuse(socket, 403, "Forbidden", "origin");
+    const offered = parseOfferedProtocols(req.headers["sec-websocket-protocol"]);
+    if (!offered.tty) return this.#httpRefuse(socket, 400, "Bad Request", "no_tty_protocol");
+
+    let verdict: Verdict;
+    try {
+      verdict = await this.#authorize(pathSessionId, offered.token);
+    } catch (err) {
+      this.#log.error({ err }, "terminal authorization failed");
+      verdict = { ok: false, spec: close.terminalError, label: "internal" };
+    }
+    if (!verdict.ok) return this.#closeRefuse(req, socket, head, verdict.spec, verdict.label);
+    if (this.#closed || socket.destroyed) return verdict.release();
+
+    let accepted = false;
+    this.#wss.handleUpgrade(req, socket, head, (client) => {
+      accepted = true;
+      this.#startRelay(client, verdict, offered.reconnect);
+    });
+    // ws refused the handshake itself (bad key or version) or the socket died: give the slot back.
+    if (!accepted) verdict.release();
+  }
+
+  async #authorize(pathSessionId: string, token: string | undefined | null): Promise<Verdict> {
+    const refuse = (spec: CloseSpec, label: string): Verdict => ({ ok: false, spec, label });
+    const unauthorized = (why: TokenRefusal) =>
+      refuse(close.unauthorized(TOKEN_REASONS[why]), `token_${why}`);
+
+    if (token === null) return unauthorized("malformed"); // offered twice
+    const checked = await this.tokens.verify(token);
+    if (!checked.ok) return unauthorized(checked.refusal);
+    const claims = checked.claims;
+    if (claims.sessionId !== pathSessionId) return unauthorized("wrong_session");
+    if (!(await this.tokens.consume(claims))) return unauthorized("used");
+
+    try {
+      await this.#socketLimiter(claims.userId);
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 429) {
+        const retry = Number(err.headers["Retry-After"] ?? 1);
+        return refuse(close.rateLimited(retry), "rate_limited");
+      }
+      throw err;
+    }
+
+    const actor = await findUser(this.#db.db, claims.userId);
+    if (!actor) return refuse(close.sessionGone, "session_gone");
+    let session: Awaited<ReturnType<OwnerScope["session"]>>["session"];
+    try {
+      ({ session } = await new OwnerScope(this.#db.db, actor).session(claims.sessionId));
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 404) return refuse(close.sessionGone, "session_gone");
+      throw err;
+    }
+    if (session.workspaceId !== claims.workspaceId) return unauthorized("wrong_session");
+    if (!SESSION_NAME_RE.test(session.name)) {
+      this.#log.error({ sessionId: session.id }, "refusing a terminal for a session whose name is not valid");
+      return refuse({ code: 1011, reason: "invalid session name" }, "invalid_session_name");
+    }
+
+    // Reserve a slot synchronously, so concurrent upgrades cannot both take the last one.
+    const max = this.options.maxSocketsPerSession;
+    const open = this.#perSession.get(session.id) ?? 0;
+    if (open >= max) return refuse(close.tooManySockets(max), "too_many_sockets");
+    this.#perSession.set(session.id, open + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = (this.#perSession.get(session.id) ?? 1) - 1;
+      if (n <= 0) this.#perSession.delete(session.id);
+      else this.#perSession.set(session.id, n);
+    };
+    try {
+      const box = await resolveBoxTerminalAddress(this.#db.db, session.workspaceId);
+      if (!box.ok) {
+        release();
+        return refuse(close.boxAsleep(box.state), "box_asleep");
+      }
+      if (!this.#allowAddress("public", box.address.host)) {
+        release();
+        this.#log.warn({ workspaceId: session.workspaceId }, "box address refused by the address policy");
+        return refuse(close.boxUnreachable, "address_refused");
+      }
+      const credential = await readWorkspaceSecret(
+        this.#db.db,
+        this.#secretBox,
+        session.workspaceId,
+        "ttyd-credential",
+      );
+      if (!credential) {
+        release();
+        this.#log.error({ workspaceId: session.workspaceId }, "workspace has no ttyd credential");
+        return refuse(close.terminalError, "no_credential");
+      }
+      return {
+        ok: true,
+        userId: claims.userId,
+        workspaceId: session.workspaceId,
+        sessionId: session.id,
+        jti: claims.jti,
+        upstreamUrl: boxTerminalUrl(box.address, session.name),
+        credential,
+        release,
+      };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  #startRelay(client: WebSocket, v: Extract<Verdict, { ok: true }>, reconnect: number | null): void {
+    const relay = new TerminalRelay({
+      client,
+      identity: {
+        userId: v.userId,
+        workspaceId: v.workspaceId,
+        sessionId: v.sessionId,
+        jti: v.jti,
+        reconnect,
+      },
+      upstreamUrl: v.upstreamUrl,
+      credential: v.credential,
+      settings: this.options,
+      metrics: this.metrics,
+      log: this.#log.child({ sessionId: v.sessionId }),
+      hooks: {
+        connectUpstream: (url, options) => this.options.connectUpstream(url, options),
+        explainUpstreamEnd: (r) => this.#explain(r.identity.sessionId),
+        onEnd: (r, sent, endedBy) => {
+          v.release();
+          this.#relays.delete(r);
+          this.#reportBytes(r);
+          this.metrics.sockets.dec();
+          this.metrics.duration.observe((performance.now() - r.openedAt) / 1000);
+          this.metrics.closes.inc({
+            code: endedBy === "client" ? "client" : String(sent?.code ?? "unknown"),
+          });
+          if (r.lastActivityAt > r.recordedActivityAt) this.#noteEnded(r);
+          this.#log.info(
+            {
+              sessionId: r.identity.sessionId,
+              endedBy,
+              code: sent?.code,
+              reason: sent?.reason,
+              seconds: Math.round((performance.now() - r.openedAt) / 1000),
+              bytesUp: r.bytesUp,
+              bytesDown: r.bytesDown,
+            },
+            "terminal socket closed",
+          );
+        },
+      },
+    });
+    this.#relays.add(relay);
+    this.metrics.sockets.inc();
+    this.metrics.connections.inc();
+    this.#log.info(
+      { sessionId: v.sessionId, workspaceId: v.workspaceId, userId: v.userId, jti: v.jti, reconnect },
+      "terminal socket opened",
+    );
+    relay.start();
+  }
+
+  /** Why the upstream went away, when the database knows better than the close code. */
+  async #explain(sessionId: string): Promise<CloseSpec | null> {
+    const query = this.#db.pool.query<{ closed: boolean; state: string; running: boolean }>(
+      `SELECT s.closed_at IS NOT NULL AS closed, w.state,
+              EXISTS (SELECT 1 FROM workspace_instances i WHERE i.workspace_id = w.id AND i.stopped_at IS NULL) AS running
+         FROM sessions s JOIN workspaces w ON w.id = s.workspace_id
+        WHERE s.id = $1`,
+      [sessionId],
+    );
+    const timeout = new Promise<null>((resolve) => setTimeout(resolve, 2_000, null).unref());
+    const result = await Promise.race([query, timeout]);
+    if (!result) return null;
+    const row = result.rows[0];
+    if (!row || row.closed) return close.sessionGone;
+    if (row.state !== "ready" || !row.running) return close.boxAsleep(row.state);
+    return null;
+  }
+
+  #httpRefuse(socket: Duplex, status: number, text: string, label: string): void {
+    this.metrics.refusals.inc({ reason: label });
+    this.#log.info({ reason: label, status }, "terminal upgrade refused");
+    rejectUpgrade(socket, status, text);
+  }
+
+  /** Completes the handshake only to close with a code and reason the browser's script can read. */
+  #closeRefuse(req: IncomingMessage, socket: Duplex, head: Buffer, spec: CloseSpec, label: string): void {
+    this.metrics.refusals.inc({ reason: label });
+    this.#log.info({ reason: label, code: spec.code }, "terminal socket refused");
+    if (socket.destroyed) return;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on("error", () => {});
+      ws.close(spec.code, spec.reason);
+      // A client that never answers the close frame is cut off quickly: it has no business here.
+      setTimeout(() => ws.terminate(), 2_000).unref();
+    });
+  }
+
+  // ---- the sweep: idle, pings, activity, byte counters --------------------------------------------
+
+  #tick(): void {
+    const now = Date.now();
+    const o = this.options;
+    const outputThreshold = (o.outputActivityBytesPerSecond * o.sweepIntervalMs) / 1000;
+    for (const relay of this.#relays) {
+      if (relay.outputSinceSweep >= outputThreshold) relay.lastActivityAt = now;
+      relay.outputSinceSweep = 0;
+      if (now - relay.lastActivityAt >= o.idleTimeoutMs) {
+        relay.end(close.idleTimeout);
+        continue;
+      }
+      relay.tick(now);
+      this.#reportBytes(relay);
+    }
+    if (now - this.#lastFlush >= o.activityFlushMs) void this.flushActivity();
+  }
+
+  #reportBytes(relay: TerminalRelay): void {
+    if (relay.bytesUp !== relay.reportedUp) {
+      this.metrics.bytes.inc({ direction: "up" }, relay.bytesUp - relay.reportedUp);
+      relay.reportedUp = relay.bytesUp;
+    }
+    if (relay.bytesDown !== relay.reportedDown) {
+      this.metrics.bytes.inc({ direction: "down" }, relay.bytesDown - relay.reportedDown);
+      relay.reportedDown = relay.bytesDown;
+    }
+  }
+
+  #noteEnded(relay: TerminalRelay): void {
+    const prev = this.#endedActivity.get(relay.identity.sessionId);
+    if (!prev || prev.at < relay.lastActivityAt)
+      this.#endedActivity.set(relay.identity.sessionId, {
+        workspaceId: relay.identity.workspaceId,
+        at: relay.lastActivityAt,
+      });
+    relay.recordedActivityAt = relay.lastActivityAt;
+  }
+
+  /**
+   * Writes activity since the last flush to `sessions.last_activity_at` and `workspaces.last_activity_at`
+   * in one statement (never moving either backwards), for autostop to read. Runs every `activityFlushMs`
+   * and at shutdown.
+   */
+  flushActivity(): Promise<void> {
+    if (this.#flushing) return this.#flushing;
+    this.#lastFlush = Date.now();
+    const latest = new Map(this.#endedActivity);
+    this.#endedActivity.clear();
+    for (const relay of this.#relays) {
+      if (relay.lastActivityAt <= relay.recordedActivityAt) continue;
+      const prev = latest.get(relay.identity.sessionId);
+      if (!prev || prev.at < relay.lastActivityAt)
+        latest.set(relay.identity.sessionId, {
+          workspaceId: relay.identity.workspaceId,
+          at: relay.lastActivityAt,
+        });
+      relay.recordedActivityAt = relay.lastActivityAt;
+    }
+    if (latest.size === 0) return Promise.resolve();
+    const ids = [...latest.keys()];
+    const wids = ids.map((id) => latest.get(id)!.workspaceId);
+    const ats = ids.map((id) => new Date(latest.get(id)!.at).toISOString());
+    this.#flushing = this.#db.pool
+      .query(
+        `WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS v(session_id, workspace_id, at)),
+              s AS (UPDATE sessions s SET last_activity_at = v.at FROM v
+                     WHERE s.id = v.session_id AND (s.last_activity_at IS NULL OR s.last_activity_at < v.at))
+         UPDATE workspaces w SET last_activity_at = m.at
+           FROM (SELECT workspace_id, max(at) AS at FROM v GROUP BY workspace_id) m
+          WHERE w.id = m.workspace_id AND (w.last_activity_at IS NULL OR w.last_activity_at < m.at)`,
+        [ids, wids, ats],
+      )
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.#log.warn({ err: String(err) }, "recording terminal activity failed; will retry");
+          for (const [id, v] of latest) {
+            const cur = this.#endedActivity.get(id);
+            if (!cur || cur.at < v.at) this.#endedActivity.set(id, v);
+          }
+        },
+      )
+      .finally(() => {
+        this.#flushing = null;
+      });
+    return this.#flushing;
+  }
+
+  /** Closes every socket with 1001 (clients reconnect to another replica), then records their activity. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    for (const relay of this.#relays) relay.end(close.goingAway);
+    const deadline = Date.now() + 2_000;
+    while (this.#relays.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const relay of this.#relays) relay.client.terminate();
+    await this.#flushing;
+    await this.flushActivity();
+  }
+}
