@@ -4,13 +4,18 @@
  * (runtime/gateway/terminal/). The client offers `protocols` as the WebSocket's subprotocol list, so the
  * token rides in `Sec-WebSocket-Protocol` and never in a URL.
  *
+ * Body (optional): `{"readOnly": true}` mints a viewer's token, whose keystrokes the relay drops.
  * 404 for a session that is closed, missing or someone else's; 409 `workspace_not_ready` when the box is
  * asleep (a token could not open anything yet; wake it first); 429 past the per-user mint rate.
  */
+import { z } from "zod";
 import { writeAudit } from "../audit/audit-log.ts";
 import { resolveBoxTerminalAddress } from "../gateway/terminal/upstream-address.ts";
 import type { ApiRouter, AppDeps } from "../http/context.ts";
-import { HttpError } from "../http/errors.ts";
+import { HttpError, parseInput } from "../http/errors.ts";
+
+/** `readOnly`: a viewer's token; the relay drops its keystrokes (INPUT), the screen still follows. */
+const mintBody = z.object({ readOnly: z.boolean().optional() }).strict();
 
 export function terminalRoutes(router: ApiRouter, deps: AppDeps): void {
   const { db } = deps.database;
@@ -18,6 +23,7 @@ export function terminalRoutes(router: ApiRouter, deps: AppDeps): void {
 
   router.post("/api/v1/sessions/:id/terminal-token", async (ctx) => {
     const { session, workspace } = await ctx.state.scope.session(ctx.params.id!);
+    const { readOnly } = parseInput(mintBody, ctx.request.body ?? {});
     await gateway.mintLimiter(ctx.state.actor.userId);
     const box = await resolveBoxTerminalAddress(db, workspace.id);
     if (!box.ok) {
@@ -30,6 +36,7 @@ export function terminalRoutes(router: ApiRouter, deps: AppDeps): void {
         userId: ctx.state.actor.userId,
         workspaceId: workspace.id,
         sessionId: session.id,
+        readOnly: readOnly === true,
       });
       await writeAudit(tx, {
         actor: { kind: "user", userId: ctx.state.actor.userId },
@@ -37,7 +44,12 @@ export function terminalRoutes(router: ApiRouter, deps: AppDeps): void {
         targetType: "session",
         targetId: session.id,
         ip: ctx.ip,
-        details: { workspaceId: workspace.id, name: session.name, tokenId: minted.jti },
+        details: {
+          workspaceId: workspace.id,
+          name: session.name,
+          tokenId: minted.jti,
+          readOnly: readOnly === true,
+        },
       });
       return minted;
     });

@@ -144,6 +144,7 @@ type Verdict =
       workspaceId: string;
       sessionId: string;
       jti: string;
+      readOnly: boolean;
       upstreamUrl: string;
       credential: string;
       release: () => void;
@@ -342,6 +343,7 @@ export class TerminalGateway {
         workspaceId: session.workspaceId,
         sessionId: session.id,
         jti: claims.jti,
+        readOnly: claims.readOnly,
         upstreamUrl: boxTerminalUrl(box.address, session.name),
         credential,
         release,
@@ -361,6 +363,7 @@ export class TerminalGateway {
         sessionId: v.sessionId,
         jti: v.jti,
         reconnect,
+        readOnly: v.readOnly,
       },
       upstreamUrl: v.upstreamUrl,
       credential: v.credential,
@@ -399,7 +402,14 @@ export class TerminalGateway {
     this.metrics.sockets.inc();
     this.metrics.connections.inc();
     this.#log.info(
-      { sessionId: v.sessionId, workspaceId: v.workspaceId, userId: v.userId, jti: v.jti, reconnect },
+      {
+        sessionId: v.sessionId,
+        workspaceId: v.workspaceId,
+        userId: v.userId,
+        jti: v.jti,
+        reconnect,
+        readOnly: v.readOnly,
+      },
       "terminal socket opened",
     );
     relay.start();

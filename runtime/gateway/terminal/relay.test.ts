@@ -287,6 +287,38 @@ describe("terminal relay against a scripted box endpoint", async () => {
     ws.close();
   });
 
+  it("relays a read-only viewer's screen but drops its keystrokes", async () => {
+    const res = await fetch(`${t.cp.url}/api/v1/sessions/${t.sessionId}/terminal-token`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.cp.localToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ readOnly: true }),
+    });
+    expect(res.status).toBe(201);
+    const { token } = await res.json();
+    const before = t.box.connections.length;
+    const viewer = await connectThroughRelay({ baseUrl: t.cp.url, sessionId: t.sessionId, token });
+    try {
+      const c = await waitFor(
+        "box connection",
+        () => t.box.connections[before]?.init && t.box.connections[before],
+      );
+      viewer.type("rm -rf ~\r");
+      viewer.resize({ columns: 100, rows: 30 });
+      await waitFor("the resize at the box", () => c.messages.length === 1);
+      expect(c.messages[0]!.data.toString()).toBe('1{"columns":100,"rows":30}');
+      c.ws.send(Buffer.from("0what the owner typed"));
+      await viewer.waitFor("what the owner typed");
+    } finally {
+      await viewer.close();
+    }
+    const bad = await fetch(`${t.cp.url}/api/v1/sessions/${t.sessionId}/terminal-token`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.cp.localToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ readOnly: "yes" }),
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it("uses one token once, even when two sockets race with it", async () => {
     const token = await t.mint();
     const before = t.upstreamUrls.length;

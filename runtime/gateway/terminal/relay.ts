@@ -68,6 +68,8 @@ export interface RelayIdentity {
   jti: string;
   /** The client's reconnect counter from its subprotocol list, if it sent one. */
   reconnect: number | null;
+  /** A read-only viewer: its INPUT messages are dropped (resize, PAUSE and RESUME still pass). */
+  readOnly: boolean;
 }
 
 export interface RelayHooks {
@@ -244,6 +246,7 @@ export class TerminalRelay {
       return;
     }
     const len = byteLength(data);
+    if (this.identity.readOnly && len > 0 && toBuffer(data)[0] === ClientCommand.INPUT) return;
     this.bytesUp += len;
     this.#sendUp(data, isBinary);
     if (len === 1) {

@@ -23,6 +23,8 @@ export interface TerminalTokenClaims {
   userId: string;
   workspaceId: string;
   sessionId: string;
+  /** A viewer: the relay drops its INPUT messages. */
+  readOnly: boolean;
   expiresAt: Date;
 }
 
@@ -59,13 +61,17 @@ export class TerminalTokens {
    */
   async mint(
     tx: Pick<Db, "insert">,
-    subject: { userId: string; workspaceId: string; sessionId: string },
+    subject: { userId: string; workspaceId: string; sessionId: string; readOnly?: boolean },
     now = Date.now(),
   ): Promise<MintedToken> {
     const jti = randomUUID();
     const iat = Math.floor(now / 1000);
     const exp = iat + this.#ttlSeconds;
-    const token = await new SignJWT({ wid: subject.workspaceId, sid: subject.sessionId })
+    const token = await new SignJWT({
+      wid: subject.workspaceId,
+      sid: subject.sessionId,
+      ...(subject.readOnly ? { ro: true } : {}),
+    })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setSubject(subject.userId)
       .setAudience(TERMINAL_TOKEN_AUDIENCE)
@@ -93,19 +99,27 @@ export class TerminalTokens {
         audience: TERMINAL_TOKEN_AUDIENCE,
         requiredClaims: ["jti", "sub", "exp", "iat"],
       });
-      const { jti, sub, wid, sid, exp } = payload;
+      const { jti, sub, wid, sid, exp, ro } = payload;
       if (
         typeof jti !== "string" ||
         typeof sub !== "string" ||
         typeof wid !== "string" ||
         typeof sid !== "string" ||
         typeof exp !== "number" ||
+        (ro !== undefined && ro !== true) ||
         ![jti, sub, wid, sid].every((id) => UUID.test(id))
       )
         return { ok: false, refusal: "invalid" };
       return {
         ok: true,
-        claims: { jti, userId: sub, workspaceId: wid, sessionId: sid, expiresAt: new Date(exp * 1000) },
+        claims: {
+          jti,
+          userId: sub,
+          workspaceId: wid,
+          sessionId: sid,
+          readOnly: ro === true,
+          expiresAt: new Date(exp * 1000),
+        },
       };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, refusal: "expired" };
