@@ -1,11 +1,12 @@
 /**
  * An `http.Agent` whose connections are dialled by the upstream resolver, for proxies that take an agent
  * and a target rather than a socket (http-proxy-3's `web()` and `ws()`, `http.request`). A request names the
- * box by `target(box, port)`, whose host is the instance id: the agent pools keep-alive sockets per instance
- * and port, and each new socket goes through the resolver's path order and memory. The instance id is also
- * what the Host header would carry if the caller let it; proxies keep the client's Host (http-proxy's
- * default), so no address reaches the box's server or the client.
+ * box by `target(box, port)`, whose host is the instance id plus a hash of its addresses: the agent pools
+ * keep-alive sockets per instance, addresses and port, and each new socket goes through the resolver's path
+ * order and memory. That name is also what the Host header would carry if the caller let it; proxies keep the
+ * client's Host (http-proxy's default), so no address reaches the box's server or the client.
  */
+import { createHash } from "node:crypto";
 import { Agent, type AgentOptions, type ClientRequestArgs } from "node:http";
 import type { Duplex } from "node:stream";
 import { type BoxAddresses, BoxUnreachableError, type UpstreamResolver } from "./upstream.ts";
@@ -25,14 +26,17 @@ export class UpstreamAgent extends Agent {
   /** The target to hand the proxy for `port` on this box; records the box's current addresses. */
   target(box: BoxAddresses, port: number): { protocol: "http:"; host: string; port: number } {
     const now = Date.now();
-    this.#boxes.set(box.id, {
-      box: { id: box.id, publicIp: box.publicIp, tailnetIp: box.tailnetIp },
+    // The pool key carries the addresses too: when a box's address changes, sockets kept alive to the old
+    // one must never serve the new one (the old address may now be anything, even another tenant's box).
+    const key = `${box.id}-${createHash("sha256").update(`${box.publicIp}|${box.tailnetIp}`).digest("hex").slice(0, 12)}`;
+    this.#boxes.set(key, {
+      box: { id: box.id, publicIp: box.publicIp, tailnetIp: box.tailnetIp, probePort: box.probePort ?? null },
       seenAt: now,
     });
     if (this.#boxes.size > 64) {
       for (const [id, entry] of this.#boxes) if (now - entry.seenAt > FORGET_AFTER_MS) this.#boxes.delete(id);
     }
-    return { protocol: "http:", host: box.id, port };
+    return { protocol: "http:", host: key, port };
   }
 
   override createConnection(

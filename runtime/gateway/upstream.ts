@@ -31,6 +31,11 @@ export interface BoxAddresses {
   id: string;
   publicIp: string | null;
   tailnetIp: string | null;
+  /**
+   * A port the box always serves (its terminal endpoint), used to re-probe the primary path. Without it the
+   * re-probe uses the last port that worked, which may be a preview whose dev server has since stopped.
+   */
+  probePort?: number | null;
 }
 
 export interface UpstreamTarget {
@@ -84,7 +89,7 @@ interface Remembered {
   /** The addresses it was learned for: a changed address (IP drift, new tailnet IP) starts over. */
   publicIp: string | null;
   tailnetIp: string | null;
-  /** The port that last worked, for the re-probe. */
+  /** The port the re-probe dials: the box's probe port, else the last one that worked. */
   port: number;
   lastUsedAt: number;
   reprobe: NodeJS.Timeout | null;
@@ -287,9 +292,10 @@ export class UpstreamResolver {
   #remember(box: BoxAddresses, path: UpstreamPath, port: number): void {
     const now = Date.now();
     const previous = this.#fresh(box);
+    const probePort = box.probePort ?? port;
     if (previous?.path === path) {
       previous.lastUsedAt = now;
-      previous.port = port;
+      previous.port = probePort;
       return;
     }
     this.#forget(box.id);
@@ -302,7 +308,7 @@ export class UpstreamResolver {
       path,
       publicIp: box.publicIp,
       tailnetIp: box.tailnetIp,
-      port,
+      port: probePort,
       lastUsedAt: now,
       reprobe: null,
       reprobing: false,

@@ -10,6 +10,8 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -155,6 +157,39 @@ describe("box reachability in local mode: public first, tailnet fallback, health
       encoding: "utf8",
     });
     expect(sessions.trim().split("\n")).toEqual(["main"]);
+  });
+
+  it("serves a preview over the tailnet fallback, and a clear 502 page naming no address when it is cut", async () => {
+    // A dev server on the box, reachable like the terminal: only through the tailnet link.
+    const dev = createServer((_req, res) => res.end("preview-over-the-tailnet"));
+    await new Promise<void>((r) => dev.listen(0, BOX, r));
+    const devPort = (dev.address() as AddressInfo).port;
+    const devTailnet = new TcpLink(TAILNET, devPort, { host: BOX, port: devPort });
+    links.push(devTailnet);
+    await devTailnet.open();
+    try {
+      const declared = await json(
+        await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, {
+          method: "POST",
+          token: cp.localToken,
+          json: { port: devPort },
+        }),
+      );
+      const url = `/api/v1/previews/${declared.preview.id}/`;
+      const through = await cp.api(url, { token: cp.localToken });
+      expect(through.status).toBe(200);
+      expect(await through.text()).toBe("preview-over-the-tailnet");
+      expect(devTailnet.connections).toBeGreaterThan(0);
+
+      await devTailnet.cut();
+      const down = await cp.api(url, { token: cp.localToken });
+      expect(down.status).toBe(502);
+      const page = await down.text();
+      expect(page).toContain("<html");
+      for (const address of [PUBLIC, TAILNET, BOX, String(devPort)]) expect(page).not.toContain(address);
+    } finally {
+      dev.close();
+    }
   });
 
   it("returns to the primary within the TTL once it answers", async () => {

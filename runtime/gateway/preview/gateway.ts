@@ -4,13 +4,15 @@
  * on the preview domain), admitted (credentials, ownership, share state, box and port), then forwarded
  * with its headers rewritten. Bodies stream in both directions; nothing is buffered whole.
  */
-import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
 import type { AppDeps, AppState } from "../../http/context.ts";
 import { HttpError, notFound } from "../../http/errors.ts";
 import { rejectUpgrade } from "../../http/upgrade.ts";
+import { BoxUnreachableError } from "../upstream.ts";
+import { UpstreamAgent } from "../upstream-agent.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
 import {
   API_SESSION_COOKIE,
@@ -27,14 +29,16 @@ import {
 } from "./request.ts";
 import { type PreviewRoute, PreviewRoutes } from "./routing.ts";
 import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
-import { isAllowedUpstream, previewUpstreamHost } from "./upstream.ts";
+import { isAllowedUpstream, isLoopback } from "./upstream.ts";
 
 /** Fail fast on a box that does not answer at all (asleep, firewalled) rather than hang the browser. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
 type Refusal = { status: number; page: PageName } | { status: number; error: HttpError };
+type UpstreamTarget = ReturnType<UpstreamAgent["target"]>;
+
 type Admission =
-  | { ok: true; route: PreviewRoute; host: string; port: number }
+  | { ok: true; route: PreviewRoute; target: UpstreamTarget; authority: string }
   | { ok: false; refusal: Refusal };
 
 /** Per-request facts the proxy's response hook needs. */
@@ -65,7 +69,8 @@ export class PreviewGateway {
   readonly #deps: AppDeps;
   readonly #proxy: ProxyServer;
   /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 });
+  // Dials through the shared upstream resolver: public address first, tailnet second, remembered per box.
+  readonly #agent: UpstreamAgent;
   readonly #forwarding = new WeakMap<IncomingMessage, Forwarding>();
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
@@ -74,6 +79,12 @@ export class PreviewGateway {
   constructor(deps: AppDeps) {
     this.#deps = deps;
     this.routes = new PreviewRoutes(deps.database.pool);
+    this.#agent = new UpstreamAgent(deps.upstream, {
+      keepAlive: true,
+      maxSockets: 256,
+      maxFreeSockets: 32,
+      timeout: 60_000,
+    });
     this.tokens = new PreviewTokens(deps.secretBox);
     this.#databasePort = Number(new URL(deps.database.url).port || 5432);
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
@@ -155,22 +166,30 @@ export class PreviewGateway {
       // One answer for "no such preview" and "not for you": a cookie holder learns nothing either way.
       if (!route || !granted) return refuse(401, "sign_in");
     }
-    const host = route.instance && previewUpstreamHost(route.instance, this.#deps.config.driver === "local");
-    if (!route.instance || !host) return refuse(502, "box_not_running");
+    const instance = route.instance;
+    if (!instance || (!instance.publicIp && !instance.tailnetIp)) return refuse(502, "box_not_running");
+    // Which address answers is the resolver's business (and its address policy refuses metadata, private
+    // and, outside local mode, loopback addresses); here only: may this port be dialled on this box at all.
+    const local = [instance.publicIp, instance.tailnetIp].some((ip) => ip !== null && isLoopback(ip));
     const reserved = new Set([req.socket.localPort ?? 0, this.#databasePort]);
-    if (!isAllowedUpstream(host, route.port, route.instance, { controlPlaneLocal: reserved })) {
+    if (
+      !isAllowedUpstream(local ? "127.0.0.1" : "box", route.port, instance, { controlPlaneLocal: reserved })
+    ) {
       return refuse(403, "port_forbidden");
     }
-    return { ok: true, route, host, port: route.port };
+    const box = {
+      id: instance.id,
+      publicIp: instance.publicIp,
+      tailnetIp: instance.tailnetIp,
+      probePort: instance.terminalPort,
+    };
+    // Absolute redirects a dev server builds from its own address are rewritten back into the preview.
+    const ip = (instance.publicIp ?? instance.tailnetIp)!;
+    const authority = ip.includes(":") ? `[${ip}]:${route.port}` : `${ip}:${route.port}`;
+    return { ok: true, route, target: this.#agent.target(box, route.port), authority };
   }
 
-  #prepare(
-    req: IncomingMessage,
-    target: PreviewTarget,
-    host: string,
-    port: number,
-    websocket: boolean,
-  ): void {
+  #prepare(req: IncomingMessage, target: PreviewTarget, authority: string, websocket: boolean): void {
     const prefix = target.form === "path" ? target.prefix : undefined;
     req.url = target.forwardPath;
     sanitizeRequestHeaders(req.headers, {
@@ -180,10 +199,7 @@ export class PreviewGateway {
       websocket,
       strippedCookies: this.#strippedCookies,
     });
-    this.#forwarding.set(req, {
-      prefix,
-      authority: host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
-    });
+    this.#forwarding.set(req, { prefix, authority });
   }
 
   middleware(): Middleware<AppState> {
@@ -202,8 +218,8 @@ export class PreviewGateway {
         if ("error" in r) throw r.error; // path form: the API's JSON error shape
         return this.#page(ctx, r.page);
       }
-      const { host, port, route } = admission;
-      this.#prepare(ctx.req, target, host, port, false);
+      const { route, authority } = admission;
+      this.#prepare(ctx.req, target, authority, false);
       ctx.respond = false;
       const res = ctx.res;
       await new Promise<void>((resolve) => {
@@ -212,7 +228,7 @@ export class PreviewGateway {
           ctx.req,
           res,
           {
-            target: { protocol: "http:", host, port },
+            target: admission.target,
             agent: this.#agent,
             connectTimeout: CONNECT_TIMEOUT_MS,
           },
@@ -228,8 +244,12 @@ export class PreviewGateway {
       { previewId: route.previewId, code: (err as { code?: string }).code ?? err.name },
       "preview upstream unavailable",
     );
+    // The box answered but refused the port: its dev server is down. Otherwise the box itself is out of
+    // reach (asleep, or no address the resolver may dial).
+    const boxAnswered =
+      !(err instanceof BoxUnreachableError) || err.attempts.some((a) => a.result === "refused");
     if ("writeHead" in res && !res.headersSent) {
-      const p = page("upstream_down");
+      const p = page(boxAnswered ? "upstream_down" : "box_not_running");
       res.writeHead(p.status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
       res.end(p.html);
     } else if ("writeHead" in res) {
@@ -313,15 +333,15 @@ export class PreviewGateway {
         "error" in r ? r.error.message : r.page,
       );
     }
-    const { host, port, route } = admission;
-    this.#prepare(req, target, host, port, true);
+    const { route, authority } = admission;
+    this.#prepare(req, target, authority, true);
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
     this.#proxy.ws(
       req,
       socket,
       head,
-      { target: { protocol: "http:", host, port }, connectTimeout: CONNECT_TIMEOUT_MS },
+      { target: admission.target, agent: this.#agent, connectTimeout: CONNECT_TIMEOUT_MS },
       (err) => this.#upstreamFailed(err, route, socket),
     );
   };

@@ -118,7 +118,7 @@ export class PreviewRoutes {
       share: r.share,
       shareVersion: r.share_version,
       instance: r.instance_id
-        ? { publicIp: r.public_ip, tailnetIp: r.tailnet_ip, terminalPort: r.terminal_port }
+        ? { id: r.instance_id, publicIp: r.public_ip, tailnetIp: r.tailnet_ip, terminalPort: r.terminal_port }
         : null,
     };
   }

@@ -2,7 +2,6 @@
  * Where a preview's traffic may go: only its own workspace's box, only on an allowed port. Everything the
  * proxy connects to is decided here, from Postgres rows, never from the request.
  */
-import { BlockList, isIP } from "node:net";
 import { DEFAULT_PREVIEW_PORTS } from "../../../stacks/workspace/firewall.ts";
 
 /** Ports a preview may use: the range the box firewall admits; the box's own services are excluded below. */
@@ -13,39 +12,12 @@ export const PREVIEW_PORT_MAX = DEFAULT_PREVIEW_PORTS.to;
 export const BOX_SERVICE_PORTS: ReadonlySet<number> = new Set([7681, 7690]);
 
 export interface InstanceAddress {
+  /** The instance id: the upstream resolver remembers per instance which path (public, tailnet) works. */
+  id: string;
   publicIp: string | null;
   tailnetIp: string | null;
   /** The instance's terminal port (dynamic in local mode). */
   terminalPort: number | null;
-}
-
-/** Never a box: unspecified, link-local (cloud metadata), multicast, broadcast. */
-const NEVER = new BlockList();
-for (const [net, prefix, family] of [
-  ["0.0.0.0", 8, "ipv4"],
-  ["169.254.0.0", 16, "ipv4"],
-  ["224.0.0.0", 4, "ipv4"],
-  ["255.255.255.255", 32, "ipv4"],
-  ["::", 128, "ipv6"],
-  ["fe80::", 10, "ipv6"],
-  ["ff00::", 8, "ipv6"],
-] as const) {
-  NEVER.addSubnet(net, prefix, family);
-}
-
-/**
- * The address the control plane dials for a box. Today: the open instance's public IP. Issue 9 replaces
- * this with the shared resolver (public IP vs tailnet, runtime/gateway/upstream.ts); nothing else in the
- * preview proxy picks an address. Only a literal IP (a hostname in the row must never steer a lookup),
- * never a metadata or unspecified address, and loopback only where boxes run on this machine (local driver).
- */
-export function previewUpstreamHost(instance: InstanceAddress, allowLoopback: boolean): string | null {
-  const ip = instance.publicIp;
-  const version = ip ? isIP(ip) : 0;
-  if (!ip || version === 0) return null;
-  if (NEVER.check(ip, version === 4 ? "ipv4" : "ipv6")) return null;
-  if (isLoopback(ip) && !allowLoopback) return null;
-  return ip;
 }
 
 /** Ports the proxy must never reach on a given box, besides the range check. */
