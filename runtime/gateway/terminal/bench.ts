@@ -6,6 +6,8 @@
  *      (tmux renders, so this is what a user sees, and tmux is usually the limit);
  *   3. raw relay throughput: a box endpoint that sends OUTPUT as fast as its socket allows, no tmux, so the
  *      relay's own cost shows.
+ *   4. memory of 1,000 idle terminals, straight and relayed, both in this process: the difference is the
+ *      relay's own heap per socket.
  * The box is a real local agent (local driver) with its built-in ttyd-protocol endpoint. Nothing asserts.
  */
 import { randomBytes } from "node:crypto";
@@ -14,6 +16,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { WebSocket, WebSocketServer } from "ws";
 import { TtydClient } from "../../../box/terminal/client.ts";
 import {
@@ -171,6 +175,58 @@ async function blastEndpoint(credential: string, total: number) {
   };
 }
 
+const gc: () => void = (() => {
+  setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as () => void;
+})();
+
+function heapNow(): number {
+  gc();
+  gc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+}
+
+/**
+ * Opens `n` idle terminals (init sent, nothing else) and returns how much heap they hold once open.
+ * `open` waits until `settledCount` (when given) reports all of them, e.g. the relay's socket count.
+ */
+async function idleHeap(
+  n: number,
+  target: () => Promise<RawTarget>,
+  settledCount?: () => number,
+): Promise<number> {
+  const targets: RawTarget[] = [];
+  for (let i = 0; i < n; i++) targets.push(await target()); // tokens are minted before the baseline
+  const before = heapNow();
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      targets.slice(i, i + 50).map(
+        (t) =>
+          new Promise<void>((resolve, reject) => {
+            const ws = new WebSocket(t.url, t.protocols, { headers: t.headers, perMessageDeflate: false });
+            sockets.push(ws);
+            ws.once("error", reject);
+            // Open once title and preferences arrived: the endpoint has the init, the relay both legs.
+            let seen = 0;
+            ws.on("message", () => {
+              if (++seen === 2) resolve();
+            });
+            ws.once("open", () => ws.send(encodeInit(t.authToken, { columns: 80, rows: 24 })));
+          }),
+      ),
+    );
+  }
+  if (settledCount && settledCount() < n)
+    throw new Error(`only ${settledCount()} of ${n} sockets are relayed`);
+  await new Promise((r) => setTimeout(r, 200));
+  const held = heapNow() - before;
+  for (const ws of sockets) ws.terminate();
+  while (settledCount && settledCount() > 0) await new Promise((r) => setTimeout(r, 20));
+  return held;
+}
+
 export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "berth-bench-term-"));
   const driver = new LocalDriver({
@@ -187,6 +243,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       agentHeartbeatSeconds: 1,
       terminal: {
         socketRateLimit: { points: 10_000, durationSeconds: 60 },
+        maxSocketsPerSession: 2_000,
         mintRateLimit: { points: 10_000, durationSeconds: 60 },
       },
     },
@@ -387,6 +444,46 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
           fmt(rawRelay.seconds, 2),
           fmt(mbps(rawRelay.bytes, rawRelay.seconds)),
           `${fmt(rawDirect.seconds / rawRelay.seconds, 2)}x`,
+        ],
+      ],
+    );
+
+    // 4. Memory of idle terminal sockets: the same 1,000 idle terminals straight to the endpoint and through
+    // the relay, all in this process; the difference is what the relay itself holds per socket.
+    const idleCount = 1_000;
+    const direct1k = await idleHeap(idleCount, async () => ({
+      url: `ws://127.0.0.1:${blast!.port}/ws?arg=blast`,
+      protocols: [TTY_SUBPROTOCOL],
+      headers: { Authorization: basicAuthHeader(blastCredential) },
+      authToken: encodeCredential(blastCredential),
+    }));
+    const relayed1k = await idleHeap(
+      idleCount,
+      () => relayTarget(blastSession!.id),
+      () => cp.deps.terminal.socketCount,
+    );
+    const perSocket = (bytes: number) => `${fmt(bytes / idleCount / 1024, 1)}`;
+    table(
+      `Memory of ${idleCount} idle terminal sockets (V8 heap + external after GC, this process)`,
+      ["path", "MB total", "KiB per socket", "vs direct"],
+      [
+        [
+          "straight to the endpoint: client + endpoint ends (baseline)",
+          fmt(direct1k / 1e6),
+          perSocket(direct1k),
+          "1.00x",
+        ],
+        [
+          "through the relay: client + relay (2 legs) + endpoint ends",
+          fmt(relayed1k / 1e6),
+          perSocket(relayed1k),
+          `${fmt(relayed1k / direct1k, 2)}x`,
+        ],
+        [
+          "the relay's own share (difference)",
+          fmt((relayed1k - direct1k) / 1e6),
+          perSocket(relayed1k - direct1k),
+          "",
         ],
       ],
     );
