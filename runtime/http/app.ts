@@ -21,6 +21,7 @@ import { terminalRoutes } from "../routes/terminal.ts";
 import { workspaceRoutes } from "../routes/workspaces.ts";
 import type { AppDeps, AppState } from "./context.ts";
 import { errorMiddleware } from "./errors.ts";
+import { webRoutes } from "./web.ts";
 
 export const BODY_LIMIT = "256kb";
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -91,6 +92,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   healthRoutes(publicRouter, deps);
   metricsRoutes(publicRouter, deps);
   loginPageRoutes(publicRouter);
+  webRoutes(publicRouter);
   loginRoutes(publicRouter, deps);
 
   const apiRouter = new Router<AppState>();

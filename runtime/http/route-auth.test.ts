@@ -17,6 +17,8 @@ const PUBLIC_ROUTES = new Set([
   "GET /metrics",
   "GET /login",
   "GET /login.js",
+  "GET /",
+  "GET /assets/:file",
   "POST /api/v1/auth/login",
 ]);
 
