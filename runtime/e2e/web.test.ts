@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../db/embedded.ts";
 import { ensureWebBuild } from "../http/web-build.ts";
 import { createLogger } from "../observability/logger.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
@@ -104,13 +105,15 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
     await page.getByRole("link", { name: "main" }).click();
     await page.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
     await page.locator(".xterm-helper-textarea").focus();
+    // A free port, so a dev server left behind by an earlier run cannot take the test's place.
+    const port = await freePort();
     await page.keyboard.type(
-      "mkdir -p site && echo '<h1>preview-ok</h1>' > site/index.html && python3 -m http.server 8765 -d site",
+      `mkdir -p site && echo '<h1>preview-ok</h1>' > site/index.html && python3 -m http.server ${port} -d site`,
     );
     await page.keyboard.press("Enter");
     await page.goto(workspaceUrl);
     // The box agent detects the listening port and reports it; the page lists it.
-    const open = page.getByRole("button", { name: "open preview on port 8765" });
+    const open = page.getByRole("button", { name: `open preview on port ${port}` });
     await open.waitFor({ timeout: 30_000 });
     const [tab] = await Promise.all([page.context().waitForEvent("page"), open.click()]);
     await tab.getByRole("heading", { name: "preview-ok" }).waitFor({ timeout: 15_000 });
