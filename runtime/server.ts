@@ -114,16 +114,6 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const driver = options.driver ?? (await createDriver(config, log));
 
     const metrics = createMetrics();
-    const terminal = new TerminalGateway({
-      database,
-      secretBox,
-      log,
-      registry: metrics.registry,
-      // Read per upgrade: the public URL is known only once the server listens.
-      allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
-      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
-      options: options.terminal,
-    });
     // Loopback boxes exist only with the local driver; elsewhere a loopback address is an attack.
     const upstream = new UpstreamResolver({
       metrics,
@@ -132,6 +122,17 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       ...options.upstream,
     });
     cleanup.push(async () => upstream.close());
+    const terminal = new TerminalGateway({
+      database,
+      secretBox,
+      log,
+      registry: metrics.registry,
+      // Read per upgrade: the public URL is known only once the server listens.
+      allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
+      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      upstream,
+      options: options.terminal,
+    });
     const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
     const deps: AppDeps = {
       config,

@@ -15,6 +15,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { TtydClient } from "../../box/terminal/client.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../drivers.ts";
@@ -102,6 +103,52 @@ describe("box reachability in local mode: public first, tailnet fallback, health
     return target.path;
   };
 
+  /**
+   * A browser's terminal through the control plane's relay: token, subprotocols, init, then `echo`. Resolves
+   * with the echoed marker, or rejects with the close code and reason the relay sent.
+   */
+  let relayedSession = "";
+  const relayed = async (marker: string): Promise<string> => {
+    if (!relayedSession) {
+      const created = await json(
+        await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+          method: "POST",
+          token: cp.localToken,
+          json: { name: "relayed" },
+        }),
+      );
+      relayedSession = created.session.id;
+    }
+    const { token } = await json(
+      await cp.api(`/api/v1/sessions/${relayedSession}/terminal-token`, {
+        method: "POST",
+        token: cp.localToken,
+      }),
+    );
+    const ws = new WebSocket(
+      `${cp.url.replace("http:", "ws:")}/api/v1/sessions/${relayedSession}/terminal`,
+      ["tty", `berth.token.${token}`],
+      { headers: { origin: cp.url } },
+    );
+    return new Promise((resolve, reject) => {
+      let screen = "";
+      ws.on("open", () => {
+        ws.send(Buffer.from(JSON.stringify({ columns: 100, rows: 30 })));
+        ws.send(Buffer.from(`0echo ${marker}-$((40+2))\r`));
+      });
+      ws.on("message", (data: Buffer) => {
+        if (data[0] !== 0x30) return;
+        screen += data.subarray(1).toString();
+        if (screen.includes(`${marker}-42`)) {
+          ws.close();
+          resolve(`${marker}-42`);
+        }
+      });
+      ws.on("close", (code, reason) => reject(Object.assign(new Error(String(reason)), { code })));
+      ws.on("error", reject);
+    });
+  };
+
   it("brings a workspace up whose terminal is reachable only on its tailnet address", async () => {
     const res = await cp.api("/api/v1/workspaces", {
       method: "POST",
@@ -133,6 +180,8 @@ describe("box reachability in local mode: public first, tailnet fallback, health
 
   it("carries the terminal and the health checks over the tailnet, and the metrics say so", async () => {
     expect(await terminal("fallback")).toBe("tailnet");
+    // And through the relay, as a browser would: the relay dials through the same resolver.
+    expect(await relayed("relayed-fallback")).toBe("relayed-fallback-42");
     expect(upstream.currentPath(instance.id)).toBe("tailnet");
 
     const report = await cp.health.probeAll();
@@ -156,7 +205,7 @@ describe("box reachability in local mode: public first, tailnet fallback, health
     const sessions = execFileSync("tmux", ["-S", socket, "list-sessions", "-F", "#{session_name}"], {
       encoding: "utf8",
     });
-    expect(sessions.trim().split("\n")).toEqual(["main"]);
+    expect(sessions.trim().split("\n").sort()).toEqual(["main", "relayed"]);
   });
 
   it("serves a preview over the tailnet fallback, and a clear 502 page naming no address when it is cut", async () => {
@@ -213,6 +262,10 @@ describe("box reachability in local mode: public first, tailnet fallback, health
     expect(err).toBeInstanceOf(BoxUnreachableError);
     expect((err as Error).message).toBe("box unreachable");
     expect(JSON.stringify({ err, message: String(err) })).not.toMatch(/127\.0\.0|:\d{4,5}/);
+    // A browser's terminal hears why, in words that name no address.
+    const closed = (await relayed("never").catch((e: unknown) => e)) as Error & { code: number };
+    expect(closed.code).toBe(4502);
+    expect(closed.message).toBe("box unreachable");
 
     for (let run = 1; run <= FAIL_AFTER; run++) {
       const box = (await cp.health.probeAll()).boxes.find((b) => b.workspaceId === workspaceId)!;

@@ -52,7 +52,13 @@ describe("offered subprotocols", () => {
 });
 
 describe("the upstream URL", () => {
-  const address = { instanceId: "i", host: "203.0.113.9", port: 7681 };
+  const address = {
+    instanceId: "i",
+    host: "203.0.113.9",
+    publicIp: "203.0.113.9",
+    tailnetIp: null,
+    port: 7681,
+  };
 
   it("carries exactly one arg, the validated session name", () => {
     expect(boxTerminalUrl(address, "main")).toBe("ws://203.0.113.9:7681/ws?arg=main");

@@ -36,11 +36,12 @@ import { createLimiter, type Limiter } from "../../security/rate-limit.ts";
 import type { SecretBox } from "../../security/secret-box.ts";
 import { readWorkspaceSecret } from "../../workspaces/secrets.ts";
 import type { AddressPolicy } from "../address-policy.ts";
+import { forWebSocket, type UpstreamResolver } from "../upstream.ts";
 import { type CloseSpec, close } from "./close-codes.ts";
 import { createTerminalMetrics, type TerminalMetrics } from "./metrics.ts";
 import { type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
 import { TerminalTokens, type TokenRefusal } from "./tokens.ts";
-import { boxTerminalUrl, resolveBoxTerminalAddress } from "./upstream-address.ts";
+import { type BoxTerminalAddress, boxTerminalUrl, resolveBoxTerminalAddress } from "./upstream-address.ts";
 
 export const TERMINAL_PATH = /^\/api\/v1\/sessions\/([^/]+)\/terminal$/;
 export const TOKEN_PROTOCOL_PREFIX = "berth.token.";
@@ -146,6 +147,7 @@ type Verdict =
       jti: string;
       readOnly: boolean;
       upstreamUrl: string;
+      box: BoxTerminalAddress;
       credential: string;
       release: () => void;
     }
@@ -160,6 +162,8 @@ export interface TerminalGatewayDeps {
   allowedOrigins: () => string[];
   /** Which box addresses may be dialled (address-policy.ts); loopback only with the local driver. */
   allowAddress: AddressPolicy;
+  /** Dials the box: public address first, tailnet second, remembered per instance. */
+  upstream: UpstreamResolver;
   options?: Partial<TerminalGatewayOptions>;
 }
 
@@ -175,6 +179,7 @@ export class TerminalGateway {
   readonly #log: Logger;
   readonly #allowedOrigins: () => string[];
   readonly #allowAddress: AddressPolicy;
+  readonly #upstream: UpstreamResolver;
   readonly #wss: WebSocketServer;
   readonly #relays = new Set<TerminalRelay>();
   readonly #perSession = new Map<string, number>();
@@ -194,6 +199,7 @@ export class TerminalGateway {
     this.#log = deps.log.child({ component: "terminal" });
     this.#allowedOrigins = deps.allowedOrigins;
     this.#allowAddress = deps.allowAddress;
+    this.#upstream = deps.upstream;
     this.metrics = createTerminalMetrics(deps.registry);
     this.tokens = new TerminalTokens({
       db: deps.database.db,
@@ -321,7 +327,11 @@ export class TerminalGateway {
         release();
         return refuse(close.boxAsleep(box.state), "box_asleep");
       }
-      if (!this.#allowAddress("public", box.address.host)) {
+      const { publicIp, tailnetIp } = box.address;
+      const dialable =
+        (publicIp !== null && this.#allowAddress("public", publicIp)) ||
+        (tailnetIp !== null && this.#allowAddress("tailnet", tailnetIp));
+      if (!dialable) {
         release();
         this.#log.warn({ workspaceId: session.workspaceId }, "box address refused by the address policy");
         return refuse(close.boxUnreachable, "address_refused");
@@ -345,6 +355,7 @@ export class TerminalGateway {
         jti: claims.jti,
         readOnly: claims.readOnly,
         upstreamUrl: boxTerminalUrl(box.address, session.name),
+        box: box.address,
         credential,
         release,
       };
@@ -371,7 +382,22 @@ export class TerminalGateway {
       metrics: this.metrics,
       log: this.#log.child({ sessionId: v.sessionId }),
       hooks: {
-        connectUpstream: (url, options) => this.options.connectUpstream(url, options),
+        // The URL names the box for the Host header only; the resolver picks the path and dials.
+        connectUpstream: (url, options) =>
+          this.options.connectUpstream(url, {
+            ...options,
+            createConnection: forWebSocket(
+              this.#upstream.createConnection(
+                {
+                  id: v.box.instanceId,
+                  publicIp: v.box.publicIp,
+                  tailnetIp: v.box.tailnetIp,
+                  probePort: v.box.port,
+                },
+                v.box.port,
+              ),
+            ),
+          }),
         explainUpstreamEnd: (r) => this.#explain(r.identity.sessionId),
         onEnd: (r, sent, endedBy) => {
           v.release();

@@ -55,6 +55,8 @@ export interface UpstreamConnectOptions {
   maxPayload: number;
   perMessageDeflate: false;
   followRedirects: false;
+  /** Dials the box's socket (the upstream resolver's path choice); the URL's host is only the Host header. */
+  createConnection?: typeof import("node:net").createConnection;
 }
 
 /** Opens the upstream WebSocket; tests wrap it to count or refuse connections. */

@@ -1,7 +1,7 @@
 /**
- * Where the relay finds a workspace's terminal endpoint. For now the open instance's `public_ip` and
- * `terminal_port`; issue 9 decides between the public address and the tailnet and will replace this one
- * function with the shared resolver. Nothing else in the relay reads instance addresses.
+ * Where the relay finds a workspace's terminal endpoint: the open instance's addresses and terminal port.
+ * Which address is dialled (public first, tailnet second) is the shared upstream resolver's choice
+ * (runtime/gateway/upstream.ts); nothing else in the relay reads instance addresses.
  */
 import { sql } from "drizzle-orm";
 import { SESSION_NAME_RE } from "../../../box/protocol.ts";
@@ -11,7 +11,10 @@ import type { Db } from "../../db/client.ts";
 export interface BoxTerminalAddress {
   /** The open instance: what the shared resolver (runtime/gateway/upstream.ts) keys its path memory on. */
   instanceId: string;
+  /** Only the Host header of the upstream request: the resolver dials the socket. */
   host: string;
+  publicIp: string | null;
+  tailnetIp: string | null;
   port: number;
 }
 
@@ -26,18 +29,31 @@ export async function resolveBoxTerminalAddress(db: Db, workspaceId: string): Pr
     state: string;
     instance_id: string | null;
     public_ip: string | null;
+    tailnet_ip: string | null;
     terminal_port: number | null;
   }>(
-    sql`SELECT w.state, i.id AS instance_id, i.public_ip, i.terminal_port
+    sql`SELECT w.state, i.id AS instance_id, i.public_ip, i.tailnet_ip, i.terminal_port
           FROM workspaces w
           LEFT JOIN workspace_instances i ON i.workspace_id = w.id AND i.stopped_at IS NULL
          WHERE w.id = ${workspaceId}`,
   );
   const row = rows[0];
   if (!row) return { ok: false, state: "destroyed" };
-  if (row.state !== "ready" || !row.instance_id || !row.public_ip || !row.terminal_port)
+  // `unhealthy` boxes are tried too: probes may have failed on a path that works again, and if not the
+  // client hears "box unreachable" rather than "asleep".
+  const host = row.public_ip ?? row.tailnet_ip;
+  if (!["ready", "unhealthy"].includes(row.state) || !row.instance_id || !host || !row.terminal_port)
     return { ok: false, state: row.state };
-  return { ok: true, address: { instanceId: row.instance_id, host: row.public_ip, port: row.terminal_port } };
+  return {
+    ok: true,
+    address: {
+      instanceId: row.instance_id,
+      host,
+      publicIp: row.public_ip,
+      tailnetIp: row.tailnet_ip,
+      port: row.terminal_port,
+    },
+  };
 }
 
 /**
