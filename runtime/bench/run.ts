@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler
+ *   npm run bench -- builds reconciler local-box terminal-relay previews
  */
+import { benchPreviewProxy } from "../gateway/preview/bench.ts";
 import { benchTerminalRelay } from "../gateway/terminal/bench.ts";
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
@@ -14,6 +15,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   reconciler: benchReconciler,
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
+  previews: benchPreviewProxy,
 };
 
 const wanted = process.argv.slice(2);
