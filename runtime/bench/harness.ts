@@ -4,8 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
+import { LocalDriver } from "../../stacks/local/driver.ts";
 import { loadConfig } from "../config.ts";
 import { startEmbeddedPostgres } from "../db/embedded.ts";
+import { AGENT_ENTRY } from "../drivers.ts";
 import { createLogger } from "../observability/logger.ts";
 import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
@@ -88,3 +90,15 @@ export function table(title: string, header: string[], rows: Array<Array<string 
 }
 
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** A local driver with real box agents (built-in terminal server) under a fresh temp root. */
+export function benchLocalDriver(name: string): { root: string; driver: LocalDriver } {
+  const root = mkdtempSync(join(tmpdir(), `berth-bench-${name}-`));
+  const driver = new LocalDriver({
+    root,
+    agentEntry: AGENT_ENTRY,
+    nodePath: process.execPath,
+    agentEnv: { BERTH_TERMINAL: "builtin" },
+  });
+  return { root, driver };
+}

@@ -4,16 +4,13 @@
  * as the baseline; and keystroke echo round-trip through the agent's built-in terminal server against a
  * plain WebSocket echo on the same loopback (the transport's floor).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket, WebSocketServer } from "ws";
 import { measureEchoRoundTrip } from "../../box/terminal/bench.ts";
 import type { WorkspaceSpec } from "../../stacks/driver.ts";
-import { LocalDriver } from "../../stacks/local/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../auth/actor.ts";
-import { AGENT_ENTRY } from "../drivers.ts";
-import { type BenchPostgres, benchControlPlane, fmt, table } from "./harness.ts";
+import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, table } from "./harness.ts";
 
 const QUIET = { stage() {}, line() {} };
 const BENCH_CREDENTIAL = "bench:bench";
@@ -55,13 +52,7 @@ async function wsEchoFloor(n: number): Promise<{ p50: number; p99: number }> {
 }
 
 export async function benchLocalBox(pgs: BenchPostgres): Promise<void> {
-  const root = mkdtempSync(join(tmpdir(), "berth-bench-ws-"));
-  const driver = new LocalDriver({
-    root,
-    agentEntry: AGENT_ENTRY,
-    nodePath: process.execPath,
-    agentEnv: { BERTH_TERMINAL: "builtin" },
-  });
+  const { root, driver } = benchLocalDriver("ws");
   const cp = await benchControlPlane(
     await pgs.database("local_box"),
     driver,

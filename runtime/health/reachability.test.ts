@@ -9,7 +9,7 @@
  * control plane throughout, so a box that heartbeats but cannot be reached is exercised too.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -22,6 +22,7 @@ import { AGENT_ENTRY } from "../drivers.ts";
 import { TcpLink } from "../gateway/test-link.ts";
 import { BoxUnreachableError } from "../gateway/upstream.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { killLocalBoxes } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../workspaces/secrets.ts";
 import { HealthProber } from "./prober.ts";
@@ -59,17 +60,7 @@ describe("box reachability in local mode: public first, tailnet fallback, health
   const links: TcpLink[] = [];
   afterAll(async () => {
     for (const link of links) await link.cut();
-    // Agents are detached by design (they outlive a control plane): end every one this file started.
-    for (const id of readdirSync(root)) {
-      try {
-        const state = JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));
-        process.kill(-state.pid, "SIGKILL");
-      } catch {}
-      try {
-        execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
-      } catch {}
-    }
-    rmSync(root, { recursive: true, force: true });
+    killLocalBoxes(root);
   });
 
   const { pool } = cp.deps.database;

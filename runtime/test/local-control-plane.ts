@@ -41,19 +41,23 @@ export async function startLocalControlPlane(
       return null;
     }
   };
-  afterAll(() => {
-    for (const id of readdirSync(root)) {
-      const state = agentState(id);
-      if (state) {
-        try {
-          process.kill(-state.pid, "SIGKILL");
-        } catch {}
-      }
-      try {
-        execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
-      } catch {}
-    }
-    rmSync(root, { recursive: true, force: true });
-  });
+  afterAll(() => killLocalBoxes(root));
   return { ...cp, localDriver, workspacesRoot: root, agentState };
+}
+
+/**
+ * Ends every box agent and tmux server under a local driver's root, and removes it. Agents are detached by
+ * design (they outlive a control plane), so a test file must end the ones it started.
+ */
+export function killLocalBoxes(root: string): void {
+  for (const id of readdirSync(root)) {
+    try {
+      const state = JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));
+      process.kill(-state.pid, "SIGKILL");
+    } catch {}
+    try {
+      execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
+    } catch {}
+  }
+  rmSync(root, { recursive: true, force: true });
 }

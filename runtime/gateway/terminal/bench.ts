@@ -11,10 +11,9 @@
  * The box is a real local agent (local driver) with its built-in ttyd-protocol endpoint. Nothing asserts.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -27,11 +26,9 @@ import {
   TTY_SUBPROTOCOL,
 } from "../../../box/terminal/protocol.ts";
 import type { WorkspaceSpec } from "../../../stacks/driver.ts";
-import { LocalDriver } from "../../../stacks/local/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
-import { type BenchPostgres, benchControlPlane, fmt, table } from "../../bench/harness.ts";
+import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, table } from "../../bench/harness.ts";
 import { sessions, workspaceInstances, workspaces } from "../../db/schema.ts";
-import { AGENT_ENTRY } from "../../drivers.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../../workspaces/secrets.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "./gateway.ts";
 import { mintTerminalToken } from "./test-helpers.ts";
@@ -228,13 +225,7 @@ async function idleHeap(
 }
 
 export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
-  const root = mkdtempSync(join(tmpdir(), "berth-bench-term-"));
-  const driver = new LocalDriver({
-    root,
-    agentEntry: AGENT_ENTRY,
-    nodePath: process.execPath,
-    agentEnv: { BERTH_TERMINAL: "builtin" },
-  });
+  const { root, driver } = benchLocalDriver("term");
   const cp = await benchControlPlane(
     await pgs.database("terminal_relay"),
     driver,
