@@ -101,7 +101,7 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
     await page.getByRole("status", { name: "state: ready" }).waitFor();
   });
 
-  it("opens a preview of a dev server started in the terminal", async () => {
+  it("opens a preview of a dev server started in the terminal", { timeout: 90_000 }, async () => {
     await page.getByRole("link", { name: "main" }).click();
     await page.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
     await page.locator(".xterm-helper-textarea").focus();
@@ -111,6 +111,9 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
       `mkdir -p site && echo '<h1>preview-ok</h1>' > site/index.html && python3 -m http.server ${port} -d site`,
     );
     await page.keyboard.press("Enter");
+    await expect
+      .poll(() => page.locator(".xterm-rows").textContent(), { timeout: 20_000 })
+      .toContain("Serving HTTP");
     await page.goto(workspaceUrl);
     // The box agent detects the listening port and reports it; the page lists it.
     const open = page.getByRole("button", { name: `open preview on port ${port}` });
