@@ -1,12 +1,13 @@
 /** Shared pieces for `npm run bench`: a private Postgres, quiet control planes, and result printing. */
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { loadConfig } from "../config.ts";
-import { startEmbeddedPostgres } from "../db/embedded.ts";
+import { freePort, startEmbeddedPostgres } from "../db/embedded.ts";
 import { AGENT_ENTRY } from "../drivers.ts";
 import { createLogger } from "../observability/logger.ts";
 import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
@@ -101,4 +102,47 @@ export function benchLocalDriver(name: string): { root: string; driver: LocalDri
     agentEnv: { BERTH_TERMINAL: "builtin" },
   });
   return { root, driver };
+}
+
+/**
+ * nginx as a plain keep-alive reverse proxy (WebSocket upgrades included) in front of a loopback port: the
+ * baseline the control plane's proxies are compared with. Null when no `nginx` binary is installed
+ * (Debian package `nginx`).
+ */
+export async function startNginxProxy(upstreamPort: number): Promise<{ port: number; stop(): void } | null> {
+  if (spawnSync("nginx", ["-v"], { stdio: "ignore" }).error) return null;
+  const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
+  const port = await freePort();
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
+  uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  map $http_upgrade $connection_upgrade { default upgrade; '' ""; }
+  upstream box { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server { listen 127.0.0.1:${port};
+    location / { proxy_pass http://box; proxy_http_version 1.1; proxy_buffering off;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1h; } }
+}
+`,
+  );
+  const child = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
+  for (let i = 0; i < 50; i++) {
+    const up = await fetch(`http://127.0.0.1:${port}/`).then(
+      () => true,
+      () => false,
+    );
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    stop: () => {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -5,16 +5,12 @@
  * server runs in its own process and autocannon in a worker thread, so the control plane's event loop
  * carries only the proxy. Figures are for this machine and this run: compare the ratios, not the numbers.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:http";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import type { BenchPostgres } from "../../bench/harness.ts";
-import { benchControlPlane, fmt, table } from "../../bench/harness.ts";
+import { benchControlPlane, fmt, startNginxProxy, table } from "../../bench/harness.ts";
 import { ScriptedDriver } from "../../test/scripted-driver.ts";
 
 const DOMAIN = "preview.localhost";
@@ -63,45 +59,6 @@ async function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> 
   return { port, child };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** nginx as a plain keep-alive reverse proxy in front of the same dev server, or null when not installed. */
-async function startNginx(upstreamPort: number): Promise<{ port: number; stop(): void } | null> {
-  if (spawnSync("nginx", ["-v"], { stdio: "ignore" }).error) return null;
-  const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
-  const port = await freePort();
-  writeFileSync(
-    join(dir, "nginx.conf"),
-    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
-  uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream dev { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  server { listen 127.0.0.1:${port};
-    location / { proxy_pass http://dev; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering off; } }
-}
-`,
-  );
-  const child = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
-  await new Promise((r) => setTimeout(r, 300));
-  return {
-    port,
-    stop: () => {
-      child.kill();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {
   const seconds = opts.durationSeconds ?? 5;
   const connections = opts.connections ?? 32;
@@ -112,7 +69,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     { BERTH_PREVIEW_DOMAIN: DOMAIN },
     { runBuilds: false },
   );
-  const nginx = await startNginx(dev.port);
+  const nginx = await startNginxProxy(dev.port);
   try {
     const { pool } = cp.deps.database;
     const owner = await pool.query("SELECT id FROM users LIMIT 1");

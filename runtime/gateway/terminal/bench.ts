@@ -27,7 +27,14 @@ import {
 } from "../../../box/terminal/protocol.ts";
 import type { WorkspaceSpec } from "../../../stacks/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
-import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, table } from "../../bench/harness.ts";
+import {
+  type BenchPostgres,
+  benchControlPlane,
+  benchLocalDriver,
+  fmt,
+  startNginxProxy,
+  table,
+} from "../../bench/harness.ts";
 import { sessions, workspaceInstances, workspaces } from "../../db/schema.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../../workspaces/secrets.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "./gateway.ts";
@@ -240,6 +247,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     },
   );
   let blast: Awaited<ReturnType<typeof blastEndpoint>> | null = null;
+  let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   try {
     const { db, pool } = cp.deps.database;
     const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
@@ -267,6 +275,11 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       (await mintTerminalToken(cp.url, sessionId, BENCH_TOKEN)).token!;
     const direct = () =>
       TtydClient.connect({ url: boxUrl, session: "bench", credential, size: { columns: 200, rows: 50 } });
+    // nginx in front of the same box endpoint, when installed: the proxy the relay should beat.
+    nginx = await startNginxProxy(inst[0].terminal_port);
+    const nginxUrl = nginx ? `ws://127.0.0.1:${nginx.port}/ws` : null;
+    const viaNginx = () =>
+      TtydClient.connect({ url: nginxUrl!, session: "bench", credential, size: { columns: 200, rows: 50 } });
     const relayed = async () =>
       TtydClient.connect({
         url: relayUrl(session!.id),
@@ -283,12 +296,16 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     // Interleaved (direct, relay, relay, direct), so drift in tmux or the machine hits both paths alike.
     const directTimes: number[] = [];
     const relayTimes: number[] = [];
-    for (const path of ["direct", "relay", "relay", "direct"] as const) {
+    const nginxTimes: number[] = [];
+    if (nginx) await measureEcho(viaNginx, 20);
+    for (const path of ["direct", "relay", "nginx", "nginx", "relay", "direct"] as const) {
       if (path === "direct") directTimes.push(...(await measureEcho(direct, n / 2)));
-      else relayTimes.push(...(await measureEcho(relayed, n / 2)));
+      else if (path === "relay") relayTimes.push(...(await measureEcho(relayed, n / 2)));
+      else if (nginx) nginxTimes.push(...(await measureEcho(viaNginx, n / 2)));
     }
     const echoDirect = stats(directTimes);
     const echoRelay = stats(relayTimes);
+    const echoNginx = nginx ? stats(nginxTimes) : null;
     table(
       `Terminal keystroke echo (${n} keystrokes per path, interleaved; tmux + shell on a local box)`,
       ["path", "p50 ms", "p99 ms", "p50 vs direct", "p99 vs direct"],
@@ -307,8 +324,20 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
           `${fmt(echoRelay.p50 / echoDirect.p50, 2)}x`,
           `${fmt(echoRelay.p99 / echoDirect.p99, 2)}x`,
         ],
+        ...(echoNginx
+          ? [
+              [
+                "through nginx (no auth, no token checks)",
+                fmt(echoNginx.p50, 3),
+                fmt(echoNginx.p99, 3),
+                `${fmt(echoNginx.p50 / echoDirect.p50, 2)}x`,
+                `${fmt(echoNginx.p99 / echoDirect.p99, 2)}x`,
+              ],
+            ]
+          : []),
       ],
     );
+    if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
 
     // 2. Bulk output through tmux: cat of a 20 MB file (printable lines), then a marker.
     const fileBytes = 20 * 1024 * 1024;
@@ -356,6 +385,9 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     };
     const bulkDirect = await best(() => catOnce(directTarget()));
     const bulkRelay = await best(async () => catOnce(await relayTarget(session!.id)));
+    const bulkNginx = nginx
+      ? await best(() => catOnce({ ...directTarget(), url: `ws://127.0.0.1:${nginx!.port}/ws?arg=bench` }))
+      : null;
     const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
     table(
       "Terminal bulk output through tmux: cat of a 20 MB file (best of 3; MB/s of file)",
@@ -375,6 +407,17 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
           fmt(bulkRelay.bytes / 1e6),
           `${fmt(bulkDirect.seconds / bulkRelay.seconds, 2)}x`,
         ],
+        ...(bulkNginx
+          ? [
+              [
+                "through nginx",
+                fmt(bulkNginx.seconds, 2),
+                fmt(mbps(fileBytes, bulkNginx.seconds)),
+                fmt(bulkNginx.bytes / 1e6),
+                `${fmt(bulkDirect.seconds / bulkNginx.seconds, 2)}x`,
+              ],
+            ]
+          : []),
       ],
     );
 
@@ -480,6 +523,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     );
   } finally {
     blast?.close();
+    nginx?.stop();
     for (const id of readdirSync(root)) {
       const spec: WorkspaceSpec = {
         workspaceId: id,
