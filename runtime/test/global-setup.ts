@@ -75,8 +75,19 @@ function isAlive(pid: number): boolean {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Every temp dir of this run (test files, box agents, benches) lands under one root that goes at the end,
+  // whatever a test forgot to remove. Workers start after this and inherit TMPDIR; os.tmpdir() reads it.
+  const runRoot = mkdtempSync(join(tmpdir(), "berth-test-run-"));
+  chmodSync(runRoot, 0o755); // as root, the embedded Postgres and tmux sockets' owners must enter it
+  const previousTmp = process.env.TMPDIR;
+  process.env.TMPDIR = runRoot;
+  const removeRunRoot = () => {
+    if (previousTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = previousTmp;
+    rmSync(runRoot, { recursive: true, force: true });
+  };
   let adminUrl = process.env.TEST_DATABASE_URL;
-  let teardown = async () => {};
+  let teardown = async () => removeRunRoot();
   if (!adminUrl) {
     const dir = mkdtempSync(join(tmpdir(), "berth-test-pg-"));
     chmodSync(dir, 0o755); // as root, Postgres runs as the postgres user and must enter this directory
@@ -85,6 +96,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     teardown = async () => {
       await embedded.stop();
       rmSync(dir, { recursive: true, force: true });
+      removeRunRoot();
     };
   }
   project.provide("pgAdminUrl", adminUrl);
