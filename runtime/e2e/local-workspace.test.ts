@@ -99,10 +99,14 @@ describe("a local workspace, end to end", async () => {
       () => hasSession(socket, "main") && hasSession(socket, "second"),
       30_000,
     );
-    const panes = execFileSync("tmux", ["-S", socket, "list-panes", "-t", "=main", "-F", "#{pane_index}"], {
-      encoding: "utf8",
-    });
-    expect(panes.trim().split("\n")).toHaveLength(3);
+    // The session exists a moment before its layout is complete: wait for the three panes.
+    const paneCount = () =>
+      execFileSync("tmux", ["-S", socket, "list-panes", "-t", "=main", "-F", "#{pane_index}"], {
+        encoding: "utf8",
+      })
+        .trim()
+        .split("\n").length;
+    await waitFor("three panes", () => paneCount() === 3, 10_000);
   });
 
   it("types through the terminal endpoint, sees the echo, and resizes", async () => {
