@@ -1,9 +1,10 @@
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createTestDatabase, useDatabase } from "../test/database.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { connectDatabase } from "./client.ts";
 import { runMigrations } from "./migrate.ts";
-import { users, workspaces } from "./schema.ts";
+import { users } from "./schema.ts";
 
 describe("migrations", () => {
   it("apply to an empty database, and a second run changes nothing", async () => {
@@ -68,17 +69,7 @@ describe("migrations", () => {
 describe("schema constraints", async () => {
   const { db, pool } = await useDatabase();
   const [owner] = await db.insert(users).values({ externalId: "user_constraints" }).returning();
-  const [ws] = await db
-    .insert(workspaces)
-    .values({
-      ownerId: owner!.id,
-      name: "w",
-      driver: "local",
-      location: "local",
-      serverType: "local",
-      volumeSizeGb: 10,
-    })
-    .returning();
+  const ws = await insertWorkspace(db, owner!.id);
   const wsId = ws!.id;
 
   const rejects = async (statement: string, params: unknown[], constraint: string) => {

@@ -5,9 +5,9 @@
 
 import { describe, expect, it } from "vitest";
 import { upsertUser } from "../auth/actor.ts";
-import { workspaces } from "../db/schema.ts";
 import { createLogger } from "../observability/logger.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { buildApp } from "./app.ts";
 
 /** Reviewed on purpose: adding a public route means adding it here. */
@@ -65,17 +65,7 @@ describe("ownership (IDOR)", async () => {
   const { db } = cp.deps.database;
   const alice = await upsertUser(db, "user_alice");
   const bob = await upsertUser(db, "user_bob");
-  const [alices] = await db
-    .insert(workspaces)
-    .values({
-      ownerId: alice.userId,
-      name: "alice",
-      driver: "local",
-      location: "l",
-      serverType: "s",
-      volumeSizeGb: 10,
-    })
-    .returning();
+  const alices = await insertWorkspace(db, alice.userId, { name: "alice" });
   const sessionAs = async (userId: string) =>
     `berth_session=${await cp.deps.authenticator.sessionFor({ userId, externalId: "", isAdmin: false })}`;
 

@@ -1,24 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { users, workspaces } from "../db/schema.ts";
+import { users } from "../db/schema.ts";
 import { SecretBox } from "../security/secret-box.ts";
 import { useDatabase } from "../test/database.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "./secrets.ts";
 
 describe("workspace secrets", async () => {
   const { db, pool } = await useDatabase();
   const [owner] = await db.insert(users).values({ externalId: "user_secrets" }).returning();
-  const [ws] = await db
-    .insert(workspaces)
-    .values({
-      ownerId: owner!.id,
-      name: "w",
-      driver: "local",
-      location: "l",
-      serverType: "s",
-      volumeSizeGb: 10,
-    })
-    .returning();
+  const ws = await insertWorkspace(db, owner!.id);
   const old = SecretBox.fromSpec(`old:${randomBytes(32).toString("base64")}`);
 
   it("stores sealed values and reads them back", async () => {

@@ -6,6 +6,7 @@
  * cases need a box that misbehaves on cue (drops the connection, closes with 1011, never stops sending).
  * relay.e2e.test.ts covers the real box agent and tmux.
  */
+
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,8 +16,9 @@ import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { TtydClient, TtydConnectError } from "../../../box/terminal/client.ts";
 import { encodeInput, encodeResize } from "../../../box/terminal/protocol.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
-import { sessions, workspaceInstances, workspaces } from "../../db/schema.ts";
+import { sessions, workspaceInstances } from "../../db/schema.ts";
 import { startTestControlPlane, type TestControlPlane } from "../../test/control-plane.ts";
+import { insertWorkspace } from "../../test/fixtures.ts";
 import { waitFor } from "../../test/wait.ts";
 import { storeWorkspaceSecrets } from "../../workspaces/secrets.ts";
 import { defaultConnectUpstream, type TerminalGatewayOptions } from "./gateway.ts";
@@ -146,18 +148,7 @@ async function setup(options: Partial<TerminalGatewayOptions> = {}) {
   afterAll(() => box.close());
   const { db, pool } = cp.deps.database;
   const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-  const [ws] = await db
-    .insert(workspaces)
-    .values({
-      ownerId: owner.userId,
-      name: "relay",
-      state: "ready",
-      driver: "local",
-      location: "l",
-      serverType: "s",
-      volumeSizeGb: 10,
-    })
-    .returning();
+  const ws = await insertWorkspace(db, owner.userId, { name: "relay", state: "ready" });
   await db.insert(workspaceInstances).values({
     workspaceId: ws!.id,
     agentTokenHash: randomBytes(16).toString("hex"),
