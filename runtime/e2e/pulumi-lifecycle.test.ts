@@ -119,7 +119,7 @@ describe("workspace lifecycle on the Pulumi driver", async () => {
           .status !== "pending",
     );
     const res = await cp.api(`/api/v1/admin/workspaces/${id}/diff?transition=stop`, { token });
-    expect(res.status).toBe(200);
+    expect(res.status, await res.clone().text()).toBe(200);
     const body = await json(res);
     expect(body.text).toContain(`ws-${id}`);
     expect(fake.commands()).toContain("preview");

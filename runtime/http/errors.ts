@@ -1,7 +1,9 @@
 /** The one error shape every route answers with: `{ error: { code, message, requestId } }`. */
 import type { Context, Next } from "koa";
 import type { z } from "zod";
+import { DriverError, StackBusyError, StackNotFoundError } from "../../stacks/errors.ts";
 import type { Logger } from "../observability/logger.ts";
+import { redactAddresses } from "../security/redact.ts";
 
 export class HttpError extends Error {
   readonly status: number;
@@ -73,6 +75,14 @@ export function errorMiddleware(log: Logger) {
 
 function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  // Driver errors (DESIGN §4): a stack busy with another operation is a conflict, a missing one a 404.
+  if (err instanceof StackBusyError)
+    return new HttpError(409, "stack_busy", "another operation holds this workspace's stack; retry shortly");
+  if (err instanceof StackNotFoundError)
+    return new HttpError(404, "not_found", "the workspace's stack does not exist");
+  if (err instanceof DriverError) {
+    return new HttpError(502, "driver_error", redactAddresses(`the workspace driver failed: ${err.message}`));
+  }
   const e = err as BodyParserError;
   if (e?.type === "entity.too.large")
     return new HttpError(413, "body_too_large", "request body is too large");

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { DriverError, StackBusyError, StackNotFoundError } from "../../stacks/errors.ts";
 import { agentChecksIn } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
@@ -126,6 +127,31 @@ describe("reconciler", async () => {
       [id],
     );
     expect(audit.rows.map((r) => r.action)).toEqual(["admin.repair", "admin.forget"]);
+  });
+
+  it("maps driver errors: a busy stack is 409, a missing one 404, any other failure 502 without addresses", async () => {
+    cp.driver.afterStart = agentChecksIn(cp);
+    const id = await create();
+    const preview = cp.driver.preview.bind(cp.driver);
+    const diff = () => cp.api(`/api/v1/admin/workspaces/${id}/diff`, { token: cp.localToken });
+    try {
+      cp.driver.preview = async () => {
+        throw new StackBusyError("stack ws-x is locked by update 42");
+      };
+      expect((await diff()).status).toBe(409);
+      cp.driver.preview = async () => {
+        throw new StackNotFoundError("no stack ws-x");
+      };
+      expect((await diff()).status).toBe(404);
+      cp.driver.preview = async () => {
+        throw new DriverError("hcloud: server 203.0.113.50 failed");
+      };
+      const failed = await diff();
+      expect(failed.status).toBe(502);
+      expect((await json(failed)).error.message).not.toContain("203.0.113.50");
+    } finally {
+      cp.driver.preview = preview;
+    }
   });
 
   it("hides admin routes from non-admins", async () => {
