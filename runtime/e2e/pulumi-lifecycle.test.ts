@@ -118,7 +118,12 @@ describe("workspace lifecycle on the Pulumi driver", async () => {
         (await pool.query("SELECT status FROM workspace_builds WHERE workspace_id = $1", [id])).rows[0]
           .status !== "pending",
     );
-    const res = await cp.api(`/api/v1/admin/workspaces/${id}/diff?transition=stop`, { token });
+    // A stack still held by the build's last CLI call answers 409 (stack busy); an operator retries.
+    const res = await waitFor("the diff", async () => {
+      const r = await cp.api(`/api/v1/admin/workspaces/${id}/diff?transition=stop`, { token });
+      if (r.status === 409) return null;
+      return r;
+    });
     expect(res.status, await res.clone().text()).toBe(200);
     const body = await json(res);
     expect(body.text).toContain(`ws-${id}`);
