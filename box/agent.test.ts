@@ -18,6 +18,7 @@ import { agentSettingsSchema, type BootConfig } from "./boot-config.ts";
 import type { SessionManager } from "./home/desired-state.ts";
 import { newFakeState, startFakeControlPlane } from "./home/fake-control-plane.ts";
 import { VolumeTimeoutError } from "./layout/volume.ts";
+import { freePort } from "./terminal/ttyd-launcher.ts";
 
 const TOKEN = "agent-test-token-0123456789abcdef";
 const log = pino({ level: "silent" });
@@ -25,14 +26,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
   const until = Date.now() + ms;

@@ -5,12 +5,12 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { newFakeState, startFakeControlPlane } from "./home/fake-control-plane.ts";
+import { freePort } from "./terminal/ttyd-launcher.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const TOKEN = "main-test-agent-token-abcdef0123456789";
@@ -19,14 +19,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitFor(
   cond: () => boolean,

@@ -60,7 +60,8 @@ export function attachGuardScript(tmuxArgv: readonly string[]): string {
   ].join("\n");
 }
 
-async function freePort(host: string): Promise<number> {
+/** A port free on `host` right now (the OS picks it); also used by the box tests. */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", reject);

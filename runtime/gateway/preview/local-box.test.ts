@@ -5,22 +5,13 @@
  */
 import { execFileSync } from "node:child_process";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
+import { freePort } from "../../db/embedded.ts";
 import { json } from "../../test/control-plane.ts";
 import { startLocalControlPlane } from "../../test/local-control-plane.ts";
 import { waitFor } from "../../test/wait.ts";
 
 const DOMAIN = "preview.localhost";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe("a detected preview on a local box", async () => {
   const cp = await startLocalControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
