@@ -54,7 +54,72 @@ describe("loadConfig", () => {
       secretKey: "sk_live_x",
       jwtKey: undefined,
       authorizedParties: ["https://a"],
+      web: null,
     });
+  });
+});
+
+describe("Clerk web sign-in settings", () => {
+  const hosted = { CLERK_JWT_KEY: "-----BEGIN PUBLIC KEY-----x", BERTH_AUTHORIZED_PARTIES: "https://a" };
+  const withKeys = { ...hosted, BERTH_SECRET_KEYS: "k:x" };
+  // base64("clerk.berth.test$"), unpadded as Clerk issues them
+  const pk = `pk_test_${Buffer.from("clerk.berth.test$").toString("base64").replace(/=+$/, "")}`;
+
+  it("derives the Frontend API and the script URLs from the publishable key like Clerk's loader", () => {
+    const c = loadConfig({ ...withKeys, CLERK_PUBLISHABLE_KEY: pk });
+    expect(c.auth.mode === "hosted" && c.auth.web).toEqual({
+      publishableKey: pk,
+      frontendApi: "https://clerk.berth.test",
+      clerkJsUrl: "https://clerk.berth.test/npm/@clerk/clerk-js@6/dist/clerk.browser.js",
+      clerkUiUrl: "https://clerk.berth.test/npm/@clerk/ui@1/dist/ui.browser.js",
+    });
+  });
+
+  it("takes CLERK_JS_URL and CLERK_UI_URL as they are", () => {
+    const c = loadConfig({
+      ...withKeys,
+      CLERK_PUBLISHABLE_KEY: pk,
+      CLERK_JS_URL: "http://127.0.0.1:9/clerk.browser.js",
+      CLERK_UI_URL: "http://127.0.0.1:9/ui.browser.js",
+    });
+    expect(c.auth.mode === "hosted" && c.auth.web).toMatchObject({
+      clerkJsUrl: "http://127.0.0.1:9/clerk.browser.js",
+      clerkUiUrl: "http://127.0.0.1:9/ui.browser.js",
+    });
+  });
+
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [
+      { CLERK_PUBLISHABLE_KEY: "sk_test_abc" },
+      /^CLERK_PUBLISHABLE_KEY: must start with pk_test_ or pk_live_$/,
+    ],
+    [
+      { CLERK_PUBLISHABLE_KEY: `pk_live_${b64("clerk.example.com")}` },
+      /^CLERK_PUBLISHABLE_KEY: is malformed/,
+    ],
+    [
+      { CLERK_PUBLISHABLE_KEY: `pk_live_${b64("evil.com; script-src *$")}` },
+      /^CLERK_PUBLISHABLE_KEY: is malformed/,
+    ],
+    [{ CLERK_JS_URL: "javascript:alert(1)" }, /^CLERK_JS_URL: must be an http\(s\) URL$/],
+    [{ CLERK_UI_URL: "ftp://x/ui.js" }, /^CLERK_UI_URL: must be an http\(s\) URL$/],
+  ];
+  for (const [env, message] of bad) {
+    it(`refuses ${JSON.stringify(env)}`, () => {
+      expect(() => loadConfig({ ...withKeys, ...env })).toThrow(message);
+    });
+  }
+
+  it("refuses the web settings in local mode, where they would do nothing", () => {
+    expect(() => loadConfig({ CLERK_PUBLISHABLE_KEY: pk })).toThrow(
+      /^CLERK_PUBLISHABLE_KEY: is a hosted-mode setting/,
+    );
+  });
+
+  it("leaves web sign-in off without a publishable key", () => {
+    const c = loadConfig(withKeys);
+    expect(c.auth.mode === "hosted" && c.auth.web).toBeNull();
   });
 });
 

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { type ClerkFrontend, clerkFrontend, frontendApiFromPublishableKey } from "./auth/clerk-frontend.ts";
 
 const csv = z
   .string()
@@ -15,6 +16,8 @@ const csv = z
       .filter(Boolean),
   )
   .pipe(z.array(z.string()));
+
+const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
 
@@ -31,6 +34,12 @@ export const ENV_DOCS: Record<string, string> = {
   CLERK_SECRET_KEY: "hosted mode: Clerk secret key (JWKS fetched with it)",
   CLERK_JWT_KEY: "hosted mode: Clerk PEM public key for networkless verification",
   BERTH_AUTHORIZED_PARTIES: "hosted mode: comma-separated origins accepted in the token's azp (required)",
+  CLERK_PUBLISHABLE_KEY:
+    "hosted mode: Clerk publishable key (pk_test_/pk_live_) for web sign-in; public by design; unset: API tokens only",
+  CLERK_JS_URL:
+    "hosted mode: where the web client loads clerk-js from (default https://<Frontend API>/npm/@clerk/clerk-js@6/dist/clerk.browser.js)",
+  CLERK_UI_URL:
+    "hosted mode: where the web client loads Clerk's sign-in components from (default https://<Frontend API>/npm/@clerk/ui@1/dist/ui.browser.js)",
   BERTH_DRIVER: "workspace driver: local (default) or pulumi",
   BERTH_BUILD_CONCURRENCY: "builds one control-plane process runs at once (default 2)",
   BERTH_DEFAULT_LOCATION: "Hetzner location for new workspaces (default fsn1)",
@@ -66,6 +75,15 @@ const schema = z
       .includes("BEGIN PUBLIC KEY", { message: "must be a PEM public key" })
       .optional(),
     BERTH_AUTHORIZED_PARTIES: csv.optional(),
+    CLERK_PUBLISHABLE_KEY: z
+      .string()
+      .regex(/^pk_(test|live)_/, "must start with pk_test_ or pk_live_")
+      .refine((k) => frontendApiFromPublishableKey(k) !== null, {
+        message: "is malformed: its base64 part must decode to the Frontend API host followed by $",
+      })
+      .optional(),
+    CLERK_JS_URL: httpUrl.optional(),
+    CLERK_UI_URL: httpUrl.optional(),
     BERTH_DRIVER: z.enum(["local", "pulumi"]).default("local"),
     BERTH_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
     BERTH_DEFAULT_LOCATION: z
@@ -103,6 +121,15 @@ const schema = z
         message: "is required in hosted mode: every replica must seal and open secrets with the same keys",
       });
     }
+    for (const name of ["CLERK_PUBLISHABLE_KEY", "CLERK_JS_URL", "CLERK_UI_URL"] as const) {
+      if (!hosted && env[name]) {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: "is a hosted-mode setting: set CLERK_SECRET_KEY or CLERK_JWT_KEY too",
+        });
+      }
+    }
     if (!hosted && !LOOPBACK_HOSTS.has(env.BERTH_HOST)) {
       ctx.addIssue({
         code: "custom",
@@ -135,6 +162,8 @@ export type AuthConfig =
       secretKey: string | undefined;
       jwtKey: string | undefined;
       authorizedParties: string[];
+      /** Web sign-in through Clerk's browser SDK; null without CLERK_PUBLISHABLE_KEY (API tokens only). */
+      web: ClerkFrontend | null;
     };
 
 export interface Config {
@@ -185,6 +214,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           secretKey: e.CLERK_SECRET_KEY,
           jwtKey: e.CLERK_JWT_KEY,
           authorizedParties: e.BERTH_AUTHORIZED_PARTIES ?? [],
+          web: e.CLERK_PUBLISHABLE_KEY
+            ? clerkFrontend(e.CLERK_PUBLISHABLE_KEY, {
+                clerkJsUrl: e.CLERK_JS_URL,
+                clerkUiUrl: e.CLERK_UI_URL,
+              })
+            : null,
         }
       : { mode: "local", localToken: e.BERTH_LOCAL_TOKEN },
     driver: e.BERTH_DRIVER,
