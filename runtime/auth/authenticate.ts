@@ -11,9 +11,22 @@ import { type Actor, findUser, upsertUser } from "./actor.ts";
 import { verifyClerkSession } from "./clerk.ts";
 import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
 
+/**
+ * Clerk's session cookie, which clerk-js sets first-party on the app's domain. Hosted mode reads it so that
+ * what cannot send headers (EventSource, a link opened in a tab) can still authenticate.
+ */
+export const CLERK_SESSION_COOKIE = "__session";
+
+/** Methods that change nothing: the only ones a cookie Clerk sets SameSite=Lax may authenticate. */
+const SAFE_METHODS = new Set(["GET", "HEAD"]);
+
 export interface Credentials {
   authorization: string | undefined;
   sessionCookie: string | undefined;
+  /** Hosted mode: the `__session` cookie; used only when there is no Authorization header. */
+  clerkSessionCookie?: string | undefined;
+  /** The request's method; the Clerk cookie counts only for GET and HEAD, so leaving it out refuses it. */
+  method?: string | undefined;
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -68,6 +81,19 @@ export class Authenticator {
       if (!owner) throw new HttpError(401, "token_invalid", "API token is not valid");
       return owner;
     }
+    if (this.#auth.mode === "hosted" && creds.clerkSessionCookie) {
+      // SameSite=Lax still rides along on top-level cross-site navigations and is readable by any script on
+      // the domain; a state change needs the header, which only our own page's script can add.
+      if (!SAFE_METHODS.has(creds.method?.toUpperCase() ?? "")) {
+        throw new HttpError(
+          401,
+          "session_cookie_needs_bearer",
+          "Clerk's session cookie is accepted on GET and HEAD only; send 'Authorization: Bearer <session token>'",
+        );
+      }
+      const externalId = await verifyClerkSession(creds.clerkSessionCookie, this.#auth);
+      return upsertUser(this.#db, externalId);
+    }
     if (creds.sessionCookie) {
       const userId = await this.#sessions.verify(creds.sessionCookie);
       const actor = userId ? await findUser(this.#db, userId) : null;
@@ -82,6 +108,8 @@ export class Authenticator {
       ctx.state.actor = await this.resolve({
         authorization: ctx.get("authorization") || undefined,
         sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
+        clerkSessionCookie: ctx.cookies.get(CLERK_SESSION_COOKIE) ?? undefined,
+        method: ctx.method,
       });
       await next();
     };

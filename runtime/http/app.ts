@@ -9,7 +9,7 @@ import { OwnerScope } from "../authz/scope.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
 import { requestContext } from "../observability/request-context.ts";
 import { adminRoutes } from "../routes/admin.ts";
-import { loginRoutes, meRoutes } from "../routes/auth.ts";
+import { authConfigRoutes, loginRoutes, meRoutes } from "../routes/auth.ts";
 import { buildRoutes } from "../routes/builds.ts";
 import { healthRoutes } from "../routes/health.ts";
 import { loginPageRoutes } from "../routes/login-page.ts";
@@ -20,6 +20,7 @@ import { sessionRoutes } from "../routes/sessions.ts";
 import { terminalRoutes } from "../routes/terminal.ts";
 import { workspaceRoutes } from "../routes/workspaces.ts";
 import type { AppDeps, AppState } from "./context.ts";
+import { cspDirectives } from "./csp.ts";
 import { errorMiddleware } from "./errors.ts";
 import { webRoutes } from "./web.ts";
 
@@ -83,7 +84,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
   // the dev server untouched). It handles only preview paths and preview hosts; the rest passes through.
   const previews = new PreviewGateway(deps);
   app.use(previews.middleware());
-  app.use(helmet());
+  const directives = cspDirectives(deps.config.auth);
+  app.use(helmet(directives ? { contentSecurityPolicy: { directives } } : undefined));
   // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
   const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
   app.use((ctx, next) => (ctx.path.startsWith("/agent/") ? next() : jsonBody(ctx, next)));
@@ -94,6 +96,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   loginPageRoutes(publicRouter);
   webRoutes(publicRouter);
   loginRoutes(publicRouter, deps);
+  authConfigRoutes(publicRouter, deps);
 
   const apiRouter = new Router<AppState>();
   apiRouter.use(deps.authenticator.middleware());

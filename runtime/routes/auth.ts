@@ -34,6 +34,25 @@ export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
   });
 }
 
+/**
+ * How the web client signs in. Public: the publishable key is public by design, and the client needs this
+ * before anyone is signed in. Local mode answers without any Clerk detail, so its client loads no Clerk code.
+ */
+export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.get("/api/v1/auth/config", (ctx) => {
+    const { auth } = deps.config;
+    ctx.set("Cache-Control", "no-cache");
+    if (auth.mode === "local") {
+      ctx.body = { mode: "local" };
+    } else if (!auth.web) {
+      ctx.body = { mode: "hosted", publishableKey: null };
+    } else {
+      const { publishableKey, clerkJsUrl, clerkUiUrl } = auth.web;
+      ctx.body = { mode: "hosted", publishableKey, clerkJsUrl, clerkUiUrl };
+    }
+  });
+}
+
 /** Routes for the signed-in user. */
 export function meRoutes(router: ApiRouter): void {
   router.get("/api/v1/me", (ctx) => {
