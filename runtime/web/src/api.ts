@@ -1,7 +1,10 @@
 /**
- * The one way the web client talks to the control plane: same-origin fetch with the session cookie, JSON
- * in and out, and the control plane's error shape turned into an `ApiError` that names the problem.
+ * The one way the web client talks to the control plane: same-origin fetch authenticated as auth/ decides
+ * (local: the session cookie; hosted: a Clerk Bearer token), JSON in and out, and the control plane's error
+ * shape turned into an `ApiError` that names the problem.
  */
+import { authHeaders } from "./auth/auth.ts";
+
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
@@ -16,7 +19,10 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   const res = await fetch(path, {
     method: init.method ?? "GET",
     credentials: "same-origin",
-    headers: init.body === undefined ? {} : { "content-type": "application/json" },
+    headers: {
+      ...(await authHeaders()),
+      ...(init.body === undefined ? {} : { "content-type": "application/json" }),
+    },
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
   });
   if (res.status === 204) return undefined as T;
