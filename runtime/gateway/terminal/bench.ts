@@ -6,18 +6,15 @@
  *      (tmux renders, so this is what a user sees, and tmux is usually the limit);
  *   3. raw relay throughput: a box endpoint that sends OUTPUT as fast as its socket allows, no tmux, so the
  *      relay's own cost shows.
- *   4. memory of 1,000 idle terminals, straight and relayed, both in this process: the difference is the
- *      relay's own heap per socket.
+ *   4. memory of 1,000 idle terminals: what the server process holding them gains, the box endpoint for
+ *      sockets straight to it, the control plane for relayed ones.
+ * The control plane and the raw endpoint run in their own processes, like nginx; the clients run here.
  * The box is a real local agent (local driver) with its built-in ttyd-protocol endpoint. Nothing asserts.
  */
 import { randomBytes } from "node:crypto";
 import { readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket } from "ws";
 import { TtydClient } from "../../../box/terminal/client.ts";
 import {
   basicAuthHeader,
@@ -27,16 +24,15 @@ import {
 } from "../../../box/terminal/protocol.ts";
 import type { WorkspaceSpec } from "../../../stacks/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
-import {
-  type BenchPostgres,
-  benchControlPlane,
-  benchLocalDriver,
-  fmt,
-  startNginxProxy,
-  table,
-} from "../../bench/harness.ts";
+import type { BenchChild } from "../../bench/child-process.ts";
+import { spawnBenchControlPlane } from "../../bench/control-plane-main.ts";
+import { type BenchPostgres, benchLocalDriver, fmt, startNginxProxy, table } from "../../bench/harness.ts";
+import { connectDatabase } from "../../db/client.ts";
 import { sessions, workspaceInstances, workspaces } from "../../db/schema.ts";
+import { SecretBox } from "../../security/secret-box.ts";
+import { TEST_SECRET_KEYS } from "../../test/keys.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../../workspaces/secrets.ts";
+import { spawnBlastEndpoint } from "./blast-endpoint.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "./gateway.ts";
 import { mintTerminalToken } from "./test-helpers.ts";
 
@@ -144,65 +140,20 @@ async function rawReceive(
   return { seconds, bytes };
 }
 
-/** A box endpoint without tmux: after the init it sends `total` bytes of OUTPUT as fast as its socket drains. */
-async function blastEndpoint(credential: string, total: number) {
-  const server = createServer();
-  const wss = new WebSocketServer({
-    server,
-    handleProtocols: (p) => (p.has(TTY_SUBPROTOCOL) ? TTY_SUBPROTOCOL : false),
-  });
-  const chunk = Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024, 0x78)]);
-  wss.on("connection", (ws, req) => {
-    if (req.headers.authorization !== basicAuthHeader(credential)) return ws.close(1008);
-    ws.once("message", () => {
-      ws.send(Buffer.from("1blast"));
-      ws.send(Buffer.from("2{}"));
-      ws.on("message", () => {
-        let sent = 0;
-        const pump = () => {
-          while (sent < total && ws.readyState === ws.OPEN && ws.bufferedAmount < 1024 * 1024) {
-            sent += chunk.length - 1;
-            ws.send(chunk, { binary: true }, () => setImmediate(pump));
-          }
-        };
-        pump();
-      });
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => {
-      wss.close();
-      server.close();
-    },
-  };
-}
-
-const gc: () => void = (() => {
-  setFlagsFromString("--expose-gc");
-  return runInNewContext("gc") as () => void;
-})();
-
-function heapNow(): number {
-  gc();
-  gc();
-  const m = process.memoryUsage();
-  return m.heapUsed + m.external;
-}
-
 /**
- * Opens `n` idle terminals (init sent, nothing else) and returns how much heap they hold once open.
- * `open` waits until `settledCount` (when given) reports all of them, e.g. the relay's socket count.
+ * Opens `n` idle terminals (init sent, nothing else) from this process and returns how much heap the
+ * server process `holder` (the box endpoint, or the control plane relaying) gained while they are open.
+ * `settledCount` (when given) must report all of them, e.g. the relay's socket count.
  */
 async function idleHeap(
   n: number,
   target: () => Promise<RawTarget>,
-  settledCount?: () => number,
+  holder: BenchChild<unknown>,
+  settledCount?: () => Promise<number>,
 ): Promise<number> {
   const targets: RawTarget[] = [];
   for (let i = 0; i < n; i++) targets.push(await target()); // tokens are minted before the baseline
-  const before = heapNow();
+  const before = await holder.ask("heap");
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i += 50) {
     await Promise.all(
@@ -222,22 +173,24 @@ async function idleHeap(
       ),
     );
   }
-  if (settledCount && settledCount() < n)
-    throw new Error(`only ${settledCount()} of ${n} sockets are relayed`);
+  if (settledCount && (await settledCount()) < n)
+    throw new Error(`only ${await settledCount()} of ${n} sockets are relayed`);
   await new Promise((r) => setTimeout(r, 200));
-  const held = heapNow() - before;
+  const held = (await holder.ask("heap")) - before;
   for (const ws of sockets) ws.terminate();
-  while (settledCount && settledCount() > 0) await new Promise((r) => setTimeout(r, 20));
+  while (settledCount && (await settledCount()) > 0) await new Promise((r) => setTimeout(r, 20));
   return held;
 }
 
 export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   const { root, driver } = benchLocalDriver("term");
-  const cp = await benchControlPlane(
-    await pgs.database("terminal_relay"),
-    driver,
-    { BERTH_LOCAL_TOKEN: BENCH_TOKEN },
-    {
+  const databaseUrl = await pgs.database("terminal_relay");
+  // The relay runs in its own process, as in production and as nginx does below.
+  const cp = await spawnBenchControlPlane({
+    databaseUrl,
+    env: { BERTH_LOCAL_TOKEN: BENCH_TOKEN },
+    localRoot: root,
+    options: {
       agentHeartbeatSeconds: 1,
       terminal: {
         socketRateLimit: { points: 10_000, durationSeconds: 60 },
@@ -245,13 +198,23 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         mintRateLimit: { points: 10_000, durationSeconds: 60 },
       },
     },
-  );
-  let blast: Awaited<ReturnType<typeof blastEndpoint>> | null = null;
+  });
+  const cpUrl = cp.ready.url;
+  const database = connectDatabase(databaseUrl, { max: 2 });
+  const secretBox = SecretBox.fromSpec(TEST_SECRET_KEYS);
+  let blast: BenchChild<{ port: number }> | null = null;
   let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
+  let blastNginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   try {
-    const { db, pool } = cp.deps.database;
+    const { db, pool } = database;
     const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-    const { workspace } = await cp.deps.workspaces.create(owner, { name: "bench-relay" });
+    const created = await fetch(`${cpUrl}/api/v1/workspaces`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${BENCH_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "bench-relay" }),
+    });
+    if (!created.ok) throw new Error(`bench workspace: HTTP ${created.status} ${await created.text()}`);
+    const { workspace } = (await created.json()) as { workspace: { id: string } };
     for (;;) {
       const { rows } = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspace.id]);
       if (rows[0].state === "ready") break;
@@ -262,17 +225,17 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       .insert(sessions)
       .values({ workspaceId: workspace.id, name: "bench", createdById: owner.userId })
       .returning();
-    const credential = (await readWorkspaceSecret(db, cp.deps.secretBox, workspace.id, "ttyd-credential"))!;
+    const credential = (await readWorkspaceSecret(db, secretBox, workspace.id, "ttyd-credential"))!;
     const { rows: inst } = await pool.query(
       "SELECT terminal_port FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
       [workspace.id],
     );
     const boxUrl = `ws://127.0.0.1:${inst[0].terminal_port}/ws`;
     const relayUrl = (sessionId: string) =>
-      `${cp.url.replace(/^http/, "ws")}/api/v1/sessions/${sessionId}/terminal`;
-    const origin = new URL(cp.url).origin;
+      `${cpUrl.replace(/^http/, "ws")}/api/v1/sessions/${sessionId}/terminal`;
+    const origin = new URL(cpUrl).origin;
     const token = async (sessionId: string) =>
-      (await mintTerminalToken(cp.url, sessionId, BENCH_TOKEN)).token!;
+      (await mintTerminalToken(cpUrl, sessionId, BENCH_TOKEN)).token!;
     const direct = () =>
       TtydClient.connect({ url: boxUrl, session: "bench", credential, size: { columns: 200, rows: 50 } });
     // nginx in front of the same box endpoint, when installed: the proxy the relay should beat.
@@ -424,7 +387,9 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     // 3. Raw relay throughput: a box endpoint with no tmux behind it.
     const blastBytes = 200 * 1024 * 1024;
     const blastCredential = `berth:${randomBytes(12).toString("hex")}`;
-    blast = await blastEndpoint(blastCredential, blastBytes);
+    blast = await spawnBlastEndpoint(blastCredential, blastBytes);
+    const blastPort = blast.ready.port;
+    blastNginx = await startNginxProxy(blastPort);
     const [blastWs] = await db
       .insert(workspaces)
       .values({
@@ -441,9 +406,9 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       workspaceId: blastWs!.id,
       agentTokenHash: randomBytes(16).toString("hex"),
       publicIp: "127.0.0.1",
-      terminalPort: blast.port,
+      terminalPort: blastPort,
     });
-    await storeWorkspaceSecrets(db, cp.deps.secretBox, blastWs!.id, { "ttyd-credential": blastCredential });
+    await storeWorkspaceSecrets(db, secretBox, blastWs!.id, { "ttyd-credential": blastCredential });
     const [blastSession] = await db
       .insert(sessions)
       .values({ workspaceId: blastWs!.id, name: "blast", createdById: owner.userId })
@@ -454,76 +419,65 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         (ws) => ws.send(Buffer.from("0go")),
         (_chunk, total) => total >= blastBytes,
       );
-    const rawDirect = await best(() =>
-      blastOnce({
-        url: `ws://127.0.0.1:${blast!.port}/ws?arg=blast`,
-        protocols: [TTY_SUBPROTOCOL],
-        headers: { Authorization: basicAuthHeader(blastCredential) },
-        authToken: encodeCredential(blastCredential),
-      }),
-    );
+    const blastDirectTarget = (port: number): RawTarget => ({
+      url: `ws://127.0.0.1:${port}/ws?arg=blast`,
+      protocols: [TTY_SUBPROTOCOL],
+      headers: { Authorization: basicAuthHeader(blastCredential) },
+      authToken: encodeCredential(blastCredential),
+    });
+    const rawDirect = await best(() => blastOnce(blastDirectTarget(blastPort)));
     const rawRelay = await best(async () => blastOnce(await relayTarget(blastSession!.id)));
+    const rawNginx = blastNginx ? await best(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
+    const rawRow = (label: string, r: { seconds: number; bytes: number }) => [
+      label,
+      fmt(r.seconds, 2),
+      fmt(mbps(r.bytes, r.seconds)),
+      `${fmt(rawDirect.seconds / r.seconds, 2)}x`,
+    ];
     table(
       "Terminal relay raw throughput: 200 MB of OUTPUT from a box endpoint without tmux (best of 3)",
       ["path", "seconds", "MB/s", "speed vs direct"],
       [
-        [
-          "straight to the endpoint (baseline)",
-          fmt(rawDirect.seconds, 2),
-          fmt(mbps(rawDirect.bytes, rawDirect.seconds)),
-          "1.00x",
-        ],
-        [
-          "through the relay",
-          fmt(rawRelay.seconds, 2),
-          fmt(mbps(rawRelay.bytes, rawRelay.seconds)),
-          `${fmt(rawDirect.seconds / rawRelay.seconds, 2)}x`,
-        ],
+        rawRow("straight to the endpoint (baseline)", rawDirect),
+        rawRow("through the relay", rawRelay),
+        ...(rawNginx ? [rawRow("through nginx", rawNginx)] : []),
       ],
     );
 
-    // 4. Memory of idle terminal sockets: the same 1,000 idle terminals straight to the endpoint and through
-    // the relay, all in this process; the difference is what the relay itself holds per socket.
+    // 4. Memory of idle terminal sockets: what the server process holding them gains per socket. The box
+    // endpoint holds one WebSocket end per terminal; the relay two (client leg and upstream leg) plus its
+    // bookkeeping, so about twice the endpoint's figure is the floor.
     const idleCount = 1_000;
-    const direct1k = await idleHeap(idleCount, async () => ({
-      url: `ws://127.0.0.1:${blast!.port}/ws?arg=blast`,
-      protocols: [TTY_SUBPROTOCOL],
-      headers: { Authorization: basicAuthHeader(blastCredential) },
-      authToken: encodeCredential(blastCredential),
-    }));
-    const relayed1k = await idleHeap(
+    const endpointHeld = await idleHeap(idleCount, async () => blastDirectTarget(blastPort), blast);
+    const relayHeld = await idleHeap(
       idleCount,
       () => relayTarget(blastSession!.id),
-      () => cp.deps.terminal.socketCount,
+      cp,
+      () => cp.ask("terminalSockets"),
     );
     const perSocket = (bytes: number) => `${fmt(bytes / idleCount / 1024, 1)}`;
     table(
-      `Memory of ${idleCount} idle terminal sockets (V8 heap + external after GC, this process)`,
-      ["path", "MB total", "KiB per socket", "vs direct"],
+      `Memory of ${idleCount} idle terminal sockets (V8 heap + external gained after GC, server process)`,
+      ["server process", "MB total", "KiB per socket", "vs endpoint"],
       [
         [
-          "straight to the endpoint: client + endpoint ends (baseline)",
-          fmt(direct1k / 1e6),
-          perSocket(direct1k),
+          "the box endpoint, sockets straight to it (baseline)",
+          fmt(endpointHeld / 1e6),
+          perSocket(endpointHeld),
           "1.00x",
         ],
         [
-          "through the relay: client + relay (2 legs) + endpoint ends",
-          fmt(relayed1k / 1e6),
-          perSocket(relayed1k),
-          `${fmt(relayed1k / direct1k, 2)}x`,
-        ],
-        [
-          "the relay's own share (difference)",
-          fmt((relayed1k - direct1k) / 1e6),
-          perSocket(relayed1k - direct1k),
-          "",
+          "the control plane, relaying them (2 legs each)",
+          fmt(relayHeld / 1e6),
+          perSocket(relayHeld),
+          `${fmt(relayHeld / endpointHeld, 2)}x`,
         ],
       ],
     );
   } finally {
-    blast?.close();
+    await blast?.stop();
     nginx?.stop();
+    blastNginx?.stop();
     for (const id of readdirSync(root)) {
       const spec: WorkspaceSpec = {
         workspaceId: id,
@@ -531,12 +485,13 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         location: "local",
         serverType: "local",
         volumeSizeGb: 10,
-        controlPlaneUrl: cp.url,
+        controlPlaneUrl: cpUrl,
         secrets: { agentToken: "bench", ttydCredential: "bench:bench", resticPassword: "bench" },
       };
       await driver.destroy(spec, QUIET).catch(() => {});
     }
-    await cp.close();
+    await cp.stop();
+    await database.close();
     rmSync(root, { recursive: true, force: true });
   }
 }

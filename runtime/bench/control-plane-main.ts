@@ -1,0 +1,56 @@
+/**
+ * A control plane in its own process for `npm run bench` (see child-process.ts for why). Started with
+ * `spawnBenchControlPlane`; answers `heap` and `terminalSockets`.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LocalDriver } from "../../stacks/local/driver.ts";
+import { loadConfig } from "../config.ts";
+import { AGENT_ENTRY } from "../drivers.ts";
+import { createLogger } from "../observability/logger.ts";
+import { type StartOptions, startControlPlane } from "../server.ts";
+import { TEST_SECRET_KEYS } from "../test/keys.ts";
+import { ScriptedDriver } from "../test/scripted-driver.ts";
+import { type BenchChild, forkBenchChild, serveParent } from "./child-process.ts";
+
+export interface BenchControlPlaneSpec {
+  databaseUrl: string;
+  env?: Record<string, string>;
+  /** Serializable start options only: no driver, no logger. */
+  options?: Pick<StartOptions, "agentHeartbeatSeconds" | "runBuilds" | "terminal">;
+  /** A local driver with real box agents under this root; otherwise a scripted driver. */
+  localRoot?: string;
+}
+
+export function spawnBenchControlPlane(spec: BenchControlPlaneSpec): Promise<BenchChild<{ url: string }>> {
+  return forkBenchChild(fileURLToPath(import.meta.url), { BERTH_BENCH_SPEC: JSON.stringify(spec) });
+}
+
+if (import.meta.main) {
+  const spec = JSON.parse(process.env.BERTH_BENCH_SPEC!) as BenchControlPlaneSpec;
+  const config = loadConfig({
+    DATABASE_URL: spec.databaseUrl,
+    BERTH_PORT: "0",
+    BERTH_DATA_DIR: mkdtempSync(join(tmpdir(), "berth-bench-cp-")),
+    BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
+    BERTH_MAX_WORKSPACES_PER_USER: "1000",
+    ...spec.env,
+  });
+  const driver = spec.localRoot
+    ? new LocalDriver({
+        root: spec.localRoot,
+        agentEntry: AGENT_ENTRY,
+        nodePath: process.execPath,
+        agentEnv: { BERTH_TERMINAL: "builtin" },
+      })
+    : new ScriptedDriver();
+  const cp = await startControlPlane(config, {
+    driver,
+    logger: createLogger("silent"),
+    runSchedules: false,
+    ...spec.options,
+  });
+  serveParent({ url: cp.url }, { terminalSockets: () => cp.deps.terminal.socketCount }, () => cp.close());
+}
