@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
+import { CLERK_SESSION_COOKIE } from "../../auth/authenticate.ts";
 import type { AppDeps, AppState } from "../../http/context.ts";
 import { HttpError, notFound } from "../../http/errors.ts";
 import { rejectUpgrade } from "../../http/upgrade.ts";
@@ -47,13 +48,6 @@ interface Forwarding {
   authority: string;
 }
 
-/** Our credentials, whichever form set them: never forwarded to a dev server, never settable by one. */
-const STRIPPED_COOKIES: ReadonlySet<string> = new Set([
-  API_SESSION_COOKIE,
-  "berth_preview",
-  "__Host-berth_preview",
-]);
-
 const refuse = (status: number, pageName: PageName): Admission => ({
   ok: false,
   refusal: { status, page: pageName },
@@ -90,7 +84,7 @@ export class PreviewGateway {
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
     this.#proxy.on("proxyRes", (proxyRes, req) => {
       const fwd = this.#forwarding.get(req);
-      sanitizeResponseHeaders(proxyRes.headers, this.#strippedCookies);
+      sanitizeResponseHeaders(proxyRes.headers);
       const location = proxyRes.headers.location;
       if (fwd && location) proxyRes.headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
       // The path form serves the dev server's pages on the API's own origin. Sandboxed (no allow-same-origin)
@@ -131,8 +125,6 @@ export class PreviewGateway {
     return this.#secure ? "__Host-berth_preview" : "berth_preview";
   }
 
-  readonly #strippedCookies: ReadonlySet<string> = STRIPPED_COOKIES;
-
   #classify(req: IncomingMessage): Classified {
     return classify(req.method ?? "GET", req.url ?? "/", req.headers.host, this.#deps.config.previewDomain);
   }
@@ -148,6 +140,8 @@ export class PreviewGateway {
           await this.#deps.authenticator.resolve({
             authorization: req.headers.authorization,
             sessionCookie: cookieValues(req.headers.cookie, API_SESSION_COOKIE)[0],
+            clerkSessionCookie: cookieValues(req.headers.cookie, CLERK_SESSION_COOKIE)[0],
+            method: req.method,
           })
         ).userId;
       } catch (err) {
@@ -197,7 +191,6 @@ export class PreviewGateway {
       proto: this.#secure ? "https" : "http",
       prefix,
       websocket,
-      strippedCookies: this.#strippedCookies,
     });
     this.#forwarding.set(req, { prefix, authority });
   }

@@ -1,7 +1,16 @@
+import type { IncomingHttpHeaders } from "node:http";
 /** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../config.ts";
-import { classify, isSafePath, rewriteLocation, safeNext, withoutCookies } from "./request.ts";
+import {
+  classify,
+  isCredentialCookie,
+  isSafePath,
+  rewriteLocation,
+  safeNext,
+  sanitizeResponseHeaders,
+  withoutCookies,
+} from "./request.ts";
 import { isAllowedUpstream } from "./upstream.ts";
 
 const ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
@@ -88,10 +97,24 @@ describe("upstream", () => {
 });
 
 describe("headers and redirects", () => {
-  it("strips only the named cookies", () => {
-    const names = new Set(["berth_session", "berth_preview"]);
-    expect(withoutCookies("a=1; berth_session=x; b=2;berth_preview=y", names)).toBe("a=1; b=2");
-    expect(withoutCookies("berth_session=x", names)).toBeUndefined();
+  it("strips our credentials and Clerk's, suffixed variants included, and nothing else", () => {
+    expect(withoutCookies("a=1; berth_session=x; b=2;berth_preview=y")).toBe("a=1; b=2");
+    expect(withoutCookies("berth_session=x")).toBeUndefined();
+    expect(
+      withoutCookies(
+        "__session=j; __session_AbC1=j; __client_uat=1; __clerk_db_jwt=d; __Host-berth_preview=p; session=app",
+      ),
+    ).toBe("session=app");
+    expect(withoutCookies("__sessionx=1; my__session=2")).toBe("__sessionx=1; my__session=2");
+    expect(isCredentialCookie("__refresh_x9")).toBe(true);
+  });
+
+  it("drops a dev server's Set-Cookie for any credential cookie, keeps its own", () => {
+    const headers: IncomingHttpHeaders = {
+      "set-cookie": ["__session=planted; Path=/", "berth_session=x", "app=1; Path=/", "__client_uat_ab=0"],
+    };
+    sanitizeResponseHeaders(headers);
+    expect(headers["set-cookie"]).toEqual(["app=1; Path=/"]);
   });
 
   it("rewrites redirects to the box into the preview, and keeps `next` on the same host", () => {

@@ -118,13 +118,36 @@ function connectionTokens(headers: IncomingHttpHeaders): string[] {
     .filter(Boolean);
 }
 
-/** The Cookie header without the named cookies; undefined when nothing is left. */
-export function withoutCookies(header: string | undefined, names: ReadonlySet<string>): string | undefined {
+/** Ours, whichever form set them: the API session, the host-form preview cookie in both spellings. */
+const OUR_COOKIES: ReadonlySet<string> = new Set([
+  API_SESSION_COOKIE,
+  "berth_preview",
+  "__Host-berth_preview",
+]);
+/** Clerk's (hosted mode; @clerk/backend's `Cookies`), each with an optional `_<instance suffix>`. */
+const CLERK_COOKIE =
+  /^(__session|__refresh|__client_uat|__clerk_db_jwt|__clerk_handshake|__clerk_handshake_nonce|__clerk_redirect_count)(_[A-Za-z0-9_-]+)?$/;
+
+/**
+ * A sign-in credential of ours or Clerk's: never forwarded to a dev server (it would act as the user), and
+ * never settable by one (a planted `__session` would make the user's next API GET run as the planter).
+ */
+export function isCredentialCookie(name: string): boolean {
+  return OUR_COOKIES.has(name) || CLERK_COOKIE.test(name);
+}
+
+const cookieName = (c: string) => c.slice(0, Math.max(0, c.indexOf("="))).trim();
+
+/** The Cookie header without the cookies `drop` names; undefined when nothing is left. */
+export function withoutCookies(
+  header: string | undefined,
+  drop: (name: string) => boolean = isCredentialCookie,
+): string | undefined {
   if (!header) return undefined;
   const kept = header
     .split(";")
     .map((c) => c.trim())
-    .filter((c) => c && !names.has(c.slice(0, Math.max(0, c.indexOf("="))).trim()));
+    .filter((c) => c && !drop(cookieName(c)));
   return kept.length ? kept.join("; ") : undefined;
 }
 
@@ -146,8 +169,6 @@ export interface ForwardContext {
   /** Path form: the prefix the app is mounted under. */
   prefix?: string;
   websocket: boolean;
-  /** Our cookies, never the dev server's business. */
-  strippedCookies: ReadonlySet<string>;
 }
 
 /**
@@ -162,7 +183,7 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
     if (name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip") delete headers[name];
   }
   delete headers.authorization;
-  const cookie = withoutCookies(headers.cookie, fwd.strippedCookies);
+  const cookie = withoutCookies(headers.cookie);
   if (cookie) headers.cookie = cookie;
   else delete headers.cookie;
   if (fwd.websocket && upgrade) {
@@ -176,19 +197,14 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
 }
 
 /** Response headers the client must not get from the dev server. */
-export function sanitizeResponseHeaders(
-  headers: IncomingHttpHeaders,
-  strippedCookies: ReadonlySet<string>,
-): void {
+export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
   for (const name of [...connectionTokens(headers), "keep-alive", "proxy-connection", "proxy-authenticate"]) {
     delete headers[name];
   }
   // A dev server must not overwrite or plant our credentials (session fixation on the API's host).
   const setCookie = headers["set-cookie"];
   if (setCookie) {
-    const kept = setCookie.filter(
-      (c) => !strippedCookies.has(c.slice(0, Math.max(0, c.indexOf("="))).trim()),
-    );
+    const kept = setCookie.filter((c) => !isCredentialCookie(cookieName(c)));
     if (kept.length) headers["set-cookie"] = kept;
     else delete headers["set-cookie"];
   }
