@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { Agent, type AgentOptions, type ClientRequestArgs } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { type BoxAddresses, BoxUnreachableError, type UpstreamResolver } from "./upstream.ts";
 
@@ -17,6 +18,8 @@ const FORGET_AFTER_MS = 10 * 60_000;
 export class UpstreamAgent extends Agent {
   readonly #resolver: UpstreamResolver;
   readonly #boxes = new Map<string, { box: BoxAddresses; seenAt: number }>();
+  /** Per instance, the pool key for its current addresses: hashed once per address change, not per request. */
+  readonly #keys = new Map<string, { addresses: string; key: string }>();
 
   constructor(resolver: UpstreamResolver, options: AgentOptions = {}) {
     super(options);
@@ -28,15 +31,39 @@ export class UpstreamAgent extends Agent {
     const now = Date.now();
     // The pool key carries the addresses too: when a box's address changes, sockets kept alive to the old
     // one must never serve the new one (the old address may now be anything, even another tenant's box).
-    const key = `${box.id}-${createHash("sha256").update(`${box.publicIp}|${box.tailnetIp}`).digest("hex").slice(0, 12)}`;
-    this.#boxes.set(key, {
+    const addresses = `${box.publicIp}|${box.tailnetIp}`;
+    let key = this.#keys.get(box.id);
+    if (key?.addresses !== addresses) {
+      key = {
+        addresses,
+        key: `${box.id}-${createHash("sha256").update(addresses).digest("hex").slice(0, 12)}`,
+      };
+      this.#keys.set(box.id, key);
+    }
+    this.#boxes.set(key.key, {
       box: { id: box.id, publicIp: box.publicIp, tailnetIp: box.tailnetIp, probePort: box.probePort ?? null },
       seenAt: now,
     });
     if (this.#boxes.size > 64) {
-      for (const [id, entry] of this.#boxes) if (now - entry.seenAt > FORGET_AFTER_MS) this.#boxes.delete(id);
+      for (const [id, entry] of this.#boxes) {
+        if (now - entry.seenAt > FORGET_AFTER_MS) {
+          this.#boxes.delete(id);
+          this.#keys.delete(entry.box.id);
+        }
+      }
     }
-    return { protocol: "http:", host: key, port };
+    return { protocol: "http:", host: key.key, port };
+  }
+
+  /**
+   * A new socket to the box a `target()` host names, through the resolver; for clients that pool their own
+   * connections (undici's connector) as well as for this agent.
+   */
+  async dial(host: string, port: number): Promise<Socket> {
+    const entry = this.#boxes.get(host);
+    // Not a box named through target(): never fall back to resolving the host as a name.
+    if (!entry) throw new BoxUnreachableError([]);
+    return (await this.#resolver.connect(entry.box, port)).socket;
   }
 
   override createConnection(
@@ -44,14 +71,8 @@ export class UpstreamAgent extends Agent {
     callback?: (err: Error | null, stream: Duplex) => void,
   ): Duplex | null | undefined {
     const done = callback ?? (() => {});
-    const entry = this.#boxes.get(String(options.host));
-    if (!entry) {
-      // Not a box named through target(): never fall back to resolving the host as a name.
-      process.nextTick(() => done(new BoxUnreachableError([]), undefined as never));
-      return undefined;
-    }
-    this.#resolver.connect(entry.box, Number(options.port)).then(
-      ({ socket }) => done(null, socket),
+    this.dial(String(options.host), Number(options.port)).then(
+      (socket) => done(null, socket),
       (err: Error) => done(err, undefined as never),
     );
     return undefined;

@@ -1,10 +1,10 @@
 /**
- * The preview proxy: a Koa middleware for HTTP and an UpgradeDispatcher handler for WebSockets (HMR),
- * both in front of `http-proxy-3`. Each request is classified (path form on the API's host, or host form
+ * The preview proxy: a Koa middleware for HTTP (forwarded with undici, forwarder.ts) and an
+ * UpgradeDispatcher handler for WebSockets (HMR, through `http-proxy-3`). Each request is classified (path form on the API's host, or host form
  * on the preview domain), admitted (credentials, ownership, share state, box and port), then forwarded
  * with its headers rewritten. Bodies stream in both directions; nothing is buffered whole.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
@@ -14,6 +14,7 @@ import { HttpError, notFound } from "../../http/errors.ts";
 import { rejectUpgrade } from "../../http/upgrade.ts";
 import { BoxUnreachableError } from "../upstream.ts";
 import { UpstreamAgent } from "../upstream-agent.ts";
+import { PreviewForwarder } from "./forwarder.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
 import {
   API_SESSION_COOKIE,
@@ -65,7 +66,7 @@ export class PreviewGateway {
   /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
   // Dials through the shared upstream resolver: public address first, tailnet second, remembered per box.
   readonly #agent: UpstreamAgent;
-  readonly #forwarding = new WeakMap<IncomingMessage, Forwarding>();
+  readonly #forwarder: PreviewForwarder;
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
@@ -82,22 +83,7 @@ export class PreviewGateway {
     this.tokens = new PreviewTokens(deps.secretBox);
     this.#databasePort = Number(new URL(deps.database.url).port || 5432);
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
-    this.#proxy.on("proxyRes", (proxyRes, req) => {
-      const fwd = this.#forwarding.get(req);
-      sanitizeResponseHeaders(proxyRes.headers);
-      const location = proxyRes.headers.location;
-      if (fwd && location) proxyRes.headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
-      // The path form serves the dev server's pages on the API's own origin. Sandboxed (no allow-same-origin)
-      // they run in an opaque origin: they cannot read the API's cookies or call the API as the user. Apps
-      // that need their own origin (cookies, HMR) use the host form.
-      if (fwd?.prefix !== undefined) {
-        const existing = proxyRes.headers["content-security-policy"];
-        proxyRes.headers["content-security-policy"] = [
-          ...(Array.isArray(existing) ? existing : existing ? [existing] : []),
-          PATH_FORM_SANDBOX,
-        ].join(", ");
-      }
-    });
+    this.#forwarder = new PreviewForwarder(this.#agent, { connectionsPerUpstream: 256 });
     // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
     this.#proxy.on("error", (err) =>
       deps.log.warn({ code: (err as { code?: string }).code }, "preview proxy error"),
@@ -114,6 +100,7 @@ export class PreviewGateway {
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     this.#agent.destroy();
+    void this.#forwarder.close();
   }
 
   get #secure(): boolean {
@@ -183,7 +170,7 @@ export class PreviewGateway {
     return { ok: true, route, target: this.#agent.target(box, route.port), authority };
   }
 
-  #prepare(req: IncomingMessage, target: PreviewTarget, authority: string, websocket: boolean): void {
+  #prepare(req: IncomingMessage, target: PreviewTarget, websocket: boolean): void {
     const prefix = target.form === "path" ? target.prefix : undefined;
     req.url = target.forwardPath;
     sanitizeRequestHeaders(req.headers, {
@@ -192,7 +179,23 @@ export class PreviewGateway {
       prefix,
       websocket,
     });
-    this.#forwarding.set(req, { prefix, authority });
+  }
+
+  /** The dev server's response headers, made safe for the client and kept inside the preview. */
+  #rewriteResponseHeaders(headers: IncomingHttpHeaders, fwd: Forwarding): void {
+    sanitizeResponseHeaders(headers);
+    const location = headers.location;
+    if (location) headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
+    // The path form serves the dev server's pages on the API's own origin. Sandboxed (no allow-same-origin)
+    // they run in an opaque origin: they cannot read the API's cookies or call the API as the user. Apps
+    // that need their own origin (cookies, HMR) use the host form.
+    if (fwd.prefix !== undefined) {
+      const existing = headers["content-security-policy"];
+      headers["content-security-policy"] = [
+        ...(Array.isArray(existing) ? existing : existing ? [existing] : []),
+        PATH_FORM_SANDBOX,
+      ].join(", ");
+    }
   }
 
   middleware(): Middleware<AppState> {
@@ -212,21 +215,13 @@ export class PreviewGateway {
         return this.#page(ctx, r.page);
       }
       const { route, authority } = admission;
-      this.#prepare(ctx.req, target, authority, false);
+      this.#prepare(ctx.req, target, false);
       ctx.respond = false;
       const res = ctx.res;
-      await new Promise<void>((resolve) => {
-        res.once("close", resolve);
-        this.#proxy.web(
-          ctx.req,
-          res,
-          {
-            target: admission.target,
-            agent: this.#agent,
-            connectTimeout: CONNECT_TIMEOUT_MS,
-          },
-          (err) => this.#upstreamFailed(err, route, res),
-        );
+      const fwd: Forwarding = { prefix: target.form === "path" ? target.prefix : undefined, authority };
+      await this.#forwarder.forward(ctx.req, res, admission.target, {
+        onResponseHeaders: (headers) => this.#rewriteResponseHeaders(headers, fwd),
+        onError: (err) => this.#upstreamFailed(err, route, res),
       });
     };
   }
@@ -326,8 +321,8 @@ export class PreviewGateway {
         "error" in r ? r.error.message : r.page,
       );
     }
-    const { route, authority } = admission;
-    this.#prepare(req, target, authority, true);
+    const { route } = admission;
+    this.#prepare(req, target, true);
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
     this.#proxy.ws(

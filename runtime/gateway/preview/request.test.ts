@@ -115,6 +115,19 @@ describe("headers and redirects", () => {
     };
     sanitizeResponseHeaders(headers);
     expect(headers["set-cookie"]).toEqual(["app=1; Path=/"]);
+    // Hop-by-hop: a dev server's `Connection: close` must not close the client's kept-alive connection.
+    const hop: IncomingHttpHeaders = {
+      connection: "close, x-hop",
+      "x-hop": "1",
+      "keep-alive": "timeout=5",
+      upgrade: "h2c",
+      etag: "e",
+    };
+    sanitizeResponseHeaders(hop);
+    expect(hop).toEqual({ etag: "e" });
+    const lone = { "set-cookie": "__session=planted; Path=/" } as unknown as IncomingHttpHeaders;
+    sanitizeResponseHeaders(lone);
+    expect(lone["set-cookie"]).toBeUndefined();
   });
 
   it("rewrites redirects to the box into the preview, and keeps `next` on the same host", () => {

@@ -198,13 +198,14 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
 
 /** Response headers the client must not get from the dev server. */
 export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
-  for (const name of [...connectionTokens(headers), "keep-alive", "proxy-connection", "proxy-authenticate"]) {
-    delete headers[name];
-  }
+  for (const name of [...connectionTokens(headers), ...HOP_BY_HOP]) delete headers[name];
   // A dev server must not overwrite or plant our credentials (session fixation on the API's host).
-  const setCookie = headers["set-cookie"];
+  // Node's parser always gives an array; undici gives a lone Set-Cookie as a plain string.
+  const setCookie = headers["set-cookie"] as string | string[] | undefined;
   if (setCookie) {
-    const kept = setCookie.filter((c) => !isCredentialCookie(cookieName(c)));
+    const kept = (Array.isArray(setCookie) ? setCookie : [setCookie]).filter(
+      (c) => !isCredentialCookie(cookieName(c)),
+    );
     if (kept.length) headers["set-cookie"] = kept;
     else delete headers["set-cookie"];
   }
