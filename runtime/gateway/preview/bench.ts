@@ -2,18 +2,21 @@
  * Preview proxy benchmark for `npm run bench`: requests/s and latency percentiles for a small and a 1 MB
  * response, straight to the dev server and through the control plane (path form with a Bearer token, host
  * form with the preview cookie), plus nginx as a reverse proxy when an `nginx` binary is on PATH. The dev
- * server runs in its own process and autocannon in a worker thread, so the control plane's event loop
- * carries only the proxy. Figures are for this machine and this run: compare the ratios, not the numbers.
+ * server and the control plane run in their own processes, like nginx, and autocannon in a worker thread
+ * of this one. Figures are for this machine and this run: compare the ratios, not the numbers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:http";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
+import { spawnBenchControlPlane } from "../../bench/control-plane-main.ts";
 import type { BenchPostgres } from "../../bench/harness.ts";
-import { benchControlPlane, fmt, startNginxProxy, table } from "../../bench/harness.ts";
-import { ScriptedDriver } from "../../test/scripted-driver.ts";
+import { fmt, startNginxProxy, table } from "../../bench/harness.ts";
+import { connectDatabase } from "../../db/client.ts";
 
 const DOMAIN = "preview.localhost";
+const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
   body: "small" | "1MB";
@@ -63,15 +66,18 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
   const seconds = opts.durationSeconds ?? 5;
   const connections = opts.connections ?? 32;
   const dev = await spawnDevServer();
-  const cp = await benchControlPlane(
-    opts.databaseUrl,
-    new ScriptedDriver(),
-    { BERTH_PREVIEW_DOMAIN: DOMAIN },
-    { runBuilds: false },
-  );
+  // The control plane in its own process, as in production and like nginx; autocannon runs here.
+  const child = await spawnBenchControlPlane({
+    databaseUrl: opts.databaseUrl,
+    env: { BERTH_PREVIEW_DOMAIN: DOMAIN, BERTH_LOCAL_TOKEN: BENCH_TOKEN },
+    options: { runBuilds: false },
+  });
+  const cp = { url: child.ready.url };
+  const database = connectDatabase(opts.databaseUrl, { max: 2 });
   const nginx = await startNginxProxy(dev.port);
   try {
-    const { pool } = cp.deps.database;
+    const { pool } = database;
+    await upsertUser(database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
     const owner = await pool.query("SELECT id FROM users LIMIT 1");
     const ws = await pool.query(
       `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)
@@ -89,8 +95,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
       [workspaceId, dev.port],
     );
     const previewId: string = preview.rows[0].id;
-    const token = "bench-token-bench-token-bench-token-bench";
-    const bearer = { authorization: `Bearer ${token}` };
+    const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
 
     // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
     const opened = (await (
@@ -149,7 +154,8 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     return rows;
   } finally {
     nginx?.stop();
-    await cp.close();
+    await child.stop();
+    await database.close();
     dev.child.kill();
   }
 }
