@@ -27,6 +27,7 @@ import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
 import type { BenchChild } from "../../bench/child-process.ts";
 import { spawnBenchControlPlane } from "../../bench/control-plane-main.ts";
 import { type BenchPostgres, benchLocalDriver, fmt, startNginxProxy, table } from "../../bench/harness.ts";
+import { spawnTcpPipe } from "../../bench/tcp-pipe.ts";
 import { connectDatabase } from "../../db/client.ts";
 import { sessions, workspaceInstances, workspaces } from "../../db/schema.ts";
 import { SecretBox } from "../../security/secret-box.ts";
@@ -205,6 +206,8 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   let blast: BenchChild<{ port: number }> | null = null;
   let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   let blastNginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
+  let pipe: BenchChild<{ port: number }> | null = null;
+  let blastPipe: BenchChild<{ port: number }> | null = null;
   try {
     const { db, pool } = database;
     const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
@@ -252,53 +255,41 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         size: { columns: 200, rows: 50 },
       });
 
+    // A bare Node TCP pipe in front of the same endpoint: what one more Node process hop costs at least.
+    pipe = await spawnTcpPipe(inst[0].terminal_port);
+    const viaPipe = () =>
+      TtydClient.connect({
+        url: `ws://127.0.0.1:${pipe!.ready.port}/ws`,
+        session: "bench",
+        credential,
+        size: { columns: 200, rows: 50 },
+      });
+
     // 1. Echo.
     const n = 300;
-    await measureEcho(direct, 20); // warm up tmux, the shell and both paths
-    await measureEcho(relayed, 20);
-    // Interleaved (direct, relay, relay, direct), so drift in tmux or the machine hits both paths alike.
-    const directTimes: number[] = [];
-    const relayTimes: number[] = [];
-    const nginxTimes: number[] = [];
-    if (nginx) await measureEcho(viaNginx, 20);
-    for (const path of ["direct", "relay", "nginx", "nginx", "relay", "direct"] as const) {
-      if (path === "direct") directTimes.push(...(await measureEcho(direct, n / 2)));
-      else if (path === "relay") relayTimes.push(...(await measureEcho(relayed, n / 2)));
-      else if (nginx) nginxTimes.push(...(await measureEcho(viaNginx, n / 2)));
-    }
-    const echoDirect = stats(directTimes);
-    const echoRelay = stats(relayTimes);
-    const echoNginx = nginx ? stats(nginxTimes) : null;
+    const paths: Array<{ label: string; connect: () => Promise<TtydClient>; times: number[] }> = [
+      { label: "straight to the box endpoint (baseline)", connect: direct, times: [] },
+      { label: "through the relay", connect: relayed, times: [] },
+      { label: "through a bare Node TCP pipe (no WebSocket, no checks)", connect: viaPipe, times: [] },
+      ...(nginx ? [{ label: "through nginx (no auth, no token checks)", connect: viaNginx, times: [] }] : []),
+    ];
+    for (const p of paths) await measureEcho(p.connect, 20); // warm up tmux, the shell and every path
+    // Interleaved forwards then backwards, so drift in tmux or the machine hits every path alike.
+    for (const p of [...paths, ...paths.toReversed()]) p.times.push(...(await measureEcho(p.connect, n / 2)));
+    const echoDirect = stats(paths[0]!.times);
     table(
       `Terminal keystroke echo (${n} keystrokes per path, interleaved; tmux + shell on a local box)`,
       ["path", "p50 ms", "p99 ms", "p50 vs direct", "p99 vs direct"],
-      [
-        [
-          "straight to the box endpoint (baseline)",
-          fmt(echoDirect.p50, 3),
-          fmt(echoDirect.p99, 3),
-          "1.00x",
-          "1.00x",
-        ],
-        [
-          "through the relay",
-          fmt(echoRelay.p50, 3),
-          fmt(echoRelay.p99, 3),
-          `${fmt(echoRelay.p50 / echoDirect.p50, 2)}x`,
-          `${fmt(echoRelay.p99 / echoDirect.p99, 2)}x`,
-        ],
-        ...(echoNginx
-          ? [
-              [
-                "through nginx (no auth, no token checks)",
-                fmt(echoNginx.p50, 3),
-                fmt(echoNginx.p99, 3),
-                `${fmt(echoNginx.p50 / echoDirect.p50, 2)}x`,
-                `${fmt(echoNginx.p99 / echoDirect.p99, 2)}x`,
-              ],
-            ]
-          : []),
-      ],
+      paths.map((p) => {
+        const e = stats(p.times);
+        return [
+          p.label,
+          fmt(e.p50, 3),
+          fmt(e.p99, 3),
+          `${fmt(e.p50 / echoDirect.p50, 2)}x`,
+          `${fmt(e.p99 / echoDirect.p99, 2)}x`,
+        ];
+      }),
     );
     if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
 
@@ -428,6 +419,8 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     const rawDirect = await best(() => blastOnce(blastDirectTarget(blastPort)));
     const rawRelay = await best(async () => blastOnce(await relayTarget(blastSession!.id)));
     const rawNginx = blastNginx ? await best(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
+    blastPipe = await spawnTcpPipe(blastPort);
+    const rawPipe = await best(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)));
     const rawRow = (label: string, r: { seconds: number; bytes: number }) => [
       label,
       fmt(r.seconds, 2),
@@ -440,6 +433,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       [
         rawRow("straight to the endpoint (baseline)", rawDirect),
         rawRow("through the relay", rawRelay),
+        rawRow("through a bare Node TCP pipe", rawPipe),
         ...(rawNginx ? [rawRow("through nginx", rawNginx)] : []),
       ],
     );
@@ -476,6 +470,8 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     );
   } finally {
     await blast?.stop();
+    await pipe?.stop();
+    await blastPipe?.stop();
     nginx?.stop();
     blastNginx?.stop();
     for (const id of readdirSync(root)) {
