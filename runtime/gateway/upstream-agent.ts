@@ -1,6 +1,6 @@
 /**
  * An `http.Agent` whose connections are dialled by the upstream resolver, for proxies that take an agent
- * and a target rather than a socket (http-proxy-3's `web()` and `ws()`, `http.request`). A request names the
+ * and a target rather than a socket (http-proxy-3's `ws()`, `http.request`; undici's connector calls `dial()`). A request names the
  * box by `target(box, port)`, whose host is the instance id plus a hash of its addresses: the agent pools
  * keep-alive sockets per instance, addresses and port, and each new socket goes through the resolver's path
  * order and memory. That name is also what the Host header would carry if the caller let it; proxies keep the
