@@ -261,6 +261,28 @@ export const terminalTokens = pgTable(
   (t) => [index("terminal_tokens_expires_idx").on(t.expiresAt)],
 );
 
+/**
+ * Open relayed terminals, one row per socket, shared by every control-plane replica so the per-session cap
+ * holds across them. A replica refreshes `seen_at` for its own rows while they are open and deletes them on
+ * close; rows of a replica that died stop being refreshed and no longer count once stale.
+ */
+export const terminalSockets = pgTable(
+  "terminal_sockets",
+  {
+    id: uuid("id").primaryKey(),
+    sessionId: uuid("session_id")
+      .notNull()
+      .references(() => sessions.id, { onDelete: "cascade" }),
+    replicaId: text("replica_id").notNull(),
+    openedAt: ts("opened_at").notNull().defaultNow(),
+    seenAt: ts("seen_at").notNull().defaultNow(),
+  },
+  (t) => [
+    index("terminal_sockets_session_idx").on(t.sessionId),
+    index("terminal_sockets_replica_idx").on(t.replicaId),
+  ],
+);
+
 /** A dev server on the box reachable through the preview proxy, detected by the agent or declared. */
 export const previews = pgTable(
   "previews",

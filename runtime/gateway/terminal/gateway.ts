@@ -15,7 +15,7 @@
  *   5. the user's socket-creation rate limit — else 4429;
  *   6. the session is open and owned by the token's user, read through the authorization scope — else 4404;
  *   7. the session name matches ^[a-z0-9-]{1,32}$ (again: it becomes tmux's `-s`) — else 1011;
- *   8. the per-session socket cap (this process) — else 4409;
+ *   8. the per-session socket cap, counted across replicas (socket-slots.ts) — else 4409;
  *   9. the workspace is ready with an open instance that has a terminal address — else 4503 — and the
  *      address passes the address policy (no loopback outside local mode, no metadata ranges) — else 4502;
  *  10. the workspace's ttyd credential can be opened — else 1011.
@@ -40,6 +40,7 @@ import { forWebSocket, type UpstreamResolver } from "../upstream.ts";
 import { type CloseSpec, close } from "./close-codes.ts";
 import { createTerminalMetrics, type TerminalMetrics } from "./metrics.ts";
 import { type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
+import { SocketSlots } from "./socket-slots.ts";
 import { TerminalTokens, type TokenRefusal } from "./tokens.ts";
 import { type BoxTerminalAddress, boxTerminalUrl, resolveBoxTerminalAddress } from "./upstream-address.ts";
 
@@ -182,7 +183,8 @@ export class TerminalGateway {
   readonly #upstream: UpstreamResolver;
   readonly #wss: WebSocketServer;
   readonly #relays = new Set<TerminalRelay>();
-  readonly #perSession = new Map<string, number>();
+  readonly #slots: SocketSlots;
+  #lastSlotRefresh = Date.now();
   /** Activity of relays that ended since the last flush: session id → workspace id and time. */
   readonly #endedActivity = new Map<string, { workspaceId: string; at: number }>();
   #sweep: NodeJS.Timeout | null = null;
@@ -218,6 +220,11 @@ export class TerminalGateway {
       maxPayload: CLIENT_MAX_PAYLOAD,
       // The answer names `tty` only: the token entry is never echoed back.
       handleProtocols: (protocols) => (protocols.has("tty") ? "tty" : false),
+    });
+    this.#slots = new SocketSlots(deps.database.pool, {
+      // Three missed refreshes: a replica that died stops holding its sessions' slots within minutes.
+      staleAfterMs: 3 * o.activityFlushMs + 5_000,
+      onError: (err, what) => this.#log.warn({ err: String(err), what }, "terminal socket registry"),
     });
     this.#sweep = setInterval(() => this.#tick(), o.sweepIntervalMs);
     this.#sweep.unref();
@@ -308,19 +315,11 @@ export class TerminalGateway {
       return refuse({ code: 1011, reason: "invalid session name" }, "invalid_session_name");
     }
 
-    // Reserve a slot synchronously, so concurrent upgrades cannot both take the last one.
+    // Counted across replicas (socket-slots.ts), atomically: concurrent upgrades cannot both take the last one.
     const max = this.options.maxSocketsPerSession;
-    const open = this.#perSession.get(session.id) ?? 0;
-    if (open >= max) return refuse(close.tooManySockets(max), "too_many_sockets");
-    this.#perSession.set(session.id, open + 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const n = (this.#perSession.get(session.id) ?? 1) - 1;
-      if (n <= 0) this.#perSession.delete(session.id);
-      else this.#perSession.set(session.id, n);
-    };
+    const slot = await this.#slots.reserve(session.id, max);
+    if (!slot) return refuse(close.tooManySockets(max), "too_many_sockets");
+    const release = slot.release;
     try {
       const box = await resolveBoxTerminalAddress(this.#db.db, session.workspaceId);
       if (!box.ok) {
@@ -495,6 +494,10 @@ export class TerminalGateway {
       this.#reportBytes(relay);
     }
     if (now - this.#lastFlush >= o.activityFlushMs) void this.flushActivity();
+    if (now - this.#lastSlotRefresh >= o.activityFlushMs) {
+      this.#lastSlotRefresh = now;
+      void this.#slots.refresh();
+    }
   }
 
   #reportBytes(relay: TerminalRelay): void {
@@ -579,5 +582,6 @@ export class TerminalGateway {
     for (const relay of this.#relays) relay.client.terminate();
     await this.#flushing;
     await this.flushActivity();
+    await this.#slots.drain();
   }
 }
