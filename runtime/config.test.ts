@@ -10,6 +10,12 @@ describe("loadConfig", () => {
     expect(c.dataDir).toMatch(/\.berth$/);
   });
 
+  it("reaches boxes public first unless BERTH_BOX_PATHS says otherwise", () => {
+    expect(loadConfig({}).boxPaths).toEqual(["public", "tailnet"]);
+    expect(loadConfig({ BERTH_BOX_PATHS: "tailnet,public" }).boxPaths).toEqual(["tailnet", "public"]);
+    expect(loadConfig({ BERTH_BOX_PATHS: "tailnet" }).boxPaths).toEqual(["tailnet"]);
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ BERTH_PORT: "", DATABASE_URL: "" }).port).toBe(7600);
   });
@@ -22,6 +28,7 @@ describe("loadConfig", () => {
     [{ BERTH_LOCAL_TOKEN: "short" }, /^BERTH_LOCAL_TOKEN: must be at least 32 characters$/],
     [{ CLERK_SECRET_KEY: "sk_test_x" }, /^BERTH_AUTHORIZED_PARTIES: is required in hosted mode/],
     [{ BERTH_DRIVER: "docker" }, /^BERTH_DRIVER:/],
+    [{ BERTH_BOX_PATHS: "public,public" }, /^BERTH_BOX_PATHS: must be one of .*\(got "public,public"\)$/],
     [
       { CLERK_SECRET_KEY: "sk_live_x", BERTH_AUTHORIZED_PARTIES: "https://a" },
       /^BERTH_SECRET_KEYS: is required in hosted mode/,

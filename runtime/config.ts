@@ -48,6 +48,8 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
   BERTH_PREVIEW_DOMAIN:
     "previews' own hosts, <previewId>.<domain>; default preview.localhost in local mode; in hosted mode use another registrable domain than the API's so preview code never shares a site with it (unset: path form /api/v1/previews/<id>/ only)",
+  BERTH_BOX_PATHS:
+    "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
 
@@ -103,6 +105,11 @@ const schema = z
         message: "must be a DNS name with at least two labels, without scheme or port",
       })
       .optional(),
+    BERTH_BOX_PATHS: z
+      .enum(["public,tailnet", "tailnet,public", "tailnet", "public"], {
+        error: "must be one of public,tailnet / tailnet,public / tailnet / public",
+      })
+      .default("public,tailnet"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   })
   .superRefine((env, ctx) => {
@@ -180,6 +187,8 @@ export interface Config {
   workspaceDefaults: { location: string; serverType: string; volumeSizeGb: number; maxPerUser: number };
   /** Host form of previews, `<previewId>.<previewDomain>`; undefined turns the host form off. */
   previewDomain: string | undefined;
+  /** Paths to a box, primary first (gateway/upstream.ts). */
+  boxPaths: Array<"public" | "tailnet">;
   logLevel: string;
 }
 
@@ -232,6 +241,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     // Browsers resolve *.localhost to loopback, so local mode gets previews on their own origin for free.
     previewDomain: e.BERTH_PREVIEW_DOMAIN ?? (hosted ? undefined : "preview.localhost"),
+    boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     logLevel: e.BERTH_LOG_LEVEL,
   };
 }

@@ -119,6 +119,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       metrics,
       log,
       allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      pathOrder: config.boxPaths,
       ...options.upstream,
     });
     cleanup.push(async () => upstream.close());

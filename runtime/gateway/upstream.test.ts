@@ -316,3 +316,51 @@ print(s.getsockname()[1], flush=True); time.sleep(60)`,
     expect(error.message).toBe("box unreachable");
   });
 });
+
+describe("UpstreamResolver with the tailnet first (BERTH_BOX_PATHS=tailnet,public)", () => {
+  const tailnetFirst = { pathOrder: ["tailnet", "public"] as const };
+
+  it("dials the tailnet without touching the public address", async () => {
+    const tailnet = await tailnetOnly();
+    const pub = await listen(PUBLIC, tailnet.port);
+    opened.push(pub);
+    const { upstream, metrics } = resolver(tailnetFirst);
+    const { socket, path } = await upstream.connect(box(tailnet.port), tailnet.port);
+    socket.destroy();
+    expect(path).toBe("tailnet");
+    await waitFor("the tailnet listener to accept", () => tailnet.accepted.length === 1);
+    expect(pub.accepted).toHaveLength(0);
+    expect(await count(metrics, "upstreamPathSwitches")).toBe(0);
+  });
+
+  it("falls back to public while the tailnet is down and returns to it once it answers", async () => {
+    const pub = await listen(PUBLIC);
+    opened.push(pub);
+    const { upstream, metrics } = resolver({ ...tailnetFirst, ttlMs: 5_000, reprobeMs: 100 });
+    const b = box(pub.port);
+    const first = await upstream.connect(b, pub.port);
+    first.socket.destroy();
+    expect(first.path).toBe("public");
+    expect(upstream.currentPath(b.id)).toBe("public");
+    expect(await count(metrics, "upstreamPathSwitches", { to: "public" })).toBe(1);
+    const tailnet = await listen(TAILNET, pub.port);
+    opened.push(tailnet);
+    await waitFor("the primary (tailnet) path", () => upstream.currentPath(b.id) === "tailnet", 5_000);
+    const again = await upstream.connect(b, pub.port);
+    again.socket.destroy();
+    expect(again.path).toBe("tailnet");
+  });
+
+  it("never dials the public address when the tailnet is the only path", async () => {
+    const pub = await listen(PUBLIC);
+    opened.push(pub);
+    const { upstream } = resolver({ pathOrder: ["tailnet"] });
+    await expect(upstream.connect(box(pub.port), pub.port)).rejects.toThrow(/^box unreachable$/);
+    expect(pub.accepted).toHaveLength(0);
+  });
+
+  it("refuses an order that names a path twice or none", () => {
+    expect(() => resolver({ pathOrder: [] })).toThrow(RangeError);
+    expect(() => resolver({ pathOrder: ["public", "public"] })).toThrow(RangeError);
+  });
+});

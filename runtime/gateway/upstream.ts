@@ -1,10 +1,10 @@
 /**
  * The one way the control plane reaches a box, for the terminal relay, the preview proxy and the health
- * checks: the public IP first, the tailnet IP second, each with a short TCP connect timeout.
+ * checks: the primary path first (the public IP unless BERTH_BOX_PATHS says otherwise), the fallback second,
+ * each with a short TCP connect timeout.
  *
- * Per instance it remembers the path that worked. A remembered `public` changes nothing (it is the default
- * order). A remembered `tailnet` is dialled first, so traffic does not pay a connect timeout on a dead
- * primary every time, and while on it a background timer re-probes the primary every `reprobeMs`: when the
+ * Per instance it remembers the path that worked. A remembered primary changes nothing. A remembered
+ * fallback is dialled first, so traffic does not pay a connect timeout on a dead primary every time, and while on it a background timer re-probes the primary every `reprobeMs`: when the
  * primary answers, traffic returns to it; while it does not, the fallback stays confirmed. A remembered
  * path that nobody used for `ttlMs` is forgotten (and its re-probing stops), so the next use starts from the
  * primary again. `reprobeMs` is below `ttlMs`, so a box returns to its primary within the TTL.
@@ -82,7 +82,15 @@ export interface UpstreamOptions {
   ttlMs?: number;
   /** How often the primary is re-probed while a box is on the fallback; must be below `ttlMs`. */
   reprobeMs?: number;
+  /**
+   * Which paths to use, primary first (BERTH_BOX_PATHS). Default public then tailnet. Putting the tailnet
+   * first keeps terminal and preview traffic inside WireGuard when the control plane is on the tailnet;
+   * a single path never falls back.
+   */
+  pathOrder?: readonly UpstreamPath[];
 }
+
+export const DEFAULT_PATH_ORDER: readonly UpstreamPath[] = ["public", "tailnet"];
 
 interface Remembered {
   path: UpstreamPath;
@@ -160,6 +168,7 @@ export class UpstreamResolver {
   readonly #timeoutMs: number;
   readonly #ttlMs: number;
   readonly #reprobeMs: number;
+  readonly #pathOrder: readonly UpstreamPath[];
   readonly #memory = new Map<string, Remembered>();
   /** Instances whose refused address was logged already: once per instance, not once per connection. */
   readonly #refusedLogged = new Set<string>();
@@ -172,6 +181,9 @@ export class UpstreamResolver {
     this.#timeoutMs = options.connectTimeoutMs ?? 1_500;
     this.#ttlMs = options.ttlMs ?? 60_000;
     this.#reprobeMs = options.reprobeMs ?? 10_000;
+    this.#pathOrder = options.pathOrder ?? DEFAULT_PATH_ORDER;
+    if (this.#pathOrder.length === 0 || new Set(this.#pathOrder).size !== this.#pathOrder.length)
+      throw new RangeError("pathOrder must name each path at most once, and at least one");
     if (!(this.#reprobeMs < this.#ttlMs)) throw new RangeError("reprobeMs must be below ttlMs");
   }
 
@@ -214,7 +226,7 @@ export class UpstreamResolver {
   async connectTarget(box: BoxAddresses, port: number, options: DialOptions = {}): Promise<UpstreamTarget> {
     const { socket, path } = await this.connect(box, port, options);
     socket.destroy();
-    const host = (path === "public" ? box.publicIp : box.tailnetIp) as string;
+    const host = hostOf(box, path) as string;
     return { host, port, path, authority: formatAuthority(host, port) };
   }
 
@@ -261,13 +273,11 @@ export class UpstreamResolver {
     for (const id of [...this.#memory.keys()]) this.#forget(id);
   }
 
-  /** The paths to try, in order: the remembered one first, then the other. */
+  /** The paths to try, in order: the remembered one first, then the others in the configured order. */
   #order(box: BoxAddresses): Array<{ path: UpstreamPath; host: string }> {
     const paths: Array<{ path: UpstreamPath; host: string }> = [];
-    for (const [path, host] of [
-      ["public", box.publicIp],
-      ["tailnet", box.tailnetIp],
-    ] as const) {
+    for (const path of this.#pathOrder) {
+      const host = hostOf(box, path);
       if (!host) continue;
       if (this.#allow(path, host)) paths.push({ path, host });
       else if (!this.#refusedLogged.has(`${box.id}:${path}`)) {
@@ -275,7 +285,9 @@ export class UpstreamResolver {
         this.#log.warn({ instanceId: box.id, path }, "box address refused by the address policy");
       }
     }
-    if (this.#fresh(box)?.path === "tailnet") paths.reverse();
+    const remembered = this.#fresh(box)?.path;
+    const i = paths.findIndex((p) => p.path === remembered);
+    if (i > 0) paths.unshift(...paths.splice(i, 1));
     return paths;
   }
 
@@ -299,8 +311,9 @@ export class UpstreamResolver {
       return;
     }
     this.#forget(box.id);
-    // Counted against the default order: a first connection over the tailnet is a switch to the fallback.
-    if ((previous?.path ?? "public") !== path) {
+    // Counted against the configured order: a first connection over the fallback is a switch to it.
+    const primary = this.#pathOrder[0]!;
+    if ((previous?.path ?? primary) !== path) {
       this.#metrics.upstreamPathSwitches.inc({ to: path });
       this.#log.info({ instanceId: box.id, path }, "box reached through another path");
     }
@@ -314,7 +327,8 @@ export class UpstreamResolver {
       reprobing: false,
     };
     this.#memory.set(box.id, r);
-    if (path === "tailnet" && box.publicIp && this.#allow("public", box.publicIp) && !this.#closed) {
+    const primaryHost = hostOf(box, primary);
+    if (path !== primary && primaryHost && this.#allow(primary, primaryHost) && !this.#closed) {
       r.reprobe = setInterval(() => void this.#reprobe(box.id, r), this.#reprobeMs);
       r.reprobe.unref();
     }
@@ -325,15 +339,16 @@ export class UpstreamResolver {
     if (Date.now() - r.lastUsedAt > this.#ttlMs) return this.#forget(id);
     r.reprobing = true;
     try {
-      const socket = await dial(r.publicIp as string, r.port, this.#timeoutMs);
+      const primary = this.#pathOrder[0]!;
+      const socket = await dial(hostOf(r, primary) as string, r.port, this.#timeoutMs);
       socket.destroy();
       this.#metrics.upstreamReprobes.inc({ result: "ok" });
       if (this.#memory.get(id) !== r) return;
       if (r.reprobe) clearInterval(r.reprobe);
       r.reprobe = null;
-      r.path = "public";
-      this.#metrics.upstreamPathSwitches.inc({ to: "public" });
-      this.#log.info({ instanceId: id, path: "public" }, "box reachable on its primary path again");
+      r.path = primary;
+      this.#metrics.upstreamPathSwitches.inc({ to: primary });
+      this.#log.info({ instanceId: id, path: primary }, "box reachable on its primary path again");
     } catch {
       this.#metrics.upstreamReprobes.inc({ result: "fail" });
     } finally {
@@ -346,6 +361,13 @@ export class UpstreamResolver {
     if (r?.reprobe) clearInterval(r.reprobe);
     this.#memory.delete(id);
   }
+}
+
+function hostOf(
+  box: { publicIp: string | null; tailnetIp: string | null },
+  path: UpstreamPath,
+): string | null {
+  return path === "public" ? box.publicIp : box.tailnetIp;
 }
 
 /** `ws` types `createConnection` as net's synchronous one, but hands it to `http.request`, which waits. */
