@@ -20,6 +20,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ensureFstabEntry, mountVolume, VolumeError, VolumeTimeoutError } from "./volume.ts";
 
+// Root's tools live in the sbin directories, which a bare environment (`env -i`, some CI runners) leaves off
+// PATH; on a box, systemd's PATH has them.
+for (const dir of ["/usr/sbin", "/sbin"]) {
+  if (!(process.env.PATH ?? "").split(":").includes(dir)) process.env.PATH = `${process.env.PATH}:${dir}`;
+}
+
 function loopSupported(): string | null {
   if (process.getuid?.() !== 0) return "not root";
   for (const tool of ["losetup", "blkid", "mkfs.ext4", "mkswap", "mount", "umount"])
