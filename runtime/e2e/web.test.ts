@@ -178,4 +178,13 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
     await phone.screenshot({ path: `${RESULTS}mobile-terminal.png` });
     await phone.close();
   });
+
+  it("signs out: the session cookie is gone and the API answers 401", async () => {
+    await page.goto(cp.url);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByText("You are signed out").waitFor();
+    expect((await page.context().cookies()).some((c) => c.name === "berth_session")).toBe(false);
+    const status = await page.evaluate(async () => (await fetch("/api/v1/me")).status);
+    expect(status).toBe(401);
+  });
 });
