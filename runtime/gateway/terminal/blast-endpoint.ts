@@ -1,6 +1,6 @@
 /**
  * A box terminal endpoint without tmux for the relay's raw-throughput benchmark: after the client's init it
- * sends `total` bytes of OUTPUT as fast as its socket drains. It runs in its own process (see
+ * sends `total` bytes of OUTPUT, once, as fast as its socket drains. It runs in its own process (see
  * runtime/bench/child-process.ts), as a box's endpoint does, and answers `heap` for the memory figures.
  */
 import { createServer } from "node:http";
@@ -33,7 +33,12 @@ if (import.meta.main) {
     ws.once("message", () => {
       ws.send(Buffer.from("1blast"));
       ws.send(Buffer.from("2{}"));
-      ws.on("message", () => {
+      // One blast, on the first INPUT; PAUSE and RESUME (the relay's backpressure) are ignored, as ttyd
+      // 1.7.7 ignores them: only the socket's own backpressure holds the sender back.
+      let started = false;
+      ws.on("message", (data: Buffer) => {
+        if (started || data[0] !== 0x30) return;
+        started = true;
         let sent = 0;
         const pump = () => {
           while (sent < total && ws.readyState === ws.OPEN && ws.bufferedAmount < 1024 * 1024) {
