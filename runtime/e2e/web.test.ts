@@ -6,6 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +18,13 @@ import { startLocalControlPlane } from "../test/local-control-plane.ts";
 const CHROMIUM = process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium";
 const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
 const haveChromium = existsSync(CHROMIUM);
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  nodes: Array<{ target: string[] }>;
+}
 
 describe.skipIf(!haveChromium)("web client in Chromium", async () => {
   if (!haveChromium) return;
@@ -177,6 +185,35 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
       .toContain("[main]");
     await phone.screenshot({ path: `${RESULTS}mobile-terminal.png` });
     await phone.close();
+  });
+
+  it("has no serious or critical accessibility violations (axe-core) on the dashboard, a workspace and a terminal", async () => {
+    // axe is injected as an inline script, which our own CSP rightly forbids: a separate context bypasses it.
+    const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+    await context.addCookies(await page.context().cookies());
+    const audit = await context.newPage();
+    const violations = async (where: string) => {
+      await audit.addScriptTag({ path: AXE });
+      const found = await audit.evaluate(async () => {
+        const axe = (window as unknown as { axe: { run(): Promise<{ violations: AxeViolation[] }> } }).axe;
+        return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+      });
+      return found.map(
+        (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+      );
+    };
+    const problems: string[] = [];
+    await audit.goto(cp.url);
+    await audit.getByRole("heading", { name: "Workspaces" }).waitFor();
+    problems.push(...(await violations("dashboard")));
+    await audit.goto(workspaceUrl);
+    await audit.getByRole("status", { name: /state:/ }).waitFor();
+    problems.push(...(await violations("workspace")));
+    await audit.getByRole("link", { name: "main" }).click();
+    await audit.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    problems.push(...(await violations("terminal")));
+    await context.close();
+    expect(problems).toEqual([]);
   });
 
   it("signs out: the session cookie is gone and the API answers 401", async () => {

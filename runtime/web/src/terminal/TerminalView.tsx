@@ -17,6 +17,32 @@ type Status =
 const FONT_KEY = "berth.terminal.fontSize";
 
 /**
+ * ANSI colours that all reach WCAG AA (4.5:1) against the black background, and black text that stays
+ * readable on them (tmux's default status line is black on green). xterm.js's default Tango palette fails
+ * both: blue, red, magenta and bright black are under 4:1 on black, and its black (#2e3436) on green is 3.7:1.
+ */
+const ACCESSIBLE_PALETTE = {
+  background: "#000000",
+  foreground: "#e4e4e4",
+  black: "#000000",
+  red: "#ff5f5f",
+  green: "#5faf00",
+  yellow: "#d7af00",
+  blue: "#5f87ff",
+  magenta: "#d75fd7",
+  cyan: "#00afaf",
+  white: "#d0d0d0",
+  brightBlack: "#808080",
+  brightRed: "#ff8787",
+  brightGreen: "#87d75f",
+  brightYellow: "#ffd75f",
+  brightBlue: "#87afff",
+  brightMagenta: "#ff87ff",
+  brightCyan: "#5fd7d7",
+  brightWhite: "#ffffff",
+};
+
+/**
  * A full-screen terminal on one tmux session. It reconnects by itself with backoff (tmux redraws the screen
  * on reattach, so nothing is lost), says why when it cannot, and offers Wake when the box is asleep.
  */
@@ -40,7 +66,13 @@ export function TerminalView({ sessionId }: { sessionId: string }) {
   }, [sessionId]);
 
   useEffect(() => {
-    const t = new Terminal({ fontSize, cursorBlink: true, scrollback: 5000, allowProposedApi: false });
+    const t = new Terminal({
+      fontSize,
+      cursorBlink: true,
+      scrollback: 5000,
+      allowProposedApi: false,
+      theme: ACCESSIBLE_PALETTE,
+    });
     const f = new FitAddon();
     t.loadAddon(f);
     t.open(host.current!);
@@ -179,19 +211,14 @@ export function TerminalView({ sessionId }: { sessionId: string }) {
         <button type="button" aria-label="paste" onClick={paste}>
           Paste
         </button>
-        <button
-          type="button"
-          aria-label="smaller text"
-          onClick={() => setFontSize((s) => Math.max(9, s - 1))}
-        >
-          A−
+        {/* The glyph is what sighted users read; the hidden words are the name (WCAG 2.5.3 label in name). */}
+        <button type="button" onClick={() => setFontSize((s) => Math.max(9, s - 1))}>
+          <span aria-hidden="true">A−</span>
+          <span class="visually-hidden">Smaller text</span>
         </button>
-        <button
-          type="button"
-          aria-label="larger text"
-          onClick={() => setFontSize((s) => Math.min(28, s + 1))}
-        >
-          A+
+        <button type="button" onClick={() => setFontSize((s) => Math.min(28, s + 1))}>
+          <span aria-hidden="true">A+</span>
+          <span class="visually-hidden">Larger text</span>
         </button>
       </div>
       <div class="terminal-host" ref={host} />

@@ -105,15 +105,11 @@ export function Previews({ workspaceId }: { workspaceId: string }) {
                 Open
               </button>
               {p.share === "link" ? (
-                <button
-                  type="button"
-                  onClick={() => revoke(p)}
-                  aria-label={`revoke the share link of port ${p.port}`}
-                >
+                <button type="button" onClick={() => revoke(p)} aria-label={`Revoke link of port ${p.port}`}>
                   Revoke link
                 </button>
               ) : (
-                <button type="button" onClick={() => share(p)} aria-label={`share port ${p.port} by link`}>
+                <button type="button" onClick={() => share(p)} aria-label={`Share link for port ${p.port}`}>
                   Share link
                 </button>
               )}
@@ -123,7 +119,7 @@ export function Previews({ workspaceId }: { workspaceId: string }) {
                 class="share-link"
                 readOnly
                 value={links[p.id]}
-                aria-label={`share link for port ${p.port}`}
+                aria-label={`shared link of port ${p.port}`}
                 onFocus={(e) => (e.target as HTMLInputElement).select()}
               />
             )}
