@@ -26,6 +26,18 @@ interface AxeViolation {
   nodes: Array<{ target: string[] }>;
 }
 
+/** axe-core's serious and critical violations on the page as it is now, one line each. */
+async function accessibilityProblems(p: Page, where: string): Promise<string[]> {
+  await p.addScriptTag({ path: AXE });
+  const found = await p.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(): Promise<{ violations: AxeViolation[] }> } }).axe;
+    return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  });
+  return found.map(
+    (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+  );
+}
+
 describe.skipIf(!haveChromium)("web client in Chromium", async () => {
   if (!haveChromium) return;
   await ensureWebBuild(createLogger("silent"));
@@ -187,32 +199,36 @@ describe.skipIf(!haveChromium)("web client in Chromium", async () => {
     await phone.close();
   });
 
-  it("has no serious or critical accessibility violations (axe-core) on the dashboard, a workspace and a terminal", async () => {
-    // axe is injected as an inline script, which our own CSP rightly forbids: a separate context bypasses it.
-    const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
-    await context.addCookies(await page.context().cookies());
-    const audit = await context.newPage();
-    const violations = async (where: string) => {
-      await audit.addScriptTag({ path: AXE });
-      const found = await audit.evaluate(async () => {
-        const axe = (window as unknown as { axe: { run(): Promise<{ violations: AxeViolation[] }> } }).axe;
-        return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-      });
-      return found.map(
-        (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
-      );
-    };
+  it("has no serious or critical accessibility violations (axe-core) on the dashboard, a workspace and a terminal, desktop and phone", async () => {
+    // axe is injected as an inline script, which our own CSP rightly forbids: separate contexts bypass it.
+    const desktop = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+    const phone = await browser.newContext({
+      bypassCSP: true,
+      viewport: { width: 375, height: 740 },
+      isMobile: true,
+      hasTouch: true,
+    });
+    const cookies = await page.context().cookies();
+    await desktop.addCookies(cookies);
+    await phone.addCookies(cookies);
     const problems: string[] = [];
-    await audit.goto(cp.url);
-    await audit.getByRole("heading", { name: "Workspaces" }).waitFor();
-    problems.push(...(await violations("dashboard")));
-    await audit.goto(workspaceUrl);
-    await audit.getByRole("status", { name: /state:/ }).waitFor();
-    problems.push(...(await violations("workspace")));
-    await audit.getByRole("link", { name: "main" }).click();
-    await audit.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
-    problems.push(...(await violations("terminal")));
-    await context.close();
+    const d = await desktop.newPage();
+    await d.goto(cp.url);
+    await d.getByRole("heading", { name: "Workspaces" }).waitFor();
+    problems.push(...(await accessibilityProblems(d, "dashboard")));
+    await d.goto(workspaceUrl);
+    await d.getByRole("status", { name: /state:/ }).waitFor();
+    problems.push(...(await accessibilityProblems(d, "workspace")));
+    await d.getByRole("link", { name: "main" }).click();
+    await d.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+    problems.push(...(await accessibilityProblems(d, "terminal")));
+    const p = await phone.newPage();
+    await p.goto(workspaceUrl);
+    await p.getByRole("link", { name: "main" }).click();
+    await p.getByRole("toolbar", { name: "terminal keys" }).waitFor();
+    problems.push(...(await accessibilityProblems(p, "phone terminal")));
+    await desktop.close();
+    await phone.close();
     expect(problems).toEqual([]);
   });
 

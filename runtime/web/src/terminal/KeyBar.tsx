@@ -36,23 +36,29 @@ export function KeyBar({
         <button
           key={aria}
           type="button"
-          aria-label={aria}
           class={pressed === aria ? "pressed" : ""}
           onClick={() => tap(aria, seq)}
         >
-          {label}
+          <KeyName label={label} name={aria} />
         </button>
       ))}
-      <button
-        type="button"
-        aria-label="Control"
-        aria-pressed={ctrl}
-        class={ctrl ? "sticky" : ""}
-        onClick={() => setCtrl(!ctrl)}
-      >
-        Ctrl
+      <button type="button" aria-pressed={ctrl} class={ctrl ? "sticky" : ""} onClick={() => setCtrl(!ctrl)}>
+        <KeyName label="Ctrl" name="Control" />
       </button>
     </div>
+  );
+}
+
+/**
+ * The short label on the key for the eye, the full name for screen readers: an aria-label that did not
+ * contain the visible text ("Esc" named "Escape") would break speech input (WCAG 2.5.3, label in name).
+ */
+function KeyName({ label, name }: { label: string; name: string }) {
+  return (
+    <>
+      <span aria-hidden="true">{label}</span>
+      <span class="visually-hidden">{name}</span>
+    </>
   );
 }
 
