@@ -7,6 +7,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { WorkspaceDriver } from "../stacks/driver.ts";
+import { TailnetClaims } from "./agents/tailnet-claims.ts";
 import { type Actor, LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "./auth/actor.ts";
 import { Authenticator } from "./auth/authenticate.ts";
 import { SessionTokens } from "./auth/session-cookie.ts";
@@ -161,6 +162,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       publicUrl: config.publicUrl ?? "",
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
       terminal,
+      tailnetClaims: new TailnetClaims({
+        database,
+        secretBox,
+        log,
+        allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      }),
     };
 
     const { app, previews } = buildApp(deps);

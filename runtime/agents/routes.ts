@@ -44,9 +44,15 @@ export function agentRouter(deps: AppDeps): Router {
         agentVersion: hb.agentVersion,
         agentLastError: hb.lastError,
         lastHeartbeatAt: new Date(),
-        ...(hb.tailnetIp ? { tailnetIp: hb.tailnetIp } : {}),
       })
       .where(eq(workspaceInstances.id, instance.id));
+    // Never stored as claimed: the box must prove the address first (tailnet-claims.ts).
+    if (hb.tailnetIp && hb.tailnetIp !== instance.tailnetIp) {
+      deps.tailnetClaims.consider(
+        { id: instance.id, workspaceId: workspace.id, terminalPort: instance.terminalPort },
+        hb.tailnetIp,
+      );
+    }
     if (hb.lifecycle === "ready") await markAgentReady(db, deps.metrics, instance.id);
 
     const completedIds = hb.completed.map((c) => c.id);

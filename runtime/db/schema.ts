@@ -150,6 +150,10 @@ export const workspaceInstances = pgTable(
   (t) => [
     uniqueIndex("workspace_instances_open_uniq").on(t.workspaceId).where(sql`${t.stoppedAt} IS NULL`),
     uniqueIndex("workspace_instances_agent_token_uniq").on(t.agentTokenHash),
+    // Two live boxes never share a tailnet address (agents/tailnet-claims.ts proves each before it is stored).
+    uniqueIndex("workspace_instances_live_tailnet_ip_uniq")
+      .on(t.tailnetIp)
+      .where(sql`${t.stoppedAt} IS NULL AND ${t.tailnetIp} IS NOT NULL`),
     check("workspace_instances_lifecycle_check", inList("agent_lifecycle", AGENT_LIFECYCLES)),
     check(
       "workspace_instances_interval_check",

@@ -1,6 +1,7 @@
 import type Router from "@koa/router";
 import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
+import type { TailnetClaims } from "../agents/tailnet-claims.ts";
 import type { Actor } from "../auth/actor.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import type { OwnerScope } from "../authz/scope.ts";
@@ -45,4 +46,6 @@ export interface AppDeps {
   publicUrl: string;
   /** How often box agents should heartbeat (seconds); tests shorten it. */
   agentHeartbeatSeconds: number;
+  /** Box-reported tailnet addresses are used only once the box proved them (agents/tailnet-claims.ts). */
+  tailnetClaims: TailnetClaims;
 }
