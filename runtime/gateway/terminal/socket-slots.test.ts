@@ -73,6 +73,30 @@ describe("terminal socket slots", async () => {
     expect(rows.map((r) => r.id)).not.toContain(dead.id);
   });
 
+  it("drops stale rows of every session on refresh, and a stopping replica's rows on drain", async () => {
+    const forgotten = await newSession();
+    await b.reserve(forgotten, 2);
+    await pool.query(
+      "UPDATE terminal_sockets SET seen_at = now() - interval '10 minutes' WHERE session_id = $1",
+      [forgotten],
+    );
+    await a.refresh();
+    const left = await pool.query("SELECT count(*)::int AS n FROM terminal_sockets WHERE session_id = $1", [
+      forgotten,
+    ]);
+    expect(left.rows[0].n).toBe(0);
+    // A replica stopping with sockets whose close has not run yet: drain removes what it still holds.
+    const stopping = new SocketSlots(pool, options);
+    const session = await newSession();
+    await stopping.reserve(session, 3);
+    await stopping.reserve(session, 3);
+    await stopping.drain();
+    const after = await pool.query("SELECT count(*)::int AS n FROM terminal_sockets WHERE replica_id = $1", [
+      stopping.replicaId,
+    ]);
+    expect(after.rows[0].n).toBe(0);
+  });
+
   it("leaves no rows behind once every socket closed and releases drained", async () => {
     const session = await newSession();
     const slots = await Promise.all([a.reserve(session, 3), b.reserve(session, 3)]);

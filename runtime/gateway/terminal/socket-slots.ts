@@ -43,7 +43,7 @@ export class SocketSlots {
   async reserve(sessionId: string, max: number): Promise<SocketSlot | null> {
     const id = randomUUID();
     const client = await this.#pool.connect();
-    let reserved = false;
+    let reserved: boolean;
     try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock(hashtextextended('terminal_sockets:' || $1, 0))", [
@@ -64,10 +64,11 @@ export class SocketSlots {
       reserved = rows.length === 1;
     } catch (err) {
       await client.query("ROLLBACK").catch(() => {});
+      // A connection that failed mid-transaction is not handed back to the pool.
+      client.release(err instanceof Error ? err : new Error(String(err)));
       throw err;
-    } finally {
-      client.release();
     }
+    client.release();
     if (!reserved) return null;
     this.#open.add(id);
     let released = false;
@@ -86,16 +87,30 @@ export class SocketSlots {
     };
   }
 
-  /** Marks this replica's open slots as alive. */
+  /**
+   * Marks this replica's open slots as alive, and drops every replica's stale rows (a session nobody
+   * reopens would otherwise keep a dead replica's rows forever).
+   */
   async refresh(): Promise<void> {
-    if (this.#open.size === 0) return;
     await this.#pool
-      .query("UPDATE terminal_sockets SET seen_at = now() WHERE id = ANY($1::uuid[])", [[...this.#open]])
+      .query(
+        `WITH alive AS (UPDATE terminal_sockets SET seen_at = now() WHERE id = ANY($1::uuid[]))
+         DELETE FROM terminal_sockets
+          WHERE seen_at < now() - make_interval(secs => $2) AND NOT (id = ANY($1::uuid[]))`,
+        [[...this.#open], this.#options.staleAfterMs / 1000],
+      )
       .catch((err: unknown) => this.#options.onError(err, "refresh"));
   }
 
-  /** Waits for pending releases (shutdown), so a replica that stops leaves no rows behind. */
+  /**
+   * At shutdown: waits for pending releases, then deletes whatever this replica still holds (sockets
+   * terminated a moment ago whose close events have not run yet), so it leaves no rows behind.
+   */
   async drain(): Promise<void> {
     while (this.#releasing.size > 0) await Promise.all([...this.#releasing]);
+    this.#open.clear();
+    await this.#pool
+      .query("DELETE FROM terminal_sockets WHERE replica_id = $1", [this.replicaId])
+      .catch((err: unknown) => this.#options.onError(err, "release"));
   }
 }
