@@ -32,7 +32,7 @@ export interface AppDeps {
   database: Database;
   log: Logger;
   metrics: Metrics;
-  /** The one way to reach a box (public IP, then tailnet): the relay, the preview proxy, health checks. */
+  /** The one way to reach a box (BERTH_BOX_PATHS order): the relay, the preview proxy, health checks. */
   upstream: UpstreamResolver;
   authenticator: Authenticator;
   limiters: { login: Limiter };

@@ -33,9 +33,10 @@ export class PreviewForwarder {
   constructor(dialler: UpstreamAgent, options: { connectionsPerUpstream: number }) {
     this.#agent = new Agent({
       connections: options.connectionsPerUpstream,
-      // A dev server compiling a first request can take a while; once the body flows, no limit between
-      // chunks, so server-sent events and long polls stay open.
-      headersTimeout: 120_000,
+      // A dev server compiling a first request, or a long poll holding its answer, may take minutes before
+      // its headers (undici's own default, 5 min); once the body flows, no limit between chunks, so
+      // server-sent events stay open.
+      headersTimeout: 300_000,
       bodyTimeout: 0,
       connect: (opts, callback) => {
         dialler.dial(opts.hostname, Number(opts.port)).then(
@@ -62,6 +63,11 @@ export class PreviewForwarder {
       if (!res.writableFinished) abort.abort();
     };
     res.once("close", onClose);
+    // The client may have gone while the request was being admitted: then nothing is sent upstream.
+    if (res.destroyed || req.destroyed) {
+      res.off("close", onClose);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       this.#agent.stream(
         {

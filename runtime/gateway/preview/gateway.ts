@@ -10,9 +10,10 @@ import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
 import { CLERK_SESSION_COOKIE } from "../../auth/authenticate.ts";
 import type { AppDeps, AppState } from "../../http/context.ts";
+import { cookieValues } from "../../http/cookies.ts";
 import { HttpError, notFound } from "../../http/errors.ts";
 import { rejectUpgrade } from "../../http/upgrade.ts";
-import { BoxUnreachableError } from "../upstream.ts";
+import { BoxUnreachableError, formatAuthority } from "../upstream.ts";
 import { UpstreamAgent } from "../upstream-agent.ts";
 import { PreviewForwarder } from "./forwarder.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
@@ -20,7 +21,6 @@ import {
   API_SESSION_COOKIE,
   type Classified,
   classify,
-  cookieValues,
   HOST_RESERVED_PREFIX,
   isSafePath,
   type PreviewTarget,
@@ -40,13 +40,14 @@ type Refusal = { status: number; page: PageName } | { status: number; error: Htt
 type UpstreamTarget = ReturnType<UpstreamAgent["target"]>;
 
 type Admission =
-  | { ok: true; route: PreviewRoute; target: UpstreamTarget; authority: string }
+  | { ok: true; route: PreviewRoute; target: UpstreamTarget; authorities: string[] }
   | { ok: false; refusal: Refusal };
 
 /** Per-request facts the proxy's response hook needs. */
 interface Forwarding {
   prefix: string | undefined;
-  authority: string;
+  /** Every `host:port` the box may be reached on for this preview: redirects to any of them are ours. */
+  authorities: string[];
 }
 
 const refuse = (status: number, pageName: PageName): Admission => ({
@@ -64,7 +65,7 @@ export class PreviewGateway {
   readonly #deps: AppDeps;
   readonly #proxy: ProxyServer;
   /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
-  // Dials through the shared upstream resolver: public address first, tailnet second, remembered per box.
+  // Dials through the shared upstream resolver: its path order (BERTH_BOX_PATHS), remembered per box.
   readonly #agent: UpstreamAgent;
   readonly #forwarder: PreviewForwarder;
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
@@ -127,7 +128,7 @@ export class PreviewGateway {
           await this.#deps.authenticator.resolve({
             authorization: req.headers.authorization,
             sessionCookie: cookieValues(req.headers.cookie, API_SESSION_COOKIE)[0],
-            clerkSessionCookie: cookieValues(req.headers.cookie, CLERK_SESSION_COOKIE)[0],
+            clerkSessionCookies: cookieValues(req.headers.cookie, CLERK_SESSION_COOKIE),
             method: req.method,
           })
         ).userId;
@@ -165,9 +166,10 @@ export class PreviewGateway {
       probePort: instance.terminalPort,
     };
     // Absolute redirects a dev server builds from its own address are rewritten back into the preview.
-    const ip = (instance.publicIp ?? instance.tailnetIp)!;
-    const authority = ip.includes(":") ? `[${ip}]:${route.port}` : `${ip}:${route.port}`;
-    return { ok: true, route, target: this.#agent.target(box, route.port), authority };
+    const authorities = [instance.publicIp, instance.tailnetIp]
+      .filter((ip): ip is string => ip !== null)
+      .map((ip) => formatAuthority(ip, route.port));
+    return { ok: true, route, target: this.#agent.target(box, route.port), authorities };
   }
 
   #prepare(req: IncomingMessage, target: PreviewTarget, websocket: boolean): void {
@@ -184,8 +186,10 @@ export class PreviewGateway {
   /** The dev server's response headers, made safe for the client and kept inside the preview. */
   #rewriteResponseHeaders(headers: IncomingHttpHeaders, fwd: Forwarding): void {
     sanitizeResponseHeaders(headers);
-    const location = headers.location;
-    if (location) headers.location = rewriteLocation(location, fwd.authority, fwd.prefix);
+    // undici keeps a repeated header as an array; a redirect has one target, the first.
+    const raw = headers.location as string | string[] | undefined;
+    const location = Array.isArray(raw) ? raw[0] : raw;
+    if (location) headers.location = rewriteLocation(location, fwd.authorities, fwd.prefix);
     // The path form serves the dev server's pages on the API's own origin. Sandboxed (no allow-same-origin)
     // they run in an opaque origin: they cannot read the API's cookies or call the API as the user. Apps
     // that need their own origin (cookies, HMR) use the host form.
@@ -214,11 +218,11 @@ export class PreviewGateway {
         if ("error" in r) throw r.error; // path form: the API's JSON error shape
         return this.#page(ctx, r.page);
       }
-      const { route, authority } = admission;
+      const { route, authorities } = admission;
       this.#prepare(ctx.req, target, false);
       ctx.respond = false;
       const res = ctx.res;
-      const fwd: Forwarding = { prefix: target.form === "path" ? target.prefix : undefined, authority };
+      const fwd: Forwarding = { prefix: target.form === "path" ? target.prefix : undefined, authorities };
       await this.#forwarder.forward(ctx.req, res, admission.target, {
         onResponseHeaders: (headers) => this.#rewriteResponseHeaders(headers, fwd),
         onError: (err) => this.#upstreamFailed(err, route, res),

@@ -137,6 +137,10 @@ describe("headers and redirects", () => {
       "/api/v1/previews/p/x",
     );
     expect(rewriteLocation("https://example.com/", "127.0.0.1:5173", "/p")).toBe("https://example.com/");
+    // Reached over the tailnet, a dev server builds its redirect from that address: rewritten too.
+    expect(rewriteLocation("http://100.64.0.9:3000/in", ["1.2.3.4:3000", "100.64.0.9:3000"], undefined)).toBe(
+      "/in",
+    );
     expect(safeNext("/a?b")).toBe("/a?b");
     for (const bad of [
       "//evil.example",

@@ -151,17 +151,6 @@ export function withoutCookies(
   return kept.length ? kept.join("; ") : undefined;
 }
 
-/** Every value of cookie `name` (a sibling host may have planted a second one; try them all). */
-export function cookieValues(header: string | undefined, name: string): string[] {
-  if (!header) return [];
-  const out: string[] = [];
-  for (const part of header.split(";")) {
-    const i = part.indexOf("=");
-    if (i > 0 && part.slice(0, i).trim() === name) out.push(part.slice(i + 1).trim());
-  }
-  return out;
-}
-
 export interface ForwardContext {
   remoteAddress: string | undefined;
   /** The scheme the client used (from the public URL; the control plane is the edge). */
@@ -214,15 +203,17 @@ export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
 /** Keeps a dev server's redirect inside the preview and free of the box's address. */
 export function rewriteLocation(
   location: string,
-  upstreamAuthority: string,
+  upstreamAuthorities: string | readonly string[],
   prefix: string | undefined,
 ): string {
   let out = location;
   try {
     const u = new URL(location);
-    if (u.host === upstreamAuthority || u.hostname === upstreamAuthority.replace(/:\d+$/, "")) {
-      out = `${u.pathname}${u.search}${u.hash}`;
-    }
+    // Any address the box is reached on (public or tailnet): whichever the dev server saw, it never leaks.
+    const own = (typeof upstreamAuthorities === "string" ? [upstreamAuthorities] : upstreamAuthorities).some(
+      (a) => u.host === a || u.hostname === a.replace(/:\d+$/, ""),
+    );
+    if (own) out = `${u.pathname}${u.search}${u.hash}`;
   } catch {
     // relative: keep as is
   }

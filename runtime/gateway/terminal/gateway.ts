@@ -163,7 +163,7 @@ export interface TerminalGatewayDeps {
   allowedOrigins: () => string[];
   /** Which box addresses may be dialled (address-policy.ts); loopback only with the local driver. */
   allowAddress: AddressPolicy;
-  /** Dials the box: public address first, tailnet second, remembered per instance. */
+  /** Dials the box in the configured path order (BERTH_BOX_PATHS), remembered per instance. */
   upstream: UpstreamResolver;
   options?: Partial<TerminalGatewayOptions>;
 }

@@ -1,6 +1,6 @@
 /**
  * Where the relay finds a workspace's terminal endpoint: the open instance's addresses and terminal port.
- * Which address is dialled (public first, tailnet second) is the shared upstream resolver's choice
+ * Which address is dialled (BERTH_BOX_PATHS: public first by default) is the shared upstream resolver's choice
  * (runtime/gateway/upstream.ts); nothing else in the relay reads instance addresses.
  */
 import { sql } from "drizzle-orm";
