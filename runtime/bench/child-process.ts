@@ -53,24 +53,33 @@ export async function forkBenchChild<Ready>(
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  const pending = new Map<number, (value: number) => void>();
   let nextId = 1;
   const ready = await new Promise<Ready>((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`bench child ${module} exited (${code})`)));
     child.once("message", (m: Reply) => resolve((m as { ready: Ready }).ready));
   });
   child.removeAllListeners("exit");
+  const pending = new Map<number, { resolve: (value: number) => void; reject: (err: Error) => void }>();
   child.on("message", (m: Reply) => {
-    if ("value" in m) pending.get(m.id)?.(m.value);
+    if ("value" in m) pending.get(m.id)?.resolve(m.value);
     pending.delete(m.id);
+  });
+  // A child that dies mid-run fails the bench with its exit code instead of leaving a question unanswered.
+  child.on("exit", (code, signal) => {
+    for (const p of pending.values()) p.reject(new Error(`bench child ${module} exited (${code ?? signal})`));
+    pending.clear();
   });
   return {
     ready,
     pid: child.pid!,
     ask: (question) =>
-      new Promise<number>((resolve) => {
+      new Promise<number>((resolve, reject) => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          reject(new Error(`bench child ${module} is not running`));
+          return;
+        }
         const id = nextId++;
-        pending.set(id, resolve);
+        pending.set(id, { resolve, reject });
         child.send({ id, question });
       }),
     stop: async () => {
