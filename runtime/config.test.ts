@@ -49,6 +49,21 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses, in hosted mode, a preview domain under the API's registrable domain, and takes another", () => {
+    const hosted = {
+      CLERK_SECRET_KEY: "sk_live_x",
+      BERTH_AUTHORIZED_PARTIES: "https://app.example.co.uk",
+      BERTH_SECRET_KEYS: "k:x",
+      BERTH_PUBLIC_URL: "https://app.example.co.uk",
+    };
+    expect(() => loadConfig({ ...hosted, BERTH_PREVIEW_DOMAIN: "preview.example.co.uk" })).toThrow(
+      /^BERTH_PREVIEW_DOMAIN: must be on another registrable domain than the API host app\.example\.co\.uk \(both are under example\.co\.uk\)/,
+    );
+    expect(loadConfig({ ...hosted, BERTH_PREVIEW_DOMAIN: "berth-previews.co.uk" }).previewDomain).toBe(
+      "berth-previews.co.uk",
+    );
+  });
+
   it("allows any bind address in hosted mode", () => {
     const c = loadConfig({
       BERTH_HOST: "0.0.0.0",

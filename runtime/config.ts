@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { resolve } from "node:path";
+import { getDomain } from "tldts";
 import { z } from "zod";
 import { type ClerkFrontend, clerkFrontend, frontendApiFromPublishableKey } from "./auth/clerk-frontend.ts";
 
@@ -155,6 +156,19 @@ const schema = z
         code: "custom",
         path: ["BERTH_PREVIEW_DOMAIN"],
         message: `must not contain or sit under the API host ${apiHost}: preview code would share its site and cookies`,
+      });
+    } else if (
+      preview &&
+      hosted &&
+      getDomain(preview) !== null &&
+      getDomain(preview) === getDomain(apiHost)
+    ) {
+      // Siblings under one registrable domain are one site: a preview's script could set a cookie for the
+      // parent domain (a planted `__session`) that the API host then receives.
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_DOMAIN"],
+        message: `must be on another registrable domain than the API host ${apiHost} (both are under ${getDomain(apiHost)}): preview code would share its site and cookies`,
       });
     }
     if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {

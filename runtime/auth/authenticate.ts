@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, Next } from "koa";
 import type { AuthConfig } from "../config.ts";
 import type { Db } from "../db/client.ts";
+import { cookieValues } from "../http/cookies.ts";
 import { HttpError } from "../http/errors.ts";
 import { type Actor, findUser, upsertUser } from "./actor.ts";
 import { verifyClerkSession } from "./clerk.ts";
@@ -23,8 +24,11 @@ const SAFE_METHODS = new Set(["GET", "HEAD"]);
 export interface Credentials {
   authorization: string | undefined;
   sessionCookie: string | undefined;
-  /** Hosted mode: the `__session` cookie; used only when there is no Authorization header. */
-  clerkSessionCookie?: string | undefined;
+  /**
+   * Hosted mode: every `__session` value the request carries; used only when there is no Authorization
+   * header. More than one is refused: a sibling site may have planted one for the parent domain.
+   */
+  clerkSessionCookies?: readonly string[] | undefined;
   /** The request's method; the Clerk cookie counts only for GET and HEAD, so leaving it out refuses it. */
   method?: string | undefined;
 }
@@ -84,7 +88,15 @@ export class Authenticator {
       if (!owner) throw new HttpError(401, "token_invalid", "API token is not valid");
       return owner;
     }
-    if (this.#auth.mode === "hosted" && creds.clerkSessionCookie) {
+    const clerkCookies = creds.clerkSessionCookies ?? [];
+    if (this.#auth.mode === "hosted" && clerkCookies.length > 1) {
+      throw new HttpError(
+        401,
+        "session_cookie_ambiguous",
+        "more than one __session cookie was sent; clear this site's cookies and sign in again",
+      );
+    }
+    if (this.#auth.mode === "hosted" && clerkCookies.length === 1) {
       // SameSite=Lax still rides along on top-level cross-site navigations and is readable by any script on
       // the domain; a state change needs the header, which only our own page's script can add.
       if (!SAFE_METHODS.has(creds.method?.toUpperCase() ?? "")) {
@@ -94,7 +106,7 @@ export class Authenticator {
           "Clerk's session cookie is accepted on GET and HEAD only; send 'Authorization: Bearer <session token>'",
         );
       }
-      const externalId = await verifyClerkSession(creds.clerkSessionCookie, this.#auth);
+      const externalId = await verifyClerkSession(clerkCookies[0]!, this.#auth);
       return upsertUser(this.#db, externalId);
     }
     if (creds.sessionCookie) {
@@ -111,7 +123,7 @@ export class Authenticator {
       ctx.state.actor = await this.resolve({
         authorization: ctx.get("authorization") || undefined,
         sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
-        clerkSessionCookie: ctx.cookies.get(CLERK_SESSION_COOKIE) ?? undefined,
+        clerkSessionCookies: cookieValues(ctx.get("cookie") || undefined, CLERK_SESSION_COOKIE),
         method: ctx.method,
       });
       await next();

@@ -80,6 +80,16 @@ describe("hosted mode with web sign-in", async () => {
     expect(rows).toHaveLength(0);
   });
 
+  it("refuses two session cookies (one may be planted by a sibling site) instead of picking one", async () => {
+    const mine = await session();
+    const planted = await session({ sub: "user_planter" });
+    const res = await cp.api("/api/v1/me", {
+      headers: { cookie: `__session=${planted}; __session=${mine}` },
+    });
+    expect(res.status).toBe(401);
+    expect((await json(res)).error.code).toBe("session_cookie_ambiguous");
+  });
+
   it("refuses an expired cookie with the token's reason", async () => {
     const now = Math.floor(Date.now() / 1000);
     const res = await cp.api("/api/v1/me", {
