@@ -4,8 +4,10 @@
  */
 import helmet from "helmet";
 import { describe, expect, it } from "vitest";
+import { startDevServer } from "../gateway/preview/dev-server.ts";
 import { clerkKeys, publishableKey, signClerkSession } from "../test/clerk.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { CLERK_SESSION_COOKIE } from "./authenticate.ts";
 
 const ORIGIN = "https://app.berth.test";
@@ -120,6 +122,41 @@ describe("hosted mode with web sign-in", async () => {
     const res = await cp.api("/api/v1/me");
     expect(res.status).toBe(401);
     expect((await json(res)).error.code).toBe("unauthenticated");
+  });
+
+  it("serves the path form of a preview on the cookie (GET only), and never forwards Clerk's cookies", async () => {
+    const dev = await startDevServer();
+    try {
+      const mine = await session({ sub: "user_previewer" });
+      const me = await json(await cp.api("/api/v1/me", { token: mine }));
+      const ws = await insertWorkspace(cp.deps.database.db, me.user.id, { name: "pv", state: "ready" });
+      const { pool } = cp.deps.database;
+      await pool.query(
+        `INSERT INTO workspace_instances (workspace_id, public_ip, agent_token_hash, agent_lifecycle)
+         VALUES ($1, '127.0.0.1', md5(random()::text), 'ready')`,
+        [ws.id],
+      );
+      const { rows } = await pool.query(
+        "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'declared') RETURNING id",
+        [ws.id, dev.port],
+      );
+      const path = `/api/v1/previews/${rows[0].id}/echo`;
+      const clerkCookies = `${CLERK_SESSION_COOKIE}=${mine}; __client_uat=1; app=1`;
+      const res = await cp.api(path, { headers: { cookie: clerkCookies } });
+      expect(res.status).toBe(200);
+      const echoed = await json(res);
+      expect(echoed.headers.cookie).toBe("app=1");
+      const hits = dev.hits;
+      const post = await cp.api(path, { method: "POST", headers: { cookie: clerkCookies } });
+      expect(post.status).toBe(401);
+      expect((await json(post)).error.code).toBe("session_cookie_needs_bearer");
+      expect(dev.hits).toBe(hits);
+      // Someone else's session cookie: the preview does not exist for them.
+      const other = await cp.api(path, { headers: cookie(await session({ sub: "user_other" })) });
+      expect(other.status).toBe(404);
+    } finally {
+      await dev.close();
+    }
   });
 });
 
