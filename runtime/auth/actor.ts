@@ -29,3 +29,23 @@ export async function findUser(db: Db, userId: string): Promise<Actor | null> {
   const [row] = await db.select().from(users).where(eq(users.id, userId));
   return row ? { userId: row.id, externalId: row.externalId, isAdmin: row.isAdmin } : null;
 }
+
+/**
+ * The user a web session names, if the session was issued after their last sign-out. Sign-out stores a
+ * whole second (tokens carry whole seconds), so a session issued in the same second as the sign-out still
+ * counts, and one from an earlier second does not.
+ */
+export async function findUserForSession(db: Db, userId: string, issuedAtMs: number): Promise<Actor | null> {
+  const [row] = await db.select().from(users).where(eq(users.id, userId));
+  if (!row) return null;
+  if (row.sessionsValidAfter && issuedAtMs < row.sessionsValidAfter.getTime()) return null;
+  return { userId: row.id, externalId: row.externalId, isAdmin: row.isAdmin };
+}
+
+/** Ends every web session of this user issued before now (sign-out). */
+export async function endWebSessions(db: Db, userId: string): Promise<void> {
+  await db
+    .update(users)
+    .set({ sessionsValidAfter: sql`date_trunc('second', now())` })
+    .where(eq(users.id, userId));
+}

@@ -8,7 +8,7 @@ import type { AuthConfig } from "../config.ts";
 import type { Db } from "../db/client.ts";
 import { cookieValues } from "../http/cookies.ts";
 import { HttpError } from "../http/errors.ts";
-import { type Actor, findUser, upsertUser } from "./actor.ts";
+import { type Actor, findUserForSession, upsertUser } from "./actor.ts";
 import { verifyClerkSession } from "./clerk.ts";
 import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
 
@@ -110,8 +110,8 @@ export class Authenticator {
       return upsertUser(this.#db, externalId);
     }
     if (creds.sessionCookie) {
-      const userId = await this.#sessions.verify(creds.sessionCookie);
-      const actor = userId ? await findUser(this.#db, userId) : null;
+      const session = await this.#sessions.verify(creds.sessionCookie);
+      const actor = session ? await findUserForSession(this.#db, session.userId, session.issuedAtMs) : null;
       if (!actor) throw new HttpError(401, "session_invalid", "session expired or invalid; sign in again");
       return actor;
     }

@@ -25,11 +25,15 @@ export class SessionTokens {
       .sign(this.#key);
   }
 
-  /** The user id, or null for anything that does not verify (the caller answers 401). */
-  async verify(token: string): Promise<string | null> {
+  /**
+   * The user id and when the token was issued (ms), or null for anything that does not verify (the caller
+   * answers 401). The caller also checks the issue time against the user's last sign-out.
+   */
+  async verify(token: string): Promise<{ userId: string; issuedAtMs: number } | null> {
     try {
       const { payload } = await jwtVerify(token, this.#key, { audience: AUDIENCE, algorithms: ["HS256"] });
-      return typeof payload.sub === "string" ? payload.sub : null;
+      if (typeof payload.sub !== "string" || typeof payload.iat !== "number") return null;
+      return { userId: payload.sub, issuedAtMs: payload.iat * 1000 };
     } catch {
       return null;
     }

@@ -55,6 +55,8 @@ export const users = pgTable("users", {
   isAdmin: boolean("is_admin").notNull().default(false),
   createdAt: createdAt(),
   lastSeenAt: ts("last_seen_at"),
+  /** Signing out ends every web session issued before this instant (local mode's `berth_session`). */
+  sessionsValidAfter: ts("sessions_valid_after"),
 });
 
 /**

@@ -134,6 +134,30 @@ describe("local login", async () => {
   });
 });
 
+describe("local sign-out", async () => {
+  const cp = await startTestControlPlane();
+  const login = async () => {
+    const res = await cp.api("/api/v1/auth/login", { method: "POST", json: { token: cp.localToken } });
+    return { cookie: res.headers.get("set-cookie")!.split(";")[0]! };
+  };
+
+  it("ends every copy of the session server side, and a new sign-in works at once", async () => {
+    const tab = await login();
+    const copy = { ...tab }; // another tab, another device, or a stolen cookie
+    await new Promise((r) => setTimeout(r, 1_100)); // sessions carry whole seconds
+    const out = await cp.api("/api/v1/auth/logout", { method: "POST", headers: tab });
+    expect(out.status).toBe(204);
+    expect(out.headers.get("set-cookie")).toMatch(/berth_session=;/);
+    const stale = await cp.api("/api/v1/me", { headers: copy });
+    expect(stale.status).toBe(401);
+    expect((await json(stale)).error.code).toBe("session_invalid");
+    const again = await login();
+    expect((await cp.api("/api/v1/me", { headers: again })).status).toBe(200);
+    const audit = await cp.deps.database.pool.query("SELECT 1 FROM audit_log WHERE action = 'auth.logout'");
+    expect(audit.rowCount).toBe(1);
+  });
+});
+
 describe("/readyz", () => {
   it("turns 503 when the database stops while liveness stays 200", async () => {
     const dir = mkdtempSync(join(tmpdir(), "berth-readyz-"));

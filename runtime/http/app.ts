@@ -104,7 +104,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     ctx.state.scope = new OwnerScope(deps.database.db, ctx.state.actor);
     await next();
   });
-  meRoutes(apiRouter);
+  meRoutes(apiRouter, deps);
   workspaceRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);

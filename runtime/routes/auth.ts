@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { writeAudit } from "../audit/audit-log.ts";
+import { endWebSessions } from "../auth/actor.ts";
 import { SESSION_COOKIE, SESSION_TTL_SECONDS } from "../auth/session-cookie.ts";
 import type { ApiRouter, AppDeps } from "../http/context.ts";
 import { HttpError, parseInput } from "../http/errors.ts";
@@ -54,13 +55,23 @@ export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
 }
 
 /** Routes for the signed-in user. */
-export function meRoutes(router: ApiRouter): void {
+export function meRoutes(router: ApiRouter, deps: AppDeps): void {
   router.get("/api/v1/me", (ctx) => {
     const { actor } = ctx.state;
     ctx.body = { user: { id: actor.userId, isAdmin: actor.isAdmin } };
   });
 
-  router.post("/api/v1/auth/logout", (ctx) => {
+  router.post("/api/v1/auth/logout", async (ctx) => {
+    // Server side too: a copy of the cookie (another tab, another device, a stolen one) stops working now,
+    // not when it expires.
+    await endWebSessions(deps.database.db, ctx.state.actor.userId);
+    await writeAudit(deps.database.db, {
+      actor: { kind: "user", userId: ctx.state.actor.userId },
+      action: "auth.logout",
+      targetType: "user",
+      targetId: ctx.state.actor.userId,
+      ip: ctx.ip,
+    });
     ctx.cookies.set(SESSION_COOKIE, null, { path: "/" });
     ctx.status = 204;
   });
