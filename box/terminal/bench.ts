@@ -47,9 +47,49 @@ async function settled(client: TtydClient, marker: string): Promise<void> {
   await client.waitFor((output) => output.replace(ESCAPES, "").includes(expected), { since });
 }
 
-export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promise<EchoRoundTrip> {
+/**
+ * Typing `n` characters one at a time on an open terminal: each sample is the milliseconds from sending a
+ * character until its echo is on screen. Leaves an empty, idle line for the next user of the session.
+ */
+export async function echoTimes(client: TtydClient, n: number): Promise<number[]> {
   if (!Number.isInteger(n) || n < 1)
     throw new RangeError(`sample count must be a positive integer, got ${n}`);
+  // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
+  // arrives just before a close), and they would turn the marker command into garbage.
+  client.type("\x15");
+  await settled(client, "bench-ready");
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i > 0 && i % CLEAR_EVERY === 0) {
+      client.type("\x15"); // Ctrl-U: clear the typed line
+      await settled(client, `bench-${i}`);
+    }
+    const ch = LETTERS[i % LETTERS.length]!;
+    const since = client.mark();
+    const start = performance.now();
+    client.type(ch);
+    await client.waitFor((output) => output.replace(ESCAPES, "").includes(ch), { since });
+    times.push(performance.now() - start);
+  }
+  client.type("\x15");
+  await settled(client, "bench-done");
+  return times;
+}
+
+/** Percentiles, mean and maximum of echo samples, in milliseconds rounded to microseconds. */
+export function summarizeEcho(times: number[]): EchoRoundTrip {
+  const sorted = [...times].sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    samples: times.length,
+    p50: round(percentile(sorted, 50)),
+    p99: round(percentile(sorted, 99)),
+    mean: round(times.reduce((a, b) => a + b, 0) / times.length),
+    max: round(sorted[sorted.length - 1]!),
+  };
+}
+
+export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promise<EchoRoundTrip> {
   const client = await TtydClient.connect({
     url: target.wsUrl,
     credential: target.credential,
@@ -57,34 +97,7 @@ export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promi
     size: target.size ?? { columns: 200, rows: 50 },
   });
   try {
-    // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
-    // arrives just before a close), and they would turn the marker command into garbage.
-    client.type("\x15");
-    await settled(client, "bench-ready");
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (i > 0 && i % CLEAR_EVERY === 0) {
-        client.type("\x15"); // Ctrl-U: clear the typed line
-        await settled(client, `bench-${i}`);
-      }
-      const ch = LETTERS[i % LETTERS.length]!;
-      const since = client.mark();
-      const start = performance.now();
-      client.type(ch);
-      await client.waitFor((output) => output.replace(ESCAPES, "").includes(ch), { since });
-      times.push(performance.now() - start);
-    }
-    client.type("\x15");
-    await settled(client, "bench-done"); // leave an empty, idle line for the next user of the session
-    const sorted = [...times].sort((a, b) => a - b);
-    const round = (x: number) => Math.round(x * 1000) / 1000;
-    return {
-      samples: n,
-      p50: round(percentile(sorted, 50)),
-      p99: round(percentile(sorted, 99)),
-      mean: round(times.reduce((a, b) => a + b, 0) / n),
-      max: round(sorted[sorted.length - 1]!),
-    };
+    return summarizeEcho(await echoTimes(client, n));
   } finally {
     await client.close();
   }

@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket } from "ws";
+import { echoTimes, summarizeEcho } from "../../../box/terminal/bench.ts";
 import { TtydClient } from "../../../box/terminal/client.ts";
 import {
   basicAuthHeader,
@@ -39,58 +40,11 @@ import { mintTerminalToken } from "./test-helpers.ts";
 
 const QUIET = { stage() {}, line() {} };
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
-// biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences are what is stripped
-const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x1b./g;
-const LETTERS = "abcdefghijklmnopqrstuvwxyz";
-
-export interface EchoStats {
-  samples: number;
-  p50: number;
-  p99: number;
-}
-
-function stats(times: number[]): EchoStats {
-  const sorted = [...times].sort((a, b) => a - b);
-  return { samples: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-/** Runs a command and waits until its output shows: the shell is idle and the screen settled. */
-async function settled(client: TtydClient, marker: string): Promise<void> {
-  const nonce = `${marker}-${randomBytes(4).toString("hex")}`;
-  const since = client.mark();
-  client.type(`echo ${nonce}-$((6*7))\r`);
-  await client.waitFor((out) => out.replace(ESCAPES, "").includes(`${nonce}-42`), { since });
-}
-
-/**
- * Keystroke echo latency over any connection (direct or relayed): one character, until it is on screen.
- * Returns each sample in milliseconds.
- */
-export async function measureEcho(connect: () => Promise<TtydClient>, n: number): Promise<number[]> {
+/** Keystroke echo samples (ms) over any connection, direct or relayed (box/terminal/bench.ts). */
+async function measureEcho(connect: () => Promise<TtydClient>, n: number): Promise<number[]> {
   const client = await connect();
   try {
-    client.type("\x15");
-    await settled(client, "bench-ready");
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (i > 0 && i % 40 === 0) {
-        client.type("\x15"); // Ctrl-U: keep the line short so every echo is a plain append
-        await settled(client, `bench-${i}`);
-      }
-      const ch = LETTERS[i % LETTERS.length]!;
-      const since = client.mark();
-      const start = performance.now();
-      client.type(ch);
-      await client.waitFor((out) => out.replace(ESCAPES, "").includes(ch), { since });
-      times.push(performance.now() - start);
-    }
-    client.type("\x15");
-    await settled(client, "bench-done");
-    return times;
+    return await echoTimes(client, n);
   } finally {
     await client.close();
   }
@@ -276,12 +230,12 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     for (const p of paths) await measureEcho(p.connect, 20); // warm up tmux, the shell and every path
     // Interleaved forwards then backwards, so drift in tmux or the machine hits every path alike.
     for (const p of [...paths, ...paths.toReversed()]) p.times.push(...(await measureEcho(p.connect, n / 2)));
-    const echoDirect = stats(paths[0]!.times);
+    const echoDirect = summarizeEcho(paths[0]!.times);
     table(
       `Terminal keystroke echo (${n} keystrokes per path, interleaved; tmux + shell on a local box)`,
       ["path", "p50 ms", "p99 ms", "p50 vs direct", "p99 vs direct"],
       paths.map((p) => {
-        const e = stats(p.times);
+        const e = summarizeEcho(p.times);
         return [
           p.label,
           fmt(e.p50, 3),
