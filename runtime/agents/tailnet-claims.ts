@@ -10,13 +10,12 @@
  * The proof goes to the claimed address: if that is some other device, it learns the claiming workspace's
  * own credential at most, which the claimant (root on that box) already has.
  */
-import { request } from "node:http";
 import { and, eq, isNull } from "drizzle-orm";
-import { basicAuthHeader } from "../../box/terminal/protocol.ts";
 import { writeAudit } from "../audit/audit-log.ts";
 import type { Database } from "../db/client.ts";
 import { workspaceInstances } from "../db/schema.ts";
 import type { AddressPolicy } from "../gateway/address-policy.ts";
+import { terminalGet } from "../health/checks.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { SecretBox } from "../security/secret-box.ts";
 import { readWorkspaceSecret } from "../workspaces/secrets.ts";
@@ -93,7 +92,12 @@ export class TailnetClaims {
       "ttyd-credential",
     );
     if (!credential || !instance.terminalPort) return this.#refuse(instance, "nothing_to_prove_with");
-    const status = await this.#probe(claimed, instance.terminalPort, basicAuthHeader(credential));
+    const status = await terminalGet(
+      { host: claimed, port: instance.terminalPort },
+      "/token",
+      credential,
+      AbortSignal.timeout(this.#o.timeoutMs),
+    ).catch(() => null);
     if (status === null) {
       // Addresses stay out of logs, as everywhere on the upstream path.
       this.#o.log.info(
@@ -116,30 +120,6 @@ export class TailnetClaims {
     }
     this.#o.log.info({ instanceId: instance.id }, "tailnet address verified");
     return "verified";
-  }
-
-  /** The status of `GET /token` with the credential, or null when nothing answered in time. */
-  #probe(host: string, port: number, authorization: string): Promise<number | null> {
-    return new Promise((resolve) => {
-      const req = request(
-        {
-          host,
-          port,
-          path: "/token",
-          method: "GET",
-          headers: { authorization },
-          agent: false,
-          timeout: this.#o.timeoutMs,
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? null);
-        },
-      );
-      req.on("timeout", () => req.destroy());
-      req.on("error", () => resolve(null));
-      req.end();
-    });
   }
 
   async #refuse(instance: ClaimingInstance, reason: string): Promise<ClaimOutcome> {

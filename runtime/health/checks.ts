@@ -17,6 +17,7 @@ import {
   type BoxAddresses,
   BoxUnreachableError,
   forWebSocket,
+  type UpstreamCreateConnection,
   type UpstreamPath,
   type UpstreamResolver,
 } from "../gateway/upstream.ts";
@@ -41,22 +42,25 @@ function failure(err: unknown, signal: AbortSignal): string {
   return `connection failed${code ? ` (${code})` : ""}`;
 }
 
-function get(
-  upstream: UpstreamResolver,
-  box: ProbeBox,
+/**
+ * The status of an authenticated `GET` on a box's terminal endpoint (ttyd or the built-in server), dialled
+ * by the upstream resolver or, for a caller that must test one exact address, straight to it.
+ */
+export function terminalGet(
+  where: { createConnection: UpstreamCreateConnection } | { host: string; port: number },
   path: string,
   credential: string,
   signal: AbortSignal,
-  onPath: (path: UpstreamPath) => void,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
-        host: "box",
+        ...("createConnection" in where
+          ? { host: "box", createConnection: where.createConnection }
+          : { host: where.host, port: where.port, agent: false }),
         path,
         headers: { authorization: basicAuthHeader(credential) },
         signal,
-        createConnection: upstream.createConnection(box, box.terminalPort, { signal, onPath }),
       },
       (res) => {
         resolve(res.statusCode ?? 0);
@@ -67,6 +71,18 @@ function get(
     req.on("error", reject);
     req.end();
   });
+}
+
+function get(
+  upstream: UpstreamResolver,
+  box: ProbeBox,
+  path: string,
+  credential: string,
+  signal: AbortSignal,
+  onPath: (path: UpstreamPath) => void,
+): Promise<number> {
+  const createConnection = upstream.createConnection(box, box.terminalPort, { signal, onPath });
+  return terminalGet({ createConnection }, path, credential, signal);
 }
 
 export async function checkHttp(
