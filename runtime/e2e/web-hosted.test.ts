@@ -4,23 +4,18 @@
  * Clerk sign-in component, land on the workspaces, create one and watch its build log stream over SSE (which
  * authenticates with Clerk's `__session` cookie), with API calls carrying the Bearer token; then sign out.
  */
-import { existsSync, mkdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page, type Request } from "playwright-core";
+import type { Browser, Page, Request } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../db/embedded.ts";
 import { ensureWebBuild } from "../http/web-build.ts";
 import { createLogger } from "../observability/logger.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { publishableKey } from "../test/clerk.ts";
 import { startTestControlPlane } from "../test/control-plane.ts";
 import { startFakeClerk } from "../test/fake-clerk.ts";
 
-const CHROMIUM = process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium";
-const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
-const haveChromium = existsSync(CHROMIUM);
-
-describe.skipIf(!haveChromium)("hosted-mode web sign-in in Chromium", async () => {
-  if (!haveChromium) return;
+describe.skipIf(!HAVE_CHROMIUM)("hosted-mode web sign-in in Chromium", async () => {
+  if (!HAVE_CHROMIUM) return;
   await ensureWebBuild(createLogger("silent"));
   // azp must name the web origin, so the port is chosen before the control plane starts.
   const port = await freePort();
@@ -44,20 +39,7 @@ describe.skipIf(!haveChromium)("hosted-mode web sign-in in Chromium", async () =
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    mkdirSync(RESULTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on("request", (r) => requests.push(r));
     page.on("pageerror", (e) => pageErrors.push(e.message));

@@ -5,19 +5,15 @@
  * Screenshots of the desktop and 375-px layouts land in test-results/.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../db/embedded.ts";
 import { ensureWebBuild } from "../http/web-build.ts";
 import { createLogger } from "../observability/logger.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 
-const CHROMIUM = process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium";
-const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
-const haveChromium = existsSync(CHROMIUM);
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 interface AxeViolation {
@@ -38,28 +34,15 @@ async function accessibilityProblems(p: Page, where: string): Promise<string[]> 
   );
 }
 
-describe.skipIf(!haveChromium)("web client in Chromium", async () => {
-  if (!haveChromium) return;
+describe.skipIf(!HAVE_CHROMIUM)("web client in Chromium", async () => {
+  if (!HAVE_CHROMIUM) return;
   await ensureWebBuild(createLogger("silent"));
   const cp = await startLocalControlPlane();
   let browser: Browser;
   let page: Page;
 
   beforeAll(async () => {
-    mkdirSync(RESULTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
   afterAll(async () => {
