@@ -35,10 +35,6 @@ export interface Credentials {
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
-export function tokensEqual(a: string, b: string): boolean {
-  return timingSafeEqual(digest(a), digest(b));
-}
-
 export class Authenticator {
   readonly #db: Db;
   readonly #auth: AuthConfig;

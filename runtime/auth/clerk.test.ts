@@ -2,32 +2,21 @@
  * Hosted-mode authentication against a real control plane, with Clerk verification networkless through
  * `jwtKey` and a locally generated RSA-2048 key (the SDK only accepts 2048-bit PEMs; notes/protocols.md §4).
  */
-import { type createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
+import { clerkKeys, signClerkSession } from "../test/clerk.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 
-process.env.CLERK_TELEMETRY_DISABLED = "1";
 const ORIGIN = "https://app.berth.test";
+const { privateKey, jwtKey } = clerkKeys();
+const other = clerkKeys();
 
-const pair = () => generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 65537 });
-const { privateKey, publicKey } = pair();
-const other = pair();
-const jwtKey = publicKey.export({ type: "spki", format: "pem" }).toString();
-
-async function token(
+function token(
   claims: Record<string, unknown> = {},
-  opts: { key?: ReturnType<typeof createPrivateKey>; sub?: string | null; exp?: number; nbf?: number } = {},
+  opts: { key?: KeyObject; sub?: string | null; exp?: number; nbf?: number } = {},
 ): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ azp: ORIGIN, sid: "sess_1", v: 2, ...claims })
-    .setProtectedHeader({ alg: "RS256", typ: "JWT" })
-    .setIssuer("https://clerk.berth.test")
-    .setIssuedAt(now - 10)
-    .setNotBefore(opts.nbf ?? now - 10)
-    .setExpirationTime(opts.exp ?? now + 60);
-  if (opts.sub !== null) jwt.setSubject(opts.sub ?? "user_alice");
-  return jwt.sign(opts.key ?? privateKey);
+  return signClerkSession(opts.key ?? privateKey, { azp: ORIGIN, ...opts, claims });
 }
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
