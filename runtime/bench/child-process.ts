@@ -18,10 +18,14 @@ export interface BenchChild<Ready> {
   stop(): Promise<void>;
 }
 
+let gc: (() => void) | undefined;
+
 /** V8 heap + external after two full collections, in bytes. */
 export function heapAfterGc(): number {
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as () => void;
+  if (!gc) {
+    setFlagsFromString("--expose-gc");
+    gc = runInNewContext("gc") as () => void;
+  }
   gc();
   gc();
   const m = process.memoryUsage();

@@ -64,8 +64,11 @@ export class PreviewGateway {
   readonly tokens: PreviewTokens;
   readonly #deps: AppDeps;
   readonly #proxy: ProxyServer;
-  /** Keep-alive to dev servers: a fresh TCP connection per request would halve throughput. */
-  // Dials through the shared upstream resolver: its path order (BERTH_BOX_PATHS), remembered per box.
+  /**
+   * Names boxes for both forwarders and dials them through the shared upstream resolver (its path order,
+   * remembered per box). Upgraded sockets are never pooled, so it keeps no sockets alive itself; HTTP
+   * keep-alive is the undici forwarder's pool.
+   */
   readonly #agent: UpstreamAgent;
   readonly #forwarder: PreviewForwarder;
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
@@ -75,12 +78,7 @@ export class PreviewGateway {
   constructor(deps: AppDeps) {
     this.#deps = deps;
     this.routes = new PreviewRoutes(deps.database.pool);
-    this.#agent = new UpstreamAgent(deps.upstream, {
-      keepAlive: true,
-      maxSockets: 256,
-      maxFreeSockets: 32,
-      timeout: 60_000,
-    });
+    this.#agent = new UpstreamAgent(deps.upstream);
     this.tokens = new PreviewTokens(deps.secretBox);
     this.#databasePort = Number(new URL(deps.database.url).port || 5432);
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
