@@ -56,7 +56,6 @@ export class TailnetClaims {
    */
   consider(instance: ClaimingInstance, claimed: string): void {
     const last = this.#lastTry.get(instance.id);
-    if (this.#inFlight.has(instance.id)) return;
     if (last?.ip === claimed && Date.now() - last.at < this.#o.retryAfterMs) return;
     void this.verify(instance, claimed);
   }
