@@ -20,7 +20,7 @@ fi
 
 node_major=$(node_modules/.bin/node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)
 if [ "$node_major" != "24" ]; then
-  say "the pinned Node 24 is missing from node_modules/.bin (got: $node_major); run 'npm ci' and check its output"
+  say "the pinned Node 24 is missing from node_modules/.bin (got: $node_major); run 'npm install' and check its output"
   exit 1
 fi
 
