@@ -16,9 +16,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Agent, type AgentOptions } from "./agent.ts";
 import { agentSettingsSchema, type BootConfig } from "./boot-config.ts";
 import type { SessionManager } from "./home/desired-state.ts";
-import { newFakeState, startFakeControlPlane } from "./home/fake-control-plane.ts";
 import { VolumeTimeoutError } from "./layout/volume.ts";
 import { freePort } from "./terminal/ttyd-launcher.ts";
+import { newFakeState, startFakeControlPlane } from "./testing/fake-control-plane.ts";
 
 const TOKEN = "agent-test-token-0123456789abcdef";
 const log = pino({ level: "silent" });

@@ -9,8 +9,8 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { newFakeState, startFakeControlPlane } from "./home/fake-control-plane.ts";
 import { freePort } from "./terminal/ttyd-launcher.ts";
+import { newFakeState, startFakeControlPlane } from "./testing/fake-control-plane.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const TOKEN = "main-test-agent-token-abcdef0123456789";

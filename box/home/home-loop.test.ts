@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AgentEventDraft } from "../protocol.ts";
+import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
 import { ControlPlaneClient } from "./client.ts";
 import { DesiredStateApplier, type SessionManager } from "./desired-state.ts";
-import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "./fake-control-plane.ts";
 import { HomeLoop } from "./home-loop.ts";
 import { Outbox } from "./outbox.ts";
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NotificationPayload } from "../protocol.ts";
-import { makeTestTmux, type TestTmux, waitUntil } from "../tmux/testing.ts";
+import { makeTestTmux, type TestTmux, waitUntil } from "../testing/tmux.ts";
 import { LogTailer } from "./log-tailer.ts";
 import { NotificationCenter } from "./notification-center.ts";
 

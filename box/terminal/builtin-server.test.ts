@@ -1,11 +1,11 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "../tmux/testing.ts";
-import { measureEchoRoundTrip } from "./bench.ts";
+import { measureEchoRoundTrip } from "../bench/terminal.ts";
+import { registerTerminalConformanceSuite } from "../testing/terminal-conformance.ts";
+import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "../testing/tmux.ts";
 import { startBuiltinTerminalServer } from "./builtin-server.ts";
 import { TtydClient } from "./client.ts";
-import { registerTerminalConformanceSuite } from "./conformance.ts";
 import type { TerminalEndpoint } from "./endpoint-types.ts";
 import { basicAuthHeader, encodeCredential } from "./protocol.ts";
 

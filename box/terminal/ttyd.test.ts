@@ -2,8 +2,8 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeTestTmux, TMUX_MISSING } from "../tmux/testing.ts";
-import { registerTerminalConformanceSuite } from "./conformance.ts";
+import { registerTerminalConformanceSuite } from "../testing/terminal-conformance.ts";
+import { makeTestTmux, TMUX_MISSING } from "../testing/tmux.ts";
 import { startTerminalEndpoint } from "./endpoint.ts";
 import { attachGuardScript, findTtyd, startTtyd } from "./ttyd-launcher.ts";
 

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "../testing/tmux.ts";
 import { InvalidSessionNameError } from "./names.ts";
 import { MAX_SEND_KEYS_CHARS, SessionNotFoundError } from "./sessions.ts";
-import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "./testing.ts";
 
 let t: TestTmux;
 const suite = TMUX_MISSING ? describe.skip : describe;

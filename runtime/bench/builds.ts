@@ -3,7 +3,7 @@
  * scripted driver, for one worker slot, several slots in one process, and two replicas. The first row is
  * the baseline the ratios are against.
  */
-import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../auth/actor.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
 import { type BenchPostgres, benchControlPlane, fmt, table } from "./harness.ts";
 

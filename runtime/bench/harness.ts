@@ -6,11 +6,11 @@ import { join } from "node:path";
 import pg from "pg";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
-import { loadConfig } from "../config.ts";
-import { freePort, startEmbeddedPostgres } from "../db/embedded.ts";
-import { AGENT_ENTRY } from "../drivers.ts";
-import { createLogger } from "../observability/logger.ts";
-import { type ControlPlane, type StartOptions, startControlPlane } from "../server.ts";
+import { loadConfig } from "../app/config.ts";
+import { AGENT_ENTRY } from "../app/drivers.ts";
+import { type ControlPlane, type StartOptions, startControlPlane } from "../app/server.ts";
+import { createLogger } from "../platform/logger.ts";
+import { freePort, startEmbeddedPostgres } from "../store/embedded.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 
 export interface BenchPostgres {

@@ -7,9 +7,9 @@
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket, WebSocketServer } from "ws";
-import { measureEchoRoundTrip } from "../../box/terminal/bench.ts";
+import { measureEchoRoundTrip } from "../../box/bench/terminal.ts";
 import type { WorkspaceSpec } from "../../stacks/driver.ts";
-import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../auth/actor.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, table } from "./harness.ts";
 
 const QUIET = { stage() {}, line() {} };

@@ -2,11 +2,11 @@
  * Reconciler cost per tick at 100, 1,000 and 10,000 workspaces: database queries, driver listings and
  * wall time. The baseline is what a per-workspace design would spend: one driver `observe` per workspace.
  */
-import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../auth/actor.ts";
-import { createLogger } from "../observability/logger.ts";
-import { createMetrics } from "../observability/metrics.ts";
-import { Reconciler } from "../reconciler/reconciler.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
+import { createLogger } from "../platform/logger.ts";
+import { createMetrics } from "../platform/metrics.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
+import { Reconciler } from "../workers/reconciler.ts";
 import { type BenchPostgres, benchControlPlane, fmt, table } from "./harness.ts";
 
 async function seed(pool: import("pg").Pool, ownerId: string, n: number, driver: ScriptedDriver) {

@@ -3,12 +3,13 @@
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
  *   npm run bench -- builds reconciler local-box terminal-relay previews
  */
-import { benchPreviewProxy } from "../gateway/preview/bench.ts";
-import { benchTerminalRelay } from "../gateway/terminal/bench.ts";
+
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
+import { benchPreviewProxy } from "./preview.ts";
 import { benchReconciler } from "./reconciler.ts";
+import { benchTerminalRelay } from "./terminal.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
   builds: benchBuildQueue,

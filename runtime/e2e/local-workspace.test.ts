@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { TtydClient } from "../../box/terminal/client.ts";
 import { isAlive } from "../../stacks/local/process.ts";
+import { readWorkspaceSecret } from "../domain/workspaces/secrets.ts";
 import { json } from "../test/control-plane.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
-import { readWorkspaceSecret } from "../workspaces/secrets.ts";
 
 describe("a local workspace, end to end", async () => {
   const cp = await startLocalControlPlane();

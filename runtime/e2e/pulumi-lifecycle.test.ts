@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { PulumiDriver } from "../../stacks/pulumi/driver.ts";
 import { FakePulumi, type FakeResponse } from "../../stacks/pulumi/test/fake-cli.ts";
-import { markAgentReady } from "../agents/readiness.ts";
+import { markAgentReady } from "../domain/agents/readiness.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 

@@ -6,9 +6,9 @@
  */
 import type { Browser, Page, Request } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../db/embedded.ts";
-import { ensureWebBuild } from "../http/web-build.ts";
-import { createLogger } from "../observability/logger.ts";
+import { ensureWebBuild } from "../app/web-build.ts";
+import { createLogger } from "../platform/logger.ts";
+import { freePort } from "../store/embedded.ts";
 import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { publishableKey } from "../test/clerk.ts";
 import { startTestControlPlane } from "../test/control-plane.ts";

@@ -8,9 +8,9 @@ import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../db/embedded.ts";
-import { ensureWebBuild } from "../http/web-build.ts";
-import { createLogger } from "../observability/logger.ts";
+import { ensureWebBuild } from "../app/web-build.ts";
+import { createLogger } from "../platform/logger.ts";
+import { freePort } from "../store/embedded.ts";
 import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 

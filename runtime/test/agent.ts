@@ -1,9 +1,9 @@
 import { eq } from "drizzle-orm";
 import type { WorkspaceSpec } from "../../stacks/driver.ts";
-import { markAgentReady } from "../agents/readiness.ts";
-import { workspaceInstances } from "../db/schema.ts";
-import type { ControlPlane } from "../server.ts";
-import { hashAgentToken } from "../workspaces/secrets.ts";
+import type { ControlPlane } from "../app/server.ts";
+import { markAgentReady } from "../domain/agents/readiness.ts";
+import { hashAgentToken } from "../domain/workspaces/secrets.ts";
+import { workspaceInstances } from "../store/schema.ts";
 
 /** Plays a box agent checking in as ready, through the same code path the agent API uses. */
 export function agentChecksIn(cp: ControlPlane) {

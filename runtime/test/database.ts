@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, inject } from "vitest";
-import { connectDatabase, type Database } from "../db/client.ts";
+import { connectDatabase, type Database } from "../store/client.ts";
 import { withDatabase } from "./global-setup.ts";
 
 export interface TestDatabase {

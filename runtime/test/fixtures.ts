@@ -1,5 +1,5 @@
-import type { Db } from "../db/client.ts";
-import { workspaces } from "../db/schema.ts";
+import type { Db } from "../store/client.ts";
+import { workspaces } from "../store/schema.ts";
 
 type WorkspaceRow = typeof workspaces.$inferSelect;
 

@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
-import { connectDatabase } from "../db/client.ts";
-import { startEmbeddedPostgres } from "../db/embedded.ts";
-import { migrationsHash, runMigrations } from "../db/migrate.ts";
+import { connectDatabase } from "../store/client.ts";
+import { startEmbeddedPostgres } from "../store/embedded.ts";
+import { migrationsHash, runMigrations } from "../store/migrate.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {

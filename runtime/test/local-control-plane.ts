@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "vitest";
 import { LocalDriver } from "../../stacks/local/driver.ts";
-import { AGENT_ENTRY } from "../drivers.ts";
-import type { StartOptions } from "../server.ts";
+import { AGENT_ENTRY } from "../app/drivers.ts";
+import type { StartOptions } from "../app/server.ts";
 import { startTestControlPlane, type TestControlPlane } from "./control-plane.ts";
 
 export interface LocalTestControlPlane extends TestControlPlane {

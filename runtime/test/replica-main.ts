@@ -5,9 +5,9 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig } from "../config.ts";
-import { createLogger } from "../observability/logger.ts";
-import { startControlPlane } from "../server.ts";
+import { loadConfig } from "../app/config.ts";
+import { startControlPlane } from "../app/server.ts";
+import { createLogger } from "../platform/logger.ts";
 import { TEST_SECRET_KEYS } from "./keys.ts";
 import { ScriptedDriver } from "./scripted-driver.ts";
 

@@ -13,7 +13,7 @@ export interface PortRange {
 /**
  * Ports a dev server may listen on and the control plane may proxy to: every unprivileged port (dev servers
  * pick 1313, 4200, 5173, 8000, 24678…). Only the control plane and the tailnet are admitted to them, and the
- * preview proxy (runtime/gateway/preview/upstream.ts) uses this same range.
+ * preview proxy (runtime/gateway/preview/port-policy.ts) uses this same range.
  */
 export const DEFAULT_PREVIEW_PORTS: PortRange = { from: 1024, to: 65535 };
 /** Tailscale's WireGuard port: open so peers can connect directly instead of through a DERP relay. */

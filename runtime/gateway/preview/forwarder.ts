@@ -7,7 +7,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { Agent, type Dispatcher } from "undici";
-import type { UpstreamAgent } from "../upstream-agent.ts";
+import type { UpstreamAgent } from "../../boxnet/dialer.ts";
 
 export interface ForwardTarget {
   /** From `UpstreamAgent.target()`: names the box, never an address. */

@@ -8,15 +8,16 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
-import { CLERK_SESSION_COOKIE } from "../../auth/authenticate.ts";
-import type { AppDeps, AppState } from "../../http/context.ts";
-import { cookieValues } from "../../http/cookies.ts";
-import { HttpError, notFound } from "../../http/errors.ts";
-import { rejectUpgrade } from "../../http/upgrade.ts";
-import { BoxUnreachableError, formatAuthority } from "../upstream.ts";
-import { UpstreamAgent } from "../upstream-agent.ts";
+import type { AppDeps, AppState } from "../../api/context.ts";
+import { HttpError, notFound } from "../../api/errors.ts";
+import { UpstreamAgent } from "../../boxnet/dialer.ts";
+import { BoxUnreachableError, formatAuthority } from "../../boxnet/path-resolver.ts";
+import { CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
+import { cookieValues } from "../../platform/cookies.ts";
+import { rejectUpgrade } from "../../platform/upgrade-dispatcher.ts";
 import { PreviewForwarder } from "./forwarder.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
+import { isAllowedUpstream, isLoopback } from "./port-policy.ts";
 import {
   API_SESSION_COOKIE,
   type Classified,
@@ -31,7 +32,6 @@ import {
 } from "./request.ts";
 import { type PreviewRoute, PreviewRoutes } from "./routing.ts";
 import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
-import { isAllowedUpstream, isLoopback } from "./upstream.ts";
 
 /** Fail fast on a box that does not answer at all (asleep, firewalled) rather than hang the browser. */
 const CONNECT_TIMEOUT_MS = 5_000;

@@ -6,10 +6,10 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { upsertUser } from "../../auth/actor.ts";
+import { upsertUser } from "../../domain/identity/actor.ts";
 import { json, startTestControlPlane } from "../../test/control-plane.ts";
+import { MEGABYTE_BODY, startDevServer } from "../../test/dev-server.ts";
 import { waitFor } from "../../test/wait.ts";
-import { MEGABYTE_BODY, startDevServer } from "./dev-server.ts";
 import { PATH_FORM_SANDBOX } from "./gateway.ts";
 
 const DOMAIN = "preview.localhost";

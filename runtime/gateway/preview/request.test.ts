@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from "node:http";
 /** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../config.ts";
+import { loadConfig } from "../../app/config.ts";
+import { isAllowedUpstream } from "./port-policy.ts";
 import {
   classify,
   isCredentialCookie,
@@ -11,7 +12,6 @@ import {
   sanitizeResponseHeaders,
   withoutCookies,
 } from "./request.ts";
-import { isAllowedUpstream } from "./upstream.ts";
 
 const ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
 
@@ -74,7 +74,7 @@ describe("isSafePath", () => {
 });
 
 describe("upstream", () => {
-  // Which addresses may be dialled at all is the upstream resolver's address policy (gateway/upstream.test.ts).
+  // Which addresses may be dialled at all is the upstream resolver's address policy (boxnet/path-resolver.test.ts).
   const instance = (publicIp: string | null) => ({
     id: "i-1",
     publicIp,

@@ -3,7 +3,7 @@
  * whether its path is safe to forward, and which headers reach the dev server.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { isUuid } from "../../http/ids.ts";
+import { isUuid } from "../../platform/ids.ts";
 
 export const PATH_PREFIX = "/api/v1/previews/";
 /** Paths on a preview's own host that the proxy answers itself (sign-in code, share link). */

@@ -5,9 +5,9 @@
  * while the LISTEN connection reconnects. A fresh process starts empty, so a restart routes correctly.
  */
 import type pg from "pg";
-import type { PgListener } from "../../db/listener.ts";
-import { isUuid } from "../../http/ids.ts";
-import type { InstanceAddress } from "./upstream.ts";
+import { isUuid } from "../../platform/ids.ts";
+import type { PgListener } from "../../store/listener.ts";
+import type { InstanceAddress } from "./port-policy.ts";
 
 export const ROUTE_CHANNEL = "berth_preview_route";
 const TTL_MS = 30_000;

@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type pg from "pg";
-import type { SecretBox } from "../../security/secret-box.ts";
+import type { SecretBox } from "../../platform/secret-box.ts";
 import type { PreviewRoute } from "./routing.ts";
 
 export const CODE_TTL_SECONDS = 60;

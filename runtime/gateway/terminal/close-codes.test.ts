@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { boxTerminalUrl } from "./box-endpoint.ts";
 import { close, isSendableCloseCode, mapUpstreamClose } from "./close-codes.ts";
 import { parseOfferedProtocols } from "./gateway.ts";
-import { boxTerminalUrl } from "./upstream-address.ts";
 
 describe("close codes", () => {
   it("maps every upstream code to one ws can send, never echoing reserved ones", () => {

@@ -15,14 +15,14 @@ import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { TtydClient, TtydConnectError } from "../../../box/terminal/client.ts";
 import { encodeInput, encodeResize } from "../../../box/terminal/protocol.ts";
-import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../auth/actor.ts";
-import { sessions, workspaceInstances } from "../../db/schema.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../../domain/identity/actor.ts";
+import { storeWorkspaceSecrets } from "../../domain/workspaces/secrets.ts";
+import { sessions, workspaceInstances } from "../../store/schema.ts";
 import { startTestControlPlane, type TestControlPlane } from "../../test/control-plane.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
+import { connectThroughRelay, mintTerminalToken } from "../../test/terminal.ts";
 import { waitFor } from "../../test/wait.ts";
-import { storeWorkspaceSecrets } from "../../workspaces/secrets.ts";
 import { defaultConnectUpstream, type TerminalGatewayOptions } from "./gateway.ts";
-import { connectThroughRelay, mintTerminalToken } from "./test-helpers.ts";
 
 const CREDENTIAL = "berth:relay-test-credential";
 const CREDENTIAL_B64 = Buffer.from(CREDENTIAL).toString("base64");

@@ -23,7 +23,7 @@ import {
   parseInit,
   parseSize,
 } from "../../../box/terminal/protocol.ts";
-import type { Logger } from "../../observability/logger.ts";
+import type { Logger } from "../../platform/logger.ts";
 import { type CloseSpec, close, mapUpstreamClose } from "./close-codes.ts";
 import type { TerminalMetrics } from "./metrics.ts";
 

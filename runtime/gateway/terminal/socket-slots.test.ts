@@ -3,8 +3,8 @@
  * control-plane processes (each holds its own replica id and its own connections).
  */
 import { describe, expect, it } from "vitest";
-import { connectDatabase } from "../../db/client.ts";
-import { sessions, users } from "../../db/schema.ts";
+import { connectDatabase } from "../../store/client.ts";
+import { sessions, users } from "../../store/schema.ts";
 import { useDatabase } from "../../test/database.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
 import { SocketSlots } from "./socket-slots.ts";

@@ -9,8 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import type { Db } from "../../db/client.ts";
-import { terminalTokens } from "../../db/schema.ts";
+import type { Db } from "../../store/client.ts";
+import { terminalTokens } from "../../store/schema.ts";
 
 export const TERMINAL_TOKEN_TTL_SECONDS = 60;
 export const TERMINAL_TOKEN_AUDIENCE = "berth:terminal";

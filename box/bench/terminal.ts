@@ -1,0 +1,104 @@
+/**
+ * Keystroke echo latency through a ttyd-protocol endpoint: send one character as INPUT and time until the
+ * terminal shows it (the shell echoes it, tmux redraws, the endpoint forwards). That is the delay a user
+ * feels while typing. `npm run bench` calls this; it asserts nothing.
+ */
+import { randomBytes } from "node:crypto";
+import { TtydClient } from "../terminal/client.ts";
+import type { TerminalSize } from "../terminal/protocol.ts";
+
+export interface EchoTarget {
+  /** `ws://host:port/ws` */
+  wsUrl: string;
+  credential?: string;
+  /** Session to attach to; it should run an interactive shell in its active pane. */
+  session: string;
+  size?: TerminalSize;
+}
+
+export interface EchoRoundTrip {
+  samples: number;
+  p50: number;
+  p99: number;
+  mean: number;
+  max: number;
+}
+
+// CSI/OSC/other escapes, so letters inside control sequences (CSI ... m, ?25l) never count as the echo.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal escape sequences is the point.
+const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x1b./g;
+const LETTERS = "abcdefghijklmnopqrstuvwxyz";
+// The shell's line editor scrolls a long line; clear it now and then so every echo is a plain append.
+const CLEAR_EVERY = 40;
+
+function percentile(sorted: number[], p: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+/** Runs a command and waits for its output: the shell is idle and the screen settled afterwards. */
+async function settled(client: TtydClient, marker: string): Promise<void> {
+  // A fresh nonce each time: tmux may skip redrawing cells a client already shows, so text equal to an
+  // earlier run's could never arrive.
+  const nonce = `${marker}-${randomBytes(4).toString("hex")}`;
+  const expected = `${nonce}-42`; // the typed line holds `$((6*7))`, so its echo never matches
+  const since = client.mark();
+  client.type(`echo ${nonce}-$((6*7))\r`);
+  await client.waitFor((output) => output.replace(ESCAPES, "").includes(expected), { since });
+}
+
+/**
+ * Typing `n` characters one at a time on an open terminal: each sample is the milliseconds from sending a
+ * character until its echo is on screen. Leaves an empty, idle line for the next user of the session.
+ */
+export async function echoTimes(client: TtydClient, n: number): Promise<number[]> {
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`sample count must be a positive integer, got ${n}`);
+  // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
+  // arrives just before a close), and they would turn the marker command into garbage.
+  client.type("\x15");
+  await settled(client, "bench-ready");
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i > 0 && i % CLEAR_EVERY === 0) {
+      client.type("\x15"); // Ctrl-U: clear the typed line
+      await settled(client, `bench-${i}`);
+    }
+    const ch = LETTERS[i % LETTERS.length]!;
+    const since = client.mark();
+    const start = performance.now();
+    client.type(ch);
+    await client.waitFor((output) => output.replace(ESCAPES, "").includes(ch), { since });
+    times.push(performance.now() - start);
+  }
+  client.type("\x15");
+  await settled(client, "bench-done");
+  return times;
+}
+
+/** Percentiles, mean and maximum of echo samples, in milliseconds rounded to microseconds. */
+export function summarizeEcho(times: number[]): EchoRoundTrip {
+  const sorted = [...times].sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    samples: times.length,
+    p50: round(percentile(sorted, 50)),
+    p99: round(percentile(sorted, 99)),
+    mean: round(times.reduce((a, b) => a + b, 0) / times.length),
+    max: round(sorted[sorted.length - 1]!),
+  };
+}
+
+export async function measureEchoRoundTrip(target: EchoTarget, n: number): Promise<EchoRoundTrip> {
+  const client = await TtydClient.connect({
+    url: target.wsUrl,
+    credential: target.credential,
+    session: target.session,
+    size: target.size ?? { columns: 200, rows: 50 },
+  });
+  try {
+    return summarizeEcho(await echoTimes(client, n));
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Test support shared by the tmux and terminal suites: a throwaway tmux server in a temp dir, and polling
+ * instead of fixed sleeps (tests must hold on a loaded 2-core machine).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { TmuxSessions, type TmuxSessionsOptions } from "../tmux/sessions.ts";
+import type { TmuxSocket } from "../tmux/tmux-command.ts";
+
+/** Why tmux-backed tests cannot run here (a message naming the package), or false when they can. */
+export const TMUX_MISSING: string | false = (() => {
+  try {
+    execFileSync("tmux", ["-V"], { stdio: "ignore" });
+    return false;
+  } catch {
+    return "tmux is not installed (Debian package tmux)";
+  }
+})();
+
+export async function waitUntil<T>(
+  probe: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
+      );
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const TEST_SHELL = ["/bin/bash", "--norc", "--noprofile", "-i"];
+
+export interface TestTmux {
+  dir: string;
+  socket: TmuxSocket;
+  cwd: string;
+  logsDir: string;
+  sessions: TmuxSessions;
+  /** Another manager on the same server with different options (e.g. a PATH with a fake claude). */
+  withOptions(extra: Partial<TmuxSessionsOptions>): TmuxSessions;
+  cleanup(): Promise<void>;
+}
+
+/** A private tmux server (socket in a fresh temp dir, no user config) plus workspace-like directories. */
+export function makeTestTmux(prefix = "berth-tmux-"): TestTmux {
+  // Short base path: a unix socket path must fit in 108 bytes.
+  const dir = mkdtempSync(join("/tmp", prefix));
+  const cwd = join(dir, "projects");
+  const logsDir = join(dir, "logs");
+  mkdirSync(cwd);
+  mkdirSync(logsDir);
+  const socket = { path: join(dir, "tmux.sock") };
+  // Shells without rc files: a developer's ~/.bashrc (pyenv, nvm…) can take seconds per shell, and
+  // sessions created by a terminal attach (`new-session -A`) use default-command, not our options.
+  const configFile = join(dir, "tmux.conf");
+  writeFileSync(configFile, `set -g default-command "${TEST_SHELL.join(" ")}"\n`);
+  const base: TmuxSessionsOptions = {
+    socket,
+    configFile,
+    cwd,
+    logsDir,
+    shell: TEST_SHELL[0],
+    shellArgs: TEST_SHELL.slice(1),
+  };
+  const sessions = new TmuxSessions(base);
+  return {
+    dir,
+    socket,
+    cwd,
+    logsDir,
+    sessions,
+    withOptions: (extra) => new TmuxSessions({ ...base, ...extra }),
+    async cleanup() {
+      await sessions.killServer();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

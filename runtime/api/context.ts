@@ -1,0 +1,51 @@
+import type Router from "@koa/router";
+import type { ParameterizedContext } from "koa";
+import type { WorkspaceDriver } from "../../stacks/driver.ts";
+import type { Config } from "../app/config.ts";
+import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
+import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import type { Actor } from "../domain/identity/actor.ts";
+import type { Authenticator } from "../domain/identity/authenticate.ts";
+import type { WorkspaceService } from "../domain/workspaces/service.ts";
+import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
+import type { Logger } from "../platform/logger.ts";
+import type { Metrics } from "../platform/metrics.ts";
+import type { Limiter } from "../platform/rate-limit.ts";
+import type { SecretBox } from "../platform/secret-box.ts";
+import type { Database } from "../store/client.ts";
+import type { PgListener } from "../store/listener.ts";
+import type { OwnerScope } from "../store/scope.ts";
+
+/** What every request carries once it has passed the middleware for its router. */
+export interface AppState {
+  requestId: string;
+  actor: Actor;
+  scope: OwnerScope;
+}
+
+export type AppContext = ParameterizedContext<AppState>;
+export type ApiRouter = Router<AppState>;
+
+/** The control plane's long-lived parts, handed to every route module. */
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  log: Logger;
+  metrics: Metrics;
+  /** The one way to reach a box (BERTH_BOX_PATHS order): the relay, the preview proxy, health checks. */
+  upstream: UpstreamResolver;
+  authenticator: Authenticator;
+  limiters: { login: Limiter };
+  /** The terminal relay: token minting (api/routes/terminal.ts) and the WebSocket upgrade it serves. */
+  terminal: TerminalGateway;
+  listener: PgListener;
+  secretBox: SecretBox;
+  driver: WorkspaceDriver;
+  workspaces: WorkspaceService;
+  /** The URL clients and box agents use to reach this control plane; known once the server listens. */
+  publicUrl: string;
+  /** How often box agents should heartbeat (seconds); tests shorten it. */
+  agentHeartbeatSeconds: number;
+  /** Box-reported tailnet addresses are used only once the box proved them (domain/agents/tailnet-claims.ts). */
+  tailnetClaims: TailnetClaims;
+}

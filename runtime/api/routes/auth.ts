@@ -1,0 +1,78 @@
+import { z } from "zod";
+import { endWebSessions } from "../../domain/identity/actor.ts";
+import { SESSION_COOKIE, SESSION_TTL_SECONDS } from "../../domain/identity/session-cookie.ts";
+import { writeAudit } from "../../store/audit-log.ts";
+import type { ApiRouter, AppDeps } from "../context.ts";
+import { HttpError, parseInput } from "../errors.ts";
+
+const loginBody = z.object({ token: z.string().min(1).max(512) });
+
+/** Local mode sign-in: the printed login token becomes an HttpOnly session cookie. Public, rate-limited. */
+export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.post("/api/v1/auth/login", async (ctx) => {
+    await deps.limiters.login(ctx.ip);
+    if (deps.config.auth.mode !== "local") {
+      throw new HttpError(404, "not_found", "local login is disabled in hosted mode; sign in with Clerk");
+    }
+    const { token } = parseInput(loginBody, ctx.request.body);
+    const actor = deps.authenticator.checkLocalToken(token);
+    if (!actor) throw new HttpError(401, "token_invalid", "login token is not valid");
+    ctx.cookies.set(SESSION_COOKIE, await deps.authenticator.sessionFor(actor), {
+      httpOnly: true,
+      sameSite: "strict",
+      secure: ctx.secure,
+      maxAge: SESSION_TTL_SECONDS * 1000,
+      path: "/",
+    });
+    await writeAudit(deps.database.db, {
+      actor: { kind: "user", userId: actor.userId },
+      action: "auth.login",
+      targetType: "user",
+      targetId: actor.userId,
+      ip: ctx.ip,
+    });
+    ctx.body = { user: { id: actor.userId } };
+  });
+}
+
+/**
+ * How the web client signs in. Public: the publishable key is public by design, and the client needs this
+ * before anyone is signed in. Local mode answers without any Clerk detail, so its client loads no Clerk code.
+ */
+export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.get("/api/v1/auth/config", (ctx) => {
+    const { auth } = deps.config;
+    ctx.set("Cache-Control", "no-cache");
+    if (auth.mode === "local") {
+      ctx.body = { mode: "local" };
+    } else if (!auth.web) {
+      ctx.body = { mode: "hosted", publishableKey: null };
+    } else {
+      const { publishableKey, clerkJsUrl, clerkUiUrl } = auth.web;
+      ctx.body = { mode: "hosted", publishableKey, clerkJsUrl, clerkUiUrl };
+    }
+  });
+}
+
+/** Routes for the signed-in user. */
+export function meRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.get("/api/v1/me", (ctx) => {
+    const { actor } = ctx.state;
+    ctx.body = { user: { id: actor.userId, isAdmin: actor.isAdmin } };
+  });
+
+  router.post("/api/v1/auth/logout", async (ctx) => {
+    // Server side too: a copy of the cookie (another tab, another device, a stolen one) stops working now,
+    // not when it expires.
+    await endWebSessions(deps.database.db, ctx.state.actor.userId);
+    await writeAudit(deps.database.db, {
+      actor: { kind: "user", userId: ctx.state.actor.userId },
+      action: "auth.logout",
+      targetType: "user",
+      targetId: ctx.state.actor.userId,
+      ip: ctx.ip,
+    });
+    ctx.cookies.set(SESSION_COOKIE, null, { path: "/" });
+    ctx.status = 204;
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * Previews as resources: list (detected and declared), declare a port, close a declared one, share by
+ * link and revoke, and open on the preview's own host through a one-time code. The proxy itself is
+ * runtime/gateway/preview/.
+ */
+import { and, eq, isNull, sql } from "drizzle-orm";
+import { z } from "zod";
+import type { PreviewGateway } from "../../gateway/preview/gateway.ts";
+import {
+  BOX_SERVICE_PORTS,
+  isDeclarablePort,
+  PREVIEW_PORT_MAX,
+  PREVIEW_PORT_MIN,
+} from "../../gateway/preview/port-policy.ts";
+import { PATH_PREFIX, previewHostOrigin, safeNext } from "../../gateway/preview/request.ts";
+import {
+  CODE_TTL_SECONDS,
+  LINK_DEFAULT_TTL_SECONDS,
+  LINK_MAX_TTL_SECONDS,
+} from "../../gateway/preview/tokens.ts";
+import { createLimiter } from "../../platform/rate-limit.ts";
+import { writeAudit } from "../../store/audit-log.ts";
+import { previews } from "../../store/schema.ts";
+import type { PreviewRow } from "../../store/scope.ts";
+import type { ApiRouter, AppDeps } from "../context.ts";
+import { HttpError, notFound, parseInput } from "../errors.ts";
+
+const declareBody = z
+  .object({
+    port: z
+      .number()
+      .int()
+      .refine(isDeclarablePort, {
+        message: `must be ${PREVIEW_PORT_MIN}-${PREVIEW_PORT_MAX}, except the box's own ports (${[...BOX_SERVICE_PORTS].join(", ")})`,
+      }),
+  })
+  .strict();
+
+const shareBody = z
+  .object({ ttlSeconds: z.number().int().min(60).max(LINK_MAX_TTL_SECONDS).optional() })
+  .strict();
+
+const openBody = z.object({ path: z.string().max(2048).optional() }).strict();
+
+export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: PreviewGateway): void {
+  const { db, pool } = deps.database;
+  // Codes and links are credentials: minting is rate-limited per user, across replicas (DESIGN.md §7).
+  const minting = createLimiter(pool, { name: "preview-token", points: 120, durationSeconds: 60 });
+  const domain = () => {
+    const d = deps.config.previewDomain;
+    if (!d)
+      throw new HttpError(
+        409,
+        "preview_domain_unset",
+        "previews have no host of their own: set BERTH_PREVIEW_DOMAIN",
+      );
+    return d;
+  };
+  // The triggers' NOTIFY reaches every replica within milliseconds; this one must not lag its own write.
+  const dropCached = (previewId: string) => gateway.routes.invalidate(`p:${previewId}`);
+  const present = (p: PreviewRow) => ({
+    id: p.id,
+    workspaceId: p.workspaceId,
+    port: p.port,
+    source: p.source,
+    process: p.process,
+    framework: p.framework,
+    share: p.share,
+    createdAt: p.createdAt,
+    /** Path form on the API's origin; `hostUrl` (own origin, preferred for apps assuming `/`) needs `POST …/open`. */
+    pathUrl: `${deps.publicUrl}${PATH_PREFIX}${p.id}/`,
+    proxied: isDeclarablePort(p.port),
+  });
+
+  router.get("/api/v1/workspaces/:id/previews", async (ctx) => {
+    ctx.body = { previews: (await ctx.state.scope.previewsOf(ctx.params.id!)).map(present) };
+  });
+
+  router.post("/api/v1/workspaces/:id/previews", async (ctx) => {
+    const ws = await ctx.state.scope.workspace(ctx.params.id!);
+    const { port } = parseInput(declareBody, ctx.request.body ?? {});
+    const open = and(eq(previews.workspaceId, ws.id), eq(previews.port, port), isNull(previews.closedAt));
+    const [existing] = await db.select().from(previews).where(open);
+    if (existing) {
+      ctx.body = { preview: present(existing) }; // declaring a port already previewed changes nothing
+      return;
+    }
+    const [row] = await db
+      .insert(previews)
+      .values({ workspaceId: ws.id, port, source: "declared" })
+      .returning();
+    ctx.status = 201;
+    ctx.body = { preview: present(row!) };
+  });
+
+  router.delete("/api/v1/workspaces/:id/previews/:previewId", async (ctx) => {
+    const ws = await ctx.state.scope.workspace(ctx.params.id!);
+    const { preview } = await ctx.state.scope.preview(ctx.params.previewId!);
+    if (preview.workspaceId !== ws.id) throw notFound("preview");
+    if (preview.source !== "declared") {
+      throw new HttpError(
+        409,
+        "preview_detected",
+        "a detected preview closes when its server stops listening",
+      );
+    }
+    await db.update(previews).set({ closedAt: new Date() }).where(eq(previews.id, preview.id));
+    dropCached(preview.id);
+    ctx.status = 204;
+  });
+
+  router.post("/api/v1/previews/:id/share", async (ctx) => {
+    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
+    const { ttlSeconds = LINK_DEFAULT_TTL_SECONDS } = parseInput(shareBody, ctx.request.body ?? {});
+    const d = domain();
+    await minting(ctx.state.actor.userId);
+    const row = await db.transaction(async (tx) => {
+      const [updated] = await tx
+        .update(previews)
+        .set({ share: "link" })
+        .where(eq(previews.id, preview.id))
+        .returning();
+      await writeAudit(tx, {
+        actor: { kind: "user", userId: ctx.state.actor.userId },
+        action: "preview.share",
+        targetType: "preview",
+        targetId: preview.id,
+        ip: ctx.ip,
+        details: { level: "link", ttlSeconds, shareVersion: updated!.shareVersion },
+      });
+      return updated!;
+    });
+    dropCached(row.id);
+    const token = await gateway.tokens.mintLink(row.id, row.shareVersion, ttlSeconds);
+    ctx.set("Cache-Control", "no-store");
+    ctx.status = 201;
+    ctx.body = {
+      share: "link",
+      url: `${previewHostOrigin(deps.publicUrl, d, row.id)}/__berth/link?t=${token}`,
+      expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString(),
+    };
+  });
+
+  router.delete("/api/v1/previews/:id/share", async (ctx) => {
+    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
+    await db.transaction(async (tx) => {
+      // The version bump kills every link and link cookie handed out so far, on every replica (NOTIFY).
+      await tx
+        .update(previews)
+        .set({ share: "owner", shareVersion: sql`${previews.shareVersion} + 1` })
+        .where(eq(previews.id, preview.id));
+      await writeAudit(tx, {
+        actor: { kind: "user", userId: ctx.state.actor.userId },
+        action: "preview.unshare",
+        targetType: "preview",
+        targetId: preview.id,
+        ip: ctx.ip,
+      });
+    });
+    dropCached(preview.id);
+    ctx.status = 204;
+  });
+
+  /** A URL that signs the caller into the preview's own host: valid once, for 60 s. */
+  router.post("/api/v1/previews/:id/open", async (ctx) => {
+    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
+    const { path } = parseInput(openBody, ctx.request.body ?? {});
+    const d = domain();
+    await minting(ctx.state.actor.userId);
+    const code = await gateway.tokens.issueCode(pool, preview.id, ctx.state.actor.userId);
+    const next = encodeURIComponent(safeNext(path ?? "/"));
+    ctx.set("Cache-Control", "no-store");
+    ctx.body = {
+      url: `${previewHostOrigin(deps.publicUrl, d, preview.id)}/__berth/auth?code=${code}&next=${next}`,
+      expiresInSeconds: CODE_TTL_SECONDS,
+    };
+  });
+}

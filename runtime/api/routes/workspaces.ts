@@ -1,0 +1,77 @@
+import { z } from "zod";
+import type { TransitionResult } from "../../domain/workspaces/service.ts";
+import type { WorkspaceRow } from "../../store/scope.ts";
+import { presentBuild } from "../build-view.ts";
+import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
+import { parseInput } from "../errors.ts";
+
+/** The client-facing shape of a workspace: no addresses, no credentials, ever. */
+export function presentWorkspace(w: WorkspaceRow) {
+  return {
+    id: w.id,
+    name: w.name,
+    state: w.state,
+    location: w.location,
+    serverType: w.serverType,
+    volumeSizeGb: w.volumeSizeGb,
+    stateChangedAt: w.stateChangedAt,
+    createdAt: w.createdAt,
+  };
+}
+
+const createBody = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(64)
+      .regex(/^[\p{L}\p{N} ._-]+$/u, "letters, digits, spaces, '.', '_' and '-' only")
+      .default("workspace"),
+    location: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .optional(),
+    serverType: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .optional(),
+    volumeSizeGb: z.number().int().min(10).max(10240).optional(),
+  })
+  .strict();
+
+function answer(ctx: AppContext, result: TransitionResult): void {
+  ctx.status = result.duplicate ? 200 : 202;
+  ctx.body = {
+    workspace: presentWorkspace(result.workspace),
+    build: presentBuild(result.build),
+    duplicate: result.duplicate,
+  };
+}
+
+export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
+  router.get("/api/v1/workspaces", async (ctx) => {
+    ctx.body = { workspaces: (await ctx.state.scope.listWorkspaces()).map(presentWorkspace) };
+  });
+
+  router.post("/api/v1/workspaces", async (ctx) => {
+    const input = parseInput(createBody, ctx.request.body ?? {});
+    answer(ctx, await deps.workspaces.create(ctx.state.actor, input, ctx.ip));
+  });
+
+  router.get("/api/v1/workspaces/:id", async (ctx) => {
+    ctx.body = { workspace: presentWorkspace(await ctx.state.scope.workspace(ctx.params.id!)) };
+  });
+
+  for (const action of ["hibernate", "wake"] as const) {
+    router.post(`/api/v1/workspaces/:id/${action}`, async (ctx) => {
+      const ws = await ctx.state.scope.workspace(ctx.params.id!);
+      answer(ctx, await deps.workspaces.request(ctx.state.actor, ws.id, action, { ip: ctx.ip }));
+    });
+  }
+
+  router.delete("/api/v1/workspaces/:id", async (ctx) => {
+    const ws = await ctx.state.scope.workspace(ctx.params.id!);
+    answer(ctx, await deps.workspaces.request(ctx.state.actor, ws.id, "destroy", { ip: ctx.ip }));
+  });
+}

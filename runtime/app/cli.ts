@@ -1,0 +1,190 @@
+/**
+ * `berth`: the control plane's command line. Run through npm so the pinned Node 24 is used:
+ *   npm run berth -- <command> [options]
+ */
+
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { formatStackDiff } from "../../stacks/pulumi/diff.ts";
+import { HttpError } from "../api/errors.ts";
+import {
+  diffStack,
+  forgetStack,
+  listStacks,
+  type OperatorDeps,
+  repairStack,
+} from "../domain/operators/stacks.ts";
+import { createLogger, type Logger } from "../platform/logger.ts";
+import { SecretBox } from "../platform/secret-box.ts";
+import { runMigrations } from "../store/migrate.ts";
+import { type Config, ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
+import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
+import { openDatabase, startControlPlane } from "./server.ts";
+import { ensureWebBuild } from "./web-build.ts";
+
+const HELP = `berth — the Berth control plane
+
+Usage: npm run berth -- <command> [--help]
+
+Commands:
+  serve     run the control plane (API, web UI, gateway); local mode by default
+  migrate   apply pending database migrations and exit
+  stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
+
+Configuration is read from the environment:
+${Object.entries(ENV_DOCS)
+  .map(([k, v]) => `  ${k.padEnd(40)}${v}`)
+  .join("\n")}
+
+With BERTH_DRIVER=pulumi, also:
+${Object.entries(PULUMI_ENV_DOCS)
+  .map(([k, v]) => `  ${k.padEnd(40)}${v}`)
+  .join("\n")}
+`;
+
+const COMMAND_HELP: Record<string, string> = {
+  serve: `Usage: npm start   (or: npm run berth -- serve)
+
+Runs the control plane. With no configuration: local mode on http://127.0.0.1:7600, embedded Postgres under
+./.berth, and a login link printed on start. Stop with Ctrl-C. See 'berth --help' for the environment.
+`,
+  migrate: `Usage: npm run berth -- migrate
+
+Applies pending migrations to DATABASE_URL (or the embedded Postgres under BERTH_DATA_DIR) and exits.
+Migrations also run at every 'serve'; replicas take turns through an advisory lock.
+`,
+  stacks: `Usage: npm run berth -- stacks <list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>>
+
+  list     every live workspace record next to what the driver observes, with drift
+  diff     what a start (wake) or stop (hibernate) build would change: resource, operation, changed keys
+  repair   clear a stale lock and pending operations on the stack, then refresh it (refused during a build)
+  forget   drop the record without touching the cloud; prints the cloud ids left behind
+Uses the same DATABASE_URL/BERTH_DATA_DIR and BERTH_DRIVER as 'serve'.
+`,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: false,
+    options: { help: { type: "boolean", short: "h" } },
+  });
+  const [command] = positionals;
+  if (!command) {
+    process.stdout.write(HELP);
+    return values.help ? 0 : 2;
+  }
+  if (!(command in COMMAND_HELP)) {
+    process.stderr.write(`berth: unknown command '${command}'\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(COMMAND_HELP[command]!);
+    return 0;
+  }
+
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+
+  if (command === "migrate") {
+    const { database, stopEmbedded } = await openDatabase(config, log);
+    try {
+      await runMigrations(database);
+      log.info("migrations applied");
+    } finally {
+      await database.close();
+      await stopEmbedded?.();
+    }
+    return 0;
+  }
+
+  if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
+
+  await ensureWebBuild(log);
+  const cp = await startControlPlane(config, { logger: log });
+  if (cp.loginUrl) {
+    // Printed, not logged: log lines are shipped and kept, and this link is a credential.
+    process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  log.info("shutting down");
+  await cp.close();
+  return 0;
+}
+
+async function stacksCommand(config: Config, log: Logger, args: string[]): Promise<number> {
+  const [sub, id, transition] = args;
+  if (!sub || !["list", "diff", "repair", "forget"].includes(sub) || (sub !== "list" && !id)) {
+    process.stderr.write(COMMAND_HELP.stacks!);
+    return 2;
+  }
+  if (transition !== undefined && transition !== "start" && transition !== "stop") {
+    process.stderr.write(`berth: the transition must be 'start' or 'stop', not '${transition}'\n`);
+    return 2;
+  }
+  const { database, stopEmbedded } = await openDatabase(config, log);
+  try {
+    await runMigrations(database);
+    const deps: OperatorDeps = {
+      database,
+      driver: await createDriver(config, log),
+      secretBox: config.secretKeys
+        ? SecretBox.fromSpec(config.secretKeys)
+        : SecretBox.fromFile(join(config.dataDir, "secret-keys")),
+      controlPlaneUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    };
+    const out = (line: string) => process.stdout.write(`${line}\n`);
+    switch (sub) {
+      case "list": {
+        const rows = await listStacks(deps);
+        out(["WORKSPACE".padEnd(38), "STATE".padEnd(12), "OBSERVED".padEnd(9), "DRIFT"].join(" "));
+        for (const r of rows) {
+          out(
+            [r.workspaceId.padEnd(38), (r.state ?? "-").padEnd(12), r.observed.padEnd(9), r.drift ?? ""].join(
+              " ",
+            ),
+          );
+        }
+        break;
+      }
+      case "diff":
+        out(formatStackDiff(await diffStack(deps, id!, transition as "start" | "stop" | undefined)));
+        break;
+      case "repair":
+        out(`repaired; workspace is now ${(await repairStack(deps, id!, null)).state}`);
+        break;
+      case "forget": {
+        const { leaked } = await forgetStack(deps, id!, null);
+        out(
+          leaked.length
+            ? `forgotten. These cloud resources still exist; delete them by hand:\n  ${leaked.join("\n  ")}`
+            : "forgotten; nothing was left behind",
+        );
+        break;
+      }
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof HttpError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await database.close();
+    await stopEmbedded?.();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof ConfigError) process.stderr.write(`berth: invalid configuration: ${err.message}\n`);
+    else process.stderr.write(`berth: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,265 @@
+/**
+ * Control-plane configuration, read once from the environment at start. Every variable is documented in
+ * the README and in `berth --help`; a bad value stops startup with one line naming the variable.
+ */
+import { isIP } from "node:net";
+import { resolve } from "node:path";
+import { getDomain } from "tldts";
+import { z } from "zod";
+import {
+  type ClerkFrontend,
+  clerkFrontend,
+  frontendApiFromPublishableKey,
+} from "../domain/identity/clerk-frontend.ts";
+
+const csv = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string()));
+
+const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export const ENV_DOCS: Record<string, string> = {
+  BERTH_HOST: "address to bind (default 127.0.0.1; local mode refuses anything but loopback)",
+  BERTH_PORT: "port to listen on (default 7600)",
+  BERTH_DATA_DIR: "where local state lives: embedded Postgres, generated keys, workspaces (default ./.berth)",
+  BERTH_PUBLIC_URL: "URL clients use to reach the control plane (default http://<host>:<port>)",
+  BERTH_WEB_ORIGINS: "comma-separated origins allowed to open sockets (default: the public URL's origin)",
+  DATABASE_URL: "Postgres to use; unset starts embedded Postgres under BERTH_DATA_DIR",
+  BERTH_LOCAL_TOKEN: "local mode: preset owner API token (>= 32 chars); unset generates one per start",
+  BERTH_SECRET_KEYS:
+    "secret-box keys as kid:base64(32 bytes),... (first encrypts, all decrypt); local mode generates one",
+  CLERK_SECRET_KEY: "hosted mode: Clerk secret key (JWKS fetched with it)",
+  CLERK_JWT_KEY: "hosted mode: Clerk PEM public key for networkless verification",
+  BERTH_AUTHORIZED_PARTIES: "hosted mode: comma-separated origins accepted in the token's azp (required)",
+  CLERK_PUBLISHABLE_KEY:
+    "hosted mode: Clerk publishable key (pk_test_/pk_live_) for web sign-in; public by design; unset: API tokens only",
+  CLERK_JS_URL:
+    "hosted mode: where the web client loads clerk-js from (default https://<Frontend API>/npm/@clerk/clerk-js@6/dist/clerk.browser.js)",
+  CLERK_UI_URL:
+    "hosted mode: where the web client loads Clerk's sign-in components from (default https://<Frontend API>/npm/@clerk/ui@1/dist/ui.browser.js)",
+  BERTH_DRIVER: "workspace driver: local (default) or pulumi",
+  BERTH_BUILD_CONCURRENCY: "builds one control-plane process runs at once (default 2)",
+  BERTH_DEFAULT_LOCATION: "Hetzner location for new workspaces (default fsn1)",
+  BERTH_DEFAULT_SERVER_TYPE: "Hetzner server type for new workspaces (default cx22)",
+  BERTH_DEFAULT_VOLUME_GB: "volume size for new workspaces, 10-10240 (default 20)",
+  BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
+  BERTH_PREVIEW_DOMAIN:
+    "previews' own hosts, <previewId>.<domain>; default preview.localhost in local mode; in hosted mode use another registrable domain than the API's so preview code never shares a site with it (unset: path form /api/v1/previews/<id>/ only)",
+  BERTH_BOX_PATHS:
+    "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
+  BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+};
+
+const schema = z
+  .object({
+    BERTH_HOST: z.string().min(1).default("127.0.0.1"),
+    BERTH_PORT: z.coerce
+      .number({ error: "must be a port number" })
+      .int("must be a port number")
+      .min(0, "must be between 0 and 65535")
+      .max(65535, "must be between 0 and 65535")
+      .default(7600),
+    BERTH_DATA_DIR: z.string().min(1).default(".berth"),
+    BERTH_PUBLIC_URL: z.url().optional(),
+    BERTH_WEB_ORIGINS: csv.optional(),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+      .optional(),
+    BERTH_LOCAL_TOKEN: z.string().min(32, "must be at least 32 characters").optional(),
+    BERTH_SECRET_KEYS: z.string().optional(),
+    CLERK_SECRET_KEY: z.string().startsWith("sk_", "must start with sk_").optional(),
+    CLERK_JWT_KEY: z
+      .string()
+      .includes("BEGIN PUBLIC KEY", { message: "must be a PEM public key" })
+      .optional(),
+    BERTH_AUTHORIZED_PARTIES: csv.optional(),
+    CLERK_PUBLISHABLE_KEY: z
+      .string()
+      .regex(/^pk_(test|live)_/, "must start with pk_test_ or pk_live_")
+      .refine((k) => frontendApiFromPublishableKey(k) !== null, {
+        message: "is malformed: its base64 part must decode to the Frontend API host followed by $",
+      })
+      .optional(),
+    CLERK_JS_URL: httpUrl.optional(),
+    CLERK_UI_URL: httpUrl.optional(),
+    BERTH_DRIVER: z.enum(["local", "pulumi"]).default("local"),
+    BERTH_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+    BERTH_DEFAULT_LOCATION: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .default("fsn1"),
+    BERTH_DEFAULT_SERVER_TYPE: z
+      .string()
+      .regex(/^[a-z0-9-]{2,32}$/)
+      .default("cx22"),
+    BERTH_DEFAULT_VOLUME_GB: z.coerce.number().int().min(10).max(10240).default(20),
+    BERTH_MAX_WORKSPACES_PER_USER: z.coerce.number().int().min(1).max(1000).default(1),
+    BERTH_PREVIEW_DOMAIN: z
+      .string()
+      .toLowerCase()
+      .regex(/^(?=.{1,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, {
+        message: "must be a DNS name with at least two labels, without scheme or port",
+      })
+      .optional(),
+    BERTH_BOX_PATHS: z
+      .enum(["public,tailnet", "tailnet,public", "tailnet", "public"], {
+        error: "must be one of public,tailnet / tailnet,public / tailnet / public",
+      })
+      .default("public,tailnet"),
+    BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  })
+  .superRefine((env, ctx) => {
+    const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
+    if (hosted && !env.BERTH_AUTHORIZED_PARTIES?.length) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_AUTHORIZED_PARTIES"],
+        message: "is required in hosted mode (Clerk configured): list the web origins allowed in azp",
+      });
+    }
+    if (hosted && !env.BERTH_SECRET_KEYS) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_SECRET_KEYS"],
+        message: "is required in hosted mode: every replica must seal and open secrets with the same keys",
+      });
+    }
+    for (const name of ["CLERK_PUBLISHABLE_KEY", "CLERK_JS_URL", "CLERK_UI_URL"] as const) {
+      if (!hosted && env[name]) {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: "is a hosted-mode setting: set CLERK_SECRET_KEY or CLERK_JWT_KEY too",
+        });
+      }
+    }
+    if (!hosted && !LOOPBACK_HOSTS.has(env.BERTH_HOST)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_HOST"],
+        message:
+          "local mode binds loopback only (127.0.0.1, ::1 or localhost); configure Clerk for hosted mode",
+      });
+    }
+    const apiHost = env.BERTH_PUBLIC_URL ? new URL(env.BERTH_PUBLIC_URL).hostname : env.BERTH_HOST;
+    const preview = env.BERTH_PREVIEW_DOMAIN;
+    if (
+      preview &&
+      (apiHost === preview || apiHost.endsWith(`.${preview}`) || preview.endsWith(`.${apiHost}`))
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_DOMAIN"],
+        message: `must not contain or sit under the API host ${apiHost}: preview code would share its site and cookies`,
+      });
+    } else if (
+      preview &&
+      hosted &&
+      getDomain(preview) !== null &&
+      getDomain(preview) === getDomain(apiHost)
+    ) {
+      // Siblings under one registrable domain are one site: a preview's script could set a cookie for the
+      // parent domain (a planted `__session`) that the API host then receives.
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_DOMAIN"],
+        message: `must be on another registrable domain than the API host ${apiHost} (both are under ${getDomain(apiHost)}): preview code would share its site and cookies`,
+      });
+    }
+    if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {
+      ctx.addIssue({ code: "custom", path: ["BERTH_HOST"], message: "must be an IP address" });
+    }
+  });
+
+export type AuthConfig =
+  | { mode: "local"; localToken: string | undefined }
+  | {
+      mode: "hosted";
+      secretKey: string | undefined;
+      jwtKey: string | undefined;
+      authorizedParties: string[];
+      /** Web sign-in through Clerk's browser SDK; null without CLERK_PUBLISHABLE_KEY (API tokens only). */
+      web: ClerkFrontend | null;
+    };
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  publicUrl: string | undefined;
+  webOrigins: string[] | undefined;
+  databaseUrl: string | undefined;
+  secretKeys: string | undefined;
+  auth: AuthConfig;
+  driver: "local" | "pulumi";
+  buildConcurrency: number;
+  workspaceDefaults: { location: string; serverType: string; volumeSizeGb: number; maxPerUser: number };
+  /** Host form of previews, `<previewId>.<previewDomain>`; undefined turns the host form off. */
+  previewDomain: string | undefined;
+  /** Paths to a box, primary first (boxnet/path-resolver.ts). */
+  boxPaths: Array<"public" | "tailnet">;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset": shells and .env files produce them for optional variables.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? "environment");
+    const shown =
+      name in ENV_DOCS && !/TOKEN|KEY|SECRET|URL/.test(name) ? ` (got ${JSON.stringify(env[name])})` : "";
+    throw new ConfigError(`${name}: ${issue.message}${shown}`);
+  }
+  const e = parsed.data;
+  const hosted = Boolean(e.CLERK_SECRET_KEY || e.CLERK_JWT_KEY);
+  return {
+    host: e.BERTH_HOST,
+    port: e.BERTH_PORT,
+    dataDir: resolve(e.BERTH_DATA_DIR),
+    publicUrl: e.BERTH_PUBLIC_URL,
+    webOrigins: e.BERTH_WEB_ORIGINS,
+    databaseUrl: e.DATABASE_URL,
+    secretKeys: e.BERTH_SECRET_KEYS,
+    auth: hosted
+      ? {
+          mode: "hosted",
+          secretKey: e.CLERK_SECRET_KEY,
+          jwtKey: e.CLERK_JWT_KEY,
+          authorizedParties: e.BERTH_AUTHORIZED_PARTIES ?? [],
+          web: e.CLERK_PUBLISHABLE_KEY
+            ? clerkFrontend(e.CLERK_PUBLISHABLE_KEY, {
+                clerkJsUrl: e.CLERK_JS_URL,
+                clerkUiUrl: e.CLERK_UI_URL,
+              })
+            : null,
+        }
+      : { mode: "local", localToken: e.BERTH_LOCAL_TOKEN },
+    driver: e.BERTH_DRIVER,
+    buildConcurrency: e.BERTH_BUILD_CONCURRENCY,
+    workspaceDefaults: {
+      location: e.BERTH_DEFAULT_LOCATION,
+      serverType: e.BERTH_DEFAULT_SERVER_TYPE,
+      volumeSizeGb: e.BERTH_DEFAULT_VOLUME_GB,
+      maxPerUser: e.BERTH_MAX_WORKSPACES_PER_USER,
+    },
+    // Browsers resolve *.localhost to loopback, so local mode gets previews on their own origin for free.
+    previewDomain: e.BERTH_PREVIEW_DOMAIN ?? (hosted ? undefined : "preview.localhost"),
+    boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
+    logLevel: e.BERTH_LOG_LEVEL,
+  };
+}

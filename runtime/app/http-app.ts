@@ -1,0 +1,121 @@
+/** Assembles the Koa application: cross-cutting middleware first, then the public and the signed-in routers. */
+import { randomUUID } from "node:crypto";
+import { bodyParser } from "@koa/bodyparser";
+import Router from "@koa/router";
+import Koa from "koa";
+import helmet from "koa-helmet";
+import type { AppDeps, AppState } from "../api/context.ts";
+import { errorMiddleware } from "../api/errors.ts";
+import { adminRoutes } from "../api/routes/admin.ts";
+import { agentRouter } from "../api/routes/agent.ts";
+import { authConfigRoutes, loginRoutes, meRoutes } from "../api/routes/auth.ts";
+import { buildRoutes } from "../api/routes/builds.ts";
+import { healthRoutes } from "../api/routes/health.ts";
+import { loginPageRoutes } from "../api/routes/login-page.ts";
+import { metricsRoutes } from "../api/routes/metrics.ts";
+import { notificationRoutes } from "../api/routes/notifications.ts";
+import { previewRoutes } from "../api/routes/previews.ts";
+import { sessionRoutes } from "../api/routes/sessions.ts";
+import { terminalRoutes } from "../api/routes/terminal.ts";
+import { workspaceRoutes } from "../api/routes/workspaces.ts";
+import { PreviewGateway } from "../gateway/preview/gateway.ts";
+import { requestContext } from "../platform/request-context.ts";
+import { OwnerScope } from "../store/scope.ts";
+import { cspDirectives } from "./csp.ts";
+import { webRoutes } from "./web-client.ts";
+
+export const BODY_LIMIT = "256kb";
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export interface BuiltApp {
+  app: Koa<AppState>;
+  /** Routes reachable without signing in. Exposed so a test can hold it to an explicit list. */
+  publicRouter: Router<AppState>;
+  /** Routes behind authentication and the authorization scope. */
+  apiRouter: Router<AppState>;
+  /** The box agents' API, authenticated by agent token. */
+  agentRouter: Router;
+  /** The preview proxy; app/server.ts registers its WebSocket upgrades and starts its routing cache. */
+  previews: PreviewGateway;
+}
+
+interface MatchedLayer {
+  path: string | RegExp;
+  methods: string[];
+}
+
+/** The matched route pattern, not the raw path, so metric cardinality stays bounded. */
+function routeLabel(ctx: object): string {
+  const route = (ctx as { matched?: MatchedLayer[] }).matched
+    ?.toReversed()
+    .find((layer) => layer.methods.length > 0)?.path;
+  return typeof route === "string" ? route : "unmatched";
+}
+
+export function buildApp(deps: AppDeps): BuiltApp {
+  const app = new Koa<AppState>({ proxy: false });
+  app.silent = true; // errors are logged by errorMiddleware, with the request id
+
+  app.use(async (ctx, next) => {
+    const incoming = ctx.get("x-request-id");
+    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set("X-Request-Id", requestId);
+    await requestContext.run({ requestId }, next);
+  });
+
+  app.use(async (ctx, next) => {
+    const end = deps.metrics.httpRequestDuration.startTimer();
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const route = routeLabel(ctx);
+      end({ method: ctx.method, route, status: String(ctx.status) });
+      deps.log.info(
+        { method: ctx.method, route, status: ctx.status, ms: Math.round(performance.now() - started) },
+        "request",
+      );
+    }
+  });
+
+  app.use(errorMiddleware(deps.log));
+  // Before helmet (its CSP would break dev servers' pages) and before the body parser (bodies stream to
+  // the dev server untouched). It handles only preview paths and preview hosts; the rest passes through.
+  const previews = new PreviewGateway(deps);
+  app.use(previews.middleware());
+  const directives = cspDirectives(deps.config.auth);
+  app.use(helmet(directives ? { contentSecurityPolicy: { directives } } : undefined));
+  // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
+  const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
+  app.use((ctx, next) => (ctx.path.startsWith("/agent/") ? next() : jsonBody(ctx, next)));
+
+  const publicRouter = new Router<AppState>();
+  healthRoutes(publicRouter, deps);
+  metricsRoutes(publicRouter, deps);
+  loginPageRoutes(publicRouter);
+  webRoutes(publicRouter);
+  loginRoutes(publicRouter, deps);
+  authConfigRoutes(publicRouter, deps);
+
+  const apiRouter = new Router<AppState>();
+  apiRouter.use(deps.authenticator.middleware());
+  apiRouter.use(async (ctx, next) => {
+    ctx.state.scope = new OwnerScope(deps.database.db, ctx.state.actor);
+    await next();
+  });
+  meRoutes(apiRouter, deps);
+  workspaceRoutes(apiRouter, deps);
+  buildRoutes(apiRouter, deps);
+  adminRoutes(apiRouter, deps);
+  sessionRoutes(apiRouter, deps);
+  terminalRoutes(apiRouter, deps);
+  notificationRoutes(apiRouter, deps);
+  previewRoutes(apiRouter, deps, previews);
+
+  const agents = agentRouter(deps);
+  app.use(agents.routes()).use(agents.allowedMethods());
+  app.use(publicRouter.routes()).use(publicRouter.allowedMethods());
+  app.use(apiRouter.routes()).use(apiRouter.allowedMethods());
+  return { app, publicRouter, apiRouter, agentRouter: agents, previews };
+}

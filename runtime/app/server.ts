@@ -1,0 +1,255 @@
+/**
+ * The composition root: builds every long-lived part of the control plane from a Config, in dependency
+ * order, and tears them down in reverse.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { WorkspaceDriver } from "../../stacks/driver.ts";
+import type { AppDeps } from "../api/context.ts";
+import { addressPolicy } from "../boxnet/address-policy.ts";
+import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
+import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import { type Actor, LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
+import { Authenticator } from "../domain/identity/authenticate.ts";
+import { SessionTokens } from "../domain/identity/session-cookie.ts";
+import { WorkspaceService } from "../domain/workspaces/service.ts";
+import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
+import { createLogger, type Logger } from "../platform/logger.ts";
+import { createMetrics } from "../platform/metrics.ts";
+import { createLimiter } from "../platform/rate-limit.ts";
+import { SecretBox } from "../platform/secret-box.ts";
+import { UpgradeDispatcher } from "../platform/upgrade-dispatcher.ts";
+import { connectDatabase, type Database } from "../store/client.ts";
+import { startEmbeddedPostgres } from "../store/embedded.ts";
+import { PgListener } from "../store/listener.ts";
+import { runMigrations } from "../store/migrate.ts";
+import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
+import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
+import { Reconciler } from "../workers/reconciler.ts";
+import { startSchedules } from "../workers/schedules.ts";
+import type { Config } from "./config.ts";
+import { createDriver } from "./drivers.ts";
+import { buildApp } from "./http-app.ts";
+
+export interface ControlPlane {
+  url: string;
+  server: Server;
+  deps: AppDeps;
+  upgrades: UpgradeDispatcher;
+  worker: BuildWorker | null;
+  reconciler: Reconciler;
+  /** Active health checks; the schedule runs `probeAll()` every minute, tests call it directly. */
+  health: HealthProber;
+  /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
+  loginUrl: string | null;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Overrides the login rate limit (tests exercise it with small numbers). */
+  loginRateLimit?: { points: number; durationSeconds: number };
+  /** Replaces the driver chosen by BERTH_DRIVER (tests use a scripted one). */
+  driver?: WorkspaceDriver;
+  /** false: this process only serves the API and runs no builds. */
+  runBuilds?: boolean;
+  /** false: no pg-boss schedules in this process (tests call `reconciler.tick()` themselves). */
+  runSchedules?: boolean;
+  agentHeartbeatSeconds?: number;
+  /** Resolver timings (tests shorten the TTL and the re-probe period). */
+  upstream?: Partial<Pick<UpstreamOptions, "connectTimeoutMs" | "ttlMs" | "reprobeMs">>;
+  health?: Partial<HealthOptions>;
+  /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
+  terminal?: Partial<TerminalGatewayOptions>;
+  worker?: Partial<
+    Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
+  >;
+}
+
+/** Opens the configured database, or starts the embedded one under the data directory. */
+export async function openDatabase(
+  config: Config,
+  log: Logger,
+): Promise<{ database: Database; stopEmbedded?: () => Promise<void> }> {
+  if (config.databaseUrl) return { database: connectDatabase(config.databaseUrl) };
+  log.info({ dir: join(config.dataDir, "postgres") }, "starting embedded Postgres");
+  const embedded = await startEmbeddedPostgres(join(config.dataDir, "postgres"), {
+    onLog: (line) => log.debug({ postgres: line.trim() }, "postgres"),
+  });
+  return { database: connectDatabase(embedded.url), stopEmbedded: embedded.stop };
+}
+
+export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const cleanup: Array<() => Promise<void>> = [];
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      for (const fn of cleanup.reverse())
+        await fn().catch((err) => log.warn({ err }, "shutdown step failed"));
+    })();
+    return closing;
+  };
+  try {
+    const { database, stopEmbedded } = await openDatabase(config, log);
+    if (stopEmbedded) cleanup.push(stopEmbedded);
+    cleanup.push(() => database.close());
+    await runMigrations(database);
+
+    const secretBox = config.secretKeys
+      ? SecretBox.fromSpec(config.secretKeys)
+      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
+
+    let localOwner: Actor | null = null;
+    let localToken: string | null = null;
+    if (config.auth.mode === "local") {
+      localOwner = await upsertUser(database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+      localToken = config.auth.localToken ?? randomBytes(32).toString("base64url");
+    }
+
+    const listener = new PgListener(database.url, log);
+    await listener.start();
+    cleanup.push(() => listener.close());
+    const driver = options.driver ?? (await createDriver(config, log));
+
+    const metrics = createMetrics();
+    // Loopback boxes exist only with the local driver; elsewhere a loopback address is an attack.
+    const upstream = new UpstreamResolver({
+      metrics,
+      log,
+      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      pathOrder: config.boxPaths,
+      ...options.upstream,
+    });
+    cleanup.push(async () => upstream.close());
+    const terminal = new TerminalGateway({
+      database,
+      secretBox,
+      log,
+      registry: metrics.registry,
+      // Read per upgrade: the public URL is known only once the server listens.
+      allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
+      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      upstream,
+      options: options.terminal,
+    });
+    const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
+    const deps: AppDeps = {
+      config,
+      database,
+      log,
+      metrics,
+      upstream,
+      authenticator: new Authenticator({
+        db: database.db,
+        auth: config.auth,
+        sessions: new SessionTokens(secretBox.deriveKey("web-session")),
+        localOwner,
+        localToken,
+      }),
+      limiters: { login: createLimiter(database.pool, { name: "login", ...rule }) },
+      listener,
+      secretBox,
+      driver,
+      workspaces: new WorkspaceService({
+        database,
+        secretBox,
+        driverName: driver.name,
+        defaults: config.workspaceDefaults,
+      }),
+      publicUrl: config.publicUrl ?? "",
+      agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
+      terminal,
+      tailnetClaims: new TailnetClaims({
+        database,
+        secretBox,
+        log,
+        allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      }),
+    };
+
+    const { app, previews } = buildApp(deps);
+    await previews.start();
+    const server = createServer(app.callback());
+    const upgrades = new UpgradeDispatcher(log);
+    upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
+    terminal.register(upgrades);
+    upgrades.attach(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, resolve);
+    });
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    // Before the server closes: proxied HMR sockets are no longer the server's and would hold its close.
+    cleanup.push(async () => previews.stop());
+    // Before the server closes: terminal sockets get 1001 and their activity is recorded.
+    cleanup.push(() => terminal.close());
+    const { port } = server.address() as AddressInfo;
+    const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+    const url = `http://${host}:${port}`;
+    const publicUrl = config.publicUrl ?? url;
+    deps.publicUrl = publicUrl;
+
+    let worker: BuildWorker | null = null;
+    if (options.runBuilds !== false) {
+      worker = new BuildWorker({
+        database,
+        listener,
+        driver,
+        secretBox,
+        log,
+        metrics,
+        controlPlaneUrl: publicUrl,
+        concurrency: config.buildConcurrency,
+        ...options.worker,
+      });
+      await worker.start();
+      const w = worker;
+      cleanup.push(() => w.stop());
+    }
+
+    const reconciler = new Reconciler({ database, driver, metrics, log });
+    const heartbeatSeconds = options.agentHeartbeatSeconds ?? 10;
+    const health = new HealthProber({
+      database,
+      upstream,
+      secretBox,
+      metrics,
+      log,
+      // Three missed heartbeats, and never less than half a minute.
+      options: { heartbeatStaleMs: Math.max(30_000, 3_000 * heartbeatSeconds), ...options.health },
+    });
+    if (options.runSchedules !== false) {
+      const scheduler = await startSchedules(database.url, log, [
+        { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
+        { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
+      ]);
+      cleanup.push(() => scheduler.stop());
+    }
+    // Runs before the scheduler's graceful stop (cleanup is reversed), so a run in its spread ends now.
+    cleanup.push(async () => health.stop());
+    log.info({ url, mode: config.auth.mode, driver: config.driver }, "control plane listening");
+    return {
+      url,
+      server,
+      deps,
+      upgrades,
+      worker,
+      reconciler,
+      health,
+      loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,447 @@
+/**
+ * The terminal relay's benchmark, for `npm run bench`: the same measurement through the relay and straight
+ * to the box's terminal endpoint, in one run on loopback, and the ratio.
+ *   1. keystroke echo round trip (p50/p99): one character typed until the shell's echo is on screen;
+ *   2. bulk output through tmux: `cat` of a large file, MB/s of file until the marker after it shows up
+ *      (tmux renders, so this is what a user sees, and tmux is usually the limit);
+ *   3. raw relay throughput: a box endpoint that sends OUTPUT as fast as its socket allows, no tmux, so the
+ *      relay's own cost shows.
+ *   4. memory of 1,000 idle terminals: what the server process holding them gains, the box endpoint for
+ *      sockets straight to it, the control plane for relayed ones.
+ * The control plane and the raw endpoint run in their own processes, like nginx; the clients run here.
+ * The box is a real local agent (local driver) with its built-in ttyd-protocol endpoint. Nothing asserts.
+ */
+import { randomBytes } from "node:crypto";
+import { readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { WebSocket } from "ws";
+import { echoTimes, summarizeEcho } from "../../box/bench/terminal.ts";
+import { TtydClient } from "../../box/terminal/client.ts";
+import {
+  basicAuthHeader,
+  encodeCredential,
+  encodeInit,
+  TTY_SUBPROTOCOL,
+} from "../../box/terminal/protocol.ts";
+import type { WorkspaceSpec } from "../../stacks/driver.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
+import { readWorkspaceSecret, storeWorkspaceSecrets } from "../domain/workspaces/secrets.ts";
+import { TOKEN_PROTOCOL_PREFIX } from "../gateway/terminal/gateway.ts";
+import { SecretBox } from "../platform/secret-box.ts";
+import { connectDatabase } from "../store/client.ts";
+import { sessions, workspaceInstances, workspaces } from "../store/schema.ts";
+import { TEST_SECRET_KEYS } from "../test/keys.ts";
+import { mintTerminalToken } from "../test/terminal.ts";
+import { spawnBlastEndpoint } from "./blast-endpoint.ts";
+import type { BenchChild } from "./child-process.ts";
+import { spawnBenchControlPlane } from "./control-plane-main.ts";
+import { type BenchPostgres, benchLocalDriver, fmt, startNginxProxy, table } from "./harness.ts";
+import { spawnTcpPipe } from "./tcp-pipe.ts";
+
+const QUIET = { stage() {}, line() {} };
+const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
+/** Keystroke echo samples (ms) over any connection, direct or relayed (box/bench/terminal.ts). */
+async function measureEcho(connect: () => Promise<TtydClient>, n: number): Promise<number[]> {
+  const client = await connect();
+  try {
+    return await echoTimes(client, n);
+  } finally {
+    await client.close();
+  }
+}
+
+interface RawTarget {
+  url: string;
+  protocols: string[];
+  headers: Record<string, string>;
+  authToken: string;
+}
+
+/**
+ * Opens a bare ttyd-protocol socket and counts OUTPUT bytes until `until` says stop; no string building,
+ * so the client costs as little as possible. Returns the seconds from `start()` to the end.
+ */
+async function rawReceive(
+  target: RawTarget,
+  start: (ws: WebSocket) => void,
+  until: (chunk: Buffer, total: number) => boolean,
+): Promise<{ seconds: number; bytes: number }> {
+  const ws = new WebSocket(target.url, target.protocols, {
+    headers: target.headers,
+    perMessageDeflate: false,
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  ws.send(encodeInit(target.authToken, { columns: 200, rows: 50 }));
+  let bytes = 0;
+  let t0 = 0;
+  const seconds = await new Promise<number>((resolve, reject) => {
+    ws.on("close", (code, reason) => reject(new Error(`closed: ${code} ${reason}`)));
+    ws.on("message", (data: Buffer) => {
+      if (data[0] !== 0x30 || t0 === 0) return;
+      bytes += data.length - 1;
+      if (until(data, bytes)) resolve((performance.now() - t0) / 1000);
+    });
+    // Title and preferences come first; start once they are in.
+    setTimeout(() => {
+      t0 = performance.now();
+      start(ws);
+    }, 300);
+  });
+  ws.removeAllListeners("close");
+  ws.terminate();
+  return { seconds, bytes };
+}
+
+/**
+ * Opens `n` idle terminals (init sent, nothing else) from this process and returns how much heap the
+ * server process `holder` (the box endpoint, or the control plane relaying) gained while they are open.
+ * `settledCount` (when given) must report all of them, e.g. the relay's socket count.
+ */
+async function idleHeap(
+  n: number,
+  target: () => Promise<RawTarget>,
+  holder: BenchChild<unknown>,
+  settledCount?: () => Promise<number>,
+): Promise<number> {
+  const targets: RawTarget[] = [];
+  for (let i = 0; i < n; i++) targets.push(await target()); // tokens are minted before the baseline
+  const before = await holder.ask("heap");
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      targets.slice(i, i + 50).map(
+        (t) =>
+          new Promise<void>((resolve, reject) => {
+            const ws = new WebSocket(t.url, t.protocols, { headers: t.headers, perMessageDeflate: false });
+            sockets.push(ws);
+            ws.once("error", reject);
+            // Open once title and preferences arrived: the endpoint has the init, the relay both legs.
+            let seen = 0;
+            ws.on("message", () => {
+              if (++seen === 2) resolve();
+            });
+            ws.once("open", () => ws.send(encodeInit(t.authToken, { columns: 80, rows: 24 })));
+          }),
+      ),
+    );
+  }
+  if (settledCount && (await settledCount()) < n)
+    throw new Error(`only ${await settledCount()} of ${n} sockets are relayed`);
+  await new Promise((r) => setTimeout(r, 200));
+  const held = (await holder.ask("heap")) - before;
+  for (const ws of sockets) ws.terminate();
+  while (settledCount && (await settledCount()) > 0) await new Promise((r) => setTimeout(r, 20));
+  return held;
+}
+
+export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
+  const { root, driver } = benchLocalDriver("term");
+  const databaseUrl = await pgs.database("terminal_relay");
+  // The relay runs in its own process, as in production and as nginx does below.
+  const cp = await spawnBenchControlPlane({
+    databaseUrl,
+    env: { BERTH_LOCAL_TOKEN: BENCH_TOKEN },
+    localRoot: root,
+    options: {
+      agentHeartbeatSeconds: 1,
+      terminal: {
+        socketRateLimit: { points: 10_000, durationSeconds: 60 },
+        maxSocketsPerSession: 2_000,
+        mintRateLimit: { points: 10_000, durationSeconds: 60 },
+      },
+    },
+  });
+  const cpUrl = cp.ready.url;
+  const database = connectDatabase(databaseUrl, { max: 2 });
+  const secretBox = SecretBox.fromSpec(TEST_SECRET_KEYS);
+  let blast: BenchChild<{ port: number }> | null = null;
+  let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
+  let blastNginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
+  let pipe: BenchChild<{ port: number }> | null = null;
+  let blastPipe: BenchChild<{ port: number }> | null = null;
+  try {
+    const { db, pool } = database;
+    const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+    const created = await fetch(`${cpUrl}/api/v1/workspaces`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${BENCH_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "bench-relay" }),
+    });
+    if (!created.ok) throw new Error(`bench workspace: HTTP ${created.status} ${await created.text()}`);
+    const { workspace } = (await created.json()) as { workspace: { id: string } };
+    for (;;) {
+      const { rows } = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspace.id]);
+      if (rows[0].state === "ready") break;
+      if (rows[0].state === "failed") throw new Error("the bench workspace failed to start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const [session] = await db
+      .insert(sessions)
+      .values({ workspaceId: workspace.id, name: "bench", createdById: owner.userId })
+      .returning();
+    const credential = (await readWorkspaceSecret(db, secretBox, workspace.id, "ttyd-credential"))!;
+    const { rows: inst } = await pool.query(
+      "SELECT terminal_port FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      [workspace.id],
+    );
+    const boxUrl = `ws://127.0.0.1:${inst[0].terminal_port}/ws`;
+    const relayUrl = (sessionId: string) =>
+      `${cpUrl.replace(/^http/, "ws")}/api/v1/sessions/${sessionId}/terminal`;
+    const origin = new URL(cpUrl).origin;
+    const token = async (sessionId: string) =>
+      (await mintTerminalToken(cpUrl, sessionId, BENCH_TOKEN)).token!;
+    const direct = () =>
+      TtydClient.connect({ url: boxUrl, session: "bench", credential, size: { columns: 200, rows: 50 } });
+    // nginx in front of the same box endpoint, when installed: the proxy the relay should beat.
+    nginx = await startNginxProxy(inst[0].terminal_port);
+    const nginxUrl = nginx ? `ws://127.0.0.1:${nginx.port}/ws` : null;
+    const viaNginx = () =>
+      TtydClient.connect({ url: nginxUrl!, session: "bench", credential, size: { columns: 200, rows: 50 } });
+    const relayed = async () =>
+      TtydClient.connect({
+        url: relayUrl(session!.id),
+        protocols: ["tty", `${TOKEN_PROTOCOL_PREFIX}${await token(session!.id)}`],
+        headers: { Origin: origin },
+        authToken: "",
+        size: { columns: 200, rows: 50 },
+      });
+
+    // A bare Node TCP pipe in front of the same endpoint: what one more Node process hop costs at least.
+    pipe = await spawnTcpPipe(inst[0].terminal_port);
+    const viaPipe = () =>
+      TtydClient.connect({
+        url: `ws://127.0.0.1:${pipe!.ready.port}/ws`,
+        session: "bench",
+        credential,
+        size: { columns: 200, rows: 50 },
+      });
+
+    // 1. Echo.
+    const n = 300;
+    const paths: Array<{ label: string; connect: () => Promise<TtydClient>; times: number[] }> = [
+      { label: "straight to the box endpoint (baseline)", connect: direct, times: [] },
+      { label: "through the relay", connect: relayed, times: [] },
+      { label: "through a bare Node TCP pipe (no WebSocket, no checks)", connect: viaPipe, times: [] },
+      ...(nginx ? [{ label: "through nginx (no auth, no token checks)", connect: viaNginx, times: [] }] : []),
+    ];
+    for (const p of paths) await measureEcho(p.connect, 20); // warm up tmux, the shell and every path
+    // Interleaved forwards then backwards, so drift in tmux or the machine hits every path alike.
+    for (const p of [...paths, ...paths.toReversed()]) p.times.push(...(await measureEcho(p.connect, n / 2)));
+    const echoDirect = summarizeEcho(paths[0]!.times);
+    table(
+      `Terminal keystroke echo (${n} keystrokes per path, interleaved; tmux + shell on a local box)`,
+      ["path", "p50 ms", "p99 ms", "p50 vs direct", "p99 vs direct"],
+      paths.map((p) => {
+        const e = summarizeEcho(p.times);
+        return [
+          p.label,
+          fmt(e.p50, 3),
+          fmt(e.p99, 3),
+          `${fmt(e.p50 / echoDirect.p50, 2)}x`,
+          `${fmt(e.p99 / echoDirect.p99, 2)}x`,
+        ];
+      }),
+    );
+    if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
+
+    // 2. Bulk output through tmux: cat of a 20 MB file (printable lines), then a marker.
+    const fileBytes = 20 * 1024 * 1024;
+    const line = `${"0123456789abcdefghijklmnopqrstuvwxyz".repeat(3)}\n`;
+    writeFileSync(
+      join(root, workspace.id, "volume/user/projects/bench-bulk.txt"),
+      line.repeat(Math.ceil(fileBytes / line.length)),
+    );
+    const catOnce = async (target: RawTarget) => {
+      const marker = Buffer.from(`bulk-done-${randomBytes(4).toString("hex")}-42`);
+      let tail = Buffer.alloc(0);
+      return rawReceive(
+        target,
+        (ws) =>
+          ws.send(
+            Buffer.from(`0clear; cat bench-bulk.txt; echo ${marker.toString().slice(0, -3)}-$((6*7))\r`),
+          ),
+        (chunk) => {
+          const body = chunk.subarray(1);
+          const found = Buffer.concat([tail, body]).includes(marker);
+          tail = Buffer.from(body.subarray(Math.max(0, body.length - marker.length)));
+          return found;
+        },
+      );
+    };
+    const directTarget = (): RawTarget => ({
+      url: `${boxUrl}?arg=bench`,
+      protocols: [TTY_SUBPROTOCOL],
+      headers: { Authorization: basicAuthHeader(credential) },
+      authToken: encodeCredential(credential),
+    });
+    const relayTarget = async (sessionId: string): Promise<RawTarget> => ({
+      url: relayUrl(sessionId),
+      protocols: [TTY_SUBPROTOCOL, `${TOKEN_PROTOCOL_PREFIX}${await token(sessionId)}`],
+      headers: { Origin: origin },
+      authToken: "",
+    });
+    const best = async (run: () => Promise<{ seconds: number; bytes: number }>, times = 3) => {
+      let top = { seconds: Number.POSITIVE_INFINITY, bytes: 0 };
+      for (let i = 0; i < times; i++) {
+        const r = await run();
+        if (r.seconds < top.seconds) top = r;
+      }
+      return top;
+    };
+    const bulkDirect = await best(() => catOnce(directTarget()));
+    const bulkRelay = await best(async () => catOnce(await relayTarget(session!.id)));
+    const bulkNginx = nginx
+      ? await best(() => catOnce({ ...directTarget(), url: `ws://127.0.0.1:${nginx!.port}/ws?arg=bench` }))
+      : null;
+    const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
+    table(
+      "Terminal bulk output through tmux: cat of a 20 MB file (best of 3; MB/s of file)",
+      ["path", "seconds", "file MB/s", "wire MB", "speed vs direct"],
+      [
+        [
+          "straight to the box endpoint (baseline)",
+          fmt(bulkDirect.seconds, 2),
+          fmt(mbps(fileBytes, bulkDirect.seconds)),
+          fmt(bulkDirect.bytes / 1e6),
+          "1.00x",
+        ],
+        [
+          "through the relay",
+          fmt(bulkRelay.seconds, 2),
+          fmt(mbps(fileBytes, bulkRelay.seconds)),
+          fmt(bulkRelay.bytes / 1e6),
+          `${fmt(bulkDirect.seconds / bulkRelay.seconds, 2)}x`,
+        ],
+        ...(bulkNginx
+          ? [
+              [
+                "through nginx",
+                fmt(bulkNginx.seconds, 2),
+                fmt(mbps(fileBytes, bulkNginx.seconds)),
+                fmt(bulkNginx.bytes / 1e6),
+                `${fmt(bulkDirect.seconds / bulkNginx.seconds, 2)}x`,
+              ],
+            ]
+          : []),
+      ],
+    );
+
+    // 3. Raw relay throughput: a box endpoint with no tmux behind it.
+    const blastBytes = 200 * 1024 * 1024;
+    const blastCredential = `berth:${randomBytes(12).toString("hex")}`;
+    blast = await spawnBlastEndpoint(blastCredential, blastBytes);
+    const blastPort = blast.ready.port;
+    blastNginx = await startNginxProxy(blastPort);
+    const [blastWs] = await db
+      .insert(workspaces)
+      .values({
+        ownerId: owner.userId,
+        name: "blast",
+        state: "ready",
+        driver: "local",
+        location: "local",
+        serverType: "local",
+        volumeSizeGb: 10,
+      })
+      .returning();
+    await db.insert(workspaceInstances).values({
+      workspaceId: blastWs!.id,
+      agentTokenHash: randomBytes(16).toString("hex"),
+      publicIp: "127.0.0.1",
+      terminalPort: blastPort,
+    });
+    await storeWorkspaceSecrets(db, secretBox, blastWs!.id, { "ttyd-credential": blastCredential });
+    const [blastSession] = await db
+      .insert(sessions)
+      .values({ workspaceId: blastWs!.id, name: "blast", createdById: owner.userId })
+      .returning();
+    const blastOnce = (target: RawTarget) =>
+      rawReceive(
+        target,
+        (ws) => ws.send(Buffer.from("0go")),
+        (_chunk, total) => total >= blastBytes,
+      );
+    const blastDirectTarget = (port: number): RawTarget => ({
+      url: `ws://127.0.0.1:${port}/ws?arg=blast`,
+      protocols: [TTY_SUBPROTOCOL],
+      headers: { Authorization: basicAuthHeader(blastCredential) },
+      authToken: encodeCredential(blastCredential),
+    });
+    const rawDirect = await best(() => blastOnce(blastDirectTarget(blastPort)));
+    const rawRelay = await best(async () => blastOnce(await relayTarget(blastSession!.id)));
+    const rawNginx = blastNginx ? await best(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
+    blastPipe = await spawnTcpPipe(blastPort);
+    const rawPipe = await best(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)));
+    const rawRow = (label: string, r: { seconds: number; bytes: number }) => [
+      label,
+      fmt(r.seconds, 2),
+      fmt(mbps(r.bytes, r.seconds)),
+      `${fmt(rawDirect.seconds / r.seconds, 2)}x`,
+    ];
+    table(
+      "Terminal relay raw throughput: 200 MB of OUTPUT from a box endpoint without tmux (best of 3)",
+      ["path", "seconds", "MB/s", "speed vs direct"],
+      [
+        rawRow("straight to the endpoint (baseline)", rawDirect),
+        rawRow("through the relay", rawRelay),
+        rawRow("through a bare Node TCP pipe", rawPipe),
+        ...(rawNginx ? [rawRow("through nginx", rawNginx)] : []),
+      ],
+    );
+
+    // 4. Memory of idle terminal sockets: what the server process holding them gains per socket. The box
+    // endpoint holds one WebSocket end per terminal; the relay two (client leg and upstream leg) plus its
+    // bookkeeping, so about twice the endpoint's figure is the floor.
+    const idleCount = 1_000;
+    const endpointHeld = await idleHeap(idleCount, async () => blastDirectTarget(blastPort), blast);
+    const relayHeld = await idleHeap(
+      idleCount,
+      () => relayTarget(blastSession!.id),
+      cp,
+      () => cp.ask("terminalSockets"),
+    );
+    const perSocket = (bytes: number) => `${fmt(bytes / idleCount / 1024, 1)}`;
+    table(
+      `Memory of ${idleCount} idle terminal sockets (V8 heap + external gained after GC, server process)`,
+      ["server process", "MB total", "KiB per socket", "vs endpoint"],
+      [
+        [
+          "the box endpoint, sockets straight to it (baseline)",
+          fmt(endpointHeld / 1e6),
+          perSocket(endpointHeld),
+          "1.00x",
+        ],
+        [
+          "the control plane, relaying them (2 legs each)",
+          fmt(relayHeld / 1e6),
+          perSocket(relayHeld),
+          `${fmt(relayHeld / endpointHeld, 2)}x`,
+        ],
+      ],
+    );
+  } finally {
+    await blast?.stop();
+    await pipe?.stop();
+    await blastPipe?.stop();
+    nginx?.stop();
+    blastNginx?.stop();
+    for (const id of readdirSync(root)) {
+      const spec: WorkspaceSpec = {
+        workspaceId: id,
+        ownerId: "bench",
+        location: "local",
+        serverType: "local",
+        volumeSizeGb: 10,
+        controlPlaneUrl: cpUrl,
+        secrets: { agentToken: "bench", ttydCredential: "bench:bench", resticPassword: "bench" },
+      };
+      await driver.destroy(spec, QUIET).catch(() => {});
+    }
+    await cp.stop();
+    await database.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Turns request credentials into an Actor. Used by the Koa middleware for HTTP routes and, directly, by
+ * WebSocket upgrade handlers (Koa middleware never runs for upgrades).
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Context, Next } from "koa";
+import { HttpError } from "../../api/errors.ts";
+import type { AuthConfig } from "../../app/config.ts";
+import { cookieValues } from "../../platform/cookies.ts";
+import type { Db } from "../../store/client.ts";
+import { type Actor, findUserForSession, upsertUser } from "./actor.ts";
+import { verifyClerkSession } from "./clerk.ts";
+import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
+
+/**
+ * Clerk's session cookie, which clerk-js sets first-party on the app's domain. Hosted mode reads it so that
+ * what cannot send headers (EventSource, a link opened in a tab) can still authenticate.
+ */
+export const CLERK_SESSION_COOKIE = "__session";
+
+/** Methods that change nothing: the only ones a cookie Clerk sets SameSite=Lax may authenticate. */
+const SAFE_METHODS = new Set(["GET", "HEAD"]);
+
+export interface Credentials {
+  authorization: string | undefined;
+  sessionCookie: string | undefined;
+  /**
+   * Hosted mode: every `__session` value the request carries; used only when there is no Authorization
+   * header. More than one is refused: a sibling site may have planted one for the parent domain.
+   */
+  clerkSessionCookies?: readonly string[] | undefined;
+  /** The request's method; the Clerk cookie counts only for GET and HEAD, so leaving it out refuses it. */
+  method?: string | undefined;
+}
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+export class Authenticator {
+  readonly #db: Db;
+  readonly #auth: AuthConfig;
+  readonly #sessions: SessionTokens;
+  readonly #localOwner: Actor | null;
+  readonly #localToken: string | null;
+  #localTokenDigest: Buffer | undefined;
+
+  constructor(deps: {
+    db: Db;
+    auth: AuthConfig;
+    sessions: SessionTokens;
+    localOwner: Actor | null;
+    localToken: string | null;
+  }) {
+    this.#db = deps.db;
+    this.#auth = deps.auth;
+    this.#sessions = deps.sessions;
+    this.#localOwner = deps.localOwner;
+    this.#localToken = deps.localToken;
+  }
+
+  /** Local mode's printed login token, exchanged for a session cookie. */
+  checkLocalToken(token: string): Actor | null {
+    if (!this.#localToken || !this.#localOwner) return null;
+    // Every preview request in local mode lands here: hash the stored token once, not on every call.
+    this.#localTokenDigest ??= digest(this.#localToken);
+    return timingSafeEqual(digest(token), this.#localTokenDigest) ? this.#localOwner : null;
+  }
+
+  async sessionFor(actor: Actor): Promise<string> {
+    return this.#sessions.mint(actor.userId);
+  }
+
+  /** The actor, or a 401 naming what was wrong. */
+  async resolve(creds: Credentials): Promise<Actor> {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(creds.authorization ?? "")?.[1];
+    if (creds.authorization !== undefined && bearer === undefined) {
+      throw new HttpError(401, "bad_authorization_header", "Authorization must be 'Bearer <token>'");
+    }
+    if (bearer !== undefined) {
+      if (this.#auth.mode === "hosted") {
+        const externalId = await verifyClerkSession(bearer, this.#auth);
+        return upsertUser(this.#db, externalId);
+      }
+      const owner = this.checkLocalToken(bearer);
+      if (!owner) throw new HttpError(401, "token_invalid", "API token is not valid");
+      return owner;
+    }
+    const clerkCookies = creds.clerkSessionCookies ?? [];
+    if (this.#auth.mode === "hosted" && clerkCookies.length > 1) {
+      throw new HttpError(
+        401,
+        "session_cookie_ambiguous",
+        "more than one __session cookie was sent; clear this site's cookies and sign in again",
+      );
+    }
+    if (this.#auth.mode === "hosted" && clerkCookies.length === 1) {
+      // SameSite=Lax still rides along on top-level cross-site navigations and is readable by any script on
+      // the domain; a state change needs the header, which only our own page's script can add.
+      if (!SAFE_METHODS.has(creds.method?.toUpperCase() ?? "")) {
+        throw new HttpError(
+          401,
+          "session_cookie_needs_bearer",
+          "Clerk's session cookie is accepted on GET and HEAD only; send 'Authorization: Bearer <session token>'",
+        );
+      }
+      const externalId = await verifyClerkSession(clerkCookies[0]!, this.#auth);
+      return upsertUser(this.#db, externalId);
+    }
+    if (creds.sessionCookie) {
+      const session = await this.#sessions.verify(creds.sessionCookie);
+      const actor = session ? await findUserForSession(this.#db, session.userId, session.issuedAtMs) : null;
+      if (!actor) throw new HttpError(401, "session_invalid", "session expired or invalid; sign in again");
+      return actor;
+    }
+    throw new HttpError(401, "unauthenticated", "sign in first: send 'Authorization: Bearer <token>'");
+  }
+
+  middleware() {
+    return async (ctx: Context, next: Next) => {
+      ctx.state.actor = await this.resolve({
+        authorization: ctx.get("authorization") || undefined,
+        sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
+        clerkSessionCookies: cookieValues(ctx.get("cookie") || undefined, CLERK_SESSION_COOKIE),
+        method: ctx.method,
+      });
+      await next();
+    };
+  }
+}

@@ -1,0 +1,131 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+
+/** One registry per control plane instance, so tests can run several side by side. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpRequestDuration = new Histogram({
+    name: "http_request_duration_seconds",
+    help: "HTTP request duration by method, matched route and status",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const buildsTotal = new Counter({
+    name: "workspace_builds_total",
+    help: "Finished workspace builds by transition and final status",
+    labelNames: ["transition", "status"] as const,
+    registers: [registry],
+  });
+  const buildDuration = new Histogram({
+    name: "workspace_build_duration_seconds",
+    help: "Time a build spent running (claim to finish), by transition and status",
+    labelNames: ["transition", "status"] as const,
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200],
+    registers: [registry],
+  });
+  const buildQueueWait = new Histogram({
+    name: "workspace_build_queue_wait_seconds",
+    help: "Time a build waited in the queue before a worker claimed it",
+    labelNames: ["transition"] as const,
+    buckets: [0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+    registers: [registry],
+  });
+  const transitionFailures = new Counter({
+    name: "workspace_transition_failures_total",
+    help: "Hibernate (stop), wake/create (start) and destroy builds that failed or were canceled",
+    labelNames: ["transition"] as const,
+    registers: [registry],
+  });
+  const timeToReady = new Histogram({
+    name: "workspace_time_to_ready_seconds",
+    help: "From the start build's claim to the box agent reporting ready",
+    buckets: [5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600],
+    registers: [registry],
+  });
+  const reconcileFindings = new Counter({
+    name: "reconciler_findings_total",
+    help: "Drift the reconciler found, by kind",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  // Box reachability (runtime/boxnet/path-resolver.ts): every dial attempt the relay, the preview proxy and the
+  // health checks make, by path; re-probes of the primary while on the fallback are counted apart.
+  const upstreamConnections = new Counter({
+    name: "box_upstream_connections_total",
+    help: "Connection attempts to a box, by path (public|tailnet) and result (ok|timeout|refused|unreachable|error)",
+    labelNames: ["path", "result"] as const,
+    registers: [registry],
+  });
+  const upstreamConnectSeconds = new Histogram({
+    name: "box_upstream_connect_seconds",
+    help: "TCP connect time of successful connections to a box, by path",
+    labelNames: ["path"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const upstreamUnreachable = new Counter({
+    name: "box_upstream_unreachable_total",
+    help: "Connections that failed on every path (the caller saw 'box unreachable')",
+    registers: [registry],
+  });
+  const upstreamPathSwitches = new Counter({
+    name: "box_upstream_path_switches_total",
+    help: "Times a box's remembered path changed, by the path now in use",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
+  const upstreamReprobes = new Counter({
+    name: "box_upstream_reprobes_total",
+    help: "Background probes of the primary (public) path while a box is on the fallback, by result",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  // Active health checks (runtime/health).
+  const healthChecks = new Counter({
+    name: "box_health_checks_total",
+    help: "Health checks of boxes by check (http|handshake|heartbeat) and result (ok|fail)",
+    labelNames: ["check", "result"] as const,
+    registers: [registry],
+  });
+  const healthCheckSeconds = new Histogram({
+    name: "box_health_check_seconds",
+    help: "Duration of active health checks, by check",
+    labelNames: ["check"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const healthTransitions = new Counter({
+    name: "box_health_transitions_total",
+    help: "Workspace state changes made by the health checks, by the state entered (unhealthy|ready)",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
+  const healthRunSeconds = new Histogram({
+    name: "box_health_run_seconds",
+    help: "Duration of one health-probe run over every ready or unhealthy box",
+    buckets: [0.1, 0.5, 1, 5, 10, 20, 30, 45, 60, 120],
+    registers: [registry],
+  });
+  return {
+    registry,
+    upstreamConnections,
+    upstreamConnectSeconds,
+    upstreamUnreachable,
+    upstreamPathSwitches,
+    upstreamReprobes,
+    healthChecks,
+    healthCheckSeconds,
+    healthTransitions,
+    healthRunSeconds,
+    httpRequestDuration,
+    buildsTotal,
+    buildDuration,
+    buildQueueWait,
+    transitionFailures,
+    timeToReady,
+    reconcileFindings,
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

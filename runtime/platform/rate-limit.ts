@@ -1,0 +1,42 @@
+/**
+ * Rate limits stored in Postgres (shared by all replicas), with an in-memory limiter as insurance when the
+ * database is unavailable.
+ */
+import type pg from "pg";
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes } from "rate-limiter-flexible";
+import { HttpError } from "../api/errors.ts";
+
+export interface RateLimitRule {
+  /** Distinguishes limiters sharing the table, e.g. `login`. */
+  name: string;
+  points: number;
+  durationSeconds: number;
+}
+
+export type Limiter = (key: string) => Promise<void>;
+
+export function createLimiter(pool: pg.Pool, rule: RateLimitRule): Limiter {
+  const limiter = new RateLimiterPostgres({
+    storeClient: pool,
+    tableName: "rate_limits",
+    tableCreated: true,
+    keyPrefix: rule.name,
+    points: rule.points,
+    duration: rule.durationSeconds,
+    clearExpiredByTimeout: false,
+    insuranceLimiter: new RateLimiterMemory({ points: rule.points, duration: rule.durationSeconds }),
+  });
+  return async (key: string) => {
+    try {
+      await limiter.consume(key);
+    } catch (err) {
+      if (err instanceof RateLimiterRes) {
+        const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+        throw new HttpError(429, "rate_limited", `too many ${rule.name} attempts; retry in ${retryAfter}s`, {
+          headers: { "Retry-After": String(retryAfter) },
+        });
+      }
+      throw err;
+    }
+  };
+}

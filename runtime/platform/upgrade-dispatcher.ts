@@ -1,0 +1,59 @@
+/**
+ * The single `upgrade` listener of the HTTP server. Koa never sees upgrades; without this, Node would hand
+ * them to Koa, which answers 200 and leaves the client hanging (notes/protocols.md §7).
+ */
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Logger } from "./logger.ts";
+
+export type UpgradeHandler = (
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  url: URL,
+) => void | Promise<void>;
+
+interface Route {
+  match: (url: URL, req: IncomingMessage) => boolean;
+  handler: UpgradeHandler;
+}
+
+export class UpgradeDispatcher {
+  readonly #routes: Route[] = [];
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** Handlers are tried in registration order; the first whose `match` is true owns the socket. */
+  register(match: Route["match"], handler: UpgradeHandler): void {
+    this.#routes.push({ match, handler });
+  }
+
+  attach(server: Server): void {
+    server.on("upgrade", (req, socket, head) => {
+      socket.on("error", () => socket.destroy());
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://upgrade.invalid");
+      } catch {
+        return rejectUpgrade(socket, 400, "Bad Request");
+      }
+      const route = this.#routes.find((r) => r.match(url, req));
+      if (!route) return rejectUpgrade(socket, 404, "Not Found");
+      Promise.resolve(route.handler(req, socket, head, url)).catch((err) => {
+        this.#log.error({ err, path: url.pathname }, "upgrade handler failed");
+        rejectUpgrade(socket, 500, "Internal Server Error");
+      });
+    });
+  }
+}
+
+/** Answers an upgrade with a plain HTTP error and closes; safe to call on an already closed socket. */
+export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = reason): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
