@@ -2,6 +2,16 @@
 import type { Context, Next } from "koa";
 import type { z } from "zod";
 import { DriverError, StackBusyError, StackNotFoundError } from "../../stacks/errors.ts";
+import {
+  Conflict,
+  DomainError,
+  Forbidden,
+  Invalid,
+  NotFound,
+  RateLimited,
+  Unauthenticated,
+  Unavailable,
+} from "../platform/errors.ts";
 import type { Logger } from "../platform/logger.ts";
 import { redactAddresses } from "../platform/redact.ts";
 
@@ -26,8 +36,6 @@ export class HttpError extends Error {
   }
 }
 
-export const notFound = (what: string) => new HttpError(404, "not_found", `${what} not found`);
-
 /** `a.b[2].c` style path for messages that name the offending field. */
 export function fieldPath(path: PropertyKey[]): string {
   return path.reduce<string>(
@@ -42,12 +50,11 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, where
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const field = fieldPath(issue.path);
-  throw new HttpError(
-    400,
+  throw new Invalid(
     "invalid_input",
     field ? `${where}.${field}: ${issue.message}` : `${where}: ${issue.message}`,
     {
-      extra: { field: field || null },
+      field: field || null,
     },
   );
 }
@@ -73,8 +80,25 @@ export function errorMiddleware(log: Logger) {
   };
 }
 
-function toHttpError(err: unknown): HttpError {
+/** Each domain error's status; the subclasses are the whole vocabulary (runtime/platform/errors.ts). */
+const STATUS = new Map<abstract new (...args: never[]) => DomainError, number>([
+  [Invalid, 400],
+  [Unauthenticated, 401],
+  [Forbidden, 403],
+  [NotFound, 404],
+  [Conflict, 409],
+  [RateLimited, 429],
+  [Unavailable, 503],
+]);
+
+export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  if (err instanceof DomainError) {
+    const status = [...STATUS].find(([kind]) => err instanceof kind)?.[1] ?? 500;
+    const headers: Record<string, string> =
+      err instanceof RateLimited ? { "Retry-After": String(err.retryAfterSeconds) } : {};
+    return new HttpError(status, err.code, err.message, { headers, extra: err.details });
+  }
   // Driver errors (DESIGN §4): a stack busy with another operation is a conflict, a missing one a 404.
   if (err instanceof StackBusyError)
     return new HttpError(409, "stack_busy", "another operation holds this workspace's stack; retry shortly");

@@ -6,7 +6,6 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { formatStackDiff } from "../../stacks/pulumi/diff.ts";
-import { HttpError } from "../api/errors.ts";
 import {
   diffStack,
   forgetStack,
@@ -14,6 +13,7 @@ import {
   type OperatorDeps,
   repairStack,
 } from "../domain/operators/stacks.ts";
+import { DomainError } from "../platform/errors.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { runMigrations } from "../store/migrate.ts";
@@ -169,7 +169,7 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
     }
     return 0;
   } catch (err) {
-    if (err instanceof HttpError) {
+    if (err instanceof DomainError) {
       process.stderr.write(`berth: ${err.message}\n`);
       return 1;
     }

@@ -17,12 +17,12 @@ import { notificationRoutes } from "../api/routes/notifications.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
+import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
 import { requestContext } from "../platform/request-context.ts";
 import { OwnerScope } from "../store/scope.ts";
 import { cspDirectives } from "./csp.ts";
-import { webRoutes } from "./web-client.ts";
 
 export const BODY_LIMIT = "256kb";
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;

@@ -4,7 +4,7 @@
  */
 import type pg from "pg";
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes } from "rate-limiter-flexible";
-import { HttpError } from "../api/errors.ts";
+import { RateLimited } from "./errors.ts";
 
 export interface RateLimitRule {
   /** Distinguishes limiters sharing the table, e.g. `login`. */
@@ -32,9 +32,7 @@ export function createLimiter(pool: pg.Pool, rule: RateLimitRule): Limiter {
     } catch (err) {
       if (err instanceof RateLimiterRes) {
         const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
-        throw new HttpError(429, "rate_limited", `too many ${rule.name} attempts; retry in ${retryAfter}s`, {
-          headers: { "Retry-After": String(retryAfter) },
-        });
+        throw new RateLimited(rule.name, retryAfter);
       }
       throw err;
     }

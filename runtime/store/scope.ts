@@ -5,8 +5,8 @@
  */
 
 import { and, asc, desc, eq, isNull, ne } from "drizzle-orm";
-import { notFound } from "../api/errors.ts";
 import type { Actor } from "../domain/identity/actor.ts";
+import { NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
 import type { Db } from "./client.ts";
 import { previews, sessions, workspaceBuilds, workspaces } from "./schema.ts";
@@ -35,7 +35,7 @@ export class OwnerScope {
   }
 
   async workspace(id: string): Promise<WorkspaceRow> {
-    if (!isUuid(id)) throw notFound("workspace");
+    if (!isUuid(id)) throw new NotFound("workspace");
     const [row] = await this.#db
       .select()
       .from(workspaces)
@@ -46,19 +46,19 @@ export class OwnerScope {
           ne(workspaces.state, "destroyed"),
         ),
       );
-    if (!row) throw notFound("workspace");
+    if (!row) throw new NotFound("workspace");
     return row;
   }
 
   /** Builds stay readable after a destroy, so the user can see how it went. */
   async build(id: string): Promise<BuildRow> {
-    if (!isUuid(id)) throw notFound("build");
+    if (!isUuid(id)) throw new NotFound("build");
     const [row] = await this.#db
       .select({ build: workspaceBuilds })
       .from(workspaceBuilds)
       .innerJoin(workspaces, eq(workspaceBuilds.workspaceId, workspaces.id))
       .where(and(eq(workspaceBuilds.id, id), eq(workspaces.ownerId, this.actor.userId)));
-    if (!row) throw notFound("build");
+    if (!row) throw new NotFound("build");
     return row.build;
   }
 
@@ -73,13 +73,13 @@ export class OwnerScope {
   }
 
   async session(id: string): Promise<{ session: SessionRow; workspace: WorkspaceRow }> {
-    if (!isUuid(id)) throw notFound("session");
+    if (!isUuid(id)) throw new NotFound("session");
     const [row] = await this.#db
       .select({ session: sessions, workspace: workspaces })
       .from(sessions)
       .innerJoin(workspaces, eq(sessions.workspaceId, workspaces.id))
       .where(and(eq(sessions.id, id), eq(workspaces.ownerId, this.actor.userId), isNull(sessions.closedAt)));
-    if (!row) throw notFound("session");
+    if (!row) throw new NotFound("session");
     return row;
   }
 
@@ -93,13 +93,13 @@ export class OwnerScope {
   }
 
   async preview(id: string): Promise<{ preview: PreviewRow; workspace: WorkspaceRow }> {
-    if (!isUuid(id)) throw notFound("preview");
+    if (!isUuid(id)) throw new NotFound("preview");
     const [row] = await this.#db
       .select({ preview: previews, workspace: workspaces })
       .from(previews)
       .innerJoin(workspaces, eq(previews.workspaceId, workspaces.id))
       .where(and(eq(previews.id, id), eq(workspaces.ownerId, this.actor.userId), isNull(previews.closedAt)));
-    if (!row) throw notFound("preview");
+    if (!row) throw new NotFound("preview");
     return row;
   }
 

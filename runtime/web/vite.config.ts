@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
-// The control plane serves dist/ itself (runtime/app/web-client.ts); hashed assets are cached forever.
+// The control plane serves dist/ itself (runtime/api/routes/web-client.ts); hashed assets are cached forever.
 export default defineConfig({
   root: fileURLToPath(new URL(".", import.meta.url)),
   base: "/",

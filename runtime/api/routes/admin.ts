@@ -8,12 +8,13 @@ import {
   type OperatorDeps,
   repairStack,
 } from "../../domain/operators/stacks.ts";
+import { NotFound } from "../../platform/errors.ts";
 import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
-import { notFound, parseInput } from "../errors.ts";
+import { parseInput } from "../errors.ts";
 
 /** Operators only. To anyone else these routes do not exist (404), like someone else's resources. */
 async function requireAdmin(ctx: AppContext, next: Next) {
-  if (!ctx.state.actor.isAdmin) throw notFound("resource");
+  if (!ctx.state.actor.isAdmin) throw new NotFound("resource");
   await next();
 }
 

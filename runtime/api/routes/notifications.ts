@@ -2,10 +2,10 @@ import { PassThrough } from "node:stream";
 import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import { NOTIFICATION_CHANNEL } from "../../domain/agents/events.ts";
 import { sseFrame } from "../../domain/builds/log-stream.ts";
+import { NotFound } from "../../platform/errors.ts";
 import { isUuid } from "../../platform/ids.ts";
 import { notifications, sessions } from "../../store/schema.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
-import { notFound } from "../errors.ts";
 
 type NotificationRow = typeof notifications.$inferSelect;
 
@@ -43,13 +43,13 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
 
   router.post("/api/v1/notifications/:id/read", async (ctx) => {
     const id = ctx.params.id!;
-    if (!isUuid(id)) throw notFound("notification");
+    if (!isUuid(id)) throw new NotFound("notification");
     const [row] = await db
       .update(notifications)
       .set({ readAt: sql`coalesce(${notifications.readAt}, now())` })
       .where(and(eq(notifications.id, id), eq(notifications.userId, ctx.state.actor.userId)))
       .returning();
-    if (!row) throw notFound("notification");
+    if (!row) throw new NotFound("notification");
     ctx.body = { notification: present(row) };
   });
 

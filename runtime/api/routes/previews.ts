@@ -18,12 +18,13 @@ import {
   LINK_DEFAULT_TTL_SECONDS,
   LINK_MAX_TTL_SECONDS,
 } from "../../gateway/preview/tokens.ts";
+import { NotFound } from "../../platform/errors.ts";
 import { createLimiter } from "../../platform/rate-limit.ts";
 import { writeAudit } from "../../store/audit-log.ts";
 import { previews } from "../../store/schema.ts";
 import type { PreviewRow } from "../../store/scope.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
-import { HttpError, notFound, parseInput } from "../errors.ts";
+import { HttpError, parseInput } from "../errors.ts";
 
 const declareBody = z
   .object({
@@ -96,7 +97,7 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
   router.delete("/api/v1/workspaces/:id/previews/:previewId", async (ctx) => {
     const ws = await ctx.state.scope.workspace(ctx.params.id!);
     const { preview } = await ctx.state.scope.preview(ctx.params.previewId!);
-    if (preview.workspaceId !== ws.id) throw notFound("preview");
+    if (preview.workspaceId !== ws.id) throw new NotFound("preview");
     if (preview.source !== "declared") {
       throw new HttpError(
         409,

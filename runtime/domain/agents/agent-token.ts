@@ -1,5 +1,5 @@
 import { and, eq, isNull } from "drizzle-orm";
-import { HttpError } from "../../api/errors.ts";
+import { Unauthenticated } from "../../platform/errors.ts";
 import type { Db } from "../../store/client.ts";
 import { workspaceInstances, workspaces } from "../../store/schema.ts";
 import { hashAgentToken } from "../workspaces/secrets.ts";
@@ -16,7 +16,7 @@ export async function authenticateAgent(
   authorization: string | undefined,
 ): Promise<{ instance: InstanceRow; workspace: AgentWorkspaceRow }> {
   const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
-  if (!token) throw new HttpError(401, "agent_unauthorized", "send 'Authorization: Bearer <agent token>'");
+  if (!token) throw new Unauthenticated("agent_unauthorized", "send 'Authorization: Bearer <agent token>'");
   const [row] = await db
     .select({ instance: workspaceInstances, workspace: workspaces })
     .from(workspaceInstances)
@@ -25,6 +25,6 @@ export async function authenticateAgent(
       and(eq(workspaceInstances.agentTokenHash, hashAgentToken(token)), isNull(workspaceInstances.stoppedAt)),
     );
   if (!row)
-    throw new HttpError(401, "agent_unauthorized", "agent token is unknown or its instance has ended");
+    throw new Unauthenticated("agent_unauthorized", "agent token is unknown or its instance has ended");
   return row;
 }

@@ -1,5 +1,5 @@
 import { and, eq, sql } from "drizzle-orm";
-import { HttpError } from "../../api/errors.ts";
+import { Conflict } from "../../platform/errors.ts";
 import { writeAudit } from "../../store/audit-log.ts";
 import type { Db } from "../../store/client.ts";
 import { workspaceBuilds, workspaces } from "../../store/schema.ts";
@@ -20,8 +20,8 @@ export async function cancelBuild(db: Db, actor: Actor, build: BuildRow, ip?: st
       .where(eq(workspaceBuilds.id, build.id))
       .for("update");
     if (!current || (current.status !== "pending" && current.status !== "running")) {
-      throw new HttpError(409, "build_finished", `build is already ${current?.status ?? "gone"}`, {
-        extra: { status: current?.status ?? null },
+      throw new Conflict("build_finished", `build is already ${current?.status ?? "gone"}`, {
+        status: current?.status ?? null,
       });
     }
     const now = new Date();

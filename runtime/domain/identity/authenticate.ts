@@ -4,9 +4,9 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, Next } from "koa";
-import { HttpError } from "../../api/errors.ts";
 import type { AuthConfig } from "../../app/config.ts";
 import { cookieValues } from "../../platform/cookies.ts";
+import { Unauthenticated } from "../../platform/errors.ts";
 import type { Db } from "../../store/client.ts";
 import { type Actor, findUserForSession, upsertUser } from "./actor.ts";
 import { verifyClerkSession } from "./clerk.ts";
@@ -73,7 +73,7 @@ export class Authenticator {
   async resolve(creds: Credentials): Promise<Actor> {
     const bearer = /^Bearer\s+(\S+)$/i.exec(creds.authorization ?? "")?.[1];
     if (creds.authorization !== undefined && bearer === undefined) {
-      throw new HttpError(401, "bad_authorization_header", "Authorization must be 'Bearer <token>'");
+      throw new Unauthenticated("bad_authorization_header", "Authorization must be 'Bearer <token>'");
     }
     if (bearer !== undefined) {
       if (this.#auth.mode === "hosted") {
@@ -81,13 +81,12 @@ export class Authenticator {
         return upsertUser(this.#db, externalId);
       }
       const owner = this.checkLocalToken(bearer);
-      if (!owner) throw new HttpError(401, "token_invalid", "API token is not valid");
+      if (!owner) throw new Unauthenticated("token_invalid", "API token is not valid");
       return owner;
     }
     const clerkCookies = creds.clerkSessionCookies ?? [];
     if (this.#auth.mode === "hosted" && clerkCookies.length > 1) {
-      throw new HttpError(
-        401,
+      throw new Unauthenticated(
         "session_cookie_ambiguous",
         "more than one __session cookie was sent; clear this site's cookies and sign in again",
       );
@@ -96,8 +95,7 @@ export class Authenticator {
       // SameSite=Lax still rides along on top-level cross-site navigations and is readable by any script on
       // the domain; a state change needs the header, which only our own page's script can add.
       if (!SAFE_METHODS.has(creds.method?.toUpperCase() ?? "")) {
-        throw new HttpError(
-          401,
+        throw new Unauthenticated(
           "session_cookie_needs_bearer",
           "Clerk's session cookie is accepted on GET and HEAD only; send 'Authorization: Bearer <session token>'",
         );
@@ -108,10 +106,10 @@ export class Authenticator {
     if (creds.sessionCookie) {
       const session = await this.#sessions.verify(creds.sessionCookie);
       const actor = session ? await findUserForSession(this.#db, session.userId, session.issuedAtMs) : null;
-      if (!actor) throw new HttpError(401, "session_invalid", "session expired or invalid; sign in again");
+      if (!actor) throw new Unauthenticated("session_invalid", "session expired or invalid; sign in again");
       return actor;
     }
-    throw new HttpError(401, "unauthenticated", "sign in first: send 'Authorization: Bearer <token>'");
+    throw new Unauthenticated("unauthenticated", "sign in first: send 'Authorization: Bearer <token>'");
   }
 
   middleware() {

@@ -4,7 +4,7 @@
  */
 import { verifyToken } from "@clerk/backend";
 import { TokenVerificationErrorReason as Reason, TokenVerificationError } from "@clerk/backend/errors";
-import { HttpError } from "../../api/errors.ts";
+import { Unauthenticated } from "../../platform/errors.ts";
 
 export interface ClerkOptions {
   secretKey: string | undefined;
@@ -33,17 +33,16 @@ export async function verifyClerkSession(token: string, options: ClerkOptions): 
   } catch (err) {
     if (err instanceof TokenVerificationError) {
       const code = CODES[err.reason] ?? "token_invalid";
-      throw new HttpError(
-        401,
+      throw new Unauthenticated(
         code,
         `session token rejected: ${code.replace(/^token_/, "").replaceAll("_", " ")}`,
       );
     }
-    throw new HttpError(401, "token_invalid", "session token rejected: malformed");
+    throw new Unauthenticated("token_invalid", "session token rejected: malformed");
   }
   // The SDK requires `sub` already; checked again because everything downstream keys on it.
   if (typeof payload.sub !== "string" || payload.sub === "") {
-    throw new HttpError(401, "token_invalid", "session token rejected: missing sub");
+    throw new Unauthenticated("token_invalid", "session token rejected: missing sub");
   }
   return payload.sub;
 }

@@ -5,7 +5,7 @@
 
 import { and, eq, isNull, sql } from "drizzle-orm";
 import type { ObservedState, StackDiff, Transition, WorkspaceDriver } from "../../../stacks/driver.ts";
-import { HttpError, notFound } from "../../api/errors.ts";
+import { Conflict, NotFound } from "../../platform/errors.ts";
 import { isUuid } from "../../platform/ids.ts";
 import type { SecretBox } from "../../platform/secret-box.ts";
 import { writeAudit } from "../../store/audit-log.ts";
@@ -29,9 +29,9 @@ export interface StackRow {
 }
 
 async function loadWorkspace(deps: OperatorDeps, id: string) {
-  if (!isUuid(id)) throw notFound("workspace");
+  if (!isUuid(id)) throw new NotFound("workspace");
   const [row] = await deps.database.db.select().from(workspaces).where(eq(workspaces.id, id));
-  if (!row) throw notFound("workspace");
+  if (!row) throw new NotFound("workspace");
   return row;
 }
 
@@ -104,7 +104,7 @@ export async function repairStack(
       );
       if (rows[0]!.ok) break;
       if (Date.now() > deadline) {
-        throw new HttpError(409, "build_running", "a build holds this workspace; cancel it first");
+        throw new Conflict("build_running", "a build holds this workspace; cancel it first");
       }
       await new Promise((r) => setTimeout(r, 100));
     }

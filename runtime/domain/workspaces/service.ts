@@ -4,7 +4,7 @@
  * workspace to its transitional state. Nothing here touches a stack; the build worker does.
  */
 import { and, desc, eq, ne, sql } from "drizzle-orm";
-import { HttpError, notFound } from "../../api/errors.ts";
+import { Conflict, NotFound } from "../../platform/errors.ts";
 import type { SecretBox } from "../../platform/secret-box.ts";
 import { writeAudit } from "../../store/audit-log.ts";
 import type { Database, Db } from "../../store/client.ts";
@@ -74,8 +74,7 @@ export class WorkspaceService {
         .from(workspaces)
         .where(and(eq(workspaces.ownerId, actor.userId), ne(workspaces.state, "destroyed")));
       if (live >= this.#defaults.maxPerUser) {
-        throw new HttpError(
-          409,
+        throw new Conflict(
           "workspace_limit",
           `you already have ${live} workspace(s); the limit is ${this.#defaults.maxPerUser}`,
         );
@@ -130,7 +129,7 @@ export class WorkspaceService {
             : eq(workspaces.id, workspaceId),
         )
         .for("update");
-      if (!workspace || workspace.state === "destroyed") throw notFound("workspace");
+      if (!workspace || workspace.state === "destroyed") throw new NotFound("workspace");
 
       if (ALREADY[action].includes(workspace.state)) {
         const [latest] = await tx
@@ -147,14 +146,9 @@ export class WorkspaceService {
         if (latest) return { workspace, build: latest, duplicate: true };
       }
       if (!rule.from.includes(workspace.state)) {
-        throw new HttpError(
-          409,
-          "invalid_transition",
-          `cannot ${action} a workspace that is ${workspace.state}`,
-          {
-            extra: { state: workspace.state },
-          },
-        );
+        throw new Conflict("invalid_transition", `cannot ${action} a workspace that is ${workspace.state}`, {
+          state: workspace.state,
+        });
       }
       const build = await enqueueBuild(
         tx,

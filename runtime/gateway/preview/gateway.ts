@@ -9,11 +9,11 @@ import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
 import type { AppDeps, AppState } from "../../api/context.ts";
-import { HttpError, notFound } from "../../api/errors.ts";
 import { UpstreamAgent } from "../../boxnet/dialer.ts";
 import { BoxUnreachableError, formatAuthority } from "../../boxnet/path-resolver.ts";
 import { CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
 import { cookieValues } from "../../platform/cookies.ts";
+import { type DomainError, NotFound, Unauthenticated } from "../../platform/errors.ts";
 import { rejectUpgrade } from "../../platform/upgrade-dispatcher.ts";
 import { PreviewForwarder } from "./forwarder.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
@@ -36,7 +36,8 @@ import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
 /** Fail fast on a box that does not answer at all (asleep, firewalled) rather than hang the browser. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
-type Refusal = { status: number; page: PageName } | { status: number; error: HttpError };
+/** A path-form refusal carries the domain error, which the API's error middleware turns into its JSON shape. */
+type Refusal = { status: number; page: PageName } | { status: number; error: DomainError };
 type UpstreamTarget = ReturnType<UpstreamAgent["target"]>;
 
 type Admission =
@@ -131,12 +132,12 @@ export class PreviewGateway {
           })
         ).userId;
       } catch (err) {
-        if (err instanceof HttpError) return { ok: false, refusal: { status: err.status, error: err } };
+        if (err instanceof Unauthenticated) return { ok: false, refusal: { status: 401, error: err } };
         throw err;
       }
       route = await this.routes.get(target.previewId);
       if (!route || route.ownerId !== userId)
-        return { ok: false, refusal: { status: 404, error: notFound("preview") } };
+        return { ok: false, refusal: { status: 404, error: new NotFound("preview") } };
     } else {
       const cookies = cookieValues(req.headers.cookie, this.hostCookieName);
       if (cookies.length === 0) return refuse(401, "sign_in");

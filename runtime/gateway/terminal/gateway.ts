@@ -26,11 +26,11 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { WebSocket, WebSocketServer } from "ws";
 import { SESSION_NAME_RE } from "../../../box/protocol.ts";
-import { HttpError } from "../../api/errors.ts";
 import type { AddressPolicy } from "../../boxnet/address-policy.ts";
 import { forWebSocket, type UpstreamResolver } from "../../boxnet/path-resolver.ts";
 import { findUser } from "../../domain/identity/actor.ts";
 import { readWorkspaceSecret } from "../../domain/workspaces/secrets.ts";
+import { NotFound, RateLimited } from "../../platform/errors.ts";
 import type { Logger } from "../../platform/logger.ts";
 import { createLimiter, type Limiter } from "../../platform/rate-limit.ts";
 import type { SecretBox } from "../../platform/secret-box.ts";
@@ -293,10 +293,7 @@ export class TerminalGateway {
     try {
       await this.#socketLimiter(claims.userId);
     } catch (err) {
-      if (err instanceof HttpError && err.status === 429) {
-        const retry = Number(err.headers["Retry-After"] ?? 1);
-        return refuse(close.rateLimited(retry), "rate_limited");
-      }
+      if (err instanceof RateLimited) return refuse(close.rateLimited(err.retryAfterSeconds), "rate_limited");
       throw err;
     }
 
@@ -306,7 +303,7 @@ export class TerminalGateway {
     try {
       ({ session } = await new OwnerScope(this.#db.db, actor).session(claims.sessionId));
     } catch (err) {
-      if (err instanceof HttpError && err.status === 404) return refuse(close.sessionGone, "session_gone");
+      if (err instanceof NotFound) return refuse(close.sessionGone, "session_gone");
       throw err;
     }
     if (session.workspaceId !== claims.workspaceId) return unauthorized("wrong_session");

@@ -7,8 +7,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { send } from "@koa/send";
-import type { ApiRouter } from "../api/context.ts";
-import { HttpError } from "../api/errors.ts";
+import type { ApiRouter } from "../context.ts";
+import { HttpError } from "../errors.ts";
 
 export const WEB_DIST = fileURLToPath(new URL("../web/dist", import.meta.url));
 
