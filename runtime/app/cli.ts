@@ -101,16 +101,19 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
 
+  // Listen before starting: a SIGINT during startup would otherwise kill the process the default way and
+  // orphan the embedded Postgres it already started. Such a signal stops the server once it is up.
+  const stopRequested = new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
   await ensureWebBuild(log);
   const cp = await startControlPlane(config, { logger: log });
   if (cp.loginUrl) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
     process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
   }
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  await stopRequested;
   log.info("shutting down");
   await cp.close();
   return 0;
