@@ -158,6 +158,7 @@ build {
     sources = [
       "${path.root}/scripts/lib.sh",
       "${path.root}/scripts/check-no-secrets.sh",
+      "${path.root}/scripts/agent-files.sh",
       "${path.root}/files",
       "${path.root}/claude-code",
     ]
@@ -165,7 +166,8 @@ build {
   }
 
   # The agent is built on the server, not here: npm ci there picks the linux-x64 native packages whatever
-  # machine runs packer, and checks every tarball against the repository's package-lock.json.
+  # machine runs packer, and checks every tarball against the repository's package-lock.json. Of box/,
+  # 60-agent.sh installs only the files scripts/agent-files.sh lists: no test, bench or fake code.
   provisioner "file" {
     sources = [
       "${path.root}/../box",

@@ -1,5 +1,4 @@
 /** Public API of the terminal endpoint: what the agent main and the control plane's relay use. */
-export { type EchoRoundTrip, type EchoTarget, measureEchoRoundTrip } from "../bench/terminal.ts";
 export { type BuiltinServerOptions, startBuiltinTerminalServer } from "./builtin-server.ts";
 export { type CloseInfo, TtydClient, TtydConnectError, type TtydConnectOptions } from "./client.ts";
 export { startTerminalEndpoint, type TerminalEndpointOptions } from "./endpoint.ts";

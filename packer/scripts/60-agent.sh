@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The box agent: box/ from this repository plus the production dependencies from the repository's own
-# package-lock.json (npm ci checks each tarball's sha512). Install scripts stay off: the agent's native
-# dependency (@lydell/node-pty) ships prebuilt binaries.
+# The box agent: the production files of box/ (agent-files.sh) plus the production dependencies from the
+# repository's own package-lock.json (npm ci checks each tarball's sha512). Install scripts stay off: the
+# agent's native dependency (@lydell/node-pty) ships prebuilt binaries.
 # shellcheck source=lib.sh
 . "${BERTH_BUILD_DIR:?}/lib.sh"
 export PATH="/opt/berth/node/bin:${PATH}"
@@ -12,11 +12,14 @@ stage="${BERTH_BUILD_DIR}/agent"
 
 log "box agent: npm ci --omit=dev"
 (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --cache "${BERTH_BUILD_DIR}/npm-cache")
-find "$stage/box" -name '*.test.ts' -delete
 
 rm -rf /opt/berth/agent
 install -d -m 0755 -o root -g root /opt/berth/agent
-cp -a "$stage/box" "$stage/node_modules" "$stage/package.json" /opt/berth/agent/
+# An allowlist, not box/ minus what we remember to delete: test, bench and fake code never reaches the image.
+bash "${BERTH_BUILD_DIR}/agent-files.sh" "$stage" /opt/berth/agent
+[[ -f /opt/berth/agent/box/main.ts ]] || die "agent-files.sh did not install box/main.ts"
+# package.json: the agent reports its version from it.
+cp -a "$stage/node_modules" "$stage/package.json" /opt/berth/agent/
 chown -R root:root /opt/berth/agent
 chmod -R u=rwX,go=rX /opt/berth/agent
 

@@ -9,7 +9,9 @@
  */
 import { BlockList, isIP } from "node:net";
 import { TAILNET_CIDR } from "../../stacks/workspace/names.ts";
-import type { UpstreamPath } from "./path-resolver.ts";
+
+// Lives here, not in path-resolver.ts (which re-exports it), so the two modules do not import each other.
+export type UpstreamPath = "public" | "tailnet";
 
 export type AddressPolicy = (path: UpstreamPath, ip: string) => boolean;
 

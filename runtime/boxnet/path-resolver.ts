@@ -20,9 +20,9 @@ import type { ClientRequestArgs } from "node:http";
 import { connect as netConnect, type Socket } from "node:net";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
-import type { AddressPolicy } from "./address-policy.ts";
+import type { AddressPolicy, UpstreamPath } from "./address-policy.ts";
 
-export type UpstreamPath = "public" | "tailnet";
+export type { UpstreamPath } from "./address-policy.ts";
 export type ConnectResult = "ok" | "timeout" | "refused" | "unreachable" | "error";
 
 /** What the resolver needs of a `workspace_instances` row (the drizzle row type fits as is). */
