@@ -62,6 +62,8 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, where
 interface BodyParserError {
   status?: number;
   type?: string;
+  code?: unknown;
+  message?: unknown;
 }
 
 export function errorMiddleware(log: Logger) {
@@ -108,13 +110,30 @@ export function toHttpError(err: unknown): HttpError {
     return new HttpError(502, "driver_error", redactAddresses(`the workspace driver failed: ${err.message}`));
   }
   const e = err as BodyParserError;
+  // The unread rest of the body would sit on a kept-alive connection and stall its next request: close it.
   if (e?.type === "entity.too.large")
-    return new HttpError(413, "body_too_large", "request body is too large");
+    return new HttpError(413, "body_too_large", "request body is too large", {
+      headers: { Connection: "close" },
+    });
+  // A body whose Content-Encoding does not match its bytes: zlib's errors carry Z_* codes (gzip, deflate),
+  // its Brotli decoder's ERR__ERROR_* codes (br).
+  if (typeof e?.code === "string" && /^(Z_|ERR__ERROR_)/.test(e.code))
+    return new HttpError(400, "invalid_body_encoding", "request body does not match its Content-Encoding", {
+      headers: { Connection: "close" },
+    });
   // co-body rethrows JSON.parse's SyntaxError with status 400 attached.
   if (e?.type === "entity.parse.failed" || (err instanceof SyntaxError && e.status === 400))
     return new HttpError(400, "invalid_json", "request body is not valid JSON");
-  if (e?.type === "encoding.unsupported" || e?.status === 415)
-    return new HttpError(415, "unsupported_media_type", "send application/json");
+  if (
+    e?.type === "encoding.unsupported" ||
+    (e?.status === 415 && /content-encoding/i.test(String(e.message)))
+  )
+    return new HttpError(
+      415,
+      "unsupported_content_encoding",
+      "send the body as identity, gzip, deflate or br",
+    );
+  if (e?.status === 415) return new HttpError(415, "unsupported_media_type", "send application/json");
   // A unique index lost a race with a concurrent request (e.g. one build in flight per workspace).
   const code = (err as { code?: string })?.code ?? (err as { cause?: { code?: string } })?.cause?.code;
   if (code === "23505")
