@@ -1,7 +1,10 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "./config.ts";
+import { createTestDatabase } from "../test/database.ts";
+import { ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
 
 describe("loadConfig", () => {
   it("defaults to local mode on loopback with the data dir under ./.berth", () => {
@@ -145,6 +148,20 @@ describe("Clerk web sign-in settings", () => {
   });
 });
 
+describe("the README's configuration table", () => {
+  it("documents every variable --help lists", () => {
+    const readme = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
+    const firstCells = readme
+      .split("\n")
+      .flatMap((line) => (line.startsWith("| `") ? [line.split("|")[1]!] : []));
+    const documented = new Set(
+      firstCells.flatMap((cell) => [...cell.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1])),
+    );
+    const missing = Object.keys(ENV_DOCS).filter((name) => !documented.has(name));
+    expect(missing).toEqual([]);
+  });
+});
+
 describe("berth CLI", () => {
   const cli = fileURLToPath(new URL("./cli.ts", import.meta.url));
   const run = (args: string[], env: Record<string, string> = {}) =>
@@ -169,6 +186,28 @@ describe("berth CLI", () => {
     expect(r.stdout).toContain("migrate");
     expect(r.stdout).toContain("BERTH_LOCAL_TOKEN");
     expect(run(["serve", "--help"]).stdout).toContain("local mode");
+  });
+
+  it("says in one line, without a stack trace, that the port is taken", async () => {
+    const { url } = await createTestDatabase();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const child = spawn(process.execPath, [cli, "serve"], {
+        env: { ...process.env, DATABASE_URL: url, BERTH_PORT: String(port), BERTH_LOG_LEVEL: "error" },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      const code = await new Promise((r) => child.once("exit", r));
+      expect(code).toBe(1);
+      expect(stderr.trim().split("\n")).toEqual([
+        `berth: 127.0.0.1:${port} is already in use (another berth?); stop that process or set BERTH_PORT`,
+      ]);
+    } finally {
+      taken.close();
+    }
   });
 
   it("rejects unknown commands", () => {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { startEmbeddedPostgres } from "./embedded.ts";
+import { ClusterBusyError, startEmbeddedPostgres } from "./embedded.ts";
 
 const EVENTS = ["exit", "beforeExit", "SIGINT", "SIGTERM"] as const;
 
@@ -56,6 +56,44 @@ describe("embedded Postgres", () => {
       expect(rows[0].t).toBe("survived");
     } finally {
       await db.stop();
+    }
+  });
+
+  it("lets a CLI command join the cluster a live server runs, and refuses a second server", async () => {
+    const clusterDir = join(dir, "c");
+    const script = `
+      import { startEmbeddedPostgres } from ${JSON.stringify(new URL("./embedded.ts", import.meta.url).href)};
+      import pg from "pg";
+      const db = await startEmbeddedPostgres(${JSON.stringify(clusterDir)});
+      const c = new pg.Client(db.url); await c.connect();
+      await c.query("CREATE TABLE served (x int)"); await c.end();
+      process.stdout.write("up\\n");
+      process.once("SIGTERM", async () => { await db.stop(); process.exit(0); });
+      setInterval(() => {}, 1000);`;
+    const server = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const exited = new Promise((r) => server.once("exit", r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.on("data", (d) => String(d).includes("up") && resolve());
+        server.once("exit", (code) => reject(new Error(`server exited ${code}`)));
+      });
+      await expect(startEmbeddedPostgres(clusterDir)).rejects.toBeInstanceOf(ClusterBusyError);
+
+      const joined = await startEmbeddedPostgres(clusterDir, { joinRunning: true });
+      const c = new pg.Client(joined.url);
+      await c.connect();
+      const { rows } = await c.query("SELECT to_regclass('served') AS t");
+      await c.end();
+      expect(rows[0].t).toBe("served");
+      await joined.stop(); // leaves the server's cluster running
+      const again = new pg.Client(joined.url);
+      await again.connect();
+      await again.end();
+    } finally {
+      server.kill("SIGTERM");
+      await exited;
     }
   });
 });

@@ -23,7 +23,19 @@ import { pathToFileURL } from "node:url";
 
 export interface EmbeddedDatabase {
   url: string;
+  /** Stops the cluster; a no-op when this process only joined a cluster another process runs. */
   stop(): Promise<void>;
+}
+
+/** The cluster under this data directory is served by another live process (a running `berth serve`). */
+export class ClusterBusyError extends Error {
+  readonly ownerPid: number;
+
+  constructor(dir: string, ownerPid: number) {
+    super(`the embedded Postgres in ${dir} is in use by the running berth (pid ${ownerPid})`);
+    this.name = "ClusterBusyError";
+    this.ownerPid = ownerPid;
+  }
 }
 
 export async function freePort(host = "127.0.0.1"): Promise<number> {
@@ -43,7 +55,14 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
  */
 export async function startEmbeddedPostgres(
   requestedDir: string,
-  options: { onLog?: (line: string) => void } = {},
+  options: {
+    onLog?: (line: string) => void;
+    /**
+     * When another live process runs this cluster: connect to it (true; for short CLI commands such as
+     * `berth migrate` or `berth stacks list` beside a running server) or throw ClusterBusyError (false).
+     */
+    joinRunning?: boolean;
+  } = {},
 ): Promise<EmbeddedDatabase> {
   const log = options.onLog ?? (() => {});
   const asRoot = userInfo().uid === 0;
@@ -55,7 +74,11 @@ export async function startEmbeddedPostgres(
   if (!existsSync(passwordFile))
     writeFileSync(passwordFile, randomBytes(24).toString("base64url"), { mode: 0o600 });
   const password = readFileSync(passwordFile, "utf8").trim();
-  await reclaimOrphanedCluster(dir, dataDir, log);
+  const running = await reclaimOrphanedCluster(dir, dataDir, log);
+  if (running) {
+    if (!options.joinRunning) throw new ClusterBusyError(dir, running.pid);
+    return { url: clusterUrl(password, running.port), stop: async () => {} };
+  }
   const port = await freePort();
   const EmbeddedPostgres = await loadEmbeddedPostgres(asRoot ? log : null);
   const pg = new EmbeddedPostgres({
@@ -80,9 +103,10 @@ export async function startEmbeddedPostgres(
       { cause: err },
     );
   }
-  writeFileSync(join(dir, OWNER_FILE), String(process.pid));
+  const owner: ClusterOwner = { pid: process.pid, port };
+  writeFileSync(join(dir, OWNER_FILE), JSON.stringify(owner));
   return {
-    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    url: clusterUrl(password, port),
     stop: async () => {
       await pg.stop();
       rmSync(join(dir, OWNER_FILE), { force: true });
@@ -90,7 +114,15 @@ export async function startEmbeddedPostgres(
   };
 }
 
-const OWNER_FILE = "owner.pid";
+/** Which process runs the cluster and on which port, so a CLI command can join it (`ClusterOwner`). */
+const OWNER_FILE = "owner.json";
+interface ClusterOwner {
+  pid: number;
+  port: number;
+}
+
+const clusterUrl = (password: string, port: number) =>
+  `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 /** Where root keeps what the postgres user must reach when the checkout is private to root. */
 const STAGE_ROOT = "/var/lib/berth/embedded-postgres";
 const EXIT_EVENTS = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"] as const;
@@ -129,28 +161,36 @@ function alive(pid: number): boolean {
 }
 
 /**
- * A cluster still running from a berth process that died (crash, SIGKILL) holds the data directory. Stop it
- * if its owner is gone; refuse if the owner is alive, since that is another berth using this directory.
+ * A cluster still running from a berth process that died (crash, SIGKILL) holds the data directory: stop it.
+ * If its owner is alive, it is another berth using this directory: return where it listens.
  */
 async function reclaimOrphanedCluster(
   dir: string,
   dataDir: string,
   log: (line: string) => void,
-): Promise<void> {
+): Promise<ClusterOwner | null> {
   const pidFile = join(dataDir, "postmaster.pid");
-  if (!existsSync(pidFile)) return;
+  if (!existsSync(pidFile)) return null;
   const postmaster = Number(readFileSync(pidFile, "utf8").split("\n", 1)[0]);
-  if (!Number.isInteger(postmaster) || postmaster <= 0 || !alive(postmaster)) return;
-  const owner = Number(existsSync(join(dir, OWNER_FILE)) ? readFileSync(join(dir, OWNER_FILE), "utf8") : NaN);
-  if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
-    throw new Error(`the embedded Postgres in ${dir} belongs to the running process ${owner}; stop it first`);
-  }
+  if (!Number.isInteger(postmaster) || postmaster <= 0 || !alive(postmaster)) return null;
+  const owner = readOwner(dir);
+  if (owner && owner.pid !== process.pid && alive(owner.pid)) return owner;
   log(`stopping an orphaned Postgres (pid ${postmaster}) left by a process that is gone`);
   process.kill(postmaster, "SIGINT"); // fast shutdown
   const deadline = Date.now() + 30_000;
   while (alive(postmaster)) {
     if (Date.now() > deadline) throw new Error(`an orphaned Postgres (pid ${postmaster}) did not stop`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+  return null;
+}
+
+function readOwner(dir: string): ClusterOwner | null {
+  try {
+    const owner = JSON.parse(readFileSync(join(dir, OWNER_FILE), "utf8")) as Partial<ClusterOwner>;
+    return Number.isInteger(owner.pid) && Number.isInteger(owner.port) ? (owner as ClusterOwner) : null;
+  } catch {
+    return null; // none yet, or one from an older berth (a bare pid): treated as gone
   }
 }
 
