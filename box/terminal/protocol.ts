@@ -96,6 +96,19 @@ export function parseSize(json: unknown): Partial<TerminalSize> {
   return size;
 }
 
+/**
+ * A size from an untrusted resize or init payload, each dimension clamped into 1..MAX_DIMENSION (ttyd itself
+ * takes any number and cuts it to 16 bits: 70000 rows became 4464). Null unless both are finite numbers.
+ */
+export function clampSize(json: unknown): TerminalSize | null {
+  if (typeof json !== "object" || json === null) return null;
+  const { columns, rows } = json as Record<string, unknown>;
+  if (typeof columns !== "number" || typeof rows !== "number") return null;
+  if (!Number.isFinite(columns) || !Number.isFinite(rows)) return null;
+  const clamp = (n: number) => Math.min(MAX_DIMENSION, Math.max(1, Math.trunc(n)));
+  return { columns: clamp(columns), rows: clamp(rows) };
+}
+
 /** Returns the parsed JSON object of an init message, or null when it is not a JSON object. */
 export function parseInit(data: Buffer): Record<string, unknown> | null {
   if (data[0] !== ClientCommand.JSON_DATA) return null;

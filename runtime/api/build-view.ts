@@ -1,7 +1,5 @@
 import { redactAddresses } from "../platform/redact.ts";
-import type { workspaceBuilds } from "../store/schema.ts";
-
-type BuildRow = typeof workspaceBuilds.$inferSelect;
+import type { BuildRow } from "../store/rows.ts";
 
 /** The client-facing shape of a build. Driver errors are redacted: they may quote box addresses. */
 export function presentBuild(b: BuildRow) {

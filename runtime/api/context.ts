@@ -1,26 +1,26 @@
 import type Router from "@koa/router";
 import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
-import type { Config } from "../app/config.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
-import type { Actor } from "../domain/identity/actor.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
+import type { Config } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
-import type { Limiter } from "../platform/rate-limit.ts";
 import type { SecretBox } from "../platform/secret-box.ts";
-import type { Database } from "../store/client.ts";
+import type { UserActor } from "../store/actors.ts";
 import type { PgListener } from "../store/listener.ts";
-import type { OwnerScope } from "../store/scope.ts";
+import type { Limiter } from "../store/rate-limit.ts";
+import type { AuthorizedStore, Store } from "../store/store.ts";
 
 /** What every request carries once it has passed the middleware for its router. */
 export interface AppState {
   requestId: string;
-  actor: Actor;
-  scope: OwnerScope;
+  actor: UserActor;
+  /** The store as the signed-in user: every read and write of the request goes through it. */
+  scope: AuthorizedStore;
 }
 
 export type AppContext = ParameterizedContext<AppState>;
@@ -29,7 +29,8 @@ export type ApiRouter = Router<AppState>;
 /** The control plane's long-lived parts, handed to every route module. */
 export interface AppDeps {
   config: Config;
-  database: Database;
+  /** The authorization layer; routes use the request's `scope`, the agent API and the gateway `as(actor)`. */
+  store: Store;
   log: Logger;
   metrics: Metrics;
   /** The one way to reach a box (BERTH_BOX_PATHS order): the relay, the preview proxy, health checks. */

@@ -64,8 +64,8 @@ describe("route coverage", async () => {
 describe("ownership (IDOR)", async () => {
   const cp = await startTestControlPlane();
   const { db } = cp.deps.database;
-  const alice = await upsertUser(db, "user_alice");
-  const bob = await upsertUser(db, "user_bob");
+  const alice = await upsertUser(cp.deps.store, "user_alice");
+  const bob = await upsertUser(cp.deps.store, "user_bob");
   const alices = await insertWorkspace(db, alice.userId, { name: "alice" });
   const sessionAs = async (userId: string) =>
     `berth_session=${await cp.deps.authenticator.sessionFor({ userId, externalId: "", isAdmin: false })}`;

@@ -13,11 +13,14 @@ import {
   type OperatorDeps,
   repairStack,
 } from "../domain/operators/stacks.ts";
+import { type Config, ConfigError, ENV_DOCS, loadConfig } from "../platform/config.ts";
 import { DomainError } from "../platform/errors.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { SecretBox } from "../platform/secret-box.ts";
+import { SYSTEM } from "../store/actors.ts";
+import { ClusterBusyError } from "../store/embedded.ts";
 import { runMigrations } from "../store/migrate.ts";
-import { type Config, ConfigError, ENV_DOCS, loadConfig } from "./config.ts";
+import { Store } from "../store/store.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
@@ -88,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
 
   if (command === "migrate") {
-    const { database, stopEmbedded } = await openDatabase(config, log);
+    const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
     try {
       await runMigrations(database);
       log.info("migrations applied");
@@ -129,15 +132,16 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
     process.stderr.write(`berth: the transition must be 'start' or 'stop', not '${transition}'\n`);
     return 2;
   }
-  const { database, stopEmbedded } = await openDatabase(config, log);
+  const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
   try {
     await runMigrations(database);
+    const secretBox = config.secretKeys
+      ? SecretBox.fromSpec(config.secretKeys)
+      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
+    // The command line is the operator itself (`system:operator`, on no one's behalf).
     const deps: OperatorDeps = {
-      database,
+      scope: new Store(database, { secretBox }).as(SYSTEM.operator),
       driver: await createDriver(config, log),
-      secretBox: config.secretKeys
-        ? SecretBox.fromSpec(config.secretKeys)
-        : SecretBox.fromFile(join(config.dataDir, "secret-keys")),
       controlPlaneUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     };
     const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -158,10 +162,10 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
         out(formatStackDiff(await diffStack(deps, id!, transition as "start" | "stop" | undefined)));
         break;
       case "repair":
-        out(`repaired; workspace is now ${(await repairStack(deps, id!, null)).state}`);
+        out(`repaired; workspace is now ${(await repairStack(deps, id!)).state}`);
         break;
       case "forget": {
-        const { leaked } = await forgetStack(deps, id!, null);
+        const { leaked } = await forgetStack(deps, id!);
         out(
           leaked.length
             ? `forgotten. These cloud resources still exist; delete them by hand:\n  ${leaked.join("\n  ")}`
@@ -183,11 +187,26 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
   }
 }
 
+/** Failures a user causes and can fix: one line saying what to do, no stack trace. */
+function expectedFailure(err: unknown): string | null {
+  if (err instanceof ConfigError) return `invalid configuration: ${err.message}`;
+  if (err instanceof ClusterBusyError)
+    return `${err.message}; stop it first, or point BERTH_DATA_DIR at another directory`;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code === "EADDRINUSE")
+    return `${e.address ?? "the address"}:${e.port ?? "?"} is already in use (another berth?); stop that process or set BERTH_PORT`;
+  if (e?.code === "EADDRNOTAVAIL")
+    return `cannot listen on ${e.address}: no such address here; check BERTH_HOST`;
+  return null;
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof ConfigError) process.stderr.write(`berth: invalid configuration: ${err.message}\n`);
-    else process.stderr.write(`berth: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    const expected = expectedFailure(err);
+    process.stderr.write(
+      `berth: ${expected ?? (err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`,
+    );
     process.exit(err instanceof ConfigError ? 2 : 1);
   },
 );

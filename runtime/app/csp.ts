@@ -5,7 +5,7 @@
  * and connect-src, Cloudflare's bot protection in script-src and frame-src, img.clerk.com in img-src,
  * `worker-src 'self' blob:`, and `'unsafe-inline'` styles (already in helmet's default style-src).
  */
-import type { AuthConfig } from "./config.ts";
+import type { AuthConfig } from "../platform/config.ts";
 
 const CLOUDFLARE_CHALLENGES = "https://challenges.cloudflare.com";
 const CLERK_IMAGES = "https://img.clerk.com";

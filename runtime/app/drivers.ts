@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
+import { type Config, ConfigError } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
-import { type Config, ConfigError } from "./config.ts";
 
 export const AGENT_ENTRY = fileURLToPath(new URL("../../box/main.ts", import.meta.url));
 

@@ -14,6 +14,7 @@ import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
+import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
@@ -21,7 +22,6 @@ import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
 import { requestContext } from "../platform/request-context.ts";
-import { OwnerScope } from "../store/scope.ts";
 import { cspDirectives } from "./csp.ts";
 
 export const BODY_LIMIT = "256kb";
@@ -31,7 +31,7 @@ export interface BuiltApp {
   app: Koa<AppState>;
   /** Routes reachable without signing in. Exposed so a test can hold it to an explicit list. */
   publicRouter: Router<AppState>;
-  /** Routes behind authentication and the authorization scope. */
+  /** Routes behind authentication; each request reads and writes through the store as its user. */
   apiRouter: Router<AppState>;
   /** The box agents' API, authenticated by agent token. */
   agentRouter: Router;
@@ -51,6 +51,9 @@ function routeLabel(ctx: object): string {
     .find((layer) => layer.methods.length > 0)?.path;
   return typeof route === "string" ? route : "unmatched";
 }
+
+/** A request slower than this is logged at info, like a server error; the rest at debug. */
+const SLOW_REQUEST_MS = 1_000;
 
 export function buildApp(deps: AppDeps): BuiltApp {
   const app = new Koa<AppState>({ proxy: false });
@@ -72,10 +75,10 @@ export function buildApp(deps: AppDeps): BuiltApp {
     } finally {
       const route = routeLabel(ctx);
       end({ method: ctx.method, route, status: String(ctx.status) });
-      deps.log.info(
-        { method: ctx.method, route, status: ctx.status, ms: Math.round(performance.now() - started) },
-        "request",
-      );
+      const ms = Math.round(performance.now() - started);
+      // The web client polls every few seconds: routine requests would bury everything else at info.
+      const level = ctx.status >= 500 || ms >= SLOW_REQUEST_MS ? "info" : "debug";
+      deps.log[level]({ method: ctx.method, route, status: ctx.status, ms }, "request");
     }
   });
 
@@ -101,17 +104,18 @@ export function buildApp(deps: AppDeps): BuiltApp {
   const apiRouter = new Router<AppState>();
   apiRouter.use(deps.authenticator.middleware());
   apiRouter.use(async (ctx, next) => {
-    ctx.state.scope = new OwnerScope(deps.database.db, ctx.state.actor);
+    ctx.state.scope = deps.store.as(ctx.state.actor);
     await next();
   });
-  meRoutes(apiRouter, deps);
+  meRoutes(apiRouter);
   workspaceRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);
-  sessionRoutes(apiRouter, deps);
+  sessionRoutes(apiRouter);
   terminalRoutes(apiRouter, deps);
   notificationRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
+  overviewRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

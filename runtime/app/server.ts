@@ -11,32 +11,42 @@ import type { AppDeps } from "../api/context.ts";
 import { addressPolicy } from "../boxnet/address-policy.ts";
 import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
-import { type Actor, LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
 import { WorkspaceService } from "../domain/workspaces/service.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
+import type { Config } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { createMetrics } from "../platform/metrics.ts";
-import { createLimiter } from "../platform/rate-limit.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { UpgradeDispatcher } from "../platform/upgrade-dispatcher.ts";
+import type { UserActor } from "../store/actors.ts";
 import { connectDatabase, type Database } from "../store/client.ts";
 import { startEmbeddedPostgres } from "../store/embedded.ts";
 import { PgListener } from "../store/listener.ts";
 import { runMigrations } from "../store/migrate.ts";
+import { Store } from "../store/store.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
 import { Reconciler } from "../workers/reconciler.ts";
 import { startSchedules } from "../workers/schedules.ts";
-import type { Config } from "./config.ts";
 import { createDriver } from "./drivers.ts";
 import { buildApp } from "./http-app.ts";
+
+/**
+ * The control plane's parts. The composition root also keeps the database itself (for migrations,
+ * shutdown, and tests that arrange rows); nothing it hands to the layers below carries it: they reach
+ * the data through `store`, the authorization layer.
+ */
+export interface ControlPlaneDeps extends AppDeps {
+  database: Database;
+}
 
 export interface ControlPlane {
   url: string;
   server: Server;
-  deps: AppDeps;
+  deps: ControlPlaneDeps;
   upgrades: UpgradeDispatcher;
   worker: BuildWorker | null;
   reconciler: Reconciler;
@@ -63,20 +73,20 @@ export interface StartOptions {
   health?: Partial<HealthOptions>;
   /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
   terminal?: Partial<TerminalGatewayOptions>;
-  worker?: Partial<
-    Omit<BuildWorkerOptions, "database" | "listener" | "driver" | "secretBox" | "log" | "metrics">
-  >;
+  worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
 export async function openDatabase(
   config: Config,
   log: Logger,
+  options: { joinRunning?: boolean } = {},
 ): Promise<{ database: Database; stopEmbedded?: () => Promise<void> }> {
   if (config.databaseUrl) return { database: connectDatabase(config.databaseUrl) };
   log.info({ dir: join(config.dataDir, "postgres") }, "starting embedded Postgres");
   const embedded = await startEmbeddedPostgres(join(config.dataDir, "postgres"), {
     onLog: (line) => log.debug({ postgres: line.trim() }, "postgres"),
+    joinRunning: options.joinRunning,
   });
   return { database: connectDatabase(embedded.url), stopEmbedded: embedded.stop };
 }
@@ -102,10 +112,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       ? SecretBox.fromSpec(config.secretKeys)
       : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
 
-    let localOwner: Actor | null = null;
+    const store = new Store(database, { secretBox });
+
+    let localOwner: UserActor | null = null;
     let localToken: string | null = null;
     if (config.auth.mode === "local") {
-      localOwner = await upsertUser(database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+      localOwner = await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
       localToken = config.auth.localToken ?? randomBytes(32).toString("base64url");
     }
 
@@ -125,7 +137,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     });
     cleanup.push(async () => upstream.close());
     const terminal = new TerminalGateway({
-      database,
+      store,
       secretBox,
       log,
       registry: metrics.registry,
@@ -136,26 +148,25 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       options: options.terminal,
     });
     const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
-    const deps: AppDeps = {
+    const deps: ControlPlaneDeps = {
       config,
       database,
+      store,
       log,
       metrics,
       upstream,
       authenticator: new Authenticator({
-        db: database.db,
+        store,
         auth: config.auth,
         sessions: new SessionTokens(secretBox.deriveKey("web-session")),
         localOwner,
         localToken,
       }),
-      limiters: { login: createLimiter(database.pool, { name: "login", ...rule }) },
+      limiters: { login: store.rateLimiter({ name: "login", ...rule }) },
       listener,
       secretBox,
       driver,
       workspaces: new WorkspaceService({
-        database,
-        secretBox,
         driverName: driver.name,
         defaults: config.workspaceDefaults,
       }),
@@ -163,8 +174,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
       terminal,
       tailnetClaims: new TailnetClaims({
-        database,
-        secretBox,
+        store,
         log,
         allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
       }),
@@ -201,10 +211,9 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     let worker: BuildWorker | null = null;
     if (options.runBuilds !== false) {
       worker = new BuildWorker({
-        database,
+        store,
         listener,
         driver,
-        secretBox,
         log,
         metrics,
         controlPlaneUrl: publicUrl,
@@ -216,12 +225,11 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       cleanup.push(() => w.stop());
     }
 
-    const reconciler = new Reconciler({ database, driver, metrics, log });
+    const reconciler = new Reconciler({ store, driver, metrics, log });
     const heartbeatSeconds = options.agentHeartbeatSeconds ?? 10;
     const health = new HealthProber({
-      database,
+      store,
       upstream,
-      secretBox,
       metrics,
       log,
       // Three missed heartbeats, and never less than half a minute.

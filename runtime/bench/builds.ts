@@ -13,8 +13,9 @@ async function run(pgs: BenchPostgres, label: string, replicas: number, concurre
   const url = await pgs.database(`builds_${replicas}x${concurrency}`);
   // The first control plane only enqueues; the workers start after, so all builds wait in the queue.
   const api = await benchControlPlane(url, new ScriptedDriver(), {}, { runBuilds: false });
-  const owner = await upsertUser(api.deps.database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-  for (let i = 0; i < BUILDS; i++) await api.deps.workspaces.create(owner, { name: `w${i}` });
+  const owner = await upsertUser(api.deps.store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+  const scope = api.deps.store.as(owner);
+  for (let i = 0; i < BUILDS; i++) await api.deps.workspaces.create(scope, { name: `w${i}` });
   const started = performance.now();
   const workers = await Promise.all(
     Array.from({ length: replicas }, () =>

@@ -60,7 +60,9 @@ export async function benchLocalBox(pgs: BenchPostgres): Promise<void> {
     { agentHeartbeatSeconds: 1 },
   );
   try {
-    const owner = await upsertUser(cp.deps.database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+    const owner = cp.deps.store.as(
+      await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true }),
+    );
     const { pool } = cp.deps.database;
     const full: number[] = [];
     const bare: number[] = [];

@@ -10,7 +10,10 @@ import { request } from "node:http";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
+import { SecretBox } from "../platform/secret-box.ts";
 import { connectDatabase } from "../store/client.ts";
+import { Store } from "../store/store.ts";
+import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
 import type { BenchPostgres } from "./harness.ts";
 import { fmt, startNginxProxy, table } from "./harness.ts";
@@ -77,7 +80,8 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
   const nginx = await startNginxProxy(dev.port);
   try {
     const { pool } = database;
-    await upsertUser(database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+    const store = new Store(database, { secretBox: SecretBox.fromSpec(TEST_SECRET_KEYS) });
+    await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
     const owner = await pool.query("SELECT id FROM users LIMIT 1");
     const ws = await pool.query(
       `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)

@@ -35,9 +35,9 @@ export async function benchReconciler(pgs: BenchPostgres): Promise<void> {
   const url = await pgs.database("reconciler");
   const driver = new ScriptedDriver();
   const cp = await benchControlPlane(url, driver, {}, { runBuilds: false });
-  const owner = await upsertUser(cp.deps.database.db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+  const owner = await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
   const reconciler = new Reconciler({
-    database: cp.deps.database,
+    store: cp.deps.store,
     driver,
     metrics: createMetrics(),
     log: createLogger("silent"),

@@ -25,11 +25,12 @@ import {
 } from "../../box/terminal/protocol.ts";
 import type { WorkspaceSpec } from "../../stacks/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
-import { readWorkspaceSecret, storeWorkspaceSecrets } from "../domain/workspaces/secrets.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "../gateway/terminal/gateway.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { connectDatabase } from "../store/client.ts";
 import { sessions, workspaceInstances, workspaces } from "../store/schema.ts";
+import { readWorkspaceSecret, storeWorkspaceSecrets } from "../store/secrets.ts";
+import { Store } from "../store/store.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { mintTerminalToken } from "../test/terminal.ts";
 import { spawnBlastEndpoint } from "./blast-endpoint.ts";
@@ -164,7 +165,9 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   let blastPipe: BenchChild<{ port: number }> | null = null;
   try {
     const { db, pool } = database;
-    const owner = await upsertUser(db, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+    const owner = await upsertUser(new Store(database, { secretBox }), LOCAL_OWNER_EXTERNAL_ID, {
+      isAdmin: true,
+    });
     const created = await fetch(`${cpUrl}/api/v1/workspaces`, {
       method: "POST",
       headers: { authorization: `Bearer ${BENCH_TOKEN}`, "content-type": "application/json" },

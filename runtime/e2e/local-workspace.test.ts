@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { TtydClient } from "../../box/terminal/client.ts";
 import { isAlive } from "../../stacks/local/process.ts";
-import { readWorkspaceSecret } from "../domain/workspaces/secrets.ts";
+import { readWorkspaceSecret } from "../store/secrets.ts";
 import { json } from "../test/control-plane.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
@@ -166,11 +166,40 @@ describe("a local workspace, end to end", async () => {
         1,
       20_000,
     );
-    await new Promise((r) => setTimeout(r, 4_000)); // longer than the agent's hold window for terminal signals
-    const rows = await pool.query("SELECT kind, title FROM notifications WHERE workspace_id = $1", [
-      workspaceId,
+    // Had the agent kept the duplicate, it would be held for a while and then sent; instead of waiting that
+    // out, send a later terminal signal that is sure to arrive. The duplicate is in main's capture before
+    // the marker is printed, the agent reads each capture in order and holds every terminal signal equally
+    // long, and the control plane applies the agent's events in order: once the marker's row is there, a
+    // kept duplicate's would be too.
+    const logs = join(cp.workspacesRoot, workspaceId, "volume/system/logs/sessions");
+    await waitFor("the OSC 9 in main's capture", () =>
+      readFileSync(join(logs, "main.log"), "latin1").includes("\x1b]9;Claude needs your permission\x07"),
+    );
+    execFileSync("tmux", [
+      "-S",
+      agent.tmuxSocket,
+      "send-keys",
+      "-t",
+      "=second:0.0",
+      "printf '\\033]9;marker from second\\007'",
+      "Enter",
     ]);
-    expect(rows.rows).toEqual([{ kind: "permission_prompt", title: "Claude needs your permission" }]);
+    const rows = await waitFor(
+      "the marker's notification",
+      async () => {
+        const { rows } = await pool.query(
+          `SELECT n.kind, n.title, s.name AS session FROM notifications n
+           LEFT JOIN sessions s ON s.id = n.session_id WHERE n.workspace_id = $1 ORDER BY n.created_at`,
+          [workspaceId],
+        );
+        return rows.some((r) => r.session === "second") && rows;
+      },
+      20_000,
+    );
+    expect(rows).toEqual([
+      { kind: "permission_prompt", title: "Claude needs your permission", session: "main" },
+      { kind: "osc", title: "marker from second", session: "second" },
+    ]);
   });
 
   it("hibernates: the agent stops and the files stay", async () => {

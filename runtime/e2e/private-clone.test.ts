@@ -71,7 +71,9 @@ describe.skipIf(!asRoot)("a clone inside a private (0700) directory, as root", (
     // npm waits for the server, then ends itself with the signal it got (what a shell expects).
     expect(["SIGINT", "exit 0"]).toContain(await exited);
     const cluster = privateClusterDir(join(clone, ".berth", "postgres"));
-    expect(existsSync(join(cluster, "data", "PG_VERSION")), "cluster kept outside the private dir").toBe(true);
+    expect(existsSync(join(cluster, "data", "PG_VERSION")), "cluster kept outside the private dir").toBe(
+      true,
+    );
     expect(existsSync(join(cluster, "data", "postmaster.pid")), "Postgres still running").toBe(false);
     const problems = output.split("\n").filter((line) => /"level":(4|5|6)0|EACCES|Error:/.test(line));
     expect(problems, output).toEqual([]);

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PulumiDriver } from "../../stacks/pulumi/driver.ts";
 import { FakePulumi, type FakeResponse } from "../../stacks/pulumi/test/fake-cli.ts";
 import { markAgentReady } from "../domain/agents/readiness.ts";
+import { agentActor } from "../store/actors.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
@@ -30,7 +31,7 @@ describe("workspace lifecycle on the Pulumi driver", async () => {
   afterAll(() => fake.dispose());
   const driver = new PulumiDriver(await fake.driverOptions({ imageSelector: "berth-role=workspace" }));
   const cp = await startTestControlPlane({}, { driver });
-  const { pool, db } = cp.deps.database;
+  const { pool } = cp.deps.database;
   const token = cp.localToken;
   const state = async (id: string) =>
     (await pool.query("SELECT state FROM workspaces WHERE id = $1", [id])).rows[0].state;
@@ -51,7 +52,7 @@ describe("workspace lifecycle on the Pulumi driver", async () => {
       "SELECT id FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
       [id],
     );
-    await markAgentReady(db, cp.deps.metrics, rows[0].id);
+    await markAgentReady(cp.deps.store.as(agentActor({ id: rows[0].id, workspaceId: id })), cp.deps.metrics);
   };
 
   it("creates, hibernates, wakes and destroys through pulumi up/destroy", async () => {
@@ -110,14 +111,13 @@ describe("workspace lifecycle on the Pulumi driver", async () => {
     fake.script({ responses: { preview: { events: [] } } });
     const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
     const id: string = created.workspace.id;
-    await waitFor(
-      "build finished",
-      async () =>
-        (await pool.query("SELECT status FROM workspace_builds WHERE workspace_id = $1", [id])).rows[0]
-          .status !== "running" &&
-        (await pool.query("SELECT status FROM workspace_builds WHERE workspace_id = $1", [id])).rows[0]
-          .status !== "pending",
-    );
+    // One read of the build's status: two separate reads could see `pending` and then `running`, and let
+    // the diff run before the build has created the stack.
+    await waitFor("the create build to finish", async () => {
+      const { rows } = await pool.query("SELECT status FROM workspace_builds WHERE workspace_id = $1", [id]);
+      return rows.length > 0 && rows.every((r) => r.status !== "pending" && r.status !== "running");
+    });
+    expect(fake.hasStack(`ws-${id}`)).toBe(true);
     // A stack still held by the build's last CLI call answers 409 (stack busy); an operator retries.
     const res = await waitFor("the diff", async () => {
       const r = await cp.api(`/api/v1/admin/workspaces/${id}/diff?transition=stop`, { token });

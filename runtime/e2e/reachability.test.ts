@@ -20,7 +20,7 @@ import { TtydClient } from "../../box/terminal/client.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
 import { BoxUnreachableError } from "../boxnet/path-resolver.ts";
-import { readWorkspaceSecret, storeWorkspaceSecrets } from "../domain/workspaces/secrets.ts";
+import { readWorkspaceSecret, storeWorkspaceSecrets } from "../store/secrets.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { TcpLink } from "../test/link.ts";
 import { killLocalBoxes } from "../test/local-control-plane.ts";
@@ -30,7 +30,8 @@ import { HealthProber } from "../workers/health-prober.ts";
 const PUBLIC = "127.0.0.1";
 const TAILNET = "127.0.0.2";
 const BOX = "127.0.0.3";
-const TTL_MS = 3_000;
+/** Longer than any test here: a remembered path comes back to the primary by a re-probe, never by expiry. */
+const TTL_MS = 10 * 60_000;
 const FAIL_AFTER = 3;
 const RECOVER_AFTER = 2;
 
@@ -234,10 +235,9 @@ describe("box reachability in local mode: public first, tailnet fallback, health
 
   it("returns to the primary within the TTL once it answers", async () => {
     await publicLink.open();
-    const opened = Date.now();
-    await waitFor("the primary path", () => upstream.currentPath(instance.id) === "public", TTL_MS);
-    const elapsed = Date.now() - opened;
-    expect(elapsed).toBeLessThan(TTL_MS);
+    // Within the TTL: a path the TTL had forgotten would read null, and nothing here connects meanwhile to
+    // pick the primary again; "public" can only come from a re-probe while the tailnet path was remembered.
+    await waitFor("the primary path", () => upstream.currentPath(instance.id) === "public");
     const before = tailnetLink.connections;
     expect(await terminal("primary")).toBe("public");
     const report = await cp.health.probeAll();
@@ -343,18 +343,17 @@ describe("box reachability in local mode: public first, tailnet fallback, health
 
   it("ends a run that is still spreading its probes when the control plane stops", async () => {
     const prober = new HealthProber({
-      database: cp.deps.database,
+      store: cp.deps.store,
       upstream,
-      secretBox: cp.deps.secretBox,
       metrics: cp.deps.metrics,
       log: cp.deps.log,
       options: { spreadMs: 120_000 },
     });
     const run = prober.probeAll();
     prober.stop();
+    // The run would take spreadMs (beyond the test's timeout) had stop() not ended it; no box was probed.
     const report = await run;
     expect(report.boxes).toEqual([]);
-    expect(report.ms).toBeLessThan(5_000);
     expect((await prober.probeAll()).skipped).toBe(true);
   });
 });

@@ -12,9 +12,11 @@ import { describe, expect, it } from "vitest";
 import { type TtydClient, TtydConnectError } from "../../box/terminal/client.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { defaultConnectUpstream } from "../gateway/terminal/gateway.ts";
+import { SYSTEM } from "../store/actors.ts";
+import { terminalTokens } from "../store/schema.ts";
 import { json } from "../test/control-plane.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
-import { connectThroughRelay, mintTerminalToken } from "../test/terminal.ts";
+import { afterEverySend, connectThroughRelay, mintTerminalToken } from "../test/terminal.ts";
 import { waitFor } from "../test/wait.ts";
 
 const ESCAPES =
@@ -132,12 +134,15 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
   const idle = () => waitFor("no relayed sockets", () => gateway.socketCount === 0, 10_000);
 
   it("mints a token bound to the session and records session.open in the audit log", async () => {
+    const before = Date.now();
     const minted = await mintTerminalToken(cp.url, sessionIds.main!, owner);
+    const after = Date.now();
     expect(minted.status).toBe(201);
     expect(minted.token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
-    const ttl = Date.parse(minted.expiresAt!) - Date.now();
-    expect(ttl).toBeGreaterThan(50_000);
-    expect(ttl).toBeLessThanOrEqual(61_000);
+    // A minute from when it was minted (in whole seconds), whenever during the request that was.
+    const expiresAt = Date.parse(minted.expiresAt!);
+    expect(expiresAt).toBeGreaterThanOrEqual(before - 1_000 + 60_000);
+    expect(expiresAt).toBeLessThanOrEqual(after + 60_000);
     expect(minted.body.protocols).toEqual(["tty", `berth.token.${minted.token}`]);
     const audit = await pool.query(
       "SELECT details FROM audit_log WHERE action = 'session.open' AND target_id = $1",
@@ -156,7 +161,7 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
       const { rows } = await pool.query("SELECT 1"); // keep the pool warm for the next assertions
       expect(rows).toHaveLength(1);
       const everything = Buffer.concat(client.messages.map((m) => m.body)).toString("latin1");
-      const credential = (await import("../domain/workspaces/secrets.ts")).readWorkspaceSecret;
+      const credential = (await import("../store/secrets.ts")).readWorkspaceSecret;
       const secret = (await credential(
         cp.deps.database.db,
         cp.deps.secretBox,
@@ -216,16 +221,12 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
       join(cp.workspacesRoot, workspaceId, "volume/user/projects"),
     );
     const client = await open("main", { size });
+    const relay = await waitFor("the relay", () => [...gateway.relays][0]);
     let maxBuffered = 0;
-    const sampler = setInterval(() => {
-      for (const relay of gateway.relays) maxBuffered = Math.max(maxBuffered, relay.buffered.client);
-    }, 5);
+    afterEverySend(relay.client, () => {
+      maxBuffered = Math.max(maxBuffered, relay.buffered.client);
+    });
     const pausesBefore = await metricValue("terminal_backpressure_pauses_total", 'paused="upstream"');
-    const rssBefore = process.memoryUsage().rss;
-    let rssPeak = rssBefore;
-    const rssSampler = setInterval(() => {
-      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
-    }, 20);
     const screen = new Terminal({ cols: size.columns, rows: size.rows, allowProposedApi: true });
     try {
       const done = `burst-done-${Date.now().toString(36)}`;
@@ -238,14 +239,13 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
       client.type("PS1='$ '; clear\r");
       await expectEcho(client, "burst-ready");
       const doneBytes = Buffer.from(`${done}-42`);
-      // The slow reader renders everything in a terminal emulator, as a browser would. It stalls for 4 s
-      // as the burst starts (a phone on a bad network), then after every 128 KiB it stops reading its
-      // socket for 100 ms (at most ~1.3 MB/s). A stall longer than the box endpoint's ping timeout (5-10 s)
-      // would cost the upstream connection, with ttyd as with the built-in server.
+      // The slow reader renders everything in a terminal emulator, as a browser would, and reads no more
+      // from its socket until the emulator has taken in the last message. It also stalls as the burst starts
+      // (a phone on a bad network), until it has fallen behind by more than the relay's high-water mark.
+      // (A stall longer than the box endpoint's ping timeout, 5-10 s, would cost the upstream connection,
+      // with ttyd as with the built-in server; this one lasts as long as tmux takes to draw that much.)
       const chunks: Buffer[] = [];
       let tail = Buffer.alloc(0);
-      let sinceNap = 0;
-      let napping = false;
       const finished = new Promise<void>((resolve, reject) => {
         client.closed.then((c) =>
           reject(new Error(`terminal closed during the burst: ${c.code} ${c.reason}`)),
@@ -254,28 +254,24 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
           if (data[0] !== 0x30) return;
           const body = data.subarray(1);
           chunks.push(body);
-          screen.write(body);
+          client.ws.pause();
+          screen.write(body, () => {
+            if (!stalled) client.ws.resume();
+          });
           if (Buffer.concat([tail, body]).includes(doneBytes)) resolve();
           tail = Buffer.from(body.subarray(Math.max(0, body.length - doneBytes.length)));
-          sinceNap += body.length;
-          if (sinceNap >= 128 * 1024 && !napping) {
-            sinceNap = 0;
-            napping = true;
-            client.ws.pause();
-            setTimeout(() => {
-              napping = false;
-              client.ws.resume();
-            }, 100);
-          }
         });
       });
-      client.type("sh burst.sh\r");
-      napping = true;
+      let stalled = true;
       client.ws.pause();
-      setTimeout(() => {
-        napping = false;
-        client.ws.resume();
-      }, 4_000);
+      client.type("sh burst.sh\r");
+      await waitFor(
+        "the client to fall behind",
+        () => relay.bytesDown - client.outputBytes > HIGH_WATER || relay.buffered.upstreamPaused,
+        30_000,
+      );
+      stalled = false;
+      client.ws.resume();
       await finished;
 
       // tmux renders a screen, not a stream: a client that falls behind gets the current screen redrawn
@@ -308,18 +304,16 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
         },
         10_000,
       );
-      // The relay never held much more than its high-water mark for this client. Whether its own
-      // backpressure had to engage depends on how much the kernel's socket buffers absorbed (loopback
-      // autotuning); relay.test.ts drives it deterministically with a box that never stops sending.
+      // The relay never held much more than its high-water mark for this client (sampled at every send, so
+      // this is its peak). Whether its own backpressure had to engage depends on how much the kernel's
+      // socket buffers absorbed (loopback autotuning) and how fast tmux draws; relay-scripted-box.test.ts
+      // drives it deterministically with a box that never stops sending. (Memory per socket: `npm run bench`.)
       const paused =
         (await metricValue("terminal_backpressure_pauses_total", 'paused="upstream"')) > pausesBefore;
       expect(maxBuffered).toBeLessThan(HIGH_WATER + 1024 * 1024);
       if (!paused) expect(maxBuffered).toBeLessThanOrEqual(HIGH_WATER);
-      expect(rssPeak - rssBefore).toBeLessThan(300 * 1024 * 1024);
       await expectEcho(client, "after-burst");
     } finally {
-      clearInterval(sampler);
-      clearInterval(rssSampler);
       client.ws.resume();
       await client.close();
       screen.dispose();
@@ -344,10 +338,10 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
     });
 
     it("refuses an expired token", async () => {
-      const { db } = cp.deps.database;
       const admin = await pool.query("SELECT created_by_id FROM sessions WHERE id = $1", [sessionIds.main]);
+      const creator = await cp.deps.store.as(SYSTEM.auth).users.find(admin.rows[0].created_by_id);
       const minted = await gateway.tokens.mint(
-        db,
+        cp.deps.store.as(creator!).terminalTokens,
         { userId: admin.rows[0].created_by_id, workspaceId, sessionId: sessionIds.main! },
         Date.now() - 5 * 60_000,
       );
@@ -378,15 +372,21 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
 
     it("refuses another user's session: 404 when minting, session gone on the socket", async () => {
       const { db } = cp.deps.database;
-      const bob = await upsertUser(db, "user_bob_relay");
+      const bob = await upsertUser(cp.deps.store, "user_bob_relay");
       const bobCookie = await cp.deps.authenticator.sessionFor(bob);
       const res = await fetch(`${cp.url}/api/v1/sessions/${sessionIds.main}/terminal-token`, {
         method: "POST",
         headers: { cookie: `berth_session=${bobCookie}` },
       });
       expect(res.status).toBe(404);
-      // Even a token recorded for Bob on Alice's session (which the API never issues) opens nothing.
-      const forged = await gateway.tokens.mint(db, {
+      // Even a token recorded for Bob on Alice's session (which the API never issues, and the authorization
+      // layer refuses to record, so it is written straight to the table) opens nothing.
+      const unchecked = {
+        record: async (row: typeof terminalTokens.$inferInsert) => {
+          await db.insert(terminalTokens).values(row);
+        },
+      };
+      const forged = await gateway.tokens.mint(unchecked, {
         userId: bob.userId,
         workspaceId,
         sessionId: sessionIds.main!,

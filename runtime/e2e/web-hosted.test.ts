@@ -31,7 +31,12 @@ describe.skipIf(!HAVE_CHROMIUM)("hosted-mode web sign-in in Chromium", async () 
     BERTH_AUTHORIZED_PARTIES: origin,
     BERTH_LOCAL_TOKEN: "",
   });
-  cp.driver.script("start", { kind: "succeed", steps: ["provision server", "attach volume"], delayMs: 300 });
+  cp.driver.script("start", { kind: "succeed", steps: ["provision server", "attach volume"] });
+  // The build is held running until the page has shown its first steps: they arrive live, over SSE.
+  let releaseBuild!: () => void;
+  cp.driver.gate = new Promise<void>((r) => {
+    releaseBuild = r;
+  });
 
   let browser: Browser;
   let page: Page;
@@ -78,8 +83,12 @@ describe.skipIf(!HAVE_CHROMIUM)("hosted-mode web sign-in in Chromium", async () 
     await page.getByRole("button", { name: "Create workspace" }).click();
     await expect
       .poll(() => page.locator(".build-log").textContent(), { timeout: 30_000 })
+      .toContain("provision server");
+    cp.driver.gate = null;
+    releaseBuild();
+    await expect
+      .poll(() => page.locator(".build-log").textContent(), { timeout: 30_000 })
       .toContain("succeeded");
-    expect(await page.locator(".build-log").textContent()).toContain("provision server");
 
     const create = requests.find(
       (r) => r.method() === "POST" && new URL(r.url()).pathname === "/api/v1/workspaces",

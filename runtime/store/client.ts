@@ -1,4 +1,5 @@
-import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
+import { drizzle, type NodePgDatabase, type NodePgQueryResultHKT } from "drizzle-orm/node-postgres";
+import type { PgDatabase } from "drizzle-orm/pg-core";
 import pg from "pg";
 import * as schema from "./schema.ts";
 
@@ -23,3 +24,9 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
   pool.on("error", () => {});
   return { url, pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }
+
+/**
+ * What store queries run on: the pool's drizzle instance or a transaction of it (both are a PgDatabase), so
+ * one area of the store serves both inside and outside a transaction.
+ */
+export type Executor = PgDatabase<NodePgQueryResultHKT, typeof schema>;

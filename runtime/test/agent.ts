@@ -3,6 +3,7 @@ import type { WorkspaceSpec } from "../../stacks/driver.ts";
 import type { ControlPlane } from "../app/server.ts";
 import { markAgentReady } from "../domain/agents/readiness.ts";
 import { hashAgentToken } from "../domain/workspaces/secrets.ts";
+import { agentActor } from "../store/actors.ts";
 import { workspaceInstances } from "../store/schema.ts";
 
 /** Plays a box agent checking in as ready, through the same code path the agent API uses. */
@@ -13,6 +14,6 @@ export function agentChecksIn(cp: ControlPlane) {
       .select()
       .from(workspaceInstances)
       .where(eq(workspaceInstances.agentTokenHash, hashAgentToken(spec.secrets.agentToken)));
-    if (instance) await markAgentReady(db, cp.deps.metrics, instance.id);
+    if (instance) await markAgentReady(cp.deps.store.as(agentActor(instance)), cp.deps.metrics);
   };
 }

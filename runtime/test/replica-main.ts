@@ -5,8 +5,8 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig } from "../app/config.ts";
 import { startControlPlane } from "../app/server.ts";
+import { loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import { TEST_SECRET_KEYS } from "./keys.ts";
 import { ScriptedDriver } from "./scripted-driver.ts";

@@ -1,7 +1,8 @@
 /**
  * A driver that replays scripted outcomes per transition, in the spirit of Coder's echo provisioner: succeed
- * with outputs, fail partway (leaving partial resources), or hang until cancelled. It keeps an in-memory
- * "cloud" so observe/observeAll and the reconciler have something real to compare against. Test-only.
+ * with outputs, fail partway (leaving partial resources), or hang until cancelled; `gate` holds every
+ * operation running until the test lets it go. It keeps an in-memory "cloud" so observe/observeAll and the
+ * reconciler have something real to compare against. Test-only.
  */
 import type {
   BuildLog,
@@ -16,7 +17,7 @@ import type {
 import { DriverError, OperationCanceledError } from "../../stacks/errors.ts";
 
 export type Outcome =
-  | { kind: "succeed"; publicIp?: string; delayMs?: number; steps?: string[] }
+  | { kind: "succeed"; publicIp?: string; steps?: string[] }
   | { kind: "fail"; message: string; retryable?: boolean; partial?: string[]; steps?: string[] }
   | { kind: "hang" };
 
@@ -37,6 +38,8 @@ export class ScriptedDriver implements WorkspaceDriver {
   observeAllCalls = 0;
   /** Runs after a successful start, e.g. to play the agent checking in. */
   afterStart: ((spec: WorkspaceSpec) => Promise<void> | void) | null = null;
+  /** While set, every operation waits for it after its steps (a test holds a build running, then lets go). */
+  gate: Promise<unknown> | null = null;
   readonly #scripts = new Map<Op, Outcome[]>();
   readonly #inFlight = new Map<WorkspaceId, number>();
   #nextIp = 10;
@@ -130,7 +133,7 @@ export class ScriptedDriver implements WorkspaceDriver {
           });
         });
       }
-      if (outcome.kind === "succeed" && outcome.delayMs) await delay(outcome.delayMs, signal);
+      if (this.gate) await untilSettled(this.gate, signal);
       if (outcome.kind === "fail") {
         if (outcome.partial) {
           this.world.set(spec.workspaceId, {
@@ -149,16 +152,10 @@ export class ScriptedDriver implements WorkspaceDriver {
   }
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
+function untilSettled(gate: Promise<unknown>, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(t);
-        reject(new OperationCanceledError("canceled"));
-      },
-      { once: true },
-    );
+    if (signal.aborted) return reject(new OperationCanceledError("canceled"));
+    signal.addEventListener("abort", () => reject(new OperationCanceledError("canceled")), { once: true });
+    gate.then(() => resolve(), reject);
   });
 }

@@ -10,30 +10,28 @@
  * - Cancel: `cancel_requested_at` plus a NOTIFY; the running worker aborts the driver's AbortSignal.
  */
 import { hostname } from "node:os";
-import { and, eq, isNull } from "drizzle-orm";
-import type pg from "pg";
 import type { WorkspaceDriver, WorkspaceOutputs } from "../../stacks/driver.ts";
 import { OperationCanceledError } from "../../stacks/errors.ts";
 import { DbBuildLog } from "../domain/builds/build-log.ts";
 import { workspaceSpec } from "../domain/builds/spec.ts";
-import { generateAgentToken, hashAgentToken, storeWorkspaceSecrets } from "../domain/workspaces/secrets.ts";
-import { BUILD_QUEUED_CHANNEL, type BuildRow } from "../domain/workspaces/service.ts";
+import { generateAgentToken, hashAgentToken } from "../domain/workspaces/secrets.ts";
 import { stateAfterBuild } from "../domain/workspaces/state-machine.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
-import type { SecretBox } from "../platform/secret-box.ts";
-import type { Database } from "../store/client.ts";
+import { SYSTEM } from "../store/actors.ts";
+import type { WorkspaceLock } from "../store/build-queue.ts";
+import { BUILD_CANCEL_CHANNEL, BUILD_QUEUED_CHANNEL } from "../store/channels.ts";
 import type { PgListener } from "../store/listener.ts";
-import { workspaceBuilds, workspaceInstances, workspaces, workspaceVolumes } from "../store/schema.ts";
+import type { BuildRow } from "../store/rows.ts";
+import type { AuthorizedStore, Store } from "../store/store.ts";
 
-export const BUILD_CANCEL_CHANNEL = "berth_build_cancel";
 const SHUTDOWN = new Error("control plane shutting down");
 
 export interface BuildWorkerOptions {
-  database: Database;
+  /** The worker acts as `system:builds`. */
+  store: Store;
   listener: PgListener;
   driver: WorkspaceDriver;
-  secretBox: SecretBox;
   log: Logger;
   metrics: Metrics;
   controlPlaneUrl: string;
@@ -47,10 +45,9 @@ export interface BuildWorkerOptions {
   backoffMs?: (attempt: number) => number;
 }
 
-const lockKey = (workspaceId: string) => `workspace:${workspaceId}`;
-
 export class BuildWorker {
   readonly #o: Required<Omit<BuildWorkerOptions, "workerId">> & { workerId: string };
+  readonly #builds: AuthorizedStore;
   readonly #running = new Map<string, AbortController>();
   #stopped = true;
   #wake: (() => void) | null = null;
@@ -68,6 +65,7 @@ export class BuildWorker {
       backoffMs: (attempt) => Math.min(60_000, 2_000 * 2 ** (attempt - 1)),
       ...options,
     };
+    this.#builds = options.store.as(SYSTEM.builds);
   }
 
   get workerId(): string {
@@ -111,7 +109,7 @@ export class BuildWorker {
           return null;
         });
         if (!claimed) break;
-        const p = this.#execute(claimed.build, claimed.client).finally(() => {
+        const p = this.#execute(claimed.build, claimed.lock).finally(() => {
           inflight.delete(p);
           this.#wake?.(); // a slot is free: claim the next build now rather than at the next poll
         });
@@ -128,66 +126,26 @@ export class BuildWorker {
     await Promise.all(inflight);
   }
 
-  async #claim(): Promise<{ build: BuildRow; client: pg.PoolClient } | null> {
-    const client = await this.#o.database.pool.connect();
-    let keep = false;
-    try {
-      await client.query("BEGIN");
-      const { rows } = await client.query<{ id: string; workspace_id: string }>(
-        `SELECT id, workspace_id FROM workspace_builds
-         WHERE status = 'pending' AND not_before <= now()
-         ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 8`,
-      );
-      for (const row of rows) {
-        const { rows: lock } = await client.query<{ ok: boolean }>(
-          "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
-          [lockKey(row.workspace_id)],
-        );
-        if (!lock[0]!.ok) continue;
-        const { rows: claimed } = await client.query(
-          `UPDATE workspace_builds
-           SET status = 'running', attempt = attempt + 1, worker_id = $2, heartbeat_at = now(),
-               started_at = coalesce(started_at, now())
-           WHERE id = $1 RETURNING id`,
-          [row.id, this.#o.workerId],
-        );
-        await client.query("COMMIT");
-        const [build] = await this.#o.database.db
-          .select()
-          .from(workspaceBuilds)
-          .where(eq(workspaceBuilds.id, claimed[0].id));
-        keep = true;
-        return { build: build!, client };
-      }
-      await client.query("ROLLBACK");
-      return null;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      if (!keep) client.release();
-    }
+  #claim(): Promise<{ build: BuildRow; lock: WorkspaceLock } | null> {
+    return this.#builds.buildQueue.claim(this.#o.workerId);
   }
 
-  async #execute(build: BuildRow, lockClient: pg.PoolClient): Promise<void> {
-    const { db, pool } = this.#o.database;
+  async #execute(build: BuildRow, lock: WorkspaceLock): Promise<void> {
+    const queue = this.#builds.buildQueue;
     const controller = new AbortController();
     this.#running.set(build.id, controller);
-    const log = await DbBuildLog.open(pool, build.id);
+    const log = await DbBuildLog.open(queue, build.id);
     const started = Date.now();
     this.#o.metrics.buildQueueWait.observe(
       { transition: build.transition },
       Math.max(0, (build.startedAt!.getTime() - build.createdAt.getTime()) / 1000),
     );
     const heartbeat = setInterval(() => {
-      pool
-        .query(
-          "UPDATE workspace_builds SET heartbeat_at = now() WHERE id = $1 AND worker_id = $2 RETURNING cancel_requested_at",
-          [build.id, this.#o.workerId],
-        )
-        .then(({ rows }) => {
+      queue
+        .heartbeat(build.id, this.#o.workerId)
+        .then(({ owned, cancel }) => {
           // The row is no longer ours (reaped), or a cancel arrived while NOTIFY was missed.
-          if (rows.length === 0 || rows[0].cancel_requested_at) controller.abort();
+          if (!owned || cancel) controller.abort();
         })
         .catch(() => {});
     }, this.#o.heartbeatMs);
@@ -203,11 +161,7 @@ export class BuildWorker {
         // Not the build's fault: hand it, attempt unspent, to whichever replica claims it next.
         log.line("warn", "this control plane is shutting down; the build will resume elsewhere");
         await log.flush().catch(() => {});
-        await pool.query(
-          `UPDATE workspace_builds SET status = 'pending', worker_id = NULL, attempt = attempt - 1, not_before = now()
-           WHERE id = $1 AND worker_id = $2 AND status = 'running'`,
-          [build.id, this.#o.workerId],
-        );
+        await queue.handBack(build.id, this.#o.workerId);
         return;
       }
       const canceled = controller.signal.aborted || err instanceof OperationCanceledError;
@@ -216,12 +170,7 @@ export class BuildWorker {
         const delay = this.#o.backoffMs(build.attempt);
         log.line("warn", `${message}; retrying in ${Math.round(delay / 1000)}s`);
         await log.flush().catch(() => {});
-        await pool.query(
-          `UPDATE workspace_builds SET status = 'pending', worker_id = NULL, error = $3,
-             not_before = now() + ($4::int * interval '1 millisecond')
-           WHERE id = $1 AND worker_id = $2 AND status = 'running'`,
-          [build.id, this.#o.workerId, message, delay],
-        );
+        await queue.retryLater(build.id, this.#o.workerId, message, delay);
       } else {
         log.line("error", canceled ? `canceled: ${message}` : message);
         await log.flush().catch(() => {});
@@ -230,48 +179,26 @@ export class BuildWorker {
     } finally {
       clearInterval(heartbeat);
       this.#running.delete(build.id);
-      const status = await db
-        .select({ status: workspaceBuilds.status })
-        .from(workspaceBuilds)
-        .where(eq(workspaceBuilds.id, build.id));
-      const final = status[0]?.status;
+      const final = await queue.status(build.id);
       if (final && final !== "pending" && final !== "running") {
         this.#o.metrics.buildDuration.observe(
           { transition: build.transition, status: final },
           (Date.now() - started) / 1000,
         );
       }
-      await lockClient
-        .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(build.workspaceId)])
-        .catch(() => {});
-      lockClient.release();
+      await lock.release();
     }
   }
 
   /** Calls the driver. For a start, first opens the instance row with a fresh agent token's hash. */
   async #drive(build: BuildRow, log: DbBuildLog, signal: AbortSignal): Promise<WorkspaceOutputs | null> {
-    const { db } = this.#o.database;
-    const [workspace] = await db.select().from(workspaces).where(eq(workspaces.id, build.workspaceId));
-    if (!workspace) throw new Error(`workspace ${build.workspaceId} vanished`);
+    const workspace = await this.#builds.buildQueue.workspaceOf(build);
     const agentToken = generateAgentToken();
-    const spec = await workspaceSpec(db, this.#o.secretBox, workspace, this.#o.controlPlaneUrl, agentToken);
+    const spec = await workspaceSpec(this.#builds.secrets, workspace, this.#o.controlPlaneUrl, agentToken);
     const driver = this.#o.driver;
     switch (build.transition) {
       case "start": {
-        await db.transaction(async (tx) => {
-          // A previous failed start may have left an instance open: its VM, if any, is being replaced.
-          await tx
-            .update(workspaceInstances)
-            .set({ stoppedAt: new Date(), agentLifecycle: "off" })
-            .where(
-              and(eq(workspaceInstances.workspaceId, workspace.id), isNull(workspaceInstances.stoppedAt)),
-            );
-          await tx.insert(workspaceInstances).values({
-            workspaceId: workspace.id,
-            buildId: build.id,
-            agentTokenHash: hashAgentToken(agentToken),
-          });
-        });
+        await this.#builds.buildQueue.openInstance(build, hashAgentToken(agentToken));
         log.stage(`${driver.name}: start`);
         return driver.apply(spec, "start", log, signal);
       }
@@ -293,73 +220,11 @@ export class BuildWorker {
     outputs: WorkspaceOutputs | null,
     log: DbBuildLog,
   ): Promise<void> {
-    const { db } = this.#o.database;
-    const done = await db.transaction(async (tx) => {
-      const [updated] = await tx
-        .update(workspaceBuilds)
-        .set({ status, error, finishedAt: new Date(), heartbeatAt: new Date() })
-        .where(
-          and(
-            eq(workspaceBuilds.id, build.id),
-            eq(workspaceBuilds.workerId, this.#o.workerId),
-            eq(workspaceBuilds.status, "running"),
-          ),
-        )
-        .returning();
-      // Reaped while we worked: whoever took the row over records the outcome.
-      if (!updated) return false;
-      const now = new Date();
-      const [instance] = await tx
-        .select()
-        .from(workspaceInstances)
-        .where(
-          and(eq(workspaceInstances.workspaceId, build.workspaceId), isNull(workspaceInstances.stoppedAt)),
-        );
-      if (status === "succeeded" && build.transition === "start" && instance && outputs) {
-        await tx
-          .update(workspaceInstances)
-          .set({
-            publicIp: outputs.publicIp,
-            providerServerId: outputs.serverId,
-            terminalPort: outputs.terminalPort,
-          })
-          .where(eq(workspaceInstances.id, instance.id));
-      }
-      if (status === "succeeded" && build.transition !== "start" && instance) {
-        await tx
-          .update(workspaceInstances)
-          .set({ stoppedAt: now, agentLifecycle: "off" })
-          .where(eq(workspaceInstances.id, instance.id));
-      }
-      if (status === "succeeded" && outputs) {
-        await tx
-          .update(workspaceVolumes)
-          .set({ providerVolumeId: outputs.volumeId, device: outputs.volumeDevice })
-          .where(
-            and(eq(workspaceVolumes.workspaceId, build.workspaceId), isNull(workspaceVolumes.deletedAt)),
-          );
-        if (Object.keys(outputs.secretOutputs).length > 0) {
-          const prefixed = Object.fromEntries(
-            Object.entries(outputs.secretOutputs).map(([k, v]) => [`driver-${k}`.toLowerCase(), v]),
-          );
-          await storeWorkspaceSecrets(tx, this.#o.secretBox, build.workspaceId, prefixed);
-        }
-      }
-      if (status === "succeeded" && build.transition === "destroy") {
-        await tx
-          .update(workspaceVolumes)
-          .set({ deletedAt: now })
-          .where(
-            and(eq(workspaceVolumes.workspaceId, build.workspaceId), isNull(workspaceVolumes.deletedAt)),
-          );
-      }
-      const agentReady = Boolean(instance?.readyAt) && build.transition === "start";
-      const next = stateAfterBuild(build.transition, status, agentReady);
-      await tx
-        .update(workspaces)
-        .set({ state: next, stateChangedAt: now, ...(next === "destroyed" ? { destroyedAt: now } : {}) })
-        .where(eq(workspaces.id, build.workspaceId));
-      return true;
+    const done = await this.#builds.buildQueue.finish(build, this.#o.workerId, {
+      status,
+      error,
+      outputs,
+      stateAfter: (agentReady) => stateAfterBuild(build.transition, status, agentReady),
     });
     if (!done) return;
     log.stage(status === "succeeded" ? "done" : status);
@@ -378,80 +243,28 @@ export class BuildWorker {
    * but silent past `staleAfterMs`.
    */
   async reap(): Promise<void> {
-    const { pool } = this.#o.database;
-    const { rows } = await pool.query<{ id: string; workspace_id: string; attempt: number; stale: boolean }>(
-      `SELECT id, workspace_id, attempt, heartbeat_at < now() - ($1::int * interval '1 millisecond') AS stale
-       FROM workspace_builds WHERE status = 'running'`,
-      [this.#o.staleAfterMs],
-    );
-    for (const row of rows) {
+    const queue = this.#builds.buildQueue;
+    for (const row of await queue.running(this.#o.staleAfterMs)) {
       if (this.#running.has(row.id)) continue;
-      const client = await pool.connect();
-      try {
-        const { rows: lock } = await client.query<{ ok: boolean }>(
-          "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok",
-          [lockKey(row.workspace_id)],
-        );
-        const orphaned = lock[0]!.ok;
-        if (orphaned)
-          await client.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [
-            lockKey(row.workspace_id),
-          ]);
-        if (orphaned && row.attempt < this.#o.maxAttempts) {
-          const { rowCount } = await client.query(
-            `UPDATE workspace_builds SET status = 'pending', worker_id = NULL, not_before = now()
-             WHERE id = $1 AND status = 'running'`,
-            [row.id],
-          );
-          if (rowCount) {
-            const log = await DbBuildLog.open(pool, row.id);
-            log.line("warn", "the control plane running this build stopped; resuming on another");
-            await log.flush().catch(() => {});
-            this.#o.log.warn({ buildId: row.id }, "requeued an orphaned build");
-          }
-        } else if (orphaned || row.stale) {
-          await this.#failReaped(
-            client,
-            row.id,
-            row.workspace_id,
-            orphaned ? "worker died on its last attempt" : "build heartbeat stopped for too long",
-          );
+      const orphaned = await queue.isOrphaned(row.workspaceId);
+      if (orphaned && row.attempt < this.#o.maxAttempts) {
+        if (await queue.requeueOrphan(row.id)) {
+          const log = await DbBuildLog.open(queue, row.id);
+          log.line("warn", "the control plane running this build stopped; resuming on another");
+          await log.flush().catch(() => {});
+          this.#o.log.warn({ buildId: row.id }, "requeued an orphaned build");
         }
-      } finally {
-        client.release();
+      } else if (orphaned || row.stale) {
+        const reason = orphaned ? "worker died on its last attempt" : "build heartbeat stopped for too long";
+        const transition = await queue.failReaped(row.id, row.workspaceId, reason);
+        if (transition) {
+          this.#o.metrics.buildsTotal.inc({ transition, status: "failed" });
+          this.#o.metrics.transitionFailures.inc({ transition });
+          const log = await DbBuildLog.open(queue, row.id);
+          log.line("error", reason);
+          await log.flush().catch(() => {});
+        }
       }
-    }
-  }
-
-  async #failReaped(
-    client: pg.PoolClient,
-    buildId: string,
-    workspaceId: string,
-    reason: string,
-  ): Promise<void> {
-    await client.query("BEGIN");
-    try {
-      const { rows } = await client.query<{ transition: BuildRow["transition"] }>(
-        `UPDATE workspace_builds SET status = 'failed', error = $2, finished_at = now(), worker_id = NULL
-         WHERE id = $1 AND status = 'running' RETURNING transition`,
-        [buildId, reason],
-      );
-      if (rows[0]) {
-        await client.query("UPDATE workspaces SET state = 'failed', state_changed_at = now() WHERE id = $1", [
-          workspaceId,
-        ]);
-      }
-      await client.query("COMMIT");
-      if (rows[0]) {
-        this.#o.metrics.buildsTotal.inc({ transition: rows[0].transition, status: "failed" });
-        this.#o.metrics.transitionFailures.inc({ transition: rows[0].transition });
-        const log = await DbBuildLog.open(this.#o.database.pool, buildId);
-        log.line("error", reason);
-        await log.flush().catch(() => {});
-      }
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
     }
   }
 }

@@ -10,7 +10,6 @@
  * change and the counters are written in one transaction, conditional on the state they were computed from.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { PoolClient } from "pg";
 import {
   type CheckOutcome,
   describeFailure,
@@ -21,11 +20,11 @@ import {
 } from "../boxnet/health-rules.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { type ActiveOutcome, checkHandshake, checkHeartbeat, checkHttp } from "../boxnet/probes.ts";
-import { readWorkspaceSecret } from "../domain/workspaces/secrets.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
-import type { SecretBox } from "../platform/secret-box.ts";
-import type { Database } from "../store/client.ts";
+import { SYSTEM } from "../store/actors.ts";
+import type { HealthTarget } from "../store/health.ts";
+import type { AuthorizedStore, Store } from "../store/store.ts";
 
 export interface HealthOptions extends HealthThresholds {
   /** Boxes probed at once. */
@@ -64,22 +63,10 @@ export interface HealthRunReport {
   ms: number;
 }
 
-interface TargetRow {
-  workspace_id: string;
-  instance_id: string;
-  public_ip: string | null;
-  tailnet_ip: string | null;
-  terminal_port: number | null;
-  heartbeat_age_ms: string | null;
-}
-
-/** Arbitrary but fixed: the key of the advisory lock that serialises probe runs across replicas. */
-const RUN_LOCK = "hashtext('berth:health-probe')";
-
 export class HealthProber {
-  readonly #database: Database;
+  /** As `system:health`: it reads box addresses and terminal credentials, and records verdicts. */
+  readonly #store: AuthorizedStore;
   readonly #upstream: UpstreamResolver;
-  readonly #secretBox: SecretBox;
   readonly #metrics: Metrics;
   readonly #log: Logger;
   readonly #o: HealthOptions;
@@ -87,16 +74,14 @@ export class HealthProber {
   readonly #stopping = new AbortController();
 
   constructor(deps: {
-    database: Database;
+    store: Store;
     upstream: UpstreamResolver;
-    secretBox: SecretBox;
     metrics: Metrics;
     log: Logger;
     options?: Partial<HealthOptions>;
   }) {
-    this.#database = deps.database;
+    this.#store = deps.store.as(SYSTEM.health);
     this.#upstream = deps.upstream;
-    this.#secretBox = deps.secretBox;
     this.#metrics = deps.metrics;
     this.#log = deps.log;
     this.#o = { ...DEFAULT_HEALTH_OPTIONS, ...deps.options };
@@ -110,30 +95,14 @@ export class HealthProber {
   async probeAll(): Promise<HealthRunReport> {
     if (this.#stopping.signal.aborted) return { skipped: true, boxes: [], ms: 0 };
     const started = performance.now();
-    const lock = await this.#database.pool.connect();
-    try {
-      const { rows } = await lock.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${RUN_LOCK}) AS ok`);
-      if (!rows[0]?.ok) return { skipped: true, boxes: [], ms: performance.now() - started };
-      try {
-        const boxes = await this.#run();
-        this.#metrics.healthRunSeconds.observe((performance.now() - started) / 1000);
-        return { skipped: false, boxes, ms: performance.now() - started };
-      } finally {
-        await lock.query(`SELECT pg_advisory_unlock(${RUN_LOCK})`);
-      }
-    } finally {
-      lock.release();
-    }
+    const boxes = await this.#store.health.exclusiveRun(() => this.#run());
+    if (!boxes) return { skipped: true, boxes: [], ms: performance.now() - started };
+    this.#metrics.healthRunSeconds.observe((performance.now() - started) / 1000);
+    return { skipped: false, boxes, ms: performance.now() - started };
   }
 
   async #run(): Promise<BoxHealth[]> {
-    const { rows } = await this.#database.pool.query<TargetRow>(
-      `SELECT w.id AS workspace_id, i.id AS instance_id, i.public_ip, i.tailnet_ip, i.terminal_port,
-              (extract(epoch FROM now() - i.last_heartbeat_at) * 1000)::bigint AS heartbeat_age_ms
-       FROM workspaces w
-       JOIN workspace_instances i ON i.workspace_id = w.id AND i.stopped_at IS NULL
-       WHERE w.state IN ('ready', 'unhealthy')`,
-    );
+    const rows = await this.#store.health.targets();
     const runStart = Date.now();
     const queue = rows
       .map((row) => ({ row, at: runStart + Math.random() * this.#o.spreadMs }))
@@ -149,7 +118,7 @@ export class HealthProber {
           results.push(await this.#probeBox(next.row));
         } catch (err) {
           // A database hiccup for one box must not end the run for the others.
-          this.#log.error({ err, workspaceId: next.row.workspace_id }, "health probe failed to record");
+          this.#log.error({ err, workspaceId: next.row.workspaceId }, "health probe failed to record");
         }
       }
     };
@@ -157,21 +126,16 @@ export class HealthProber {
     return results;
   }
 
-  async #activeChecks(row: TargetRow): Promise<{ http: ActiveOutcome; handshake: ActiveOutcome }> {
+  async #activeChecks(row: HealthTarget): Promise<{ http: ActiveOutcome; handshake: ActiveOutcome }> {
     const none = (detail: string) => ({ http: { ok: false, detail }, handshake: { ok: false, detail } });
-    if (!row.terminal_port || (!row.public_ip && !row.tailnet_ip)) return none("no terminal address");
-    const credential = await readWorkspaceSecret(
-      this.#database.db,
-      this.#secretBox,
-      row.workspace_id,
-      "ttyd-credential",
-    );
+    if (!row.terminalPort || (!row.publicIp && !row.tailnetIp)) return none("no terminal address");
+    const credential = await this.#store.secrets.terminalCredential(row.workspaceId);
     if (!credential) return none("no terminal credential");
     const box = {
-      id: row.instance_id,
-      publicIp: row.public_ip,
-      tailnetIp: row.tailnet_ip,
-      terminalPort: row.terminal_port,
+      id: row.instanceId,
+      publicIp: row.publicIp,
+      tailnetIp: row.tailnetIp,
+      terminalPort: row.terminalPort,
     };
     const timed = async (name: "http" | "handshake", check: () => Promise<ActiveOutcome>) => {
       const t = performance.now();
@@ -192,9 +156,9 @@ export class HealthProber {
     return { http, handshake };
   }
 
-  async #probeBox(row: TargetRow): Promise<BoxHealth> {
+  async #probeBox(row: HealthTarget): Promise<BoxHealth> {
     const { http, handshake } = await this.#activeChecks(row);
-    const age = row.heartbeat_age_ms === null ? null : Number(row.heartbeat_age_ms);
+    const age = row.heartbeatAgeMs;
     const checks: Record<HealthCheckName, CheckOutcome> = {
       http: { ok: http.ok, detail: http.detail },
       handshake: { ok: handshake.ok, detail: handshake.detail },
@@ -205,90 +169,23 @@ export class HealthProber {
     const passed = checks.http.ok && checks.handshake.ok && checks.heartbeat.ok;
     const summary = describeFailure(checks);
     const path = http.path ?? handshake.path ?? null;
-    const transition = await this.#record(row, passed, { passed, path, summary, checks });
+    const transition = await this.#store.health.record(
+      row,
+      { passed, path, summary, checks },
+      (current, state) => nextHealth(current, passed, state, this.#o),
+    );
     if (transition) {
       this.#metrics.healthTransitions.inc({ to: transition });
       const log = transition === "unhealthy" ? this.#log.warn : this.#log.info;
-      log.call(this.#log, { workspaceId: row.workspace_id, summary }, `health: workspace ${transition}`);
+      log.call(this.#log, { workspaceId: row.workspaceId, summary }, `health: workspace ${transition}`);
     }
     return {
-      workspaceId: row.workspace_id,
-      instanceId: row.instance_id,
+      workspaceId: row.workspaceId,
+      instanceId: row.instanceId,
       passed,
       checks,
       transition,
       summary,
     };
-  }
-
-  /** Counters, last outcome and any state change, in one transaction; returns the change made. */
-  async #record(row: TargetRow, passed: boolean, last: object): Promise<HealthTransition> {
-    const client = await this.#database.pool.connect();
-    try {
-      await client.query("BEGIN");
-      const transition = await this.#recordIn(client, row, passed, last);
-      await client.query("COMMIT");
-      return transition;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
-  }
-
-  async #recordIn(client: PoolClient, row: TargetRow, passed: boolean, last: object) {
-    // Instance first, then workspace: the order the agent API's readiness update takes them in.
-    const { rows } = await client.query<{
-      health_failures: number;
-      health_successes: number;
-      marked: boolean;
-    }>(
-      `SELECT health_failures, health_successes, probe_unhealthy_since IS NOT NULL AS marked
-       FROM workspace_instances WHERE id = $1 AND stopped_at IS NULL FOR UPDATE`,
-      [row.instance_id],
-    );
-    const { rows: ws } = await client.query<{ state: string }>(
-      "SELECT state FROM workspaces WHERE id = $1 FOR UPDATE",
-      [row.workspace_id],
-    );
-    const current = rows[0];
-    const state = ws[0]?.state;
-    if (!current || !state) return null; // stopped while probed: its result no longer means anything
-    const next = nextHealth(
-      {
-        failures: current.health_failures,
-        successes: current.health_successes,
-        markedUnhealthy: current.marked,
-      },
-      passed,
-      state,
-      this.#o,
-    );
-    const mark =
-      next.transition === "unhealthy"
-        ? "now()"
-        : next.transition === "ready"
-          ? "NULL"
-          : "probe_unhealthy_since";
-    await client.query(
-      `UPDATE workspace_instances
-       SET health_failures = $2, health_successes = $3, health_checked_at = now(), health_last = $4,
-           probe_unhealthy_since = ${mark}
-       WHERE id = $1`,
-      [row.instance_id, next.failures, next.successes, JSON.stringify(last)],
-    );
-    if (next.transition) {
-      await client.query("UPDATE workspaces SET state = $2, state_changed_at = now() WHERE id = $1", [
-        row.workspace_id,
-        next.transition,
-      ]);
-      await client.query(
-        `INSERT INTO audit_log (actor_kind, action, target_type, target_id, details)
-         VALUES ('system', $1, 'workspace', $2, jsonb_build_object('detail', $3::text))`,
-        [`health.${next.transition}`, row.workspace_id, (last as { summary: string }).summary],
-      );
-    }
-    return next.transition;
   }
 }

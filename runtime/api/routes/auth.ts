@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { endWebSessions } from "../../domain/identity/actor.ts";
 import { SESSION_COOKIE, SESSION_TTL_SECONDS } from "../../domain/identity/session-cookie.ts";
-import { writeAudit } from "../../store/audit-log.ts";
+import { recordSignIn, signOut } from "../../domain/identity/sign-in.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { HttpError, parseInput } from "../errors.ts";
 
@@ -24,13 +23,7 @@ export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
       maxAge: SESSION_TTL_SECONDS * 1000,
       path: "/",
     });
-    await writeAudit(deps.database.db, {
-      actor: { kind: "user", userId: actor.userId },
-      action: "auth.login",
-      targetType: "user",
-      targetId: actor.userId,
-      ip: ctx.ip,
-    });
+    await recordSignIn(deps.store.as(actor), ctx.ip);
     ctx.body = { user: { id: actor.userId } };
   });
 }
@@ -55,23 +48,14 @@ export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
 }
 
 /** Routes for the signed-in user. */
-export function meRoutes(router: ApiRouter, deps: AppDeps): void {
+export function meRoutes(router: ApiRouter): void {
   router.get("/api/v1/me", (ctx) => {
     const { actor } = ctx.state;
     ctx.body = { user: { id: actor.userId, isAdmin: actor.isAdmin } };
   });
 
   router.post("/api/v1/auth/logout", async (ctx) => {
-    // Server side too: a copy of the cookie (another tab, another device, a stolen one) stops working now,
-    // not when it expires.
-    await endWebSessions(deps.database.db, ctx.state.actor.userId);
-    await writeAudit(deps.database.db, {
-      actor: { kind: "user", userId: ctx.state.actor.userId },
-      action: "auth.logout",
-      targetType: "user",
-      targetId: ctx.state.actor.userId,
-      ip: ctx.ip,
-    });
+    await signOut(ctx.state.scope, ctx.ip);
     ctx.cookies.set(SESSION_COOKIE, null, { path: "/" });
     ctx.status = 204;
   });

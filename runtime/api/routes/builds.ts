@@ -6,22 +6,22 @@ import { HttpError } from "../errors.ts";
 
 export function buildRoutes(router: ApiRouter, deps: AppDeps): void {
   router.get("/api/v1/workspaces/:id/builds", async (ctx) => {
-    ctx.body = { builds: (await ctx.state.scope.buildsOf(ctx.params.id!)).map(presentBuild) };
+    ctx.body = { builds: (await ctx.state.scope.builds.listOf(ctx.params.id!)).map(presentBuild) };
   });
 
   router.get("/api/v1/builds/:id", async (ctx) => {
-    ctx.body = { build: presentBuild(await ctx.state.scope.build(ctx.params.id!)) };
+    ctx.body = { build: presentBuild(await ctx.state.scope.builds.get(ctx.params.id!)) };
   });
 
   router.post("/api/v1/builds/:id/cancel", async (ctx) => {
-    const build = await ctx.state.scope.build(ctx.params.id!);
+    const build = await cancelBuild(ctx.state.scope, ctx.params.id!, ctx.ip);
     ctx.status = 202;
-    ctx.body = { build: presentBuild(await cancelBuild(deps.database.db, ctx.state.actor, build, ctx.ip)) };
+    ctx.body = { build: presentBuild(build) };
   });
 
   /** SSE: every line from the start (or after `Last-Event-ID`), then live lines until the build ends. */
   router.get("/api/v1/builds/:id/log", async (ctx) => {
-    const build = await ctx.state.scope.build(ctx.params.id!);
+    const build = await ctx.state.scope.builds.get(ctx.params.id!);
     const raw = ctx.get("last-event-id") || (typeof ctx.query.after === "string" ? ctx.query.after : "0");
     const after = Number(raw);
     if (!Number.isSafeInteger(after) || after < 0) {
@@ -35,7 +35,7 @@ export function buildRoutes(router: ApiRouter, deps: AppDeps): void {
       "X-Accel-Buffering": "no",
     });
     ctx.status = 200;
-    ctx.body = followBuildLog(deps.database.pool, deps.listener, build.id, after, (cb) =>
+    ctx.body = followBuildLog(ctx.state.scope.builds, deps.listener, build.id, after, (cb) =>
       ctx.req.on("close", cb),
     );
   });

@@ -1,7 +1,7 @@
 import type { ApiRouter, AppDeps } from "../context.ts";
 
 /** Liveness and readiness for load balancers; readiness includes the database. */
-export function healthRoutes(router: ApiRouter, { database }: AppDeps): void {
+export function healthRoutes(router: ApiRouter, { store }: AppDeps): void {
   router.get("/healthz", (ctx) => {
     ctx.body = { status: "ok" };
   });
@@ -9,7 +9,7 @@ export function healthRoutes(router: ApiRouter, { database }: AppDeps): void {
   router.get("/readyz", async (ctx) => {
     try {
       await Promise.race([
-        database.pool.query("SELECT 1"),
+        store.ping(),
         new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 2_000).unref()),
       ]);
       ctx.body = { status: "ready" };

@@ -3,8 +3,8 @@
  * link and revoke, and open on the preview's own host through a one-time code. The proxy itself is
  * runtime/gateway/preview/.
  */
-import { and, eq, isNull, sql } from "drizzle-orm";
 import { z } from "zod";
+import { closePreview, declarePreview, sharePreview, unsharePreview } from "../../domain/previews/service.ts";
 import type { PreviewGateway } from "../../gateway/preview/gateway.ts";
 import {
   BOX_SERVICE_PORTS,
@@ -18,11 +18,7 @@ import {
   LINK_DEFAULT_TTL_SECONDS,
   LINK_MAX_TTL_SECONDS,
 } from "../../gateway/preview/tokens.ts";
-import { NotFound } from "../../platform/errors.ts";
-import { createLimiter } from "../../platform/rate-limit.ts";
-import { writeAudit } from "../../store/audit-log.ts";
-import { previews } from "../../store/schema.ts";
-import type { PreviewRow } from "../../store/scope.ts";
+import type { PreviewRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { HttpError, parseInput } from "../errors.ts";
 
@@ -44,9 +40,8 @@ const shareBody = z
 const openBody = z.object({ path: z.string().max(2048).optional() }).strict();
 
 export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: PreviewGateway): void {
-  const { db, pool } = deps.database;
   // Codes and links are credentials: minting is rate-limited per user, across replicas (DESIGN.md §7).
-  const minting = createLimiter(pool, { name: "preview-token", points: 120, durationSeconds: 60 });
+  const minting = deps.store.rateLimiter({ name: "preview-token", points: 120, durationSeconds: 60 });
   const domain = () => {
     const d = deps.config.previewDomain;
     if (!d)
@@ -74,63 +69,28 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
   });
 
   router.get("/api/v1/workspaces/:id/previews", async (ctx) => {
-    ctx.body = { previews: (await ctx.state.scope.previewsOf(ctx.params.id!)).map(present) };
+    ctx.body = { previews: (await ctx.state.scope.previews.listOf(ctx.params.id!)).map(present) };
   });
 
   router.post("/api/v1/workspaces/:id/previews", async (ctx) => {
-    const ws = await ctx.state.scope.workspace(ctx.params.id!);
     const { port } = parseInput(declareBody, ctx.request.body ?? {});
-    const open = and(eq(previews.workspaceId, ws.id), eq(previews.port, port), isNull(previews.closedAt));
-    const [existing] = await db.select().from(previews).where(open);
-    if (existing) {
-      ctx.body = { preview: present(existing) }; // declaring a port already previewed changes nothing
-      return;
-    }
-    const [row] = await db
-      .insert(previews)
-      .values({ workspaceId: ws.id, port, source: "declared" })
-      .returning();
-    ctx.status = 201;
-    ctx.body = { preview: present(row!) };
+    const { preview, created } = await declarePreview(ctx.state.scope, ctx.params.id!, port);
+    if (created) ctx.status = 201;
+    ctx.body = { preview: present(preview) };
   });
 
   router.delete("/api/v1/workspaces/:id/previews/:previewId", async (ctx) => {
-    const ws = await ctx.state.scope.workspace(ctx.params.id!);
-    const { preview } = await ctx.state.scope.preview(ctx.params.previewId!);
-    if (preview.workspaceId !== ws.id) throw new NotFound("preview");
-    if (preview.source !== "declared") {
-      throw new HttpError(
-        409,
-        "preview_detected",
-        "a detected preview closes when its server stops listening",
-      );
-    }
-    await db.update(previews).set({ closedAt: new Date() }).where(eq(previews.id, preview.id));
-    dropCached(preview.id);
+    dropCached(await closePreview(ctx.state.scope, ctx.params.id!, ctx.params.previewId!));
     ctx.status = 204;
   });
 
   router.post("/api/v1/previews/:id/share", async (ctx) => {
-    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
     const { ttlSeconds = LINK_DEFAULT_TTL_SECONDS } = parseInput(shareBody, ctx.request.body ?? {});
+    // Someone else's preview is a 404 before anything else is looked at.
+    await ctx.state.scope.previews.get(ctx.params.id!);
     const d = domain();
     await minting(ctx.state.actor.userId);
-    const row = await db.transaction(async (tx) => {
-      const [updated] = await tx
-        .update(previews)
-        .set({ share: "link" })
-        .where(eq(previews.id, preview.id))
-        .returning();
-      await writeAudit(tx, {
-        actor: { kind: "user", userId: ctx.state.actor.userId },
-        action: "preview.share",
-        targetType: "preview",
-        targetId: preview.id,
-        ip: ctx.ip,
-        details: { level: "link", ttlSeconds, shareVersion: updated!.shareVersion },
-      });
-      return updated!;
-    });
+    const row = await sharePreview(ctx.state.scope, ctx.params.id!, { ttlSeconds, ip: ctx.ip });
     dropCached(row.id);
     const token = await gateway.tokens.mintLink(row.id, row.shareVersion, ttlSeconds);
     ctx.set("Cache-Control", "no-store");
@@ -143,32 +103,17 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
   });
 
   router.delete("/api/v1/previews/:id/share", async (ctx) => {
-    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
-    await db.transaction(async (tx) => {
-      // The version bump kills every link and link cookie handed out so far, on every replica (NOTIFY).
-      await tx
-        .update(previews)
-        .set({ share: "owner", shareVersion: sql`${previews.shareVersion} + 1` })
-        .where(eq(previews.id, preview.id));
-      await writeAudit(tx, {
-        actor: { kind: "user", userId: ctx.state.actor.userId },
-        action: "preview.unshare",
-        targetType: "preview",
-        targetId: preview.id,
-        ip: ctx.ip,
-      });
-    });
-    dropCached(preview.id);
+    dropCached(await unsharePreview(ctx.state.scope, ctx.params.id!, ctx.ip));
     ctx.status = 204;
   });
 
   /** A URL that signs the caller into the preview's own host: valid once, for 60 s. */
   router.post("/api/v1/previews/:id/open", async (ctx) => {
-    const { preview } = await ctx.state.scope.preview(ctx.params.id!);
     const { path } = parseInput(openBody, ctx.request.body ?? {});
+    const { preview } = await ctx.state.scope.previews.get(ctx.params.id!);
     const d = domain();
     await minting(ctx.state.actor.userId);
-    const code = await gateway.tokens.issueCode(pool, preview.id, ctx.state.actor.userId);
+    const code = await gateway.tokens.issueCode(ctx.state.scope.previews, preview.id);
     const next = encodeURIComponent(safeNext(path ?? "/"));
     ctx.set("Cache-Control", "no-store");
     ctx.body = {

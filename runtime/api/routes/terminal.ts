@@ -9,50 +9,24 @@
  * asleep (a token could not open anything yet; wake it first); 429 past the per-user mint rate.
  */
 import { z } from "zod";
-import { resolveBoxTerminalAddress } from "../../gateway/terminal/box-endpoint.ts";
-import { writeAudit } from "../../store/audit-log.ts";
+import { issueTerminalToken } from "../../domain/sessions/terminal-access.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
-import { HttpError, parseInput } from "../errors.ts";
+import { parseInput } from "../errors.ts";
 
 /** `readOnly`: a viewer's token; the relay drops its keystrokes (INPUT), the screen still follows. */
 const mintBody = z.object({ readOnly: z.boolean().optional() }).strict();
 
 export function terminalRoutes(router: ApiRouter, deps: AppDeps): void {
-  const { db } = deps.database;
   const gateway = deps.terminal;
 
   router.post("/api/v1/sessions/:id/terminal-token", async (ctx) => {
-    const { session, workspace } = await ctx.state.scope.session(ctx.params.id!);
     const { readOnly } = parseInput(mintBody, ctx.request.body ?? {});
-    await gateway.mintLimiter(ctx.state.actor.userId);
-    const box = await resolveBoxTerminalAddress(db, workspace.id);
-    if (!box.ok) {
-      throw new HttpError(409, "workspace_not_ready", `the workspace is ${box.state}; wake it first`, {
-        extra: { state: box.state },
-      });
-    }
-    const minted = await db.transaction(async (tx) => {
-      const minted = await gateway.tokens.mint(tx, {
-        userId: ctx.state.actor.userId,
-        workspaceId: workspace.id,
-        sessionId: session.id,
-        readOnly: readOnly === true,
-      });
-      await writeAudit(tx, {
-        actor: { kind: "user", userId: ctx.state.actor.userId },
-        action: "session.open",
-        targetType: "session",
-        targetId: session.id,
-        ip: ctx.ip,
-        details: {
-          workspaceId: workspace.id,
-          name: session.name,
-          tokenId: minted.jti,
-          readOnly: readOnly === true,
-        },
-      });
-      return minted;
-    });
+    const minted = await issueTerminalToken(
+      ctx.state.scope,
+      { tokens: gateway.tokens, limit: gateway.mintLimiter },
+      ctx.params.id!,
+      { readOnly: readOnly === true, ip: ctx.ip },
+    );
     ctx.set("Cache-Control", "no-store");
     ctx.status = 201;
     ctx.body = {

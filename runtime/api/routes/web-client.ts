@@ -10,7 +10,7 @@ import { send } from "@koa/send";
 import type { ApiRouter } from "../context.ts";
 import { HttpError } from "../errors.ts";
 
-export const WEB_DIST = fileURLToPath(new URL("../web/dist", import.meta.url));
+export const WEB_DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
 export function webRoutes(router: ApiRouter, distDir = WEB_DIST): void {
   router.get("/", async (ctx) => {

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { TransitionResult } from "../../domain/workspaces/service.ts";
-import type { WorkspaceRow } from "../../store/scope.ts";
+import type { WorkspaceRow } from "../../store/rows.ts";
 import { presentBuild } from "../build-view.ts";
 import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
@@ -51,27 +51,25 @@ function answer(ctx: AppContext, result: TransitionResult): void {
 
 export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
   router.get("/api/v1/workspaces", async (ctx) => {
-    ctx.body = { workspaces: (await ctx.state.scope.listWorkspaces()).map(presentWorkspace) };
+    ctx.body = { workspaces: (await ctx.state.scope.workspaces.list()).map(presentWorkspace) };
   });
 
   router.post("/api/v1/workspaces", async (ctx) => {
     const input = parseInput(createBody, ctx.request.body ?? {});
-    answer(ctx, await deps.workspaces.create(ctx.state.actor, input, ctx.ip));
+    answer(ctx, await deps.workspaces.create(ctx.state.scope, input, ctx.ip));
   });
 
   router.get("/api/v1/workspaces/:id", async (ctx) => {
-    ctx.body = { workspace: presentWorkspace(await ctx.state.scope.workspace(ctx.params.id!)) };
+    ctx.body = { workspace: presentWorkspace(await ctx.state.scope.workspaces.get(ctx.params.id!)) };
   });
 
   for (const action of ["hibernate", "wake"] as const) {
     router.post(`/api/v1/workspaces/:id/${action}`, async (ctx) => {
-      const ws = await ctx.state.scope.workspace(ctx.params.id!);
-      answer(ctx, await deps.workspaces.request(ctx.state.actor, ws.id, action, { ip: ctx.ip }));
+      answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, action, { ip: ctx.ip }));
     });
   }
 
   router.delete("/api/v1/workspaces/:id", async (ctx) => {
-    const ws = await ctx.state.scope.workspace(ctx.params.id!);
-    answer(ctx, await deps.workspaces.request(ctx.state.actor, ws.id, "destroy", { ip: ctx.ip }));
+    answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, "destroy", { ip: ctx.ip }));
   });
 }

@@ -1,30 +1,30 @@
-import { and, eq, isNull } from "drizzle-orm";
 import { Unauthenticated } from "../../platform/errors.ts";
-import type { Db } from "../../store/client.ts";
-import { workspaceInstances, workspaces } from "../../store/schema.ts";
+import { type AgentActor, agentActor, SYSTEM } from "../../store/actors.ts";
+import type { InstanceRow, WorkspaceRow } from "../../store/rows.ts";
+import type { AuthorizedStore, Store } from "../../store/store.ts";
 import { hashAgentToken } from "../workspaces/secrets.ts";
 
-export type InstanceRow = typeof workspaceInstances.$inferSelect;
-export type AgentWorkspaceRow = typeof workspaces.$inferSelect;
+export interface AuthenticatedAgent {
+  actor: AgentActor;
+  /** The store as this agent: its own instance and workspace, nothing else. */
+  scope: AuthorizedStore;
+  instance: InstanceRow;
+  workspace: WorkspaceRow;
+}
 
 /**
- * Resolves an agent's bearer token to its open instance. The token is looked up by hash: the database
+ * Resolves an agent's bearer token to its open instance, looked up by hash (`system:auth`): the database
  * holds nothing an attacker could replay. A closed instance's token stops working with the VM's life.
  */
 export async function authenticateAgent(
-  db: Db,
+  store: Store,
   authorization: string | undefined,
-): Promise<{ instance: InstanceRow; workspace: AgentWorkspaceRow }> {
+): Promise<AuthenticatedAgent> {
   const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
   if (!token) throw new Unauthenticated("agent_unauthorized", "send 'Authorization: Bearer <agent token>'");
-  const [row] = await db
-    .select({ instance: workspaceInstances, workspace: workspaces })
-    .from(workspaceInstances)
-    .innerJoin(workspaces, eq(workspaces.id, workspaceInstances.workspaceId))
-    .where(
-      and(eq(workspaceInstances.agentTokenHash, hashAgentToken(token)), isNull(workspaceInstances.stoppedAt)),
-    );
-  if (!row)
+  const found = await store.as(SYSTEM.auth).agents.byTokenHash(hashAgentToken(token));
+  if (!found)
     throw new Unauthenticated("agent_unauthorized", "agent token is unknown or its instance has ended");
-  return row;
+  const actor = agentActor(found.instance);
+  return { actor, scope: store.as(actor), ...found };
 }

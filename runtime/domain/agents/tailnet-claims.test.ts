@@ -9,10 +9,12 @@ import { addressPolicy } from "../../boxnet/address-policy.ts";
 import { createLogger } from "../../platform/logger.ts";
 import { SecretBox } from "../../platform/secret-box.ts";
 import { users, workspaceInstances } from "../../store/schema.ts";
+import { storeWorkspaceSecrets } from "../../store/secrets.ts";
+import { Store } from "../../store/store.ts";
 import { useDatabase } from "../../test/database.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
 import { TEST_SECRET_KEYS } from "../../test/keys.ts";
-import { storeWorkspaceSecrets } from "../workspaces/secrets.ts";
+import { waitFor } from "../../test/wait.ts";
 import { TailnetClaims } from "./tailnet-claims.ts";
 
 describe("tailnet address claims", async () => {
@@ -59,11 +61,17 @@ describe("tailnet address claims", async () => {
       )
     ).rows.map((r) => r.reason);
 
+  // Every verification starts by asking the address policy, synchronously: what it was asked shows which
+  // claims started a verification.
+  const policy = addressPolicy({ allowLoopback: true });
+  const policyAsked: string[] = [];
   const claims = new TailnetClaims({
-    database,
-    secretBox,
+    store: new Store(database, { secretBox }),
     log: createLogger("silent"),
-    allowAddress: addressPolicy({ allowLoopback: true }),
+    allowAddress: (path, host) => {
+      policyAsked.push(host);
+      return policy(path, host);
+    },
     timeoutMs: 500,
   });
 
@@ -112,8 +120,14 @@ describe("tailnet address claims", async () => {
     const closed = { ...early.instance, terminalPort: 1 }; // nothing listens on port 1
     expect(await claims.verify(closed, "127.0.0.8")).toBe("unreachable");
     expect(await stored(early.instance.id)).toBeNull();
+    const asked = policyAsked.length;
     claims.consider(early.instance, "127.0.0.8"); // same address again within the pause: skipped
-    await new Promise((r) => setTimeout(r, 200));
+    expect(policyAsked.length).toBe(asked);
+    // A claim not tried before starts at once: what shows that the one above did not start.
+    const fresh = await box("127.0.0.10");
+    claims.consider(fresh.instance, "127.0.0.10");
+    expect(policyAsked.slice(asked)).toEqual(["127.0.0.10"]);
+    await waitFor("the fresh claim", async () => (await stored(fresh.instance.id)) === "127.0.0.10");
     expect(await stored(early.instance.id)).toBeNull();
     expect(await claims.verify(early.instance, "127.0.0.8")).toBe("verified"); // ttyd up now
   });

@@ -10,15 +10,11 @@
  * The proof goes to the claimed address: if that is some other device, it learns the claiming workspace's
  * own credential at most, which the claimant (root on that box) already has.
  */
-import { and, eq, isNull } from "drizzle-orm";
 import type { AddressPolicy } from "../../boxnet/address-policy.ts";
 import { terminalGet } from "../../boxnet/probes.ts";
 import type { Logger } from "../../platform/logger.ts";
-import type { SecretBox } from "../../platform/secret-box.ts";
-import { writeAudit } from "../../store/audit-log.ts";
-import type { Database } from "../../store/client.ts";
-import { workspaceInstances } from "../../store/schema.ts";
-import { readWorkspaceSecret } from "../workspaces/secrets.ts";
+import { agentActor } from "../../store/actors.ts";
+import type { AuthorizedStore, Store } from "../../store/store.ts";
 
 export type ClaimOutcome = "verified" | "refused" | "unreachable";
 
@@ -30,8 +26,8 @@ export interface ClaimingInstance {
 }
 
 export interface TailnetClaimOptions {
-  database: Database;
-  secretBox: SecretBox;
+  /** Each claim is checked and recorded as the claiming instance's agent (`system:agent(<id>)`). */
+  store: Store;
   log: Logger;
   allowAddress: AddressPolicy;
   /** How long the proof request may take. */
@@ -77,20 +73,12 @@ export class TailnetClaims {
   }
 
   async #verify(instance: ClaimingInstance, claimed: string): Promise<ClaimOutcome> {
-    const { db, pool } = this.#o.database;
-    if (!this.#o.allowAddress("tailnet", claimed)) return this.#refuse(instance, "address_policy");
-    const held = await pool.query(
-      "SELECT 1 FROM workspace_instances WHERE tailnet_ip = $1 AND stopped_at IS NULL AND id <> $2 LIMIT 1",
-      [claimed, instance.id],
-    );
-    if (held.rowCount) return this.#refuse(instance, "held_by_another_instance");
-    const credential = await readWorkspaceSecret(
-      db,
-      this.#o.secretBox,
-      instance.workspaceId,
-      "ttyd-credential",
-    );
-    if (!credential || !instance.terminalPort) return this.#refuse(instance, "nothing_to_prove_with");
+    const agent = this.#o.store.as(agentActor(instance));
+    if (!this.#o.allowAddress("tailnet", claimed)) return this.#refuse(agent, instance, "address_policy");
+    if (await agent.agents.tailnetAddressTaken(claimed))
+      return this.#refuse(agent, instance, "held_by_another_instance");
+    const credential = await agent.secrets.terminalCredential(instance.workspaceId);
+    if (!credential || !instance.terminalPort) return this.#refuse(agent, instance, "nothing_to_prove_with");
     const status = await terminalGet(
       { host: claimed, port: instance.terminalPort },
       "/token",
@@ -105,26 +93,17 @@ export class TailnetClaims {
       );
       return "unreachable";
     }
-    if (status !== 200) return this.#refuse(instance, `endpoint_answered_${status}`);
-    try {
-      await db
-        .update(workspaceInstances)
-        .set({ tailnetIp: claimed })
-        .where(and(eq(workspaceInstances.id, instance.id), isNull(workspaceInstances.stoppedAt)));
-    } catch (err) {
-      // The partial unique index: another instance proved the same address first.
-      if ((err as { code?: string }).code === "23505")
-        return this.#refuse(instance, "held_by_another_instance");
-      throw err;
-    }
+    if (status !== 200) return this.#refuse(agent, instance, `endpoint_answered_${status}`);
+    // `taken`: another instance proved the same address first (the partial unique index).
+    if ((await agent.agents.recordTailnetAddress(claimed)) === "taken")
+      return this.#refuse(agent, instance, "held_by_another_instance");
     this.#o.log.info({ instanceId: instance.id }, "tailnet address verified");
     return "verified";
   }
 
-  async #refuse(instance: ClaimingInstance, reason: string): Promise<ClaimOutcome> {
+  async #refuse(agent: AuthorizedStore, instance: ClaimingInstance, reason: string): Promise<ClaimOutcome> {
     this.#o.log.warn({ instanceId: instance.id, reason }, "tailnet address claim refused");
-    await writeAudit(this.#o.database.db, {
-      actor: { kind: "agent" },
+    await agent.audit({
       action: "instance.tailnet_claim_refused",
       targetType: "workspace_instance",
       targetId: instance.id,

@@ -2,10 +2,12 @@
  * A build's log, written to `workspace_build_logs` in order and announced with NOTIFY so live followers
  * (SSE) see lines as they land. Writes are batched: a driver may emit lines faster than one INSERT each.
  */
-import type pg from "pg";
 import type { BuildLog, BuildLogLevel } from "../../../stacks/driver.ts";
+import type { BuildQueue } from "../../store/build-queue.ts";
 
-export const BUILD_LOG_CHANNEL = "berth_build_log";
+/** Where the lines go: the build worker's queue (the worker is the only writer of build logs). */
+type LogSink = Pick<BuildQueue, "nextLogSeq" | "appendLog">;
+
 const MAX_LINE = 8_192;
 
 interface PendingLine {
@@ -15,7 +17,7 @@ interface PendingLine {
 }
 
 export class DbBuildLog implements BuildLog {
-  readonly #pool: pg.Pool;
+  readonly #sink: LogSink;
   readonly #buildId: string;
   #nextSeq: number;
   #stage: string | null = null;
@@ -23,19 +25,15 @@ export class DbBuildLog implements BuildLog {
   #writing: Promise<void> = Promise.resolve();
   #failed: unknown = null;
 
-  private constructor(pool: pg.Pool, buildId: string, nextSeq: number) {
-    this.#pool = pool;
+  private constructor(sink: LogSink, buildId: string, nextSeq: number) {
+    this.#sink = sink;
     this.#buildId = buildId;
     this.#nextSeq = nextSeq;
   }
 
   /** Continues after the last stored line, so a resumed build appends rather than overwrites. */
-  static async open(pool: pg.Pool, buildId: string): Promise<DbBuildLog> {
-    const { rows } = await pool.query<{ next: number }>(
-      "SELECT coalesce(max(seq), 0) + 1 AS next FROM workspace_build_logs WHERE build_id = $1",
-      [buildId],
-    );
-    return new DbBuildLog(pool, buildId, rows[0]!.next);
+  static async open(sink: LogSink, buildId: string): Promise<DbBuildLog> {
+    return new DbBuildLog(sink, buildId, await sink.nextLogSeq(buildId));
   }
 
   get currentStage(): string | null {
@@ -67,18 +65,8 @@ export class DbBuildLog implements BuildLog {
     while (this.#buffer.length > 0) {
       const batch = this.#buffer;
       this.#buffer = [];
-      const values: unknown[] = [];
-      const rows = batch.map((l, i) => {
-        values.push(this.#buildId, this.#nextSeq + i, l.level, l.stage, l.message);
-        const o = i * 5;
-        return `($${o + 1}, $${o + 2}, $${o + 3}, $${o + 4}, $${o + 5})`;
-      });
       try {
-        await this.#pool.query(
-          `WITH ins AS (INSERT INTO workspace_build_logs (build_id, seq, level, stage, message) VALUES ${rows.join(", ")} RETURNING 1)
-           SELECT pg_notify('${BUILD_LOG_CHANNEL}', $1::text) FROM (SELECT 1) x WHERE EXISTS (SELECT 1 FROM ins)`,
-          values,
-        );
+        await this.#sink.appendLog(this.#buildId, this.#nextSeq, batch);
         this.#nextSeq += batch.length;
       } catch (err) {
         this.#failed ??= err;

@@ -4,28 +4,21 @@
  * and sees nothing twice.
  */
 import { PassThrough } from "node:stream";
-import type pg from "pg";
 import { redactAddresses } from "../../platform/redact.ts";
+import type { BuildStore } from "../../store/builds.ts";
+import { BUILD_LOG_CHANNEL } from "../../store/channels.ts";
 import type { PgListener } from "../../store/listener.ts";
-import { BUILD_LOG_CHANNEL } from "./build-log.ts";
 
 const PAGE = 500;
 const KEEPALIVE_MS = 15_000;
-
-interface LogRow {
-  seq: number;
-  at: Date;
-  level: string;
-  stage: string | null;
-  message: string;
-}
 
 export function sseFrame(event: string, data: unknown, id?: number): string {
   return `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
+/** Reads through `builds`, the follower's authorized view: lines of a build it cannot see never arrive. */
 export function followBuildLog(
-  pool: pg.Pool,
+  builds: Pick<BuildStore, "logLines" | "status" | "countLogLinesAfter">,
   listener: PgListener,
   buildId: string,
   afterSeq: number,
@@ -47,10 +40,7 @@ export function followBuildLog(
     try {
       out.write("retry: 2000\n\n");
       while (!closed) {
-        const { rows } = await pool.query<LogRow>(
-          "SELECT seq, at, level, stage, message FROM workspace_build_logs WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-          [buildId, cursor, PAGE],
-        );
+        const rows = await builds.logLines(buildId, cursor, PAGE);
         for (const r of rows) {
           out.write(
             sseFrame(
@@ -62,18 +52,10 @@ export function followBuildLog(
           cursor = r.seq;
         }
         if (rows.length === PAGE) continue;
-        const { rows: b } = await pool.query<{ status: string }>(
-          "SELECT status FROM workspace_builds WHERE id = $1",
-          [buildId],
-        );
-        const status = b[0]?.status;
+        const status = await builds.status(buildId);
         if (status !== "pending" && status !== "running") {
           // Lines written just before the status flip are caught by one more read.
-          const { rows: tail } = await pool.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM workspace_build_logs WHERE build_id = $1 AND seq > $2",
-            [buildId, cursor],
-          );
-          if (tail[0]!.n > 0) continue;
+          if ((await builds.countLogLinesAfter(buildId, cursor)) > 0) continue;
           out.write(sseFrame("end", { status }));
           break;
         }

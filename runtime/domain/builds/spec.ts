@@ -1,23 +1,20 @@
 import type { WorkspaceSecrets, WorkspaceSpec } from "../../../stacks/driver.ts";
-import type { SecretBox } from "../../platform/secret-box.ts";
-import type { Db } from "../../store/client.ts";
-import { readWorkspaceSecret } from "../workspaces/secrets.ts";
-import type { WorkspaceRow } from "../workspaces/service.ts";
+import type { WorkspaceRow } from "../../store/rows.ts";
+import type { SecretStore } from "../../store/secrets.ts";
 
 /** Builds the driver's input from the database row and the sealed secrets, fresh for every build. */
 export async function workspaceSpec(
-  db: Db,
-  box: SecretBox,
+  secrets: Pick<SecretStore, "read">,
   workspace: WorkspaceRow,
   controlPlaneUrl: string,
   agentToken: string,
 ): Promise<WorkspaceSpec> {
   const secret = async (name: string) => {
-    const value = await readWorkspaceSecret(db, box, workspace.id, name);
+    const value = await secrets.read(workspace.id, name);
     if (value === null) throw new Error(`workspace ${workspace.id} has no ${name} secret`);
     return value;
   };
-  const secrets: WorkspaceSecrets = {
+  const sealed: WorkspaceSecrets = {
     agentToken,
     ttydCredential: await secret("ttyd-credential"),
     resticPassword: await secret("restic-password"),
@@ -29,6 +26,6 @@ export async function workspaceSpec(
     serverType: workspace.serverType,
     volumeSizeGb: workspace.volumeSizeGb,
     controlPlaneUrl,
-    secrets,
+    secrets: sealed,
   };
 }

@@ -4,11 +4,12 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, Next } from "koa";
-import type { AuthConfig } from "../../app/config.ts";
+import type { AuthConfig } from "../../platform/config.ts";
 import { cookieValues } from "../../platform/cookies.ts";
 import { Unauthenticated } from "../../platform/errors.ts";
-import type { Db } from "../../store/client.ts";
-import { type Actor, findUserForSession, upsertUser } from "./actor.ts";
+import { SYSTEM, type UserActor } from "../../store/actors.ts";
+import type { Store } from "../../store/store.ts";
+import { upsertUser } from "./actor.ts";
 import { verifyClerkSession } from "./clerk.ts";
 import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
 
@@ -36,21 +37,21 @@ export interface Credentials {
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
 export class Authenticator {
-  readonly #db: Db;
+  readonly #store: Store;
   readonly #auth: AuthConfig;
   readonly #sessions: SessionTokens;
-  readonly #localOwner: Actor | null;
+  readonly #localOwner: UserActor | null;
   readonly #localToken: string | null;
   #localTokenDigest: Buffer | undefined;
 
   constructor(deps: {
-    db: Db;
+    store: Store;
     auth: AuthConfig;
     sessions: SessionTokens;
-    localOwner: Actor | null;
+    localOwner: UserActor | null;
     localToken: string | null;
   }) {
-    this.#db = deps.db;
+    this.#store = deps.store;
     this.#auth = deps.auth;
     this.#sessions = deps.sessions;
     this.#localOwner = deps.localOwner;
@@ -58,19 +59,19 @@ export class Authenticator {
   }
 
   /** Local mode's printed login token, exchanged for a session cookie. */
-  checkLocalToken(token: string): Actor | null {
+  checkLocalToken(token: string): UserActor | null {
     if (!this.#localToken || !this.#localOwner) return null;
     // Every preview request in local mode lands here: hash the stored token once, not on every call.
     this.#localTokenDigest ??= digest(this.#localToken);
     return timingSafeEqual(digest(token), this.#localTokenDigest) ? this.#localOwner : null;
   }
 
-  async sessionFor(actor: Actor): Promise<string> {
+  async sessionFor(actor: Pick<UserActor, "userId" | "externalId" | "isAdmin">): Promise<string> {
     return this.#sessions.mint(actor.userId);
   }
 
   /** The actor, or a 401 naming what was wrong. */
-  async resolve(creds: Credentials): Promise<Actor> {
+  async resolve(creds: Credentials): Promise<UserActor> {
     const bearer = /^Bearer\s+(\S+)$/i.exec(creds.authorization ?? "")?.[1];
     if (creds.authorization !== undefined && bearer === undefined) {
       throw new Unauthenticated("bad_authorization_header", "Authorization must be 'Bearer <token>'");
@@ -78,7 +79,7 @@ export class Authenticator {
     if (bearer !== undefined) {
       if (this.#auth.mode === "hosted") {
         const externalId = await verifyClerkSession(bearer, this.#auth);
-        return upsertUser(this.#db, externalId);
+        return upsertUser(this.#store, externalId);
       }
       const owner = this.checkLocalToken(bearer);
       if (!owner) throw new Unauthenticated("token_invalid", "API token is not valid");
@@ -101,11 +102,13 @@ export class Authenticator {
         );
       }
       const externalId = await verifyClerkSession(clerkCookies[0]!, this.#auth);
-      return upsertUser(this.#db, externalId);
+      return upsertUser(this.#store, externalId);
     }
     if (creds.sessionCookie) {
       const session = await this.#sessions.verify(creds.sessionCookie);
-      const actor = session ? await findUserForSession(this.#db, session.userId, session.issuedAtMs) : null;
+      const actor = session
+        ? await this.#store.as(SYSTEM.auth).users.forSession(session.userId, session.issuedAtMs)
+        : null;
       if (!actor) throw new Unauthenticated("session_invalid", "session expired or invalid; sign in again");
       return actor;
     }

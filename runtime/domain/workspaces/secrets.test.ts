@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { SecretBox } from "../../platform/secret-box.ts";
 import { users } from "../../store/schema.ts";
+import { readWorkspaceSecret, storeWorkspaceSecrets } from "../../store/secrets.ts";
 import { useDatabase } from "../../test/database.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
-import { readWorkspaceSecret, storeWorkspaceSecrets } from "./secrets.ts";
 
 describe("workspace secrets", async () => {
   const { db, pool } = await useDatabase();

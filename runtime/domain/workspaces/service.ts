@@ -1,23 +1,15 @@
 /**
- * Requests for workspace changes. Each one, in a single transaction: lock the workspace row, check the
- * state machine, and either answer with the build already doing it or enqueue a new build and move the
- * workspace to its transitional state. Nothing here touches a stack; the build worker does.
+ * Requests for workspace changes. Each one, in a single transaction through the caller's authorized
+ * store: lock the workspace row, check the state machine, and either answer with the build already doing
+ * it or enqueue a new build and move the workspace to its transitional state. Nothing here touches a
+ * stack; the build worker does. Who may ask is the authorization layer's decision: the owner, or a system
+ * actor whose job it is (autostop, billing), never anyone else (their request finds no workspace).
  */
-import { and, desc, eq, ne, sql } from "drizzle-orm";
-import { Conflict, NotFound } from "../../platform/errors.ts";
-import type { SecretBox } from "../../platform/secret-box.ts";
-import { writeAudit } from "../../store/audit-log.ts";
-import type { Database, Db } from "../../store/client.ts";
-import { type BUILD_REASONS, workspaceBuilds, workspaces, workspaceVolumes } from "../../store/schema.ts";
-import type { Actor } from "../identity/actor.ts";
-import { generateWorkspaceSecrets, storeWorkspaceSecrets } from "./secrets.ts";
-import { ACTIONS, CREATE_RULE, type WorkspaceAction, type WorkspaceState } from "./state-machine.ts";
-
-export type BuildRow = typeof workspaceBuilds.$inferSelect;
-export type WorkspaceRow = typeof workspaces.$inferSelect;
-export type BuildReason = (typeof BUILD_REASONS)[number];
-
-export const BUILD_QUEUED_CHANNEL = "berth_build_queued";
+import { Conflict } from "../../platform/errors.ts";
+import type { BuildReason, BuildRow, WorkspaceRow, WorkspaceState } from "../../store/rows.ts";
+import type { AuthorizedStore } from "../../store/store.ts";
+import { generateWorkspaceSecrets } from "./secrets.ts";
+import { ACTIONS, CREATE_RULE, type WorkspaceAction } from "./state-machine.ts";
 
 export interface WorkspaceDefaults {
   location: string;
@@ -48,101 +40,63 @@ const ALREADY: Record<Exclude<WorkspaceAction, "create">, readonly WorkspaceStat
 };
 
 export class WorkspaceService {
-  readonly #db: Db;
-  readonly #box: SecretBox;
   readonly #driver: string;
   readonly #defaults: WorkspaceDefaults;
 
-  constructor(deps: {
-    database: Database;
-    secretBox: SecretBox;
-    driverName: string;
-    defaults: WorkspaceDefaults;
-  }) {
-    this.#db = deps.database.db;
-    this.#box = deps.secretBox;
+  constructor(deps: { driverName: string; defaults: WorkspaceDefaults }) {
     this.#driver = deps.driverName;
     this.#defaults = deps.defaults;
   }
 
-  async create(actor: Actor, input: CreateWorkspaceInput, ip?: string): Promise<TransitionResult> {
-    return this.#db.transaction(async (tx) => {
+  /** A new workspace of the scope's user, its secrets, and its first (start) build. */
+  async create(scope: AuthorizedStore, input: CreateWorkspaceInput, ip?: string): Promise<TransitionResult> {
+    return scope.transaction(async (tx) => {
       // Serializes one user's concurrent creates so the per-user limit cannot be raced past.
-      await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${`create:${actor.userId}`}, 0))`);
-      const [{ live } = { live: 0 }] = await tx
-        .select({ live: sql<number>`count(*)::int` })
-        .from(workspaces)
-        .where(and(eq(workspaces.ownerId, actor.userId), ne(workspaces.state, "destroyed")));
+      await tx.workspaces.lockCreation();
+      const live = await tx.workspaces.countOwnLive();
       if (live >= this.#defaults.maxPerUser) {
         throw new Conflict(
           "workspace_limit",
           `you already have ${live} workspace(s); the limit is ${this.#defaults.maxPerUser}`,
         );
       }
-      const [workspace] = await tx
-        .insert(workspaces)
-        .values({
-          ownerId: actor.userId,
-          name: input.name,
-          state: CREATE_RULE.during,
-          driver: this.#driver,
-          location: input.location ?? this.#defaults.location,
-          serverType: input.serverType ?? this.#defaults.serverType,
-          volumeSizeGb: input.volumeSizeGb ?? this.#defaults.volumeSizeGb,
-        })
-        .returning();
-      await tx
-        .insert(workspaceVolumes)
-        .values({ workspaceId: workspace!.id, sizeGb: workspace!.volumeSizeGb });
-      await storeWorkspaceSecrets(tx, this.#box, workspace!.id, generateWorkspaceSecrets());
-      const build = await enqueueBuild(tx, workspace!.id, CREATE_RULE.transition, "user", actor.userId);
-      await writeAudit(tx, {
-        actor: { kind: "user", userId: actor.userId },
+      const workspace = await tx.workspaces.insert({
+        name: input.name,
+        state: CREATE_RULE.during,
+        driver: this.#driver,
+        location: input.location ?? this.#defaults.location,
+        serverType: input.serverType ?? this.#defaults.serverType,
+        volumeSizeGb: input.volumeSizeGb ?? this.#defaults.volumeSizeGb,
+      });
+      await tx.secrets.store(workspace.id, generateWorkspaceSecrets());
+      const build = await tx.workspaces.enqueueBuild(workspace.id, CREATE_RULE.transition, "user");
+      await tx.audit({
         action: "workspace.create",
         targetType: "workspace",
-        targetId: workspace!.id,
+        targetId: workspace.id,
         ip: ip ?? null,
-        details: { buildId: build.id, location: workspace!.location, serverType: workspace!.serverType },
+        details: { buildId: build.id, location: workspace.location, serverType: workspace.serverType },
       });
-      return { workspace: workspace!, build, duplicate: false };
+      return { workspace, build, duplicate: false };
     });
   }
 
   /**
-   * Hibernate, wake or destroy. `actor` null means the system (autostop, billing, reconciler); ownership is
-   * then not checked, which is why only internal callers may pass null.
+   * Hibernate, wake or destroy. `reason` says why (the user's own request unless a system actor names its
+   * job: `autostop`, `billing`).
    */
   async request(
-    actor: Actor | null,
+    scope: AuthorizedStore,
     workspaceId: string,
     action: Exclude<WorkspaceAction, "create">,
     options: { reason?: BuildReason; ip?: string } = {},
   ): Promise<TransitionResult> {
     const rule = ACTIONS[action];
-    return this.#db.transaction(async (tx) => {
-      const [workspace] = await tx
-        .select()
-        .from(workspaces)
-        .where(
-          actor
-            ? and(eq(workspaces.id, workspaceId), eq(workspaces.ownerId, actor.userId))
-            : eq(workspaces.id, workspaceId),
-        )
-        .for("update");
-      if (!workspace || workspace.state === "destroyed") throw new NotFound("workspace");
-
+    const reason = options.reason ?? "user";
+    return scope.transaction(async (tx) => {
+      const workspace = await tx.workspaces.lockForChange(workspaceId);
       if (ALREADY[action].includes(workspace.state)) {
-        const [latest] = await tx
-          .select()
-          .from(workspaceBuilds)
-          .where(
-            and(
-              eq(workspaceBuilds.workspaceId, workspaceId),
-              eq(workspaceBuilds.transition, rule.transition),
-            ),
-          )
-          .orderBy(desc(workspaceBuilds.number))
-          .limit(1);
+        const latest = await tx.workspaces.latestBuild(workspace.id, rule.transition);
         if (latest) return { workspace, build: latest, duplicate: true };
       }
       if (!rule.from.includes(workspace.state)) {
@@ -150,49 +104,16 @@ export class WorkspaceService {
           state: workspace.state,
         });
       }
-      const build = await enqueueBuild(
-        tx,
-        workspaceId,
-        rule.transition,
-        options.reason ?? "user",
-        actor?.userId ?? null,
-      );
-      const [updated] = await tx
-        .update(workspaces)
-        .set({ state: rule.during, stateChangedAt: new Date() })
-        .where(eq(workspaces.id, workspaceId))
-        .returning();
-      await writeAudit(tx, {
-        actor: actor ? { kind: "user", userId: actor.userId } : { kind: "system" },
+      const build = await tx.workspaces.enqueueBuild(workspace.id, rule.transition, reason);
+      const updated = await tx.workspaces.moveTo(workspace.id, rule.during);
+      await tx.audit({
         action: `workspace.${action}`,
         targetType: "workspace",
-        targetId: workspaceId,
+        targetId: workspace.id,
         ip: options.ip ?? null,
-        details: { buildId: build.id, reason: options.reason ?? "user" },
+        details: { buildId: build.id, reason },
       });
-      return { workspace: updated!, build, duplicate: false };
+      return { workspace: updated, build, duplicate: false };
     });
   }
-}
-
-/** Inserts the next build of a workspace as pending and wakes the workers (NOTIFY fires at commit). */
-async function enqueueBuild(
-  tx: Pick<Db, "insert" | "execute">,
-  workspaceId: string,
-  transition: BuildRow["transition"],
-  reason: BuildReason,
-  initiatorId: string | null,
-): Promise<BuildRow> {
-  const [build] = await tx
-    .insert(workspaceBuilds)
-    .values({
-      workspaceId,
-      transition,
-      reason,
-      initiatorId,
-      number: sql`(SELECT coalesce(max(number), 0) + 1 FROM workspace_builds WHERE workspace_id = ${workspaceId})`,
-    })
-    .returning();
-  await tx.execute(sql`SELECT pg_notify(${BUILD_QUEUED_CHANNEL}, ${build!.id})`);
-  return build!;
 }

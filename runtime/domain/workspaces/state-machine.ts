@@ -2,10 +2,8 @@
  * Which user-visible action is allowed in which workspace state, and where builds leave the workspace.
  * Every transition is listed; anything not listed is refused with 409 and the current state.
  */
-import type { BUILD_TRANSITIONS, WORKSPACE_STATES } from "../../store/schema.ts";
+import type { BuildTransition, WorkspaceState } from "../../store/rows.ts";
 
-export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
-export type BuildTransition = (typeof BUILD_TRANSITIONS)[number];
 export type WorkspaceAction = "create" | "hibernate" | "wake" | "destroy";
 
 interface ActionRule {

@@ -8,13 +8,19 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
-import type { AppDeps, AppState } from "../../api/context.ts";
 import { UpstreamAgent } from "../../boxnet/dialer.ts";
-import { BoxUnreachableError, formatAuthority } from "../../boxnet/path-resolver.ts";
-import { CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
+import { BoxUnreachableError, formatAuthority, type UpstreamResolver } from "../../boxnet/path-resolver.ts";
+import { type Authenticator, CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
+import type { Config } from "../../platform/config.ts";
 import { cookieValues } from "../../platform/cookies.ts";
 import { type DomainError, NotFound, Unauthenticated } from "../../platform/errors.ts";
+import type { Logger } from "../../platform/logger.ts";
+import type { SecretBox } from "../../platform/secret-box.ts";
 import { rejectUpgrade } from "../../platform/upgrade-dispatcher.ts";
+import { SYSTEM, type UserActor } from "../../store/actors.ts";
+import type { PgListener } from "../../store/listener.ts";
+import { allows } from "../../store/policy.ts";
+import type { Store } from "../../store/store.ts";
 import { PreviewForwarder } from "./forwarder.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
 import { isAllowedUpstream, isLoopback } from "./port-policy.ts";
@@ -60,10 +66,28 @@ const refuse = (status: number, pageName: PageName): Admission => ({
 export const PATH_FORM_SANDBOX =
   "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
+/** What the preview proxy needs of the control plane (a narrow view of the API's dependencies). */
+export interface PreviewGatewayDeps {
+  config: Pick<Config, "previewDomain">;
+  store: Store;
+  log: Logger;
+  upstream: UpstreamResolver;
+  authenticator: Authenticator;
+  listener: PgListener;
+  secretBox: SecretBox;
+  /** The control plane's own URL: https there means Secure cookies on preview hosts. */
+  publicUrl: string;
+}
+
+/** The Koa state the proxy's middleware reads: the request id set by the app's first middleware. */
+interface PreviewState {
+  requestId: string;
+}
+
 export class PreviewGateway {
   readonly routes: PreviewRoutes;
   readonly tokens: PreviewTokens;
-  readonly #deps: AppDeps;
+  readonly #deps: PreviewGatewayDeps;
   readonly #proxy: ProxyServer;
   /**
    * Names boxes for both forwarders and dials them through the shared upstream resolver (its path order,
@@ -76,12 +100,15 @@ export class PreviewGateway {
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
 
-  constructor(deps: AppDeps) {
+  constructor(deps: PreviewGatewayDeps) {
     this.#deps = deps;
-    this.routes = new PreviewRoutes(deps.database.pool);
+    // Routing rows are read as `system:gateway` and cached; who may use a route is decided per request,
+    // by the authorization layer's policy (#admit, #hostSignIn).
+    const routing = deps.store.as(SYSTEM.gateway).previews;
+    this.routes = new PreviewRoutes((previewId) => routing.route(previewId));
     this.#agent = new UpstreamAgent(deps.upstream);
     this.tokens = new PreviewTokens(deps.secretBox);
-    this.#databasePort = Number(new URL(deps.database.url).port || 5432);
+    this.#databasePort = deps.store.databasePort;
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
     this.#forwarder = new PreviewForwarder(this.#agent, { connectionsPerUpstream: 256 });
     // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
@@ -121,22 +148,20 @@ export class PreviewGateway {
     if (!isSafePath(target.forwardPath)) return refuse(400, "bad_path");
     let route: PreviewRoute | null;
     if (target.form === "path") {
-      let userId: string;
+      let actor: UserActor;
       try {
-        userId = (
-          await this.#deps.authenticator.resolve({
-            authorization: req.headers.authorization,
-            sessionCookie: cookieValues(req.headers.cookie, API_SESSION_COOKIE)[0],
-            clerkSessionCookies: cookieValues(req.headers.cookie, CLERK_SESSION_COOKIE),
-            method: req.method,
-          })
-        ).userId;
+        actor = await this.#deps.authenticator.resolve({
+          authorization: req.headers.authorization,
+          sessionCookie: cookieValues(req.headers.cookie, API_SESSION_COOKIE)[0],
+          clerkSessionCookies: cookieValues(req.headers.cookie, CLERK_SESSION_COOKIE),
+          method: req.method,
+        });
       } catch (err) {
         if (err instanceof Unauthenticated) return { ok: false, refusal: { status: 401, error: err } };
         throw err;
       }
       route = await this.routes.get(target.previewId);
-      if (!route || route.ownerId !== userId)
+      if (!route || !allows(actor, "preview.read", route))
         return { ok: false, refusal: { status: 404, error: new NotFound("preview") } };
     } else {
       const cookies = cookieValues(req.headers.cookie, this.hostCookieName);
@@ -201,7 +226,7 @@ export class PreviewGateway {
     }
   }
 
-  middleware(): Middleware<AppState> {
+  middleware(): Middleware<PreviewState> {
     return async (ctx, next) => {
       const target = this.#classify(ctx.req);
       if (!target) return next();
@@ -267,7 +292,7 @@ export class PreviewGateway {
    * they reach neither the dev server nor its history, logs or Referer.
    */
   async #hostSignIn(
-    ctx: Parameters<Middleware<AppState>>[0],
+    ctx: Parameters<Middleware<PreviewState>>[0],
     target: Extract<PreviewTarget, { form: "host" }>,
   ): Promise<void> {
     const url = new URL(target.forwardPath, "http://preview.invalid");
@@ -277,13 +302,15 @@ export class PreviewGateway {
     const route = await this.routes.get(target.previewId);
     let cookie: string | null = null;
     if (route && url.pathname === "/__berth/auth") {
+      const auth = this.#deps.store.as(SYSTEM.auth);
       const userId = await this.tokens.redeemCode(
-        this.#deps.database.pool,
+        auth.previews,
         url.searchParams.get("code") ?? "",
         route.previewId,
       );
-      if (userId && userId === route.ownerId) {
-        cookie = await this.tokens.mintHostCookie(route.previewId, { kind: "owner", userId });
+      const user = userId ? await auth.users.find(userId) : null;
+      if (user && allows(user, "preview.read", route)) {
+        cookie = await this.tokens.mintHostCookie(route.previewId, { kind: "owner", userId: user.userId });
       }
     } else if (route && (await this.tokens.verifyLink(url.searchParams.get("t") ?? "", route))) {
       cookie = await this.tokens.mintHostCookie(route.previewId, {

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 /** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../app/config.ts";
+import { loadConfig } from "../../platform/config.ts";
 import { isAllowedUpstream } from "./port-policy.ts";
 import {
   classify,

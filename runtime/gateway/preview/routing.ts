@@ -4,25 +4,18 @@
  * to a routing row, so each replica drops the stale entry at once; a short TTL covers notifications lost
  * while the LISTEN connection reconnects. A fresh process starts empty, so a restart routes correctly.
  */
-import type pg from "pg";
 import { isUuid } from "../../platform/ids.ts";
+import { ROUTE_CHANNEL } from "../../store/channels.ts";
 import type { PgListener } from "../../store/listener.ts";
-import type { InstanceAddress } from "./port-policy.ts";
+import type { PreviewRoute } from "../../store/previews.ts";
 
-export const ROUTE_CHANNEL = "berth_preview_route";
+export type { PreviewRoute };
+
+/** Loads one preview's routing row (the store as `system:gateway`). */
+export type RouteLoader = (previewId: string) => Promise<PreviewRoute | null>;
+
 const TTL_MS = 30_000;
 const MAX_ENTRIES = 50_000;
-
-export interface PreviewRoute {
-  previewId: string;
-  workspaceId: string;
-  ownerId: string;
-  port: number;
-  share: "owner" | "link";
-  shareVersion: number;
-  /** The open instance of the workspace, or null when the box is not running. */
-  instance: InstanceAddress | null;
-}
 
 interface Entry {
   route: PreviewRoute | null;
@@ -30,7 +23,7 @@ interface Entry {
 }
 
 export class PreviewRoutes {
-  readonly #pool: pg.Pool;
+  readonly #load: RouteLoader;
   readonly #cache = new Map<string, Entry>();
   /** Loads in flight, so a burst of requests for one preview costs one query. */
   readonly #loading = new Map<string, Promise<PreviewRoute | null>>();
@@ -38,8 +31,8 @@ export class PreviewRoutes {
   #generation = 0;
   #unsubscribe: (() => void) | null = null;
 
-  constructor(pool: pg.Pool) {
-    this.#pool = pool;
+  constructor(load: RouteLoader) {
+    this.#load = load;
   }
 
   async start(listener: PgListener): Promise<void> {
@@ -85,41 +78,5 @@ export class PreviewRoutes {
       this.#loading.set(key, pending);
     }
     return pending;
-  }
-
-  async #load(previewId: string): Promise<PreviewRoute | null> {
-    const { rows } = await this.#pool.query<{
-      id: string;
-      workspace_id: string;
-      owner_id: string;
-      port: number;
-      share: "owner" | "link";
-      share_version: number;
-      instance_id: string | null;
-      public_ip: string | null;
-      tailnet_ip: string | null;
-      terminal_port: number | null;
-    }>(
-      `SELECT p.id, p.workspace_id, w.owner_id, p.port, p.share, p.share_version,
-              i.id AS instance_id, i.public_ip, i.tailnet_ip, i.terminal_port
-         FROM previews p
-         JOIN workspaces w ON w.id = p.workspace_id AND w.state <> 'destroyed'
-         LEFT JOIN workspace_instances i ON i.workspace_id = p.workspace_id AND i.stopped_at IS NULL
-        WHERE p.id = $1 AND p.closed_at IS NULL`,
-      [previewId],
-    );
-    const r = rows[0];
-    if (!r) return null;
-    return {
-      previewId: r.id,
-      workspaceId: r.workspace_id,
-      ownerId: r.owner_id,
-      port: r.port,
-      share: r.share,
-      shareVersion: r.share_version,
-      instance: r.instance_id
-        ? { id: r.instance_id, publicIp: r.public_ip, tailnetIp: r.tailnet_ip, terminalPort: r.terminal_port }
-        : null,
-    };
   }
 }

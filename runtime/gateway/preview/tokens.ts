@@ -7,8 +7,8 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { type JWTPayload, jwtVerify, SignJWT } from "jose";
-import type pg from "pg";
 import type { SecretBox } from "../../platform/secret-box.ts";
+import type { PreviewStore } from "../../store/previews.ts";
 import type { PreviewRoute } from "./routing.ts";
 
 export const CODE_TTL_SECONDS = 60;
@@ -91,26 +91,26 @@ export class PreviewTokens {
     return p.k === "link" && route.share === "link" && p.ver === route.shareVersion;
   }
 
-  /** A fresh one-time code for `userId` on `previewId`; also sweeps expired codes. */
-  async issueCode(pool: pg.Pool, previewId: string, userId: string): Promise<string> {
+  /**
+   * A fresh one-time code on `previewId` for the user whose store `codes` is (only the hash is stored, and
+   * only on a preview of theirs).
+   */
+  async issueCode(codes: Pick<PreviewStore, "recordCode">, previewId: string): Promise<string> {
     const code = randomBytes(32).toString("base64url");
-    await pool.query("DELETE FROM preview_codes WHERE expires_at < now()");
-    await pool.query(
-      `INSERT INTO preview_codes (code_hash, preview_id, user_id, expires_at)
-       VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
-      [hash(code), previewId, userId, CODE_TTL_SECONDS],
-    );
+    await codes.recordCode(hash(code), previewId, CODE_TTL_SECONDS);
     return code;
   }
 
-  /** The user the code was issued to, once: the DELETE makes a replay (on any replica) find nothing. */
-  async redeemCode(pool: pg.Pool, code: string, previewId: string): Promise<string | null> {
+  /**
+   * The user the code was issued to, once (`codes` is the store as `system:auth`): the store deletes what
+   * it redeems, so a replay (on any replica) finds nothing.
+   */
+  async redeemCode(
+    codes: Pick<PreviewStore, "redeemCode">,
+    code: string,
+    previewId: string,
+  ): Promise<string | null> {
     if (!/^[A-Za-z0-9_-]{43}$/.test(code)) return null;
-    const { rows } = await pool.query<{ user_id: string }>(
-      `DELETE FROM preview_codes WHERE code_hash = $1 AND preview_id = $2 AND expires_at > now()
-       RETURNING user_id`,
-      [hash(code), previewId],
-    );
-    return rows[0]?.user_id ?? null;
+    return codes.redeemCode(hash(code), previewId);
   }
 }

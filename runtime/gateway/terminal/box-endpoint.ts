@@ -1,60 +1,12 @@
 /**
- * Where the relay finds a workspace's terminal endpoint: the open instance's addresses and terminal port.
- * Which address is dialled (BERTH_BOX_PATHS: public first by default) is the shared upstream resolver's choice
- * (runtime/boxnet/path-resolver.ts); nothing else in the relay reads instance addresses.
+ * The upstream URL of a workspace's terminal endpoint. Where the endpoint is (the open instance's addresses
+ * and terminal port) comes from the authorization layer (store/workspaces.ts `terminalEndpoint`); which
+ * address is dialled (BERTH_BOX_PATHS: public first by default) is the shared upstream resolver's choice
+ * (runtime/boxnet/path-resolver.ts).
  */
-import { sql } from "drizzle-orm";
 import { SESSION_NAME_RE } from "../../../box/protocol.ts";
 import { WS_PATH } from "../../../box/terminal/protocol.ts";
-import type { Db } from "../../store/client.ts";
-
-export interface BoxTerminalAddress {
-  /** The open instance: what the shared resolver (runtime/boxnet/path-resolver.ts) keys its path memory on. */
-  instanceId: string;
-  /** Only the Host header of the upstream request: the resolver dials the socket. */
-  host: string;
-  publicIp: string | null;
-  tailnetIp: string | null;
-  port: number;
-}
-
-export type BoxTerminalLookup =
-  | { ok: true; address: BoxTerminalAddress }
-  /** The workspace is not ready, or has no open instance with a terminal address: the box is asleep. */
-  | { ok: false; state: string };
-
-/** The box's terminal endpoint, if the workspace is ready and its open instance has an address. */
-export async function resolveBoxTerminalAddress(db: Db, workspaceId: string): Promise<BoxTerminalLookup> {
-  const { rows } = await db.execute<{
-    state: string;
-    instance_id: string | null;
-    public_ip: string | null;
-    tailnet_ip: string | null;
-    terminal_port: number | null;
-  }>(
-    sql`SELECT w.state, i.id AS instance_id, i.public_ip, i.tailnet_ip, i.terminal_port
-          FROM workspaces w
-          LEFT JOIN workspace_instances i ON i.workspace_id = w.id AND i.stopped_at IS NULL
-         WHERE w.id = ${workspaceId}`,
-  );
-  const row = rows[0];
-  if (!row) return { ok: false, state: "destroyed" };
-  // `unhealthy` boxes are tried too: probes may have failed on a path that works again, and if not the
-  // client hears "box unreachable" rather than "asleep".
-  const host = row.public_ip ?? row.tailnet_ip;
-  if (!["ready", "unhealthy"].includes(row.state) || !row.instance_id || !host || !row.terminal_port)
-    return { ok: false, state: row.state };
-  return {
-    ok: true,
-    address: {
-      instanceId: row.instance_id,
-      host,
-      publicIp: row.public_ip,
-      tailnetIp: row.tailnet_ip,
-      port: row.terminal_port,
-    },
-  };
-}
+import type { BoxTerminalAddress } from "../../store/workspaces.ts";
 
 /**
  * The upstream URL, built here and only here: the validated session name is the one `arg`, and nothing

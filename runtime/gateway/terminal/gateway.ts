@@ -13,9 +13,9 @@
  *   4. the token is spent, atomically, in Postgres (issued by us, unexpired, unused, same user and
  *      session) — else 4401;
  *   5. the user's socket-creation rate limit — else 4429;
- *   6. the session is open and owned by the token's user, read through the authorization scope — else 4404;
+ *   6. the session is open and its user may open it (asked of the authorization layer) — else 4404;
  *   7. the session name matches ^[a-z0-9-]{1,32}$ (again: it becomes tmux's `-s`) — else 1011;
- *   8. the per-session socket cap, counted across replicas (socket-slots.ts) — else 4409;
+ *   8. the per-session socket cap, counted across replicas (store/terminal-sockets.ts) — else 4409;
  *   9. the workspace is ready with an open instance that has a terminal address — else 4503 — and the
  *      address passes the address policy (no loopback outside local mode, no metadata ranges) — else 4502;
  *  10. the workspace's ttyd credential can be opened — else 1011.
@@ -28,20 +28,20 @@ import { WebSocket, WebSocketServer } from "ws";
 import { SESSION_NAME_RE } from "../../../box/protocol.ts";
 import type { AddressPolicy } from "../../boxnet/address-policy.ts";
 import { forWebSocket, type UpstreamResolver } from "../../boxnet/path-resolver.ts";
-import { findUser } from "../../domain/identity/actor.ts";
-import { readWorkspaceSecret } from "../../domain/workspaces/secrets.ts";
 import { NotFound, RateLimited } from "../../platform/errors.ts";
 import type { Logger } from "../../platform/logger.ts";
-import { createLimiter, type Limiter } from "../../platform/rate-limit.ts";
 import type { SecretBox } from "../../platform/secret-box.ts";
 import { rejectUpgrade, type UpgradeDispatcher } from "../../platform/upgrade-dispatcher.ts";
-import type { Database } from "../../store/client.ts";
-import { OwnerScope } from "../../store/scope.ts";
-import { type BoxTerminalAddress, boxTerminalUrl, resolveBoxTerminalAddress } from "./box-endpoint.ts";
+import { SYSTEM } from "../../store/actors.ts";
+import type { Limiter } from "../../store/rate-limit.ts";
+import type { SessionRow } from "../../store/rows.ts";
+import type { AuthorizedStore, Store } from "../../store/store.ts";
+import type { SocketSlots } from "../../store/terminal-sockets.ts";
+import type { BoxTerminalAddress } from "../../store/workspaces.ts";
+import { boxTerminalUrl } from "./box-endpoint.ts";
 import { type CloseSpec, close } from "./close-codes.ts";
 import { createTerminalMetrics, type TerminalMetrics } from "./metrics.ts";
 import { type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
-import { SocketSlots } from "./socket-slots.ts";
 import { TerminalTokens, type TokenRefusal } from "./tokens.ts";
 
 export const TERMINAL_PATH = /^\/api\/v1\/sessions\/([^/]+)\/terminal$/;
@@ -155,7 +155,9 @@ type Verdict =
   | { ok: false; spec: CloseSpec; label: string };
 
 export interface TerminalGatewayDeps {
-  database: Database;
+  /** Admission reads as the token's user; the relay's own bookkeeping acts as `system:gateway`. */
+  store: Store;
+  /** Derives the token signing key. */
   secretBox: SecretBox;
   log: Logger;
   registry: Registry;
@@ -175,8 +177,9 @@ export class TerminalGateway {
   /** Token mints per user (the route uses it). */
   readonly mintLimiter: Limiter;
   readonly #socketLimiter: Limiter;
-  readonly #db: Database;
-  readonly #secretBox: SecretBox;
+  readonly #store: Store;
+  /** The store as `system:gateway`: terminal activity and why a terminal ended. */
+  readonly #bookkeeping: AuthorizedStore;
   readonly #log: Logger;
   readonly #allowedOrigins: () => string[];
   readonly #allowAddress: AddressPolicy;
@@ -196,23 +199,20 @@ export class TerminalGateway {
     this.options = { ...DEFAULT_TERMINAL_OPTIONS, ...deps.options };
     const o = this.options;
     if (!(o.lowWaterMark < o.highWaterMark)) throw new RangeError("lowWaterMark must be below highWaterMark");
-    this.#db = deps.database;
-    this.#secretBox = deps.secretBox;
+    this.#store = deps.store;
+    this.#bookkeeping = deps.store.as(SYSTEM.gateway);
     this.#log = deps.log.child({ component: "terminal" });
     this.#allowedOrigins = deps.allowedOrigins;
     this.#allowAddress = deps.allowAddress;
     this.#upstream = deps.upstream;
     this.metrics = createTerminalMetrics(deps.registry);
     this.tokens = new TerminalTokens({
-      db: deps.database.db,
+      verifier: deps.store.as(SYSTEM.auth).terminalTokens,
       key: deps.secretBox.deriveKey("terminal-token"),
       ttlSeconds: o.tokenTtlSeconds,
     });
-    this.mintLimiter = createLimiter(deps.database.pool, { name: "terminal-token", ...o.mintRateLimit });
-    this.#socketLimiter = createLimiter(deps.database.pool, {
-      name: "terminal-socket",
-      ...o.socketRateLimit,
-    });
+    this.mintLimiter = deps.store.rateLimiter({ name: "terminal-token", ...o.mintRateLimit });
+    this.#socketLimiter = deps.store.rateLimiter({ name: "terminal-socket", ...o.socketRateLimit });
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -221,7 +221,7 @@ export class TerminalGateway {
       // The answer names `tty` only: the token entry is never echoed back.
       handleProtocols: (protocols) => (protocols.has("tty") ? "tty" : false),
     });
-    this.#slots = new SocketSlots(deps.database.pool, {
+    this.#slots = deps.store.socketSlots({
       // Three missed refreshes: a replica that died stops holding its sessions' slots within minutes.
       staleAfterMs: 3 * o.activityFlushMs + 5_000,
       onError: (err, what) => this.#log.warn({ err: String(err), what }, "terminal socket registry"),
@@ -297,11 +297,13 @@ export class TerminalGateway {
       throw err;
     }
 
-    const actor = await findUser(this.#db.db, claims.userId);
+    const actor = await this.#store.as(SYSTEM.auth).users.find(claims.userId);
     if (!actor) return refuse(close.sessionGone, "session_gone");
-    let session: Awaited<ReturnType<OwnerScope["session"]>>["session"];
+    // From here on, everything is read as the token's user: their session, their box, its credential.
+    const scope = this.#store.as(actor);
+    let session: SessionRow;
     try {
-      ({ session } = await new OwnerScope(this.#db.db, actor).session(claims.sessionId));
+      ({ session } = await scope.sessions.get(claims.sessionId));
     } catch (err) {
       if (err instanceof NotFound) return refuse(close.sessionGone, "session_gone");
       throw err;
@@ -312,13 +314,14 @@ export class TerminalGateway {
       return refuse({ code: 1011, reason: "invalid session name" }, "invalid_session_name");
     }
 
-    // Counted across replicas (socket-slots.ts), atomically: concurrent upgrades cannot both take the last one.
+    // Counted across replicas (store/terminal-sockets.ts), atomically: concurrent upgrades cannot both take
+    // the last one.
     const max = this.options.maxSocketsPerSession;
     const slot = await this.#slots.reserve(session.id, max);
     if (!slot) return refuse(close.tooManySockets(max), "too_many_sockets");
     const release = slot.release;
     try {
-      const box = await resolveBoxTerminalAddress(this.#db.db, session.workspaceId);
+      const box = await scope.workspaces.terminalEndpoint(session.workspaceId);
       if (!box.ok) {
         release();
         return refuse(close.boxAsleep(box.state), "box_asleep");
@@ -332,12 +335,7 @@ export class TerminalGateway {
         this.#log.warn({ workspaceId: session.workspaceId }, "box address refused by the address policy");
         return refuse(close.boxUnreachable, "address_refused");
       }
-      const credential = await readWorkspaceSecret(
-        this.#db.db,
-        this.#secretBox,
-        session.workspaceId,
-        "ttyd-credential",
-      );
+      const credential = await scope.secrets.terminalCredential(session.workspaceId);
       if (!credential) {
         release();
         this.#log.error({ workspaceId: session.workspaceId }, "workspace has no ttyd credential");
@@ -439,17 +437,10 @@ export class TerminalGateway {
 
   /** Why the upstream went away, when the database knows better than the close code. */
   async #explain(sessionId: string): Promise<CloseSpec | null> {
-    const query = this.#db.pool.query<{ closed: boolean; state: string; running: boolean }>(
-      `SELECT s.closed_at IS NOT NULL AS closed, w.state,
-              EXISTS (SELECT 1 FROM workspace_instances i WHERE i.workspace_id = w.id AND i.stopped_at IS NULL) AS running
-         FROM sessions s JOIN workspaces w ON w.id = s.workspace_id
-        WHERE s.id = $1`,
-      [sessionId],
-    );
-    const timeout = new Promise<null>((resolve) => setTimeout(resolve, 2_000, null).unref());
-    const result = await Promise.race([query, timeout]);
-    if (!result) return null;
-    const row = result.rows[0];
+    const query = this.#bookkeeping.sessions.liveness(sessionId);
+    const timeout = new Promise<"timeout">((resolve) => setTimeout(resolve, 2_000, "timeout").unref());
+    const row = await Promise.race([query, timeout]);
+    if (row === "timeout") return null;
     if (!row || row.closed) return close.sessionGone;
     if (row.state !== "ready" || !row.running) return close.boxAsleep(row.state);
     return null;
@@ -539,19 +530,13 @@ export class TerminalGateway {
       relay.recordedActivityAt = relay.lastActivityAt;
     }
     if (latest.size === 0) return Promise.resolve();
-    const ids = [...latest.keys()];
-    const wids = ids.map((id) => latest.get(id)!.workspaceId);
-    const ats = ids.map((id) => new Date(latest.get(id)!.at).toISOString());
-    this.#flushing = this.#db.pool
-      .query(
-        `WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS v(session_id, workspace_id, at)),
-              s AS (UPDATE sessions s SET last_activity_at = v.at FROM v
-                     WHERE s.id = v.session_id AND (s.last_activity_at IS NULL OR s.last_activity_at < v.at))
-         UPDATE workspaces w SET last_activity_at = m.at
-           FROM (SELECT workspace_id, max(at) AS at FROM v GROUP BY workspace_id) m
-          WHERE w.id = m.workspace_id AND (w.last_activity_at IS NULL OR w.last_activity_at < m.at)`,
-        [ids, wids, ats],
-      )
+    const activity = [...latest].map(([sessionId, v]) => ({
+      sessionId,
+      workspaceId: v.workspaceId,
+      at: new Date(v.at),
+    }));
+    this.#flushing = this.#bookkeeping.sessions
+      .recordActivity(activity)
       .then(
         () => undefined,
         (err: unknown) => {

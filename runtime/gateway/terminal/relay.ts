@@ -18,10 +18,14 @@
 import type { RawData, WebSocket } from "ws";
 import {
   ClientCommand,
+  clampSize,
   encodeCredential,
   encodeInit,
+  encodeResize,
+  encodeServerMessage,
   parseInit,
-  parseSize,
+  ServerCommand,
+  type TerminalSize,
 } from "../../../box/terminal/protocol.ts";
 import type { Logger } from "../../platform/logger.ts";
 import { type CloseSpec, close, mapUpstreamClose } from "./close-codes.ts";
@@ -70,8 +74,13 @@ export interface RelayIdentity {
   jti: string;
   /** The client's reconnect counter from its subprotocol list, if it sent one. */
   reconnect: number | null;
-  /** A read-only viewer: its INPUT messages are dropped (resize, PAUSE and RESUME still pass). */
+  /** A read-only viewer: its INPUT and RESIZE messages are dropped (PAUSE and RESUME still pass). */
   readOnly: boolean;
+  /**
+   * The window title the client shows, built by the control plane (workspace and session names). The box's
+   * own title messages never reach the client: ttyd's is its whole command line and host name.
+   */
+  title?: string;
 }
 
 export interface RelayHooks {
@@ -91,6 +100,28 @@ function byteLength(data: RawData): number {
   if (Buffer.isBuffer(data)) return data.length;
   if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
   return data.byteLength;
+}
+
+function firstByte(data: RawData): number | undefined {
+  if (Buffer.isBuffer(data)) return data[0];
+  if (Array.isArray(data)) return data.find((b) => b.length > 0)?.[0];
+  return new Uint8Array(data, 0, Math.min(1, data.byteLength))[0];
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return null;
+  }
+}
+
+/** The init's size fields, whatever their values (clampSize decides). */
+function pickSize(init: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof init.columns === "number") out.columns = init.columns;
+  if (typeof init.rows === "number") out.rows = init.rows;
+  return out;
 }
 
 function toBuffer(data: RawData): Buffer {
@@ -247,8 +278,25 @@ export class TerminalRelay {
       this.#onInit(toBuffer(data));
       return;
     }
-    const len = byteLength(data);
-    if (this.identity.readOnly && len > 0 && toBuffer(data)[0] === ClientCommand.INPUT) return;
+    let len = byteLength(data);
+    const command = len > 0 ? firstByte(data) : undefined;
+    if (
+      this.identity.readOnly &&
+      (command === ClientCommand.INPUT || command === ClientCommand.RESIZE_TERMINAL)
+    )
+      return;
+    if (command === ClientCommand.RESIZE_TERMINAL) {
+      // Every resize is held within bounds: the box takes any size (and ttyd wraps it at 16 bits). One that
+      // is in bounds already goes up as sent; one that is not is re-encoded at the clamp; garbage is dropped.
+      const asked = parseJson(toBuffer(data).subarray(1)) as Partial<TerminalSize> | null;
+      const size = clampSize(asked);
+      if (!size) return;
+      if (size.columns !== asked?.columns || size.rows !== asked?.rows) {
+        data = encodeResize(size);
+        isBinary = true;
+        len = data.length;
+      }
+    }
     this.bytesUp += len;
     this.#sendUp(data, isBinary);
     if (len === 1) {
@@ -276,7 +324,7 @@ export class TerminalRelay {
       if (typeof r === "number" && Number.isInteger(r) && r >= 0) this.identity.reconnect = r;
     }
     if ((this.identity.reconnect ?? 0) > 0) this.#metrics.reconnections.inc();
-    const size = { ...DEFAULT_SIZE, ...parseSize(init) };
+    const size = clampSize({ ...DEFAULT_SIZE, ...pickSize(init) }) ?? DEFAULT_SIZE;
     const rewritten = encodeInit(encodeCredential(this.#credential), size);
     this.#sendUp(rewritten, true);
   }
@@ -326,6 +374,11 @@ export class TerminalRelay {
 
   readonly #onUpstreamMessage = (data: RawData, isBinary: boolean): void => {
     if (this.#state !== "open") return;
+    if (byteLength(data) > 0 && firstByte(data) === ServerCommand.SET_WINDOW_TITLE) {
+      if (!this.identity.title) return;
+      data = encodeServerMessage(ServerCommand.SET_WINDOW_TITLE, this.identity.title);
+      isBinary = true;
+    }
     const n = byteLength(data);
     this.bytesDown += n;
     this.outputSinceSweep += n;

@@ -5,9 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { connectDatabase } from "../../store/client.ts";
 import { sessions, users } from "../../store/schema.ts";
+import { SocketSlots } from "../../store/terminal-sockets.ts";
 import { useDatabase } from "../../test/database.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
-import { SocketSlots } from "./socket-slots.ts";
 
 describe("terminal socket slots", async () => {
   const database = await useDatabase();

@@ -1,16 +1,14 @@
 /**
  * Terminal socket tokens: short-lived (60 s) HS256 JWTs, bound to one user, workspace and session, that a
  * browser offers as a WebSocket subprotocol entry (`berth.token.<jwt>`), so they never appear in a URL or an
- * access log. Each is recorded in `terminal_tokens` when minted and spent by one atomic UPDATE when used:
- * a replay, a token this control plane never issued (even one signed with a leaked key) or an expired one
- * opens nothing. The signing key is derived from the secret box's active key, so every replica sharing
+ * access log. Each is recorded in the token ledger (store/terminal-tokens.ts) when minted, by the user it
+ * is for, and spent there once when used (as `system:auth`): a replay, a token this control plane never
+ * issued (even one signed with a leaked key) or an expired one opens nothing. The signing key is derived from the secret box's active key, so every replica sharing
  * BERTH_SECRET_KEYS verifies every other's tokens.
  */
 import { randomUUID } from "node:crypto";
-import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import type { Db } from "../../store/client.ts";
-import { terminalTokens } from "../../store/schema.ts";
+import type { TerminalTokenStore } from "../../store/terminal-tokens.ts";
 
 export const TERMINAL_TOKEN_TTL_SECONDS = 60;
 export const TERMINAL_TOKEN_AUDIENCE = "berth:terminal";
@@ -43,24 +41,32 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Three base64url parts; the cap keeps a hostile header from costing more than a signature check.
 const JWT_SHAPE = /^[A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{1,1024}\.[A-Za-z0-9_-]{1,128}$/;
 
+/** Where a minted token is recorded: the store as the user it is for (their right to open the session). */
+export type TerminalTokenLedger = Pick<TerminalTokenStore, "record">;
+
 export class TerminalTokens {
-  readonly #db: Db;
+  /** The ledger as `system:auth`: spends presented tokens and purges expired ones. */
+  readonly #verifier: Pick<TerminalTokenStore, "spend" | "purgeExpired">;
   readonly #key: Uint8Array;
   readonly #ttlSeconds: number;
   #lastPurge = 0;
 
-  constructor(opts: { db: Db; key: Uint8Array; ttlSeconds?: number }) {
-    this.#db = opts.db;
+  constructor(opts: {
+    verifier: Pick<TerminalTokenStore, "spend" | "purgeExpired">;
+    key: Uint8Array;
+    ttlSeconds?: number;
+  }) {
+    this.#verifier = opts.verifier;
     this.#key = opts.key;
     this.#ttlSeconds = opts.ttlSeconds ?? TERMINAL_TOKEN_TTL_SECONDS;
   }
 
   /**
-   * Signs a token and records it. Pass the transaction that writes the audit row, so both commit together.
-   * `now` exists for tests of expiry.
+   * Signs a token and records it in `ledger`: pass the transaction that writes the audit row, so both
+   * commit together. `now` exists for tests of expiry.
    */
   async mint(
-    tx: Pick<Db, "insert">,
+    ledger: TerminalTokenLedger,
     subject: { userId: string; workspaceId: string; sessionId: string; readOnly?: boolean },
     now = Date.now(),
   ): Promise<MintedToken> {
@@ -80,12 +86,7 @@ export class TerminalTokens {
       .setExpirationTime(exp)
       .sign(this.#key);
     const expiresAt = new Date(exp * 1000);
-    await tx.insert(terminalTokens).values({
-      jti,
-      userId: subject.userId,
-      sessionId: subject.sessionId,
-      expiresAt,
-    });
+    await ledger.record({ jti, userId: subject.userId, sessionId: subject.sessionId, expiresAt });
     return { token, jti, expiresAt };
   }
 
@@ -132,21 +133,9 @@ export class TerminalTokens {
    * user and session. Concurrent uses race on one row; Postgres lets one UPDATE win.
    */
   async consume(claims: TerminalTokenClaims): Promise<boolean> {
-    const rows = await this.#db
-      .update(terminalTokens)
-      .set({ usedAt: sql`now()` })
-      .where(
-        and(
-          eq(terminalTokens.jti, claims.jti),
-          eq(terminalTokens.userId, claims.userId),
-          eq(terminalTokens.sessionId, claims.sessionId),
-          isNull(terminalTokens.usedAt),
-          gt(terminalTokens.expiresAt, sql`now()`),
-        ),
-      )
-      .returning({ jti: terminalTokens.jti });
+    const spent = await this.#verifier.spend(claims);
     this.#maybePurge();
-    return rows.length === 1;
+    return spent;
   }
 
   /** Deletes long-expired rows, at most once a minute per process, off the request path. */
@@ -154,11 +143,8 @@ export class TerminalTokens {
     const now = Date.now();
     if (now - this.#lastPurge < PURGE_EVERY_MS) return;
     this.#lastPurge = now;
-    this.#db
-      .delete(terminalTokens)
-      .where(lt(terminalTokens.expiresAt, new Date(now - RETAIN_EXPIRED_MS)))
-      .catch(() => {
-        this.#lastPurge = 0; // try again next time
-      });
+    this.#verifier.purgeExpired(new Date(now - RETAIN_EXPIRED_MS)).catch(() => {
+      this.#lastPurge = 0; // try again next time
+    });
   }
 }

@@ -6,10 +6,10 @@
 import { execFileSync } from "node:child_process";
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../../store/embedded.ts";
-import { json } from "../../test/control-plane.ts";
-import { startLocalControlPlane } from "../../test/local-control-plane.ts";
-import { waitFor } from "../../test/wait.ts";
+import { freePort } from "../store/embedded.ts";
+import { json } from "../test/control-plane.ts";
+import { startLocalControlPlane } from "../test/local-control-plane.ts";
+import { waitFor } from "../test/wait.ts";
 
 const DOMAIN = "preview.localhost";
 

@@ -6,11 +6,11 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { upsertUser } from "../../domain/identity/actor.ts";
-import { json, startTestControlPlane } from "../../test/control-plane.ts";
-import { MEGABYTE_BODY, startDevServer } from "../../test/dev-server.ts";
-import { waitFor } from "../../test/wait.ts";
-import { PATH_FORM_SANDBOX } from "./gateway.ts";
+import { upsertUser } from "../domain/identity/actor.ts";
+import { PATH_FORM_SANDBOX } from "../gateway/preview/gateway.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { MEGABYTE_BODY, startDevServer } from "../test/dev-server.ts";
+import { waitFor } from "../test/wait.ts";
 
 const DOMAIN = "preview.localhost";
 
@@ -58,13 +58,15 @@ function rawSocket(base: string, text: string): Promise<string> {
     let out = "";
     s.on("data", (d) => {
       out += d.toString();
+      // The status line and headers are what the tests read: no need to wait for the server to hang up.
+      if (out.includes("\r\n\r\n")) {
+        s.destroy();
+        resolve(out);
+      }
     });
     s.on("end", () => resolve(out));
+    s.on("close", () => resolve(out));
     s.on("error", reject);
-    setTimeout(() => {
-      s.destroy();
-      resolve(out);
-    }, 2_000).unref();
   });
 }
 
@@ -87,7 +89,7 @@ describe("preview proxy", async () => {
   const cp = await startTestControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
   const dev = await startDevServer();
   afterAll(() => dev.close());
-  const { pool, db } = cp.deps.database;
+  const { pool } = cp.deps.database;
   const token = cp.localToken;
   const bearer = { authorization: `Bearer ${token}` };
   const cpPort = new URL(cp.url).port;
@@ -222,7 +224,7 @@ describe("preview proxy", async () => {
       const anon = await raw(cp.url, `${prefix}/echo`);
       expect(anon.status).toBe(401);
       expect(JSON.parse(anon.body).error.code).toBe("unauthenticated");
-      const bob = await upsertUser(db, "user_bob");
+      const bob = await upsertUser(cp.deps.store, "user_bob");
       const bobSession = await cp.deps.authenticator.sessionFor(bob);
       const foreign = await raw(cp.url, `${prefix}/echo`, {
         headers: { cookie: `berth_session=${bobSession}` },
@@ -358,9 +360,16 @@ describe("preview proxy", async () => {
       );
       const again = await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } });
       expect(again.status).toBe(401);
-      // Sharing again mints a new version: the old link stays dead.
-      await cp.api(`${prefix}/share`, { method: "POST", token, json: {} });
-      await new Promise((r) => setTimeout(r, 200));
+      // Sharing again mints a new version: the old link stays dead, even once the new one works here.
+      const reshared = new URL(
+        (await json(await cp.api(`${prefix}/share`, { method: "POST", token, json: {} }))).url,
+      );
+      await waitFor(
+        "the new link on this replica",
+        async () =>
+          (await raw(cp.url, `${reshared.pathname}${reshared.search}`, { headers: { host: previewHost } }))
+            .status === 303,
+      );
       expect(
         (await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } })).status,
       ).toBe(401);
@@ -495,10 +504,9 @@ describe("preview proxy", async () => {
       // An HMR socket left open must not hold the shutdown (upgraded sockets escape server.close()).
       const hmr = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
       const dropped = new Promise((resolve) => hmr.once("close", resolve));
-      const closing = Date.now();
+      // Nothing else ends that socket: if it held the shutdown, close() would never return.
       await cp.close();
       await dropped;
-      expect(Date.now() - closing).toBeLessThan(5_000);
       const second = await startTestControlPlane({
         BERTH_PREVIEW_DOMAIN: DOMAIN,
         DATABASE_URL: cp.deps.database.url,

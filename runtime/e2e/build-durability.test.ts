@@ -52,7 +52,13 @@ describe("build log over SSE", async () => {
 
   it("replays from the start, follows live, and resumes from Last-Event-ID without gaps or repeats", async () => {
     const steps = Array.from({ length: 40 }, (_, i) => `step ${i + 1}`);
-    cp.driver.script("start", { kind: "succeed", steps, delayMs: 600 });
+    cp.driver.script("start", { kind: "succeed", steps });
+    // The build logs its steps and is held running: the second reader below replays what it missed, then
+    // has to follow live for the rest.
+    let release!: () => void;
+    cp.driver.gate = new Promise<void>((r) => {
+      release = r;
+    });
     const created = await json(
       await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} }),
     );
@@ -60,10 +66,10 @@ describe("build log over SSE", async () => {
 
     const first = await readSse(await cp.api(url, { token: cp.localToken }), (_e, all) => all.length === 10);
     const lastId = first.at(-1)!.id!;
-    const rest = await readSse(
-      await cp.api(url, { token: cp.localToken, headers: { "last-event-id": String(lastId) } }),
-      (e) => e.event === "end",
-    );
+    const resumed = await cp.api(url, { token: cp.localToken, headers: { "last-event-id": String(lastId) } });
+    cp.driver.gate = null;
+    release();
+    const rest = await readSse(resumed, (e) => e.event === "end");
     expect(rest.at(-1)).toEqual({ event: "end", data: { status: "succeeded" } });
     const seqs = [...first, ...rest].filter((e) => e.event === "line").map((e) => e.id);
     expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
@@ -160,12 +166,11 @@ describe("a hung worker", async () => {
       await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} }),
     );
     // The worker is alive (holds the lock) but silent; an operator-facing reaper on another worker acts.
-    const { BuildWorker } = await import("./build-worker.ts");
+    const { BuildWorker } = await import("../workers/build-worker.ts");
     const other = new BuildWorker({
-      database: cp.deps.database,
+      store: cp.deps.store,
       listener: cp.deps.listener,
       driver: new ScriptedDriver(),
-      secretBox: cp.deps.secretBox,
       log: cp.deps.log,
       metrics: cp.deps.metrics,
       controlPlaneUrl: cp.url,

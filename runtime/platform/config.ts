@@ -6,11 +6,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { getDomain } from "tldts";
 import { z } from "zod";
-import {
-  type ClerkFrontend,
-  clerkFrontend,
-  frontendApiFromPublishableKey,
-} from "../domain/identity/clerk-frontend.ts";
+import { type ClerkFrontend, clerkFrontend, frontendApiFromPublishableKey } from "./clerk-frontend.ts";
 
 const csv = z
   .string()

@@ -156,7 +156,7 @@ describe("reconciler", async () => {
 
   it("hides admin routes from non-admins", async () => {
     const { upsertUser } = await import("../domain/identity/actor.ts");
-    const user = await upsertUser(cp.deps.database.db, "user_plain");
+    const user = await upsertUser(cp.deps.store, "user_plain");
     const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(user)}`;
     expect((await cp.api("/api/v1/admin/stacks", { headers: { cookie } })).status).toBe(404);
   });

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { startEmbeddedPostgres } from "../store/embedded.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { waitFor } from "../test/wait.ts";
 
 describe("HTTP conventions", async () => {
   const cp = await startTestControlPlane({}, { loginRateLimit: { points: 3, durationSeconds: 60 } });
@@ -144,7 +145,10 @@ describe("local sign-out", async () => {
   it("ends every copy of the session server side, and a new sign-in works at once", async () => {
     const tab = await login();
     const copy = { ...tab }; // another tab, another device, or a stolen cookie
-    await new Promise((r) => setTimeout(r, 1_100)); // sessions carry whole seconds
+    // Sessions carry whole seconds, and signing out ends those issued before its second: let the clock leave
+    // the second this one was issued in.
+    const issuedAt = JSON.parse(Buffer.from(tab.cookie.split(".")[1]!, "base64url").toString()).iat;
+    await waitFor("a second after the session's", () => Date.now() >= (issuedAt + 1) * 1000);
     const out = await cp.api("/api/v1/auth/logout", { method: "POST", headers: tab });
     expect(out.status).toBe(204);
     expect(out.headers.get("set-cookie")).toMatch(/berth_session=;/);

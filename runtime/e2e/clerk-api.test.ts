@@ -5,8 +5,8 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { clerkKeys, signClerkSession } from "../../test/clerk.ts";
-import { json, startTestControlPlane } from "../../test/control-plane.ts";
+import { clerkKeys, signClerkSession } from "../test/clerk.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
 
 const ORIGIN = "https://app.berth.test";
 const { privateKey, jwtKey } = clerkKeys();

@@ -4,7 +4,7 @@
  */
 import type pg from "pg";
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes } from "rate-limiter-flexible";
-import { RateLimited } from "./errors.ts";
+import { RateLimited } from "../platform/errors.ts";
 
 export interface RateLimitRule {
   /** Distinguishes limiters sharing the table, e.g. `login`. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { agentChecksIn } from "../../test/agent.ts";
-import { json, startTestControlPlane, type TestControlPlane } from "../../test/control-plane.ts";
-import { waitFor } from "../../test/wait.ts";
+import { agentChecksIn } from "../test/agent.ts";
+import { json, startTestControlPlane, type TestControlPlane } from "../test/control-plane.ts";
+import { waitFor } from "../test/wait.ts";
 
 async function workspaceState(cp: TestControlPlane, id: string): Promise<string> {
   return (await json(await cp.api(`/api/v1/workspaces/${id}`, { token: cp.localToken }))).workspace.state;
@@ -163,7 +163,11 @@ describe("workspace lifecycle", async () => {
   it("answers an illegal transition with 409 and the current state, a duplicate with the same build", async () => {
     const id = await fresh(cp);
     await waitState(cp, id, "ready");
-    cp.driver.script("stop", { kind: "succeed", delayMs: 500 });
+    // The stop build is held running until the requests below have been answered.
+    let release!: () => void;
+    cp.driver.gate = new Promise<void>((r) => {
+      release = r;
+    });
     const first = await json(await post(`/api/v1/workspaces/${id}/hibernate`));
     const dup = await post(`/api/v1/workspaces/${id}/hibernate`);
     expect(dup.status).toBe(200);
@@ -173,27 +177,41 @@ describe("workspace lifecycle", async () => {
     const wake = await post(`/api/v1/workspaces/${id}/wake`);
     expect(wake.status).toBe(409);
     expect(await json(wake)).toMatchObject({ error: { code: "invalid_transition", state: "hibernating" } });
+    cp.driver.gate = null;
+    release();
     await waitState(cp, id, "hibernated");
   });
 
   it("serializes 20 concurrent hibernate/wake requests into a valid sequence", async () => {
     const id = await fresh(cp);
     await waitState(cp, id, "ready");
-    // Staggered so that requests land in every phase: while a build runs, and after it finished.
-    const results = await Promise.all(
-      Array.from({ length: 20 }, async (_, i) => {
-        await new Promise((r) => setTimeout(r, (i >> 1) * 120));
-        return post(`/api/v1/workspaces/${id}/${i % 2 ? "wake" : "hibernate"}`);
-      }),
-    );
+    const inFlight = async () =>
+      (
+        await cp.deps.database.pool.query(
+          "SELECT count(*)::int AS n FROM workspace_builds WHERE workspace_id = $1 AND status IN ('pending','running')",
+          [id],
+        )
+      ).rows[0].n;
+    const burst = () =>
+      Promise.all([post(`/api/v1/workspaces/${id}/hibernate`), post(`/api/v1/workspaces/${id}/wake`)]);
+    // Five rounds of two concurrent bursts: one while no build runs, one while the build it started is held
+    // running by the driver. Each round is driven by what happened, not by a clock.
+    const results: Response[] = [];
+    for (let round = 0; round < 5; round++) {
+      let release!: () => void;
+      cp.driver.gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const calls = cp.driver.calls.length;
+      results.push(...(await burst()));
+      await waitFor("a build running in the driver", () => cp.driver.calls.length > calls);
+      results.push(...(await burst()));
+      cp.driver.gate = null;
+      release();
+      await waitFor("no build in flight", async () => (await inFlight()) === 0);
+    }
+    expect(results).toHaveLength(20);
     for (const r of results) expect([200, 202, 409]).toContain(r.status);
-    await waitFor("no build in flight", async () => {
-      const { rows } = await cp.deps.database.pool.query(
-        "SELECT count(*)::int AS n FROM workspace_builds WHERE workspace_id = $1 AND status IN ('pending','running')",
-        [id],
-      );
-      return rows[0].n === 0;
-    });
     expect(cp.driver.maxConcurrentPerWorkspace).toBe(1);
     const { rows } = await cp.deps.database.pool.query(
       "SELECT transition, status, started_at, finished_at FROM workspace_builds WHERE workspace_id = $1 ORDER BY number",
@@ -205,7 +223,7 @@ describe("workspace lifecycle", async () => {
     expect(rows.every((r) => r.status === "succeeded")).toBe(true);
     // A valid sequence alternates: every stop follows a start and every start follows a stop.
     const sequence = rows.map((r) => r.transition);
-    expect(sequence.length).toBeGreaterThanOrEqual(4);
+    expect(sequence.length).toBeGreaterThanOrEqual(1 + 5); // the create, then a build in every round
     sequence.forEach((t, i) => {
       if (i > 0) expect(t).not.toBe(sequence[i - 1]);
     });

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { ClusterBusyError, startEmbeddedPostgres } from "./embedded.ts";
+import { ClusterBusyError, startEmbeddedPostgres } from "../store/embedded.ts";
 
 const EVENTS = ["exit", "beforeExit", "SIGINT", "SIGTERM"] as const;
 
@@ -26,7 +26,7 @@ describe("embedded Postgres", () => {
   it("reclaims a cluster orphaned by a killed owner, keeping its data", async () => {
     const clusterDir = join(dir, "b");
     const script = `
-      import { startEmbeddedPostgres } from ${JSON.stringify(new URL("./embedded.ts", import.meta.url).href)};
+      import { startEmbeddedPostgres } from ${JSON.stringify(new URL("../store/embedded.ts", import.meta.url).href)};
       import pg from "pg";
       const db = await startEmbeddedPostgres(${JSON.stringify(clusterDir)});
       const c = new pg.Client(db.url); await c.connect();
@@ -62,7 +62,7 @@ describe("embedded Postgres", () => {
   it("lets a CLI command join the cluster a live server runs, and refuses a second server", async () => {
     const clusterDir = join(dir, "c");
     const script = `
-      import { startEmbeddedPostgres } from ${JSON.stringify(new URL("./embedded.ts", import.meta.url).href)};
+      import { startEmbeddedPostgres } from ${JSON.stringify(new URL("../store/embedded.ts", import.meta.url).href)};
       import pg from "pg";
       const db = await startEmbeddedPostgres(${JSON.stringify(clusterDir)});
       const c = new pg.Client(db.url); await c.connect();

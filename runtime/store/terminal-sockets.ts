@@ -4,6 +4,9 @@
  * session serialises concurrent reservations (on any replica), stale rows of a dead replica are dropped,
  * and the row is inserted only while the live count is below the cap. The replica keeps its rows fresh
  * while their sockets are open (`refresh()`, from the gateway's sweep) and deletes each on close.
+ *
+ * A slot counts sockets, it holds no one's data: the relay reserves one only after the authorization layer
+ * let the user open the session, so the store hands these out (Store.socketSlots) without an actor.
  */
 import { randomUUID } from "node:crypto";
 import type pg from "pg";

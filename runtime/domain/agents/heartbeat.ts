@@ -1,0 +1,57 @@
+/**
+ * A box agent's heartbeat (box/protocol.ts): it reports lifecycle, version, its tailnet address and the
+ * actions it finished; the answer is the desired state (sessions to keep, a backup to run, keys to type)
+ * and the acknowledgements. All through the agent's own scope.
+ */
+import type { HeartbeatRequest, HeartbeatResponseInput } from "../../../box/protocol.ts";
+import { isUuid } from "../../platform/ids.ts";
+import type { Metrics } from "../../platform/metrics.ts";
+import type { AuthenticatedAgent } from "./agent-token.ts";
+import { markAgentReady } from "./readiness.ts";
+import type { TailnetClaims } from "./tailnet-claims.ts";
+
+/** Actions handed out per heartbeat. */
+const MAX_PENDING_ACTIONS = 100;
+
+export async function acceptHeartbeat(
+  agent: AuthenticatedAgent,
+  hb: HeartbeatRequest,
+  deps: { metrics: Metrics; tailnetClaims: TailnetClaims; heartbeatIntervalSeconds: number },
+): Promise<HeartbeatResponseInput> {
+  const { scope, instance, workspace } = agent;
+  await scope.agents.recordHeartbeat({
+    lifecycle: hb.lifecycle,
+    agentVersion: hb.agentVersion,
+    lastError: hb.lastError,
+  });
+  // Never stored as claimed: the box must prove the address first (tailnet-claims.ts).
+  if (hb.tailnetIp && hb.tailnetIp !== instance.tailnetIp) {
+    deps.tailnetClaims.consider(
+      { id: instance.id, workspaceId: workspace.id, terminalPort: instance.terminalPort },
+      hb.tailnetIp,
+    );
+  }
+  if (hb.lifecycle === "ready") await markAgentReady(scope, deps.metrics);
+
+  const completedIds = hb.completed.map((c) => c.id);
+  await scope.agents.completeActions(
+    hb.completed.map((c) => ({ id: c.id, at: new Date(c.at), ok: c.ok, error: c.error ?? null })),
+  );
+  const keep = await scope.sessions.listOf(workspace.id);
+  const pending = await scope.agents.pendingActions(MAX_PENDING_ACTIONS);
+  // Acknowledge what we recognise; ids that cannot be ours (not UUIDs) are acknowledged too, so the agent
+  // stops resending them.
+  const known = await scope.agents.ownActionIds(completedIds);
+  const foreign = completedIds.filter((id) => !isUuid(id));
+  const backup = pending.find((a) => a.kind === "backup");
+  return {
+    sessions: keep.map((s) => s.name),
+    backup: backup ? { id: backup.id } : null,
+    sendKeys: pending
+      .filter((a) => a.kind === "keys")
+      .map((a) => ({ id: a.id, ...(a.payload as { session: string; keys: string }) })),
+    acks: { completed: [...known, ...foreign] },
+    eventsAckedThrough: instance.eventsAckedThrough,
+    heartbeatIntervalSeconds: deps.heartbeatIntervalSeconds,
+  };
+}
