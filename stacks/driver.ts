@@ -82,9 +82,20 @@ export interface ObservedState {
   resourceIds: string[];
 }
 
+/**
+ * Drivers whose boxes run as processes on this machine (box address 127.0.0.1). Loopback reaches every
+ * process here, so the control plane dials a box's port only when the driver says the listener is the box's.
+ */
+export interface LocalBoxes {
+  /** `workspace`: every socket listening on `port` belongs to workspace `id`; `other`: not all; `none`: no listener. */
+  listenerOwner(id: WorkspaceId, port: number): Promise<"workspace" | "other" | "none">;
+}
+
 export interface WorkspaceDriver {
   /** Short name for logs and metrics, e.g. `local` or `pulumi`. */
   readonly name: string;
+  /** Set when boxes live on this machine; unset, a loopback box address is refused as an attack. */
+  readonly localBoxes?: LocalBoxes;
   apply(
     spec: WorkspaceSpec,
     transition: Transition,

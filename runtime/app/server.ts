@@ -59,8 +59,13 @@ export interface ControlPlane {
 
 export interface StartOptions {
   logger?: Logger;
-  /** Overrides the login rate limit (tests exercise it with small numbers). */
-  loginRateLimit?: { points: number; durationSeconds: number };
+  /** Overrides the failed-login rate limit (tests exercise it with small numbers). */
+  loginRateLimit?: {
+    points: number;
+    durationSeconds: number;
+    globalPoints?: number;
+    maxBlockSeconds?: number;
+  };
   /** Replaces the driver chosen by BERTH_DRIVER (tests use a scripted one). */
   driver?: WorkspaceDriver;
   /** false: this process only serves the API and runs no builds. */
@@ -127,11 +132,13 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const driver = options.driver ?? (await createDriver(config, log));
 
     const metrics = createMetrics();
-    // Loopback boxes exist only with the local driver; elsewhere a loopback address is an attack.
+    // Loopback boxes exist only with a driver whose boxes live on this machine; elsewhere a loopback address
+    // is an attack. The preview proxy further checks that the listener is the workspace's own.
+    const loopbackBoxes = addressPolicy({ allowLoopback: driver.localBoxes !== undefined });
     const upstream = new UpstreamResolver({
       metrics,
       log,
-      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      allowAddress: loopbackBoxes,
       pathOrder: config.boxPaths,
       ...options.upstream,
     });
@@ -143,11 +150,16 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       registry: metrics.registry,
       // Read per upgrade: the public URL is known only once the server listens.
       allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
-      allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+      allowAddress: loopbackBoxes,
       upstream,
       options: options.terminal,
     });
-    const rule = options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 };
+    // Failed logins: 10 per source and 100 overall per 15 minutes, then blocks doubling up to a day.
+    const rule = {
+      globalPoints: 100,
+      maxBlockSeconds: 24 * 3600,
+      ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
+    };
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -176,7 +188,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       tailnetClaims: new TailnetClaims({
         store,
         log,
-        allowAddress: addressPolicy({ allowLoopback: config.driver === "local" }),
+        allowAddress: loopbackBoxes,
       }),
     };
 

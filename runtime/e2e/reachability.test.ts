@@ -45,6 +45,8 @@ describe("box reachability in local mode: public first, tailnet fallback, health
     agentEnv: { BERTH_TERMINAL: "builtin" },
     terminalHost: BOX,
   });
+  // The box's paths here are the test's own TCP links, which no /proc check would count as the box's.
+  driver.localBoxes.listenerOwner = async () => "workspace";
   const cp = await startTestControlPlane(
     {},
     {

@@ -55,6 +55,7 @@ describe("loadConfig", () => {
       BERTH_AUTHORIZED_PARTIES: "https://app.example.co.uk",
       BERTH_SECRET_KEYS: "k:x",
       BERTH_PUBLIC_URL: "https://app.example.co.uk",
+      BERTH_DRIVER: "pulumi",
     };
     expect(() => loadConfig({ ...hosted, BERTH_PREVIEW_DOMAIN: "preview.example.co.uk" })).toThrow(
       /^BERTH_PREVIEW_DOMAIN: must be on another registrable domain than the API host app\.example\.co\.uk \(both are under example\.co\.uk\)/,
@@ -70,6 +71,7 @@ describe("loadConfig", () => {
       CLERK_SECRET_KEY: "sk_live_x",
       BERTH_AUTHORIZED_PARTIES: "https://a",
       BERTH_SECRET_KEYS: "k:x",
+      BERTH_DRIVER: "pulumi",
     });
     expect(c.auth).toEqual({
       mode: "hosted",
@@ -83,7 +85,7 @@ describe("loadConfig", () => {
 
 describe("Clerk web sign-in settings", () => {
   const hosted = { CLERK_JWT_KEY: "-----BEGIN PUBLIC KEY-----x", BERTH_AUTHORIZED_PARTIES: "https://a" };
-  const withKeys = { ...hosted, BERTH_SECRET_KEYS: "k:x" };
+  const withKeys = { ...hosted, BERTH_SECRET_KEYS: "k:x", BERTH_DRIVER: "pulumi" };
   // base64("clerk.berth.test$"), unpadded as Clerk issues them
   const pk = `pk_test_${Buffer.from("clerk.berth.test$").toString("base64").replace(/=+$/, "")}`;
 

@@ -41,7 +41,7 @@ export const ENV_DOCS: Record<string, string> = {
     "hosted mode: where the web client loads clerk-js from (default https://<Frontend API>/npm/@clerk/clerk-js@6/dist/clerk.browser.js)",
   CLERK_UI_URL:
     "hosted mode: where the web client loads Clerk's sign-in components from (default https://<Frontend API>/npm/@clerk/ui@1/dist/ui.browser.js)",
-  BERTH_DRIVER: "workspace driver: local (default) or pulumi",
+  BERTH_DRIVER: "workspace driver: local (default; single-tenant, local mode only) or pulumi",
   BERTH_BUILD_CONCURRENCY: "builds one control-plane process runs at once (default 2)",
   BERTH_DEFAULT_LOCATION: "Hetzner location for new workspaces (default fsn1)",
   BERTH_DEFAULT_SERVER_TYPE: "Hetzner server type for new workspaces (default cx22)",
@@ -173,6 +173,16 @@ const schema = z
     }
     if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {
       ctx.addIssue({ code: "custom", path: ["BERTH_HOST"], message: "must be an IP address" });
+    }
+    // Local boxes are processes of this machine's user: every user's terminal would be a shell on the
+    // control plane's host, next to the other users' boxes.
+    if (hosted && env.BERTH_DRIVER === "local") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_DRIVER"],
+        message:
+          "the local driver is single-tenant and cannot serve hosted (Clerk) mode: set BERTH_DRIVER=pulumi, or unset CLERK_SECRET_KEY and CLERK_JWT_KEY",
+      });
     }
   });
 

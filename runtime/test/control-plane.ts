@@ -31,6 +31,8 @@ export async function startTestControlPlane(
     DATABASE_URL: databaseUrl,
     BERTH_LOCAL_TOKEN: localToken,
     BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
+    // Hosted mode refuses the local driver; these tests run a scripted one anyway.
+    ...(env.CLERK_JWT_KEY || env.CLERK_SECRET_KEY ? { BERTH_DRIVER: "pulumi" } : {}),
     ...env,
   });
   // A test that passes its own driver (e.g. the local one) reads it from `deps.driver`.

@@ -6,6 +6,7 @@
  */
 import type {
   BuildLog,
+  LocalBoxes,
   ObservedState,
   StackDiff,
   Transition,
@@ -40,6 +41,9 @@ export class ScriptedDriver implements WorkspaceDriver {
   afterStart: ((spec: WorkspaceSpec) => Promise<void> | void) | null = null;
   /** While set, every operation waits for it after its steps (a test holds a build running, then lets go). */
   gate: Promise<unknown> | null = null;
+  /** Its fake boxes may sit on loopback (test servers in this process), whose listeners count as theirs. */
+  listenerOwner: LocalBoxes["listenerOwner"] = async () => "workspace";
+  readonly localBoxes: LocalBoxes = { listenerOwner: (id, port) => this.listenerOwner(id, port) };
   readonly #scripts = new Map<Op, Outcome[]>();
   readonly #inFlight = new Map<WorkspaceId, number>();
   #nextIp = 10;

@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type {
   BuildLog,
+  LocalBoxes,
   ObservedState,
   StackDiff,
   Transition,
@@ -34,6 +35,7 @@ import type {
   WorkspaceSpec,
 } from "../driver.ts";
 import { DriverError, OperationCanceledError } from "../errors.ts";
+import { type ListenerOwner, listenerOwner, listeningInodes } from "./listeners.ts";
 import { freePort, isAlive, isOurAgent, stopProcess } from "./process.ts";
 
 const run = promisify(execFile);
@@ -67,6 +69,12 @@ interface AgentState {
 export class LocalDriver implements WorkspaceDriver {
   readonly name = "local";
   readonly #o: Required<LocalDriverOptions>;
+  /** Verdicts per workspace and port, valid while the same sockets listen (a /proc walk is not free). */
+  readonly #owners = new Map<string, { inodes: string; owner: ListenerOwner; at: number }>();
+
+  readonly localBoxes: LocalBoxes = {
+    listenerOwner: async (id, port) => this.#listenerOwner(id, port),
+  };
 
   constructor(options: LocalDriverOptions) {
     this.#o = {
@@ -298,6 +306,21 @@ export class LocalDriver implements WorkspaceDriver {
       .map((d) => d.name);
     const states = await Promise.all(ids.map((id) => this.observe(id)));
     return states.filter((s): s is ObservedState => s !== null);
+  }
+
+  #listenerOwner(id: WorkspaceId, port: number): ListenerOwner {
+    const agent = this.#running(id);
+    if (!agent) return "other"; // no workspace processes: nothing here is its own
+    // The box's own services, as ports 7681/7690 on a VM: never a preview.
+    if (port === agent.agentPort || port === agent.terminalPort) return "other";
+    const key = `${id}:${port}`;
+    const inodes = [...listeningInodes(port)].sort().join(",");
+    const cached = this.#owners.get(key);
+    if (cached && cached.inodes === inodes && Date.now() - cached.at < 30_000) return cached.owner;
+    const owner = listenerOwner(port, { agentPid: agent.pid, tmuxSocket: this.#paths(id).tmuxSocket });
+    if (this.#owners.size > 1_000) this.#owners.clear();
+    this.#owners.set(key, { inodes, owner, at: Date.now() });
+    return owner;
   }
 
   /** A stale state file (agent gone) is the local equivalent of a stale lock. */

@@ -6,16 +6,22 @@ import { HttpError, parseInput } from "../errors.ts";
 
 const loginBody = z.object({ token: z.string().min(1).max(512) });
 
-/** Local mode sign-in: the printed login token becomes an HttpOnly session cookie. Public, rate-limited. */
+/**
+ * Local mode sign-in: the printed login token becomes an HttpOnly session cookie. Public. Only failures are
+ * rate-limited (per source and overall, with backoff): the right token is checked first, in constant time,
+ * so no one who can reach the port can lock the owner out with wrong ones.
+ */
 export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
   router.post("/api/v1/auth/login", async (ctx) => {
-    await deps.limiters.login(ctx.ip);
     if (deps.config.auth.mode !== "local") {
       throw new HttpError(404, "not_found", "local login is disabled in hosted mode; sign in with Clerk");
     }
     const { token } = parseInput(loginBody, ctx.request.body);
     const actor = deps.authenticator.checkLocalToken(token);
-    if (!actor) throw new HttpError(401, "token_invalid", "login token is not valid");
+    if (!actor) {
+      await deps.limiters.login(ctx.ip);
+      throw new HttpError(401, "token_invalid", "login token is not valid");
+    }
     ctx.cookies.set(SESSION_COOKIE, await deps.authenticator.sessionFor(actor), {
       httpOnly: true,
       sameSite: "strict",

@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
+import type { WorkspaceDriver } from "../../../stacks/driver.ts";
 import { UpstreamAgent } from "../../boxnet/dialer.ts";
 import { BoxUnreachableError, formatAuthority, type UpstreamResolver } from "../../boxnet/path-resolver.ts";
 import { type Authenticator, CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
@@ -72,6 +73,8 @@ export interface PreviewGatewayDeps {
   store: Store;
   log: Logger;
   upstream: UpstreamResolver;
+  /** Its `localBoxes` says whose process listens on a port of a box on this machine. */
+  driver: Pick<WorkspaceDriver, "localBoxes">;
   authenticator: Authenticator;
   listener: PgListener;
   secretBox: SecretBox;
@@ -182,6 +185,12 @@ export class PreviewGateway {
       !isAllowedUpstream(local ? "127.0.0.1" : "box", route.port, instance, { controlPlaneLocal: reserved })
     ) {
       return refuse(403, "port_forbidden");
+    }
+    if (local) {
+      // Loopback reaches every process on this machine: dial only the workspace's own listener.
+      const owner = await this.#deps.driver.localBoxes?.listenerOwner(route.workspaceId, route.port);
+      if (owner === "none") return refuse(502, "upstream_down");
+      if (owner !== "workspace") return refuse(403, "not_own_listener");
     }
     const box = {
       id: instance.id,

@@ -22,6 +22,11 @@ const PAGES = {
     title: "This port cannot be previewed",
     text: "Previews use ports 1024-65535, except the box's own services.",
   },
+  not_own_listener: {
+    status: 403,
+    title: "This port is not the workspace's",
+    text: "A process outside this workspace listens on this port. Previews only reach dev servers started in the workspace.",
+  },
   bad_path: {
     status: 400,
     title: "Bad request path",

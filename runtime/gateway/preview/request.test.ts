@@ -165,6 +165,7 @@ describe("BERTH_PREVIEW_DOMAIN", () => {
         CLERK_SECRET_KEY: "sk_x",
         BERTH_AUTHORIZED_PARTIES: "https://a",
         BERTH_SECRET_KEYS: "k:x",
+        BERTH_DRIVER: "pulumi",
       }).previewDomain,
     ).toBeUndefined();
     for (const bad of ["http://p.test", "p.test:8080", "localhost", "-x.test"]) {
