@@ -66,6 +66,7 @@ export async function createDriver(
       root: join(config.dataDir, "workspaces"),
       agentEntry: AGENT_ENTRY,
       nodePath: process.execPath,
+      agentEnv: { BERTH_TERMINAL: config.terminal },
     });
   }
   const parsed = pulumiEnv.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v)));

@@ -10,6 +10,13 @@ describe("loadConfig", () => {
     expect(c.dataDir).toMatch(/\.berth$/);
   });
 
+  it("takes the local boxes' terminal endpoint from BERTH_TERMINAL, auto by default", () => {
+    expect(loadConfig({}).terminal).toBe("auto");
+    expect(loadConfig({ BERTH_TERMINAL: "builtin" }).terminal).toBe("builtin");
+    expect(loadConfig({ BERTH_TERMINAL: "/usr/local/bin/ttyd" }).terminal).toBe("/usr/local/bin/ttyd");
+    expect(() => loadConfig({ BERTH_TERMINAL: "ttyd" })).toThrow(/^BERTH_TERMINAL: must be auto, builtin/);
+  });
+
   it("reaches boxes public first unless BERTH_BOX_PATHS says otherwise", () => {
     expect(loadConfig({}).boxPaths).toEqual(["public", "tailnet"]);
     expect(loadConfig({ BERTH_BOX_PATHS: "tailnet,public" }).boxPaths).toEqual(["tailnet", "public"]);

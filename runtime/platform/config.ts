@@ -49,6 +49,8 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
   BERTH_PREVIEW_DOMAIN:
     "previews' own hosts, <previewId>.<domain>; default preview.localhost in local mode; in hosted mode use another registrable domain than the API's so preview code never shares a site with it (unset: path form /api/v1/previews/<id>/ only)",
+  BERTH_TERMINAL:
+    "local driver: the boxes' terminal endpoint: auto (default: ttyd if one is on PATH, else the built-in server), builtin, or the path of a ttyd binary",
   BERTH_BOX_PATHS:
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
@@ -106,6 +108,12 @@ const schema = z
         message: "must be a DNS name with at least two labels, without scheme or port",
       })
       .optional(),
+    BERTH_TERMINAL: z
+      .string()
+      .refine((v) => v === "auto" || v === "builtin" || v.startsWith("/"), {
+        message: "must be auto, builtin or an absolute path to a ttyd binary",
+      })
+      .default("auto"),
     BERTH_BOX_PATHS: z
       .enum(["public,tailnet", "tailnet,public", "tailnet", "public"], {
         error: "must be one of public,tailnet / tailnet,public / tailnet / public",
@@ -213,6 +221,8 @@ export interface Config {
   previewDomain: string | undefined;
   /** Paths to a box, primary first (boxnet/path-resolver.ts). */
   boxPaths: Array<"public" | "tailnet">;
+  /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
+  terminal: string;
   logLevel: string;
 }
 
@@ -266,6 +276,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // Browsers resolve *.localhost to loopback, so local mode gets previews on their own origin for free.
     previewDomain: e.BERTH_PREVIEW_DOMAIN ?? (hosted ? undefined : "preview.localhost"),
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
+    terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
   };
 }
