@@ -275,12 +275,16 @@ describe("terminal relay against a scripted box endpoint", async () => {
       { data: Buffer.concat([Buffer.of(0x30), randomBytes(70_000)]), binary: true },
       { data: Buffer.from("0text from the box"), binary: false },
     ];
-    // The box's titles never pass (the control plane builds the title); everything else does, as sent.
+    // A box's title is replaced by ours (session and workspace names); everything else passes as sent.
     c.ws.send(Buffer.from("1new title"));
     for (const m of down) c.ws.send(m.data, { binary: m.binary });
-    await waitFor("everything at the client", () => received.length === 1 + down.length);
-    expect(received.slice(1)).toEqual(down);
-    expect(received[0]!.data.toString()).toBe("2{}");
+    await waitFor("everything at the client", () => received.length === 3 + down.length);
+    expect(received.slice(3)).toEqual(down);
+    expect(received.slice(0, 3).map((m) => m.data.toString())).toEqual([
+      "1main · relay",
+      "2{}",
+      "1main · relay",
+    ]);
     ws.close();
   });
 
@@ -345,7 +349,7 @@ describe("terminal relay against a scripted box endpoint", async () => {
     }
   });
 
-  it("never shows the box's window title (ttyd's is its command line and host name)", async () => {
+  it("shows the control plane's window title, never the box's (ttyd's is its command line and host)", async () => {
     const before = t.box.connections.length;
     const client = await connectThroughRelay({
       baseUrl: t.cp.url,
@@ -359,7 +363,7 @@ describe("terminal relay against a scripted box endpoint", async () => {
       );
       c.ws.send(Buffer.from("0ready")); // after the box's title and preferences
       await client.waitFor("ready");
-      expect(client.title).toBeUndefined();
+      expect(client.title).toBe("main · relay");
     } finally {
       await client.close();
     }

@@ -147,6 +147,8 @@ type Verdict =
       sessionId: string;
       jti: string;
       readOnly: boolean;
+      /** The window title the client shows: our names for the workspace and the session, never the box's. */
+      title: string;
       upstreamUrl: string;
       box: BoxTerminalAddress;
       credential: string;
@@ -335,6 +337,7 @@ export class TerminalGateway {
         this.#log.warn({ workspaceId: session.workspaceId }, "box address refused by the address policy");
         return refuse(close.boxUnreachable, "address_refused");
       }
+      const workspace = await scope.workspaces.get(session.workspaceId);
       const credential = await scope.secrets.terminalCredential(session.workspaceId);
       if (!credential) {
         release();
@@ -348,6 +351,7 @@ export class TerminalGateway {
         sessionId: session.id,
         jti: claims.jti,
         readOnly: claims.readOnly,
+        title: `${session.name} · ${workspace.name}`,
         upstreamUrl: boxTerminalUrl(box.address, session.name),
         box: box.address,
         credential,
@@ -369,6 +373,7 @@ export class TerminalGateway {
         jti: v.jti,
         reconnect,
         readOnly: v.readOnly,
+        title: v.title,
       },
       upstreamUrl: v.upstreamUrl,
       credential: v.credential,
