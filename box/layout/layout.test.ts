@@ -1,11 +1,14 @@
+import { execFileSync } from "node:child_process";
 import {
   chmodSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -14,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ensureHomeLink } from "./home-link.ts";
-import { ensureLayout, LayoutError, layoutPaths } from "./workspace-layout.ts";
+import { ensureLayout, LayoutError, layoutPaths, STARTER_BASHRC } from "./workspace-layout.ts";
 
 const root = () => mkdtempSync(join(tmpdir(), "berth-layout-"));
 const isRoot = process.getuid?.() === 0;
@@ -28,12 +31,42 @@ describe("ensureLayout", () => {
       expect(statSync(d).isDirectory()).toBe(true);
     expect(statSync(p.ssh).mode & 0o777).toBe(0o700);
     expect(statSync(p.state).mode & 0o777).toBe(0o700);
-    expect(first.created).toHaveLength(12);
+    // 10 directories, 3 links in home, the starter .bashrc.
+    expect(first.created).toHaveLength(14);
     expect(ensureLayout({ root: r, user: null })).toMatchObject({ created: [], fixed: [], warnings: [] });
     // ~/.claude and ~/.ssh lead to the seed's user/.claude and user/.ssh.
     writeFileSync(join(p.claude, "settings.json"), "{}");
     expect(readFileSync(join(p.home, ".claude", "settings.json"), "utf8")).toBe("{}");
     expect(readlinkSync(join(p.home, ".ssh"))).toBe("../.ssh");
+    // ~/projects is the workspace's projects, so the panes' prompt reads ~/projects.
+    writeFileSync(join(p.projects, "app.txt"), "x");
+    expect(readFileSync(join(p.home, "projects", "app.txt"), "utf8")).toBe("x");
+  });
+
+  it("writes a starter .bashrc with a short prompt into an unused home only, and never again", () => {
+    const r = root();
+    const p = ensureLayout({ root: r, user: null }).paths;
+    expect(readFileSync(join(p.home, ".bashrc"), "utf8")).toBe(STARTER_BASHRC);
+    // An interactive bash reads it (after /etc/bash.bashrc): from ~/projects the prompt is `~/projects$ `.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash's own expansion (the prompt as bash shows it)
+    const prompt = execFileSync("bash", ["-i", "-c", 'cd ~/projects && printf %s "${PS1@P}"'], {
+      env: { HOME: p.home, PATH: process.env.PATH, TERM: "dumb" },
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const ESC = String.fromCharCode(27);
+    const plain = prompt.replaceAll(new RegExp(`${ESC}\\[[0-9;]*m|[${String.fromCharCode(1, 2)}]`, "g"), "");
+    expect(plain).toMatch(/^~\/projects[$#] $/);
+    // Deleted by a user who has other files: not written back.
+    writeFileSync(join(p.home, ".bash_history"), "ls\n");
+    rmSync(join(p.home, ".bashrc"));
+    expect(ensureLayout({ root: r, user: null }).created).toEqual([]);
+    // A home with the user's own files gets nothing.
+    const r2 = root();
+    mkdirSync(join(r2, "user", "home"), { recursive: true });
+    writeFileSync(join(r2, "user", "home", ".profile"), "# mine");
+    ensureLayout({ root: r2, user: null });
+    expect(existsSync(join(r2, "user", "home", ".bashrc"))).toBe(false);
   });
 
   it("leaves a real ~/.claude directory alone and says so", () => {

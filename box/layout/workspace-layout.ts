@@ -2,6 +2,8 @@
  * The workspace tree (the seed spec's "Workspace Layout") under the workspace root, enforced idempotently:
  *
  *   user/home user/projects user/.ssh user/.claude      the box user's, .ssh 0700
+ *   user/home/{.claude,.ssh,projects} → ../<name>       links, so ~/.claude, ~/.ssh and ~/projects work
+ *   user/home/.bashrc                                   a starter (short prompt), only into an unused home
  *   system/logs (+ logs/sessions)                        the box user's: tmux (running as the user) writes captures there
  *   system/backups system/state                          the agent's (root on a VM), 0700
  *
@@ -12,6 +14,7 @@
 import {
   closeSync,
   constants,
+  existsSync,
   fchmodSync,
   fchownSync,
   fstatSync,
@@ -19,8 +22,10 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readlinkSync,
   symlinkSync,
+  writeSync,
 } from "node:fs";
 import { join } from "node:path";
 
@@ -110,9 +115,73 @@ export function ensureLayout(options: EnsureLayoutOptions): LayoutReport {
   }
   // Programs look in ~/.claude and ~/.ssh; the seed keeps them beside home, so home links to them.
   // Relative links resolve inside the workspace both through /home/<user> and in local mode.
-  for (const name of [".claude", ".ssh"])
+  // ~/projects leads to the projects beside home too: the panes start there, so a prompt reads
+  // `~/projects$` instead of the volume's full path.
+  for (const name of [".claude", ".ssh", "projects"])
     ensureDotLink(join(p.home, name), `../${name}`, options.user, report);
+  seedBashrc(p.home, options.user, report);
   return report;
+}
+
+/** What Berth itself puts in a home; a home holding nothing else has never been used. */
+const BERTH_HOME_ENTRIES = new Set([".claude", ".ssh", "projects"]);
+
+/**
+ * The starter `~/.bashrc` of a new home, as /etc/skel gives one to a new user: a short prompt (the
+ * directory with `~`, trimmed to its last three parts) that fits a phone-width pane, and the usual history
+ * and `ls` settings. Written only into a home that has never been used (nothing in it but Berth's own
+ * links), so a user's rc file, or their choice to have none, is never overridden.
+ */
+export const STARTER_BASHRC = `# ~/.bashrc: Berth's starter, written once into a new workspace home. It is yours to change; Berth
+# never writes it again.
+case $- in *i*) ;; *) return ;; esac
+
+HISTCONTROL=ignoreboth
+HISTSIZE=10000
+HISTFILESIZE=20000
+shopt -s histappend checkwinsize
+
+# A short prompt that fits a phone-width pane: the directory, ~ for home, at most its last three parts.
+PROMPT_DIRTRIM=3
+PS1='\\[\\e[1;36m\\]\\w\\[\\e[0m\\]\\$ '
+
+ls --color=auto -d / >/dev/null 2>&1 && alias ls='ls --color=auto'
+alias ll='ls -alF'
+`;
+
+function seedBashrc(home: string, owner: Owner | null, report: LayoutReport): void {
+  // The agent is root on a VM and home is the user's: go through a descriptor of the directory checked
+  // above (no symlink), so swapping home for a link to /root between the check and the write cannot
+  // plant a file elsewhere. /proc/self/fd/<fd> is Linux's openat() for Node; elsewhere (local mode on a
+  // developer's machine, where the agent is the user) the path itself is used.
+  const dirFd = openSync(home, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const dir = existsSync(`/proc/self/fd/${dirFd}`) ? `/proc/self/fd/${dirFd}` : home;
+    if (!readdirSync(dir).every((name) => BERTH_HOME_ENTRIES.has(name))) return;
+    let fd: number;
+    try {
+      // O_EXCL|O_NOFOLLOW: never through a link, never over a file that appeared meanwhile.
+      fd = openSync(
+        join(dir, ".bashrc"),
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      );
+    } catch (err) {
+      report.warnings.push(
+        `${join(home, ".bashrc")}: starter not written (${(err as NodeJS.ErrnoException).code})`,
+      );
+      return;
+    }
+    try {
+      writeSync(fd, STARTER_BASHRC);
+      if (owner) fchownSync(fd, owner.uid, owner.gid);
+    } finally {
+      closeSync(fd);
+    }
+    report.created.push(join(home, ".bashrc"));
+  } finally {
+    closeSync(dirFd);
+  }
 }
 
 function ensureDotLink(link: string, target: string, owner: Owner | null, report: LayoutReport): void {

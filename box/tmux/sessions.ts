@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { access, mkdir, stat } from "node:fs/promises";
+import { access, mkdir, realpath, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { assertSessionName, exactSessionTarget } from "./names.ts";
 import {
@@ -15,6 +15,7 @@ import {
   type TmuxServerOptions,
   tmuxEnv,
 } from "./tmux-command.ts";
+import { installPaneViews, RELAYOUT_ON_RESIZE } from "./views.ts";
 
 export type PaneRole = "claude" | "logs" | "shell";
 export const PANE_ROLES: readonly PaneRole[] = ["claude", "logs", "shell"];
@@ -123,15 +124,18 @@ export class TmuxSessions {
     return this.#serialized(name, async () => {
       let created = false;
       if (!(await this.has(name))) created = await this.#create(name);
+      // Server-wide and versioned (one tmux call once installed): the phone's one-pane views (views.ts).
+      // A tmux without them still serves the layout: the web client only uses views tmux announced.
+      await installPaneViews(this.tmux).catch(() => {});
       const logFile = await this.ensureCapture(name);
       return { created, logFile };
     });
   }
 
   async #create(name: string): Promise<boolean> {
-    const { cwd } = this.#opts;
-    const dir = await stat(cwd).catch(() => null);
-    if (!dir?.isDirectory()) throw new Error(`session working directory ${cwd} does not exist`);
+    const dir = await stat(this.#opts.cwd).catch(() => null);
+    if (!dir?.isDirectory()) throw new Error(`session working directory ${this.#opts.cwd} does not exist`);
+    const cwd = await this.#paneCwd();
     const shellCommand = [await this.#shell(), ...(this.#opts.shellArgs ?? ["-i"])];
     // Panes get this PATH explicitly: a tmux server started earlier (by another manager or a terminal
     // attach) would otherwise give them its own, and the lookup below would not match what the pane sees.
@@ -206,11 +210,30 @@ export class TmuxSessions {
     // The Claude pane keeps 60% of the width whatever the client's size: with tmux's default (80 columns)
     // a phone-sized client squeezed it to a single column. The hook re-applies the layout on every resize.
     await this.tmux.run(["set-window-option", "-t", claudePane, "main-pane-width", "60%"]);
-    await this.tmux.run(["set-hook", "-t", claudePane, "window-resized", "select-layout main-vertical"]);
+    await this.tmux.run(["set-hook", "-t", claudePane, "window-resized", RELAYOUT_ON_RESIZE]);
+    // A quiet status line (tmux's default is black on bright green), readable: grey 250 on 236 is 8:1.
+    await this.tmux.run(["set-option", "-t", claudePane, "status-style", "bg=colour236,fg=colour250"]);
+    await this.tmux.run(["set-option", "-t", claudePane, "window-status-current-style", "fg=colour255,bold"]);
     await this.tmux.run(["select-layout", "-t", claudePane, "main-vertical"]);
     await this.tmux.run(["select-pane", "-t", claudePane]);
     if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
     return true;
+  }
+
+  /**
+   * Where the panes start: the projects directory, reached as `$HOME/projects` when the layout's link
+   * makes that the same directory (box/layout), so shells see `~/projects` in `$PWD` and their prompt
+   * instead of the volume's full path. HOME is the tmux server's (the box user's on a VM, where the agent
+   * runs as root), else this process's environment (the agent's, which local mode points at user/home).
+   */
+  async #paneCwd(): Promise<string> {
+    const { cwd } = this.#opts;
+    const server = await this.tmux.run(["show-environment", "-g", "HOME"]).catch(() => "");
+    const home = /^HOME=(.+)$/m.exec(server)?.[1] ?? tmuxEnv(this.#opts.env).HOME;
+    if (!home || !isAbsolute(home)) return cwd;
+    const viaHome = join(home, "projects");
+    const [a, b] = await Promise.all([realpath(viaHome).catch(() => null), realpath(cwd).catch(() => null)]);
+    return a !== null && a === b ? viaHome : cwd;
   }
 
   async #shell(): Promise<string> {
@@ -223,11 +246,13 @@ export class TmuxSessions {
   async panes(name: string): Promise<Partial<Record<PaneRole, string>>> {
     let out: string;
     try {
+      // The colon makes it session:window. A bare `=main` is a window target too, and tmux tries it as a
+      // window name first: every session's window is named "main", so it found the current session's.
       out = await this.tmux.run([
         "list-panes",
         "-s",
         "-t",
-        exactSessionTarget(name),
+        `${exactSessionTarget(name)}:`,
         "-F",
         `#{pane_id}\t#{${ROLE_OPTION}}`,
       ]);

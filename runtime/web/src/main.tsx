@@ -30,13 +30,14 @@ function App() {
     return onSessionChange(check);
   }, [auth]);
 
-  if (!auth || me === "loading") return <p class="page">Loading…</p>;
+  if (!auth || me === "loading") return <p class="page muted">Loading…</p>;
   if (me === "signed-out") return <SignedOut auth={auth} />;
   if (route.name === "terminal") return <TerminalView sessionId={route.sessionId} />;
   return (
     <>
       <header class="topbar">
         <a class="brand" href="#/">
+          <BrandMark />
           Berth
         </a>
         <div class="topbar-actions">
@@ -52,6 +53,24 @@ function App() {
       </header>
       {route.name === "workspace" ? <WorkspaceDetail id={route.id} /> : <Workspaces />}
     </>
+  );
+}
+
+/** The logo: a hull at its berth under a flag, the favicon's drawing (src/favicon.svg). */
+function BrandMark() {
+  return (
+    <svg class="brand-mark" viewBox="0 0 32 32" aria-hidden="true">
+      <rect width="32" height="32" rx="7" fill="#2563eb" />
+      <path d="M6 19.5h20l-3.2 5.2a2 2 0 0 1-1.7 1H10.9a2 2 0 0 1-1.7-1z" fill="#fff" />
+      <path
+        d="M15 6.5v11.2M15 8l7 8.2h-7"
+        fill="none"
+        stroke="#fff"
+        stroke-width="2.2"
+        stroke-linejoin="round"
+        stroke-linecap="round"
+      />
+    </svg>
   );
 }
 

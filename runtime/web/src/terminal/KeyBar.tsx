@@ -1,10 +1,12 @@
 import { useState } from "preact/hooks";
 
 /**
- * Keys a phone keyboard lacks. Ctrl is sticky: it applies to the next key typed, here or on the keyboard.
- * The bar always takes its space on touch screens, so showing the keyboard never shifts the terminal.
+ * Keys a phone keyboard lacks, in one row that fits a 360-px screen: sticky Ctrl first (always in
+ * reach), then Esc, Tab, Shift+Tab, the arrows and Ctrl-C. Ctrl applies to the next key typed, here or on
+ * the keyboard. The bar always takes its space on touch screens, so showing the keyboard never shifts the
+ * terminal, and pressing a key does not take the focus from the terminal (the keyboard stays open).
  */
-const KEYS: Array<[label: string, aria: string, seq: string]> = [
+const KEYS: Array<[label: string, name: string, seq: string]> = [
   ["Esc", "Escape", "\x1b"],
   ["Tab", "Tab", "\t"],
   ["⇤", "Shift Tab", "\x1b[Z"],
@@ -14,6 +16,8 @@ const KEYS: Array<[label: string, aria: string, seq: string]> = [
   ["→", "Right", "\x1b[C"],
   ["^C", "Control C", "\x03"],
 ];
+
+const keepFocus = (e: Event) => e.preventDefault();
 
 export function KeyBar({
   send,
@@ -25,26 +29,33 @@ export function KeyBar({
   setCtrl: (v: boolean) => void;
 }) {
   const [pressed, setPressed] = useState<string | null>(null);
-  const tap = (aria: string, seq: string) => {
-    setPressed(aria);
+  const tap = (name: string, seq: string) => {
+    setPressed(name);
     setTimeout(() => setPressed(null), 120);
     send(seq);
   };
   return (
     <div class="keybar" role="toolbar" aria-label="terminal keys">
-      {KEYS.map(([label, aria, seq]) => (
-        <button
-          key={aria}
-          type="button"
-          class={pressed === aria ? "pressed" : ""}
-          onClick={() => tap(aria, seq)}
-        >
-          <KeyName label={label} name={aria} />
-        </button>
-      ))}
-      <button type="button" aria-pressed={ctrl} class={ctrl ? "sticky" : ""} onClick={() => setCtrl(!ctrl)}>
+      <button
+        type="button"
+        aria-pressed={ctrl}
+        class={`key key-ctrl${ctrl ? " sticky" : ""}`}
+        onPointerDown={keepFocus}
+        onClick={() => setCtrl(!ctrl)}
+      >
         <KeyName label="Ctrl" name="Control" />
       </button>
+      {KEYS.map(([label, name, seq]) => (
+        <button
+          key={name}
+          type="button"
+          class={`key${pressed === name ? " pressed" : ""}`}
+          onPointerDown={keepFocus}
+          onClick={() => tap(name, seq)}
+        >
+          <KeyName label={label} name={name} />
+        </button>
+      ))}
     </div>
   );
 }

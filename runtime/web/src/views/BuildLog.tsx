@@ -8,11 +8,22 @@ interface Line {
   message: string;
 }
 
+const TRANSITION: Record<string, string> = { start: "start", stop: "hibernate", destroy: "destroy" };
+
 /**
  * A build's log, live: the control plane replays it over Server-Sent Events and follows new lines; the
  * browser's EventSource reconnects with Last-Event-ID by itself, so a flaky network loses nothing.
  */
-export function BuildLog({ build, onEnd }: { build: Build; onEnd?: (status: string) => void }) {
+export function BuildLog({
+  build,
+  onEnd,
+  compact = false,
+}: {
+  build: Build;
+  onEnd?: (status: string) => void;
+  /** Only the step in progress and the last line (the terminal's wake panel). */
+  compact?: boolean;
+}) {
   const [lines, setLines] = useState<Line[]>([]);
   const [status, setStatus] = useState<string>(build.status);
   const box = useRef<HTMLPreElement>(null);
@@ -39,11 +50,26 @@ export function BuildLog({ build, onEnd }: { build: Build; onEnd?: (status: stri
 
   const stage = [...lines].reverse().find((l) => l.level === "stage")?.message;
   const running = status === "pending" || status === "running";
+  if (compact) {
+    const last = lines.at(-1);
+    return (
+      <div class="build-compact">
+        <p>
+          <span class="muted">Build #{build.number}: </span>
+          <span class={`build-status build-${status}`}>
+            {running ? (stage ?? (status === "pending" ? "queued" : "starting")) : status}
+          </span>
+        </p>
+        {running && <div class="progress" role="progressbar" aria-label="build in progress" />}
+        {last && last.level !== "stage" && <p class="muted build-last">{last.message}</p>}
+      </div>
+    );
+  }
   return (
     <section class="build-log" aria-label={`build ${build.number} log`}>
       <header>
         <strong>
-          Build #{build.number} · {build.transition}
+          Build #{build.number} · {TRANSITION[build.transition] ?? build.transition}
         </strong>
         <span class={`build-status build-${status}`}>{status}</span>
         {running && stage && <span class="stage">step: {stage}</span>}

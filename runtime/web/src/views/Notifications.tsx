@@ -1,22 +1,42 @@
-import { useEffect, useState } from "preact/hooks";
-import { api, type Notification } from "../api.ts";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, type Notification, type Workspace } from "../api.ts";
+import { ago } from "../format.ts";
 import { href } from "../router.ts";
+
+interface Inbox {
+  unread: number;
+  notifications: Notification[];
+  /** Ids of the user's workspaces that still exist (the API lists live ones only). */
+  live: Set<string>;
+}
 
 /**
  * "Claude needs you": an unread count and a feed, live over SSE. A click marks the notification read and
- * jumps to the session that raised it. When the tab is hidden, the browser's Notification API shows it too.
+ * jumps to the session that raised it; "Mark all read" clears the count; Escape or a click elsewhere
+ * closes the feed. When the tab is hidden, the browser's Notification API shows new ones too.
+ *
+ * A destroyed workspace's notifications stay in the feed as history, greyed and labelled, but open
+ * nothing (there is no session to open) and do not count as unread: the badge is "things that need
+ * you", and nothing in a destroyed workspace can. They are left unread on the server rather than marked
+ * read behind the user's back; "Mark all read" clears them like the rest.
  */
 export function NotificationBell() {
-  const [items, setItems] = useState<Notification[]>([]);
-  const [unread, setUnread] = useState(0);
+  const [inbox, setInbox] = useState<Inbox>({ unread: 0, notifications: [], live: new Set() });
   const [open, setOpen] = useState(false);
+  const root = useRef<HTMLDivElement>(null);
+  const button = useRef<HTMLButtonElement>(null);
 
   const load = () =>
-    api<{ unread: number; notifications: Notification[] }>("/api/v1/notifications")
-      .then((r) => {
-        setItems(r.notifications);
-        setUnread(r.unread);
-      })
+    Promise.all([
+      api<{ unread: number; notifications: Notification[] }>("/api/v1/notifications"),
+      api<{ workspaces: Workspace[] }>("/api/v1/workspaces"),
+    ])
+      .then(([n, w]) =>
+        setInbox({
+          ...n,
+          live: new Set(w.workspaces.filter((x) => x.state !== "destroyed").map((x) => x.id)),
+        }),
+      )
       .catch(() => {});
 
   useEffect(() => {
@@ -29,8 +49,42 @@ export function NotificationBell() {
         new Notification(n.title, { body: n.body, tag: n.id });
       }
     });
-    return () => source.close();
+    // Workspaces come and go (destroyed here or elsewhere): refresh on navigation and now and then.
+    const t = setInterval(load, 15_000);
+    addEventListener("hashchange", load);
+    return () => {
+      source.close();
+      clearInterval(t);
+      removeEventListener("hashchange", load);
+    };
   }, []);
+
+  useEffect(() => {
+    if (!open) return;
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "Escape") return;
+      e.stopPropagation();
+      setOpen(false);
+      button.current?.focus();
+    };
+    const onPointer = (e: PointerEvent) => {
+      if (root.current && !root.current.contains(e.target as Node)) setOpen(false);
+    };
+    addEventListener("keydown", onKey, true);
+    addEventListener("pointerdown", onPointer);
+    return () => {
+      removeEventListener("keydown", onKey, true);
+      removeEventListener("pointerdown", onPointer);
+    };
+  }, [open]);
+
+  const destroyed = (n: Notification) => !inbox.live.has(n.workspaceId);
+  // The server counts every unread row; those of destroyed workspaces (all listed first, unread first) are
+  // taken out.
+  const unread = Math.max(
+    0,
+    inbox.unread - inbox.notifications.filter((n) => !n.readAt && destroyed(n)).length,
+  );
 
   const pick = async (n: Notification) => {
     await api(`/api/v1/notifications/${n.id}/read`, { method: "POST" }).catch(() => {});
@@ -40,6 +94,11 @@ export function NotificationBell() {
     else location.hash = href.workspace(n.workspaceId);
   };
 
+  const markAllRead = async () => {
+    await api("/api/v1/notifications/read-all", { method: "POST" }).catch(() => {});
+    load();
+  };
+
   const toggle = () => {
     setOpen(!open);
     if ("Notification" in window && Notification.permission === "default")
@@ -47,42 +106,72 @@ export function NotificationBell() {
   };
 
   return (
-    <div class="bell">
+    <div class="bell" ref={root}>
       <button
         type="button"
+        ref={button}
+        class="icon-button"
         aria-expanded={open}
+        aria-controls="notification-feed"
         aria-label={`notifications, ${unread} unread`}
         onClick={toggle}
       >
         <svg
-          width="18"
-          height="18"
+          width="20"
+          height="20"
           viewBox="0 0 24 24"
           aria-hidden="true"
           fill="none"
           stroke="currentColor"
           stroke-width="2"
+          stroke-linecap="round"
+          stroke-linejoin="round"
         >
           <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9M13.7 21a2 2 0 0 1-3.4 0" />
         </svg>
-        {unread > 0 && <span class="count">{unread}</span>}
+        {unread > 0 && (
+          <span class="count" aria-hidden="true">
+            {unread}
+          </span>
+        )}
       </button>
       {open && (
-        <ul class="feed" aria-label="notifications">
-          {items.length === 0 && <li class="muted">Nothing yet.</li>}
-          {items.map((n) => (
-            <li key={n.id} class={n.readAt ? "read" : "unread"}>
-              <button type="button" onClick={() => pick(n)}>
-                <strong>{n.title}</strong>
-                <span>{n.body}</span>
-                <span class="muted">
-                  {n.sessionName ? `${n.sessionName} · ` : ""}
-                  {new Date(n.createdAt).toLocaleTimeString()}
-                </span>
-              </button>
-            </li>
-          ))}
-        </ul>
+        <section class="feed" id="notification-feed" aria-label="notification feed">
+          <div class="feed-head">
+            <strong>Notifications</strong>
+            <button type="button" class="subtle" onClick={markAllRead} disabled={inbox.unread === 0}>
+              Mark all read
+            </button>
+          </div>
+          <ul>
+            {inbox.notifications.length === 0 && <li class="muted feed-empty">Nothing yet.</li>}
+            {inbox.notifications.map((n) =>
+              destroyed(n) ? (
+                <li key={n.id} class="gone">
+                  <div class="feed-item" aria-disabled="true">
+                    <strong>{n.title}</strong>
+                    <span>{n.body}</span>
+                    <span class="muted">workspace destroyed · {ago(n.createdAt)}</span>
+                  </div>
+                </li>
+              ) : (
+                <li key={n.id} class={n.readAt ? "read" : "unread"}>
+                  <button type="button" class="feed-item" onClick={() => pick(n)}>
+                    <strong>
+                      {!n.readAt && <span class="visually-hidden">unread: </span>}
+                      {n.title}
+                    </strong>
+                    <span>{n.body}</span>
+                    <span class="muted">
+                      {n.sessionName ? `${n.sessionName} · ` : ""}
+                      {ago(n.createdAt)}
+                    </span>
+                  </button>
+                </li>
+              ),
+            )}
+          </ul>
+        </section>
       )}
     </div>
   );

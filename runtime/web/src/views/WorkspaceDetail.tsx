@@ -1,6 +1,17 @@
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, api, type Build, type Session, type Workspace } from "../api.ts";
+import {
+  ApiError,
+  api,
+  type Build,
+  humanError,
+  loadOverview,
+  type Overview,
+  type Session,
+  type Workspace,
+} from "../api.ts";
+import { ago, sessionNameProblem, stateSentence, workspaceFacts } from "../format.ts";
 import { href } from "../router.ts";
+import { Field, fieldAria } from "../ui/Field.tsx";
 import { BuildLog } from "./BuildLog.tsx";
 import { Previews } from "./Previews.tsx";
 import { StateBadge } from "./StateBadge.tsx";
@@ -12,14 +23,16 @@ const ACTIONS: Record<string, Array<"hibernate" | "wake" | "destroy">> = {
   failed: ["wake", "hibernate", "destroy"],
 };
 
-/** One workspace: state and actions, the latest build's live log, and its sessions. */
+/** One workspace: state and actions, the latest build's live log, its sessions and previews. */
 export function WorkspaceDetail({ id }: { id: string }) {
   const [ws, setWs] = useState<Workspace | null>(null);
   const [builds, setBuilds] = useState<Build[]>([]);
   const [sessions, setSessions] = useState<Session[]>([]);
+  const [overview, setOverview] = useState<Overview | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [newSession, setNewSession] = useState("");
+  const [sessionProblem, setSessionProblem] = useState<string | null>(null);
 
   const load = async () => {
     try {
@@ -33,11 +46,12 @@ export function WorkspaceDetail({ id }: { id: string }) {
       setSessions(s.sessions);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) location.hash = href.workspaces();
-      else setError((e as Error).message);
+      else setError(humanError(e));
     }
   };
   useEffect(() => {
     load();
+    loadOverview().then(setOverview);
     const t = setInterval(load, 2_000);
     return () => clearInterval(t);
   }, [id]);
@@ -51,42 +65,78 @@ export function WorkspaceDetail({ id }: { id: string }) {
       });
       await load();
     } catch (e) {
-      setError((e as Error).message);
+      setError(humanError(e));
     }
   };
 
   const createSession = async (e: Event) => {
     e.preventDefault();
     setError(null);
+    const wrong = sessionNameProblem(newSession);
+    if (wrong) {
+      setSessionProblem(wrong);
+      return;
+    }
     try {
       await api(`/api/v1/workspaces/${id}/sessions`, {
         method: "POST",
         body: newSession ? { name: newSession } : {},
       });
       setNewSession("");
+      setSessionProblem(null);
       await load();
     } catch (err) {
-      setError((err as Error).message);
+      if (err instanceof ApiError && (err.field === "name" || err.code === "session_exists"))
+        setSessionProblem(
+          err.code === "session_exists"
+            ? `A session named ${newSession} is already open.`
+            : (sessionNameProblem(newSession) ?? "Use lowercase letters, digits and dashes only, up to 32."),
+        );
+      else setError(humanError(err));
     }
   };
 
   const closeSession = async (s: Session) => {
-    await api(`/api/v1/workspaces/${id}/sessions/${s.id}`, { method: "DELETE" }).catch((e: Error) =>
-      setError(e.message),
+    await api(`/api/v1/workspaces/${id}/sessions/${s.id}`, { method: "DELETE" }).catch((e) =>
+      setError(humanError(e)),
     );
     await load();
   };
 
-  if (!ws) return <main class="page">{error ? <p role="alert">{error}</p> : <p>Loading…</p>}</main>;
+  if (!ws)
+    return (
+      <main class="page">
+        {error ? (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        ) : (
+          <p class="muted">Loading…</p>
+        )}
+      </main>
+    );
   const latest = builds[0];
+  const running = ws.state === "ready" || ws.state === "unhealthy";
+  const sessionHint = "Lowercase letters, digits and dashes; empty picks a name.";
   return (
     <main class="page">
-      <nav>
+      <nav class="crumbs">
         <a href={href.workspaces()}>← Workspaces</a>
       </nav>
-      <h1>
-        {ws.name} <StateBadge state={ws.state} />
-      </h1>
+      <header class="detail-head">
+        <h1>{ws.name}</h1>
+        <StateBadge state={ws.state} />
+      </header>
+      <p class="muted detail-facts">
+        {[
+          workspaceFacts(ws, overview),
+          `created ${ago(ws.createdAt)}`,
+          `${ws.state} since ${ago(ws.stateChangedAt)}`,
+        ]
+          .filter((s) => s && !s.endsWith("never"))
+          .join(" · ")}
+      </p>
+      <p class="detail-state">{stateSentence(ws.state)}</p>
       {error && (
         <p class="error" role="alert">
           {error}
@@ -97,7 +147,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
           a === "destroy" ? (
             confirming ? (
               <fieldset key={a} class="confirm">
-                <legend>Delete everything on this workspace?</legend>
+                <legend>Delete this workspace, its files and its sessions for good?</legend>
                 <button type="button" class="danger" onClick={() => act("destroy")}>
                   Yes, destroy
                 </button>
@@ -111,7 +161,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
               </button>
             )
           ) : (
-            <button key={a} type="button" onClick={() => act(a)}>
+            <button key={a} type="button" class={a === "wake" ? "primary" : ""} onClick={() => act(a)}>
               {a === "wake" ? "Wake" : "Hibernate"}
             </button>
           ),
@@ -119,34 +169,58 @@ export function WorkspaceDetail({ id }: { id: string }) {
       </div>
       {latest && <BuildLog key={latest.id} build={latest} onEnd={() => load()} />}
 
-      <section aria-labelledby="sessions-h">
+      <section class="panel" aria-labelledby="sessions-h">
         <h2 id="sessions-h">Sessions</h2>
-        <ul class="sessions">
+        {sessions.length === 0 && (
+          <p class="muted">
+            No session open. A session is a terminal with three panes: Claude Code, logs and a shell.
+          </p>
+        )}
+        <ul class="rows">
           {sessions.map((s) => (
             <li key={s.id}>
-              <a href={href.terminal(s.id)}>{s.name}</a>
-              <button type="button" aria-label={`close session ${s.name}`} onClick={() => closeSession(s)}>
-                Close
-              </button>
+              <div class="row-main">
+                <a class="session-link" href={href.terminal(s.id)}>
+                  {s.name}
+                </a>
+                <span class="muted">
+                  {s.lastActivityAt ? `active ${ago(s.lastActivityAt)}` : `opened ${ago(s.createdAt)}`}
+                </span>
+              </div>
+              <div class="row-actions">
+                <button type="button" aria-label={`close session ${s.name}`} onClick={() => closeSession(s)}>
+                  Close
+                </button>
+              </div>
             </li>
           ))}
         </ul>
-        <form class="inline" onSubmit={createSession}>
-          <label for="session-name">New session</label>
-          <input
-            id="session-name"
-            placeholder="main"
-            pattern="[a-z0-9-]{1,32}"
-            title="lowercase letters, digits and '-', up to 32"
-            value={newSession}
-            onInput={(e) => setNewSession((e.target as HTMLInputElement).value)}
-          />
-          <button type="submit" disabled={ws.state !== "ready"}>
-            Open session
-          </button>
+        <form class="inline-form" onSubmit={createSession} noValidate>
+          <Field id="session-name" label="New session" hint={sessionHint} problem={sessionProblem}>
+            <div class="input-row">
+              <input
+                id="session-name"
+                placeholder="main"
+                autoComplete="off"
+                autoCapitalize="none"
+                spellcheck={false}
+                value={newSession}
+                {...fieldAria("session-name", sessionProblem, sessionHint)}
+                onInput={(e) => {
+                  const v = (e.target as HTMLInputElement).value;
+                  setNewSession(v);
+                  setSessionProblem(sessionNameProblem(v));
+                }}
+              />
+              <button type="submit" disabled={!running}>
+                Open session
+              </button>
+            </div>
+          </Field>
+          {!running && <p class="muted">Sessions open while the workspace runs.</p>}
         </form>
       </section>
-      <Previews workspaceId={id} />
+      <Previews workspaceId={id} running={running} />
     </main>
   );
 }
