@@ -3,7 +3,7 @@ import type { ApiRouter } from "../context.ts";
 // The token travels in the URL fragment, which browsers never send to servers or put in access logs.
 const LOGIN_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Berth — sign in</title></head>
+<title>Berth — sign in</title><link rel="icon" href="data:,"></head>
 <body><main><h1>Berth</h1><p id="status" role="status">Signing in…</p></main>
 <script src="/login.js"></script></body></html>`;
 
