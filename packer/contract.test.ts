@@ -3,7 +3,7 @@
  * what berth-agent.service loads, and what the agent's loadBootConfig accepts, on a first boot and again
  * after a reboot, when /run is empty and cloud-init writes nothing. systemd itself cannot run here, so its
  * rules are emulated (test/box-root.ts); packer/scripts/70-units.sh checks the credential rules on the
- * build server's real systemd, and scripts.test.ts the tmpfiles rules on the real systemd-tmpfiles.
+ * build server's real systemd, and e2e/scripts.test.ts the tmpfiles rules on the real systemd-tmpfiles.
  */
 import { lstatSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";

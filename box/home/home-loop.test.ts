@@ -1,12 +1,11 @@
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AgentEventDraft } from "../protocol.ts";
 import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
+import { waitUntil } from "../testing/wait.ts";
 import { ControlPlaneClient } from "./client.ts";
 import { DesiredStateApplier, type SessionManager } from "./desired-state.ts";
 import { HomeLoop } from "./home-loop.ts";
@@ -19,13 +18,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = (cond: () => boolean, what: string) => waitUntil(cond, what, undefined, 10);
 
 class MemorySessions implements SessionManager {
   names = new Set<string>();
@@ -255,16 +248,22 @@ describe("HomeLoop against a fake control plane", () => {
     const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
     const state = newFakeState(TOKEN);
     state.desired = { heartbeatIntervalSeconds: 300 };
-    state.heartbeatDelayMs = 200;
+    let answer!: () => void;
+    state.heartbeatGate = new Promise<void>((r) => {
+      answer = r;
+    });
     const cp = await startFakeControlPlane(state);
     cleanups.push(() => cp.close());
     const agent = makeAgent(dir, cp.url);
     cleanups.push(agent.stop);
     agent.loop.start();
+    // The control plane has the first heartbeat and holds its answer: the heartbeat is in flight.
     await waitFor(() => state.heartbeats.length === 1, "the first heartbeat to be in flight");
     agent.loop.requestHeartbeat();
+    answer();
+    state.heartbeatGate = null;
     // Without the fix the next heartbeat waited the full 300 s interval.
-    await waitFor(() => state.heartbeats.length === 2, "the requested heartbeat", 3_000);
+    await waitFor(() => state.heartbeats.length === 2, "the requested heartbeat");
   });
 
   it("flush sends everything pending and a final heartbeat", async () => {
@@ -283,46 +282,54 @@ describe("HomeLoop against a fake control plane", () => {
 
 describe("HomeLoop backoff", () => {
   it("keeps backing off while the control plane fails, however many events arrive", async () => {
-    let requests = 0;
-    const server = createServer((_req, res) => {
-      requests++;
-      res.writeHead(503).end();
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
-    const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
-    const loop = new HomeLoop({
-      client: new ControlPlaneClient({ baseUrl: url, token: TOKEN }),
-      outbox,
-      applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
-      log,
-      status: () => ({
-        lifecycle: "ready" as const,
-        agentVersion: "test",
-        uptimeSeconds: 1,
-        startedAt: new Date().toISOString(),
-        lastError: null,
-        metrics: {},
-      }),
-      batchDelayMs: 5,
-      minBackoffMs: 200,
-      maxBackoffMs: 800,
-    });
-    cleanups.push(async () => {
-      await loop.stop();
+    // The loop's clock and timers are virtual here: 1.5 s of failures take no real time, and the attempts
+    // counted are exactly the ones the backoff allows, whatever the machine's load.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
+    try {
+      let requests = 0;
+      const unavailable: typeof fetch = async () => {
+        requests++;
+        return new Response(null, { status: 503 });
+      };
+      const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+      const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
+      const loop = new HomeLoop({
+        client: new ControlPlaneClient({
+          baseUrl: "http://control-plane.test",
+          token: TOKEN,
+          fetch: unavailable,
+        }),
+        outbox,
+        applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
+        log,
+        status: () => ({
+          lifecycle: "ready" as const,
+          agentVersion: "test",
+          uptimeSeconds: 1,
+          startedAt: new Date().toISOString(),
+          lastError: null,
+          metrics: {},
+        }),
+        batchDelayMs: 5,
+        minBackoffMs: 200,
+        maxBackoffMs: 800,
+      });
+      loop.start();
+      for (let i = 0; i < 75; i++) {
+        outbox.append(note(i));
+        await vi.advanceTimersByTimeAsync(20);
+      }
+      // 1.5 s of failures with 200-800 ms backoff is a handful of attempts, not one per event.
+      expect(requests).toBeGreaterThanOrEqual(2);
+      expect(requests).toBeLessThanOrEqual(8);
+      expect(loop.status.lastError).toMatch(/HTTP 503/);
+      const stopped = loop.stop();
+      await vi.advanceTimersByTimeAsync(1_000);
+      await stopped;
       outbox.close();
-    });
-    loop.start();
-    for (let i = 0; i < 75; i++) {
-      outbox.append(note(i));
-      await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      vi.useRealTimers();
     }
-    // 1.5 s of failures with 200-800 ms backoff is a handful of attempts, not one per event.
-    expect(requests).toBeGreaterThanOrEqual(2);
-    expect(requests).toBeLessThanOrEqual(8);
-    expect(loop.status.lastError).toMatch(/HTTP 503/);
   });
 });
 

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { PreviewPayload } from "../protocol.ts";
+import { waitUntil } from "../testing/wait.ts";
 import { guessFramework } from "./framework.ts";
 import { PreviewScanner } from "./preview-scanner.ts";
 import { decodeIpv6, parseProcNetTcp } from "./proc-net.ts";
@@ -125,11 +126,10 @@ describe("PreviewScanner on this machine's /proc", () => {
       });
       children.push(child);
       const scanner = new PreviewScanner({ owner: { ancestors: () => [process.pid] }, publish: () => {} });
-      let found: PreviewPayload | undefined;
-      for (let i = 0; i < 100 && !found; i++) {
-        found = (await scanner.scan()).find((p) => p.pid === child.pid);
-        if (!found) await new Promise((r) => setTimeout(r, 50));
-      }
+      const found = await waitUntil(
+        async () => (await scanner.scan()).find((p) => p.pid === child.pid),
+        "the python server's listening socket",
+      );
       expect(found).toMatchObject({
         framework: "python-http.server",
         protocol: "http",

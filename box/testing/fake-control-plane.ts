@@ -31,8 +31,8 @@ export interface FakeControlPlaneState {
   rejectSeqs: Set<number>;
   /** When set, drop the connection after applying a batch but before answering (a crash mid-request). */
   crashAfterApply: boolean;
-  /** Holds each heartbeat response this long (a slow control plane), after recording the request. */
-  heartbeatDelayMs: number;
+  /** While set, each heartbeat's answer waits for it (a slow control plane), after the request is recorded. */
+  heartbeatGate: Promise<unknown> | null;
 }
 
 export function newFakeState(token: string): FakeControlPlaneState {
@@ -46,7 +46,7 @@ export function newFakeState(token: string): FakeControlPlaneState {
     desired: {},
     rejectSeqs: new Set(),
     crashAfterApply: false,
-    heartbeatDelayMs: 0,
+    heartbeatGate: null,
   };
 }
 
@@ -111,7 +111,7 @@ async function handle(
     if (!parsed.success)
       return send(res, 400, { error: { code: "invalid_body", message: describeIssues(parsed.error) } });
     state.heartbeats.push(parsed.data);
-    if (state.heartbeatDelayMs > 0) await new Promise((r) => setTimeout(r, state.heartbeatDelayMs));
+    if (state.heartbeatGate) await state.heartbeatGate;
     return send(res, 200, { ...state.desired, eventsAckedThrough: state.ackedThrough });
   }
   if (req.url === AGENT_API_PATHS.events) {

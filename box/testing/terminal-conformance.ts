@@ -17,7 +17,8 @@ import type { TerminalEndpoint } from "../terminal/endpoint-types.ts";
 import { CLOSE_POLICY_VIOLATION, encodeCredential, ServerCommand } from "../terminal/protocol.ts";
 import type { TmuxSessions } from "../tmux/sessions.ts";
 import type { TmuxServerOptions } from "../tmux/tmux-command.ts";
-import { makeTestTmux, type TestTmux, TMUX_MISSING, waitUntil } from "./tmux.ts";
+import { makeTestTmux, type TestTmux, TMUX_MISSING } from "./tmux.ts";
+import { waitUntil } from "./wait.ts";
 
 export interface ConformanceContext {
   /** `user:password` the endpoint must require. */
@@ -42,7 +43,19 @@ export interface ConformanceOptions {
   deviations?: { pause?: string };
 }
 
-const NO_TERMINAL_WAIT_MS = 1500;
+/**
+ * A WebSocket ping and its pong: an endpoint handles a socket's frames in order, so once the pong is back it
+ * has read everything the client sent before the ping, and sent whatever that made it send. Also resolves
+ * when the socket closes instead.
+ */
+export function pingPong(client: TtydClient): Promise<void> {
+  return new Promise((resolve) => {
+    if (!client.isOpen) return resolve();
+    client.ws.once("pong", () => resolve());
+    void client.closed.then(() => resolve());
+    client.ws.ping();
+  });
+}
 
 export function registerTerminalConformanceSuite(opts: ConformanceOptions): void {
   const skip = opts.skip || TMUX_MISSING;
@@ -100,7 +113,7 @@ export function registerTerminalConformanceSuite(opts: ConformanceOptions): void
       afterOpen(client);
       const close = await Promise.race([
         client.closed,
-        new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+        new Promise<null>((r) => setTimeout(() => r(null), 30_000)),
       ]);
       expect(close, "the endpoint kept a refused socket open").not.toBeNull();
       if (!allowOutput) expect(client.outputBytes).toBe(0);
@@ -116,9 +129,10 @@ export function registerTerminalConformanceSuite(opts: ConformanceOptions): void
         expect(err).toBeInstanceOf(TtydConnectError);
       }
       if (client) {
-        // ttyd opens such a socket on its http-only protocol and never attaches anything to it.
+        // ttyd opens such a socket on its http-only protocol and never attaches anything to it. Once it has
+        // answered a ping sent after the input, it has read the input and done all it will do with it.
         client.type("echo should-not-run\r");
-        await Promise.race([client.closed, new Promise((r) => setTimeout(r, NO_TERMINAL_WAIT_MS))]);
+        await pingPong(client);
         expect(client.messages).toEqual([]);
       }
       expect(await sessionNames()).not.toContain(session);
@@ -220,14 +234,21 @@ export function registerTerminalConformanceSuite(opts: ConformanceOptions): void
     }`;
     pauseTest(pauseTitle, async () => {
       const c = await connect({ session: "conf-pause" });
+      // A second client of the same session that never pauses: it sees the same screen at the same time.
+      const witness = await connect({ session: "conf-pause" });
       c.type("echo ready-$((1+1))\r");
       await c.waitFor("ready-2");
+      await witness.waitFor("ready-2");
       c.pause();
+      await pingPong(c); // the endpoint has read the PAUSE
       const since = c.mark();
       c.type("echo paused-$((2+3))\r");
-      // The command ran (tmux has it on screen) while the paused client received none of it.
+      // The command ran (tmux has it on screen) while the paused client received none of it. tmux drew it for
+      // both clients at once; the witness got it through the same endpoint, and the endpoint has served the
+      // paused client's socket since (the ping), so output it had not held back would be there by now.
       await waitUntil(async () => (await paneText("conf-pause")).includes("paused-5"), "the pane output");
-      await new Promise((r) => setTimeout(r, 300));
+      await witness.waitFor("paused-5");
+      await pingPong(c);
       expect(c.text.slice(since)).not.toContain("paused-5");
       c.resume();
       await c.waitFor("paused-5", { since });
@@ -263,7 +284,7 @@ export function registerTerminalConformanceSuite(opts: ConformanceOptions): void
       await t.sessions.tmux.run(["kill-session", "-t", "=conf-exit"]);
       const info = await Promise.race([
         c.closed,
-        new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+        new Promise<null>((r) => setTimeout(() => r(null), 30_000)),
       ]);
       expect(info, "socket still open after the process exited").not.toBeNull();
     });

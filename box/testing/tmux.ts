@@ -1,6 +1,6 @@
 /**
- * Test support shared by the tmux and terminal suites: a throwaway tmux server in a temp dir, and polling
- * instead of fixed sleeps (tests must hold on a loaded 2-core machine).
+ * Test support shared by the tmux and terminal suites: a throwaway tmux server in a temp dir. Wait for what
+ * tmux does with waitUntil (./wait.ts), never with a fixed sleep.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -17,29 +17,6 @@ export const TMUX_MISSING: string | false = (() => {
     return "tmux is not installed (Debian package tmux)";
   }
 })();
-
-export async function waitUntil<T>(
-  probe: () => T | Promise<T>,
-  what: string,
-  timeoutMs = 10_000,
-  intervalMs = 25,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
-      );
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
 
 const TEST_SHELL = ["/bin/bash", "--norc", "--noprofile", "-i"];
 

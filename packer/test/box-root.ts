@@ -1,7 +1,7 @@
 /**
  * A box's root filesystem in a scratch directory, driven the way a boot drives it: tmpfiles.d, cloud-init's
  * bootcmd and write_files, then systemd loading a unit's settings and credentials. systemd cannot run here,
- * so these emulate the few rules the boot contract relies on; scripts.test.ts checks the tmpfiles emulation
+ * so these emulate the few rules the boot contract relies on; packer/e2e/scripts.test.ts checks the tmpfiles emulation
  * against the real systemd-tmpfiles, and packer/scripts/70-units.sh the credential rules on real systemd.
  *
  * Paths are resolved as the box would resolve them: an absolute link target (/run/berth ->

@@ -198,7 +198,7 @@ describe("a hung worker", async () => {
           ).rows[0].status === "failed"
         );
       },
-      10_000,
+      30_000,
       300,
     );
     const ws = await cp.deps.database.pool.query("SELECT state FROM workspaces WHERE id = $1", [

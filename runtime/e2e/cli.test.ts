@@ -1,6 +1,6 @@
 /**
  * `node runtime/app/cli.ts` as a child process: startup failures are one line naming the problem, and help
- * lists the commands and settings. (loadConfig itself is unit-tested in runtime/app/config.test.ts.)
+ * lists the commands and settings. (loadConfig itself is unit-tested in runtime/platform/config.test.ts.)
  */
 import { spawn, spawnSync } from "node:child_process";
 import { type AddressInfo, createServer } from "node:net";

@@ -106,7 +106,7 @@ describe("a local workspace, end to end", async () => {
       })
         .trim()
         .split("\n").length;
-    await waitFor("three panes", () => paneCount() === 3, 10_000);
+    await waitFor("three panes", () => paneCount() === 3);
   });
 
   it("types through the terminal endpoint, sees the echo, and resizes", async () => {
@@ -114,7 +114,7 @@ describe("a local workspace, end to end", async () => {
     try {
       // The command line itself never contains the answer, so only the shell's output can match.
       client.type("echo $((6*7))-hi\r");
-      await client.waitFor("42-hi", { timeoutMs: 10_000 }).catch((err) => {
+      await client.waitFor("42-hi").catch((err) => {
         throw new Error(`${err.message}; screen: ${JSON.stringify(client.text.slice(-500))}`);
       });
       client.type("echo keep > e2e-file.txt\r");
@@ -231,7 +231,7 @@ describe("a local workspace, end to end", async () => {
     try {
       const mark = client.mark();
       client.type("cat e2e-file.txt\r");
-      await client.waitFor((text) => text.includes("keep"), { since: mark, timeoutMs: 10_000 });
+      await client.waitFor((text) => text.includes("keep"), { since: mark });
     } finally {
       client.close();
     }

@@ -110,7 +110,7 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
     const since = client.mark();
     client.type(`echo ${tag}-$((6*7))\r`);
     await client
-      .waitFor((out) => out.replace(ESCAPES, "").includes(`${tag}-42`), { since, timeoutMs: 10_000 })
+      .waitFor((out) => out.replace(ESCAPES, "").includes(`${tag}-42`), { since })
       .catch((err) => {
         throw new Error(`${err.message}; screen: ${JSON.stringify(shown(client).slice(-400))}`);
       });
@@ -131,7 +131,7 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
     expect(upstreamUrls.length).toBe(before);
     return outcome;
   };
-  const idle = () => waitFor("no relayed sockets", () => gateway.socketCount === 0, 10_000);
+  const idle = () => waitFor("no relayed sockets", () => gateway.socketCount === 0);
 
   it("mints a token bound to the session and records session.open in the audit log", async () => {
     const before = Date.now();
@@ -198,7 +198,7 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
     const second = await open("main", { reconnect: 1 });
     try {
       // tmux redraws the whole screen for the new client: the earlier output is there without typing.
-      await second.waitFor((out) => out.replace(ESCAPES, "").includes(`${nonce}-42`), { timeoutMs: 10_000 });
+      await second.waitFor((out) => out.replace(ESCAPES, "").includes(`${nonce}-42`), {});
       expect(await metricValue("terminal_reconnections_total")).toBe(reconnectsBefore + 1);
       await expectEcho(second, "after-reconnect");
     } finally {
@@ -287,23 +287,19 @@ describe("terminal relay, end to end through a real box agent and tmux", async (
         highest = Math.max(highest, n);
       }
       // ...and what the client's emulator shows in the end is exactly tmux's screen.
-      await waitFor(
-        "the client's screen to match tmux's",
-        async () => {
-          await new Promise<void>((r) => screen.write("", r));
-          const pane = tmux("capture-pane", "-p", "-t", "=main:").replace(/\n+$/, "").split("\n");
-          const shownRows = Array.from(
-            { length: pane.length },
-            (_, i) =>
-              screen.buffer.active.getLine(screen.buffer.active.viewportY + i)?.translateToString(true) ?? "",
-          );
-          return (
-            pane.join("\n").trimEnd() === shownRows.join("\n").trimEnd() &&
-            pane.some((l) => l.includes("005000000"))
-          );
-        },
-        10_000,
-      );
+      await waitFor("the client's screen to match tmux's", async () => {
+        await new Promise<void>((r) => screen.write("", r));
+        const pane = tmux("capture-pane", "-p", "-t", "=main:").replace(/\n+$/, "").split("\n");
+        const shownRows = Array.from(
+          { length: pane.length },
+          (_, i) =>
+            screen.buffer.active.getLine(screen.buffer.active.viewportY + i)?.translateToString(true) ?? "",
+        );
+        return (
+          pane.join("\n").trimEnd() === shownRows.join("\n").trimEnd() &&
+          pane.some((l) => l.includes("005000000"))
+        );
+      });
       // The relay never held much more than its high-water mark for this client (sampled at every send, so
       // this is its peak). Whether its own backpressure had to engage depends on how much the kernel's
       // socket buffers absorbed (loopback autotuning) and how fast tmux draws; relay-scripted-box.test.ts

@@ -21,6 +21,8 @@ export interface FakeResponse {
   stderr?: string;
   sleepMs?: number;
   hang?: boolean;
+  /** Holds the call until `release(holdUntil)`: a test decides when it ends. */
+  holdUntil?: string;
   events?: Partial<EngineEvent>[];
   outputs?: Record<string, unknown>;
   secretOutputs?: string[];
@@ -75,6 +77,11 @@ export class FakePulumi {
       join(this.home, "fake", "stacks", `${name}.json`),
       JSON.stringify({ outputs, secretOutputs }),
     );
+  }
+
+  /** Lets every call held by `holdUntil: name` go on (and later ones pass straight through). */
+  release(name: string): void {
+    writeFileSync(join(this.home, "fake", name), "");
   }
 
   hasStack(name: string): boolean {

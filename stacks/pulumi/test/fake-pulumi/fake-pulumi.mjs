@@ -5,7 +5,8 @@
 // environment, timings, signals); `stacks/<name>.json` holds a stack's outputs; `scenario.json` scripts the
 // answers. A scripted response is looked up as `responses["<command>@<stack>"]` then `responses["<command>"]`;
 // an array answers the n-th call of that command on that stack with its n-th element (the last one repeats).
-// Response fields: exitCode, stderr, stdout, sleepMs, hang (until SIGINT), events (engine events, streamed to
+// Response fields: exitCode, stderr, stdout, sleepMs, hang (until SIGINT), holdUntil (waits until a file of
+// that name exists in $PULUMI_HOME/fake/, which FakePulumi.release creates), events (engine events, streamed to
 // --event-log over gRPC or into the file), outputs + secretOutputs (stored for `stack output`).
 // It never contacts the --client language server, so the inline program does not run here.
 import {
@@ -142,6 +143,7 @@ async function main() {
     process.exit();
   }
   if (response.sleepMs) await sleep(response.sleepMs);
+  if (response.holdUntil) while (!existsSync(join(dir, response.holdUntil))) await sleep(10);
   const events = response.events ?? [];
   if (["up", "preview", "refresh", "destroy"].includes(command) && !events.some((e) => e.summaryEvent)) {
     events.push({

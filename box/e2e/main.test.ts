@@ -9,10 +9,11 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { freePort } from "./terminal/ttyd-launcher.ts";
-import { newFakeState, startFakeControlPlane } from "./testing/fake-control-plane.ts";
+import { freePort } from "../terminal/ttyd-launcher.ts";
+import { newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
+import { waitUntil } from "../testing/wait.ts";
 
-const MAIN = new URL("./main.ts", import.meta.url).pathname;
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const TOKEN = "main-test-agent-token-abcdef0123456789";
 const haveTmux = spawnSync("tmux", ["-V"]).status === 0;
 const cleanups: Array<() => unknown> = [];
@@ -20,17 +21,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function waitFor(
-  cond: () => boolean,
-  what: string,
-  detail: () => string = () => "",
-  ms = 20_000,
-): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}\n${detail()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Waits for `cond`; a timeout also shows `detail` (the agent's output). */
+async function waitFor(cond: () => boolean, what: string, detail: () => string = () => ""): Promise<void> {
+  await waitUntil(cond, what).catch((err: Error) => {
+    throw new Error(`${err.message}\n${detail()}`);
+  });
 }
 
 async function launch(cpUrl: string, token = TOKEN) {

@@ -3,17 +3,18 @@
  * pane's environment, curl posting to the real loopback server, a pipe-pane style log file followed by the
  * tailer, and the outbox receiving events.
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { appendFileSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outbox } from "../home/outbox.ts";
-import { hookCommand } from "./install-hooks.ts";
-import { LogTailer } from "./log-tailer.ts";
-import { type LoopbackServer, startLoopbackServer } from "./loopback-server.ts";
-import { NotificationCenter } from "./notification-center.ts";
+import { hookCommand } from "../notifications/install-hooks.ts";
+import { LogTailer } from "../notifications/log-tailer.ts";
+import { type LoopbackServer, startLoopbackServer } from "../notifications/loopback-server.ts";
+import { NotificationCenter } from "../notifications/notification-center.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const haveTmux = spawnSync("tmux", ["-V"]).status === 0;
 const haveCurl = spawnSync("curl", ["--version"]).status === 0;
@@ -24,6 +25,14 @@ let center: NotificationCenter;
 let server: LoopbackServer;
 let tailer: LogTailer;
 const socket = join(mkdtempSync(join(tmpdir(), "berth-tmux-")), "sock");
+/** Bytes of each session's capture file the tailer has handed to the notification center. */
+const consumed = new Map<string, number>();
+/** The tailer has read (and the center processed) the whole capture file of `session`. */
+const readToEnd = (session: string) =>
+  waitUntil(
+    () => consumed.get(session) === statSync(join(dir, "sessions", `${session}.log`)).size,
+    `the tailer to read ${session}.log to its end`,
+  );
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "berth-notif-"));
@@ -42,7 +51,10 @@ beforeAll(async () => {
   });
   tailer = new LogTailer({
     dir: join(dir, "sessions"),
-    onData: (s, c) => center.fromTerminal(s, c),
+    onData: (s, c) => {
+      consumed.set(s, (consumed.get(s) ?? 0) + c.length);
+      center.fromTerminal(s, c);
+    },
     pollMs: 20,
   });
   tailer.start();
@@ -55,7 +67,6 @@ afterAll(async () => {
 });
 
 const notifications = () => outbox.peek().filter((e) => e.type === "notification");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const post = (body: string, headers: Record<string, string> = {}) =>
   fetch(`http://127.0.0.1:${server.port}/hooks/claude`, {
     method: "POST",
@@ -81,8 +92,8 @@ describe("notifications end to end", () => {
         .toString()
         .trim();
       const pid = execFileSync("tmux", ["-S", socket, "display-message", "-p", "#{pid}"]).toString().trim();
+      // A capture file that appears while the tailer runs is read from its start: no need to wait for it.
       writeFileSync(join(dir, "sessions", "demo-1.log"), "");
-      await sleep(60);
 
       const hookInput = JSON.stringify({
         session_id: "abc",
@@ -92,16 +103,21 @@ describe("notifications end to end", () => {
         notification_type: "permission_prompt",
         message: "Claude needs your permission to use Bash",
       });
-      const run = spawnSync("sh", ["-c", hookCommand(server.port)], {
-        input: hookInput,
+      // Not spawnSync: the loopback server answers from this process, so blocking it would leave curl
+      // waiting out its own timeout.
+      const hook = spawn("sh", ["-c", hookCommand(server.port)], {
         env: { ...process.env, TMUX: `${socket},${pid},0`, TMUX_PANE: pane },
+        stdio: ["pipe", "ignore", "inherit"],
       });
-      expect(run.status).toBe(0);
+      hook.stdin!.end(hookInput);
+      expect(await new Promise((resolve) => hook.once("exit", resolve))).toBe(0);
+      expect(notifications()).toHaveLength(1); // the hook's: emitted before the agent answered curl
       // Claude also rings the terminal: OSC 9 wrapped in tmux passthrough, split across two writes.
       appendFileSync(join(dir, "sessions", "demo-1.log"), "\x1bPtmux;\x1b\x1b]9;Claude needs your ");
-      await sleep(50);
+      await readToEnd("demo-1"); // the parser has the first half on its own
       appendFileSync(join(dir, "sessions", "demo-1.log"), "permission\x07\x1b\\");
-      await sleep(800);
+      // Dropped as the hook's duplicate at once (a terminal signal it kept would be held, not counted).
+      await waitUntil(() => center.stats.deduped === 1, "the OSC 9 deduped");
 
       const got = notifications();
       expect(got).toHaveLength(1);
@@ -119,9 +135,10 @@ describe("notifications end to end", () => {
   it("an OSC 9 with no hook becomes a notification of kind osc", async () => {
     const before = notifications().length;
     writeFileSync(join(dir, "sessions", "solo.log"), "");
-    await sleep(60);
     appendFileSync(join(dir, "sessions", "solo.log"), "build done \x1b]9;Tests passed\x07");
-    await sleep(600);
+    // Held for the hook that never comes, then emitted; once the whole file was read nothing else can follow.
+    await waitUntil(() => notifications().length > before, "the held OSC 9 to be emitted");
+    await readToEnd("solo");
     const got = notifications().slice(before);
     expect(got.map((e) => e.payload)).toMatchObject([
       { kind: "osc", source: "osc9", session: "solo", title: "Tests passed" },

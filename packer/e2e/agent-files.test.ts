@@ -19,7 +19,7 @@ import { cruise } from "dependency-cruiser";
 import extractTSConfig from "dependency-cruiser/config-utl/extract-ts-config";
 import { describe, expect, it } from "vitest";
 import { buildSteps, parseHclFile } from "../hcl.ts";
-import { PACKER_DIR, REPO_DIR, run } from "./tools.ts";
+import { PACKER_DIR, REPO_DIR, run } from "../test/tools.ts";
 
 const AGENT_FILES = join(PACKER_DIR, "scripts/agent-files.sh");
 const TSCONFIG = join(REPO_DIR, "tsconfig.json");

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DriverError } from "../errors.ts";
-import { PulumiDriver } from "./driver.ts";
-import { FakePulumi } from "./test/fake-cli.ts";
-import { FakeHetzner } from "./test/fake-hetzner.ts";
+import { PulumiDriver } from "../pulumi/driver.ts";
+import { FakePulumi } from "../pulumi/test/fake-cli.ts";
+import { FakeHetzner } from "../pulumi/test/fake-hetzner.ts";
 
 let fake: FakePulumi;
 let hetzner: FakeHetzner;

@@ -13,8 +13,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTmpfiles, readIn, reboot, tree } from "./test/box-root.ts";
-import { PACKER_DIR, REPO_DIR, run, which } from "./test/tools.ts";
+import { applyTmpfiles, readIn, reboot, tree } from "../test/box-root.ts";
+import { PACKER_DIR, REPO_DIR, run, which } from "../test/tools.ts";
 
 const LIB = join(PACKER_DIR, "scripts/lib.sh");
 const CHECKER = join(PACKER_DIR, "scripts/check-no-secrets.sh");

@@ -13,12 +13,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { Agent, type AgentOptions } from "./agent.ts";
-import { agentSettingsSchema, type BootConfig } from "./boot-config.ts";
-import type { SessionManager } from "./home/desired-state.ts";
-import { VolumeTimeoutError } from "./layout/volume.ts";
-import { freePort } from "./terminal/ttyd-launcher.ts";
-import { newFakeState, startFakeControlPlane } from "./testing/fake-control-plane.ts";
+import { Agent, type AgentOptions } from "../agent.ts";
+import { agentSettingsSchema, type BootConfig } from "../boot-config.ts";
+import type { SessionManager } from "../home/desired-state.ts";
+import { mountVolume, VolumeTimeoutError } from "../layout/volume.ts";
+import { freePort } from "../terminal/ttyd-launcher.ts";
+import { newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
+import { waitUntil } from "../testing/wait.ts";
 
 const TOKEN = "agent-test-token-0123456789abcdef";
 const log = pino({ level: "silent" });
@@ -27,13 +28,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const waitFor = (cond: () => boolean, what: string) => waitUntil(cond, what);
 
 class MemorySessions implements SessionManager {
   names = new Set<string>();
@@ -122,8 +117,8 @@ describe("Agent (local mode, against a fake control plane)", () => {
     expect(health).toMatchObject({ ok: true, lifecycle: "ready", terminal: { kind: "test" } });
 
     // A hook post and the duplicate OSC 9 from the same session: one notification reaches the control plane.
+    // (A capture file that appears while the agent runs is read from its start: no need to wait for the tailer.)
     writeFileSync(join(root, "system", "logs", "sessions", "main.log"), "");
-    await new Promise((r) => setTimeout(r, 100));
     const res = await fetch(`http://127.0.0.1:${agentPort}/hooks/claude`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-berth-session": "main" },
@@ -139,7 +134,12 @@ describe("Agent (local mode, against a fake control plane)", () => {
       "\x1b]9;Claude is waiting for your input\x07",
     );
     await waitFor(() => state.applied.some((e) => e.type === "notification"), "notification delivered");
-    await new Promise((r) => setTimeout(r, 600));
+    // The agent's own count says it read the OSC 9 and dropped it as the hook's duplicate (a terminal signal it
+    // kept would be held, not counted): nothing more can come of it.
+    await waitFor(
+      () => state.heartbeats.some((h) => (h.metrics.notificationsDeduped ?? 0) >= 1),
+      "the OSC 9 deduped",
+    );
     const notes = state.applied.filter((e) => e.type === "notification");
     expect(notes).toHaveLength(1);
     expect(notes[0]!.payload).toMatchObject({ kind: "idle_prompt", session: "main", source: "hook" });
@@ -232,19 +232,30 @@ describe("Agent (local mode, against a fake control plane)", () => {
   });
 
   it("stops promptly when SIGTERM arrives while it still waits for the volume", async () => {
+    let waiting!: () => void;
+    const inVolumeWait = new Promise<void>((r) => {
+      waiting = r;
+    });
     const { state, agent } = await setup(
-      { mode: "vm", boxUser: { uid: 0, gid: 0 }, volumeWaitMs: 60_000 },
+      {
+        mode: "vm",
+        boxUser: { uid: 0, gid: 0 },
+        // Far beyond the test's timeout: finishing at all proves the shutdown cut the wait short.
+        volumeWaitMs: 60 * 60_000,
+        mount: (options) => {
+          waiting();
+          return mountVolume(options);
+        },
+      },
       undefined,
       {
         BERTH_VOLUME_DEVICE: "/dev/disk/by-id/scsi-0HC_Volume_does-not-exist",
       },
     );
     const started = agent.start();
-    await new Promise((r) => setTimeout(r, 300));
-    const t0 = Date.now();
+    await inVolumeWait;
     await agent.shutdown(3000);
     await started;
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(agent.lifecycle).toBe("off");
     expect(state.heartbeats.at(-1)!.lifecycle).toBe("off");
     expect(lifecycleEvents(state)).toEqual([

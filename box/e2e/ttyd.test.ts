@@ -2,10 +2,10 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { startTerminalEndpoint } from "../terminal/endpoint.ts";
+import { attachGuardScript, findTtyd, startTtyd } from "../terminal/ttyd-launcher.ts";
 import { registerTerminalConformanceSuite } from "../testing/terminal-conformance.ts";
 import { makeTestTmux, TMUX_MISSING } from "../testing/tmux.ts";
-import { startTerminalEndpoint } from "./endpoint.ts";
-import { attachGuardScript, findTtyd, startTtyd } from "./ttyd-launcher.ts";
 
 // Debian bookworm has no ttyd package; a box uses the upstream static release. BERTH_TTYD_BIN points the
 // suite at a binary outside PATH (e.g. one built from source with libwebsockets-dev).

@@ -9,13 +9,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BuildLog, WorkspaceSpec } from "../driver.ts";
 import { StackNotFoundError } from "../errors.ts";
-import { PulumiDriver } from "./driver.ts";
+import { PulumiDriver } from "../pulumi/driver.ts";
 
 const cli = spawnSync("pulumi", ["version"], { encoding: "utf8" });
 const pulumiVersion = cli.status === 0 ? cli.stdout.trim() : null;
 const SKIP = "skipped: no pulumi CLI on PATH";
 if (!pulumiVersion)
-  console.warn(`stacks/pulumi/integration.test.ts: ${SKIP}; the real-CLI tests did not run.`);
+  console.warn(`stacks/e2e/pulumi-integration.test.ts: ${SKIP}; the real-CLI tests did not run.`);
 
 const log: BuildLog = { stage() {}, line() {} };
 const spec: WorkspaceSpec = {

@@ -2,8 +2,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { BuildLog, BuildLogLevel, WorkspaceSpec } from "../driver.ts";
 import { DriverError, OperationCanceledError, StackBusyError, StackNotFoundError } from "../errors.ts";
-import { DEFAULT_POLICY_PACK, PulumiDriver } from "./driver.ts";
-import { type FakeCall, FakePulumi, type FakeResponse } from "./test/fake-cli.ts";
+import { DEFAULT_POLICY_PACK, PulumiDriver } from "../pulumi/driver.ts";
+import { type FakeCall, FakePulumi, type FakeResponse } from "../pulumi/test/fake-cli.ts";
+import { waitUntil } from "../pulumi/test/wait.ts";
 
 const SECRETS = {
   agentToken: "SECRET-agent-token",
@@ -417,9 +418,14 @@ describe("PulumiDriver with a scripted pulumi", () => {
 
   it("holds the global limit on concurrent operations", async () => {
     driver = new PulumiDriver(await fake.driverOptions({ maxConcurrentOps: 2 }));
-    fake.script({ responses: { up: { ...upOutputs("x", true), sleepMs: 300 } } });
+    fake.script({ responses: { up: { ...upOutputs("x", true), holdUntil: "go" } } });
     const ids = ["c1", "c2", "c3", "c4", "c5"];
-    await Promise.all(ids.map((id) => driver.apply(spec(id), "start", new RecordingLog(), signal())));
+    const all = Promise.all(ids.map((id) => driver.apply(spec(id), "start", new RecordingLog(), signal())));
+    // Two `up`s run and are held there; the other three wait for a slot, and no third CLI call starts.
+    await waitFor(() => fake.calls().filter((c) => c.command === "up").length === 2);
+    expect(driver.load).toEqual({ running: 2, waiting: 3 });
+    fake.release("go");
+    await all;
     // Each op's span: from its first CLI call to its last exit.
     const spans = ids.map((id) => {
       const mine = fake.records().filter((r) => r.stack === `ws-${id}`);
@@ -468,10 +474,4 @@ describe("PulumiDriver with a scripted pulumi", () => {
   });
 });
 
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const waitFor = (cond: () => boolean) => waitUntil("the fake pulumi's calls", cond);

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { PACKER_DIR, run, which } from "./test/tools.ts";
+import { PACKER_DIR, run, which } from "../test/tools.ts";
 
 const tmux = which("tmux");
 const setpriv = which("setpriv");
