@@ -6,9 +6,8 @@
 import { execFileSync } from "node:child_process";
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../store/embedded.ts";
 import { json } from "../test/control-plane.ts";
-import { startLocalControlPlane } from "../test/local-control-plane.ts";
+import { startDevServerInWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 const DOMAIN = "preview.localhost";
@@ -28,38 +27,8 @@ describe("a detected preview on a local box", async () => {
         "ready",
       40_000,
     );
-    await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
-      method: "POST",
-      token,
-      json: { name: "dev" },
-    });
+    const { preview } = await startDevServerInWorkspace(cp, workspaceId);
     const socket = cp.agentState(workspaceId)!.tmuxSocket;
-    await waitFor("the tmux session", () => {
-      try {
-        execFileSync("tmux", ["-S", socket, "has-session", "-t", "=dev"], { stdio: "ignore" });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    const port = await freePort();
-    execFileSync("tmux", [
-      "-S",
-      socket,
-      "send-keys",
-      "-t",
-      "=dev:0.0",
-      `python3 -m http.server ${port} --bind 127.0.0.1`,
-      "Enter",
-    ]);
-    const preview = await waitFor(
-      "the detected preview",
-      async () => {
-        const list = await json(await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { token }));
-        return list.previews.find((p: { port: number }) => p.port === port);
-      },
-      20_000,
-    );
     expect(preview).toMatchObject({ source: "detected", framework: expect.any(String) });
 
     const viaPath = await cp.api(`/api/v1/previews/${preview.id}/`, { token });

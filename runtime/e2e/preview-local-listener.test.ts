@@ -4,12 +4,11 @@
  * another process (here the test's own server, or the box's own agent) is refused without a connection,
  * while a dev server started in the workspace's session is served.
  */
-import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { json } from "../test/control-plane.ts";
-import { startLocalControlPlane } from "../test/local-control-plane.ts";
+import { startDevServerInWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 describe("a local preview reaches only the workspace's own listener", async () => {
@@ -61,42 +60,7 @@ describe("a local preview reaches only the workspace's own listener", async () =
   });
 
   it("serves a dev server started in the workspace's session", async () => {
-    await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
-      method: "POST",
-      token,
-      json: { name: "dev" },
-    });
-    const socket = cp.agentState(workspaceId)!.tmuxSocket;
-    await waitFor("the tmux session", () => {
-      try {
-        execFileSync("tmux", ["-S", socket, "has-session", "-t", "=dev"], { stdio: "ignore" });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    // An ephemeral port nobody else holds: bind, release, hand it to the dev server.
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise<void>((r) => probe.close(() => r()));
-    execFileSync("tmux", [
-      "-S",
-      socket,
-      "send-keys",
-      "-t",
-      "=dev:0.0",
-      `python3 -m http.server ${port} --bind 127.0.0.1`,
-      "Enter",
-    ]);
-    const preview = await waitFor(
-      "the detected preview",
-      async () => {
-        const list = await json(await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { token }));
-        return list.previews.find((p: { port: number }) => p.port === port);
-      },
-      20_000,
-    );
+    const { preview } = await startDevServerInWorkspace(cp, workspaceId);
     const res = await cp.api(`/api/v1/previews/${preview.id}/`, { token });
     expect(res.status).toBe(200);
     expect(await res.text()).toContain("Directory listing");

@@ -6,7 +6,9 @@ import { afterAll } from "vitest";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
 import type { StartOptions } from "../app/server.ts";
+import { freePort } from "../store/embedded.ts";
 import { startTestControlPlane, type TestControlPlane } from "./control-plane.ts";
+import { waitFor } from "./wait.ts";
 
 export interface LocalTestControlPlane extends TestControlPlane {
   localDriver: LocalDriver;
@@ -60,4 +62,47 @@ export function killLocalBoxes(root: string): void {
     } catch {}
   }
   rmSync(root, { recursive: true, force: true });
+}
+
+/**
+ * Opens session `dev` in a ready local workspace and starts a dev server (python's http.server) in it on a
+ * free loopback port; resolves once the box agent has detected it and the API lists it as a preview.
+ */
+export async function startDevServerInWorkspace(
+  cp: LocalTestControlPlane,
+  workspaceId: string,
+): Promise<{
+  port: number;
+  preview: { id: string; port: number; source: string; framework: string | null };
+}> {
+  const token = cp.localToken;
+  await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+    method: "POST",
+    token,
+    json: { name: "dev" },
+  });
+  const socket = cp.agentState(workspaceId)!.tmuxSocket;
+  await waitFor("the tmux session", () => {
+    try {
+      execFileSync("tmux", ["-S", socket, "has-session", "-t", "=dev"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const port = await freePort();
+  const command = `python3 -m http.server ${port} --bind 127.0.0.1`;
+  execFileSync("tmux", ["-S", socket, "send-keys", "-t", "=dev:0.0", command, "Enter"]);
+  const preview = await waitFor(
+    "the detected preview",
+    async () => {
+      const res = await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, { token });
+      const list = (await res.json()) as {
+        previews: Array<{ id: string; port: number; source: string; framework: string | null }>;
+      };
+      return list.previews.find((p) => p.port === port);
+    },
+    20_000,
+  );
+  return { port, preview };
 }
