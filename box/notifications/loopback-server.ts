@@ -24,7 +24,7 @@ export interface LoopbackServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
+class LoopbackRequestError extends Error {
   readonly status: number;
   readonly code: string;
   constructor(status: number, code: string, message: string) {
@@ -37,7 +37,10 @@ class HttpError extends Error {
 export async function startLoopbackServer(options: LoopbackServerOptions): Promise<LoopbackServer> {
   const server: Server = createServer((req, res) => {
     route(options, req, res).catch((err: unknown) => {
-      const e = err instanceof HttpError ? err : new HttpError(500, "internal", "internal error");
+      const e =
+        err instanceof LoopbackRequestError
+          ? err
+          : new LoopbackRequestError(500, "internal", "internal error");
       if (!res.headersSent)
         send(res, e.status, { error: { code: e.code, message: e.message } }, e.status === 413);
       else res.destroy();
@@ -71,7 +74,7 @@ async function route(
   res: ServerResponse,
 ): Promise<void> {
   if (req.headers.origin !== undefined)
-    throw new HttpError(
+    throw new LoopbackRequestError(
       403,
       "forbidden",
       "browser requests are not accepted on the agent's loopback endpoint",
@@ -79,29 +82,30 @@ async function route(
   const path = (req.url ?? "/").split("?")[0];
   if (path === "/healthz") {
     if (req.method !== "GET" && req.method !== "HEAD")
-      throw new HttpError(405, "method_not_allowed", "use GET");
+      throw new LoopbackRequestError(405, "method_not_allowed", "use GET");
     const health = options.health();
     return send(res, health.ok ? 200 : 503, health);
   }
   if (path === "/hooks/claude") {
-    if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
+    if (req.method !== "POST") throw new LoopbackRequestError(405, "method_not_allowed", "use POST");
     const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
     if (type !== "application/json")
-      throw new HttpError(415, "unsupported_media_type", "Content-Type must be application/json");
+      throw new LoopbackRequestError(415, "unsupported_media_type", "Content-Type must be application/json");
     const session = sessionHeader(req.headers["x-berth-session"]);
     const body = await readBody(req, MAX_HOOK_BODY_BYTES);
     let json: unknown;
     try {
       json = JSON.parse(body);
     } catch {
-      throw new HttpError(400, "invalid_json", "body is not valid JSON");
+      throw new LoopbackRequestError(400, "invalid_json", "body is not valid JSON");
     }
     const parsed = claudeHookInput.safeParse(json);
-    if (!parsed.success) throw new HttpError(400, "invalid_hook_input", describeIssues(parsed.error));
+    if (!parsed.success)
+      throw new LoopbackRequestError(400, "invalid_hook_input", describeIssues(parsed.error));
     const result = options.onHook(parsed.data, session);
     return send(res, 202, { result });
   }
-  throw new HttpError(404, "not_found", `no route ${req.method} ${path}`);
+  throw new LoopbackRequestError(404, "not_found", `no route ${req.method} ${path}`);
 }
 
 function sessionHeader(value: string | string[] | undefined): string | null {
@@ -110,19 +114,19 @@ function sessionHeader(value: string | string[] | undefined): string | null {
   // Empty means the hook ran outside tmux (or tmux was unreachable): a notification without a session.
   if (v === "") return null;
   if (!SESSION_NAME_RE.test(v))
-    throw new HttpError(400, "invalid_session", "X-Berth-Session must match ^[a-z0-9-]{1,32}$");
+    throw new LoopbackRequestError(400, "invalid_session", "X-Berth-Session must match ^[a-z0-9-]{1,32}$");
   return v;
 }
 
 async function readBody(req: IncomingMessage, max: number): Promise<string> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > max)
-    throw new HttpError(413, "too_large", `body is ${declared} bytes; the limit is ${max}`);
+    throw new LoopbackRequestError(413, "too_large", `body is ${declared} bytes; the limit is ${max}`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError(413, "too_large", `body exceeds the ${max}-byte limit`);
+    if (size > max) throw new LoopbackRequestError(413, "too_large", `body exceeds the ${max}-byte limit`);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString("utf8");

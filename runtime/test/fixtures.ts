@@ -1,7 +1,6 @@
 import type { Db } from "../store/client.ts";
+import type { WorkspaceRow } from "../store/rows.ts";
 import { workspaces } from "../store/schema.ts";
-
-type WorkspaceRow = typeof workspaces.$inferSelect;
 
 /** A workspace row straight in the database, for tests about what sits on top of one (no build runs). */
 export async function insertWorkspace(
