@@ -4,7 +4,15 @@
  * as the box user. Stand-ins: `daemon` plays claude and `nobody` plays berth-ttyd (real users need not
  * exist on a test machine). Needs root (to switch users) plus tmux and setpriv; skipped otherwise.
  */
-import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -62,7 +70,11 @@ describe.runIf(canRun)("tmux server-access for ttyd's user", () => {
     const before = as(CLIENT, [tmux!, "-S", socket, "list-sessions", "-F", "#{session_name}"]);
     expect(before.stdout).toBe("");
 
-    const helper = as(OWNER, [join(PACKER_DIR, "files/bin/berth-tmux-socket"), socket, "2"]);
+    // Run as another user, so from a copy it can reach even when the checkout sits in a private directory.
+    const script = join(dir, "berth-tmux-socket");
+    copyFileSync(join(PACKER_DIR, "files/bin/berth-tmux-socket"), script);
+    chmodSync(script, 0o755);
+    const helper = as(OWNER, [script, socket, "2"]);
     expect(helper.status).toBe(0);
     const after = as(CLIENT, [tmux!, "-S", socket, "list-sessions", "-F", "#{session_name}"]);
     expect(after.stdout.trim()).toBe("main");

@@ -149,7 +149,11 @@ describe("the authorization layer's boundary", () => {
       ),
     ).toEqual([]);
     // The composition root may open the database; nothing else may.
-    expect(bypasses("runtime/app/server.ts", 'import { connectDatabase } from "./client.ts";')).toEqual([]);
-    expect(bypasses("runtime/app/cli.ts", 'import { connectDatabase } from "./client.ts";')).toHaveLength(1);
+    expect(
+      bypasses("runtime/app/server.ts", 'import { connectDatabase } from "../store/client.ts";'),
+    ).toEqual([]);
+    expect(
+      bypasses("runtime/app/cli.ts", 'import { connectDatabase } from "../store/client.ts";'),
+    ).toHaveLength(1);
   });
 });
