@@ -52,6 +52,11 @@ describe.runIf(canRun)("tmux server-access for ttyd's user", () => {
   run("install", ["-d", "-m", "2710", "-o", String(OWNER.uid), "-g", String(CLIENT.gid), socketDir]);
   chmodSync(dir, 0o755);
   const shipped = readFileSync(join(PACKER_DIR, "files/etc/berth/tmux.conf"), "utf8");
+  // The helper runs as another user: from a copy that user can reach, even when the checkout sits in a
+  // private directory (root's home, mktemp -d).
+  const socketHelper = join(dir, "berth-tmux-socket");
+  copyFileSync(join(PACKER_DIR, "files/bin/berth-tmux-socket"), socketHelper);
+  chmodSync(socketHelper, 0o755);
   writeFileSync(conf, shipped.replaceAll("berth-ttyd", CLIENT.name));
   writeFileSync(marker, "");
   chownSync(marker, OWNER.uid, OWNER.gid);
@@ -70,11 +75,7 @@ describe.runIf(canRun)("tmux server-access for ttyd's user", () => {
     const before = as(CLIENT, [tmux!, "-S", socket, "list-sessions", "-F", "#{session_name}"]);
     expect(before.stdout).toBe("");
 
-    // Run as another user, so from a copy it can reach even when the checkout sits in a private directory.
-    const script = join(dir, "berth-tmux-socket");
-    copyFileSync(join(PACKER_DIR, "files/bin/berth-tmux-socket"), script);
-    chmodSync(script, 0o755);
-    const helper = as(OWNER, [script, socket, "2"]);
+    const helper = as(OWNER, [socketHelper, socket, "2"]);
     expect(helper.status).toBe(0);
     const after = as(CLIENT, [tmux!, "-S", socket, "list-sessions", "-F", "#{session_name}"]);
     expect(after.stdout.trim()).toBe("main");
@@ -102,7 +103,7 @@ describe.runIf(canRun)("tmux server-access for ttyd's user", () => {
     expect(as(OWNER, [tmux!, "-S", path, "-f", "/dev/null", "new-session", "-d", "-s", "main"]).status).toBe(
       0,
     );
-    as(OWNER, [join(PACKER_DIR, "files/bin/berth-tmux-socket"), path, "2"]);
+    expect(as(OWNER, [socketHelper, path, "2"]).status).toBe(0);
     const refused = as(CLIENT, [tmux!, "-S", path, "list-sessions", "-F", "#{session_name}"]);
     as(OWNER, [tmux!, "-S", path, "kill-server"]);
     expect(refused.stdout).toBe("");
