@@ -172,18 +172,14 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
     // A dev server in the logs pane, so the card has a preview to show.
     await waitFor("the session's panes", () => cp.agentState(workspaceId) && panes().logs);
     const port = await freePort();
-    const step = (what: string) => console.log(`[web-phone] ${new Date().toISOString()} ${what}`);
-    step("dev server");
     tmux("send-keys", "-t", panes().logs, `python3 -m http.server ${port} --bind 127.0.0.1`, "Enter");
     // No 404 on a page load (it was /favicon.ico).
     notFound.length = 0;
     await page.goto(cp.url);
-    step("dashboard");
     const card = page.getByRole("article", { name: "phone" });
     await card.getByRole("status", { name: "state: ready" }).waitFor();
     await card.getByRole("link", { name: "main" }).waitFor();
     await card.getByRole("button", { name: `Open preview :${port}` }).waitFor({ timeout: 30_000 });
-    step("preview on card");
     expect(await card.textContent()).toContain("On this machine");
     expect(await card.textContent()).not.toMatch(/cx22|fsn1/);
     const limit = page.getByRole("region", { name: "New workspace" });
