@@ -7,26 +7,21 @@ import { execFileSync } from "node:child_process";
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { json } from "../test/control-plane.ts";
-import { startDevServerInWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
+import {
+  createReadyWorkspace,
+  startDevServerInWorkspace,
+  startLocalControlPlane,
+} from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 const DOMAIN = "preview.localhost";
 
 describe("a detected preview on a local box", async () => {
   const cp = await startLocalControlPlane({ BERTH_PREVIEW_DOMAIN: DOMAIN });
-  const { pool } = cp.deps.database;
   const token = cp.localToken;
 
   it("is detected by the agent and proxied in both forms", async () => {
-    const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
-    const workspaceId: string = created.workspace.id;
-    await waitFor(
-      "ready",
-      async () =>
-        (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
-        "ready",
-      40_000,
-    );
+    const workspaceId = await createReadyWorkspace(cp);
     const { preview } = await startDevServerInWorkspace(cp, workspaceId);
     const socket = cp.agentState(workspaceId)!.tmuxSocket;
     expect(preview).toMatchObject({ source: "detected", framework: expect.any(String) });

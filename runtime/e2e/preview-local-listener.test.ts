@@ -8,12 +8,14 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { json } from "../test/control-plane.ts";
-import { startDevServerInWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
-import { waitFor } from "../test/wait.ts";
+import {
+  createReadyWorkspace,
+  startDevServerInWorkspace,
+  startLocalControlPlane,
+} from "../test/local-control-plane.ts";
 
 describe("a local preview reaches only the workspace's own listener", async () => {
   const cp = await startLocalControlPlane();
-  const { pool } = cp.deps.database;
   const token = cp.localToken;
 
   // A process outside the workspace, listening on loopback: it must never see a connection.
@@ -24,15 +26,7 @@ describe("a local preview reaches only the workspace's own listener", async () =
   const outsiderPort = (outsider.address() as AddressInfo).port;
   afterAll(() => new Promise<void>((r) => outsider.close(() => r())));
 
-  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
-  const workspaceId: string = created.workspace.id;
-  await waitFor(
-    "ready",
-    async () =>
-      (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
-      "ready",
-    40_000,
-  );
+  const workspaceId = await createReadyWorkspace(cp);
 
   const declare = async (port: number) => {
     const res = await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, {

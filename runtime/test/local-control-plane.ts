@@ -106,3 +106,18 @@ export async function startDevServerInWorkspace(
   );
   return { port, preview };
 }
+
+/** Creates a workspace through the API and waits until the local driver has it ready; returns its id. */
+export async function createReadyWorkspace(cp: LocalTestControlPlane, name = "workspace"): Promise<string> {
+  const res = await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: { name } });
+  const workspaceId = ((await res.json()) as { workspace: { id: string } }).workspace.id;
+  const { pool } = cp.deps.database;
+  await waitFor(
+    "the workspace ready",
+    async () =>
+      (await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId])).rows[0].state ===
+      "ready",
+    40_000,
+  );
+  return workspaceId;
+}
