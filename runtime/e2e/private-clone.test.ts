@@ -9,12 +9,21 @@
  * directory as on a fresh machine.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort, privateClusterDir } from "../store/embedded.ts";
+import { freePort, privateClusterDir, STAGED_BINARIES } from "../store/embedded.ts";
 import { waitFor } from "../test/wait.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
@@ -102,6 +111,13 @@ describe.skipIf(!asRoot)("a clone inside a private (0700) directory, as root", (
         },
       );
       expect(out).toContain("connected as postgres");
+      // Staged binaries are shared by every clone on the machine, so nothing in them may point back into
+      // the clone that staged them: deleting that clone would break every other one.
+      const links = readdirSync(STAGED_BINARIES, { recursive: true, withFileTypes: true })
+        .filter((entry) => entry.isSymbolicLink())
+        .map((entry) => join(entry.parentPath, entry.name));
+      expect(links.length, "the libraries' version links were staged").toBeGreaterThan(0);
+      for (const link of links) expect(realpathSync(link).startsWith(`${STAGED_BINARIES}/`), link).toBe(true);
     } finally {
       rmSync(dataRoot, { recursive: true, force: true });
     }

