@@ -3,6 +3,7 @@
  * which order, and box/boot-config.ts for the settings (environment) and secrets ($CREDENTIALS_DIRECTORY).
  */
 import { execFile } from "node:child_process";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
@@ -13,6 +14,7 @@ import type { LogPayload } from "./protocol.ts";
 import { LogShipper } from "./telemetry/log-shipper.ts";
 import { createAgentLogger, type Logger } from "./telemetry/logger.ts";
 import { startTerminalEndpoint } from "./terminal/endpoint.ts";
+import { paneEnvironment } from "./tmux/pane-environment.ts";
 import { TmuxSessions } from "./tmux/sessions.ts";
 import type { TmuxSocket } from "./tmux/tmux-command.ts";
 
@@ -45,7 +47,8 @@ Settings (environment):
 
 Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
   agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,
-  r2-secret-access-key, tailscale-auth-key
+  r2-secret-access-key, tailscale-auth-key. In local mode the agent deletes the directory once it has read
+  it (the panes run as the agent's own user). The panes inherit neither it nor any BERTH_* setting.
 
 Exit status: 0 after a clean shutdown; 2 when the boot config is unusable (the agent cannot call home).
 A failed start does not exit: the agent stays up in start_error/start_timeout and reports the error.
@@ -82,6 +85,7 @@ function localTerminal(
       tmux: { socket, env: tmuxEnv },
       cwd: paths.projects,
       onAttach: (session) => sessions.ensure(session),
+      ensureSessionUrl: `http://127.0.0.1:${s.BERTH_AGENT_PORT}/sessions`,
       logger: log,
       ttyd: process.env.BERTH_TERMINAL ?? "auto",
     });
@@ -148,6 +152,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   const s = config.settings;
   const mode = s.BERTH_VOLUME_DEVICE ? "vm" : "local";
+  // On a VM the secrets are systemd's copies, readable by root alone, and the panes run as the box user.
+  // Locally the panes run as this process's own user, so a file would be readable by every tool Claude
+  // runs: the driver writes them for each start, and the agent keeps them in memory only.
+  if (mode === "local") rmSync(process.env.CREDENTIALS_DIRECTORY!, { recursive: true, force: true });
 
   let agent: Agent | null = null;
   const shipper = new LogShipper({ publish: (log: LogPayload, at: string) => agent?.shipLog(log, at) });
@@ -161,10 +169,11 @@ export async function main(argv: string[]): Promise<number> {
   // Locally the panes may keep a HOME outside the workspace, so point Claude Code at the workspace's config
   // dir, where the hooks are installed. On a VM, ~/.claude already leads there (layout links). tmux itself
   // gets a UTF-8 locale from tmuxEnv() (box/tmux/tmux-command.ts).
-  const tmuxEnvironment =
+  const tmuxEnvironment = paneEnvironment(
     mode === "local"
       ? { ...process.env, CLAUDE_CONFIG_DIR: join(s.BERTH_WORKSPACE_ROOT, "user", ".claude") }
-      : process.env;
+      : process.env,
+  );
   const paths = {
     projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
     logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),

@@ -249,8 +249,10 @@ describe("berth-tmux.service and berth-ttyd.service", () => {
     expect(value(tmux, "Service", "ExecStart")).toBe(`/usr/bin/tmux -S ${SOCKET} -f /etc/berth/tmux.conf -D`);
     expect(value(tmux, "Service", "ExecStartPost")).toBe(`/opt/berth/bin/berth-tmux-socket ${SOCKET}`);
     const env = (u: UnitFile) => values(u, "Service", "Environment").join(" ");
-    for (const u of [tmux, ttyd, unit("berth-agent.service")])
+    for (const u of [ttyd, unit("berth-agent.service")])
       expect(env(u)).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
+    // The server's environment is every pane's: it carries no BERTH_* setting (box/tmux/pane-environment.ts).
+    expect(env(tmux)).not.toContain("BERTH_");
     expect(read("files/bin/berth-tmux-attach")).toContain(`BERTH_TMUX_SOCKET:-${SOCKET}`);
     expect(read("files/etc/profile.d/berth-tmux.sh")).toContain(`BERTH_TMUX_SOCKET=${SOCKET}`);
     expect(values(ttyd, "Service", "ReadWritePaths")).toEqual([dirname(SOCKET)]);

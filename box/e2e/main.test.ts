@@ -4,7 +4,7 @@
  * server, and a fake control plane on 127.0.0.1.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,7 +41,9 @@ async function launch(cpUrl: string, token = TOKEN) {
   const child: ChildProcess = spawn(process.execPath, [MAIN], {
     env: {
       PATH: process.env.PATH,
-      HOME: process.env.HOME,
+      // As the local driver does: the box user's home is the workspace's, so no dotfile of this machine's
+      // runs in the panes.
+      HOME: join(root, "user", "home"),
       BERTH_WORKSPACE_ID: "ws-main-test",
       BERTH_CONTROL_PLANE_URL: cpUrl,
       BERTH_WORKSPACE_ROOT: root,
@@ -62,7 +64,7 @@ async function launch(cpUrl: string, token = TOKEN) {
     child.kill("SIGKILL");
     spawnSync("tmux", ["-S", socket, "kill-server"]);
   });
-  return { child, exited, root, socket, agentPort, ttydPort, output: () => output };
+  return { child, exited, root, creds, socket, agentPort, ttydPort, output: () => output };
 }
 
 describe("node box/main.ts", () => {
@@ -110,6 +112,54 @@ describe("node box/main.ts", () => {
       expect(spawnSync("tmux", ["-S", agent.socket, "has-session", "-t", "=e2e-1"]).status).toBe(0);
       expect(agent.output()).not.toContain(TOKEN);
       expect(agent.output()).not.toContain("terminal-secret");
+    },
+  );
+
+  it.skipIf(!haveTmux)(
+    "gives the panes nothing of the agent's: no BERTH_* setting, no credentials directory, no token file",
+    async () => {
+      const state = newFakeState(TOKEN);
+      state.desired = { sessions: ["env-1"] };
+      const cp = await startFakeControlPlane(state);
+      cleanups.push(() => cp.close());
+      const agent = await launch(cp.url);
+      await waitFor(
+        () => state.heartbeats.some((h) => h.sessions?.includes("env-1")),
+        "session reported",
+        agent.output,
+      );
+      // What a tool that Claude runs would do: dump its environment, then look for the token where the
+      // agent was given it.
+      const out = join(agent.root, "pane-probe.txt");
+      const probe = `env > ${out}.tmp; cat ${join(agent.creds, "agent-token")} >> ${out}.tmp 2>&1; mv ${out}.tmp ${out}`;
+      const shellPane = spawnSync("tmux", [
+        "-S",
+        agent.socket,
+        "list-panes",
+        "-s",
+        "-t",
+        "=env-1:",
+        "-F",
+        "#{pane_id} #{@berth-role}",
+      ])
+        .stdout.toString()
+        .split("\n")
+        .find((line) => line.endsWith(" shell"))!
+        .split(" ")[0]!;
+      spawnSync("tmux", ["-S", agent.socket, "send-keys", "-t", shellPane, "-l", probe]);
+      spawnSync("tmux", ["-S", agent.socket, "send-keys", "-t", shellPane, "Enter"]);
+      await waitFor(
+        () => existsSync(out),
+        "the pane's probe",
+        () =>
+          spawnSync("tmux", ["-S", agent.socket, "capture-pane", "-p", "-t", shellPane]).stdout.toString(),
+      );
+      const seen = readFileSync(out, "utf8");
+      expect(seen).toMatch(/^PATH=/m); // the probe ran and dumped a real environment
+      expect(seen).not.toMatch(/^(BERTH_\w*|CREDENTIALS_DIRECTORY)=/m);
+      expect(seen).toContain("No such file or directory");
+      expect(seen).not.toContain(TOKEN);
+      expect(existsSync(agent.creds), "the local agent keeps its secrets in memory only").toBe(false);
     },
   );
 
