@@ -246,6 +246,9 @@ export class Agent {
         port: s.BERTH_AGENT_PORT,
         onHook: (input, session) => this.center!.fromHook(input, session),
         health: () => this.health(),
+        // Not gated on `ready` like desired state: the layout exists by now, and ttyd attaches only once
+        // its endpoint is up, which is the step after this one.
+        ...(this.o.sessions ? { onEnsureSession: (name: string) => this.o.sessions!.ensure(name) } : {}),
       });
     } catch (err) {
       throw new StepError("loopback endpoint", err);

@@ -97,6 +97,50 @@ suite(`tmux sessions${TMUX_MISSING ? ` (skipped: ${TMUX_MISSING})` : ""}`, () =>
     });
   });
 
+  describe("a session that exists without the layout", () => {
+    const fakeClaude = () => {
+      const bin = join(t.dir, "fakebin-bare");
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(join(bin, "claude"), "#!/bin/sh\necho fake-claude-in-$PWD\nexec sleep 600\n", {
+        mode: 0o755,
+      });
+      return t.withOptions({ env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    };
+    const paneCount = async (name: string) =>
+      (await t.sessions.tmux.run(["list-panes", "-s", "-t", `=${name}:`, "-F", "#{pane_id}"]))
+        .trim()
+        .split("\n").length;
+
+    it("gets the three panes around its pane, and Claude when that pane sits at a shell", async () => {
+      // What a plain `tmux new-session -A` (an attach that reached tmux before the agent) leaves.
+      await t.sessions.tmux.run(["new-session", "-d", "-s", "bare-1", "-c", t.cwd, "/bin/bash --norc -i"]);
+      const s = fakeClaude();
+      expect((await s.ensure("bare-1")).created).toBe(false);
+      const panes = await s.panes("bare-1");
+      expect(Object.keys(panes).sort()).toEqual(["claude", "logs", "shell"]);
+      expect(await paneCount("bare-1")).toBe(3);
+      await waitUntil(
+        async () => (await s.capture("bare-1")).includes("fake-claude-in-"),
+        "claude started in the bare session's pane",
+      );
+      await s.ensure("bare-1");
+      expect(await paneCount("bare-1")).toBe(3);
+    });
+
+    it("never types into a program, and leaves the user's own arrangement alone", async () => {
+      await t.sessions.tmux.run(["new-session", "-d", "-s", "bare-2", "-c", t.cwd, "sleep 600"]);
+      const s = fakeClaude();
+      await s.ensure("bare-2");
+      expect(Object.keys(await s.panes("bare-2")).sort()).toEqual(["claude", "logs", "shell"]);
+      expect(await s.capture("bare-2")).not.toContain("claude");
+
+      await t.sessions.tmux.run(["new-session", "-d", "-s", "split-1", "-c", t.cwd]);
+      await t.sessions.tmux.run(["split-window", "-t", "=split-1:", "-c", t.cwd]);
+      await s.ensure("split-1");
+      expect(await paneCount("split-1")).toBe(2);
+    });
+  });
+
   describe("TmuxSessions names", () => {
     const bad = ["x#(touch PWNED)", "../", "Upper", "a".repeat(33), "", "a b", "a.b", "a:b", "=a"];
     it.each(bad)("rejects %j before any tmux call", async (raw) => {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTerminalEndpoint } from "../terminal/endpoint.ts";
+import { ATTACH_ENDED_MARKER } from "../terminal/protocol.ts";
 import { attachGuardScript, findTtyd, startTtyd } from "../terminal/ttyd-launcher.ts";
 import { registerTerminalConformanceSuite } from "../testing/terminal-conformance.ts";
 import { makeTestTmux, TMUX_MISSING } from "../testing/tmux.ts";
@@ -33,15 +34,19 @@ registerTerminalConformanceSuite({
 function runGuard(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const script = attachGuardScript(["printf", "%s|"]);
   return new Promise((resolve) => {
-    execFile("/bin/sh", ["-c", script, "berth-attach", ...args], (err, stdout, stderr) => {
+    const child = execFile("/bin/sh", ["-c", script, "berth-attach", ...args], (err, stdout, stderr) => {
       resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
     });
+    child.stdin!.end(); // after the attach the guard waits for its input to end (see ATTACH_ENDED_MARKER)
   });
 }
 
 describe("ttyd attach guard", () => {
   it("execs the attach with exactly one valid name", async () => {
-    expect(await runGuard(["ws-1"])).toMatchObject({ code: 0, stdout: "new-session|-A|-s|ws-1|" });
+    expect(await runGuard(["ws-1"])).toMatchObject({
+      code: 0,
+      stdout: `new-session|-A|-s|ws-1|${ATTACH_ENDED_MARKER}`,
+    });
     expect((await runGuard(["a".repeat(32)])).code).toBe(0);
   });
 

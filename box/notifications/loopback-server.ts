@@ -1,7 +1,8 @@
 /**
  * The agent's loopback HTTP endpoint (127.0.0.1:$BERTH_AGENT_PORT):
- *   POST /hooks/claude   Claude Code hook input (JSON, <= 1 MiB), optional `X-Berth-Session` header
- *   GET  /healthz        the agent's lifecycle, for the local driver and for humans
+ *   POST /hooks/claude             Claude Code hook input (JSON, <= 1 MiB), optional `X-Berth-Session` header
+ *   POST /sessions/<name>/ensure   the session with its layout, before ttyd's attach command attaches to it
+ *   GET  /healthz                  the agent's lifecycle, for the local driver and for humans
  * It binds to loopback only. Requests carrying an `Origin` header are refused, and POST needs
  * `Content-Type: application/json`, so a web page in a local browser cannot post here (the preflight fails).
  */
@@ -17,6 +18,8 @@ export interface LoopbackServerOptions {
   port: number;
   onHook: (input: ClaudeHookInput, session: string | null) => HookResult;
   health: () => Record<string, unknown> & { ok: boolean };
+  /** Creates the session, or lays out a bare one (box/tmux/sessions.ts `ensure`). */
+  onEnsureSession?: (name: string) => Promise<unknown>;
 }
 
 export interface LoopbackServer {
@@ -88,9 +91,7 @@ async function route(
   }
   if (path === "/hooks/claude") {
     if (req.method !== "POST") throw new LoopbackRequestError(405, "method_not_allowed", "use POST");
-    const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-    if (type !== "application/json")
-      throw new LoopbackRequestError(415, "unsupported_media_type", "Content-Type must be application/json");
+    requireJson(req);
     const session = sessionHeader(req.headers["x-berth-session"]);
     const body = await readBody(req, MAX_HOOK_BODY_BYTES);
     let json: unknown;
@@ -105,7 +106,27 @@ async function route(
     const result = options.onHook(parsed.data, session);
     return send(res, 202, { result });
   }
+  const ensure = ENSURE_PATH.exec(path ?? "");
+  if (ensure && options.onEnsureSession) {
+    if (req.method !== "POST") throw new LoopbackRequestError(405, "method_not_allowed", "use POST");
+    requireJson(req);
+    const name = ensure[1]!;
+    if (!SESSION_NAME_RE.test(name))
+      throw new LoopbackRequestError(400, "invalid_session", "the session name must match ^[a-z0-9-]{1,32}$");
+    req.resume();
+    await options.onEnsureSession(name);
+    return send(res, 200, { session: name });
+  }
   throw new LoopbackRequestError(404, "not_found", `no route ${req.method} ${path}`);
+}
+
+const ENSURE_PATH = /^\/sessions\/([^/]*)\/ensure$/;
+
+/** A web page can only send JSON with a preflight, which this endpoint never answers. */
+function requireJson(req: IncomingMessage): void {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json")
+    throw new LoopbackRequestError(415, "unsupported_media_type", "Content-Type must be application/json");
 }
 
 function sessionHeader(value: string | string[] | undefined): string | null {

@@ -10,12 +10,14 @@ export interface TerminalEndpointOptions extends BuiltinServerOptions {
    * An absolute path: that ttyd binary, and fail if it cannot start.
    */
   ttyd?: "auto" | "builtin" | string;
+  /** For ttyd's attach command: the agent's `/sessions` URL on loopback (ttyd cannot run `onAttach`). */
+  ensureSessionUrl?: string;
 }
 
 /**
  * Starts the box's terminal endpoint, preferring a real ttyd. Both speak the same protocol, so the control
  * plane's relay does not care which one runs. With ttyd, `onAttach` cannot run (ttyd spawns the attach
- * itself): the agent must have created the session (`TmuxSessions.ensure`) before it hands out a terminal.
+ * itself): its attach command asks the agent instead, at `ensureSessionUrl`.
  */
 export async function startTerminalEndpoint(opts: TerminalEndpointOptions): Promise<TerminalEndpoint> {
   const choice = opts.ttyd ?? "auto";

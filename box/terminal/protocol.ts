@@ -24,6 +24,15 @@ export const ServerCommand = {
   SET_PREFERENCES: 0x32, // '2': JSON of client options
 } as const;
 
+/**
+ * What ttyd's attach command prints when tmux exits normally (the session ended, was killed, or the client
+ * detached): a private OSC sequence, which terminals ignore. ttyd then closes without a close frame, and
+ * when the process exits right after its last output ttyd may drop that output, so the command waits
+ * after printing this until the connection closes, and the relay, which sees it, closes both legs as
+ * "session ended" (the built-in endpoint closes with 1000 itself).
+ */
+export const ATTACH_ENDED_MARKER = "\x1b]6973;berth-attach-ended\x07";
+
 /** ttyd closes with 1008 when the init message's AuthToken is wrong or missing. */
 export const CLOSE_POLICY_VIOLATION = 1008;
 export const CLOSE_NORMAL = 1000;

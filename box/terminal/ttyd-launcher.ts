@@ -1,7 +1,7 @@
 /**
  * Runs the real `ttyd` binary as the terminal endpoint. ttyd passes every `?arg=` straight to argv, and tmux
  * runs `#(...)` inside session names, so ttyd's command is a tiny sh guard that accepts exactly one name
- * matching ^[a-z0-9-]{1,32}$ before exec'ing `tmux new-session -A -s <name>`.
+ * matching ^[a-z0-9-]{1,32}$ before running `tmux new-session -A -s <name>` (see attachGuardScript).
  *
  * The credential is on ttyd's command line (`--credential`): ttyd 1.7.7 has no file or environment form
  * (upstream issue #872 is open; PR #700 adding one was declined in favour of `--auth-header`). Anyone who
@@ -20,11 +20,13 @@ import { createInterface } from "node:readline";
 import { tmuxEnv, tmuxServerArgs } from "../tmux/tmux-command.ts";
 import { assertCredentialForHost } from "./auth.ts";
 import { type CommonEndpointOptions, silentLogger, type TerminalEndpoint } from "./endpoint-types.ts";
-import { basicAuthHeader, WS_PATH } from "./protocol.ts";
+import { ATTACH_ENDED_MARKER, basicAuthHeader, WS_PATH } from "./protocol.ts";
 
 export interface TtydLaunchOptions extends CommonEndpointOptions {
   /** Path of the ttyd executable. */
   binary: string;
+  /** `http://127.0.0.1:<agent port>/sessions`: where the attach command asks the agent to ensure a session. */
+  ensureSessionUrl?: string;
   readyTimeoutMs?: number;
 }
 
@@ -48,15 +50,27 @@ function shellQuote(value: string): string {
 
 /**
  * The guard ttyd runs; ttyd appends the URL args, so they are its positional parameters. The character
- * class is spelled out because `[a-z]` in a shell pattern depends on the locale's collation.
+ * class is spelled out because `[a-z]` in a shell pattern depends on the locale's collation. Before it
+ * attaches, the agent ensures the session (`ensureUrl`: its loopback endpoint), so the first attach finds
+ * the three-pane layout; if the agent cannot, tmux creates a bare session, which the agent lays out on
+ * its next pass. After a normal exit it prints ATTACH_ENDED_MARKER and waits to be hung up (see there).
+ * Packer's `berth-tmux-attach` is the same script for the box image.
  */
-export function attachGuardScript(tmuxArgv: readonly string[]): string {
+export function attachGuardScript(tmuxArgv: readonly string[], ensureUrl?: string): string {
   return [
     'if [ "$#" -ne 1 ]; then echo "berth: expected exactly one session name" >&2; exit 2; fi',
     'case "$1" in ""|*[!abcdefghijklmnopqrstuvwxyz0123456789-]*) echo "berth: invalid session name" >&2; exit 2;; esac',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template.
     'if [ "${#1}" -gt 32 ]; then echo "berth: session name too long" >&2; exit 2; fi',
-    `exec ${tmuxArgv.map(shellQuote).join(" ")} new-session -A -s "$1"`,
+    ...(ensureUrl
+      ? [
+          `curl -fsS -m 10 -o /dev/null -X POST -H 'Content-Type: application/json' --data '{}' ${shellQuote(ensureUrl)}"/$1/ensure" ||`,
+          '  echo "berth: the agent could not prepare the session; attaching anyway" >&2',
+        ]
+      : []),
+    `${tmuxArgv.map(shellQuote).join(" ")} new-session -A -s "$1" || exit`,
+    `printf ${shellQuote(ATTACH_ENDED_MARKER.replace("\x1b", "\\033").replace("\x07", "\\007"))}`,
+    "exec timeout 30 cat >/dev/null",
   ].join("\n");
 }
 
@@ -108,7 +122,7 @@ export async function startTtyd(opts: TtydLaunchOptions): Promise<TerminalEndpoi
       throw new Error("terminal credential must have the form user:password");
     args.push("--credential", opts.credential);
   }
-  args.push("/bin/sh", "-c", attachGuardScript(tmuxArgv), "berth-attach");
+  args.push("/bin/sh", "-c", attachGuardScript(tmuxArgv, opts.ensureSessionUrl), "berth-attach");
 
   const child: ChildProcess = spawn(opts.binary, args, {
     env: tmuxEnv(opts.tmux.env),

@@ -60,6 +60,9 @@ export class SessionNotFoundError extends Error {
   override name = "SessionNotFoundError";
 }
 
+/** A pane whose foreground program is one of these sits at a prompt, so typing `claude` there is safe. */
+const IDLE_SHELL = /^(ba|da|z|k|fi)?sh$/;
+
 const CLAUDE_COMMAND = /^[A-Za-z0-9_./-]+( [A-Za-z0-9_./=-]+)*$/;
 
 async function isExecutable(file: string): Promise<boolean> {
@@ -115,7 +118,10 @@ export class TmuxSessions {
 
   /**
    * Makes sure the session exists with its three panes and its capture running. Safe to call any number
-   * of times: an existing session is left as it is, except that a stopped capture is restarted.
+   * of times: an existing session is left as it is, except that a bare one gets the layout (see
+   * `#layOutIfBare`) and a stopped capture is restarted. This is the one "ensure the session" of the
+   * box: the agent's desired state, the built-in terminal endpoint and ttyd's attach command (through the
+   * agent's loopback endpoint) all come here before a client attaches.
    * Calls for the same name are serialized in this process; another process racing on the same server
    * loses with "duplicate session", which counts as "exists".
    */
@@ -124,6 +130,7 @@ export class TmuxSessions {
     return this.#serialized(name, async () => {
       let created = false;
       if (!(await this.has(name))) created = await this.#create(name);
+      else await this.#layOutIfBare(name);
       // Server-wide and versioned (one tmux call once installed): the phone's one-pane views (views.ts).
       // A tmux without them still serves the layout: the web client only uses views tmux announced.
       await installPaneViews(this.tmux).catch(() => {});
@@ -132,7 +139,13 @@ export class TmuxSessions {
     });
   }
 
-  async #create(name: string): Promise<boolean> {
+  /** What every pane of a session is started with, and where Claude Code is (null: not on the panes' PATH). */
+  async #paneSetup(): Promise<{
+    cwd: string;
+    paneEnv: string[];
+    shellCommand: string[];
+    claudePath: string | null;
+  }> {
     const dir = await stat(this.#opts.cwd).catch(() => null);
     if (!dir?.isDirectory()) throw new Error(`session working directory ${this.#opts.cwd} does not exist`);
     const cwd = await this.#paneCwd();
@@ -144,6 +157,11 @@ export class TmuxSessions {
     const path = tmuxEnv(this.#opts.env).PATH ?? "/usr/local/bin:/usr/bin:/bin";
     const paneEnv = ["-e", `PATH=${path}`];
     const claudePath = await findOnPath((this.#opts.claudeCommand ?? "claude").split(" ")[0]!, path);
+    return { cwd, paneEnv, shellCommand, claudePath };
+  }
+
+  async #create(name: string): Promise<boolean> {
+    const { cwd, paneEnv, shellCommand, claudePath } = await this.#paneSetup();
     // Claude runs as a child of an interactive shell (typed in below), so when it exits or crashes the
     // pane keeps a shell; with no Claude, the pane prints one line and becomes that shell.
     const firstPane = claudePath
@@ -184,6 +202,16 @@ export class TmuxSessions {
       if (err instanceof TmuxCommandError && /duplicate session/.test(err.stderr)) return false;
       throw err;
     }
+    await this.#layOut(claudePane, cwd, paneEnv, shellCommand);
+    if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
+    return true;
+  }
+
+  /**
+   * Around the Claude pane `claudePane`, the only pane of its window: the logs and shell panes, the role
+   * tags, and the window's layout options.
+   */
+  async #layOut(claudePane: string, cwd: string, paneEnv: string[], shellCommand: string[]): Promise<void> {
     const split = async (direction: "-h" | "-v", from: string) =>
       (
         await this.tmux.run([
@@ -216,8 +244,37 @@ export class TmuxSessions {
     await this.tmux.run(["set-option", "-t", claudePane, "window-status-current-style", "fg=colour255,bold"]);
     await this.tmux.run(["select-layout", "-t", claudePane, "main-vertical"]);
     await this.tmux.run(["select-pane", "-t", claudePane]);
-    if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
-    return true;
+  }
+
+  /**
+   * A session that exists without Berth's layout: created by a bare `new-session -A` (an attach while the
+   * agent was unreachable) or by hand, with one pane and no role tags. It gets the layout around its pane,
+   * and Claude is started there only when the pane sits at an idle shell (never typed into a program).
+   * A session with any role tag, or with more panes (the user's own arrangement), is left alone.
+   */
+  async #layOutIfBare(name: string): Promise<void> {
+    const out = await this.tmux
+      .run([
+        "list-panes",
+        "-s",
+        "-t",
+        `${exactSessionTarget(name)}:`,
+        "-F",
+        `#{pane_id}\t#{${ROLE_OPTION}}\t#{pane_current_command}`,
+      ])
+      .catch(() => "");
+    const panes = out
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => line.split("\t"));
+    if (panes.length !== 1 || panes[0]![1]) return;
+    const [pane, , command] = panes[0]!;
+    const { cwd, paneEnv, shellCommand, claudePath } = await this.#paneSetup();
+    await this.#layOut(pane!, cwd, paneEnv, shellCommand);
+    // By its full path: this pane's shell has the PATH of whoever created it, not the panes' PATH.
+    const [, ...args] = (this.#opts.claudeCommand ?? "claude").split(" ");
+    if (claudePath && IDLE_SHELL.test(command ?? ""))
+      await this.#typeLine(pane!, [claudePath, ...args].join(" "));
   }
 
   /**

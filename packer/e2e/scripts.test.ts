@@ -13,6 +13,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { ATTACH_ENDED_MARKER } from "../../box/terminal/protocol.ts";
 import { applyTmpfiles, readIn, reboot, tree } from "../test/box-root.ts";
 import { PACKER_DIR, REPO_DIR, run, which } from "../test/tools.ts";
 
@@ -128,10 +129,13 @@ describe("scripts/check-no-secrets.sh", () => {
 });
 
 describe("files/bin/berth-tmux-attach", () => {
-  it("attaches to the named session on the berth socket", () => {
-    const { bin, argvOf } = stubs(["tmux"]);
-    const result = run(ATTACH, ["main-1"], { env: { PATH: `${bin}:/usr/bin:/bin`, TMUX: "/x,1,0" } });
+  it("asks the agent to ensure the session, attaches on the berth socket, and says when tmux ended", () => {
+    const { bin, argvOf } = stubs(["tmux", "curl"]);
+    const result = run(ATTACH, ["main-1"], {
+      env: { PATH: `${bin}:/usr/bin:/bin`, TMUX: "/x,1,0", BERTH_AGENT_PORT: "17690" },
+    });
     expect(result.status).toBe(0);
+    expect(argvOf("curl")).toContain("http://127.0.0.1:17690/sessions/main-1/ensure\n");
     expect(argvOf("tmux").split("\n")).toEqual([
       "-S",
       "/run/berth-tmux/tmux.sock",
@@ -141,15 +145,32 @@ describe("files/bin/berth-tmux-attach", () => {
       "main-1",
       "",
     ]);
+    // The same bytes the relay looks for (box/terminal/protocol.ts), as the last output.
+    expect(result.stdout.endsWith(ATTACH_ENDED_MARKER)).toBe(true);
+  });
+
+  it("attaches anyway when the agent cannot be asked, and passes tmux's failure on without the marker", () => {
+    const { bin } = stubs(["tmux", "curl"]);
+    writeFileSync(join(bin, "curl"), "#!/bin/sh\nexit 7\n");
+    const agentDown = run(ATTACH, ["main-1"], { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    expect(agentDown.status).toBe(0);
+    expect(agentDown.stderr).toContain("could not prepare the session; attaching anyway");
+    expect(run("test", ["-e", join(bin, "tmux.argv")]).status).toBe(0);
+
+    writeFileSync(join(bin, "tmux"), "#!/bin/sh\nexit 1\n");
+    const tmuxFailed = run(ATTACH, ["main-1"], { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    expect(tmuxFailed.status).toBe(1);
+    expect(tmuxFailed.stdout).not.toContain(ATTACH_ENDED_MARKER);
   });
 
   for (const args of [[], ["x#(touch /tmp/pwned)"], ["UPPER"], ["a".repeat(33)], ["a", "b"]]) {
     it(`refuses ${JSON.stringify(args)} without running tmux`, () => {
-      const { bin } = stubs(["tmux"]);
+      const { bin } = stubs(["tmux", "curl"]);
       const result = run(ATTACH, args, { env: { PATH: `${bin}:/usr/bin:/bin` } });
       expect(result.status).toBe(2);
       expect(result.stderr).toContain("session name");
       expect(run("test", ["-e", join(bin, "tmux.argv")]).status).toBe(1);
+      expect(run("test", ["-e", join(bin, "curl.argv")]).status).toBe(1);
     });
   }
 });

@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { TtydClient, TtydConnectError } from "../../box/terminal/client.ts";
-import { encodeInput, encodeResize } from "../../box/terminal/protocol.ts";
+import { ATTACH_ENDED_MARKER, encodeInput, encodeResize } from "../../box/terminal/protocol.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { defaultConnectUpstream, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
 import { sessions, workspaceInstances } from "../store/schema.ts";
@@ -504,6 +504,17 @@ describe("terminal relay against a scripted box endpoint", async () => {
 
     it("upstream dropped without a close frame (1006, which ws cannot send): box connection lost (4502)", async () => {
       expect(await closeWith((b) => b.ws.terminate())).toEqual({ code: 4502, reason: "box connection lost" });
+    });
+
+    it("ttyd's attach command says tmux ended, then waits: session ended (1000), and the relay hangs up the box", async () => {
+      let boxLeg: BoxConnection | null = null;
+      const closed = await closeWith((b) => {
+        boxLeg = b;
+        // What ttyd relays from `berth-tmux-attach` after the shell exits: tmux's goodbye, then the marker.
+        b.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.from(`[exited]\r\n${ATTACH_ENDED_MARKER}`)]));
+      });
+      expect(closed).toEqual({ code: 1000, reason: "session ended" });
+      await waitFor("the relay to close the box's leg", () => boxLeg!.ws.readyState === boxLeg!.ws.CLOSED);
     });
 
     it("upstream 1011 (process failed) and 1008 (auth): terminal error (1011)", async () => {

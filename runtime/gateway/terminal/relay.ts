@@ -17,6 +17,7 @@
  */
 import type { RawData, WebSocket } from "ws";
 import {
+  ATTACH_ENDED_MARKER,
   ClientCommand,
   clampSize,
   encodeCredential,
@@ -95,6 +96,7 @@ const DEFAULT_SIZE = { columns: 80, rows: 24 };
 const PAUSE = Buffer.of(ClientCommand.PAUSE);
 const RESUME = Buffer.of(ClientCommand.RESUME);
 const TTY = "tty";
+const ATTACH_ENDED = Buffer.from(ATTACH_ENDED_MARKER);
 
 function byteLength(data: RawData): number {
   if (Buffer.isBuffer(data)) return data.length;
@@ -384,6 +386,12 @@ export class TerminalRelay {
     this.outputSinceSweep += n;
     const client = this.client;
     client.send(data, { binary: isBinary }, this.#downSent);
+    // ttyd's attach command says in-band that tmux exited normally (ATTACH_ENDED_MARKER), since ttyd itself
+    // closes without a close frame, which would read as a lost box.
+    if (toBuffer(data).includes(ATTACH_ENDED)) {
+      this.end(close.ended);
+      return;
+    }
     if (!this.#upLeg.paused && client.bufferedAmount > this.#settings.highWaterMark) {
       this.#pauseLeg(this.#upLeg, "upstream");
     }
