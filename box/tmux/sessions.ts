@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { access, mkdir, realpath, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
+import { type EnvironmentEntry, environmentScript, previousEnvironmentNames } from "./environment.ts";
 import { assertSessionName, exactSessionTarget } from "./names.ts";
 import {
   DEFAULT_LOG_ROTATION,
@@ -39,6 +40,13 @@ export interface TmuxSessionsOptions extends TmuxServerOptions {
   /** What the Claude pane types into its shell; looked up on the panes' PATH. Default `claude`. */
   claudeCommand?: string;
   rotation?: LogRotation;
+  /**
+   * The user's secrets for the panes of sessions created from now on, read at each creation (so a change
+   * reaches the next session). Handed to the tmux server over stdin, never argv (environment.ts).
+   */
+  environment?: () => readonly EnvironmentEntry[] | null;
+  /** How a session starts when it is guided: Claude Code in `project` under `cwd`, `task` as its prompt. */
+  guided?: (name: string) => { project: string | null; task: string } | undefined;
   /** Size of a detached session until a client attaches (tmux's detached default is 80x24). */
   width?: number;
   height?: number;
@@ -58,6 +66,17 @@ export interface EnsureResult {
 
 export class SessionNotFoundError extends Error {
   override name = "SessionNotFoundError";
+}
+
+const CLAUDE_MISSING =
+  "Claude Code is not installed here (no claude on PATH), so this pane is a shell. Install it with " +
+  "`npm install -g @anthropic-ai/claude-code` (or see https://docs.claude.com/en/docs/claude-code/setup), " +
+  "then run `claude` here; new sessions start it by themselves.";
+
+function redactValues(text: string, env: readonly EnvironmentEntry[]): string {
+  let out = text;
+  for (const { value } of env) if (value.length >= 4) out = out.replaceAll(value, "[redacted]");
+  return out;
 }
 
 const CLAUDE_COMMAND = /^[A-Za-z0-9_./-]+( [A-Za-z0-9_./=-]+)*$/;
@@ -135,7 +154,8 @@ export class TmuxSessions {
   async #create(name: string): Promise<boolean> {
     const dir = await stat(this.#opts.cwd).catch(() => null);
     if (!dir?.isDirectory()) throw new Error(`session working directory ${this.#opts.cwd} does not exist`);
-    const cwd = await this.#paneCwd();
+    const guided = this.#opts.guided?.(name);
+    const cwd = await this.#projectCwd(await this.#paneCwd(), guided?.project ?? null);
     const shellCommand = [await this.#shell(), ...(this.#opts.shellArgs ?? ["-i"])];
     // Panes get this PATH explicitly: a tmux server started earlier (by another manager or a terminal
     // attach) would otherwise give them its own, and the lookup below would not match what the pane sees.
@@ -151,15 +171,21 @@ export class TmuxSessions {
       : [
           "/bin/sh",
           "-c",
-          `printf '%s\\n' ${shellQuote("Claude Code is not installed on this box (no claude on PATH): this pane is a shell.")}; exec "$@"`,
+          `printf '%s\\n' ${shellQuote(CLAUDE_MISSING)}; exec "$@"`,
           "berth-hint",
           ...shellCommand,
         ];
     const size = [String(this.#opts.width ?? 200), String(this.#opts.height ?? 50)];
+    // The secrets go to the server's global environment in the same client call, before the panes exist.
+    const env = this.#opts.environment?.() ?? [];
+    const previous = this.#opts.environment ? await previousEnvironmentNames(this.tmux) : [];
+    const script = env.length || previous.length ? environmentScript(env, previous) : null;
+    const newSession = (args: string[]) =>
+      script ? this.tmux.run(["source-file", "-", ";", ...args], { input: script }) : this.tmux.run(args);
     let claudePane: string;
     try {
       claudePane = (
-        await this.tmux.run([
+        await newSession([
           "new-session",
           "-d",
           "-s",
@@ -182,6 +208,12 @@ export class TmuxSessions {
       ).trim();
     } catch (err) {
       if (err instanceof TmuxCommandError && /duplicate session/.test(err.stderr)) return false;
+      if (script && err instanceof TmuxCommandError)
+        throw new TmuxCommandError(
+          redactValues(err.message, env),
+          err.exitCode,
+          redactValues(err.stderr, env),
+        );
       throw err;
     }
     const split = async (direction: "-h" | "-v", from: string) =>
@@ -216,8 +248,22 @@ export class TmuxSessions {
     await this.tmux.run(["set-option", "-t", claudePane, "window-status-current-style", "fg=colour255,bold"]);
     await this.tmux.run(["select-layout", "-t", claudePane, "main-vertical"]);
     await this.tmux.run(["select-pane", "-t", claudePane]);
-    if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
+    const claude = this.#opts.claudeCommand ?? "claude";
+    if (claudePath)
+      await this.#typeLine(claudePane, guided ? `${claude} ${shellQuote(guided.task)}` : claude);
     return true;
+  }
+
+  /** A guided session's project folder when it is a directory inside `base`, else `base` itself. */
+  async #projectCwd(base: string, project: string | null): Promise<string> {
+    if (!project || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(project)) return base;
+    const dir = join(base, project);
+    const [real, root] = await Promise.all([
+      realpath(dir).catch(() => null),
+      realpath(base).catch(() => null),
+    ]);
+    if (!real || !root || !real.startsWith(`${root}/`)) return base;
+    return (await stat(real).catch(() => null))?.isDirectory() ? dir : base;
   }
 
   /**

@@ -3,7 +3,7 @@
  * actions it finished; the answer is the desired state (sessions to keep, a backup to run, keys to type)
  * and the acknowledgements. All through the agent's own scope.
  */
-import type { HeartbeatRequest, HeartbeatResponseInput } from "../../../box/protocol.ts";
+import type { HeartbeatRequest, HeartbeatResponseInput, OnboardAction } from "../../../box/protocol.ts";
 import { isUuid } from "../../platform/ids.ts";
 import type { Metrics } from "../../platform/metrics.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
@@ -44,8 +44,19 @@ export async function acceptHeartbeat(
   const known = await scope.agents.ownActionIds(completedIds);
   const foreign = completedIds.filter((id) => !isUuid(id));
   const backup = pending.find((a) => a.kind === "backup");
+  // The user's secrets ride on every answer (the agent keeps them in memory only), so a change reaches the
+  // next session the agent creates without a rebuild.
+  const environment = await scope.userSecrets.forAgent();
   return {
     sessions: keep.map((s) => s.name),
+    guided: keep
+      .filter((s) => s.mode === "guided" && s.task)
+      .map((s) => ({ session: s.name, project: s.project, task: s.task! })),
+    environment,
+    onboard: pending
+      .filter((a) => a.kind === "onboard")
+      .slice(0, 10)
+      .map((a) => ({ ...(a.payload as Omit<OnboardAction, "id">), id: a.id })),
     backup: backup ? { id: backup.id } : null,
     sendKeys: pending
       .filter((a) => a.kind === "keys")
