@@ -2,47 +2,15 @@
  * The user's secrets reach new panes through the tmux server without ever being on a command line, and a
  * guided session starts Claude Code (a scripted stand-in here) in its project with the task as its prompt.
  */
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { watchCmdlines } from "../testing/cmdline-watch.ts";
 import { claudeRuns, type FakeClaude, makeFakeClaude } from "../testing/fake-claude.ts";
 import { makeTestTmux, type TestTmux, TMUX_MISSING } from "../testing/tmux.ts";
 import { waitUntil } from "../testing/wait.ts";
 import type { EnvironmentEntry } from "../tmux/environment.ts";
 import { environmentScript, tmuxQuote } from "../tmux/environment.ts";
-
-/** Every process's command line, read while something runs: a secret must never show up in one. */
-function startCmdlineWatch(needles: () => readonly string[]) {
-  const hits: string[] = [];
-  let scans = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-        let cmdline: string;
-        try {
-          cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        } catch {
-          continue;
-        }
-        for (const n of needles())
-          if (cmdline.includes(n)) hits.push(`${pid}: ${cmdline.replaceAll("\0", " ")}`);
-      }
-      scans++;
-      await new Promise((r) => setImmediate(r));
-    }
-  })();
-  return {
-    hits,
-    get scans() {
-      return scans;
-    },
-    async stop() {
-      running = false;
-      await loop;
-    },
-  };
-}
 
 const TRICKY = `v$HOME'"\\;#{session_name}#(id)~\n\tend é ✓ ${"x".repeat(8000)}`;
 
@@ -90,7 +58,10 @@ suite(`session environment and guided starts${TMUX_MISSING ? ` (skipped: ${TMUX_
       guided: (name) => guided.get(name),
     });
   const runIn = async (count: number) =>
-    waitUntil(() => claudeRuns(fake).length >= count && claudeRuns(fake), "claude runs");
+    waitUntil(() => {
+      const runs = claudeRuns(fake);
+      return runs.length >= count ? runs : null;
+    }, "claude runs");
 
   it("starts a guided session's Claude in its project, with the task as the prompt and the secrets in its environment", async () => {
     env = [
@@ -98,7 +69,7 @@ suite(`session environment and guided starts${TMUX_MISSING ? ` (skipped: ${TMUX_
       { name: "TRICKY", value: TRICKY },
     ];
     guided.set("guided-1", { project: "app", task: "Build a 'todo' app; use $HOME wisely" });
-    const watch = startCmdlineWatch(() => ["tok-first-9f8e7d", "x".repeat(64)]);
+    const watch = watchCmdlines(() => ["tok-first-9f8e7d", "x".repeat(64)]);
     try {
       await sessions().ensure("guided-1");
       const [run] = await runIn(1);
