@@ -4,18 +4,24 @@
  */
 import { execFileSync } from "node:child_process";
 import {
+  chmodSync,
+  chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { applyOnboarding, GENERATED_FILE, type OnboardingPaths } from "../onboarding/apply.ts";
+import { onboardingRunner } from "../onboarding/runner.ts";
 import { cloneUrlProblem, type OnboardAction } from "../protocol.ts";
 
 const root = mkdtempSync(join(tmpdir(), "berth-onboard-"));
@@ -172,4 +178,60 @@ describe("cloneUrlProblem", () => {
   ])("refuses %s in hosted mode", (url, why) =>
     expect(cloneUrlProblem(url, { allowLocal: false })).toMatch(why),
   );
+});
+
+/** The VM path: the agent (root) runs the work in a child as the box user, so a planted link cannot escalate. */
+const nobody = (() => {
+  if (process.getuid?.() !== 0) return "the test does not run as root";
+  try {
+    execFileSync("su", [
+      "nobody",
+      "-s",
+      "/bin/sh",
+      "-c",
+      `test -r ${JSON.stringify(fileURLToPath(import.meta.url))}`,
+    ]);
+    return null;
+  } catch {
+    return "user nobody cannot read this checkout";
+  }
+})();
+describe.skipIf(nobody !== null)(`onboarding as the box user${nobody ? ` (skipped: ${nobody})` : ""}`, () => {
+  it("writes as that user and cannot follow a link into root's files", async () => {
+    const base = mkdtempSync(join(tmpdir(), "berth-onboard-user-"));
+    try {
+      chmodSync(base, 0o755);
+      const userPaths: OnboardingPaths = {
+        projects: join(base, "projects"),
+        claudeDir: join(base, "claude"),
+        trustFile: join(base, "claude/.claude.json"),
+        projectAliases: [],
+      };
+      for (const d of [userPaths.projects, userPaths.claudeDir]) {
+        mkdirSync(d);
+        chownSync(d, 65534, 65534);
+      }
+      const run = onboardingRunner({
+        paths: userPaths,
+        runAs: { uid: 65534, gid: 65534, home: base },
+        allowLocal: true,
+      });
+      await run(action({ project: "mine" }));
+      expect(statSync(join(userPaths.projects, "mine/CLAUDE.md")).uid).toBe(65534);
+      expect(statSync(userPaths.trustFile).uid).toBe(65534);
+
+      // The user plants .claude → a root-only folder: as that user the write fails, root's folder stays empty.
+      const rootOnly = join(base, "root-only");
+      mkdirSync(rootOnly, { mode: 0o755 });
+      mkdirSync(join(userPaths.projects, "trap"));
+      chownSync(join(userPaths.projects, "trap"), 65534, 65534);
+      symlinkSync(rootOnly, join(userPaths.projects, "trap/.claude"));
+      await expect(run(action({ project: "trap", source: { kind: "existing" } }))).rejects.toThrow(
+        /EACCES|permission denied/i,
+      );
+      expect(readdirSync(rootOnly)).toEqual([]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
 });
