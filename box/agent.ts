@@ -474,6 +474,7 @@ export class Agent {
     if (this.tailnetIp) status.tailnetIp = this.tailnetIp;
     if (this.lastSessions) status.sessions = this.lastSessions;
     if (this.previews) status.openPreviewPorts = this.previews.openPorts;
+    if (this.o.plan?.version) status.environmentVersion = this.o.plan.version;
     return status;
   }
 }

@@ -171,6 +171,8 @@ export const heartbeatRequest = z.object({
   openPreviewPorts: z.array(z.int().min(1).max(65535)).max(1000).optional(),
   metrics: metricsSnapshot,
   completed: z.array(completedAction).max(LIMITS.maxActions).default([]),
+  /** The version of the secrets the agent holds (from `environmentVersion`): unchanged, none are resent. */
+  environmentVersion: z.string().max(128).optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
 export type HeartbeatRequestInput = z.input<typeof heartbeatRequest>;
@@ -244,6 +246,8 @@ export const heartbeatResponse = z.object({
   guided: z.array(guidedSession).max(LIMITS.maxSessions).default([]),
   /** Absent: keep what the agent holds. Present: the whole set for sessions created from now on. */
   environment: z.array(environmentEntry).max(MAX_USER_SECRETS).optional(),
+  /** Names this set (no value goes into it); the agent echoes it, and the set is sent again only when it changes. */
+  environmentVersion: z.string().max(128).optional(),
   onboard: z.array(onboardAction).max(10).default([]),
   acks: z.object({ completed: z.array(id).max(LIMITS.maxActions).default([]) }).default({ completed: [] }),
   /** The control plane's `ackedThrough` for this instance's events (see the exactly-once notes above). */

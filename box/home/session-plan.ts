@@ -10,13 +10,21 @@ import { isReservedEnvName } from "../protocol.ts";
 
 export class SessionPlan {
   #environment: readonly EnvironmentEntry[] = [];
+  #version: string | undefined;
   #guided = new Map<string, GuidedSession>();
 
-  update(desired: Pick<HeartbeatResponse, "environment" | "guided">): void {
-    // Absent means "no news": keep what we hold (an older control plane, or a partial answer).
-    if (desired.environment)
+  update(desired: Pick<HeartbeatResponse, "environment" | "environmentVersion" | "guided">): void {
+    // Absent means "no news": keep what we hold (the set did not change, or an older control plane).
+    if (desired.environment) {
       this.#environment = Object.freeze(desired.environment.filter((e) => !isReservedEnvName(e.name)));
+      this.#version = desired.environmentVersion;
+    }
     this.#guided = new Map(desired.guided.map((g) => [g.session, g]));
+  }
+
+  /** What to echo in the next heartbeat, so the control plane resends the set only when it changed. */
+  get version(): string | undefined {
+    return this.#version;
   }
 
   environment(): readonly EnvironmentEntry[] {

@@ -5,6 +5,7 @@
  * Values are sealed with a context naming the table, the workspace and the name, so a sealed value moved to
  * another row (or into `workspace_secrets`) does not open.
  */
+import { createHash } from "node:crypto";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Access } from "./access.ts";
 import { userSecrets } from "./schema.ts";
@@ -58,6 +59,23 @@ export class UserSecretStore {
       .where(and(eq(userSecrets.workspaceId, workspaceId), eq(userSecrets.name, name)))
       .returning({ name: userSecrets.name });
     return gone.length > 0;
+  }
+
+  /**
+   * A version of the agent's workspace's set, from names and change times only (no value, nothing sealed):
+   * equal versions mean the agent already holds this set, so nothing is opened or sent.
+   */
+  async versionForAgent(): Promise<string> {
+    this.#access.require("user_secret.deliver", "workspace");
+    const { workspaceId } = this.#access.agent("workspace");
+    const rows = await this.#access.db
+      .select({ name: userSecrets.name, updatedAt: userSecrets.updatedAt })
+      .from(userSecrets)
+      .where(eq(userSecrets.workspaceId, workspaceId))
+      .orderBy(asc(userSecrets.name));
+    const digest = createHash("sha256");
+    for (const r of rows) digest.update(`${r.name}\0${r.updatedAt.toISOString()}\n`);
+    return `v1-${rows.length}-${digest.digest("hex").slice(0, 32)}`;
   }
 
   /** Every secret of the agent's own workspace, opened: what the agent puts into new sessions. */

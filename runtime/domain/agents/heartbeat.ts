@@ -44,15 +44,17 @@ export async function acceptHeartbeat(
   const known = await scope.agents.ownActionIds(completedIds);
   const foreign = completedIds.filter((id) => !isUuid(id));
   const backup = pending.find((a) => a.kind === "backup");
-  // The user's secrets ride on every answer (the agent keeps them in memory only), so a change reaches the
-  // next session the agent creates without a rebuild.
-  const environment = await scope.userSecrets.forAgent();
+  // The user's secrets go to the agent (which keeps them in memory only) whenever the set differs from the
+  // version it holds, so a change reaches the next session it creates without a rebuild.
+  const environmentVersion = await scope.userSecrets.versionForAgent();
+  const environment =
+    hb.environmentVersion === environmentVersion ? undefined : await scope.userSecrets.forAgent();
   return {
     sessions: keep.map((s) => s.name),
     guided: keep
       .filter((s) => s.mode === "guided" && s.task)
       .map((s) => ({ session: s.name, project: s.project, task: s.task! })),
-    environment,
+    ...(environment ? { environment, environmentVersion } : {}),
     onboard: pending
       .filter((a) => a.kind === "onboard")
       .slice(0, 10)
