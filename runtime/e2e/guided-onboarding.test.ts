@@ -178,6 +178,13 @@ describe("guided mode, onboarding and the secrets store, end to end", async () =
       "British spelling",
     );
     expect(readFileSync(join(volume, "user/.claude/CLAUDE.md"), "utf8")).toContain("@berth-preferences.md");
+    const audit = await pool.query(
+      "SELECT details FROM audit_log WHERE target_id = $1 AND action = 'workspace.onboard'",
+      [workspaceId],
+    );
+    expect(audit.rows.map((r) => r.details)).toEqual([
+      expect.objectContaining({ project: "app", source: "new" }),
+    ]);
   });
 
   it("keeps the user's edits when the interview runs again", async () => {
