@@ -24,10 +24,12 @@ import {
   type BackupRunner,
   DesiredStateApplier,
   NotReadyError,
+  type OnboardRunner,
   type SessionManager,
 } from "./home/desired-state.ts";
 import { type HeartbeatStatus, HomeLoop } from "./home/home-loop.ts";
 import { Outbox } from "./home/outbox.ts";
+import type { SessionPlan } from "./home/session-plan.ts";
 import { ensureHomeLink } from "./layout/home-link.ts";
 import {
   type MountVolumeOptions,
@@ -67,6 +69,10 @@ export interface AgentOptions {
   startTerminal: ((paths: LayoutPaths) => Promise<TerminalHandle>) | null;
   previewOwner: PreviewOwnership;
   backup?: BackupRunner;
+  /** Secrets and guided starts for new sessions, held in memory (the same object the tmux side reads). */
+  plan?: SessionPlan;
+  /** Applies onboarding actions once the workspace is ready. */
+  onboard?: OnboardRunner;
   /** VM only: joins the tailnet and returns the tailnet IP, or null when not configured. */
   joinTailnet?: () => Promise<string | null>;
   mount?: (options: MountVolumeOptions) => Promise<MountVolumeResult>;
@@ -382,6 +388,8 @@ export class Agent {
     this.applier = new DesiredStateApplier({
       sessions: this.o.sessions ? this.gate(this.o.sessions) : null,
       ...(this.o.backup ? { backup: this.o.backup } : {}),
+      ...(this.o.plan ? { plan: this.o.plan } : {}),
+      ...(this.o.onboard ? { onboard: this.gateOnboard(this.o.onboard) } : {}),
       statePath: join(stateDir, "actions.json"),
       log: this.log,
     });
@@ -397,6 +405,15 @@ export class Agent {
       ...(this.o.heartbeatIntervalMs ? { heartbeatIntervalMs: this.o.heartbeatIntervalMs } : {}),
     });
     this.home.start();
+  }
+
+  /** Onboarding writes into the layout: only once `ready`. */
+  private gateOnboard(run: OnboardRunner): OnboardRunner {
+    return async (action) => {
+      if (this.lifecycleState !== "ready")
+        throw new NotReadyError(`workspace is not ready (${this.lifecycleState})`);
+      await run(action);
+    };
   }
 
   /** Desired state may arrive before the layout and terminal are up: touch tmux only once `ready`. */
@@ -460,6 +477,7 @@ export class Agent {
     if (this.tailnetIp) status.tailnetIp = this.tailnetIp;
     if (this.lastSessions) status.sessions = this.lastSessions;
     if (this.previews) status.openPreviewPorts = this.previews.openPorts;
+    if (this.o.plan?.version) status.environmentVersion = this.o.plan.version;
     return status;
   }
 }

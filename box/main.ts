@@ -8,8 +8,10 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
 import { type BootConfig, BootConfigError, loadBootConfig } from "./boot-config.ts";
+import { SessionPlan } from "./home/session-plan.ts";
 import { currentOwner, resolveUser } from "./layout/box-user.ts";
-import type { LayoutPaths } from "./layout/workspace-layout.ts";
+import { type LayoutPaths, layoutPaths } from "./layout/workspace-layout.ts";
+import { onboardingRunner } from "./onboarding/runner.ts";
 import type { LogPayload } from "./protocol.ts";
 import { LogShipper } from "./telemetry/log-shipper.ts";
 import { createAgentLogger, type Logger } from "./telemetry/logger.ts";
@@ -125,6 +127,26 @@ function joinTailnet(config: BootConfig) {
   };
 }
 
+/**
+ * Onboarding writes the project's files as the box user. Claude Code keeps trust in `~/.claude.json`, or in
+ * `$CLAUDE_CONFIG_DIR/.claude.json` when that is set (local mode sets it to user/.claude).
+ */
+function onboarding(config: BootConfig, mode: "vm" | "local", boxUser: AgentOptions["boxUser"]) {
+  const s = config.settings;
+  const layout = layoutPaths(s.BERTH_WORKSPACE_ROOT);
+  const home = mode === "vm" ? join("/home", s.BERTH_BOX_USER) : process.env.HOME;
+  return onboardingRunner({
+    paths: {
+      projects: layout.projects,
+      claudeDir: layout.claude,
+      trustFile: mode === "vm" ? join(layout.home, ".claude.json") : join(layout.claude, ".claude.json"),
+      projectAliases: home ? [join(home, "projects")] : [],
+    },
+    runAs: mode === "vm" && boxUser ? { ...boxUser, home: join("/home", s.BERTH_BOX_USER) } : null,
+    allowLocal: mode === "local",
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(HELP);
@@ -178,11 +200,15 @@ export async function main(argv: string[]): Promise<number> {
     projects: join(s.BERTH_WORKSPACE_ROOT, "user", "projects"),
     logs: join(s.BERTH_WORKSPACE_ROOT, "system", "logs"),
   };
+  // The user's secrets and guided starts, in memory only: filled from heartbeats, read at session creation.
+  const plan = new SessionPlan();
   const sessions = new TmuxSessions({
     socket,
     cwd: paths.projects,
     logsDir: paths.logs,
     env: tmuxEnvironment,
+    environment: () => plan.environment(),
+    guided: (name) => plan.guided(name),
   });
   let boxUser: AgentOptions["boxUser"] = null;
   let boxUserError: string | undefined;
@@ -220,6 +246,8 @@ export async function main(argv: string[]): Promise<number> {
             },
           },
   };
+  options.plan = plan;
+  options.onboard = onboarding(config, mode, boxUser);
   if (mode === "vm") options.joinTailnet = joinTailnet(config);
   if (boxUserError) options.boxUserError = boxUserError;
   agent = new Agent(options);

@@ -80,6 +80,8 @@ describe("eventsRequest limits", () => {
     expect(heartbeatResponse.parse({ eventsAckedThrough: 5 })).toEqual({
       backup: null,
       sendKeys: [],
+      guided: [],
+      onboard: [],
       acks: { completed: [] },
       eventsAckedThrough: 5,
     });

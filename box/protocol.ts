@@ -61,6 +61,47 @@ export const MAX_REQUEST_BYTES = LIMITS.maxRequestBytes;
 export const SESSION_NAME_RE = /^[a-z0-9-]{1,32}$/;
 export const sessionName = z.string().regex(SESSION_NAME_RE, "session name must match ^[a-z0-9-]{1,32}$");
 
+/** Engineer: a shell, Claude Code started by hand. Guided: Claude Code starts in the project on the task. */
+export const SESSION_MODES = ["engineer", "guided"] as const;
+export type SessionMode = (typeof SESSION_MODES)[number];
+/** A folder directly under user/projects: no separators, no leading dot, so never `..` or hidden. */
+export const PROJECT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+export const PROJECT_NAME_RE = new RegExp(PROJECT_NAME_PATTERN);
+export const projectName = z
+  .string()
+  .regex(PROJECT_NAME_RE, "must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit");
+export const MAX_TASK_CHARS = 4000;
+
+/** The user's named secrets: environment variable names, values capped so every session can hold them all. */
+export const USER_SECRET_NAME_PATTERN = "^[A-Z_][A-Z0-9_]{0,63}$";
+export const USER_SECRET_NAME_RE = new RegExp(USER_SECRET_NAME_PATTERN);
+export const MAX_USER_SECRET_BYTES = 8 * 1024;
+export const MAX_USER_SECRETS = 50;
+/**
+ * Names a secret may not take: the panes' own plumbing (PATH, HOME, tmux's variables, Claude's config dir),
+ * Berth's settings and the loader's hooks. Both sides check: the API refuses them, the agent skips them.
+ */
+const RESERVED_ENV = new Set([
+  "PATH",
+  "HOME",
+  "SHELL",
+  "USER",
+  "LOGNAME",
+  "TERM",
+  "PWD",
+  "TMUX",
+  "TMUX_PANE",
+  "CLAUDE_CONFIG_DIR",
+  "CREDENTIALS_DIRECTORY",
+]);
+export function isReservedEnvName(name: string): boolean {
+  return RESERVED_ENV.has(name) || name.startsWith("BERTH_") || name.startsWith("LD_");
+}
+export const userSecretName = z
+  .string()
+  .regex(USER_SECRET_NAME_RE, `must match ${USER_SECRET_NAME_PATTERN}`)
+  .refine((n) => !isReservedEnvName(n), "is reserved for the box's own environment");
+
 export const PANE_ROLES = ["claude", "logs", "shell"] as const;
 export const paneRole = z.enum(PANE_ROLES);
 export type PaneRole = z.infer<typeof paneRole>;
@@ -108,7 +149,7 @@ export type MetricsSnapshot = z.infer<typeof metricsSnapshot>;
 
 export const completedAction = z.object({
   id,
-  kind: z.enum(["keys", "backup"]),
+  kind: z.enum(["keys", "backup", "onboard"]),
   ok: z.boolean(),
   error: boundedText(LIMITS.maxError).optional(),
   at: isoTime,
@@ -130,6 +171,8 @@ export const heartbeatRequest = z.object({
   openPreviewPorts: z.array(z.int().min(1).max(65535)).max(1000).optional(),
   metrics: metricsSnapshot,
   completed: z.array(completedAction).max(LIMITS.maxActions).default([]),
+  /** The version of the secrets the agent holds (from `environmentVersion`): unchanged, none are resent. */
+  environmentVersion: z.string().max(128).optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequest>;
 export type HeartbeatRequestInput = z.input<typeof heartbeatRequest>;
@@ -149,12 +192,63 @@ export type SendKeysAction = z.infer<typeof sendKeysAction>;
 export const backupAction = z.object({ id, traceparent });
 export type BackupAction = z.infer<typeof backupAction>;
 
+/** How a guided session starts: Claude Code in `project` (null: user/projects itself), `task` as its prompt. */
+export const guidedSession = z.object({
+  session: sessionName,
+  project: projectName.nullable(),
+  task: boundedText(MAX_TASK_CHARS).min(1),
+});
+export type GuidedSession = z.infer<typeof guidedSession>;
+
+/** One secret for the sessions' environment. Held in the agent's memory only, never written anywhere. */
+export const environmentEntry = z.object({
+  name: userSecretName,
+  value: z.string().max(MAX_USER_SECRET_BYTES),
+});
+export type EnvironmentEntry = z.infer<typeof environmentEntry>;
+
+export const MAX_ONBOARD_TEXT = 64 * 1024;
+const permissionRule = boundedText(400).min(1);
+/**
+ * The onboarding interview's result, applied by the agent on the volume: the project folder (created, or
+ * cloned from `source.url`), its CLAUDE.md (written only when the project has none; an existing one only
+ * gains the import line), the generated part `.claude/berth-generated.md` (always replaced), the permission
+ * lists merged into `.claude/settings.json`, the personal preferences imported by `~/.claude/CLAUDE.md`, and
+ * the trust entry in Claude Code's `.claude.json`.
+ */
+export const onboardAction = z.object({
+  id,
+  project: projectName,
+  source: z.discriminatedUnion("kind", [
+    z.object({ kind: z.literal("new") }),
+    z.object({ kind: z.literal("existing") }),
+    z.object({ kind: z.literal("git"), url: boundedText(2048).min(1) }),
+  ]),
+  claudeMd: boundedText(MAX_ONBOARD_TEXT),
+  generated: boundedText(MAX_ONBOARD_TEXT),
+  permissions: z.object({
+    allow: z.array(permissionRule).max(200),
+    deny: z.array(permissionRule).max(200),
+  }),
+  personal: boundedText(MAX_ONBOARD_TEXT).nullable(),
+  trust: z.boolean(),
+  traceparent,
+});
+export type OnboardAction = z.infer<typeof onboardAction>;
+
 export const heartbeatResponse = z.object({
   /** Absent: leave sessions alone. Present: ensure these exist and kill any other session on the agent's socket. */
   sessions: z.array(sessionName).max(LIMITS.maxSessions).optional(),
   /** A backup to run (placeholder until the backup issue: the agent reports it as not supported). */
   backup: backupAction.nullable().default(null),
   sendKeys: z.array(sendKeysAction).max(LIMITS.maxActions).default([]),
+  /** Guided sessions among `sessions`; the others start in engineer mode. */
+  guided: z.array(guidedSession).max(LIMITS.maxSessions).default([]),
+  /** Absent: keep what the agent holds. Present: the whole set for sessions created from now on. */
+  environment: z.array(environmentEntry).max(MAX_USER_SECRETS).optional(),
+  /** Names this set (no value goes into it); the agent echoes it, and the set is sent again only when it changes. */
+  environmentVersion: z.string().max(128).optional(),
+  onboard: z.array(onboardAction).max(10).default([]),
   acks: z.object({ completed: z.array(id).max(LIMITS.maxActions).default([]) }).default({ completed: [] }),
   /** The control plane's `ackedThrough` for this instance's events (see the exactly-once notes above). */
   eventsAckedThrough: z.int().min(0),
@@ -286,4 +380,41 @@ export function describeIssues(error: z.ZodError, max = 5): string {
     .map((i) => `${i.path.length ? i.path.map(String).join(".") : "(body)"}: ${i.message}`);
   if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
   return parts.join("; ");
+}
+
+// ---------------------------------------------------------------------------------------------- onboarding
+
+/**
+ * Why `url` may not be cloned, or null. Both sides check it: the API answers 400, the agent refuses again
+ * before git sees it. Allowed: https://, ssh://, git:// and scp-like `user@host:path`; local paths and
+ * file:// only where `allowLocal` (local mode: the box is this machine and its user's). Refused: anything
+ * git could read as an option (`-` first), transport helpers (`ext::`, `fd::`), embedded passwords (they
+ * would land in .git/config and logs: keep tokens in the secrets store), whitespace and control characters.
+ */
+export function cloneUrlProblem(url: string, opts: { allowLocal: boolean }): string | null {
+  if (url.length === 0 || url.length > 2048) return "must be 1-2048 characters";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
+  if (/[\s\u0000-\u001f\u007f]/.test(url)) return "must not contain whitespace or control characters";
+  if (url.startsWith("-")) return "must not start with -";
+  if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(url)) return "transport helpers (such as ext::) are not allowed";
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
+  if (scheme) {
+    if (scheme === "file") return opts.allowLocal ? null : "file:// URLs are only allowed in local mode";
+    if (!["https", "ssh", "git"].includes(scheme))
+      return `the ${scheme}:// scheme is not allowed (use https, ssh or git)`;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return "is not a valid URL";
+    }
+    if (parsed.password) return "must not embed a password or token (store it as a secret instead)";
+    if (!parsed.hostname || parsed.hostname.startsWith("-")) return "needs a host name";
+    return null;
+  }
+  if (url.startsWith("/")) return opts.allowLocal ? null : "local paths are only allowed in local mode";
+  // scp-like: [user@]host:path, where the host has no slash and does not start with -.
+  const scp = /^(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]+):(.+)$/.exec(url);
+  if (scp && !scp[2]!.startsWith("-") && !scp[1]?.startsWith("-")) return null;
+  return "must be an https://, ssh:// or git:// URL, or user@host:path";
 }

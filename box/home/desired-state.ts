@@ -5,7 +5,14 @@
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Logger } from "pino";
-import { type CompletedAction, type HeartbeatResponse, type PaneRole, SESSION_NAME_RE } from "../protocol.ts";
+import {
+  type CompletedAction,
+  type HeartbeatResponse,
+  type OnboardAction,
+  type PaneRole,
+  SESSION_NAME_RE,
+} from "../protocol.ts";
+import type { SessionPlan } from "./session-plan.ts";
 
 /** What the agent needs from tmux; box/tmux's `TmuxSessions` satisfies it as is. */
 export interface SessionManager {
@@ -29,6 +36,9 @@ export const backupNotImplemented: BackupRunner = async () => {
   throw new Error("backups are not implemented on this agent yet");
 };
 
+/** Applies an onboarding interview's result on the volume (box/onboarding); throws to report failure. */
+export type OnboardRunner = (action: OnboardAction) => Promise<void>;
+
 interface DoneRecord extends CompletedAction {
   acked: boolean;
 }
@@ -43,6 +53,11 @@ export class DesiredStateApplier {
   private done = new Map<string, DoneRecord>();
   private sessionError: string | null = null;
   private backupRunning: Promise<void> | null = null;
+  private readonly plan: SessionPlan | null;
+  private readonly onboard: OnboardRunner | null;
+  /** Onboarding runs one at a time, in the background (a clone takes a while); ids queued or running. */
+  private onboardQueue: Promise<void> = Promise.resolve();
+  private readonly onboarding = new Set<string>();
 
   constructor(options: {
     sessions: SessionManager | null;
@@ -50,7 +65,12 @@ export class DesiredStateApplier {
     /** JSON file under system/state/ remembering finished action ids. */
     statePath: string;
     log: Logger;
+    /** Secrets and guided starts for new sessions, updated from every answer before sessions converge. */
+    plan?: SessionPlan;
+    onboard?: OnboardRunner;
   }) {
+    this.plan = options.plan ?? null;
+    this.onboard = options.onboard ?? null;
     this.sessions = options.sessions;
     this.backup = options.backup ?? backupNotImplemented;
     this.statePath = options.statePath;
@@ -84,6 +104,7 @@ export class DesiredStateApplier {
   }
 
   async apply(desired: HeartbeatResponse): Promise<void> {
+    this.plan?.update(desired);
     if (desired.sessions && this.sessions) await this.convergeSessions(desired.sessions);
     for (const action of desired.sendKeys) {
       if (this.done.has(action.id)) continue;
@@ -98,6 +119,7 @@ export class DesiredStateApplier {
       }
       this.record(action.id, "keys", error);
     }
+    this.startOnboarding(desired.onboard);
     const backup = desired.backup;
     if (backup && !this.done.has(backup.id) && !this.backupRunning) {
       // Backups take minutes: run in the background and report on a later heartbeat.
@@ -108,6 +130,31 @@ export class DesiredStateApplier {
       void this.backupRunning.finally(() => {
         this.backupRunning = null;
       });
+    }
+  }
+
+  private startOnboarding(actions: readonly OnboardAction[]): void {
+    for (const action of actions) {
+      if (this.done.has(action.id) || this.onboarding.has(action.id)) continue;
+      this.onboarding.add(action.id);
+      const run = async () => {
+        let error: string | undefined;
+        try {
+          if (!this.onboard) throw new Error("this agent cannot apply onboarding");
+          await this.onboard(action);
+          this.log.info({ actionId: action.id, project: action.project }, "onboarding applied");
+        } catch (err) {
+          if (err instanceof NotReadyError) {
+            this.onboarding.delete(action.id); // the control plane resends it; try then
+            return;
+          }
+          error = (err as Error).message;
+          this.log.warn({ actionId: action.id, project: action.project, err: error }, "onboarding failed");
+        }
+        this.record(action.id, "onboard", error);
+        this.onboarding.delete(action.id);
+      };
+      this.onboardQueue = this.onboardQueue.then(run, run);
     }
   }
 
@@ -145,7 +192,7 @@ export class DesiredStateApplier {
     if (this.sessionError) this.log.warn({ err: this.sessionError }, "session convergence incomplete");
   }
 
-  private record(id: string, kind: "keys" | "backup", error: string | undefined): void {
+  private record(id: string, kind: CompletedAction["kind"], error: string | undefined): void {
     const rec: DoneRecord = { id, kind, ok: error === undefined, at: new Date().toISOString(), acked: false };
     if (error !== undefined) rec.error = error.slice(0, 2000);
     this.done.set(id, rec);

@@ -30,6 +30,9 @@ export function createAgentLogger(options: {
           "*.password",
           "credential",
           "*.credential",
+          // The user's secrets travel in `environment` (heartbeat answers); never logged, and cut if ever passed.
+          "environment",
+          "*.environment",
         ],
         censor: "[redacted]",
       },

@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { access, mkdir, realpath, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
+import { type EnvironmentEntry, environmentScript, previousEnvironmentNames } from "./environment.ts";
 import { assertSessionName, exactSessionTarget } from "./names.ts";
 import {
   DEFAULT_LOG_ROTATION,
@@ -39,6 +40,13 @@ export interface TmuxSessionsOptions extends TmuxServerOptions {
   /** What the Claude pane types into its shell; looked up on the panes' PATH. Default `claude`. */
   claudeCommand?: string;
   rotation?: LogRotation;
+  /**
+   * The user's secrets for the panes of sessions created from now on, read at each creation (so a change
+   * reaches the next session). Handed to the tmux server over stdin, never argv (environment.ts).
+   */
+  environment?: () => readonly EnvironmentEntry[] | null;
+  /** How a session starts when it is guided: Claude Code in `project` under `cwd`, `task` as its prompt. */
+  guided?: (name: string) => { project: string | null; task: string } | undefined;
   /** Size of a detached session until a client attaches (tmux's detached default is 80x24). */
   width?: number;
   height?: number;
@@ -62,6 +70,17 @@ export class SessionNotFoundError extends Error {
 
 /** A pane whose foreground program is one of these sits at a prompt, so typing `claude` there is safe. */
 const IDLE_SHELL = /^(ba|da|z|k|fi)?sh$/;
+
+const CLAUDE_MISSING =
+  "Claude Code is not installed here (no claude on PATH), so this pane is a shell. Install it with " +
+  "`npm install -g @anthropic-ai/claude-code` (or see https://docs.claude.com/en/docs/claude-code/setup), " +
+  "then run `claude` here; new sessions start it by themselves.";
+
+function redactValues(text: string, env: readonly EnvironmentEntry[]): string {
+  let out = text;
+  for (const { value } of env) if (value.length >= 4) out = out.replaceAll(value, "[redacted]");
+  return out;
+}
 
 const CLAUDE_COMMAND = /^[A-Za-z0-9_./-]+( [A-Za-z0-9_./=-]+)*$/;
 
@@ -140,15 +159,18 @@ export class TmuxSessions {
   }
 
   /** What every pane of a session is started with, and where Claude Code is (null: not on the panes' PATH). */
-  async #paneSetup(): Promise<{
+  async #paneSetup(name: string): Promise<{
     cwd: string;
     paneEnv: string[];
     shellCommand: string[];
     claudePath: string | null;
+    /** What pane 1 types to start Claude: its command, with the task for a guided session. */
+    claudeLine: string;
   }> {
     const dir = await stat(this.#opts.cwd).catch(() => null);
     if (!dir?.isDirectory()) throw new Error(`session working directory ${this.#opts.cwd} does not exist`);
-    const cwd = await this.#paneCwd();
+    const guided = this.#opts.guided?.(name);
+    const cwd = await this.#projectCwd(await this.#paneCwd(), guided?.project ?? null);
     const shellCommand = [await this.#shell(), ...(this.#opts.shellArgs ?? ["-i"])];
     // Panes get this PATH explicitly: a tmux server started earlier (by another manager or a terminal
     // attach) would otherwise give them its own, and the lookup below would not match what the pane sees.
@@ -157,11 +179,13 @@ export class TmuxSessions {
     const path = tmuxEnv(this.#opts.env).PATH ?? "/usr/local/bin:/usr/bin:/bin";
     const paneEnv = ["-e", `PATH=${path}`];
     const claudePath = await findOnPath((this.#opts.claudeCommand ?? "claude").split(" ")[0]!, path);
-    return { cwd, paneEnv, shellCommand, claudePath };
+    const claude = this.#opts.claudeCommand ?? "claude";
+    const claudeLine = guided ? `${claude} ${shellQuote(guided.task)}` : claude;
+    return { cwd, paneEnv, shellCommand, claudePath, claudeLine };
   }
 
   async #create(name: string): Promise<boolean> {
-    const { cwd, paneEnv, shellCommand, claudePath } = await this.#paneSetup();
+    const { cwd, paneEnv, shellCommand, claudePath, claudeLine } = await this.#paneSetup(name);
     // Claude runs as a child of an interactive shell (typed in below), so when it exits or crashes the
     // pane keeps a shell; with no Claude, the pane prints one line and becomes that shell.
     const firstPane = claudePath
@@ -169,15 +193,21 @@ export class TmuxSessions {
       : [
           "/bin/sh",
           "-c",
-          `printf '%s\\n' ${shellQuote("Claude Code is not installed on this box (no claude on PATH): this pane is a shell.")}; exec "$@"`,
+          `printf '%s\\n' ${shellQuote(CLAUDE_MISSING)}; exec "$@"`,
           "berth-hint",
           ...shellCommand,
         ];
     const size = [String(this.#opts.width ?? 200), String(this.#opts.height ?? 50)];
+    // The secrets go to the server's global environment in the same client call, before the panes exist.
+    const env = this.#opts.environment?.() ?? [];
+    const previous = this.#opts.environment ? await previousEnvironmentNames(this.tmux) : [];
+    const script = env.length || previous.length ? environmentScript(env, previous) : null;
+    const newSession = (args: string[]) =>
+      script ? this.tmux.run(["source-file", "-", ";", ...args], { input: script }) : this.tmux.run(args);
     let claudePane: string;
     try {
       claudePane = (
-        await this.tmux.run([
+        await newSession([
           "new-session",
           "-d",
           "-s",
@@ -200,10 +230,16 @@ export class TmuxSessions {
       ).trim();
     } catch (err) {
       if (err instanceof TmuxCommandError && /duplicate session/.test(err.stderr)) return false;
+      if (script && err instanceof TmuxCommandError)
+        throw new TmuxCommandError(
+          redactValues(err.message, env),
+          err.exitCode,
+          redactValues(err.stderr, env),
+        );
       throw err;
     }
     await this.#layOut(claudePane, cwd, paneEnv, shellCommand);
-    if (claudePath) await this.#typeLine(claudePane, this.#opts.claudeCommand ?? "claude");
+    if (claudePath) await this.#typeLine(claudePane, claudeLine);
     return true;
   }
 
@@ -269,12 +305,24 @@ export class TmuxSessions {
       .map((line) => line.split("\t"));
     if (panes.length !== 1 || panes[0]![1]) return;
     const [pane, , command] = panes[0]!;
-    const { cwd, paneEnv, shellCommand, claudePath } = await this.#paneSetup();
+    const { cwd, paneEnv, shellCommand, claudePath, claudeLine } = await this.#paneSetup(name);
     await this.#layOut(pane!, cwd, paneEnv, shellCommand);
     // By its full path: this pane's shell has the PATH of whoever created it, not the panes' PATH.
-    const [, ...args] = (this.#opts.claudeCommand ?? "claude").split(" ");
+    const [, ...args] = claudeLine.split(" ");
     if (claudePath && IDLE_SHELL.test(command ?? ""))
       await this.#typeLine(pane!, [claudePath, ...args].join(" "));
+  }
+
+  /** A guided session's project folder when it is a directory inside `base`, else `base` itself. */
+  async #projectCwd(base: string, project: string | null): Promise<string> {
+    if (!project || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(project)) return base;
+    const dir = join(base, project);
+    const [real, root] = await Promise.all([
+      realpath(dir).catch(() => null),
+      realpath(base).catch(() => null),
+    ]);
+    if (!real || !root || !real.startsWith(`${root}/`)) return base;
+    return (await stat(real).catch(() => null))?.isDirectory() ? dir : base;
   }
 
   /**

@@ -61,10 +61,11 @@ export class TmuxClient {
     this.options = options;
   }
 
-  run(args: readonly string[]): Promise<string> {
+  /** `input` goes to the client's stdin (for `source-file -`): a way to hand tmux text that must not be in argv. */
+  run(args: readonly string[], options: { input?: string } = {}): Promise<string> {
     const argv = [...tmuxServerArgs(this.options), ...args];
     return new Promise((resolve, reject) => {
-      execFile(
+      const child = execFile(
         this.options.bin ?? "tmux",
         argv,
         { env: tmuxEnv(this.options.env), timeout: 10_000, maxBuffer: 8 * 1024 * 1024 },
@@ -75,6 +76,7 @@ export class TmuxClient {
           reject(new TmuxCommandError(`tmux ${args[0]} failed: ${detail}`, code, stderr));
         },
       );
+      if (options.input !== undefined) child.stdin?.end(options.input);
     });
   }
 

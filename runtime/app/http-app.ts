@@ -14,10 +14,12 @@ import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
+import { onboardingRoutes } from "../api/routes/onboarding.ts";
 import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
+import { userSecretRoutes } from "../api/routes/user-secrets.ts";
 import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
@@ -116,6 +118,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
   notificationRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
   overviewRoutes(apiRouter, deps);
+  userSecretRoutes(apiRouter);
+  onboardingRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

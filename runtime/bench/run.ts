@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler local-box terminal-relay previews
+ *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment
  */
 
 import { benchBuildQueue } from "./builds.ts";
@@ -9,6 +9,7 @@ import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
 import { benchPreviewProxy } from "./preview.ts";
 import { benchReconciler } from "./reconciler.ts";
+import { benchSessionEnvironment } from "./session-environment.ts";
 import { benchTerminalRelay } from "./terminal.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
@@ -17,6 +18,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
   previews: benchPreviewProxy,
+  "session-environment": benchSessionEnvironment,
 };
 
 const wanted = process.argv.slice(2);

@@ -176,6 +176,30 @@ describe("agent API", async () => {
     expect(Number(rows[0].events_acked_through)).toBe(6);
   });
 
+  it("hands the user's secrets and guided starts to the agent, and resends the secrets only when they change", async () => {
+    const secret = (name: string, value: string) =>
+      cp.api(`/api/v1/workspaces/${workspaceId}/secrets/${name}`, {
+        method: "PUT",
+        token: cp.localToken,
+        json: { value },
+      });
+    expect((await secret("API_KEY", "first-value")).status).toBe(201);
+    await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, {
+      method: "POST",
+      token: cp.localToken,
+      json: { name: "guided", mode: "guided", project: "app", task: "build it" },
+    });
+    const first = await json(await heartbeat());
+    expect(first.environment).toEqual([{ name: "API_KEY", value: "first-value" }]);
+    expect(first.guided).toEqual([{ session: "guided", project: "app", task: "build it" }]);
+    const again = await json(await heartbeat({ environmentVersion: first.environmentVersion }));
+    expect(again.environment).toBeUndefined();
+    expect((await secret("API_KEY", "second-value")).status).toBe(200);
+    const changed = await json(await heartbeat({ environmentVersion: first.environmentVersion }));
+    expect(changed.environment).toEqual([{ name: "API_KEY", value: "second-value" }]);
+    expect(changed.environmentVersion).not.toBe(first.environmentVersion);
+  });
+
   it("stops accepting the token once the instance ends", async () => {
     await cp.api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST", token: cp.localToken });
     await waitFor(

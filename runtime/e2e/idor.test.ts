@@ -22,6 +22,7 @@ const OWNED_TABLES = [
   "workspace_builds",
   "workspace_build_logs",
   "workspace_secrets",
+  "user_secrets",
   "sessions",
   "terminal_tokens",
   "previews",
@@ -74,6 +75,9 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     })
     .returning();
 
+  await cp.deps.store.as(alice).userSecrets.put(ws.id, "ALICE_KEY", "alice-value");
+  const answers = { project: { name: "app", source: "new" }, goal: "a todo app", stack: "node" };
+
   interface Case {
     path: string;
     body?: unknown;
@@ -103,6 +107,18 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     "POST /api/v1/previews/:id/share": [{ path: `/api/v1/previews/${preview!.id}/share`, body: {} }],
     "DELETE /api/v1/previews/:id/share": [{ path: `/api/v1/previews/${preview!.id}/share` }],
     "POST /api/v1/previews/:id/open": [{ path: `/api/v1/previews/${preview!.id}/open`, body: {} }],
+    "PUT /api/v1/workspaces/:id/secrets/:name": [
+      { path: `/api/v1/workspaces/${ws.id}/secrets/ALICE_KEY`, body: { value: "overwritten" } },
+    ],
+    "DELETE /api/v1/workspaces/:id/secrets/:name": [
+      { path: `/api/v1/workspaces/${ws.id}/secrets/ALICE_KEY` },
+    ],
+    "POST /api/v1/workspaces/:id/onboarding/draft": [
+      { path: `/api/v1/workspaces/${ws.id}/onboarding/draft`, body: { answers } },
+    ],
+    "POST /api/v1/workspaces/:id/onboarding": [
+      { path: `/api/v1/workspaces/${ws.id}/onboarding`, body: { answers } },
+    ],
     // Operators' routes: to anyone but an admin they do not exist.
     "POST /api/v1/admin/workspaces/:id/repair": [{ path: `/api/v1/admin/workspaces/${ws.id}/repair` }],
     "POST /api/v1/admin/workspaces/:id/forget": [{ path: `/api/v1/admin/workspaces/${ws.id}/forget` }],
@@ -153,6 +169,10 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       "POST /api/v1/workspaces/:id/previews",
       "DELETE /api/v1/workspaces/:id/previews/:previewId",
       "POST /api/v1/workspaces/:id/sessions",
+      "PUT /api/v1/workspaces/:id/secrets/:name",
+      "DELETE /api/v1/workspaces/:id/secrets/:name",
+      "POST /api/v1/workspaces/:id/onboarding/draft",
+      "POST /api/v1/workspaces/:id/onboarding",
       "POST /api/v1/sessions/:id/terminal-token",
       "DELETE /api/v1/workspaces/:id/sessions/:sessionId",
       "POST /api/v1/builds/:id/cancel",

@@ -25,6 +25,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
           "*.token",
           "*.password",
           "*.secret",
+          "*.environment",
         ],
         censor: "[redacted]",
       },

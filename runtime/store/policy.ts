@@ -49,6 +49,13 @@ export const RIGHTS = [
   "agent.report",
   "secret.read",
   "secret.write",
+  /** The user's own named secrets (user-secrets.ts): list names, write values (never read them back). */
+  "user_secret.list",
+  "user_secret.write",
+  /** The agent receives its workspace's user secrets, opened, for its sessions' environment. */
+  "user_secret.deliver",
+  /** Ask the agent to apply an onboarding interview's files, and read the outcome. */
+  "workspace.onboard",
   /** A user's own account: sign out everywhere. */
   "account.manage",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
@@ -74,6 +81,9 @@ const USER_RIGHTS: readonly Right[] = [
   "notification.write",
   // A new workspace's secrets are sealed in the user's create; users never read them back.
   "secret.write",
+  "user_secret.list",
+  "user_secret.write",
+  "workspace.onboard",
   "account.manage",
 ];
 
@@ -84,6 +94,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "preview.detect",
   "notification.create",
   "agent.report",
+  "user_secret.deliver",
 ];
 
 const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {

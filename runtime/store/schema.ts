@@ -20,7 +20,14 @@ import {
   uuid,
   varchar,
 } from "drizzle-orm/pg-core";
-import { AGENT_LIFECYCLES, SESSION_NAME_RE } from "../../box/protocol.ts";
+import {
+  AGENT_LIFECYCLES,
+  MAX_TASK_CHARS,
+  PROJECT_NAME_PATTERN,
+  SESSION_MODES,
+  SESSION_NAME_RE,
+  USER_SECRET_NAME_PATTERN,
+} from "../../box/protocol.ts";
 
 const bytea = customType<{ data: Buffer }>({ dataType: () => "bytea" });
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
@@ -238,10 +245,18 @@ export const sessions = pgTable(
     createdAt: createdAt(),
     lastActivityAt: ts("last_activity_at"),
     closedAt: ts("closed_at"),
+    /** Engineer: a shell, Claude started by hand. Guided: Claude starts in `project` with `task` as its prompt. */
+    mode: text("mode", { enum: SESSION_MODES }).notNull().default("engineer"),
+    /** A folder name under user/projects (guided sessions). */
+    project: text("project"),
+    task: text("task"),
   },
   (t) => [
     uniqueIndex("sessions_open_name_uniq").on(t.workspaceId, t.name).where(sql`${t.closedAt} IS NULL`),
     check("sessions_name_check", sql.raw(`name ~ '${SESSION_NAME_PATTERN}'`)),
+    check("sessions_mode_check", inList("mode", SESSION_MODES)),
+    check("sessions_project_check", sql.raw(`project ~ '${PROJECT_NAME_PATTERN}'`)),
+    check("sessions_task_check", sql.raw(`length(task) <= ${MAX_TASK_CHARS}`)),
   ],
 );
 
@@ -452,6 +467,29 @@ export const workspaceSecrets = pgTable(
   ],
 );
 
+/**
+ * The user's own named secrets of a workspace (API keys, tokens), kept apart from the workspace's
+ * infrastructure secrets above: the agent receives these, in memory, and injects them into the
+ * environment of new tmux sessions. Sealed with a context naming the table, workspace and name.
+ */
+export const userSecrets = pgTable(
+  "user_secrets",
+  {
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id),
+    name: text("name").notNull(),
+    keyId: text("key_id").notNull(),
+    sealed: bytea("sealed").notNull(),
+    createdAt: createdAt(),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.name] }),
+    check("user_secrets_name_check", sql.raw(`name ~ '${USER_SECRET_NAME_PATTERN}'`)),
+  ],
+);
+
 /** Append-only record of sensitive actions: who did what to which resource, from which request. */
 export const auditLog = pgTable(
   "audit_log",
@@ -492,7 +530,7 @@ export const agentActions = pgTable(
     workspaceId: uuid("workspace_id")
       .notNull()
       .references(() => workspaces.id),
-    kind: text("kind", { enum: ["keys", "backup"] }).notNull(),
+    kind: text("kind", { enum: ["keys", "backup", "onboard"] }).notNull(),
     payload: jsonb("payload").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
     completedAt: ts("completed_at"),
@@ -501,6 +539,6 @@ export const agentActions = pgTable(
   },
   (t) => [
     index("agent_actions_pending_idx").on(t.workspaceId, t.createdAt).where(sql`${t.completedAt} IS NULL`),
-    check("agent_actions_kind_check", inList("kind", ["keys", "backup"])),
+    check("agent_actions_kind_check", inList("kind", ["keys", "backup", "onboard"])),
   ],
 );

@@ -69,11 +69,20 @@ export class SessionStore {
       .for("update");
   }
 
-  async insert(workspaceId: string, name: string): Promise<SessionRow> {
+  async insert(
+    workspaceId: string,
+    name: string,
+    guided?: { project: string | null; task: string },
+  ): Promise<SessionRow> {
     await this.#access.requireWorkspace("session.write", "workspace", workspaceId);
     const [row] = await this.#access.db
       .insert(sessions)
-      .values({ workspaceId, name, createdById: this.#access.initiatorId })
+      .values({
+        workspaceId,
+        name,
+        createdById: this.#access.initiatorId,
+        ...(guided ? { mode: "guided" as const, project: guided.project, task: guided.task } : {}),
+      })
       .returning();
     return row!;
   }

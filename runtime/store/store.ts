@@ -19,6 +19,7 @@ import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
 import { HealthStore } from "./health.ts";
 import { NotificationStore } from "./notifications.ts";
+import { OnboardingStore } from "./onboarding.ts";
 import { OperatorStore } from "./operators.ts";
 import { PreviewStore } from "./previews.ts";
 import { createLimiter, type Limiter, type RateLimitRule } from "./rate-limit.ts";
@@ -27,6 +28,7 @@ import { SecretStore } from "./secrets.ts";
 import { SessionStore } from "./sessions.ts";
 import { type SocketSlotOptions, SocketSlots } from "./terminal-sockets.ts";
 import { TerminalTokenStore } from "./terminal-tokens.ts";
+import { UserSecretStore } from "./user-secrets.ts";
 import { UserStore } from "./users.ts";
 import { WorkspaceStore } from "./workspaces.ts";
 
@@ -82,6 +84,8 @@ export class AuthorizedStore {
   readonly health: HealthStore;
   readonly reconcile: ReconcileStore;
   readonly operators: OperatorStore;
+  readonly userSecrets: UserSecretStore;
+  readonly onboarding: OnboardingStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -98,6 +102,8 @@ export class AuthorizedStore {
     this.health = new HealthStore(access);
     this.reconcile = new ReconcileStore(access);
     this.operators = new OperatorStore(access);
+    this.userSecrets = new UserSecretStore(access);
+    this.onboarding = new OnboardingStore(access);
   }
 
   get actor(): Actor {

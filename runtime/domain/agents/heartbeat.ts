@@ -3,7 +3,7 @@
  * actions it finished; the answer is the desired state (sessions to keep, a backup to run, keys to type)
  * and the acknowledgements. All through the agent's own scope.
  */
-import type { HeartbeatRequest, HeartbeatResponseInput } from "../../../box/protocol.ts";
+import type { HeartbeatRequest, HeartbeatResponseInput, OnboardAction } from "../../../box/protocol.ts";
 import { isUuid } from "../../platform/ids.ts";
 import type { Metrics } from "../../platform/metrics.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
@@ -44,8 +44,21 @@ export async function acceptHeartbeat(
   const known = await scope.agents.ownActionIds(completedIds);
   const foreign = completedIds.filter((id) => !isUuid(id));
   const backup = pending.find((a) => a.kind === "backup");
+  // The user's secrets go to the agent (which keeps them in memory only) whenever the set differs from the
+  // version it holds, so a change reaches the next session it creates without a rebuild.
+  const environmentVersion = await scope.userSecrets.versionForAgent();
+  const environment =
+    hb.environmentVersion === environmentVersion ? undefined : await scope.userSecrets.forAgent();
   return {
     sessions: keep.map((s) => s.name),
+    guided: keep
+      .filter((s) => s.mode === "guided" && s.task)
+      .map((s) => ({ session: s.name, project: s.project, task: s.task! })),
+    ...(environment ? { environment, environmentVersion } : {}),
+    onboard: pending
+      .filter((a) => a.kind === "onboard")
+      .slice(0, 10)
+      .map((a) => ({ ...(a.payload as Omit<OnboardAction, "id">), id: a.id })),
     backup: backup ? { id: backup.id } : null,
     sendKeys: pending
       .filter((a) => a.kind === "keys")

@@ -18,6 +18,8 @@ export async function createSession(
   workspaceId: string,
   name: string | undefined,
   ip: string,
+  /** A guided session: Claude Code starts in `project` (under user/projects) with `task` as its prompt. */
+  guided?: { project: string | null; task: string },
 ): Promise<SessionRow> {
   return scope.transaction(async (tx) => {
     const open = await tx.sessions.lockOpen(workspaceId);
@@ -28,13 +30,13 @@ export async function createSession(
     if (open.some((s) => s.name === wanted)) {
       throw new Conflict("session_exists", `a session named ${wanted} is already open`);
     }
-    const session = await tx.sessions.insert(workspaceId, wanted);
+    const session = await tx.sessions.insert(workspaceId, wanted, guided);
     await tx.audit({
       action: "session.create",
       targetType: "session",
       targetId: session.id,
       ip,
-      details: { workspaceId: session.workspaceId, name: wanted },
+      details: { workspaceId: session.workspaceId, name: wanted, mode: session.mode },
     });
     return session;
   });

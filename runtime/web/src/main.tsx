@@ -6,6 +6,7 @@ import { SignedOut } from "./auth/SignedOut.tsx";
 import { useRoute } from "./router.ts";
 import { TerminalView } from "./terminal/TerminalView.tsx";
 import { NotificationBell } from "./views/Notifications.tsx";
+import { Onboarding } from "./views/Onboarding.tsx";
 import { WorkspaceDetail } from "./views/WorkspaceDetail.tsx";
 import { Workspaces } from "./views/Workspaces.tsx";
 
@@ -51,7 +52,13 @@ function App() {
           </button>
         </div>
       </header>
-      {route.name === "workspace" ? <WorkspaceDetail id={route.id} /> : <Workspaces />}
+      {route.name === "workspace" ? (
+        <WorkspaceDetail id={route.id} />
+      ) : route.name === "onboard" ? (
+        <Onboarding id={route.id} />
+      ) : (
+        <Workspaces />
+      )}
     </>
   );
 }

@@ -4,11 +4,14 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { name: "workspaces" }
   | { name: "workspace"; id: string }
+  | { name: "onboard"; id: string }
   | { name: "terminal"; sessionId: string };
 
 export function parseRoute(hash: string): Route {
   const w = /^#\/w\/([0-9a-f-]{36})$/.exec(hash);
   if (w) return { name: "workspace", id: w[1]! };
+  const o = /^#\/w\/([0-9a-f-]{36})\/onboard$/.exec(hash);
+  if (o) return { name: "onboard", id: o[1]! };
   const t = /^#\/t\/([0-9a-f-]{36})$/.exec(hash);
   if (t) return { name: "terminal", sessionId: t[1]! };
   return { name: "workspaces" };
@@ -27,5 +30,6 @@ export function useRoute(): Route {
 export const href = {
   workspaces: () => "#/",
   workspace: (id: string) => `#/w/${id}`,
+  onboard: (id: string) => `#/w/${id}/onboard`,
   terminal: (sessionId: string) => `#/t/${sessionId}`,
 };

@@ -14,6 +14,7 @@ import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
 import { BuildLog } from "./BuildLog.tsx";
 import { Previews } from "./Previews.tsx";
+import { Secrets } from "./Secrets.tsx";
 import { StateBadge } from "./StateBadge.tsx";
 
 const ACTIONS: Record<string, Array<"hibernate" | "wake" | "destroy">> = {
@@ -171,6 +172,11 @@ export function WorkspaceDetail({ id }: { id: string }) {
 
       <section class="panel" aria-labelledby="sessions-h">
         <h2 id="sessions-h">Sessions</h2>
+        <p>
+          <a class="button" href={href.onboard(id)}>
+            Set up a project (guided)
+          </a>
+        </p>
         {sessions.length === 0 && (
           <p class="muted">
             No session open. A session is a terminal with three panes: Claude Code, logs and a shell.
@@ -221,6 +227,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
         </form>
       </section>
       <Previews workspaceId={id} running={running} />
+      <Secrets workspaceId={id} />
     </main>
   );
 }

@@ -1,0 +1,45 @@
+import { z } from "zod";
+import { MAX_USER_SECRET_BYTES, userSecretName } from "../../../box/protocol.ts";
+import { deleteUserSecret, listUserSecrets, putUserSecret } from "../../domain/user-secrets/service.ts";
+import type { ApiRouter } from "../context.ts";
+import { parseInput } from "../errors.ts";
+
+const nameParams = z.object({ name: userSecretName });
+const putBody = z
+  .object({
+    value: z
+      .string()
+      .refine((v) => !v.includes("\0"), "must not contain NUL characters")
+      .refine(
+        (v) => Buffer.byteLength(v, "utf8") <= MAX_USER_SECRET_BYTES,
+        `must be at most ${MAX_USER_SECRET_BYTES} bytes`,
+      ),
+  })
+  .strict();
+
+/**
+ * A workspace's own secrets (environment for its sessions): write-only. The answers name secrets and
+ * times, never a value; the values reach only the workspace's agent.
+ */
+export function userSecretRoutes(router: ApiRouter): void {
+  router.get("/api/v1/workspaces/:id/secrets", async (ctx) => {
+    const secrets = await listUserSecrets(ctx.state.scope, ctx.params.id!);
+    ctx.body = {
+      secrets: secrets.map((s) => ({ name: s.name, createdAt: s.createdAt, updatedAt: s.updatedAt })),
+    };
+  });
+
+  router.put("/api/v1/workspaces/:id/secrets/:name", async (ctx) => {
+    const { name } = parseInput(nameParams, { name: ctx.params.name }, "path");
+    const { value } = parseInput(putBody, ctx.request.body ?? {});
+    const { created } = await putUserSecret(ctx.state.scope, ctx.params.id!, name, value, ctx.ip);
+    ctx.status = created ? 201 : 200;
+    ctx.body = { secret: { name } };
+  });
+
+  router.delete("/api/v1/workspaces/:id/secrets/:name", async (ctx) => {
+    const { name } = parseInput(nameParams, { name: ctx.params.name }, "path");
+    await deleteUserSecret(ctx.state.scope, ctx.params.id!, name, ctx.ip);
+    ctx.status = 204;
+  });
+}
