@@ -223,6 +223,8 @@ export function tailnetPolicy(previewPorts: PortRange): string {
 
 export function infraProgram(cfg: InfraConfig) {
   assertSeparateDomains(cfg.apiDomain, cfg.previewDomain, cfg.apiZoneId, cfg.previewZoneId);
+  // Before any resource: a bad pin must stop the program, not fail inside an output later.
+  const hostLabels = releaseLabels(cfg.host.release);
   const labels = { "managed-by": "berth-infra" };
 
   const network = new hcloud.Network(
@@ -443,7 +445,7 @@ export function infraProgram(cfg: InfraConfig) {
       location: cfg.location,
       sshKeys: cfg.controlPlane.sshKeys,
       // The release labels are the host's upgrade channel: berth-upgrade.timer installs what they name.
-      labels: { ...labels, [ROLE_LABEL]: "control-plane", ...releaseLabels(host.release) },
+      labels: { ...labels, [ROLE_LABEL]: "control-plane", ...hostLabels },
       firewallIds: [cpFirewall.id.apply(Number)],
       publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
       networks: [{ networkId: network.id.apply(Number) }],
