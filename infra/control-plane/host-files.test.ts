@@ -1,6 +1,7 @@
 // The control-plane host's scripts and units as shipped in files/: shellcheck, systemd-analyze verify, and
 // the properties the issue asks of them (hardening, restart, credentials only through LoadCredential=).
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseUnit, value, values } from "../../packer/systemd-unit.ts";
@@ -115,5 +116,48 @@ describe("control-plane host units", () => {
     expect(value(parseUnit(read("systemd/postgresql-berth.conf")), "Unit", "RequiresMountsFor")).toBe(
       "/var/lib/postgresql",
     );
+  });
+});
+
+describe("berth-start", () => {
+  // A stand-in release whose cli.ts prints what it was started with.
+  function fixture() {
+    const root = mkdtempSync(join(tmpdir(), "berth-start-"));
+    mkdirSync(join(root, "current/runtime/app"), { recursive: true });
+    mkdirSync(join(root, "node/bin"), { recursive: true });
+    symlinkSync(process.execPath, join(root, "node/bin/node"));
+    writeFileSync(
+      join(root, "current/runtime/app/cli.ts"),
+      "console.log(JSON.stringify({ argv: process.argv.slice(2), HCLOUD_TOKEN: process.env.HCLOUD_TOKEN, DATABASE_URL: process.env.DATABASE_URL, bad: Object.keys(process.env).filter((k) => k.includes('-')) }));\n",
+    );
+    const creds = join(root, "credentials");
+    mkdirSync(creds);
+    writeFileSync(join(creds, "berth_HCLOUD_TOKEN"), "hcloud-token-value\n");
+    writeFileSync(join(creds, "berth_DATABASE_URL"), "postgres://u:p@db/berth");
+    writeFileSync(join(creds, "berth_not-a-name"), "x");
+    return { root, creds };
+  }
+
+  it("exports each berth_* credential as its variable and starts serve, or the command it is given", () => {
+    const { root, creds } = fixture();
+    const env = { PATH: process.env.PATH ?? "", BERTH_ROOT: root, CREDENTIALS_DIRECTORY: creds };
+    const serve = run("/bin/sh", [join(FILES, "berth-start")], { env });
+    expect(serve.status).toBe(0);
+    // $(cat) drops the trailing newline, as the control plane expects.
+    expect(JSON.parse(serve.stdout)).toEqual({
+      argv: ["serve"],
+      HCLOUD_TOKEN: "hcloud-token-value",
+      DATABASE_URL: "postgres://u:p@db/berth",
+      bad: [],
+    });
+    expect(serve.stderr).toContain("ignoring credential file 'not-a-name'");
+    const doctor = run("/bin/sh", [join(FILES, "berth-start"), "doctor"], { env });
+    expect(JSON.parse(doctor.stdout).argv).toEqual(["doctor"]);
+  });
+
+  it("refuses to run outside systemd's credentials", () => {
+    const r = run("/bin/sh", [join(FILES, "berth-start")], { env: { PATH: process.env.PATH ?? "" } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("LoadCredential");
   });
 });
