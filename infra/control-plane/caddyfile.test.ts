@@ -58,12 +58,10 @@ function originCertificate(dir: string) {
 }
 
 describe("renderCaddyfile", () => {
-  it("dns01: the API and the wildcard preview domain, the wildcard through Cloudflare DNS-01, token read from its credential", () => {
+  it("dns01: the API and the wildcard preview domain, the wildcard through Cloudflare DNS-01, the token from the environment", () => {
     const text = renderCaddyfile(base);
     expect(text).toContain("api.berth.example {\n\treverse_proxy 127.0.0.1:7600\n}");
-    expect(text).toContain(
-      "*.preview.berthbox.dev {\n\ttls {\n\t\tdns cloudflare {file./run/credentials/caddy.service/caddy_cloudflare-dns-token}\n\t}",
-    );
+    expect(text).toContain("*.preview.berthbox.dev {\n\ttls {\n\t\tdns cloudflare {env.CF_API_TOKEN}\n\t}");
     expect(text).toContain("email ops@berth.example");
   });
 

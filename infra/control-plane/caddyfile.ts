@@ -66,8 +66,9 @@ export function renderCaddyfile(input: CaddyfileInput): string {
     return [
       `{\n\temail ${input.acmeEmail}\n}\n`,
       `${input.apiDomain} {\n${proxy}}\n`,
-      // {file.*} (Caddy >= 2.8) reads the token when the config loads; it never sits in this file.
-      `${wildcard} {\n\ttls {\n\t\tdns cloudflare {file.${cred(CADDY_CREDENTIAL_FILES.cloudflareDnsToken)}}\n\t}\n${proxy}}\n`,
+      // The token is read from the environment when the config loads (berth-caddy-start exports it from
+      // Caddy's systemd credential); it never sits in this file.
+      `${wildcard} {\n\ttls {\n\t\tdns cloudflare {env.CF_API_TOKEN}\n\t}\n${proxy}}\n`,
     ].join("\n");
   }
   return [

@@ -46,6 +46,7 @@ export const HOST_FILES: readonly { source: string; path: string; permissions: s
   { source: "berth-release", path: "/usr/local/sbin/berth-release", permissions: "0755" },
   { source: "berth-db-backup", path: "/usr/local/sbin/berth-db-backup", permissions: "0755" },
   { source: "berth-start", path: "/usr/local/lib/berth/berth-start", permissions: "0755" },
+  { source: "berth-caddy-start", path: "/usr/local/lib/berth/berth-caddy-start", permissions: "0755" },
   ...[
     "berth.service",
     "berth-upgrade.service",

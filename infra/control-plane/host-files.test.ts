@@ -65,7 +65,8 @@ describe("control-plane host units", () => {
   });
 
   it.skipIf(!canVerify)("the drop-ins verify as part of the units they extend", () => {
-    const caddy = `${read("systemd/caddy-berth.conf")}ExecStart=/usr/bin/caddy run --config /etc/caddy/Caddyfile\n`;
+    // The distribution's ExecStart first; the drop-in empties and replaces it.
+    const caddy = `[Service]\nExecStart=/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile\n${read("systemd/caddy-berth.conf").replace("[Service]\n", "")}`;
     const pg = `${read("systemd/postgresql-berth.conf")}[Service]\nExecStart=/usr/bin/pg_ctlcluster 16 main start\n`;
     const r = verify({ "caddy.service": caddy, "postgresql@.service": pg });
     expect(r.stdout + r.stderr).toBe("");
@@ -109,6 +110,13 @@ describe("control-plane host units", () => {
     ]);
     const timer = parseUnit(texts["berth-upgrade.timer"]!);
     expect(value(timer, "Timer", "OnUnitActiveSec")).toBe("5min");
+  });
+
+  it("Caddy gets its DNS token from its own credential through berth-caddy-start, never --environ", () => {
+    const dropIn = parseUnit(read("systemd/caddy-berth.conf"));
+    expect(values(dropIn, "Service", "ExecStart")).toEqual(["", "/usr/local/lib/berth/berth-caddy-start"]);
+    expect(values(dropIn, "Service", "LoadCredential")).toEqual(["caddy:/etc/berth/caddy-credentials"]);
+    expect(read("berth-caddy-start")).not.toMatch(/^exec .*--environ/m);
   });
 
   it("the database is dumped nightly, and Postgres waits for its volume", () => {

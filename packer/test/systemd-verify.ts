@@ -21,7 +21,11 @@ export function verify(unitTexts: Record<string, string>, enable: string[] = [])
   for (const [name, text] of Object.entries(unitTexts)) {
     writeFileSync(join(etc, name), text);
     const service = parseUnit(text).get("Service") ?? new Map<string, string[]>();
-    const execs = [...service].filter(([key]) => key.startsWith("Exec")).flatMap(([, v]) => v);
+    const execs = [...service]
+      .filter(([key]) => key.startsWith("Exec"))
+      .flatMap(([, v]) => v)
+      // An empty Exec*= resets the list (a drop-in replacing ExecStart): nothing to stub.
+      .filter((exec) => exec.trim() !== "");
     for (const exec of execs) {
       const bin = join(root, exec.replace(/^[-@:+!]+/, "").split(/\s+/)[0]!);
       mkdirSync(dirname(bin), { recursive: true });
