@@ -37,6 +37,8 @@ export interface CaddyfileInput {
   acmeEmail: string;
   /** Overridable for validation on a machine without systemd credentials. */
   credentialsDir?: string;
+  /** Listen ports other than 80/443 (for running the config where those are taken); unset on the host. */
+  ports?: { http: number; https: number };
 }
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -62,9 +64,13 @@ export function renderCaddyfile(input: CaddyfileInput): string {
   const proxy = `\treverse_proxy ${input.upstream}\n`;
   const wildcard = `*.${input.previewDomain}`;
 
+  const ports = input.ports
+    ? `\thttp_port ${Math.trunc(input.ports.http)}\n\thttps_port ${Math.trunc(input.ports.https)}\n`
+    : "";
+  const globals = `{\n\temail ${input.acmeEmail}\n${ports}}\n`;
   if (input.tls === "dns01") {
     return [
-      `{\n\temail ${input.acmeEmail}\n}\n`,
+      globals,
       `${input.apiDomain} {\n${proxy}}\n`,
       // The token is read from the environment when the config loads (berth-caddy-start exports it from
       // Caddy's systemd credential); it never sits in this file.
@@ -73,7 +79,7 @@ export function renderCaddyfile(input: CaddyfileInput): string {
   }
   return [
     // Cloudflare connects to us; no ACME here, the origin certificate covers both names.
-    `{\n\temail ${input.acmeEmail}\n}\n`,
+    globals,
     `${input.apiDomain}, ${wildcard} {\n\ttls ${cred(CADDY_CREDENTIAL_FILES.originCertificate)} ${cred(CADDY_CREDENTIAL_FILES.originPrivateKey)}\n${proxy}}\n`,
   ].join("\n");
 }
