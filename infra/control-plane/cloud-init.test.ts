@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { USER_DATA_LIMIT_BYTES } from "../../stacks/workspace/cloud-init.ts";
@@ -73,6 +75,32 @@ describe("renderControlPlaneUserData", () => {
     expect(Buffer.byteLength(text)).toBeLessThan(USER_DATA_LIMIT_BYTES);
     expect(config.runcmd).toEqual([["/usr/local/sbin/berth-install"]]);
     for (const f of HOST_FILES) expect(file(config, f.path)?.permissions).toBe(f.permissions);
+  });
+
+  it("leaves room under the limit with everything optional present (an RSA origin certificate and key, every credential)", () => {
+    const pem = (label: string, n: number) =>
+      `-----BEGIN ${label}-----\n${"M".repeat(n)}\n-----END ${label}-----\n`;
+    const { text } = render({
+      caddy: { ...input.caddy, tls: "cloudflare-proxy" },
+      cloudflareDnsToken: undefined,
+      origin: { certificate: pem("CERTIFICATE", 2200), privateKey: pem("PRIVATE KEY", 1700) },
+      credentials: { ...input.credentials, DEEPGRAM_API_KEY: SECRETS.deepgramApiKey },
+    });
+    expect(Buffer.byteLength(text)).toBeLessThan(USER_DATA_LIMIT_BYTES * 0.75);
+  });
+
+  it("ships the host's scripts and units byte for byte (gzip + base64, which cloud-init decodes)", () => {
+    const { config } = render();
+    for (const f of HOST_FILES) {
+      const shipped = config.write_files.find((w) => w.path === f.path) as {
+        content: string;
+        encoding?: string;
+      };
+      expect(shipped.encoding).toBe("gz+b64");
+      expect(gunzipSync(Buffer.from(shipped.content, "base64")).toString("utf8")).toBe(
+        readFileSync(new URL(`./files/${f.source}`, import.meta.url), "utf8"),
+      );
+    }
   });
 
   it("writes each secret, 0600 root, into a root-only credential directory, and nowhere else", () => {

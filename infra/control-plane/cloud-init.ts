@@ -10,6 +10,7 @@
  * read the metadata service that serves it.
  */
 import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { parse, stringify } from "yaml";
 import { lockMetadataService, USER_DATA_LIMIT_BYTES } from "../../stacks/workspace/cloud-init.ts";
 import { CADDY_CREDENTIAL_FILES, renderCaddyfile, type TlsMode } from "./caddyfile.ts";
@@ -161,10 +162,14 @@ export function secretsOutsideCredentialFiles(userData: string, secrets: readonl
     for (const [key, value] of Object.entries(doc)) {
       if (key !== "write_files" && JSON.stringify(value).includes(secret)) found.push(key);
     }
-    const held = (doc.write_files ?? []).filter((f) => inSecretDir(f.path) && f.content.includes(secret));
-    // YAML may quote or fold a value; its longest alphanumeric run survives any of that.
+    // YAML may quote or fold a value; its longest alphanumeric run survives any of that. The raw text may
+    // hold it only as often as the secret files' contents do (two secrets may share a run).
     const core = (secret.match(/[A-Za-z0-9]+/g) ?? []).reduce((a, b) => (b.length > a.length ? b : a), "");
-    if (core.length >= 8 && userData.split(core).length - 1 > held.length) found.push("(raw text)");
+    const count = (text: string) => text.split(core).length - 1;
+    const held = (doc.write_files ?? [])
+      .filter((f) => inSecretDir(f.path))
+      .reduce((n, f) => n + count(f.content), 0);
+    if (core.length >= 8 && count(userData) > held) found.push("(raw text)");
   }
   return [...new Set(found)];
 }
@@ -270,7 +275,11 @@ export function renderControlPlaneUserData(input: ControlPlaneUserDataInput): st
       plain("/etc/berth/berth.env", settings),
       plain("/etc/berth/release.env", release),
       plain("/etc/berth/Caddyfile", caddyfile),
-      ...HOST_FILES.map((f) => plain(f.path, readHostFile(f.source), f.permissions)),
+      // Compressed (cloud-init's gz+b64): the scripts are most of the document, and Hetzner's limit is 32 KiB.
+      ...HOST_FILES.map((f) => ({
+        ...plain(f.path, gzipSync(readHostFile(f.source), { level: 9 }).toString("base64"), f.permissions),
+        encoding: "gz+b64",
+      })),
     ],
     runcmd: [["/usr/local/sbin/berth-install"]],
   };
