@@ -14,4 +14,9 @@ export const {
   stateAccessKeyId,
   stateSecretAccessKey,
   tailnetAclManaged,
+  url,
+  nextStep,
+  berthVersion,
+  tailnetHostname,
+  databaseVolumeId,
 } = infraProgram(readConfig());

@@ -6,30 +6,13 @@ import { violations } from "../stacks/policy/check.ts";
 import { TAILNET_CIDR, WORLD_CIDRS } from "../stacks/workspace/names.ts";
 import { installMocks, type MockRun, resolved, settle } from "../stacks/workspace/test/pulumi-mocks.ts";
 import { assertSeparateDomains, type InfraConfig, infraProgram } from "./program.ts";
-
-const cfg: InfraConfig = {
-  location: "fsn1",
-  networkZone: "eu-central",
-  networkRange: "10.42.0.0/16",
-  subnetRange: "10.42.0.0/24",
-  controlPlane: { serverType: "cx32", image: "ubuntu-24.04", sshKeys: ["ops"] },
-  adminCidrs: ["192.0.2.0/24"],
-  apiDomain: "api.berth.example",
-  apiZoneId: "zone-api",
-  previewDomain: "preview.berthbox.dev",
-  previewZoneId: "zone-preview",
-  proxied: false,
-  cloudflareAccountId: "acct0123",
-  stateBucket: "berth-pulumi-state",
-  previewPorts: { from: 3000, to: 9999 },
-  manageTailnetAcl: true,
-};
+import { infraConfig } from "./test/fixtures.ts";
 
 async function run(
   overrides: Partial<InfraConfig> = {},
 ): Promise<{ run: MockRun; out: ReturnType<typeof infraProgram> }> {
   const r = await installMocks({ project: "berth-infra", stack: "prod" });
-  const out = infraProgram({ ...cfg, ...overrides });
+  const out = infraProgram(infraConfig(overrides));
   await resolved(out.stateSecretAccessKey);
   await settle();
   return { run: r, out };

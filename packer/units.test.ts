@@ -1,5 +1,4 @@
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -9,7 +8,8 @@ import {
   REQUIRED_CREDENTIALS,
 } from "../box/boot-config.ts";
 import { parseUnit, type UnitFile, value, values } from "./systemd-unit.ts";
-import { PACKER_DIR, run, which } from "./test/tools.ts";
+import { canVerify, systemctl, verify } from "./test/systemd-verify.ts";
+import { PACKER_DIR } from "./test/tools.ts";
 
 const UNIT_DIR = join(PACKER_DIR, "files", "systemd");
 const UNITS = ["berth-agent.service", "berth-tmux.service", "berth-ttyd.service"];
@@ -54,45 +54,6 @@ const CLOUD_INIT_UNITS: Record<string, string> = {
     "[Unit]\nAfter=network-online.target cloud-config.service multi-user.target\nWants=network-online.target cloud-config.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init modules --mode=final\n[Install]\nWantedBy=cloud-init.target\n",
   "cloud-init.target": "[Unit]\nAfter=multi-user.target\n[Install]\nWantedBy=multi-user.target\n",
 };
-
-const systemctl = which("systemctl");
-
-/**
- * systemd-analyze verify against a scratch root: the host's own units (for targets such as
- * sysinit.target) plus ours, and an executable stub at every Exec*= path, which do not exist here.
- * `enable` runs `systemctl --root enable` first, as the image build does, so the boot transaction
- * verify builds includes what multi-user.target then wants (and any ordering cycle that makes).
- */
-function verify(unitTexts: Record<string, string>, enable: string[] = []) {
-  const root = mkdtempSync(join(tmpdir(), "berth-units-"));
-  cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
-  const etc = join(root, "etc/systemd/system");
-  mkdirSync(etc, { recursive: true });
-  for (const [name, text] of Object.entries(unitTexts)) {
-    writeFileSync(join(etc, name), text);
-    const service = parseUnit(text).get("Service") ?? new Map<string, string[]>();
-    const execs = [...service].filter(([key]) => key.startsWith("Exec")).flatMap(([, v]) => v);
-    for (const exec of execs) {
-      const bin = join(root, exec.replace(/^[-@:+!]+/, "").split(/\s+/)[0]!);
-      mkdirSync(dirname(bin), { recursive: true });
-      writeFileSync(bin, "#!/bin/sh\n");
-      chmodSync(bin, 0o755);
-    }
-  }
-  const paths = Object.keys(unitTexts).map((n) => join(etc, n));
-  if (enable.length > 0) {
-    const enabled = run(systemctl!, [`--root=${root}`, "enable", ...enable]);
-    if (enabled.status !== 0) throw new Error(enabled.stderr);
-    // The boot's own transaction: only starting the target pulls in everything enabled under it.
-    paths.push(join(root, "usr/lib/systemd/system/multi-user.target"));
-  }
-  return run("systemd-analyze", ["verify", `--root=${root}`, "--man=no", ...paths], {
-    env: { ...process.env, SYSTEMD_LOG_TARGET: "console", SYSTEMD_LOG_COLOR: "0" },
-  });
-}
-
-const analyze = which("systemd-analyze");
-const canVerify = analyze !== undefined && existsSync("/usr/lib/systemd/system/sysinit.target");
 
 describe("systemd-analyze verify", () => {
   it.skipIf(!canVerify)("accepts the three units without a warning", () => {

@@ -21,6 +21,7 @@ import { SYSTEM } from "../store/actors.ts";
 import { ClusterBusyError } from "../store/embedded.ts";
 import { runMigrations } from "../store/migrate.ts";
 import { Store } from "../store/store.ts";
+import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
@@ -33,6 +34,7 @@ Commands:
   serve     run the control plane (API, web UI, gateway); local mode by default
   migrate   apply pending database migrations and exit
   stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
+  doctor    self-hosters: check every credential, DNS, the box image, the state backend and the clock
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
@@ -64,6 +66,23 @@ Migrations also run at every 'serve'; replicas take turns through an advisory lo
   forget   drop the record without touching the cloud; prints the cloud ids left behind
 Uses the same DATABASE_URL/BERTH_DATA_DIR and BERTH_DRIVER as 'serve'.
 `,
+  doctor: `Usage: npm run berth -- doctor
+
+Checks a self-hosted configuration before (or after) anything is created, with the environment 'serve'
+would get: each credential with one harmless read call (Hetzner, Cloudflare/R2, the Pulumi state bucket,
+Tailscale, Clerk, Stripe, Deepgram), the API and wildcard preview DNS records, the box snapshot, and the
+clock against the providers' clocks. One line per check: ok, skip or FAIL with what to fix. Exits 1 when
+any check fails. Prints no credential.
+
+On the control-plane host, with its own settings and credentials:
+  sudo systemd-run --pipe --wait -p User=berth -p LoadCredential=berth:/etc/berth/credentials \\
+    -p EnvironmentFile=/etc/berth/berth.env /usr/local/lib/berth/berth-start doctor
+
+Also read (provider base URLs can be overridden, e.g. for a proxy):
+${Object.entries(DOCTOR_ENV_DOCS)
+  .map(([k, v]) => `  ${k.padEnd(34)}${v}`)
+  .join("\n")}
+`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -85,6 +104,13 @@ async function main(argv: string[]): Promise<number> {
   if (values.help) {
     process.stdout.write(COMMAND_HELP[command]!);
     return 0;
+  }
+
+  if (command === "doctor") {
+    // Before loadConfig: a bad setting is one more thing to report, not a reason to check nothing.
+    const results = await runDoctor(process.env);
+    process.stdout.write(formatResults(results));
+    return results.some((r) => r.status === "fail") ? 1 : 0;
   }
 
   const config = loadConfig();

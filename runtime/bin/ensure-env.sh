@@ -1,8 +1,9 @@
 #!/bin/sh
 # Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
 # product drives for real (tmux, restic). With the argument `test`, also what the test suite checks the
-# box image with (shellcheck, systemd-analyze) and drives the web client with (Chromium). Idempotent and
-# quiet when nothing is missing, so `npm start` and `npm test` can call it every time.
+# box image with (shellcheck, systemd-analyze), validates the control plane's Caddyfile with (caddy) and
+# drives the web client with (Chromium). Idempotent and quiet when nothing is missing, so `npm start` and
+# `npm test` can call it every time.
 set -eu
 cd "$(dirname "$0")/../.."
 
@@ -26,7 +27,7 @@ fi
 
 # "command:package" pairs: what must be on PATH, and the Debian package that provides it.
 needs="tmux:tmux restic:restic"
-[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd chromium:chromium"
+[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd chromium:chromium caddy:caddy"
 
 missing=""
 for need in $needs; do

@@ -46,7 +46,7 @@ export class UserDataError extends Error {
 }
 
 /** Only root may talk to the metadata service; the box user's code (and Claude) must not read the user data. */
-const lockMetadataService = [
+export const lockMetadataService = [
   `rule="OUTPUT -d ${METADATA_ADDRESS}/32 -m owner ! --uid-owner 0 -j REJECT"`,
   `if command -v iptables >/dev/null 2>&1; then iptables -w -C $rule 2>/dev/null || iptables -w -I $rule;`,
   `else echo "berth: iptables missing; the metadata service is readable by every user" >&2; fi`,

@@ -20,6 +20,7 @@ export interface Registration {
   ignoreChanges: string[];
   additionalSecretOutputs: string[];
   deletedWith: string;
+  retainOnDelete: boolean;
   /** Inputs with secrets unwrapped to plain values. */
   inputs: Record<string, unknown>;
   /** Top-level input keys whose value reached the engine as a secret. */
@@ -123,6 +124,7 @@ export async function installMocks(opts: {
       ignoreChanges: req.getIgnorechangesList(),
       additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
       deletedWith: req.getDeletedwith(),
+      retainOnDelete: req.getRetainondelete() === true,
       inputs: unwrapSecrets(raw) as Raw,
       secretInputs: Object.keys(raw).filter((k) => isSecretValue(raw[k])),
     });
