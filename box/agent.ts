@@ -36,7 +36,7 @@ import {
   VolumeTimeoutError,
 } from "./layout/volume.ts";
 import { ensureLayout, type LayoutPaths, layoutPaths, type Owner } from "./layout/workspace-layout.ts";
-import { installClaudeHooks } from "./notifications/install-hooks.ts";
+import { installClaudeHooks, writeAgentPortFile } from "./notifications/install-hooks.ts";
 import { LogTailer } from "./notifications/log-tailer.ts";
 import { type LoopbackServer, startLoopbackServer } from "./notifications/loopback-server.ts";
 import { NotificationCenter } from "./notifications/notification-center.ts";
@@ -78,6 +78,8 @@ export interface AgentOptions {
   previewIntervalMs?: number;
   tailPollMs?: number;
   dedupe?: { windowMs?: number; holdMs?: number };
+  /** Silence of a working Claude's pane after which it counts as idle (interrupted); see claude-state.ts. */
+  claudeQuietMs?: number;
   volumeWaitMs?: number;
 }
 
@@ -104,6 +106,7 @@ export class Agent {
   private tailer: LogTailer | null = null;
   private previews: PreviewScanner | null = null;
   private center: NotificationCenter | null = null;
+  private claudeSweep: NodeJS.Timeout | null = null;
   private tailnetIp: string | null = null;
   private earlyLogs: Array<{ log: LogPayload; at: string }> = [];
   private lastSessions: string[] | undefined;
@@ -227,7 +230,7 @@ export class Agent {
     try {
       const r = await installClaudeHooks({
         claudeDir: this.paths.claude,
-        agentPort: s.BERTH_AGENT_PORT,
+        portFile: agentPortFile(this.paths.root),
         owner: this.o.boxUser,
       });
       this.log.info({ changed: r.changed }, "Claude Code hooks installed");
@@ -238,15 +241,21 @@ export class Agent {
 
     this.center = new NotificationCenter({
       publish: (payload) => this.append({ type: "notification", at: new Date().toISOString(), payload }),
+      publishState: (payload, at) => this.append({ type: "claude_state", at: at.toISOString(), payload }),
       log: this.log,
       ...this.o.dedupe,
+      ...(this.o.claudeQuietMs !== undefined ? { quietMs: this.o.claudeQuietMs } : {}),
     });
+    this.claudeSweep = setInterval(() => this.center?.claude.sweep(), 5_000);
+    this.claudeSweep.unref();
     try {
       this.loopback = await startLoopbackServer({
         port: s.BERTH_AGENT_PORT,
         onHook: (input, session) => this.center!.fromHook(input, session),
         health: () => this.health(),
       });
+      // The hooks read the port from here at each run: a Claude started under an earlier agent finds us.
+      writeAgentPortFile(agentPortFile(this.paths.root), this.loopback.port);
     } catch (err) {
       throw new StepError("loopback endpoint", err);
     }
@@ -290,6 +299,7 @@ export class Agent {
     this.setLifecycle("shutting_down");
     await this.previews?.stop();
     this.tailer?.stop();
+    if (this.claudeSweep) clearInterval(this.claudeSweep);
     this.center?.flush();
     await this.loopback?.close().catch(() => {});
     await this.terminal?.close().catch((err: Error) => this.log.warn({ err: err.message }, "terminal close"));
@@ -459,6 +469,11 @@ export class Agent {
     if (this.previews) status.openPreviewPorts = this.previews.openPorts;
     return status;
   }
+}
+
+/** Where the agent publishes its loopback port for the Claude Code hook command (agent-owned, world-readable). */
+export function agentPortFile(root: string): string {
+  return join(root, "system", "agent-port");
 }
 
 function readVersion(): string {

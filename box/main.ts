@@ -174,6 +174,7 @@ export async function main(argv: string[]): Promise<number> {
     cwd: paths.projects,
     logsDir: paths.logs,
     env: tmuxEnvironment,
+    npmPrefix: join(s.BERTH_WORKSPACE_ROOT, "user", "home", ".local"),
   });
   let boxUser: AgentOptions["boxUser"] = null;
   let boxUserError: string | undefined;

@@ -39,6 +39,8 @@ export interface TmuxSessionsOptions extends TmuxServerOptions {
   /** What the Claude pane types into its shell; looked up on the panes' PATH. Default `claude`. */
   claudeCommand?: string;
   rotation?: LogRotation;
+  /** Where `npm install --global` from a pane installs (inside the workspace); unset: npm's default. */
+  npmPrefix?: string;
   /** Size of a detached session until a client attaches (tmux's detached default is 80x24). */
   width?: number;
   height?: number;
@@ -142,7 +144,10 @@ export class TmuxSessions {
     // For the same reason the shells are interactive but not login shells: Debian's /etc/profile resets
     // PATH, so the agent's PATH (which must include the box user's ~/.local/bin) is the one that counts.
     const path = tmuxEnv(this.#opts.env).PATH ?? "/usr/local/bin:/usr/bin:/bin";
-    const paneEnv = ["-e", `PATH=${path}`];
+    // Claude Code's auto-updater ignores the image's pin and `npm install -g`s over the host (issue 17):
+    // off in every pane, and any global install from a pane lands in the workspace (npmPrefix).
+    const npm = this.#opts.npmPrefix ? ["-e", `NPM_CONFIG_PREFIX=${this.#opts.npmPrefix}`] : [];
+    const paneEnv = ["-e", `PATH=${path}`, "-e", "DISABLE_AUTOUPDATER=1", ...npm];
     const claudePath = await findOnPath((this.#opts.claudeCommand ?? "claude").split(" ")[0]!, path);
     // Claude runs as a child of an interactive shell (typed in below), so when it exits or crashes the
     // pane keeps a shell; with no Claude, the pane prints one line and becomes that shell.

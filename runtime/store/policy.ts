@@ -32,6 +32,8 @@ export const RIGHTS = [
   "session.open",
   /** Record terminal activity and read why a relayed terminal ended. */
   "session.activity",
+  /** The agent's report of what Claude Code is doing in a session of its workspace. */
+  "session.claude",
   "preview.read",
   /** Declare and close previews. */
   "preview.write",
@@ -81,6 +83,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "workspace.read",
   "workspace.connect",
   "session.read",
+  "session.claude",
   "preview.detect",
   "notification.create",
   "agent.report",

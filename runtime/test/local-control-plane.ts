@@ -25,7 +25,7 @@ export interface LocalTestControlPlane extends TestControlPlane {
  */
 export async function startLocalControlPlane(
   env: Record<string, string> = {},
-  options: { root?: string; start?: StartOptions } = {},
+  options: { root?: string; start?: StartOptions; agentEnv?: Record<string, string> } = {},
 ): Promise<LocalTestControlPlane> {
   const root = options.root ?? mkdtempSync(join(tmpdir(), "berth-ws-"));
   const localDriver = new LocalDriver({
@@ -33,7 +33,7 @@ export async function startLocalControlPlane(
     agentEntry: AGENT_ENTRY,
     nodePath: process.execPath,
     readyTimeoutMs: 30_000,
-    agentEnv: { BERTH_TERMINAL: "builtin", BERTH_AGENT_LOG_LEVEL: "debug" },
+    agentEnv: { BERTH_TERMINAL: "builtin", BERTH_AGENT_LOG_LEVEL: "debug", ...options.agentEnv },
   });
   const cp = await startTestControlPlane(env, { ...options.start, driver: localDriver });
   const agentState = (id: string) => {

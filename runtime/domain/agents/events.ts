@@ -58,5 +58,10 @@ async function applyOne(tx: AuthorizedStore, log: Logger, agent: AuthenticatedAg
     case "lifecycle":
       log.info({ workspaceId: workspace.id, instanceId: instance.id, ...event.payload }, "agent lifecycle");
       return;
+    case "claude_state": {
+      const p = event.payload;
+      await tx.sessions.setClaudeState(p.session, p.state, p.detail, new Date(event.at));
+      return;
+    }
   }
 }
