@@ -7,8 +7,11 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
+import { createLogger } from "../platform/logger.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json } from "../test/control-plane.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 import { makeScriptedClaude } from "../test/scripted-claude.ts";
@@ -149,6 +152,28 @@ describe("Claude state per session, from the hooks the agent installed", async (
     await waitFor("a session event", () => /event: session\ndata: .*"state":"working"/.test(text));
     controller.abort();
     await read;
+  });
+
+  it.skipIf(!HAVE_CHROMIUM)("shows the state live in Chromium, per session and per workspace", async () => {
+    await ensureWebBuild(createLogger("silent"));
+    const browser = await launchChromium();
+    afterAll(() => browser.close());
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(cp.loginUrl!);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    await page.goto(`${cp.url}/#/w/${workspaceId}`);
+    await page.getByRole("link", { name: "main" }).waitFor();
+    await type('PermissionRequest {"tool_name":"Edit","tool_input":{"file_path":"/w/a.ts"}}');
+    await page.getByRole("status", { name: /^Claude: needs you: Edit/ }).waitFor({ timeout: 15_000 });
+    await type('PostToolUse {"tool_name":"Edit"}');
+    await page.getByRole("status", { name: /^Claude: working/ }).waitFor({ timeout: 15_000 });
+    // The phone's list of workspaces: the card carries the workspace's badge and each session's.
+    await page.setViewportSize({ width: 360, height: 740 });
+    await page.goto(`${cp.url}/#/`);
+    await expect.poll(() => page.getByRole("status", { name: /^Claude: working/ }).count()).toBe(2);
+    await page.screenshot({ path: `${RESULTS}phone-claude-state.png`, fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth > innerWidth);
+    expect(overflow).toBe(false);
   });
 
   it("someone else's session state is a 404", async () => {

@@ -76,12 +76,20 @@ export interface Build {
   finishedAt: string | null;
 }
 
+/** What Claude Code is doing in a session (from its hooks), and since when. */
+export interface ClaudeStatus {
+  state: "working" | "needs_you" | "idle" | "error" | "ended";
+  detail: string | null;
+  since: string;
+}
+
 export interface Session {
   id: string;
   workspaceId: string;
   name: string;
   createdAt: string;
   lastActivityAt?: string | null;
+  claude?: ClaudeStatus | null;
 }
 
 export interface Preview {

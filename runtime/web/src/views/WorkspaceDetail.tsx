@@ -10,9 +10,11 @@ import {
   type Workspace,
 } from "../api.ts";
 import { ago, sessionNameProblem, stateSentence, workspaceFacts } from "../format.ts";
+import { onSessionChange, patchSessions } from "../live.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
 import { BuildLog } from "./BuildLog.tsx";
+import { ClaudeBadge } from "./ClaudeBadge.tsx";
 import { Previews } from "./Previews.tsx";
 import { StateBadge } from "./StateBadge.tsx";
 
@@ -53,7 +55,11 @@ export function WorkspaceDetail({ id }: { id: string }) {
     load();
     loadOverview().then(setOverview);
     const t = setInterval(load, 2_000);
-    return () => clearInterval(t);
+    const unfollow = onSessionChange((changed) => setSessions((list) => patchSessions(list, changed)));
+    return () => {
+      clearInterval(t);
+      unfollow();
+    };
   }, [id]);
 
   const act = async (action: "hibernate" | "wake" | "destroy") => {
@@ -183,6 +189,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
                 <a class="session-link" href={href.terminal(s.id)}>
                   {s.name}
                 </a>
+                <ClaudeBadge claude={s.claude} />
                 <span class="muted">
                   {s.lastActivityAt ? `active ${ago(s.lastActivityAt)}` : `opened ${ago(s.createdAt)}`}
                 </span>
