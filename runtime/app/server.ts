@@ -30,6 +30,7 @@ import { Store } from "../store/store.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
 import { Reconciler } from "../workers/reconciler.ts";
+import { Autostop } from "../workers/autostop.ts";
 import { startSchedules } from "../workers/schedules.ts";
 import { createDriver } from "./drivers.ts";
 import { buildApp } from "./http-app.ts";
@@ -247,10 +248,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       // Three missed heartbeats, and never less than half a minute.
       options: { heartbeatStaleMs: Math.max(30_000, 3_000 * heartbeatSeconds), ...options.health },
     });
+    const autostop = new Autostop({ store, workspaces: deps.workspaces, log });
     if (options.runSchedules !== false) {
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
         { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
+        { name: "autostop", cron: "* * * * *", run: () => autostop.tick() },
       ]);
       cleanup.push(() => scheduler.stop());
     }

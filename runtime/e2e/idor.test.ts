@@ -83,6 +83,10 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     "POST /api/v1/workspaces/:id/hibernate": [{ path: `/api/v1/workspaces/${ws.id}/hibernate` }],
     "POST /api/v1/workspaces/:id/wake": [{ path: `/api/v1/workspaces/${ws.id}/wake` }],
     "DELETE /api/v1/workspaces/:id": [{ path: `/api/v1/workspaces/${ws.id}` }],
+    "PATCH /api/v1/workspaces/:id": [
+      { path: `/api/v1/workspaces/${ws.id}`, body: { idleTimeoutMinutes: null } },
+    ],
+    "POST /api/v1/workspaces/:id/keep-running": [{ path: `/api/v1/workspaces/${ws.id}/keep-running` }],
     "POST /api/v1/builds/:id/cancel": [{ path: `/api/v1/builds/${build!.id}/cancel` }],
     "POST /api/v1/workspaces/:id/sessions": [
       { path: `/api/v1/workspaces/${ws.id}/sessions`, body: { name: "intruder" } },
@@ -147,6 +151,8 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     // destroyed last. A state conflict (409) is fine here; a 404 is not.
     const order = [
       "POST /api/v1/notifications/:id/read",
+      "PATCH /api/v1/workspaces/:id",
+      "POST /api/v1/workspaces/:id/keep-running",
       "POST /api/v1/previews/:id/share",
       "DELETE /api/v1/previews/:id/share",
       "POST /api/v1/previews/:id/open",

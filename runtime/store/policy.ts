@@ -20,6 +20,10 @@ export const RIGHTS = [
   "workspace.connect",
   "workspace.reconcile",
   "workspace.health",
+  /** The owner's settings of a workspace (idle timeout) and "keep running" against autostop. */
+  "workspace.configure",
+  /** Idle autostop: find idle workspaces, warn their owners (runtime/workers/autostop.ts). */
+  "workspace.autostop",
   /** Operators: list every stack, repair one, forget one. */
   "workspace.operate",
   "build.read",
@@ -63,6 +67,7 @@ const USER_RIGHTS: readonly Right[] = [
   "workspace.create",
   "workspace.transition",
   "workspace.connect",
+  "workspace.configure",
   "build.read",
   "build.cancel",
   "session.read",
@@ -97,7 +102,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   gateway: ["preview.route", "session.activity"],
   operator: ["workspace.read", "workspace.operate", "build.read", "secret.read"],
   billing: ["workspace.read", "workspace.transition"],
-  autostop: ["workspace.read", "workspace.transition"],
+  autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

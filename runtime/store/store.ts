@@ -13,6 +13,7 @@ import type { SecretBox } from "../platform/secret-box.ts";
 import { Access } from "./access.ts";
 import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
+import { AutostopStore } from "./autostop.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
@@ -82,6 +83,7 @@ export class AuthorizedStore {
   readonly health: HealthStore;
   readonly reconcile: ReconcileStore;
   readonly operators: OperatorStore;
+  readonly autostop: AutostopStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -98,6 +100,7 @@ export class AuthorizedStore {
     this.health = new HealthStore(access);
     this.reconcile = new ReconcileStore(access);
     this.operators = new OperatorStore(access);
+    this.autostop = new AutostopStore(access);
   }
 
   get actor(): Actor {
