@@ -4,12 +4,14 @@
  * of unattended time), autostop turned off, the settings route, and a tick whose query count does not grow
  * with the number of workspaces.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
 import { connectDatabase } from "../store/client.ts";
 import { sessions } from "../store/schema.ts";
 import { Store } from "../store/store.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
 import { Autostop } from "../workers/autostop.ts";
@@ -168,6 +170,39 @@ describe("idle autostop", async () => {
       idle_timeout_minutes: 30,
     });
   });
+
+  it.skipIf(!HAVE_CHROMIUM)(
+    "offers Keep running in the web client, on the workspace and in the feed",
+    async () => {
+      await ensureWebBuild(createLogger("silent"));
+      const ws = await idleWorkspace("warned");
+      clock = t0 + 26 * MIN;
+      expect((await autostop.tick()).warned).toContain(ws.id);
+      const browser = await launchChromium();
+      afterAll(() => browser.close());
+      const page = await browser.newPage({ viewport: { width: 360, height: 740 } });
+      await page.goto(cp.loginUrl!);
+      await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+      await page.getByRole("button", { name: /^notifications/ }).click();
+      await page.getByRole("button", { name: "Keep running" }).first().waitFor();
+      await page.screenshot({ path: `${RESULTS}phone-autostop-feed.png` });
+      await page.keyboard.press("Escape");
+      await page.goto(`${cp.url}/#/w/${ws.id}`);
+      const alert = page.getByRole("alert").filter({ hasText: "hibernates in a few minutes" });
+      await alert.waitFor();
+      await page.screenshot({ path: `${RESULTS}phone-autostop-warning.png`, fullPage: true });
+      await alert.getByRole("button", { name: "Keep running" }).click();
+      await alert.waitFor({ state: "detached" });
+      expect((await stateOf(ws.id)).autostop_warned_at).toBeNull();
+      await page.getByLabel("Hibernate when idle for").selectOption("off");
+      await expect
+        .poll(
+          async () =>
+            (await pool.query("SELECT idle_timeout_minutes FROM workspaces WHERE id = $1", [ws.id])).rows[0],
+        )
+        .toEqual({ idle_timeout_minutes: null });
+    },
+  );
 
   it("a tick's query count does not grow with the number of workspaces (10,000 seeded)", async () => {
     // Its own connection, so only the tick's statements are counted.

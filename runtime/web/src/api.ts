@@ -64,6 +64,9 @@ export interface Workspace {
   volumeSizeGb: number;
   stateChangedAt: string;
   createdAt?: string;
+  /** Idle autostop: minutes before an idle workspace hibernates (null: never), and a pending warning. */
+  idleTimeoutMinutes?: number | null;
+  autostopWarnedAt?: string | null;
 }
 
 export interface Build {

@@ -94,6 +94,13 @@ export function NotificationBell() {
     else location.hash = href.workspace(n.workspaceId);
   };
 
+  /** The one-click answer to an autostop warning: the idle clock restarts, the warning is read. */
+  const keepRunning = async (n: Notification) => {
+    await api(`/api/v1/workspaces/${n.workspaceId}/keep-running`, { method: "POST" }).catch(() => {});
+    await api(`/api/v1/notifications/${n.id}/read`, { method: "POST" }).catch(() => {});
+    load();
+  };
+
   const markAllRead = async () => {
     await api("/api/v1/notifications/read-all", { method: "POST" }).catch(() => {});
     load();
@@ -167,6 +174,11 @@ export function NotificationBell() {
                       {ago(n.createdAt)}
                     </span>
                   </button>
+                  {n.kind === "autostop_warning" && !n.readAt && (
+                    <button type="button" class="feed-action" onClick={() => keepRunning(n)}>
+                      Keep running
+                    </button>
+                  )}
                 </li>
               ),
             )}

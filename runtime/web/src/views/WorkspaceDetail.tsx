@@ -25,6 +25,9 @@ const ACTIONS: Record<string, Array<"hibernate" | "wake" | "destroy">> = {
   failed: ["wake", "hibernate", "destroy"],
 };
 
+/** The idle autostop choices offered (the API takes any whole number of minutes from 5 to 1440). */
+const IDLE_CHOICES = [15, 30, 60, 120, 240, 480];
+
 /** One workspace: state and actions, the latest build's live log, its sessions and previews. */
 export function WorkspaceDetail({ id }: { id: string }) {
   const [ws, setWs] = useState<Workspace | null>(null);
@@ -102,6 +105,21 @@ export function WorkspaceDetail({ id }: { id: string }) {
     }
   };
 
+  const keepRunning = async () => {
+    await api(`/api/v1/workspaces/${id}/keep-running`, { method: "POST" }).catch((e) =>
+      setError(humanError(e)),
+    );
+    await load();
+  };
+
+  const setIdleTimeout = async (value: string) => {
+    await api(`/api/v1/workspaces/${id}`, {
+      method: "PATCH",
+      body: { idleTimeoutMinutes: value === "off" ? null : Number(value) },
+    }).catch((e) => setError(humanError(e)));
+    await load();
+  };
+
   const closeSession = async (s: Session) => {
     await api(`/api/v1/workspaces/${id}/sessions/${s.id}`, { method: "DELETE" }).catch((e) =>
       setError(humanError(e)),
@@ -173,6 +191,31 @@ export function WorkspaceDetail({ id }: { id: string }) {
           ),
         )}
       </div>
+      <label class="idle-setting">
+        Hibernate when idle for{" "}
+        <select
+          value={ws.idleTimeoutMinutes == null ? "off" : String(ws.idleTimeoutMinutes)}
+          onChange={(e) => setIdleTimeout((e.target as HTMLSelectElement).value)}
+        >
+          {IDLE_CHOICES.includes(ws.idleTimeoutMinutes ?? -1) || ws.idleTimeoutMinutes == null ? null : (
+            <option value={String(ws.idleTimeoutMinutes)}>{ws.idleTimeoutMinutes} minutes</option>
+          )}
+          {IDLE_CHOICES.map((m) => (
+            <option key={m} value={String(m)}>
+              {m < 60 ? `${m} minutes` : `${m / 60} ${m === 60 ? "hour" : "hours"}`}
+            </option>
+          ))}
+          <option value="off">never</option>
+        </select>
+      </label>
+      {running && ws.autostopWarnedAt && (
+        <p class="notice" role="alert">
+          Nothing has happened here for a while: it hibernates in a few minutes (your files stay).{" "}
+          <button type="button" class="primary" onClick={keepRunning}>
+            Keep running
+          </button>
+        </p>
+      )}
       {latest && <BuildLog key={latest.id} build={latest} onEnd={() => load()} />}
 
       <section class="panel" aria-labelledby="sessions-h">
