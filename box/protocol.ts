@@ -182,6 +182,8 @@ export const notificationPayload = z.object({
   message: boundedText(LIMITS.maxMessage),
   /** Unique per workspace; the control plane's `notifications (workspace, dedupe_key)` key. */
   dedupeKey: id,
+  /** `stop`: how long Claude had been working (the control plane pushes only long turns' ends). */
+  workedSeconds: z.int().min(0).optional(),
 });
 export type NotificationPayload = z.infer<typeof notificationPayload>;
 

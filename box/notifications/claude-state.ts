@@ -14,7 +14,9 @@
  * Each change is published once (the agent turns it into a `claude_state` event; its time is the "since").
  */
 import type { ClaudeState, ClaudeStatePayload } from "../protocol.ts";
-import type { ClaudeHookInput } from "./hook-input.ts";
+import { type ClaudeHookInput, errorKind } from "./hook-input.ts";
+
+export { errorKind };
 
 export interface SessionClaudeState {
   state: ClaudeState;
@@ -125,18 +127,6 @@ function transition(
     default:
       return null;
   }
-}
-
-/** StopFailure's `error`: a kind string, or an object carrying one; `unknown` when neither. */
-export function errorKind(error: unknown): string {
-  if (typeof error === "string" && error.trim()) return cut(error.trim(), 64);
-  if (error && typeof error === "object") {
-    for (const key of ["type", "kind", "error", "code"]) {
-      const v = (error as Record<string, unknown>)[key];
-      if (typeof v === "string" && v.trim()) return cut(v.trim(), 64);
-    }
-  }
-  return "unknown";
 }
 
 function cut(text: string, max: number): string {

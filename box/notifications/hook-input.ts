@@ -4,8 +4,7 @@
  * §2). Unknown fields are ignored, so newer Claude Code versions keep working.
  */
 import { z } from "zod";
-import { LIMITS } from "../protocol.ts";
-import { errorKind, type SessionClaudeState } from "./claude-state.ts";
+import { type ClaudeState, LIMITS } from "../protocol.ts";
 import type { NotificationCandidate } from "./dedupe.ts";
 
 export const MAX_HOOK_BODY_BYTES = 1024 * 1024;
@@ -51,11 +50,13 @@ const TITLES = {
 export function hookToCandidate(
   input: ClaudeHookInput,
   session: string | null,
-  before?: SessionClaudeState,
+  /** The session's state before this hook (claude-state.ts `SessionClaudeState`). */
+  before?: { state: ClaudeState; since: number },
 ): NotificationCandidate | null {
   let kind: keyof typeof TITLES;
   let title: string | undefined = input.title?.trim();
   let message = input.message ?? "";
+  let workedSeconds: number | undefined;
   switch (input.hook_event_name) {
     case "Notification": {
       const type = input.notification_type;
@@ -85,6 +86,8 @@ export function hookToCandidate(
       if (Array.isArray(input.background_tasks) && input.background_tasks.length > 0) return null;
       kind = "stop";
       message = input.message ?? input.last_assistant_message ?? "";
+      if (before?.state === "working")
+        workedSeconds = Math.max(0, Math.round((Date.now() - before.since) / 1000));
       break;
     case "StopFailure": {
       kind = "stop_failure";
@@ -101,6 +104,7 @@ export function hookToCandidate(
     session,
     title: truncate(title || TITLES[kind], LIMITS.maxTitle),
     message: truncate(message.trim(), LIMITS.maxMessage),
+    ...(workedSeconds !== undefined ? { workedSeconds } : {}),
   };
 }
 
@@ -113,6 +117,18 @@ function describeToolInput(input: unknown): string {
     if (typeof v === "string" && v.trim()) return v.trim().split("\n")[0]!;
   }
   return "";
+}
+
+/** StopFailure's `error`: a kind string, or an object carrying one; `unknown` when neither. */
+export function errorKind(error: unknown): string {
+  if (typeof error === "string" && error.trim()) return truncate(error.trim(), 64);
+  if (error && typeof error === "object") {
+    for (const key of ["type", "kind", "error", "code"]) {
+      const v = (error as Record<string, unknown>)[key];
+      if (typeof v === "string" && v.trim()) return truncate(v.trim(), 64);
+    }
+  }
+  return "unknown";
 }
 
 function truncate(text: string, max: number): string {

@@ -13,6 +13,7 @@ import { buildRoutes } from "../api/routes/builds.ts";
 import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
+import { pushRoutes } from "../api/routes/push.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
 import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
@@ -114,6 +115,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   sessionRoutes(apiRouter);
   terminalRoutes(apiRouter, deps);
   notificationRoutes(apiRouter, deps);
+  pushRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
   overviewRoutes(apiRouter, deps);
 

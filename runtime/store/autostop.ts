@@ -71,11 +71,11 @@ export class AutostopStore {
          UPDATE workspaces w SET autostop_warned_at = $1::timestamptz FROM due WHERE w.id = due.id
          RETURNING w.id),
        stored AS (
-         INSERT INTO notifications (user_id, workspace_id, kind, title, body, dedupe_key, created_at)
+         INSERT INTO notifications (user_id, workspace_id, kind, title, body, dedupe_key, created_at, push)
          SELECT due.owner_id, due.id, 'autostop_warning',
                 'Idle: ' || due.name || ' hibernates soon',
                 'Nothing has happened in it for a while. Keep it running, or let it hibernate (your files stay).',
-                'autostop:' || due.id || ':' || extract(epoch FROM $1::timestamptz)::bigint, $1::timestamptz
+                'autostop:' || due.id || ':' || extract(epoch FROM $1::timestamptz)::bigint, $1::timestamptz, true
            FROM due JOIN marked ON marked.id = due.id
          ON CONFLICT (workspace_id, dedupe_key) DO NOTHING
          RETURNING id, user_id, workspace_id)

@@ -55,6 +55,10 @@ export const RIGHTS = [
   "agent.report",
   "secret.read",
   "secret.write",
+  /** A user's own Web Push subscriptions and tab presence. */
+  "push.subscribe",
+  /** Claim a stored notification for Web Push and reach its recipient's subscriptions. */
+  "push.send",
   /** A user's own account: sign out everywhere. */
   "account.manage",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
@@ -81,6 +85,7 @@ const USER_RIGHTS: readonly Right[] = [
   "notification.write",
   // A new workspace's secrets are sealed in the user's create; users never read them back.
   "secret.write",
+  "push.subscribe",
   "account.manage",
 ];
 
@@ -103,6 +108,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   operator: ["workspace.read", "workspace.operate", "build.read", "secret.read"],
   billing: ["workspace.read", "workspace.transition"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
+  push: ["push.send"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

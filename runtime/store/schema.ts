@@ -373,6 +373,9 @@ export const notifications = pgTable(
     dedupeKey: text("dedupe_key").notNull(),
     createdAt: createdAt(),
     readAt: ts("read_at"),
+    /** Worth a Web Push (needs you, an error, a long turn finished, autostop warning); when one replica took it. */
+    push: boolean("push").notNull().default(false),
+    pushedAt: ts("pushed_at"),
   },
   (t) => [
     uniqueIndex("notifications_dedupe_uniq").on(t.workspaceId, t.dedupeKey),

@@ -13,8 +13,8 @@ import type { SecretBox } from "../platform/secret-box.ts";
 import { Access } from "./access.ts";
 import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
-import { AutostopStore } from "./autostop.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
+import { AutostopStore } from "./autostop.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
@@ -22,6 +22,7 @@ import { HealthStore } from "./health.ts";
 import { NotificationStore } from "./notifications.ts";
 import { OperatorStore } from "./operators.ts";
 import { PreviewStore } from "./previews.ts";
+import { PushStore } from "./push.ts";
 import { createLimiter, type Limiter, type RateLimitRule } from "./rate-limit.ts";
 import { ReconcileStore } from "./reconcile.ts";
 import { SecretStore } from "./secrets.ts";
@@ -84,6 +85,7 @@ export class AuthorizedStore {
   readonly reconcile: ReconcileStore;
   readonly operators: OperatorStore;
   readonly autostop: AutostopStore;
+  readonly push: PushStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -101,6 +103,7 @@ export class AuthorizedStore {
     this.reconcile = new ReconcileStore(access);
     this.operators = new OperatorStore(access);
     this.autostop = new AutostopStore(access);
+    this.push = new PushStore(access);
   }
 
   get actor(): Actor {

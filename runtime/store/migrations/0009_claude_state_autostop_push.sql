@@ -6,6 +6,8 @@ ALTER TABLE "workspaces" ADD COLUMN "idle_timeout_minutes" integer DEFAULT 30;--
 ALTER TABLE "workspaces" ADD COLUMN "autostop_warned_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "workspaces" ADD CONSTRAINT "workspaces_idle_timeout_check" CHECK ("workspaces"."idle_timeout_minutes" IS NULL OR "workspaces"."idle_timeout_minutes" BETWEEN 5 AND 1440);--> statement-breakpoint
 ALTER TABLE "users" ADD COLUMN "focused_until" timestamp with time zone;--> statement-breakpoint
+ALTER TABLE "notifications" ADD COLUMN "push" boolean DEFAULT false NOT NULL;--> statement-breakpoint
+ALTER TABLE "notifications" ADD COLUMN "pushed_at" timestamp with time zone;--> statement-breakpoint
 CREATE TABLE "push_subscriptions" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"user_id" uuid NOT NULL,

@@ -1,0 +1,190 @@
+/**
+ * Web Push end to end without the internet: notifications the box agent reports (through the real agent
+ * API) go out encrypted per RFC 8291 and VAPID-signed to a local push service stand-in, which decrypts them
+ * with the test subscription's keys; presence, the finished-after-a-while rule, a 410 and ownership.
+ */
+import { randomBytes } from "node:crypto";
+import { importJWK, jwtVerify } from "jose";
+import { afterAll, describe, expect, it } from "vitest";
+import { upsertUser } from "../domain/identity/actor.ts";
+import { hashAgentToken } from "../domain/workspaces/secrets.ts";
+import { sessions, workspaceInstances } from "../store/schema.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
+import { startPushService, testSubscriptionKeys } from "../test/push-service.ts";
+import { waitFor } from "../test/wait.ts";
+
+describe("web push", async () => {
+  const service = await startPushService();
+  afterAll(() => service.close());
+  const cp = await startTestControlPlane(
+    {},
+    { runBuilds: false, push: { agent: service.agent, allowIpEndpoints: true } },
+  );
+  const { db, pool } = cp.deps.database;
+  const token = cp.localToken;
+  const ownerId: string = (await pool.query("SELECT id FROM users WHERE external_id = 'local:owner'")).rows[0]
+    .id;
+  const ws = await insertWorkspace(db, ownerId, { name: "pushy", state: "ready" });
+  const [session] = await db.insert(sessions).values({ workspaceId: ws.id, name: "main" }).returning();
+  const agentToken = randomBytes(24).toString("base64url");
+  await db
+    .insert(workspaceInstances)
+    .values({ workspaceId: ws.id, agentTokenHash: hashAgentToken(agentToken) });
+
+  let seq = 0;
+  /** The box agent reports a notification, as it does after a Claude Code hook. */
+  const agentNotifies = async (payload: Record<string, unknown>) => {
+    const res = await fetch(`${cp.url}/agent/v1/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${agentToken}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        events: [
+          {
+            seq: ++seq,
+            at: new Date().toISOString(),
+            type: "notification",
+            payload: { source: "hook", session: "main", message: "", dedupeKey: `n-${seq}`, ...payload },
+          },
+        ],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const { rows } = await pool.query("SELECT id FROM notifications WHERE dedupe_key = $1", [`n-${seq}`]);
+    return rows[0].id as string;
+  };
+  /** Waits until the push sender has dealt with the notification (claimed it, and sent or skipped). */
+  const handled = async (notificationId: string) => {
+    await waitFor("the push claim", async () => {
+      const { rows } = await pool.query("SELECT pushed_at FROM notifications WHERE id = $1", [
+        notificationId,
+      ]);
+      return rows[0].pushed_at !== null;
+    });
+    await cp.push.settle();
+  };
+
+  const keys = testSubscriptionKeys();
+  const endpoint = `${service.url}/push/device-1`;
+  let subscriptionId = "";
+
+  it("refuses a bad subscription body with a 400 naming the field", async () => {
+    const bad: Array<[unknown, string]> = [
+      [{ endpoint, keys: { p256dh: keys.p256dh } }, "keys.auth"],
+      [{ endpoint: "http://push.example/x", keys }, "endpoint"],
+      [{ endpoint, keys: { p256dh: "short", auth: keys.auth } }, "keys.p256dh"],
+      [{ keys }, "endpoint"],
+    ];
+    for (const [body, field] of bad) {
+      const res = await cp.api("/api/v1/push/subscriptions", { method: "POST", token, json: body });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(await json(res))).toContain(field);
+    }
+  });
+
+  it("subscribes a device and pushes 'needs you' encrypted, with TTL, urgency, topic and a valid VAPID JWT", async () => {
+    const res = await cp.api("/api/v1/push/subscriptions", {
+      method: "POST",
+      token,
+      json: {
+        endpoint,
+        keys: { p256dh: keys.p256dh, auth: keys.auth },
+        expirationTime: null,
+        device: "phone",
+      },
+    });
+    expect(res.status).toBe(201);
+    subscriptionId = (await json(res)).subscription.id;
+
+    const id = await agentNotifies({
+      kind: "permission_prompt",
+      title: "Claude needs your permission: Bash",
+    });
+    await handled(id);
+    expect(service.received).toHaveLength(1);
+    const push = service.received[0]!;
+    expect(push.path).toBe("/push/device-1");
+    expect(push.headers["content-encoding"]).toBe("aes128gcm");
+    expect(push.headers.ttl).toBe("3600");
+    expect(push.headers.urgency).toBe("high");
+    expect(push.headers.topic).toBe(session!.id.replaceAll("-", ""));
+    expect(JSON.parse(keys.decrypt(push.body))).toEqual({
+      title: "Claude needs your permission: Bash",
+      body: "main",
+      kind: "permission_prompt",
+      tag: `session-${session!.id}`,
+      url: `/#/t/${session!.id}`,
+    });
+
+    // VAPID (RFC 8292): a JWT for this push service's origin, signed with the key the browser subscribed to.
+    const { publicKey } = await json(await cp.api("/api/v1/push/key", { token }));
+    const m = /^vapid t=([^,]+), k=(.+)$/.exec(String(push.headers.authorization));
+    expect(m).not.toBeNull();
+    expect(m![2]).toBe(publicKey);
+    const point = Buffer.from(publicKey, "base64url");
+    const key = await importJWK({
+      kty: "EC",
+      crv: "P-256",
+      x: point.subarray(1, 33).toString("base64url"),
+      y: point.subarray(33).toString("base64url"),
+      alg: "ES256",
+    });
+    const { payload } = await jwtVerify(m![1]!, key, { audience: service.url });
+    expect(payload.sub).toMatch(/^(mailto:|https:)/);
+    expect(payload.exp! * 1000 - Date.now()).toBeLessThanOrEqual(24 * 3600 * 1000);
+  });
+
+  it("pushes 'finished' only after Claude worked a while, and errors", async () => {
+    const quick = await agentNotifies({ kind: "stop", title: "Claude finished", workedSeconds: 8 });
+    const long = await agentNotifies({ kind: "stop", title: "Claude finished", workedSeconds: 600 });
+    const failed = await agentNotifies({ kind: "stop_failure", title: "Claude stopped: rate limit" });
+    await handled(long);
+    await handled(failed);
+    const { rows } = await pool.query("SELECT push, pushed_at FROM notifications WHERE id = $1", [quick]);
+    expect(rows[0]).toEqual({ push: false, pushed_at: null });
+    const titles = service.received.slice(1).map((p) => JSON.parse(keys.decrypt(p.body)).title);
+    expect(titles.sort()).toEqual(["Claude finished", "Claude stopped: rate limit"]);
+  });
+
+  it("sends nothing while a Berth tab of the user is visible and focused", async () => {
+    const before = service.received.length;
+    expect(
+      (await cp.api("/api/v1/presence", { method: "POST", token, json: { focused: true } })).status,
+    ).toBe(204);
+    await handled(await agentNotifies({ kind: "elicitation_dialog", title: "Claude has a question" }));
+    expect(service.received).toHaveLength(before);
+    expect(
+      (await cp.api("/api/v1/presence", { method: "POST", token, json: { focused: false } })).status,
+    ).toBe(204);
+    await handled(await agentNotifies({ kind: "elicitation_dialog", title: "Claude has a question" }));
+    expect(service.received).toHaveLength(before + 1);
+    const bad = await cp.api("/api/v1/presence", { method: "POST", token, json: { focused: "yes" } });
+    expect(bad.status).toBe(400);
+  });
+
+  it("someone else's subscription is a 404; the owner lists and deletes theirs", async () => {
+    const mallory = await upsertUser(cp.deps.store, "user_push_mallory");
+    const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(mallory)}`;
+    const del = await cp.api(`/api/v1/push/subscriptions/${subscriptionId}`, {
+      method: "DELETE",
+      headers: { cookie },
+    });
+    expect(del.status).toBe(404);
+    const theirs = await json(await cp.api("/api/v1/push/subscriptions", { headers: { cookie } }));
+    expect(theirs.subscriptions).toEqual([]);
+    const mine = await json(await cp.api("/api/v1/push/subscriptions", { token }));
+    expect(mine.subscriptions).toMatchObject([{ id: subscriptionId, device: "phone", service: service.url }]);
+    expect(JSON.stringify(mine)).not.toContain("device-1"); // the endpoint itself is a capability
+  });
+
+  it("deletes a subscription the push service says is gone (410)", async () => {
+    service.statusFor.set("/push/device-1", 410);
+    await handled(await agentNotifies({ kind: "permission_prompt", title: "Claude needs your permission" }));
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM push_subscriptions WHERE id = $1", [
+      subscriptionId,
+    ]);
+    expect(rows[0].n).toBe(0);
+    const del = await cp.api(`/api/v1/push/subscriptions/${subscriptionId}`, { method: "DELETE", token });
+    expect(del.status).toBe(404);
+  });
+});
