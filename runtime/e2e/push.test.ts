@@ -6,9 +6,12 @@
 import { randomBytes } from "node:crypto";
 import { importJWK, jwtVerify } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
+import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { hashAgentToken } from "../domain/workspaces/secrets.ts";
+import { createLogger } from "../platform/logger.ts";
 import { sessions, workspaceInstances } from "../store/schema.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
 import { startPushService, testSubscriptionKeys } from "../test/push-service.ts";
@@ -187,4 +190,91 @@ describe("web push", async () => {
     const del = await cp.api(`/api/v1/push/subscriptions/${subscriptionId}`, { method: "DELETE", token });
     expect(del.status).toBe(404);
   });
+
+  it("serves the PWA: manifest, icons and the service worker at the root", async () => {
+    await ensureWebBuild(createLogger("silent"));
+    const manifest = await fetch(`${cp.url}/manifest.webmanifest`);
+    expect(manifest.status).toBe(200);
+    expect(manifest.headers.get("content-type")).toContain("application/manifest+json");
+    const m = await manifest.json();
+    expect(m).toMatchObject({ name: "Berth", start_url: "/", display: "standalone" });
+    for (const icon of m.icons) {
+      const res = await fetch(`${cp.url}${icon.src}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("image/png");
+    }
+    const sw = await fetch(`${cp.url}/sw.js`);
+    expect(sw.status).toBe(200);
+    expect(sw.headers.get("content-type")).toContain("javascript");
+    expect(sw.headers.get("cache-control")).toBe("no-cache");
+  });
+
+  it.skipIf(!HAVE_CHROMIUM)(
+    "in Chromium the service worker shows a pushed message (DevTools deliverPushMessage); the tab reports presence",
+    async () => {
+      await ensureWebBuild(createLogger("silent"));
+      const browser = await launchChromium();
+      try {
+        const context = await browser.newContext({ viewport: { width: 360, height: 740 } });
+        await context.grantPermissions(["notifications"], { origin: cp.url });
+        const page = await context.newPage();
+        await pool.query("UPDATE users SET focused_until = NULL WHERE id = $1", [ownerId]);
+        await page.goto(cp.loginUrl!);
+        await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+        // The visible, focused tab says so: pushes to this user are held back meanwhile.
+        await waitFor("presence reported", async () => {
+          const { rows } = await pool.query(
+            "SELECT focused_until > now() AS present FROM users WHERE id = $1",
+            [ownerId],
+          );
+          return rows[0].present === true;
+        });
+        await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+        const cdp = await context.newCDPSession(page);
+        const registrationId = new Promise<string>((resolve) =>
+          cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => {
+            const r = e.registrations.find((x) => x.scopeURL === `${cp.url}/` && !x.isDeleted);
+            if (r) resolve(r.registrationId);
+          }),
+        );
+        await cdp.send("ServiceWorker.enable");
+        const message = {
+          title: "Claude needs your permission: Bash",
+          body: "main: npm test",
+          kind: "permission_prompt",
+          tag: `session-${session!.id}`,
+          url: `/#/t/${session!.id}`,
+        };
+        await cdp.send("ServiceWorker.deliverPushMessage", {
+          origin: cp.url,
+          registrationId: await registrationId,
+          data: JSON.stringify(message),
+        });
+        const shown = () =>
+          page.evaluate(async () =>
+            (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({
+              title: n.title,
+              body: n.body,
+              tag: n.tag,
+              url: (n.data as { url: string }).url,
+            })),
+          );
+        await expect
+          .poll(shown)
+          .toEqual([{ title: message.title, body: message.body, tag: message.tag, url: message.url }]);
+        // A newer push for the same session replaces it (same tag).
+        await cdp.send("ServiceWorker.deliverPushMessage", {
+          origin: cp.url,
+          registrationId: await registrationId,
+          data: JSON.stringify({ ...message, title: "Claude finished", kind: "stop" }),
+        });
+        await expect.poll(async () => (await shown()).map((n) => n.title)).toEqual(["Claude finished"]);
+        await page.getByRole("button", { name: /^notifications/ }).click();
+        await page.getByRole("button", { name: "Push to this device" }).waitFor();
+        await page.screenshot({ path: `${RESULTS}phone-push-feed.png` });
+      } finally {
+        await browser.close();
+      }
+    },
+  );
 });
