@@ -88,8 +88,13 @@ describe("Claude state from hooks", () => {
   it("without earlier hooks (an older Claude Code), the Notification hook still notifies and sets the state", () => {
     const { c, notes, states } = center();
     c.fromHook(hook({ hook_event_name: "Notification", notification_type: "permission_prompt" }), "s");
+    // A second prompt with only the Notification hook is a new event, not an echo.
+    c.fromHook(
+      hook({ hook_event_name: "Notification", notification_type: "permission_prompt", message: "again" }),
+      "s",
+    );
     c.fromHook(hook({ hook_event_name: "Notification", notification_type: "idle_prompt" }), "t");
-    expect(notes.map((n) => n.kind)).toEqual(["permission_prompt", "idle_prompt"]);
+    expect(notes.map((n) => n.kind)).toEqual(["permission_prompt", "permission_prompt", "idle_prompt"]);
     expect(states.map((s) => [s.session, s.state])).toEqual([
       ["s", "needs_you"],
       ["t", "idle"],

@@ -51,7 +51,7 @@ export function hookToCandidate(
   input: ClaudeHookInput,
   session: string | null,
   /** The session's state before this hook (claude-state.ts `SessionClaudeState`). */
-  before?: { state: ClaudeState; since: number },
+  before?: { state: ClaudeState; since: number; cause: string },
 ): NotificationCandidate | null {
   let kind: keyof typeof TITLES;
   let title: string | undefined = input.title?.trim();
@@ -66,7 +66,10 @@ export function hookToCandidate(
       else if (type === undefined)
         kind = /permission/i.test(input.message ?? "") ? "permission_prompt" : "idle_prompt";
       else return null;
-      if (kind !== "idle_prompt" && before?.state === "needs_you") return null;
+      // The echo of a PermissionRequest/Elicitation already notified. (A needs-you the Notification hook itself
+      // set, as with a Claude Code without those hooks, is no echo: each such prompt notifies.)
+      if (kind !== "idle_prompt" && before?.state === "needs_you" && before.cause !== "Notification")
+        return null;
       if (kind === "idle_prompt" && before !== undefined && before.state !== "working") return null;
       break;
     }
