@@ -8,8 +8,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
+import { SYSTEM } from "../store/actors.ts";
 import { connectDatabase } from "../store/client.ts";
-import { sessions } from "../store/schema.ts";
+import { sessions, workspaceBuilds } from "../store/schema.ts";
 import { Store } from "../store/store.ts";
 import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
@@ -147,6 +148,26 @@ describe("idle autostop", async () => {
     ]);
     clock += 6 * MIN;
     expect((await autostop.tick()).stopped).not.toContain(ws.id);
+  });
+
+  it("a new box forgets the Claude states of the previous one (a stale 'working' would hold off autostop)", async () => {
+    const ws = await idleWorkspace("rewoken");
+    await db.insert(sessions).values({
+      workspaceId: ws.id,
+      name: "main",
+      claudeState: "working",
+      claudeStateSince: new Date(t0),
+    });
+    const [build] = await db
+      .insert(workspaceBuilds)
+      .values({ workspaceId: ws.id, number: 1, transition: "start", reason: "user", status: "running" })
+      .returning();
+    await cp.deps.store.as(SYSTEM.builds).buildQueue.openInstance(build!, "hash-of-a-new-token");
+    const { rows } = await pool.query(
+      "SELECT claude_state, claude_state_detail, claude_state_since FROM sessions WHERE workspace_id = $1",
+      [ws.id],
+    );
+    expect(rows).toEqual([{ claude_state: null, claude_state_detail: null, claude_state_since: null }]);
   });
 
   it("someone else's workspace: settings and keep running are 404", async () => {
