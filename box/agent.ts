@@ -245,6 +245,7 @@ export class Agent {
       log: this.log,
       ...this.o.dedupe,
       ...(this.o.claudeQuietMs !== undefined ? { quietMs: this.o.claudeQuietMs } : {}),
+      claudeStatePath: join(this.paths.state, "claude-states.json"),
     });
     this.claudeSweep = setInterval(() => this.center?.claude.sweep(), 5_000);
     this.claudeSweep.unref();

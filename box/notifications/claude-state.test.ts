@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { ClaudeStatePayload, NotificationPayload } from "../protocol.ts";
@@ -116,6 +119,26 @@ describe("Claude state from hooks", () => {
     expect(t.get("s")).toMatchObject({ state: "idle", detail: "quiet", since: now });
     t.sweep();
     expect(changes.map((c) => c.state)).toEqual(["working", "idle"]);
+  });
+
+  it("keeps its states across a restart, so an interrupt after it still falls back to idle", () => {
+    const statePath = join(mkdtempSync(join(tmpdir(), "berth-claude-state-")), "claude-states.json");
+    let now = 5_000_000;
+    const first = new ClaudeStateTracker({ publish: () => {}, quietMs: 60_000, now: () => now, statePath });
+    first.onHook(hook({ hook_event_name: "UserPromptSubmit" }), "s");
+    const changes: ClaudeStatePayload[] = [];
+    const second = new ClaudeStateTracker({
+      publish: (c) => changes.push(c),
+      quietMs: 60_000,
+      now: () => now,
+      statePath,
+    });
+    expect(second.get("s")).toMatchObject({ state: "working", since: 5_000_000 });
+    now += 61_000;
+    second.sweep();
+    expect(changes).toEqual([{ session: "s", state: "idle", detail: "quiet" }]);
+    writeFileSync(statePath, "{ not json");
+    expect(new ClaudeStateTracker({ publish: () => {}, statePath }).get("s")).toBeUndefined();
   });
 
   it("reads the error kind loosely", () => {

@@ -13,7 +13,8 @@
  *
  * Each change is published once (the agent turns it into a `claude_state` event; its time is the "since").
  */
-import type { ClaudeState, ClaudeStatePayload } from "../protocol.ts";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { CLAUDE_STATES, type ClaudeState, type ClaudeStatePayload, SESSION_NAME_RE } from "../protocol.ts";
 import { type ClaudeHookInput, errorKind } from "./hook-input.ts";
 
 export { errorKind };
@@ -30,6 +31,11 @@ export interface ClaudeStateTrackerOptions {
   publish: (change: ClaudeStatePayload, at: Date) => void;
   quietMs?: number;
   now?: () => number;
+  /**
+   * Where the states are kept across agent restarts (`system/state/claude-states.json`): a Claude that
+   * was working when the agent restarted and is then interrupted must still fall back to idle.
+   */
+  statePath?: string;
 }
 
 export const DEFAULT_QUIET_MS = 90_000;
@@ -40,11 +46,42 @@ export class ClaudeStateTracker {
   readonly #now: () => number;
   readonly #states = new Map<string, SessionClaudeState>();
   readonly #lastOutput = new Map<string, number>();
+  readonly #statePath: string | undefined;
 
   constructor(options: ClaudeStateTrackerOptions) {
     this.#publish = options.publish;
     this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
     this.#now = options.now ?? Date.now;
+    this.#statePath = options.statePath;
+    for (const [session, s] of Object.entries(this.#load())) this.#states.set(session, s);
+  }
+
+  #load(): Record<string, SessionClaudeState> {
+    if (!this.#statePath) return {};
+    try {
+      const raw = JSON.parse(readFileSync(this.#statePath, "utf8")) as Record<string, SessionClaudeState>;
+      return Object.fromEntries(
+        Object.entries(raw).filter(
+          ([name, s]) =>
+            SESSION_NAME_RE.test(name) &&
+            (CLAUDE_STATES as readonly string[]).includes(s?.state) &&
+            Number.isFinite(s.since),
+        ),
+      );
+    } catch {
+      return {}; // none yet, or unreadable: start empty (hooks rebuild it)
+    }
+  }
+
+  #save(): void {
+    if (!this.#statePath) return;
+    try {
+      const tmp = `${this.#statePath}.tmp`;
+      writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.#states)), { mode: 0o600 });
+      renameSync(tmp, this.#statePath);
+    } catch {
+      // Best effort: losing it only costs the interrupt fallback across a restart.
+    }
   }
 
   get(session: string): SessionClaudeState | undefined {
@@ -83,6 +120,7 @@ export class ClaudeStateTracker {
     }
     const since = this.#now();
     this.#states.set(session, { state, detail, cause, since });
+    this.#save();
     this.#publish({ session, state, detail }, new Date(since));
   }
 }

@@ -17,6 +17,8 @@ export interface NotificationCenterOptions {
   publishState?: (change: ClaudeStatePayload, at: Date) => void;
   /** How long a working Claude's pane may stay silent before it counts as idle (an interrupt). */
   quietMs?: number;
+  /** Where the Claude states survive agent restarts (claude-state.ts). */
+  claudeStatePath?: string;
   log: Logger;
   windowMs?: number;
   holdMs?: number;
@@ -33,6 +35,7 @@ export class NotificationCenter {
     this.claude = new ClaudeStateTracker({
       publish: options.publishState ?? (() => {}),
       ...(options.quietMs !== undefined ? { quietMs: options.quietMs } : {}),
+      ...(options.claudeStatePath ? { statePath: options.claudeStatePath } : {}),
     });
     const dedupe: ConstructorParameters<typeof NotificationDeduper>[0] = { emit: options.publish };
     if (options.windowMs !== undefined) dedupe.windowMs = options.windowMs;
