@@ -16,6 +16,7 @@ import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
 import { startPushService, testSubscriptionKeys } from "../test/push-service.ts";
 import { waitFor } from "../test/wait.ts";
+import { Autostop } from "../workers/autostop.ts";
 
 describe("web push", async () => {
   const service = await startPushService();
@@ -163,6 +164,34 @@ describe("web push", async () => {
     expect(service.received).toHaveLength(before + 1);
     const bad = await cp.api("/api/v1/presence", { method: "POST", token, json: { focused: "yes" } });
     expect(bad.status).toBe(400);
+  });
+
+  it("pushes the autostop warning, short-lived, opening the workspace", async () => {
+    const before = service.received.length;
+    const idle = await insertWorkspace(db, ownerId, {
+      name: "sleepy",
+      state: "ready",
+      lastActivityAt: new Date(Date.now() - 60 * 60_000),
+      stateChangedAt: new Date(Date.now() - 60 * 60_000),
+    });
+    const autostop = new Autostop({
+      store: cp.deps.store,
+      workspaces: cp.deps.workspaces,
+      log: createLogger("silent"),
+    });
+    expect((await autostop.tick()).warned).toContain(idle.id);
+    const { rows } = await pool.query("SELECT id FROM notifications WHERE workspace_id = $1", [idle.id]);
+    await handled(rows[0].id);
+    expect(service.received).toHaveLength(before + 1);
+    const push = service.received.at(-1)!;
+    expect(push.headers.ttl).toBe("300");
+    expect(push.headers.urgency).toBe("high");
+    expect(JSON.parse(keys.decrypt(push.body))).toMatchObject({
+      kind: "autostop_warning",
+      title: "Idle: sleepy hibernates soon",
+      tag: `workspace-${idle.id}`,
+      url: `/#/w/${idle.id}`,
+    });
   });
 
   it("someone else's subscription is a 404; the owner lists and deletes theirs", async () => {
