@@ -38,7 +38,7 @@ import {
   VolumeTimeoutError,
 } from "./layout/volume.ts";
 import { ensureLayout, type LayoutPaths, layoutPaths, type Owner } from "./layout/workspace-layout.ts";
-import { installClaudeHooks } from "./notifications/install-hooks.ts";
+import { installClaudeHooks, writeAgentPortFile } from "./notifications/install-hooks.ts";
 import { LogTailer } from "./notifications/log-tailer.ts";
 import { type LoopbackServer, startLoopbackServer } from "./notifications/loopback-server.ts";
 import { NotificationCenter } from "./notifications/notification-center.ts";
@@ -84,6 +84,8 @@ export interface AgentOptions {
   previewIntervalMs?: number;
   tailPollMs?: number;
   dedupe?: { windowMs?: number; holdMs?: number };
+  /** Silence of a working Claude's pane after which it counts as idle (interrupted); see claude-state.ts. */
+  claudeQuietMs?: number;
   volumeWaitMs?: number;
 }
 
@@ -110,6 +112,7 @@ export class Agent {
   private tailer: LogTailer | null = null;
   private previews: PreviewScanner | null = null;
   private center: NotificationCenter | null = null;
+  private claudeSweep: NodeJS.Timeout | null = null;
   private tailnetIp: string | null = null;
   private earlyLogs: Array<{ log: LogPayload; at: string }> = [];
   private lastSessions: string[] | undefined;
@@ -233,7 +236,7 @@ export class Agent {
     try {
       const r = await installClaudeHooks({
         claudeDir: this.paths.claude,
-        agentPort: s.BERTH_AGENT_PORT,
+        portFile: agentPortFile(this.paths.root),
         owner: this.o.boxUser,
       });
       this.log.info({ changed: r.changed }, "Claude Code hooks installed");
@@ -244,9 +247,14 @@ export class Agent {
 
     this.center = new NotificationCenter({
       publish: (payload) => this.append({ type: "notification", at: new Date().toISOString(), payload }),
+      publishState: (payload, at) => this.append({ type: "claude_state", at: at.toISOString(), payload }),
       log: this.log,
       ...this.o.dedupe,
+      ...(this.o.claudeQuietMs !== undefined ? { quietMs: this.o.claudeQuietMs } : {}),
+      claudeStatePath: join(this.paths.state, "claude-states.json"),
     });
+    this.claudeSweep = setInterval(() => this.center?.claude.sweep(), 5_000);
+    this.claudeSweep.unref();
     try {
       this.loopback = await startLoopbackServer({
         port: s.BERTH_AGENT_PORT,
@@ -256,6 +264,8 @@ export class Agent {
         // its endpoint is up, which is the step after this one.
         ...(this.o.sessions ? { onEnsureSession: (name: string) => this.o.sessions!.ensure(name) } : {}),
       });
+      // The hooks read the port from here at each run: a Claude started under an earlier agent finds us.
+      writeAgentPortFile(agentPortFile(this.paths.root), this.loopback.port);
     } catch (err) {
       throw new StepError("loopback endpoint", err);
     }
@@ -299,6 +309,7 @@ export class Agent {
     this.setLifecycle("shutting_down");
     await this.previews?.stop();
     this.tailer?.stop();
+    if (this.claudeSweep) clearInterval(this.claudeSweep);
     this.center?.flush();
     await this.loopback?.close().catch(() => {});
     await this.terminal?.close().catch((err: Error) => this.log.warn({ err: err.message }, "terminal close"));
@@ -480,6 +491,11 @@ export class Agent {
     if (this.o.plan?.version) status.environmentVersion = this.o.plan.version;
     return status;
   }
+}
+
+/** Where the agent publishes its loopback port for the Claude Code hook command (agent-owned, world-readable). */
+export function agentPortFile(root: string): string {
+  return join(root, "system", "agent-port");
 }
 
 function readVersion(): string {

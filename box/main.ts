@@ -209,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
     env: tmuxEnvironment,
     environment: () => plan.environment(),
     guided: (name) => plan.guided(name),
+    npmPrefix: join(s.BERTH_WORKSPACE_ROOT, "user", "home", ".local"),
   });
   let boxUser: AgentOptions["boxUser"] = null;
   let boxUserError: string | undefined;

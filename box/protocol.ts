@@ -264,6 +264,7 @@ export const NOTIFICATION_KINDS = [
   "idle_prompt",
   "elicitation_dialog",
   "stop",
+  "stop_failure",
   "osc",
 ] as const;
 export const notificationPayload = z.object({
@@ -275,6 +276,8 @@ export const notificationPayload = z.object({
   message: boundedText(LIMITS.maxMessage),
   /** Unique per workspace; the control plane's `notifications (workspace, dedupe_key)` key. */
   dedupeKey: id,
+  /** `stop`: how long Claude had been working (the control plane pushes only long turns' ends). */
+  workedSeconds: z.int().min(0).optional(),
 });
 export type NotificationPayload = z.infer<typeof notificationPayload>;
 
@@ -290,6 +293,23 @@ export const previewPayload = z.object({
   framework: boundedText(40).nullable(),
 });
 export type PreviewPayload = z.infer<typeof previewPayload>;
+
+/**
+ * What Claude Code in a session is doing, from its hooks (box/notifications/claude-state.ts):
+ * `working` (a prompt was submitted, a tool ran), `needs_you` (a permission request or a question),
+ * `idle` (its turn ended, or its output went quiet after an interrupt), `error` (the turn failed: `detail`
+ * holds the kind, e.g. `rate_limit`), `ended` (Claude exited). The event's `at` is the state's "since".
+ */
+export const CLAUDE_STATES = ["working", "needs_you", "idle", "error", "ended"] as const;
+export const claudeState = z.enum(CLAUDE_STATES);
+export type ClaudeState = z.infer<typeof claudeState>;
+export const claudeStatePayload = z.object({
+  session: sessionName,
+  state: claudeState,
+  /** The tool a permission request names, the error kind, or why the state was inferred (`quiet`). */
+  detail: boundedText(200).nullable(),
+});
+export type ClaudeStatePayload = z.infer<typeof claudeStatePayload>;
 
 const fieldValue = z.union([boundedText(LIMITS.maxFieldValue), z.number(), z.boolean(), z.null()]);
 export const logPayload = z.object({
@@ -317,6 +337,7 @@ export const agentEvent = z.discriminatedUnion("type", [
   z.object({ ...eventBase, type: z.literal("preview"), payload: previewPayload }),
   z.object({ ...eventBase, type: z.literal("log"), payload: logPayload }),
   z.object({ ...eventBase, type: z.literal("lifecycle"), payload: lifecyclePayload }),
+  z.object({ ...eventBase, type: z.literal("claude_state"), payload: claudeStatePayload }),
 ]);
 export type AgentEvent = z.infer<typeof agentEvent>;
 export type AgentEventType = AgentEvent["type"];

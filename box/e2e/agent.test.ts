@@ -1,5 +1,7 @@
+import { spawn } from "node:child_process";
 import {
   appendFileSync,
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -13,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { Agent, type AgentOptions } from "../agent.ts";
+import { Agent, type AgentOptions, agentPortFile } from "../agent.ts";
 import { agentSettingsSchema, type BootConfig } from "../boot-config.ts";
 import type { SessionManager } from "../home/desired-state.ts";
 import { mountVolume, VolumeTimeoutError } from "../layout/volume.ts";
@@ -48,11 +50,12 @@ async function setup(
   overrides: Partial<AgentOptions> = {},
   rootPrep?: (root: string) => void,
   settings: Record<string, string> = {},
+  existingRoot?: string,
 ) {
   const state = newFakeState(TOKEN);
   const cp = await startFakeControlPlane(state);
   cleanups.push(() => cp.close());
-  const root = mkdtempSync(join(tmpdir(), "berth-agent-"));
+  const root = existingRoot ?? mkdtempSync(join(tmpdir(), "berth-agent-"));
   rootPrep?.(root);
   const agentPort = await freePort();
   const config: BootConfig = {
@@ -104,8 +107,9 @@ describe("Agent (local mode, against a fake control plane)", () => {
     expect(agent.lifecycle).toBe("ready");
     expect(statSync(join(root, "user", ".ssh")).mode & 0o777).toBe(0o700);
     expect(readFileSync(join(root, "user", ".claude", "settings.json"), "utf8")).toContain(
-      `127.0.0.1:${agentPort}/hooks/claude`,
+      agentPortFile(root),
     );
+    expect(readFileSync(agentPortFile(root), "utf8")).toBe(`${agentPort}\n`);
     await waitFor(
       () => state.heartbeats.some((h) => h.lifecycle === "ready" && h.readyAt),
       "ready heartbeat",
@@ -178,6 +182,48 @@ describe("Agent (local mode, against a fake control plane)", () => {
     const seqs = state.applied.map((e) => e.seq);
     expect(seqs).toEqual(seqs.map((_, i) => i + 1)); // every event once, in order
     await expect(fetch(`http://127.0.0.1:${agentPort}/healthz`)).rejects.toThrow();
+  });
+
+  it("the hook command of a running Claude reaches the agent after it restarts on another port", async () => {
+    const first = await setup();
+    await first.agent.start();
+    expect(first.agent.lifecycle).toBe("ready");
+    // The command Claude loaded from settings.json at its start; it keeps running it across agent restarts.
+    const settings = JSON.parse(readFileSync(join(first.root, "user", ".claude", "settings.json"), "utf8"));
+    const command: string = settings.hooks.UserPromptSubmit[0].hooks[0].command;
+    expect(settings.hooks.Stop[0].hooks[0].command).toBe(command);
+    // Claude runs it in a tmux pane; a `tmux` that names the pane's session stands in for the real one here.
+    const bin = mkdtempSync(join(tmpdir(), "berth-fake-tmux-"));
+    writeFileSync(join(bin, "tmux"), "#!/bin/sh\necho main\n");
+    chmodSync(join(bin, "tmux"), 0o755);
+    const fire = async (event: Record<string, unknown>) => {
+      const child = spawn("sh", ["-c", command], {
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TMUX_PANE: "%0" },
+        stdio: ["pipe", "ignore", "inherit"],
+      });
+      child.stdin!.end(JSON.stringify({ session_id: "c1", cwd: "/w", ...event }));
+      expect(await new Promise((resolve) => child.once("exit", resolve))).toBe(0);
+    };
+    const states = (s: ReturnType<typeof newFakeState>) =>
+      s.applied.flatMap((e) => (e.type === "claude_state" ? [e.payload] : []));
+
+    await fire({ hook_event_name: "UserPromptSubmit", prompt: "fix the tests" });
+    await waitFor(() => states(first.state).length === 1, "working reported");
+    expect(states(first.state)).toEqual([{ session: "main", state: "working", detail: null }]);
+    await first.agent.shutdown(2000);
+
+    // The agent restarts on another port (as the local driver does at every start); the same command finds it.
+    const second = await setup({}, undefined, {}, first.root);
+    expect(second.agentPort).not.toBe(first.agentPort);
+    await second.agent.start();
+    expect(readFileSync(agentPortFile(first.root), "utf8")).toBe(`${second.agentPort}\n`);
+    await fire({ hook_event_name: "Stop", stop_hook_active: false });
+    await waitFor(
+      () => states(second.state).length === 1 && second.state.applied.some((e) => e.type === "notification"),
+      "idle and its notification reported to the restarted agent",
+    );
+    expect(states(second.state)).toEqual([{ session: "main", state: "idle", detail: null }]);
+    expect(second.state.applied.filter((e) => e.type === "notification")).toHaveLength(1);
   });
 
   it("stays up in start_error, naming the path, when the layout cannot be made; user data untouched", async () => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outbox } from "../home/outbox.ts";
-import { hookCommand } from "../notifications/install-hooks.ts";
+import { hookCommand, writeAgentPortFile } from "../notifications/install-hooks.ts";
 import { LogTailer } from "../notifications/log-tailer.ts";
 import { type LoopbackServer, startLoopbackServer } from "../notifications/loopback-server.ts";
 import { NotificationCenter } from "../notifications/notification-center.ts";
@@ -105,7 +105,8 @@ describe("notifications end to end", () => {
       });
       // Not spawnSync: the loopback server answers from this process, so blocking it would leave curl
       // waiting out its own timeout.
-      const hook = spawn("sh", ["-c", hookCommand(server.port)], {
+      writeAgentPortFile(join(dir, "agent-port"), server.port);
+      const hook = spawn("sh", ["-c", hookCommand(join(dir, "agent-port"))], {
         env: { ...process.env, TMUX: `${socket},${pid},0`, TMUX_PANE: pane },
         stdio: ["pipe", "ignore", "inherit"],
       });

@@ -4,7 +4,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { HOOK_MARKER, hookCommand, installClaudeHooks, NOTIFICATION_MATCHER } from "./install-hooks.ts";
+import {
+  HOOK_EVENTS,
+  HOOK_MARKER,
+  hookCommand,
+  installClaudeHooks,
+  NOTIFICATION_MATCHER,
+  writeAgentPortFile,
+} from "./install-hooks.ts";
 
 const dir = () => mkdtempSync(join(tmpdir(), "berth-hooks-"));
 const HOOKS_MODULE = fileURLToPath(new URL("./install-hooks.ts", import.meta.url));
@@ -21,23 +28,30 @@ if (process.getuid?.() === 0 && privateCheckout) {
     "install-hooks.test.ts: skipped the as-the-box-user case: this checkout is in a private directory the box user cannot enter",
   );
 }
+const PORT_FILE = "/srv/ws/system/agent-port";
+const OTHER_PORT_FILE = "/mnt/ws/system/agent-port";
 const read = (d: string) => JSON.parse(readFileSync(join(d, "settings.json"), "utf8"));
 
 describe("installClaudeHooks", () => {
   it("creates the documented hooks shape in an empty .claude", async () => {
     const d = dir();
-    expect((await installClaudeHooks({ claudeDir: d, agentPort: 7690 })).changed).toBe(true);
+    expect((await installClaudeHooks({ claudeDir: d, portFile: PORT_FILE })).changed).toBe(true);
     const s = read(d);
     expect(s.hooks.Notification).toEqual([
       {
         matcher: NOTIFICATION_MATCHER,
-        hooks: [{ type: "command", command: hookCommand(7690), timeout: 10 }],
+        hooks: [{ type: "command", command: hookCommand(PORT_FILE), timeout: 10 }],
       },
     ]);
-    expect(s.hooks.Stop).toEqual([{ hooks: [{ type: "command", command: hookCommand(7690), timeout: 10 }] }]);
+    expect(s.hooks.Stop).toEqual([
+      { hooks: [{ type: "command", command: hookCommand(PORT_FILE), timeout: 10 }] },
+    ]);
+    // The state hooks (claude-state.ts): working, needs you, idle, error, start and end.
+    expect(Object.keys(s.hooks).sort()).toEqual([...HOOK_EVENTS].sort());
+    for (const event of HOOK_EVENTS) expect(s.hooks[event][0].hooks[0].command).toBe(hookCommand(PORT_FILE));
   });
 
-  it("keeps the user's settings and hooks, is idempotent, and follows a port change", async () => {
+  it("keeps the user's settings and hooks, is idempotent, and follows a port file change", async () => {
     const d = dir();
     const user = {
       model: "opus",
@@ -48,42 +62,61 @@ describe("installClaudeHooks", () => {
       },
     };
     writeFileSync(join(d, "settings.json"), JSON.stringify(user));
-    await installClaudeHooks({ claudeDir: d, agentPort: 7690 });
+    await installClaudeHooks({ claudeDir: d, portFile: PORT_FILE });
     const once = readFileSync(join(d, "settings.json"), "utf8");
-    expect((await installClaudeHooks({ claudeDir: d, agentPort: 7690 })).changed).toBe(false);
+    expect((await installClaudeHooks({ claudeDir: d, portFile: PORT_FILE })).changed).toBe(false);
     expect(readFileSync(join(d, "settings.json"), "utf8")).toBe(once);
 
-    await installClaudeHooks({ claudeDir: d, agentPort: 7777 });
+    await installClaudeHooks({ claudeDir: d, portFile: OTHER_PORT_FILE });
     const s = read(d);
     expect(s.model).toBe("opus");
     expect(s.permissions).toEqual(user.permissions);
     expect(s.hooks.PreToolUse).toEqual(user.hooks.PreToolUse);
     expect(s.hooks.Stop[0]).toEqual(user.hooks.Stop[0]);
     const ourCommands = JSON.stringify(s).match(new RegExp(HOOK_MARKER, "g"));
-    expect(ourCommands).toHaveLength(2);
-    expect(JSON.stringify(s)).toContain("127.0.0.1:7777/hooks/claude");
-    expect(JSON.stringify(s)).not.toContain(":7690/");
+    expect(ourCommands).toHaveLength(HOOK_EVENTS.length);
+    expect(JSON.stringify(s)).toContain(OTHER_PORT_FILE);
+    expect(JSON.stringify(s)).not.toContain(PORT_FILE);
   });
 
   it("leaves broken JSON untouched and says why", async () => {
     const d = dir();
     writeFileSync(join(d, "settings.json"), "{ broken");
-    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+    await expect(installClaudeHooks({ claudeDir: d, portFile: PORT_FILE })).rejects.toThrow(
       /settings\.json is not valid JSON; leaving it untouched/,
     );
     expect(readFileSync(join(d, "settings.json"), "utf8")).toBe("{ broken");
     writeFileSync(join(d, "settings.json"), '{"hooks": {"Stop": {"not": "an array"}}}');
-    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+    await expect(installClaudeHooks({ claudeDir: d, portFile: PORT_FILE })).rejects.toThrow(
       /hooks\.Stop" must be an array/,
     );
   });
 
   it("produces a command that sh parses and that posts stdin with the session header", () => {
     // Parse-only check with the real shell: quoting mistakes would fail here.
-    execFileSync("sh", ["-n", "-c", hookCommand(7690)]);
-    expect(hookCommand(7690)).toMatch(
-      /--data-binary @- http:\/\/127\.0\.0\.1:7690\/hooks\/claude \|\| true # berth-agent-hook$/,
+    execFileSync("sh", ["-n", "-c", hookCommand(PORT_FILE)]);
+    expect(hookCommand(PORT_FILE)).toMatch(
+      /--data-binary @- "http:\/\/127\.0\.0\.1:\$p\/hooks\/claude" ; true # berth-agent-hook$/,
     );
+    // No port in the command: it is read from the file at each run, so it survives agent restarts.
+    expect(hookCommand(PORT_FILE)).toContain(`cat '${PORT_FILE}'`);
+    expect(() => hookCommand("relative/port")).toThrow(RangeError);
+    expect(() => hookCommand("/x/it's")).toThrow(RangeError);
+  });
+
+  it("runs to success without a port file, and posts nowhere (never to port 80)", () => {
+    const d = dir();
+    const out = execFileSync("sh", ["-c", `${hookCommand(join(d, "agent-port"))}\necho rc=$?`], {
+      input: "{}",
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    });
+    expect(out.trim()).toBe("rc=0");
+    writeAgentPortFile(join(d, "agent-port"), 4321);
+    expect(readFileSync(join(d, "agent-port"), "utf8")).toBe("4321\n");
+    expect(statSync(join(d, "agent-port")).mode & 0o777).toBe(0o644);
+    writeAgentPortFile(join(d, "agent-port"), 4322);
+    expect(readFileSync(join(d, "agent-port"), "utf8")).toBe("4322\n");
   });
 
   it("refuses a symlinked settings file without reading through it", async () => {
@@ -91,7 +124,7 @@ describe("installClaudeHooks", () => {
     const secret = join(dir(), "secret");
     writeFileSync(secret, "root:$y$hash:19000:0:99999:7:::");
     symlinkSync(secret, join(d, "settings.json"));
-    await expect(installClaudeHooks({ claudeDir: d, agentPort: 7690 })).rejects.toThrow(
+    await expect(installClaudeHooks({ claudeDir: d, portFile: PORT_FILE })).rejects.toThrow(
       /settings\.json is a symlink/,
     );
     expect(readFileSync(secret, "utf8")).toMatch(/^root:/);
@@ -105,7 +138,7 @@ describe("installClaudeHooks", () => {
       const d = dir();
       chownSync(d, 4242, 4242);
       expect(
-        (await installClaudeHooks({ claudeDir: d, agentPort: 7690, owner: { uid: 4242, gid: 4242 } }))
+        (await installClaudeHooks({ claudeDir: d, portFile: PORT_FILE, owner: { uid: 4242, gid: 4242 } }))
           .changed,
       ).toBe(true);
       expect(statSync(join(d, "settings.json"))).toMatchObject({ uid: 4242, gid: 4242 });
@@ -119,7 +152,7 @@ describe("installClaudeHooks", () => {
       symlinkSync(secret, join(d2, "settings.json"));
       const err = await installClaudeHooks({
         claudeDir: d2,
-        agentPort: 7690,
+        portFile: PORT_FILE,
         owner: { uid: 4242, gid: 4242 },
       }).catch((e: Error) => e);
       expect((err as Error).message).toMatch(/settings\.json is a symlink; leaving it untouched/);
@@ -128,7 +161,7 @@ describe("installClaudeHooks", () => {
       // A directory the box user cannot write: refused by the kernel, not by our checks.
       const d3 = dir();
       await expect(
-        installClaudeHooks({ claudeDir: d3, agentPort: 7690, owner: { uid: 4242, gid: 4242 } }),
+        installClaudeHooks({ claudeDir: d3, portFile: PORT_FILE, owner: { uid: 4242, gid: 4242 } }),
       ).rejects.toThrow(/EACCES/);
     },
   );

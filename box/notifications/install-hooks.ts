@@ -9,7 +9,11 @@
  * The hook command is a `curl` one-liner rather than Claude Code's `http` hook type or a Node script:
  * `http` hooks need Claude Code >= 2.1.63 and cannot compute the tmux session; a Node script depends on
  * whatever `node` the user's PATH has. curl is on every box (the image installs it), starts in
- * milliseconds, and `|| true` keeps a stopped agent from ever showing an error in Claude's UI.
+ * milliseconds, and ending in `true` keeps a stopped agent from ever showing an error in Claude's UI.
+ *
+ * The command does not hold the agent's port: it reads it, each time it runs, from the port file the agent
+ * rewrites at every start (`system/agent-port`, agent-owned, world-readable). A Claude process that outlives
+ * an agent restart (its settings loaded long ago) therefore reaches the new agent, whatever port it got.
  */
 import { spawnSync } from "node:child_process";
 import {
@@ -28,6 +32,20 @@ import { fileURLToPath } from "node:url";
 
 export const HOOK_MARKER = "berth-agent-hook";
 export const NOTIFICATION_MATCHER = "permission_prompt|idle_prompt|elicitation_dialog";
+/** The hook events Berth listens to (claude-state.ts says what each means); Notification has its matcher. */
+export const HOOK_EVENTS = [
+  "Notification",
+  "UserPromptSubmit",
+  "PermissionRequest",
+  "Elicitation",
+  "PostToolUse",
+  "Stop",
+  "StopFailure",
+  "SessionStart",
+  "SessionEnd",
+] as const;
+/** Characters a port file path may hold: it is written into a shell command between single quotes. */
+const SAFE_PATH = /^\/[A-Za-z0-9_./-]+$/;
 
 export class HookInstallError extends Error {
   override name = "HookInstallError";
@@ -38,17 +56,29 @@ export class HookInstallError extends Error {
  * `tmux display-message` turns it into the session name on the same tmux server (`$TMUX`). The agent
  * validates that header again.
  */
-export function hookCommand(agentPort: number): string {
-  if (!Number.isInteger(agentPort) || agentPort < 1 || agentPort > 65535)
-    throw new RangeError(`agent port must be 1-65535, got ${agentPort}`);
+export function hookCommand(portFile: string): string {
+  if (!SAFE_PATH.test(portFile))
+    throw new RangeError(`the agent port file must be an absolute path of [A-Za-z0-9_./-], got ${portFile}`);
+  // No port file (agent never started) or an empty one: post nowhere rather than to port 80.
   return [
-    "curl -sS -m 5 -o /dev/null -X POST",
+    `p=$(cat '${portFile}' 2>/dev/null); [ -n "$p" ] &&`,
+    "curl -sS -m 3 -o /dev/null -X POST",
     "-H 'Content-Type: application/json'",
     `-H "X-Berth-Session: $(tmux display-message -p -t "$TMUX_PANE" '#{session_name}' 2>/dev/null)"`,
     "--data-binary @-",
-    `http://127.0.0.1:${agentPort}/hooks/claude`,
-    `|| true # ${HOOK_MARKER}`,
+    `"http://127.0.0.1:$p/hooks/claude"`,
+    `; true # ${HOOK_MARKER}`,
   ].join(" ");
+}
+
+/** Writes the agent's current loopback port where the hook command reads it (replace, never a torn file). */
+export function writeAgentPortFile(portFile: string, port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new RangeError(`agent port must be 1-65535, got ${port}`);
+  const tmp = `${portFile}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, `${port}\n`, { mode: 0o644, flag: "wx" });
+  renameSync(tmp, portFile);
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -62,7 +92,7 @@ function ours(entry: HookEntry): boolean {
 /** Returns the merged settings text, or null when the file already holds exactly that. */
 export function mergeHookSettings(
   existing: string | null,
-  agentPort: number,
+  portFile: string,
   file = "settings.json",
 ): string | null {
   let settings: Record<string, Json>;
@@ -85,11 +115,16 @@ export function mergeHookSettings(
   if (typeof hooks !== "object" || hooks === null || Array.isArray(hooks))
     throw new HookInstallError(`${file}: "hooks" must be an object; leaving it untouched`);
 
-  const command = hookCommand(agentPort);
-  const wanted: Record<string, MatcherGroup> = {
-    Notification: { matcher: NOTIFICATION_MATCHER, hooks: [{ type: "command", command, timeout: 10 }] },
-    Stop: { hooks: [{ type: "command", command, timeout: 10 }] },
-  };
+  const command = hookCommand(portFile);
+  const wanted: Record<string, MatcherGroup> = Object.fromEntries(
+    HOOK_EVENTS.map((event) => [
+      event,
+      {
+        ...(event === "Notification" ? { matcher: NOTIFICATION_MATCHER } : {}),
+        hooks: [{ type: "command", command, timeout: 10 }],
+      },
+    ]),
+  );
   const merged: Record<string, Json> = { ...(hooks as Record<string, Json>) };
   for (const [event, group] of Object.entries(wanted)) {
     const current = merged[event] ?? [];
@@ -118,7 +153,8 @@ export interface InstallHooksResult {
 
 export interface InstallHooksOptions {
   claudeDir: string;
-  agentPort: number;
+  /** The file the agent writes its loopback port into (writeAgentPortFile); the hooks read it. */
+  portFile: string;
   /** The box user. When the agent runs as root, the file is read and written by a child running as them. */
   owner?: { uid: number; gid: number } | null;
 }
@@ -134,7 +170,7 @@ export interface InstallHooksOptions {
 export async function installClaudeHooks(options: InstallHooksOptions): Promise<InstallHooksResult> {
   const owner = options.owner;
   if (owner && process.getuid?.() === 0 && owner.uid !== 0) return installAsUser(options, owner);
-  return installHere(options.claudeDir, options.agentPort);
+  return installHere(options.claudeDir, options.portFile);
 }
 
 function installAsUser(
@@ -143,7 +179,7 @@ function installAsUser(
 ): InstallHooksResult {
   const r = spawnSync(
     process.execPath,
-    [fileURLToPath(import.meta.url), options.claudeDir, String(options.agentPort)],
+    [fileURLToPath(import.meta.url), options.claudeDir, options.portFile],
     {
       uid: owner.uid,
       gid: owner.gid,
@@ -162,7 +198,7 @@ function installAsUser(
 }
 
 /** Reads and writes as the current user, never following a symlink at the settings path. */
-function installHere(claudeDir: string, agentPort: number): InstallHooksResult {
+function installHere(claudeDir: string, portFile: string): InstallHooksResult {
   const path = join(claudeDir, "settings.json");
   let existing: string | null = null;
   let mode = 0o644;
@@ -184,7 +220,7 @@ function installHere(claudeDir: string, agentPort: number): InstallHooksResult {
       closeSync(fd);
     }
   }
-  const next = mergeHookSettings(existing, agentPort, path);
+  const next = mergeHookSettings(existing, portFile, path);
   if (next === null) return { path, changed: false };
   const tmp = join(dirname(path), `.settings.json.berth-${process.pid}`);
   rmSync(tmp, { force: true }); // a leftover (or planted) entry; rm removes a link, never its target
@@ -204,9 +240,9 @@ function installHere(claudeDir: string, agentPort: number): InstallHooksResult {
 }
 
 if (import.meta.main) {
-  // The unprivileged half of installAsUser: argv = claudeDir, agentPort.
+  // The unprivileged half of installAsUser: argv = claudeDir, portFile.
   try {
-    process.stdout.write(JSON.stringify(installHere(process.argv[2]!, Number(process.argv[3]))));
+    process.stdout.write(JSON.stringify(installHere(process.argv[2]!, process.argv[3]!)));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     process.exit(1);

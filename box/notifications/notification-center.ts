@@ -4,7 +4,8 @@
  * `notification` event in the outbox.
  */
 import type { Logger } from "pino";
-import type { NotificationPayload } from "../protocol.ts";
+import type { ClaudeStatePayload, NotificationPayload } from "../protocol.ts";
+import { ClaudeStateTracker } from "./claude-state.ts";
 import { NotificationDeduper } from "./dedupe.ts";
 import { type ClaudeHookInput, hookToCandidate } from "./hook-input.ts";
 import type { HookResult } from "./loopback-server.ts";
@@ -12,6 +13,12 @@ import { OscParser, type TerminalSignal } from "./osc-parser.ts";
 
 export interface NotificationCenterOptions {
   publish: (notification: NotificationPayload) => void;
+  /** Each change of a session's Claude state (claude-state.ts); its time is the state's "since". */
+  publishState?: (change: ClaudeStatePayload, at: Date) => void;
+  /** How long a working Claude's pane may stay silent before it counts as idle (an interrupt). */
+  quietMs?: number;
+  /** Where the Claude states survive agent restarts (claude-state.ts). */
+  claudeStatePath?: string;
   log: Logger;
   windowMs?: number;
   holdMs?: number;
@@ -21,9 +28,15 @@ export class NotificationCenter {
   private readonly deduper: NotificationDeduper;
   private readonly parsers = new Map<string, OscParser>();
   private readonly log: Logger;
+  readonly claude: ClaudeStateTracker;
 
   constructor(options: NotificationCenterOptions) {
     this.log = options.log;
+    this.claude = new ClaudeStateTracker({
+      publish: options.publishState ?? (() => {}),
+      ...(options.quietMs !== undefined ? { quietMs: options.quietMs } : {}),
+      ...(options.claudeStatePath ? { statePath: options.claudeStatePath } : {}),
+    });
     const dedupe: ConstructorParameters<typeof NotificationDeduper>[0] = { emit: options.publish };
     if (options.windowMs !== undefined) dedupe.windowMs = options.windowMs;
     if (options.holdMs !== undefined) dedupe.holdMs = options.holdMs;
@@ -35,7 +48,8 @@ export class NotificationCenter {
   }
 
   fromHook(input: ClaudeHookInput, session: string | null): HookResult {
-    const candidate = hookToCandidate(input, session);
+    const before = this.claude.onHook(input, session);
+    const candidate = hookToCandidate(input, session, before);
     if (!candidate) return "ignored";
     const result = this.deduper.hook(candidate);
     this.log.debug({ session, kind: candidate.kind, result }, "claude hook");
@@ -44,6 +58,7 @@ export class NotificationCenter {
 
   /** Bytes captured from a session's pane. */
   fromTerminal(session: string, chunk: Uint8Array): void {
+    this.claude.noteOutput(session);
     let parser = this.parsers.get(session);
     if (!parser) {
       parser = new OscParser();

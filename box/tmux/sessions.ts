@@ -47,6 +47,8 @@ export interface TmuxSessionsOptions extends TmuxServerOptions {
   environment?: () => readonly EnvironmentEntry[] | null;
   /** How a session starts when it is guided: Claude Code in `project` under `cwd`, `task` as its prompt. */
   guided?: (name: string) => { project: string | null; task: string } | undefined;
+  /** Where `npm install --global` from a pane installs (inside the workspace); unset: npm's default. */
+  npmPrefix?: string;
   /** Size of a detached session until a client attaches (tmux's detached default is 80x24). */
   width?: number;
   height?: number;
@@ -177,7 +179,10 @@ export class TmuxSessions {
     // For the same reason the shells are interactive but not login shells: Debian's /etc/profile resets
     // PATH, so the agent's PATH (which must include the box user's ~/.local/bin) is the one that counts.
     const path = tmuxEnv(this.#opts.env).PATH ?? "/usr/local/bin:/usr/bin:/bin";
-    const paneEnv = ["-e", `PATH=${path}`];
+    // Claude Code's auto-updater ignores the image's pin and `npm install -g`s over the host (issue 17):
+    // off in every pane, and any global install from a pane lands in the workspace (npmPrefix).
+    const npm = this.#opts.npmPrefix ? ["-e", `NPM_CONFIG_PREFIX=${this.#opts.npmPrefix}`] : [];
+    const paneEnv = ["-e", `PATH=${path}`, "-e", "DISABLE_AUTOUPDATER=1", ...npm];
     const claudePath = await findOnPath((this.#opts.claudeCommand ?? "claude").split(" ")[0]!, path);
     const claude = this.#opts.claudeCommand ?? "claude";
     const claudeLine = guided ? `${claude} ${shellQuote(guided.task)}` : claude;

@@ -49,4 +49,8 @@ export interface AppDeps {
   agentHeartbeatSeconds: number;
   /** Box-reported tailnet addresses are used only once the box proved them (domain/agents/tailnet-claims.ts). */
   tailnetClaims: TailnetClaims;
+  /** Web Push: the VAPID public key browsers subscribe with (platform/vapid.ts). */
+  vapidPublicKey: string;
+  /** Tests: accept push endpoints on IP literals (a local push service stand-in). */
+  allowIpPushEndpoints?: boolean;
 }

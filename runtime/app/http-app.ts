@@ -17,6 +17,7 @@ import { notificationRoutes } from "../api/routes/notifications.ts";
 import { onboardingRoutes } from "../api/routes/onboarding.ts";
 import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
+import { pushRoutes } from "../api/routes/push.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
 import { userSecretRoutes } from "../api/routes/user-secrets.ts";
@@ -116,6 +117,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   sessionRoutes(apiRouter);
   terminalRoutes(apiRouter, deps);
   notificationRoutes(apiRouter, deps);
+  pushRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
   overviewRoutes(apiRouter, deps);
   userSecretRoutes(apiRouter);

@@ -2,8 +2,10 @@
  * The composition root: builds every long-lived part of the control plane from a Config, in dependency
  * order, and tears them down in reverse.
  */
+
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
@@ -14,6 +16,7 @@ import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
+import { PushSender } from "../domain/push/push-sender.ts";
 import { WorkspaceService } from "../domain/workspaces/service.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
 import type { Config } from "../platform/config.ts";
@@ -21,12 +24,14 @@ import { createLogger, type Logger } from "../platform/logger.ts";
 import { createMetrics } from "../platform/metrics.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { UpgradeDispatcher } from "../platform/upgrade-dispatcher.ts";
-import type { UserActor } from "../store/actors.ts";
+import { loadVapidKeys } from "../platform/vapid.ts";
+import { SYSTEM, type UserActor } from "../store/actors.ts";
 import { connectDatabase, type Database } from "../store/client.ts";
 import { startEmbeddedPostgres } from "../store/embedded.ts";
 import { PgListener } from "../store/listener.ts";
 import { runMigrations } from "../store/migrate.ts";
 import { Store } from "../store/store.ts";
+import { Autostop } from "../workers/autostop.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
 import { Reconciler } from "../workers/reconciler.ts";
@@ -52,6 +57,8 @@ export interface ControlPlane {
   reconciler: Reconciler;
   /** Active health checks; the schedule runs `probeAll()` every minute, tests call it directly. */
   health: HealthProber;
+  /** Web Push delivery (tests wait on `settle()`). */
+  push: PushSender;
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -79,6 +86,8 @@ export interface StartOptions {
   /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
   terminal?: Partial<TerminalGatewayOptions>;
   worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
+  /** Web Push: tests trust a local push service's certificate and allow its IP-literal endpoint. */
+  push?: { agent?: HttpsAgent; allowIpEndpoints?: boolean };
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -160,6 +169,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       maxBlockSeconds: 24 * 3600,
       ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
     };
+    const vapid = loadVapidKeys({ dataDir: config.dataDir, ...config.vapid, publicUrl: config.publicUrl });
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -190,6 +200,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         log,
         allowAddress: loopbackBoxes,
       }),
+      vapidPublicKey: vapid.publicKey,
+      allowIpPushEndpoints: options.push?.allowIpEndpoints ?? false,
     };
 
     const { app, previews } = buildApp(deps);
@@ -247,10 +259,23 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       // Three missed heartbeats, and never less than half a minute.
       options: { heartbeatStaleMs: Math.max(30_000, 3_000 * heartbeatSeconds), ...options.health },
     });
+    const autostop = new Autostop({ store, workspaces: deps.workspaces, log });
+    const push = new PushSender({
+      scope: store.as(SYSTEM.push),
+      vapid,
+      log,
+      ...(options.push?.agent ? { agent: options.push.agent } : {}),
+    });
+    const unfollowPush = await push.follow(listener);
+    cleanup.push(async () => {
+      unfollowPush();
+      await push.settle();
+    });
     if (options.runSchedules !== false) {
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
         { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
+        { name: "autostop", cron: "* * * * *", run: () => autostop.tick() },
       ]);
       cleanup.push(() => scheduler.stop());
     }
@@ -265,6 +290,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       worker,
       reconciler,
       health,
+      push,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

@@ -18,7 +18,9 @@ function newestMtime(path: string): number {
 export function webBuildIsStale(root = WEB_ROOT): boolean {
   const built = join(root, "dist", "index.html");
   if (!existsSync(built)) return true;
-  const sources = ["index.html", "vite.config.ts", "src"].map((p) => join(root, p)).filter(existsSync);
+  const sources = ["index.html", "vite.config.ts", "src", "public"]
+    .map((p) => join(root, p))
+    .filter(existsSync);
   return Math.max(...sources.map(newestMtime)) > statSync(built).mtimeMs;
 }
 

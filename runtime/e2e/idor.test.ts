@@ -9,7 +9,14 @@ import { describe, expect, it } from "vitest";
 import { buildApp } from "../app/http-app.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
-import { notifications, previews, sessions, workspaceBuilds, workspaceInstances } from "../store/schema.ts";
+import {
+  notifications,
+  previews,
+  pushSubscriptions,
+  sessions,
+  workspaceBuilds,
+  workspaceInstances,
+} from "../store/schema.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
 
@@ -28,6 +35,7 @@ const OWNED_TABLES = [
   "previews",
   "preview_codes",
   "notifications",
+  "push_subscriptions",
   "agent_actions",
   "audit_log",
 ];
@@ -77,6 +85,15 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
 
   await cp.deps.store.as(alice).userSecrets.put(ws.id, "ALICE_KEY", "alice-value");
   const answers = { project: { name: "app", source: "new" }, goal: "a todo app", stack: "node" };
+  const [subscription] = await db
+    .insert(pushSubscriptions)
+    .values({
+      userId: alice.userId,
+      endpoint: "https://push.example/alice",
+      p256dh: "BAAA",
+      auth: "AAAA",
+    })
+    .returning();
 
   interface Case {
     path: string;
@@ -87,6 +104,10 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     "POST /api/v1/workspaces/:id/hibernate": [{ path: `/api/v1/workspaces/${ws.id}/hibernate` }],
     "POST /api/v1/workspaces/:id/wake": [{ path: `/api/v1/workspaces/${ws.id}/wake` }],
     "DELETE /api/v1/workspaces/:id": [{ path: `/api/v1/workspaces/${ws.id}` }],
+    "PATCH /api/v1/workspaces/:id": [
+      { path: `/api/v1/workspaces/${ws.id}`, body: { idleTimeoutMinutes: null } },
+    ],
+    "POST /api/v1/workspaces/:id/keep-running": [{ path: `/api/v1/workspaces/${ws.id}/keep-running` }],
     "POST /api/v1/builds/:id/cancel": [{ path: `/api/v1/builds/${build!.id}/cancel` }],
     "POST /api/v1/workspaces/:id/sessions": [
       { path: `/api/v1/workspaces/${ws.id}/sessions`, body: { name: "intruder" } },
@@ -97,6 +118,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     ],
     "POST /api/v1/sessions/:id/terminal-token": [{ path: `/api/v1/sessions/${session!.id}/terminal-token` }],
     "POST /api/v1/notifications/:id/read": [{ path: `/api/v1/notifications/${notification!.id}/read` }],
+    "DELETE /api/v1/push/subscriptions/:id": [{ path: `/api/v1/push/subscriptions/${subscription!.id}` }],
     "POST /api/v1/workspaces/:id/previews": [
       { path: `/api/v1/workspaces/${ws.id}/previews`, body: { port: 3001 } },
     ],
@@ -163,6 +185,9 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     // destroyed last. A state conflict (409) is fine here; a 404 is not.
     const order = [
       "POST /api/v1/notifications/:id/read",
+      "DELETE /api/v1/push/subscriptions/:id",
+      "PATCH /api/v1/workspaces/:id",
+      "POST /api/v1/workspaces/:id/keep-running",
       "POST /api/v1/previews/:id/share",
       "DELETE /api/v1/previews/:id/share",
       "POST /api/v1/previews/:id/open",

@@ -150,6 +150,7 @@ describe("preview proxy", async () => {
     });
 
     it("proxies HTTP and forwards neither the API's credentials nor spoofed forwarding headers", async () => {
+      await pool.query("UPDATE workspaces SET last_activity_at = NULL WHERE id = $1", [workspaceId]);
       const res = await raw(cp.url, `${prefix}/echo?x=1`, {
         headers: {
           ...bearer,
@@ -176,6 +177,11 @@ describe("preview proxy", async () => {
       // Not helmet's CSP, but a sandbox: on the API's origin the page must not act with the API's cookies.
       expect(res.headers["content-security-policy"]).toBe(PATH_FORM_SANDBOX);
       expect(PATH_FORM_SANDBOX).not.toContain("allow-same-origin");
+      // Preview traffic is workspace activity (idle autostop reads it).
+      await waitFor("preview traffic recorded as activity", async () => {
+        const r = await pool.query("SELECT last_activity_at FROM workspaces WHERE id = $1", [workspaceId]);
+        return r.rows[0].last_activity_at !== null;
+      });
     });
 
     it("streams request and response bodies larger than the API's JSON limit", async () => {

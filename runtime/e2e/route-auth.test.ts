@@ -19,6 +19,13 @@ const PUBLIC_ROUTES = new Set([
   "GET /login.js",
   "GET /",
   "GET /assets/:file",
+  // The PWA's fixed-name files (manifest, icons, service worker): static, public like the page itself.
+  "GET /sw.js",
+  "GET /manifest.webmanifest",
+  "GET /icon-192.png",
+  "GET /icon-512.png",
+  "GET /icon-maskable-512.png",
+  "GET /apple-touch-icon.png",
   "POST /api/v1/auth/login",
   "GET /api/v1/auth/config",
 ]);

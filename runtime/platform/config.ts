@@ -54,6 +54,11 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_BOX_PATHS:
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+  BERTH_VAPID_PUBLIC_KEY:
+    "Web Push VAPID public key (base64url, `npx web-push generate-vapid-keys`); set it with the private key on every replica; unset: generated into BERTH_DATA_DIR/vapid-keys.json",
+  BERTH_VAPID_PRIVATE_KEY: "Web Push VAPID private key (base64url), with BERTH_VAPID_PUBLIC_KEY",
+  BERTH_VAPID_SUBJECT:
+    "Web Push contact for push services, mailto: or https: (default: the https public URL, else mailto:berth@localhost)",
 };
 
 const schema = z
@@ -120,8 +125,27 @@ const schema = z
       })
       .default("public,tailnet"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    BERTH_VAPID_PUBLIC_KEY: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{80,100}$/, "must be a base64url P-256 public key")
+      .optional(),
+    BERTH_VAPID_PRIVATE_KEY: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{40,50}$/, "must be a base64url P-256 private key")
+      .optional(),
+    BERTH_VAPID_SUBJECT: z
+      .string()
+      .regex(/^(mailto:|https:\/\/)\S+$/, "must be a mailto: or https:// contact")
+      .optional(),
   })
   .superRefine((env, ctx) => {
+    if (Boolean(env.BERTH_VAPID_PUBLIC_KEY) !== Boolean(env.BERTH_VAPID_PRIVATE_KEY)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [env.BERTH_VAPID_PUBLIC_KEY ? "BERTH_VAPID_PRIVATE_KEY" : "BERTH_VAPID_PUBLIC_KEY"],
+        message: "is required with the other VAPID key (set both, or neither to generate them)",
+      });
+    }
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
     if (hosted && !env.BERTH_AUTHORIZED_PARTIES?.length) {
       ctx.addIssue({
@@ -224,6 +248,8 @@ export interface Config {
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
   terminal: string;
   logLevel: string;
+  /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
+  vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -278,5 +304,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
+    vapid: {
+      publicKey: e.BERTH_VAPID_PUBLIC_KEY,
+      privateKey: e.BERTH_VAPID_PRIVATE_KEY,
+      subject: e.BERTH_VAPID_SUBJECT,
+    },
   };
 }

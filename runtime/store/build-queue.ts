@@ -10,7 +10,7 @@ import type { WorkspaceOutputs } from "../../stacks/driver.ts";
 import type { Access } from "./access.ts";
 import { BUILD_LOG_CHANNEL } from "./channels.ts";
 import type { BuildRow, BuildTransition, WorkspaceState } from "./rows.ts";
-import { workspaceBuilds, workspaceInstances, workspaces, workspaceVolumes } from "./schema.ts";
+import { sessions, workspaceBuilds, workspaceInstances, workspaces, workspaceVolumes } from "./schema.ts";
 import { storeWorkspaceSecrets } from "./secrets.ts";
 
 const lockKey = (workspaceId: string) => `workspace:${workspaceId}`;
@@ -157,6 +157,12 @@ export class BuildQueue {
         buildId: build.id,
         agentTokenHash,
       });
+      // A new box: no Claude in it has said anything yet. A state left from the previous box (a "working"
+      // hibernated mid-turn) would show stale and hold off idle autostop.
+      await tx
+        .update(sessions)
+        .set({ claudeState: null, claudeStateDetail: null, claudeStateSince: null })
+        .where(eq(sessions.workspaceId, build.workspaceId));
     });
   }
 

@@ -16,3 +16,5 @@ export const NOTIFICATION_CHANNEL = "berth_notification";
  * id>` or anything else for all. Every replica's routing cache drops the stale entries.
  */
 export const ROUTE_CHANNEL = "berth_preview_route";
+/** A session's Claude state changed; payload `<user id>:<session id>`. The owner's SSE feeds fetch it. */
+export const SESSION_STATE_CHANNEL = "berth_session_state";

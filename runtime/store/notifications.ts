@@ -18,6 +18,8 @@ export interface NewNotification {
   /** Repeats of one event (hook and terminal sequence, a resend) share this key and are stored once. */
   dedupeKey: string;
   createdAt: Date;
+  /** Worth a Web Push to the recipient (runtime/domain/push decides what is). */
+  push?: boolean;
 }
 
 export class NotificationStore {

@@ -20,6 +20,10 @@ export const RIGHTS = [
   "workspace.connect",
   "workspace.reconcile",
   "workspace.health",
+  /** The owner's settings of a workspace (idle timeout) and "keep running" against autostop. */
+  "workspace.configure",
+  /** Idle autostop: find idle workspaces, warn their owners (runtime/workers/autostop.ts). */
+  "workspace.autostop",
   /** Operators: list every stack, repair one, forget one. */
   "workspace.operate",
   "build.read",
@@ -32,6 +36,8 @@ export const RIGHTS = [
   "session.open",
   /** Record terminal activity and read why a relayed terminal ended. */
   "session.activity",
+  /** The agent's report of what Claude Code is doing in a session of its workspace. */
+  "session.claude",
   "preview.read",
   /** Declare and close previews. */
   "preview.write",
@@ -56,6 +62,10 @@ export const RIGHTS = [
   "user_secret.deliver",
   /** Ask the agent to apply an onboarding interview's files, and read the outcome. */
   "workspace.onboard",
+  /** A user's own Web Push subscriptions and tab presence. */
+  "push.subscribe",
+  /** Claim a stored notification for Web Push and reach its recipient's subscriptions. */
+  "push.send",
   /** A user's own account: sign out everywhere. */
   "account.manage",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
@@ -68,6 +78,7 @@ const USER_RIGHTS: readonly Right[] = [
   "workspace.create",
   "workspace.transition",
   "workspace.connect",
+  "workspace.configure",
   "build.read",
   "build.cancel",
   "session.read",
@@ -84,6 +95,7 @@ const USER_RIGHTS: readonly Right[] = [
   "user_secret.list",
   "user_secret.write",
   "workspace.onboard",
+  "push.subscribe",
   "account.manage",
 ];
 
@@ -91,6 +103,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "workspace.read",
   "workspace.connect",
   "session.read",
+  "session.claude",
   "preview.detect",
   "notification.create",
   "agent.report",
@@ -105,7 +118,8 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   gateway: ["preview.route", "session.activity"],
   operator: ["workspace.read", "workspace.operate", "build.read", "secret.read"],
   billing: ["workspace.read", "workspace.transition"],
-  autostop: ["workspace.read", "workspace.transition"],
+  autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
+  push: ["push.send"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

@@ -34,6 +34,15 @@ export class PreviewStore {
   }
 
   /** An open preview and its workspace. */
+  /** Preview traffic counts as workspace activity (idle autostop): never moves it backwards. */
+  async recordTraffic(workspaceId: string, at: Date): Promise<void> {
+    this.#access.require("preview.route", "preview");
+    await this.#access.db
+      .update(workspaces)
+      .set({ lastActivityAt: sql`GREATEST(${workspaces.lastActivityAt}, ${at.toISOString()}::timestamptz)` })
+      .where(eq(workspaces.id, workspaceId));
+  }
+
   async get(id: string): Promise<{ preview: PreviewRow; workspace: WorkspaceRow }> {
     return this.#get(id, "preview.read");
   }

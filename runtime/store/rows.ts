@@ -10,6 +10,7 @@ import type {
   BUILD_TRANSITIONS,
   notifications,
   previews,
+  pushSubscriptions,
   sessions,
   WORKSPACE_STATES,
   workspaceBuilds,
@@ -23,6 +24,7 @@ export type InstanceRow = typeof workspaceInstances.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
 export type PreviewRow = typeof previews.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
+export type PushSubscriptionRow = typeof pushSubscriptions.$inferSelect;
 
 export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
 export type BuildTransition = (typeof BUILD_TRANSITIONS)[number];

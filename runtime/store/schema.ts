@@ -22,6 +22,7 @@ import {
 } from "drizzle-orm/pg-core";
 import {
   AGENT_LIFECYCLES,
+  CLAUDE_STATES,
   MAX_TASK_CHARS,
   PROJECT_NAME_PATTERN,
   SESSION_MODES,
@@ -64,6 +65,8 @@ export const users = pgTable("users", {
   lastSeenAt: ts("last_seen_at"),
   /** Signing out ends every web session issued before this instant (local mode's `berth_session`). */
   sessionsValidAfter: ts("sessions_valid_after"),
+  /** A Berth tab of theirs is visible and focused until then (the web client renews it): no push meanwhile. */
+  focusedUntil: ts("focused_until"),
 });
 
 /**
@@ -85,6 +88,10 @@ export const workspaces = pgTable(
     volumeSizeGb: integer("volume_size_gb").notNull(),
     stateChangedAt: ts("state_changed_at").notNull().defaultNow(),
     lastActivityAt: ts("last_activity_at"),
+    /** Idle autostop (runtime/workers/autostop.ts): minutes of idleness before hibernating; null = never. */
+    idleTimeoutMinutes: integer("idle_timeout_minutes").default(30),
+    /** When the owner was warned of the coming autostop; cleared by activity or "keep running". */
+    autostopWarnedAt: ts("autostop_warned_at"),
     createdAt: createdAt(),
     destroyedAt: ts("destroyed_at"),
   },
@@ -92,6 +99,10 @@ export const workspaces = pgTable(
     index("workspaces_owner_idx").on(t.ownerId),
     index("workspaces_state_idx").on(t.state),
     check("workspaces_state_check", inList("state", WORKSPACE_STATES)),
+    check(
+      "workspaces_idle_timeout_check",
+      sql`${t.idleTimeoutMinutes} IS NULL OR ${t.idleTimeoutMinutes} BETWEEN 5 AND 1440`,
+    ),
     check("workspaces_name_check", sql`char_length(${t.name}) BETWEEN 1 AND 64`),
     check("workspaces_volume_size_check", sql`${t.volumeSizeGb} BETWEEN 10 AND 10240`),
   ],
@@ -250,6 +261,10 @@ export const sessions = pgTable(
     /** A folder name under user/projects (guided sessions). */
     project: text("project"),
     task: text("task"),
+    /** What Claude Code is doing in it, from its hooks (box/notifications/claude-state.ts), and since when. */
+    claudeState: text("claude_state", { enum: CLAUDE_STATES }),
+    claudeStateDetail: text("claude_state_detail"),
+    claudeStateSince: ts("claude_state_since"),
   },
   (t) => [
     uniqueIndex("sessions_open_name_uniq").on(t.workspaceId, t.name).where(sql`${t.closedAt} IS NULL`),
@@ -257,6 +272,10 @@ export const sessions = pgTable(
     check("sessions_mode_check", inList("mode", SESSION_MODES)),
     check("sessions_project_check", sql.raw(`project ~ '${PROJECT_NAME_PATTERN}'`)),
     check("sessions_task_check", sql.raw(`length(task) <= ${MAX_TASK_CHARS}`)),
+    check(
+      "sessions_claude_state_check",
+      sql`${t.claudeState} IS NULL OR ${inList("claude_state", CLAUDE_STATES)}`,
+    ),
   ],
 );
 
@@ -370,10 +389,35 @@ export const notifications = pgTable(
     dedupeKey: text("dedupe_key").notNull(),
     createdAt: createdAt(),
     readAt: ts("read_at"),
+    /** Worth a Web Push (needs you, an error, a long turn finished, autostop warning); when one replica took it. */
+    push: boolean("push").notNull().default(false),
+    pushedAt: ts("pushed_at"),
   },
   (t) => [
     uniqueIndex("notifications_dedupe_uniq").on(t.workspaceId, t.dedupeKey),
     index("notifications_inbox_idx").on(t.userId, t.readAt, t.createdAt),
+  ],
+);
+
+/** A browser's Web Push subscription (one per user and device); the endpoint is the push service's URL. */
+export const pushSubscriptions = pgTable(
+  "push_subscriptions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    endpoint: text("endpoint").notNull(),
+    /** The browser's keys (RFC 8291): public, not secret, but only its push service can use them. */
+    p256dh: text("p256dh").notNull(),
+    auth: text("auth").notNull(),
+    device: text("device"),
+    createdAt: createdAt(),
+    lastSentAt: ts("last_sent_at"),
+  },
+  (t) => [
+    uniqueIndex("push_subscriptions_endpoint_uniq").on(t.endpoint),
+    index("push_subscriptions_user_idx").on(t.userId),
   ],
 );
 

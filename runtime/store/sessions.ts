@@ -2,10 +2,12 @@
  * Sessions (one tmux session on the box per open row) through the authorization layer: the owner's
  * reads and writes, the agent's view of its workspace's sessions, and the relay's activity bookkeeping.
  */
-import { and, asc, eq, isNull } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
+import type { ClaudeState } from "../../box/protocol.ts";
 import { NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
 import type { Access } from "./access.ts";
+import { SESSION_STATE_CHANNEL } from "./channels.ts";
 import type { SessionRow, WorkspaceRow } from "./rows.ts";
 import { sessions, workspaces } from "./schema.ts";
 
@@ -116,6 +118,56 @@ export class SessionStore {
         activity.map((a) => a.at.toISOString()),
       ],
     );
+  }
+
+  /**
+   * The agent's report of Claude's state in the open session `name` of its workspace, since `at`. A report
+   * older than the stored one changes nothing (events arrive in order, but a resend must not go back). The
+   * workspace counts as active at `at` (autostop), any autostop warning is void, and the owner's feeds are
+   * told (`<owner id>:<session id>`, at commit). Returns the session's id and the state it had, or null.
+   */
+  async setClaudeState(
+    name: string,
+    state: ClaudeState,
+    detail: string | null,
+    at: Date,
+  ): Promise<{ id: string; previous: ClaudeState | null; previousSince: Date | null } | null> {
+    this.#access.require("session.claude", "session");
+    const { workspaceId } = this.#access.agent("session");
+    const { rows } = await this.#access.db.execute<{
+      id: string;
+      owner_id: string;
+      previous: ClaudeState | null;
+      previous_since: string | null;
+    }>(sql`
+      WITH old AS (
+        SELECT s.id, s.claude_state, s.claude_state_since FROM sessions s
+         WHERE s.workspace_id = ${workspaceId} AND s.name = ${name} AND s.closed_at IS NULL
+           AND (s.claude_state_since IS NULL OR s.claude_state_since <= ${at.toISOString()}::timestamptz)
+         FOR UPDATE),
+      upd AS (
+        UPDATE sessions s SET claude_state = ${state}, claude_state_detail = ${detail},
+               claude_state_since = ${at.toISOString()}::timestamptz
+          FROM old WHERE s.id = old.id
+        RETURNING s.id),
+      ws AS (
+        UPDATE workspaces w
+           SET last_activity_at = GREATEST(w.last_activity_at, ${at.toISOString()}::timestamptz),
+               autostop_warned_at = NULL
+         WHERE w.id = ${workspaceId} AND EXISTS (SELECT 1 FROM upd)
+        RETURNING w.owner_id)
+      SELECT old.id, ws.owner_id, old.claude_state AS previous, old.claude_state_since AS previous_since
+        FROM old, ws`);
+    const row = rows[0];
+    if (!row) return null;
+    await this.#access.db.execute(
+      sql`SELECT pg_notify(${SESSION_STATE_CHANNEL}, ${`${row.owner_id}:${row.id}`})`,
+    );
+    return {
+      id: row.id,
+      previous: row.previous,
+      previousSince: row.previous_since ? new Date(row.previous_since) : null,
+    };
   }
 
   /** Whether the session is closed and its box asleep, to explain why a relayed terminal ended. */

@@ -14,6 +14,7 @@ import { Access } from "./access.ts";
 import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
+import { AutostopStore } from "./autostop.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
@@ -22,6 +23,7 @@ import { NotificationStore } from "./notifications.ts";
 import { OnboardingStore } from "./onboarding.ts";
 import { OperatorStore } from "./operators.ts";
 import { PreviewStore } from "./previews.ts";
+import { PushStore } from "./push.ts";
 import { createLimiter, type Limiter, type RateLimitRule } from "./rate-limit.ts";
 import { ReconcileStore } from "./reconcile.ts";
 import { SecretStore } from "./secrets.ts";
@@ -86,6 +88,8 @@ export class AuthorizedStore {
   readonly operators: OperatorStore;
   readonly userSecrets: UserSecretStore;
   readonly onboarding: OnboardingStore;
+  readonly autostop: AutostopStore;
+  readonly push: PushStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -104,6 +108,8 @@ export class AuthorizedStore {
     this.operators = new OperatorStore(access);
     this.userSecrets = new UserSecretStore(access);
     this.onboarding = new OnboardingStore(access);
+    this.autostop = new AutostopStore(access);
+    this.push = new PushStore(access);
   }
 
   get actor(): Actor {

@@ -65,6 +65,35 @@ export class WorkspaceStore {
     return row;
   }
 
+  /** Sets the idle autostop timeout in minutes (null: never); the workspace as it is now. */
+  async setIdleTimeout(id: string, minutes: number | null): Promise<WorkspaceRow> {
+    const scope = this.#access.workspaceCondition("workspace.configure", "workspace", workspaces.id);
+    if (!isUuid(id)) throw new NotFound("workspace");
+    const [row] = await this.#access.db
+      .update(workspaces)
+      .set({ idleTimeoutMinutes: minutes, autostopWarnedAt: null })
+      .where(and(eq(workspaces.id, id), ne(workspaces.state, "destroyed"), scope))
+      .returning();
+    if (!row) throw new NotFound("workspace");
+    return row;
+  }
+
+  /** "Keep running": the workspace counts as active at `at`, and any autostop warning is void. */
+  async keepRunning(id: string, at: Date): Promise<WorkspaceRow> {
+    const scope = this.#access.workspaceCondition("workspace.configure", "workspace", workspaces.id);
+    if (!isUuid(id)) throw new NotFound("workspace");
+    const [row] = await this.#access.db
+      .update(workspaces)
+      .set({
+        lastActivityAt: sql`GREATEST(${workspaces.lastActivityAt}, ${at.toISOString()}::timestamptz)`,
+        autostopWarnedAt: null,
+      })
+      .where(and(eq(workspaces.id, id), ne(workspaces.state, "destroyed"), scope))
+      .returning();
+    if (!row) throw new NotFound("workspace");
+    return row;
+  }
+
   /** Serializes one user's concurrent creates (until the transaction ends), so a limit cannot be raced. */
   async lockCreation(): Promise<void> {
     this.#access.require("workspace.create", "workspace");

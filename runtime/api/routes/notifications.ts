@@ -1,8 +1,10 @@
 import { PassThrough } from "node:stream";
 import { sseFrame } from "../../domain/builds/log-stream.ts";
 import { followNotifications, readInbox } from "../../domain/notifications/service.ts";
+import { followSessionStates } from "../../domain/sessions/service.ts";
 import type { NotificationRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
+import { presentSession } from "./sessions.ts";
 
 const present = (n: NotificationRow) => ({
   id: n.id,
@@ -34,15 +36,22 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
     ctx.status = 204;
   });
 
-  /** SSE: each new notification of the signed-in user as it is stored. */
+  /**
+   * SSE: each new notification of the signed-in user as it is stored (`notification`), and each change of
+   * a session's Claude state (`session`, the session as the sessions API presents it).
+   */
   router.get("/api/v1/notifications/stream", async (ctx) => {
     const out = new PassThrough();
     const unsubscribe = await followNotifications(ctx.state.scope, deps.listener, (n) =>
       out.write(sseFrame("notification", present(n))),
     );
+    const unfollowSessions = await followSessionStates(ctx.state.scope, deps.listener, (s) =>
+      out.write(sseFrame("session", presentSession(s))),
+    );
     const keepalive = setInterval(() => out.write(": keepalive\n\n"), 15_000);
     ctx.req.on("close", () => {
       unsubscribe();
+      unfollowSessions();
       clearInterval(keepalive);
       out.end();
     });

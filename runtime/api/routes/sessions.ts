@@ -34,6 +34,10 @@ export function presentSession(s: SessionRow) {
     task: s.task,
     createdAt: s.createdAt,
     lastActivityAt: s.lastActivityAt,
+    /** What Claude Code is doing there (null until its first hook): working, needs_you, idle, error, ended. */
+    claude: s.claudeState
+      ? { state: s.claudeState, detail: s.claudeStateDetail, since: s.claudeStateSince }
+      : null,
   };
 }
 

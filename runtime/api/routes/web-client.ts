@@ -12,6 +12,15 @@ import { HttpError } from "../errors.ts";
 
 export const WEB_DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
+const PWA_FILES: Record<string, string> = {
+  "sw.js": "text/javascript; charset=utf-8",
+  "manifest.webmanifest": "application/manifest+json",
+  "icon-192.png": "image/png",
+  "icon-512.png": "image/png",
+  "icon-maskable-512.png": "image/png",
+  "apple-touch-icon.png": "image/png",
+};
+
 export function webRoutes(router: ApiRouter, distDir = WEB_DIST): void {
   router.get("/", async (ctx) => {
     if (!existsSync(join(distDir, "index.html"))) {
@@ -20,6 +29,17 @@ export function webRoutes(router: ApiRouter, distDir = WEB_DIST): void {
     ctx.set("Cache-Control", "no-cache");
     await send(ctx, "index.html", { root: distDir });
   });
+
+  // The PWA's fixed-name files (runtime/web/public): revalidated on every load, so an update reaches
+  // the installed app; the service worker must sit at the root to control every page.
+  for (const [file, type] of Object.entries(PWA_FILES)) {
+    router.get(`/${file}`, async (ctx) => {
+      if (!existsSync(join(distDir, file))) throw new HttpError(404, "not_found", "no such file");
+      ctx.set("Cache-Control", "no-cache");
+      await send(ctx, file, { root: distDir });
+      ctx.type = type;
+    });
+  }
 
   router.get("/assets/:file", async (ctx) => {
     // One path segment of hashed names only: nothing outside dist/assets is reachable.

@@ -16,8 +16,22 @@ export function presentWorkspace(w: WorkspaceRow) {
     volumeSizeGb: w.volumeSizeGb,
     stateChangedAt: w.stateChangedAt,
     createdAt: w.createdAt,
+    /** Idle autostop: minutes of idleness before it hibernates (null: never), and a pending warning. */
+    idleTimeoutMinutes: w.idleTimeoutMinutes,
+    autostopWarnedAt: w.autostopWarnedAt,
   };
 }
+
+const settingsBody = z
+  .object({
+    idleTimeoutMinutes: z
+      .number()
+      .int("must be a whole number of minutes")
+      .min(5, "must be at least 5 minutes")
+      .max(1440, "must be at most 1440 minutes (a day)")
+      .nullable(),
+  })
+  .strict();
 
 const createBody = z
   .object({
@@ -68,6 +82,19 @@ export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
       answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, action, { ip: ctx.ip }));
     });
   }
+
+  /** The owner's settings: the idle autostop timeout (null turns autostop off). */
+  router.patch("/api/v1/workspaces/:id", async (ctx) => {
+    const { idleTimeoutMinutes } = parseInput(settingsBody, ctx.request.body ?? {});
+    const workspace = await ctx.state.scope.workspaces.setIdleTimeout(ctx.params.id!, idleTimeoutMinutes);
+    ctx.body = { workspace: presentWorkspace(workspace) };
+  });
+
+  /** "Keep running": the answer to an autostop warning; the idle clock starts again now. */
+  router.post("/api/v1/workspaces/:id/keep-running", async (ctx) => {
+    const workspace = await ctx.state.scope.workspaces.keepRunning(ctx.params.id!, new Date());
+    ctx.body = { workspace: presentWorkspace(workspace) };
+  });
 
   router.delete("/api/v1/workspaces/:id", async (ctx) => {
     answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, "destroy", { ip: ctx.ip }));

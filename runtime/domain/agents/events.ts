@@ -4,7 +4,7 @@
  * Everything goes through the agent's own scope: it reaches its workspace's sessions, previews and owner,
  * and nothing else.
  */
-import type { AgentEvent, EventsResponse } from "../../../box/protocol.ts";
+import type { AgentEvent, EventsResponse, NotificationPayload } from "../../../box/protocol.ts";
 import { planEventBatch } from "../../../box/protocol.ts";
 import type { Logger } from "../../platform/logger.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
@@ -37,6 +37,7 @@ async function applyOne(tx: AuthorizedStore, log: Logger, agent: AuthenticatedAg
         body: p.message,
         dedupeKey: p.dedupeKey,
         createdAt: new Date(event.at),
+        push: worthAPush(p),
       });
       return;
     }
@@ -58,5 +59,28 @@ async function applyOne(tx: AuthorizedStore, log: Logger, agent: AuthenticatedAg
     case "lifecycle":
       log.info({ workspaceId: workspace.id, instanceId: instance.id, ...event.payload }, "agent lifecycle");
       return;
+    case "claude_state": {
+      const p = event.payload;
+      await tx.sessions.setClaudeState(p.session, p.state, p.detail, new Date(event.at));
+      return;
+    }
+  }
+}
+
+/** Claude finished a turn it worked on at least this long: worth a push (short turns the user watched). */
+export const PUSH_FINISHED_AFTER_SECONDS = 60;
+
+/** Which agent notifications go out as Web Push: Claude needs you, errored, or finished a long turn. */
+export function worthAPush(p: NotificationPayload): boolean {
+  switch (p.kind) {
+    case "permission_prompt":
+    case "elicitation_dialog":
+    case "idle_prompt":
+    case "stop_failure":
+      return true;
+    case "stop":
+      return (p.workedSeconds ?? 0) >= PUSH_FINISHED_AFTER_SECONDS;
+    default:
+      return false;
   }
 }

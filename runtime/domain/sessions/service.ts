@@ -4,6 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { Conflict, NotFound } from "../../platform/errors.ts";
+import { SESSION_STATE_CHANNEL } from "../../store/channels.ts";
+import type { PgListener } from "../../store/listener.ts";
 import type { SessionRow } from "../../store/rows.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
 
@@ -55,5 +57,23 @@ export async function closeSession(
   await scope.transaction(async (tx) => {
     await tx.sessions.close(session.id);
     await tx.audit({ action: "session.close", targetType: "session", targetId: session.id, ip });
+  });
+}
+
+/**
+ * Calls `onChange` with each of the scope user's sessions whose Claude state changes (NOTIFY, then a read
+ * through the scope, so only the user's own sessions ever arrive). Returns the unsubscribe function.
+ */
+export async function followSessionStates(
+  scope: AuthorizedStore,
+  listener: PgListener,
+  onChange: (session: SessionRow) => void,
+): Promise<() => void> {
+  const userId = scope.actor.kind === "user" ? scope.actor.userId : null;
+  return listener.subscribe(SESSION_STATE_CHANNEL, async (payload) => {
+    const [owner, id] = payload.split(":");
+    if (owner !== userId || !id) return;
+    const found = await scope.sessions.get(id).catch(() => null);
+    if (found) onChange(found.session);
   });
 }

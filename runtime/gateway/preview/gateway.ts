@@ -102,6 +102,8 @@ export class PreviewGateway {
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
+  /** When each workspace's preview traffic was last recorded as activity (autostop), at most once a minute. */
+  readonly #trafficRecorded = new Map<string, number>();
 
   constructor(deps: PreviewGatewayDeps) {
     this.#deps = deps;
@@ -122,6 +124,17 @@ export class PreviewGateway {
 
   async start(): Promise<void> {
     await this.routes.start(this.#deps.listener);
+  }
+
+  /** An admitted preview request: the workspace is in use (idle autostop reads it). */
+  #noteTraffic(workspaceId: string): void {
+    const now = Date.now();
+    if (now - (this.#trafficRecorded.get(workspaceId) ?? 0) < 60_000) return;
+    this.#trafficRecorded.set(workspaceId, now);
+    this.#deps.store
+      .as(SYSTEM.gateway)
+      .previews.recordTraffic(workspaceId, new Date(now))
+      .catch((err: unknown) => this.#deps.log.warn({ err: String(err) }, "recording preview traffic failed"));
   }
 
   /** Run before the HTTP server closes: open HMR sockets would otherwise hold its close forever. */
@@ -202,6 +215,7 @@ export class PreviewGateway {
     const authorities = [instance.publicIp, instance.tailnetIp]
       .filter((ip): ip is string => ip !== null)
       .map((ip) => formatAuthority(ip, route.port));
+    this.#noteTraffic(route.workspaceId);
     return { ok: true, route, target: this.#agent.target(box, route.port), authorities };
   }
 

@@ -64,6 +64,9 @@ export interface Workspace {
   volumeSizeGb: number;
   stateChangedAt: string;
   createdAt?: string;
+  /** Idle autostop: minutes before an idle workspace hibernates (null: never), and a pending warning. */
+  idleTimeoutMinutes?: number | null;
+  autostopWarnedAt?: string | null;
 }
 
 export interface Build {
@@ -76,12 +79,20 @@ export interface Build {
   finishedAt: string | null;
 }
 
+/** What Claude Code is doing in a session (from its hooks), and since when. */
+export interface ClaudeStatus {
+  state: "working" | "needs_you" | "idle" | "error" | "ended";
+  detail: string | null;
+  since: string;
+}
+
 export interface Session {
   id: string;
   workspaceId: string;
   name: string;
   createdAt: string;
   lastActivityAt?: string | null;
+  claude?: ClaudeStatus | null;
 }
 
 export interface Preview {

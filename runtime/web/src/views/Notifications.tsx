@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type Notification, type Workspace } from "../api.ts";
 import { ago } from "../format.ts";
+import { enablePush, pushEnabled, pushSupported, registerServiceWorker, startPresence } from "../push.ts";
 import { href } from "../router.ts";
 
 interface Inbox {
@@ -23,6 +24,9 @@ interface Inbox {
 export function NotificationBell() {
   const [inbox, setInbox] = useState<Inbox>({ unread: 0, notifications: [], live: new Set() });
   const [open, setOpen] = useState(false);
+  /** Web Push on this device: null while unknown or unsupported. */
+  const [push, setPush] = useState<"on" | "off" | null>(null);
+  const [pushProblem, setPushProblem] = useState<string | null>(null);
   const root = useRef<HTMLDivElement>(null);
   const button = useRef<HTMLButtonElement>(null);
 
@@ -38,6 +42,25 @@ export function NotificationBell() {
         }),
       )
       .catch(() => {});
+
+  useEffect(() => {
+    const stopPresence = startPresence();
+    if (pushSupported())
+      void registerServiceWorker()
+        .then(() => pushEnabled())
+        .then((on) => setPush(on ? "on" : "off"));
+    return stopPresence;
+  }, []);
+
+  const turnOnPush = async () => {
+    setPushProblem(null);
+    try {
+      await enablePush();
+      setPush("on");
+    } catch (e) {
+      setPushProblem(`Push not enabled: ${(e as Error).message}`);
+    }
+  };
 
   useEffect(() => {
     load();
@@ -94,6 +117,13 @@ export function NotificationBell() {
     else location.hash = href.workspace(n.workspaceId);
   };
 
+  /** The one-click answer to an autostop warning: the idle clock restarts, the warning is read. */
+  const keepRunning = async (n: Notification) => {
+    await api(`/api/v1/workspaces/${n.workspaceId}/keep-running`, { method: "POST" }).catch(() => {});
+    await api(`/api/v1/notifications/${n.id}/read`, { method: "POST" }).catch(() => {});
+    load();
+  };
+
   const markAllRead = async () => {
     await api("/api/v1/notifications/read-all", { method: "POST" }).catch(() => {});
     load();
@@ -143,6 +173,19 @@ export function NotificationBell() {
               Mark all read
             </button>
           </div>
+          {push === "off" && (
+            <div class="feed-push">
+              <button type="button" class="subtle" onClick={turnOnPush}>
+                Push to this device
+              </button>
+              <span class="muted">when Claude needs you and no Berth tab is in front</span>
+            </div>
+          )}
+          {pushProblem && (
+            <p class="error feed-push" role="alert">
+              {pushProblem}
+            </p>
+          )}
           <ul>
             {inbox.notifications.length === 0 && <li class="muted feed-empty">Nothing yet.</li>}
             {inbox.notifications.map((n) =>
@@ -167,6 +210,11 @@ export function NotificationBell() {
                       {ago(n.createdAt)}
                     </span>
                   </button>
+                  {n.kind === "autostop_warning" && !n.readAt && (
+                    <button type="button" class="feed-action" onClick={() => keepRunning(n)}>
+                      Keep running
+                    </button>
+                  )}
                 </li>
               ),
             )}

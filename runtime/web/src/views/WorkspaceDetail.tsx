@@ -10,9 +10,11 @@ import {
   type Workspace,
 } from "../api.ts";
 import { ago, sessionNameProblem, stateSentence, workspaceFacts } from "../format.ts";
+import { onSessionChange, patchSessions } from "../live.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
 import { BuildLog } from "./BuildLog.tsx";
+import { ClaudeBadge } from "./ClaudeBadge.tsx";
 import { Previews } from "./Previews.tsx";
 import { Secrets } from "./Secrets.tsx";
 import { StateBadge } from "./StateBadge.tsx";
@@ -23,6 +25,9 @@ const ACTIONS: Record<string, Array<"hibernate" | "wake" | "destroy">> = {
   hibernated: ["wake", "destroy"],
   failed: ["wake", "hibernate", "destroy"],
 };
+
+/** The idle autostop choices offered (the API takes any whole number of minutes from 5 to 1440). */
+const IDLE_CHOICES = [15, 30, 60, 120, 240, 480];
 
 /** One workspace: state and actions, the latest build's live log, its sessions and previews. */
 export function WorkspaceDetail({ id }: { id: string }) {
@@ -54,7 +59,11 @@ export function WorkspaceDetail({ id }: { id: string }) {
     load();
     loadOverview().then(setOverview);
     const t = setInterval(load, 2_000);
-    return () => clearInterval(t);
+    const unfollow = onSessionChange((changed) => setSessions((list) => patchSessions(list, changed)));
+    return () => {
+      clearInterval(t);
+      unfollow();
+    };
   }, [id]);
 
   const act = async (action: "hibernate" | "wake" | "destroy") => {
@@ -95,6 +104,21 @@ export function WorkspaceDetail({ id }: { id: string }) {
         );
       else setError(humanError(err));
     }
+  };
+
+  const keepRunning = async () => {
+    await api(`/api/v1/workspaces/${id}/keep-running`, { method: "POST" }).catch((e) =>
+      setError(humanError(e)),
+    );
+    await load();
+  };
+
+  const setIdleTimeout = async (value: string) => {
+    await api(`/api/v1/workspaces/${id}`, {
+      method: "PATCH",
+      body: { idleTimeoutMinutes: value === "off" ? null : Number(value) },
+    }).catch((e) => setError(humanError(e)));
+    await load();
   };
 
   const closeSession = async (s: Session) => {
@@ -168,6 +192,31 @@ export function WorkspaceDetail({ id }: { id: string }) {
           ),
         )}
       </div>
+      <label class="idle-setting">
+        Hibernate when idle for{" "}
+        <select
+          value={ws.idleTimeoutMinutes == null ? "off" : String(ws.idleTimeoutMinutes)}
+          onChange={(e) => setIdleTimeout((e.target as HTMLSelectElement).value)}
+        >
+          {IDLE_CHOICES.includes(ws.idleTimeoutMinutes ?? -1) || ws.idleTimeoutMinutes == null ? null : (
+            <option value={String(ws.idleTimeoutMinutes)}>{ws.idleTimeoutMinutes} minutes</option>
+          )}
+          {IDLE_CHOICES.map((m) => (
+            <option key={m} value={String(m)}>
+              {m < 60 ? `${m} minutes` : `${m / 60} ${m === 60 ? "hour" : "hours"}`}
+            </option>
+          ))}
+          <option value="off">never</option>
+        </select>
+      </label>
+      {running && ws.autostopWarnedAt && (
+        <p class="notice" role="alert">
+          Nothing has happened here for a while: it hibernates in a few minutes (your files stay).{" "}
+          <button type="button" class="primary" onClick={keepRunning}>
+            Keep running
+          </button>
+        </p>
+      )}
       {latest && <BuildLog key={latest.id} build={latest} onEnd={() => load()} />}
 
       <section class="panel" aria-labelledby="sessions-h">
@@ -189,6 +238,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
                 <a class="session-link" href={href.terminal(s.id)}>
                   {s.name}
                 </a>
+                <ClaudeBadge claude={s.claude} />
                 <span class="muted">
                   {s.lastActivityAt ? `active ${ago(s.lastActivityAt)}` : `opened ${ago(s.createdAt)}`}
                 </span>

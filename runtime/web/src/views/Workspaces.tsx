@@ -17,8 +17,10 @@ import {
   workspaceFacts,
   workspaceNameProblem,
 } from "../format.ts";
+import { onSessionChange, patchSessions } from "../live.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
+import { ClaudeBadge, workspaceClaude } from "./ClaudeBadge.tsx";
 import { openPreview } from "./Previews.tsx";
 import { StateBadge } from "./StateBadge.tsx";
 
@@ -209,9 +211,13 @@ function WorkspaceCard({
         .catch(() => {});
     load();
     const t = setInterval(load, 5_000);
+    const unfollow = onSessionChange((changed) =>
+      setDetails((d) => d && { ...d, sessions: patchSessions(d.sessions, changed) }),
+    );
     return () => {
       live = false;
       clearInterval(t);
+      unfollow();
     };
   }, [w.id, running]);
 
@@ -257,6 +263,7 @@ function WorkspaceCard({
           <a href={href.workspace(w.id)}>{w.name}</a>
         </h2>
         <StateBadge state={w.state} />
+        <ClaudeBadge claude={running ? workspaceClaude(sessions) : null} />
       </header>
       <p class="card-facts muted">
         {[facts, lastActivity ? `active ${ago(lastActivity)}` : `${w.state} ${ago(w.stateChangedAt)}`]
@@ -284,6 +291,7 @@ function WorkspaceCard({
                         ›_
                       </span>
                       {s.name}
+                      <ClaudeBadge claude={s.claude} />
                     </a>
                   </li>
                 ))}
