@@ -168,8 +168,8 @@ export class BillingStore {
            FROM open o, clock c
          ),
          ins AS (
-           INSERT INTO meter_events (workspace_instance_id, minute_ts)
-           SELECT d.id, m FROM due d,
+           INSERT INTO meter_events (workspace_instance_id, minute_ts, not_before)
+           SELECT d.id, m, m + interval '1 minute' FROM due d,
              generate_series(d.from_m, d.to_m - interval '1 minute', interval '1 minute') AS m
            WHERE d.to_m > d.from_m
            ON CONFLICT (workspace_instance_id, minute_ts) DO NOTHING

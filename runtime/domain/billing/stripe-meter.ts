@@ -1,0 +1,222 @@
+/**
+ * The outbox of compute minutes to Stripe Billing Meters (DESIGN §8). `meter_events` rows are the outbox:
+ * a drain claims due unsent rows in batches, makes sure the meter and each user's Stripe customer exist,
+ * sends each minute with v1 `billing.meterEvents.create` and records the outcome; failures wait for their
+ * next try with exponential backoff. Each minute is sent with the identifier `<instance id>:<minute>`, the
+ * same on every try, and Stripe deduplicates identifiers (24 h or more), so a minute whose answer was lost
+ * is sent again harmlessly: the "already exists" answer counts as delivered. No idempotency key is set on
+ * purpose: Stripe replays a key's first answer, 500s included, for 24 h, which would pin a minute that
+ * failed during an outage to that failure.
+ *
+ * One replica drains at a time (the outbox lock). Why v1 and not the v2 meter event stream: see
+ * runtime/bench/billing.ts and the README's Billing section (measured throughput against the fake).
+ */
+import type { Logger } from "../../platform/logger.ts";
+import { SYSTEM } from "../../store/actors.ts";
+import type { BillingStore, ClaimedEvent, DeliveryFailure } from "../../store/billing.ts";
+import type { Store } from "../../store/store.ts";
+import type { Stripe } from "./stripe-client.ts";
+
+export interface OutboxOptions {
+  /** Rows claimed per batch. */
+  batchSize: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** How long a claimed row is held before another drain may retry it (a drain that died mid-batch). */
+  leaseMs: number;
+  /** Backoff after the n-th failed try: base * 2^(n-1), capped. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Batches per drain, so one drain does not run forever while minutes keep arriving. */
+  maxBatches: number;
+}
+
+export const DEFAULT_OUTBOX: OutboxOptions = {
+  batchSize: 500,
+  concurrency: 16,
+  leaseMs: 5 * 60_000,
+  backoffBaseMs: 30_000,
+  backoffMaxMs: 30 * 60_000,
+  maxBatches: 40,
+};
+
+/** Stripe accepts meter events up to 35 days old; older ones are refused, so they are parked, not retried. */
+const STRIPE_WINDOW_MS = 35 * 24 * 3600_000 - 3600_000;
+const PARKED = new Date("9999-12-31T00:00:00Z");
+
+export interface DrainReport {
+  /** False: another replica holds the outbox. */
+  ran: boolean;
+  sent: number;
+  /** Of `sent`: answered "already exists" (a previous try got through). */
+  duplicates: number;
+  failed: number;
+  /** Too old for Stripe's window: kept, never sent (logged as an error). */
+  expired: number;
+  batches: number;
+}
+
+/** The identifier Stripe deduplicates a minute by: the meter_events unique key. */
+export function meterIdentifier(instanceId: string, minute: Date): string {
+  return `${instanceId}:${minute.toISOString().slice(0, 16)}Z`;
+}
+
+function isDuplicate(err: unknown): boolean {
+  const e = err as { type?: string; message?: string } | null;
+  return e?.type === "StripeInvalidRequestError" && /already exists with identifier/i.test(e.message ?? "");
+}
+
+export class MeterOutbox {
+  readonly #billing: BillingStore;
+  readonly #stripe: Stripe;
+  readonly #eventName: string;
+  readonly #log: Logger;
+  readonly #clock: () => Date;
+  readonly #options: OutboxOptions;
+
+  constructor(deps: {
+    store: Store;
+    stripe: Stripe;
+    eventName: string;
+    log: Logger;
+    clock?: () => Date;
+    options?: Partial<OutboxOptions>;
+  }) {
+    this.#billing = deps.store.as(SYSTEM.billing).billing;
+    this.#stripe = deps.stripe;
+    this.#eventName = deps.eventName;
+    this.#log = deps.log;
+    this.#clock = deps.clock ?? (() => new Date());
+    this.#options = { ...DEFAULT_OUTBOX, ...deps.options };
+  }
+
+  async drain(): Promise<DrainReport> {
+    const report: DrainReport = { ran: false, sent: 0, duplicates: 0, failed: 0, expired: 0, batches: 0 };
+    report.ran = await this.#billing.withOutboxLock(async () => {
+      await this.#ensureMeter();
+      while (report.batches < this.#options.maxBatches) {
+        const batch = await this.#billing.claimUnsent(
+          this.#clock(),
+          this.#options.batchSize,
+          this.#options.leaseMs,
+        );
+        if (batch.length === 0) break;
+        report.batches++;
+        await this.#deliver(batch, report);
+      }
+    });
+    if (report.failed > 0)
+      this.#log.warn({ ...report }, "some compute minutes could not be sent to Stripe yet");
+    return report;
+  }
+
+  /** Creates the meter once: Stripe does not deduplicate meters by event name, so its id is stored. */
+  async #ensureMeter(): Promise<void> {
+    if (await this.#billing.meterId(this.#eventName)) return;
+    let id: string | null = null;
+    for await (const meter of this.#stripe.billing.meters.list({ limit: 100 })) {
+      if (meter.event_name === this.#eventName && meter.status === "active") {
+        id = meter.id;
+        break;
+      }
+    }
+    if (!id) {
+      const meter = await this.#stripe.billing.meters.create({
+        display_name: "Berth compute minutes",
+        event_name: this.#eventName,
+        default_aggregation: { formula: "sum" },
+        customer_mapping: { type: "by_id", event_payload_key: "stripe_customer_id" },
+        value_settings: { event_payload_key: "value" },
+      });
+      id = meter.id;
+      this.#log.info({ meter: id, eventName: this.#eventName }, "created the Stripe meter");
+    }
+    await this.#billing.saveMeterId(this.#eventName, id);
+  }
+
+  async #deliver(batch: ClaimedEvent[], report: DrainReport): Promise<void> {
+    const now = this.#clock();
+    const sent: number[] = [];
+    const failures: DeliveryFailure[] = [];
+    const fail = (event: ClaimedEvent, err: unknown) => {
+      const delay = Math.min(
+        this.#options.backoffBaseMs * 2 ** Math.max(0, event.attempts - 1),
+        this.#options.backoffMaxMs,
+      );
+      // Spread retries a little (by id, so it is reproducible) so a recovered Stripe is not hit all at once.
+      const spread = 1 + (event.id % 16) / 64;
+      failures.push({
+        id: event.id,
+        error: (err as Error)?.message ?? String(err),
+        notBefore: new Date(now.getTime() + Math.round(delay * spread)),
+      });
+    };
+
+    const customers = await this.#customersFor(batch, fail);
+    const queue = batch.filter((e) => {
+      if (now.getTime() - e.minuteTs.getTime() > STRIPE_WINDOW_MS) {
+        failures.push({ id: e.id, error: "outside Stripe's 35-day window", notBefore: PARKED });
+        report.expired++;
+        return false;
+      }
+      return customers.has(e.userId);
+    });
+    if (report.expired > 0) this.#log.error({ expired: report.expired }, "compute minutes too old to send");
+
+    let next = 0;
+    const worker = async () => {
+      while (next < queue.length) {
+        const event = queue[next++]!;
+        try {
+          await this.#stripe.billing.meterEvents.create({
+            event_name: this.#eventName,
+            identifier: meterIdentifier(event.instanceId, event.minuteTs),
+            timestamp: Math.floor(event.minuteTs.getTime() / 1000),
+            payload: { stripe_customer_id: customers.get(event.userId)!, value: String(event.quantity) },
+          });
+          sent.push(event.id);
+        } catch (err) {
+          if (isDuplicate(err)) {
+            sent.push(event.id);
+            report.duplicates++;
+          } else {
+            fail(event, err);
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#options.concurrency, queue.length) }, worker));
+    await this.#billing.reportDelivery(sent, this.#clock(), failures);
+    report.sent += sent.length;
+    report.failed += failures.length - failures.filter((f) => f.notBefore === PARKED).length;
+  }
+
+  /**
+   * Each batch user's Stripe customer, created the first time one of their minutes is sent. A user whose
+   * customer cannot be created now has their minutes failed (they retry with backoff).
+   */
+  async #customersFor(
+    batch: ClaimedEvent[],
+    fail: (event: ClaimedEvent, err: unknown) => void,
+  ): Promise<Map<string, string>> {
+    const customers = new Map<string, string>();
+    const missing = new Set<string>();
+    for (const e of batch) {
+      if (e.stripeCustomerId) customers.set(e.userId, e.stripeCustomerId);
+      else missing.add(e.userId);
+    }
+    for (const userId of missing) {
+      try {
+        const email = await this.#billing.userEmail(userId);
+        const customer = await this.#stripe.customers.create({
+          ...(email ? { email } : {}),
+          metadata: { berth_user_id: userId },
+        });
+        customers.set(userId, await this.#billing.setStripeCustomer(userId, customer.id));
+      } catch (err) {
+        for (const e of batch) if (e.userId === userId) fail(e, err);
+      }
+    }
+    return customers;
+  }
+}
