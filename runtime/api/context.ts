@@ -3,6 +3,8 @@ import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import type { Plans } from "../domain/billing/plans.ts";
+import type { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
@@ -49,4 +51,6 @@ export interface AppDeps {
   agentHeartbeatSeconds: number;
   /** Box-reported tailnet addresses are used only once the box proved them (domain/agents/tailnet-claims.ts). */
   tailnetClaims: TailnetClaims;
+  /** Plans and usage; Stripe's webhooks (null without STRIPE_WEBHOOK_SECRET). */
+  billing: { plans: Plans; webhooks: StripeWebhooks | null };
 }

@@ -11,6 +11,10 @@ import type { AppDeps } from "../api/context.ts";
 import { addressPolicy } from "../boxnet/address-policy.ts";
 import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import { Plans } from "../domain/billing/plans.ts";
+import { createStripe, type StripeEndpoint } from "../domain/billing/stripe-client.ts";
+import { MeterOutbox, type OutboxOptions } from "../domain/billing/stripe-meter.ts";
+import { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
@@ -29,6 +33,8 @@ import { runMigrations } from "../store/migrate.ts";
 import { Store } from "../store/store.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
+import { MeterTicker } from "../workers/metering.ts";
+import { QuotaEnforcer } from "../workers/quota-enforcer.ts";
 import { Reconciler } from "../workers/reconciler.ts";
 import { startSchedules } from "../workers/schedules.ts";
 import { createDriver } from "./drivers.ts";
@@ -52,6 +58,8 @@ export interface ControlPlane {
   reconciler: Reconciler;
   /** Active health checks; the schedule runs `probeAll()` every minute, tests call it directly. */
   health: HealthProber;
+  /** Billing's jobs (scheduled every minute; tests call them directly). `outbox` is null without STRIPE_SECRET_KEY. */
+  billing: { meter: MeterTicker; enforcer: QuotaEnforcer; outbox: MeterOutbox | null };
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -79,6 +87,8 @@ export interface StartOptions {
   /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
   terminal?: Partial<TerminalGatewayOptions>;
   worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
+  /** Billing: a controllable clock, and Stripe at another address (tests run a fake there). */
+  billing?: { clock?: () => Date; stripeEndpoint?: StripeEndpoint; outbox?: Partial<OutboxOptions> };
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -160,6 +170,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       maxBlockSeconds: 24 * 3600,
       ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
     };
+    const plans = new Plans(config.billing, options.billing?.clock);
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -181,6 +192,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       workspaces: new WorkspaceService({
         driverName: driver.name,
         defaults: config.workspaceDefaults,
+        quota: plans,
       }),
       publicUrl: config.publicUrl ?? "",
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
@@ -190,6 +202,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         log,
         allowAddress: loopbackBoxes,
       }),
+      billing: {
+        plans,
+        webhooks: config.billing.stripeWebhookSecret
+          ? new StripeWebhooks({ store, secret: config.billing.stripeWebhookSecret, plans, log })
+          : null,
+      },
     };
 
     const { app, previews } = buildApp(deps);
@@ -247,10 +265,37 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       // Three missed heartbeats, and never less than half a minute.
       options: { heartbeatStaleMs: Math.max(30_000, 3_000 * heartbeatSeconds), ...options.health },
     });
+    const billingClock = options.billing?.clock;
+    const billing = {
+      // Without a test clock the tick asks Postgres for the time: one clock for every replica.
+      meter: new MeterTicker({ store, log, clock: billingClock ? () => billingClock() : () => null }),
+      enforcer: new QuotaEnforcer({ store, workspaces: deps.workspaces, plans, log }),
+      // Local mode (and any deployment without a Stripe key) meters and shows usage, and sends nothing.
+      outbox: config.billing.stripeSecretKey
+        ? new MeterOutbox({
+            store,
+            stripe: createStripe(config.billing.stripeSecretKey, options.billing?.stripeEndpoint),
+            eventName: config.billing.meterEventName,
+            log,
+            clock: billingClock,
+            options: options.billing?.outbox,
+          })
+        : null,
+    };
     if (options.runSchedules !== false) {
+      const outbox = billing.outbox;
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
         { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
+        {
+          name: "billing-meter",
+          cron: "* * * * *",
+          run: async () => {
+            await billing.meter.tick();
+            await billing.enforcer.run();
+          },
+        },
+        ...(outbox ? [{ name: "billing-outbox", cron: "* * * * *", run: () => outbox.drain() }] : []),
       ]);
       cleanup.push(() => scheduler.stop());
     }
@@ -265,6 +310,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       worker,
       reconciler,
       health,
+      billing,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

@@ -56,9 +56,11 @@ export const ENV_DOCS: Record<string, string> = {
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_BILLING_PLANS:
     'billing plans as JSON: {"<name>":{"includedMinutes":600|null,"maxRunning":1|null,"boxSizes":["cx22"]|null,"overage":"billed"|"stop"},...} (default: one unlimited plan)',
-  BERTH_BILLING_DEFAULT_PLAN: "plan of users who have none set (default: the first plan in BERTH_BILLING_PLANS)",
+  BERTH_BILLING_DEFAULT_PLAN:
+    "plan of users who have none set (default: the first plan in BERTH_BILLING_PLANS)",
   STRIPE_SECRET_KEY: "Stripe secret key: compute minutes are sent to Stripe Billing Meters only when set",
-  STRIPE_WEBHOOK_SECRET: "signing secret (whsec_...) of the endpoint /api/v1/billing/webhooks; unset refuses webhooks",
+  STRIPE_WEBHOOK_SECRET:
+    "signing secret (whsec_...) of the endpoint /api/v1/billing/webhooks; unset refuses webhooks",
   STRIPE_METER_EVENT_NAME: "event name of the compute-minute meter in Stripe (default berth_compute_minute)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
@@ -327,8 +329,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.BERTH_LOG_LEVEL,
     billing: {
       plans: e.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS,
-      defaultPlan:
-        e.BERTH_BILLING_DEFAULT_PLAN ?? Object.keys(e.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS)[0]!,
+      defaultPlan: e.BERTH_BILLING_DEFAULT_PLAN ?? Object.keys(e.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS)[0]!,
       stripeSecretKey: e.STRIPE_SECRET_KEY ?? null,
       stripeWebhookSecret: e.STRIPE_WEBHOOK_SECRET ?? null,
       meterEventName: e.STRIPE_METER_EVENT_NAME,

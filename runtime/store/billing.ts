@@ -495,6 +495,19 @@ export class BillingStore {
     return rows.map((r) => ({ workspaceId: r.id, name: r.name, minutes: Number(r.minutes) }));
   }
 
+  /** The user's minutes since `periodStart`, all workspaces together. */
+  async totalMinutes(periodStart: Date, userId?: string): Promise<number> {
+    const subject = this.#subject(userId);
+    const rows = await this.#rows<{ minutes: string }>(
+      sql`SELECT coalesce(sum(e.quantity), 0) AS minutes
+          FROM workspaces w
+          JOIN workspace_instances i ON i.workspace_id = w.id
+          JOIN meter_events e ON e.workspace_instance_id = i.id AND e.minute_ts >= ${periodStart}
+          WHERE w.owner_id = ${subject}`,
+    );
+    return Number(rows[0]!.minutes);
+  }
+
   /** Minutes per UTC day since `periodStart`, days with none left out. */
   async minutesByDay(periodStart: Date, userId?: string): Promise<DayMinutes[]> {
     const subject = this.#subject(userId);
