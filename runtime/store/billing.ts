@@ -535,6 +535,18 @@ export class BillingStore {
     return Number(rows[0]!.n);
   }
 
+  /** An operator's reference to a user (id, external id or email) as their id; NotFound when none or several match. */
+  async resolveUser(ref: string): Promise<string> {
+    this.#access.require("billing.manage", "user");
+    const rows = await this.#rows<{ id: string }>(
+      sql`SELECT id FROM users
+          WHERE id::text = lower(${ref}) OR external_id = ${ref} OR lower(email) = lower(${ref})
+          LIMIT 2`,
+    );
+    if (rows.length !== 1) throw new NotFound("user");
+    return rows[0]!.id;
+  }
+
   /** Sets a user's plan (null: the default plan). NotFound for a user who does not exist. */
   async setPlan(userId: string, plan: string | null): Promise<void> {
     this.#access.require("billing.manage", "user");
