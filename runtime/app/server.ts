@@ -275,10 +275,11 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         ? new MeterOutbox({
             store,
             stripe: createStripe(config.billing.stripeSecretKey, options.billing?.stripeEndpoint),
+            streamClient: (token) => createStripe(token, options.billing?.stripeEndpoint),
             eventName: config.billing.meterEventName,
             log,
             clock: billingClock,
-            options: options.billing?.outbox,
+            options: { api: config.billing.meterApi, ...options.billing?.outbox },
           })
         : null,
     };

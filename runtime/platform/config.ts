@@ -61,6 +61,8 @@ export const ENV_DOCS: Record<string, string> = {
   STRIPE_SECRET_KEY: "Stripe secret key: compute minutes are sent to Stripe Billing Meters only when set",
   STRIPE_WEBHOOK_SECRET:
     "signing secret (whsec_...) of the endpoint /api/v1/billing/webhooks; unset refuses webhooks",
+  STRIPE_METER_API:
+    "how minutes are sent: v2 (default; the meter event stream, 100 per call) or v1 (billing.meterEvents.create, one per call)",
   STRIPE_METER_EVENT_NAME: "event name of the compute-minute meter in Stripe (default berth_compute_minute)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
 };
@@ -145,6 +147,7 @@ const schema = z
       .regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_, rk_test_ or rk_live_")
       .optional(),
     STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_", "must start with whsec_").optional(),
+    STRIPE_METER_API: z.enum(["v1", "v2"], { error: "must be v1 or v2" }).default("v2"),
     STRIPE_METER_EVENT_NAME: z
       .string()
       .regex(/^[a-z0-9_]{1,100}$/, "must be 1-100 of a-z, 0-9 and _")
@@ -273,6 +276,7 @@ export interface BillingConfig {
   /** null: the webhook endpoint refuses every request. */
   stripeWebhookSecret: string | null;
   meterEventName: string;
+  meterApi: "v1" | "v2";
 }
 
 export class ConfigError extends Error {
@@ -333,6 +337,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stripeSecretKey: e.STRIPE_SECRET_KEY ?? null,
       stripeWebhookSecret: e.STRIPE_WEBHOOK_SECRET ?? null,
       meterEventName: e.STRIPE_METER_EVENT_NAME,
+      meterApi: e.STRIPE_METER_API,
     },
   };
 }

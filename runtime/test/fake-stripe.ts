@@ -19,6 +19,8 @@ export interface FakeMeterEvent {
 
 export class FakeStripe {
   readonly #server: Server;
+  /** Added before every answer: the network round trip to the real Stripe (the bench's WAN rows). */
+  latencyMs = 0;
   /** Every call fails with a 500 while set (an outage). */
   failing = false;
   /** Meter events are recorded but answered with a 500 (the answer is lost on the way back). */
@@ -44,6 +46,19 @@ export class FakeStripe {
     return fake;
   }
 
+  /** Forgets everything it received (one fake serves several cases). */
+  reset(): void {
+    this.events.clear();
+    this.attempts.length = 0;
+    this.customers.length = 0;
+    this.meters.length = 0;
+    this.calls = 0;
+    this.duplicates = 0;
+    this.failing = false;
+    this.loseAnswers = false;
+    this.latencyMs = 0;
+  }
+
   get endpoint(): StripeEndpoint {
     return { host: "127.0.0.1", port: (this.#server.address() as AddressInfo).port, protocol: "http" };
   }
@@ -58,6 +73,7 @@ export class FakeStripe {
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString("utf8");
     this.calls++;
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, {
         "content-type": "application/json",
@@ -129,9 +145,15 @@ export class FakeStripe {
             payload: Record<string, string>;
           }>;
         };
+        if (!(req.headers.authorization ?? "").startsWith("Bearer mes_token_")) {
+          send(401, { error: { type: "temporary_session_expired", message: "no session token" } });
+          return;
+        }
         for (const e of body.events) {
           this.attempts.push(e.identifier);
-          if (!this.events.has(e.identifier))
+          // Like Stripe, a repeated identifier is accepted and dropped.
+          if (this.events.has(e.identifier)) this.duplicates++;
+          else
             this.events.set(e.identifier, {
               identifier: e.identifier,
               eventName: e.event_name,
@@ -140,7 +162,8 @@ export class FakeStripe {
               timestamp: Math.floor(Date.parse(e.timestamp) / 1000),
             });
         }
-        send(202, {});
+        if (this.loseAnswers) send(500, { error: { type: "api_error", message: "answer lost" } });
+        else send(202, {});
         return;
       }
       default:

@@ -14,23 +14,29 @@ const db = await useDatabase();
 const fake = await FakeStripe.start();
 afterAll(() => fake.close());
 
-describe("the compute-minute outbox to Stripe", () => {
+describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)", (api) => {
   it("loses nothing and sends nothing under two identifiers through an hour-long Stripe outage", async () => {
+    fake.reset();
+    await db.pool.query(
+      "TRUNCATE meter_events, workspace_instances, billing_accounts, billing_meters CASCADE",
+    );
     const [user] = await db.db
       .insert(users)
-      .values({ externalId: "outbox", email: "o@example.com" })
+      .values({ externalId: `outbox-${api}`, email: "o@example.com" })
       .returning();
     let now = new Date("2026-05-01T00:00:00Z");
     for (let i = 0; i < 5; i++) {
       const ws = await insertWorkspace(db.db, user!.id);
       await insertInstance(db.pool, ws.id, new Date(now.getTime() + i * 7_000));
     }
-    const { store, database } = replicaStore(db.url, "outbox");
+    const { store, database } = replicaStore(db.url, `outbox-${api}`);
     afterAll(() => database.close());
     const ticker = new MeterTicker({ store, log, clock: () => now });
     const outbox = new MeterOutbox({
       store,
       stripe: createStripe("sk_test_fake", fake.endpoint),
+      streamClient: (token) => createStripe(token, fake.endpoint),
+      options: { api },
       eventName: "berth_compute_minute",
       log,
       clock: () => now,

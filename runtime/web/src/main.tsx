@@ -3,9 +3,10 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api } from "./api.ts";
 import { type AuthState, maybeSignedIn, onSessionChange, signOut, startAuth } from "./auth/auth.ts";
 import { SignedOut } from "./auth/SignedOut.tsx";
-import { useRoute } from "./router.ts";
+import { href, useRoute } from "./router.ts";
 import { TerminalView } from "./terminal/TerminalView.tsx";
 import { NotificationBell } from "./views/Notifications.tsx";
+import { UsagePage } from "./views/Usage.tsx";
 import { WorkspaceDetail } from "./views/WorkspaceDetail.tsx";
 import { Workspaces } from "./views/Workspaces.tsx";
 
@@ -41,6 +42,9 @@ function App() {
           Berth
         </a>
         <div class="topbar-actions">
+          <a class="topbar-link" href={href.usage()}>
+            Usage
+          </a>
           <NotificationBell />
           <button
             type="button"
@@ -51,7 +55,13 @@ function App() {
           </button>
         </div>
       </header>
-      {route.name === "workspace" ? <WorkspaceDetail id={route.id} /> : <Workspaces />}
+      {route.name === "workspace" ? (
+        <WorkspaceDetail id={route.id} />
+      ) : route.name === "usage" ? (
+        <UsagePage />
+      ) : (
+        <Workspaces />
+      )}
     </>
   );
 }

@@ -4,13 +4,15 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { name: "workspaces" }
   | { name: "workspace"; id: string }
-  | { name: "terminal"; sessionId: string };
+  | { name: "terminal"; sessionId: string }
+  | { name: "usage" };
 
 export function parseRoute(hash: string): Route {
   const w = /^#\/w\/([0-9a-f-]{36})$/.exec(hash);
   if (w) return { name: "workspace", id: w[1]! };
   const t = /^#\/t\/([0-9a-f-]{36})$/.exec(hash);
   if (t) return { name: "terminal", sessionId: t[1]! };
+  if (hash === "#/usage") return { name: "usage" };
   return { name: "workspaces" };
 }
 
@@ -28,4 +30,5 @@ export const href = {
   workspaces: () => "#/",
   workspace: (id: string) => `#/w/${id}`,
   terminal: (sessionId: string) => `#/t/${sessionId}`,
+  usage: () => "#/usage",
 };
