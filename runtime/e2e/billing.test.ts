@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { agentChecksIn } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { waitFor } from "../test/wait.ts";
 
 const PLANS = {
@@ -165,6 +166,23 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
       headers: await as(alice),
     });
     expect(wake.status).toBe(202);
+  });
+
+  it("lets only one of two simultaneous wakes past a one-running-workspace plan", async () => {
+    const carol = await upsertUser(cp.deps.store, "user_billing_carol");
+    const [a, b] = await Promise.all(
+      ["x", "y"].map((name) =>
+        insertWorkspace(cp.deps.database.db, carol.userId, { name, state: "hibernated", serverType: "cx22" }),
+      ),
+    );
+    const headers = await as(carol);
+    const statuses = await Promise.all(
+      [a!, b!].map(
+        async (w) => (await cp.api(`/api/v1/workspaces/${w.id}/wake`, { method: "POST", headers })).status,
+      ),
+    );
+    expect(statuses.sort()).toEqual([202, 402]);
+    expect(await buildsOf(carol.userId)).toBe(1);
   });
 
   it("applies a verified webhook once; a forged or replayed signature is 400 and applies nothing", async () => {

@@ -523,6 +523,17 @@ export class BillingStore {
     return rows.map((r) => ({ day: r.day, minutes: Number(r.minutes) }));
   }
 
+  /**
+   * Serializes one user's starts (create, wake) until the transaction ends, so two at once cannot both pass
+   * the running-workspaces quota. Taken last by every start, after its other locks, so it cannot deadlock.
+   */
+  async lockStarts(userId: string): Promise<void> {
+    const subject = this.#subject(userId);
+    await this.#access.db.execute(
+      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`start:${subject}`}, 0))`,
+    );
+  }
+
   /** The user's workspaces that are running or on their way up, other than `exceptWorkspaceId`. */
   async runningCount(userId: string, exceptWorkspaceId: string | null): Promise<number> {
     const subject = this.#subject(userId);

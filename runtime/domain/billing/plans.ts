@@ -61,6 +61,7 @@ export class Plans {
    * transaction, so nothing is created when it throws.
    */
   async checkStart(scope: AuthorizedStore, start: StartRequest): Promise<void> {
+    await scope.billing.lockStarts(start.ownerId);
     const account = await scope.billing.account(start.ownerId);
     const plan = this.planOf(account.plan);
     if (plan.boxSizes && !plan.boxSizes.includes(start.serverType)) {
