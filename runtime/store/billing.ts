@@ -41,6 +41,16 @@ export interface ClaimedEvent {
   stripeCustomerId: string | null;
 }
 
+/** An undelivered voice-usage row, claimed for delivery. */
+export interface ClaimedVoice {
+  id: number;
+  userId: string;
+  seconds: number;
+  startedAt: Date;
+  attempts: number;
+  stripeCustomerId: string | null;
+}
+
 export interface DeliveryFailure {
   id: number;
   error: string;
@@ -261,17 +271,65 @@ export class BillingStore {
     }));
   }
 
-  /** Records a batch's outcome: delivered rows are sent, failed ones wait for their next try. */
-  async reportDelivery(sentIds: number[], sentAt: Date, failures: DeliveryFailure[]): Promise<void> {
+  /**
+   * Claims up to `limit` undelivered voice-usage rows (seconds > 0) due at `now`, like `claimUnsent`: the
+   * second meter of the same outbox.
+   */
+  async claimUnsentVoice(now: Date, limit: number, leaseMs: number): Promise<ClaimedVoice[]> {
+    const { rows } = await this.#pool.query<{
+      id: string;
+      user_id: string;
+      seconds: number;
+      started_at: Date;
+      attempts: number;
+      stripe_customer_id: string | null;
+    }>(
+      `WITH picked AS (
+         SELECT id FROM voice_usage
+         WHERE sent_at IS NULL AND not_before <= $1 AND seconds > 0
+         ORDER BY not_before, id
+         LIMIT $2 FOR UPDATE SKIP LOCKED
+       ),
+       claimed AS (
+         UPDATE voice_usage v SET attempts = v.attempts + 1,
+           not_before = $1::timestamptz + $3::int * interval '1 millisecond'
+         FROM picked WHERE v.id = picked.id
+         RETURNING v.id, v.user_id, v.seconds, v.started_at, v.attempts
+       )
+       SELECT c.*, a.stripe_customer_id
+       FROM claimed c LEFT JOIN billing_accounts a ON a.user_id = c.user_id
+       ORDER BY c.id`,
+      [now, limit, leaseMs],
+    );
+    return rows.map((r) => ({
+      id: Number(r.id),
+      userId: r.user_id,
+      seconds: r.seconds,
+      startedAt: r.started_at,
+      attempts: r.attempts,
+      stripeCustomerId: r.stripe_customer_id,
+    }));
+  }
+
+  /**
+   * Records a batch's outcome: delivered rows are sent, failed ones wait for their next try. `table` is the
+   * outbox the rows came from.
+   */
+  async reportDelivery(
+    sentIds: number[],
+    sentAt: Date,
+    failures: DeliveryFailure[],
+    table: "meter_events" | "voice_usage" = "meter_events",
+  ): Promise<void> {
     if (sentIds.length > 0) {
       await this.#pool.query(
-        "UPDATE meter_events SET sent_at = $2, last_error = NULL WHERE id = ANY($1::bigint[]) AND sent_at IS NULL",
+        `UPDATE ${table} SET sent_at = $2, last_error = NULL WHERE id = ANY($1::bigint[]) AND sent_at IS NULL`,
         [sentIds, sentAt],
       );
     }
     if (failures.length > 0) {
       await this.#pool.query(
-        `UPDATE meter_events e SET last_error = left(v.error, 500), not_before = v.not_before
+        `UPDATE ${table} e SET last_error = left(v.error, 500), not_before = v.not_before
          FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS v(id, error, not_before)
          WHERE e.id = v.id AND e.sent_at IS NULL`,
         [failures.map((f) => f.id), failures.map((f) => f.error), failures.map((f) => f.notBefore)],

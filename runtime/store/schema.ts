@@ -446,9 +446,15 @@ export const voiceUsage = pgTable(
     seconds: integer("seconds").notNull(),
     startedAt: ts("started_at").notNull(),
     createdAt: createdAt(),
+    /** Delivery to Stripe's voice-seconds meter, in the compute minutes' outbox (domain/billing/stripe-meter.ts). */
+    sentAt: ts("sent_at"),
+    attempts: integer("attempts").notNull().default(0),
+    notBefore: ts("not_before").notNull().defaultNow(),
+    lastError: text("last_error"),
   },
   (t) => [
     index("voice_usage_user_idx").on(t.userId, t.startedAt),
+    index("voice_usage_unsent_idx").on(t.notBefore, t.id).where(sql`${t.sentAt} IS NULL`),
     check("voice_usage_seconds_check", sql`${t.seconds} >= 0`),
   ],
 );

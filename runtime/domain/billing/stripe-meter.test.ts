@@ -18,7 +18,7 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
   it("loses nothing and sends nothing under two identifiers through an hour-long Stripe outage", async () => {
     fake.reset();
     await db.pool.query(
-      "TRUNCATE meter_events, workspace_instances, billing_accounts, billing_meters CASCADE",
+      "TRUNCATE meter_events, voice_usage, workspace_instances, billing_accounts, billing_meters CASCADE",
     );
     const [user] = await db.db
       .insert(users)
@@ -29,6 +29,13 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
       const ws = await insertWorkspace(db.db, user!.id);
       await insertInstance(db.pool, ws.id, new Date(now.getTime() + i * 7_000));
     }
+    // Voice seconds, the outbox's second meter: one session every 10 minutes, due once it ended.
+    await db.pool.query(
+      `INSERT INTO voice_usage (user_id, seconds, started_at, not_before)
+       SELECT $1, 30 + g, $2::timestamptz + g * interval '10 minutes', $2::timestamptz + g * interval '10 minutes'
+       FROM generate_series(0, 11) g`,
+      [user!.id, now],
+    );
     const { store, database } = replicaStore(db.url, `outbox-${api}`);
     afterAll(() => database.close());
     const ticker = new MeterTicker({ store, log, clock: () => now });
@@ -69,20 +76,33 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
       minute_ts: Date;
       sent_at: Date | null;
     }>("SELECT workspace_instance_id, minute_ts, sent_at FROM meter_events");
-    const expected = new Set(rows.map((r) => meterIdentifier(r.workspace_instance_id, r.minute_ts)));
+    const { rows: voice } = await db.pool.query<{ id: string; seconds: number; sent_at: Date | null }>(
+      "SELECT id, seconds, sent_at FROM voice_usage",
+    );
+    const expected = new Set([
+      ...rows.map((r) => meterIdentifier(r.workspace_instance_id, r.minute_ts)),
+      ...voice.map((v) => `voice:${v.id}`),
+    ]);
     const accepted = new Set(fake.events.keys());
     const lost = [...expected].filter((id) => !accepted.has(id));
     const foreign = fake.attempts.filter((id) => !expected.has(id));
     expect({
       lost: lost.length,
       foreign: foreign.length,
-      unsent: rows.filter((r) => !r.sent_at).length,
+      unsent: rows.filter((r) => !r.sent_at).length + voice.filter((v) => !v.sent_at).length,
     }).toEqual({
       lost: 0,
       foreign: 0,
       unsent: 0,
     });
-    expect(accepted.size).toBe(rows.length);
+    expect(accepted.size).toBe(rows.length + voice.length);
+    // Voice seconds went to their own meter with their seconds as the value.
+    for (const v of voice) {
+      expect(fake.events.get(`voice:${v.id}`)).toMatchObject({
+        eventName: "berth_voice_seconds",
+        value: String(v.seconds),
+      });
+    }
     expect(rows.length).toBe(5 * 150);
     // The lost answers were retried and recognised as already delivered.
     expect(fake.duplicates).toBeGreaterThan(0);
@@ -91,7 +111,10 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
     expect(new Set([...fake.events.values()].map((e) => e.customer))).toEqual(
       new Set([fake.customers[0]!.id]),
     );
-    expect(fake.meters).toHaveLength(1);
+    expect(fake.meters.map((m) => m.event_name).sort()).toEqual([
+      "berth_compute_minute",
+      "berth_voice_seconds",
+    ]);
     // The backlog of the outage (300 minutes) drained while new minutes kept coming.
     expect(Math.max(...backlogs)).toBeGreaterThanOrEqual(300);
     expect(drainedAtStep).toBeGreaterThan(61);

@@ -16,7 +16,7 @@
  */
 import type { Logger } from "../../platform/logger.ts";
 import { SYSTEM } from "../../store/actors.ts";
-import type { BillingStore, ClaimedEvent, DeliveryFailure } from "../../store/billing.ts";
+import type { BillingStore, DeliveryFailure } from "../../store/billing.ts";
 import type { Store } from "../../store/store.ts";
 import { createStripe, type Stripe } from "./stripe-client.ts";
 
@@ -71,6 +71,28 @@ export function meterIdentifier(instanceId: string, minute: Date): string {
   return `${instanceId}:${minute.toISOString().slice(0, 16)}Z`;
 }
 
+/** The voice meter's event name: voice seconds (`voice_usage`) are the outbox's second meter. */
+export const VOICE_METER_EVENT_NAME = "berth_voice_seconds";
+
+/** A claimed row of either meter, as Stripe is sent it. */
+interface Outgoing {
+  id: number;
+  userId: string;
+  stripeCustomerId: string | null;
+  attempts: number;
+  identifier: string;
+  value: number;
+  at: Date;
+}
+
+/** One meter of the outbox: its Stripe meter, where its rows are claimed from and reported to. */
+interface MeterSource {
+  eventName: string;
+  displayName: string;
+  table: "meter_events" | "voice_usage";
+  claim(now: Date, limit: number, leaseMs: number): Promise<Outgoing[]>;
+}
+
 function isDuplicate(err: unknown): boolean {
   const e = err as { type?: string; message?: string } | null;
   return e?.type === "StripeInvalidRequestError" && /already exists with identifier/i.test(e.message ?? "");
@@ -79,7 +101,7 @@ function isDuplicate(err: unknown): boolean {
 export class MeterOutbox {
   readonly #billing: BillingStore;
   readonly #stripe: Stripe;
-  readonly #eventName: string;
+  readonly #meters: MeterSource[];
   readonly #log: Logger;
   readonly #clock: () => Date;
   readonly #options: OutboxOptions;
@@ -99,7 +121,39 @@ export class MeterOutbox {
     this.#streamClient = deps.streamClient ?? ((token) => createStripe(token));
     this.#billing = deps.store.as(SYSTEM.billing).billing;
     this.#stripe = deps.stripe;
-    this.#eventName = deps.eventName;
+    const billing = this.#billing;
+    this.#meters = [
+      {
+        eventName: deps.eventName,
+        displayName: "Berth compute minutes",
+        table: "meter_events",
+        claim: async (now, limit, lease) =>
+          (await billing.claimUnsent(now, limit, lease)).map((e) => ({
+            id: e.id,
+            userId: e.userId,
+            stripeCustomerId: e.stripeCustomerId,
+            attempts: e.attempts,
+            identifier: meterIdentifier(e.instanceId, e.minuteTs),
+            value: e.quantity,
+            at: e.minuteTs,
+          })),
+      },
+      {
+        eventName: VOICE_METER_EVENT_NAME,
+        displayName: "Berth voice seconds",
+        table: "voice_usage",
+        claim: async (now, limit, lease) =>
+          (await billing.claimUnsentVoice(now, limit, lease)).map((v) => ({
+            id: v.id,
+            userId: v.userId,
+            stripeCustomerId: v.stripeCustomerId,
+            attempts: v.attempts,
+            identifier: `voice:${v.id}`,
+            value: v.seconds,
+            at: v.startedAt,
+          })),
+      },
+    ];
     this.#log = deps.log;
     this.#clock = deps.clock ?? (() => new Date());
     this.#options = { ...DEFAULT_OUTBOX, ...deps.options };
@@ -108,16 +162,16 @@ export class MeterOutbox {
   async drain(): Promise<DrainReport> {
     const report: DrainReport = { ran: false, sent: 0, duplicates: 0, failed: 0, expired: 0, batches: 0 };
     report.ran = await this.#billing.withOutboxLock(async () => {
-      await this.#ensureMeter();
-      while (report.batches < this.#options.maxBatches) {
-        const batch = await this.#billing.claimUnsent(
-          this.#clock(),
-          this.#options.batchSize,
-          this.#options.leaseMs,
-        );
-        if (batch.length === 0) break;
-        report.batches++;
-        await this.#deliver(batch, report);
+      for (const meter of this.#meters) {
+        await this.#ensureMeter(meter);
+        let batches = 0;
+        while (batches < this.#options.maxBatches) {
+          const batch = await meter.claim(this.#clock(), this.#options.batchSize, this.#options.leaseMs);
+          if (batch.length === 0) break;
+          batches++;
+          await this.#deliver(meter, batch, report);
+        }
+        report.batches += batches;
       }
     });
     if (report.failed > 0)
@@ -125,35 +179,35 @@ export class MeterOutbox {
     return report;
   }
 
-  /** Creates the meter once: Stripe does not deduplicate meters by event name, so its id is stored. */
-  async #ensureMeter(): Promise<void> {
-    if (await this.#billing.meterId(this.#eventName)) return;
+  /** Creates a meter once: Stripe does not deduplicate meters by event name, so its id is stored. */
+  async #ensureMeter(source: MeterSource): Promise<void> {
+    if (await this.#billing.meterId(source.eventName)) return;
     let id: string | null = null;
     for await (const meter of this.#stripe.billing.meters.list({ limit: 100 })) {
-      if (meter.event_name === this.#eventName && meter.status === "active") {
+      if (meter.event_name === source.eventName && meter.status === "active") {
         id = meter.id;
         break;
       }
     }
     if (!id) {
       const meter = await this.#stripe.billing.meters.create({
-        display_name: "Berth compute minutes",
-        event_name: this.#eventName,
+        display_name: source.displayName,
+        event_name: source.eventName,
         default_aggregation: { formula: "sum" },
         customer_mapping: { type: "by_id", event_payload_key: "stripe_customer_id" },
         value_settings: { event_payload_key: "value" },
       });
       id = meter.id;
-      this.#log.info({ meter: id, eventName: this.#eventName }, "created the Stripe meter");
+      this.#log.info({ meter: id, eventName: source.eventName }, "created the Stripe meter");
     }
-    await this.#billing.saveMeterId(this.#eventName, id);
+    await this.#billing.saveMeterId(source.eventName, id);
   }
 
-  async #deliver(batch: ClaimedEvent[], report: DrainReport): Promise<void> {
+  async #deliver(meter: MeterSource, batch: Outgoing[], report: DrainReport): Promise<void> {
     const now = this.#clock();
     const sent: number[] = [];
     const failures: DeliveryFailure[] = [];
-    const fail = (event: ClaimedEvent, err: unknown) => {
+    const fail = (event: Outgoing, err: unknown) => {
       const delay = Math.min(
         this.#options.backoffBaseMs * 2 ** Math.max(0, event.attempts - 1),
         this.#options.backoffMaxMs,
@@ -169,28 +223,29 @@ export class MeterOutbox {
 
     const customers = await this.#customersFor(batch, fail);
     const queue = batch.filter((e) => {
-      if (now.getTime() - e.minuteTs.getTime() > STRIPE_WINDOW_MS) {
+      if (now.getTime() - e.at.getTime() > STRIPE_WINDOW_MS) {
         failures.push({ id: e.id, error: "outside Stripe's 35-day window", notBefore: PARKED });
         report.expired++;
         return false;
       }
       return customers.has(e.userId);
     });
-    if (report.expired > 0) this.#log.error({ expired: report.expired }, "compute minutes too old to send");
+    if (report.expired > 0) this.#log.error({ expired: report.expired }, "meter events too old to send");
 
-    if (this.#options.api === "v2") await this.#sendStream(queue, customers, sent, fail);
-    else await this.#sendEach(queue, customers, sent, fail, report);
-    await this.#billing.reportDelivery(sent, this.#clock(), failures);
+    if (this.#options.api === "v2") await this.#sendStream(meter, queue, customers, sent, fail);
+    else await this.#sendEach(meter, queue, customers, sent, fail, report);
+    await this.#billing.reportDelivery(sent, this.#clock(), failures, meter.table);
     report.sent += sent.length;
     report.failed += failures.length - failures.filter((f) => f.notBefore === PARKED).length;
   }
 
   /** v1: one call per minute, `concurrency` in flight; "already exists" is a delivered minute. */
   async #sendEach(
-    queue: ClaimedEvent[],
+    meter: MeterSource,
+    queue: Outgoing[],
     customers: Map<string, string>,
     sent: number[],
-    fail: (event: ClaimedEvent, err: unknown) => void,
+    fail: (event: Outgoing, err: unknown) => void,
     report: DrainReport,
   ): Promise<void> {
     let next = 0;
@@ -199,10 +254,10 @@ export class MeterOutbox {
         const event = queue[next++]!;
         try {
           await this.#stripe.billing.meterEvents.create({
-            event_name: this.#eventName,
-            identifier: meterIdentifier(event.instanceId, event.minuteTs),
-            timestamp: Math.floor(event.minuteTs.getTime() / 1000),
-            payload: { stripe_customer_id: customers.get(event.userId)!, value: String(event.quantity) },
+            event_name: meter.eventName,
+            identifier: event.identifier,
+            timestamp: Math.floor(event.at.getTime() / 1000),
+            payload: { stripe_customer_id: customers.get(event.userId)!, value: String(event.value) },
           });
           sent.push(event.id);
         } catch (err) {
@@ -225,12 +280,13 @@ export class MeterOutbox {
    * on the next call.
    */
   async #sendStream(
-    queue: ClaimedEvent[],
+    meter: MeterSource,
+    queue: Outgoing[],
     customers: Map<string, string>,
     sent: number[],
-    fail: (event: ClaimedEvent, err: unknown) => void,
+    fail: (event: Outgoing, err: unknown) => void,
   ): Promise<void> {
-    const chunks: ClaimedEvent[][] = [];
+    const chunks: Outgoing[][] = [];
     for (let i = 0; i < queue.length; i += STREAM_BATCH) chunks.push(queue.slice(i, i + STREAM_BATCH));
     let next = 0;
     const worker = async () => {
@@ -240,10 +296,10 @@ export class MeterOutbox {
           const client = await this.#sessionClient();
           await client.v2.billing.meterEventStream.create({
             events: chunk.map((event) => ({
-              event_name: this.#eventName,
-              identifier: meterIdentifier(event.instanceId, event.minuteTs),
-              timestamp: event.minuteTs.toISOString(),
-              payload: { stripe_customer_id: customers.get(event.userId)!, value: String(event.quantity) },
+              event_name: meter.eventName,
+              identifier: event.identifier,
+              timestamp: event.at.toISOString(),
+              payload: { stripe_customer_id: customers.get(event.userId)!, value: String(event.value) },
             })),
           });
           for (const event of chunk) sent.push(event.id);
@@ -273,8 +329,8 @@ export class MeterOutbox {
    * customer cannot be created now has their minutes failed (they retry with backoff).
    */
   async #customersFor(
-    batch: ClaimedEvent[],
-    fail: (event: ClaimedEvent, err: unknown) => void,
+    batch: Outgoing[],
+    fail: (event: Outgoing, err: unknown) => void,
   ): Promise<Map<string, string>> {
     const customers = new Map<string, string>();
     const missing = new Set<string>();

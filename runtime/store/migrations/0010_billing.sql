@@ -30,3 +30,9 @@ CREATE TABLE "stripe_webhook_events" (
 	"type" text NOT NULL,
 	"received_at" timestamp with time zone DEFAULT now() NOT NULL
 );
+--> statement-breakpoint
+ALTER TABLE "voice_usage" ADD COLUMN "sent_at" timestamp with time zone;--> statement-breakpoint
+ALTER TABLE "voice_usage" ADD COLUMN "attempts" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
+ALTER TABLE "voice_usage" ADD COLUMN "not_before" timestamp with time zone DEFAULT now() NOT NULL;--> statement-breakpoint
+ALTER TABLE "voice_usage" ADD COLUMN "last_error" text;--> statement-breakpoint
+CREATE INDEX "voice_usage_unsent_idx" ON "voice_usage" USING btree ("not_before","id") WHERE "voice_usage"."sent_at" IS NULL;
