@@ -140,9 +140,9 @@ export class BillingStore {
    * each count as a whole minute; a minute is metered only once it has ended (m+1 <= now). Each instance's
    * `metered_through` cursor says where the last pass stopped; minutes are generated from the cursor to the
    * end of the last completed minute, at most `maxMinutes` per instance per pass, and inserted with ON
-   * CONFLICT DO NOTHING on (instance, minute), so a replay after a crash between the insert and the cursor
-   * (impossible: one transaction) or a second replica writes nothing twice. The instances are locked
-   * (FOR NO KEY UPDATE) so a stop committing meanwhile is read with its stop time, not before it.
+   * CONFLICT DO NOTHING on (instance, minute), so whatever runs a pass again (a second replica, a retried
+   * job, a cursor that somehow lags) writes no minute twice; the insert and the cursor commit together.
+   * The instances are locked (FOR NO KEY UPDATE) so a stop committing meanwhile is read with its stop time.
    */
   async meterPass(now: Date | null, maxMinutes: number): Promise<MeterPass> {
     return this.#withClient(async (client) => {
@@ -343,15 +343,6 @@ export class BillingStore {
       "SELECT count(*) AS n, min(minute_ts) AS oldest FROM meter_events WHERE sent_at IS NULL",
     );
     return { unsent: Number(rows[0]!.n), oldest: rows[0]!.oldest };
-  }
-
-  /** The Stripe customers already created for these users. */
-  async stripeCustomers(userIds: string[]): Promise<Map<string, string>> {
-    const { rows } = await this.#pool.query<{ user_id: string; stripe_customer_id: string }>(
-      "SELECT user_id, stripe_customer_id FROM billing_accounts WHERE user_id = ANY($1::uuid[]) AND stripe_customer_id IS NOT NULL",
-      [userIds],
-    );
-    return new Map(rows.map((r) => [r.user_id, r.stripe_customer_id]));
   }
 
   /** The email Stripe's customer record is created with (null when the identity provider gave none). */
