@@ -51,6 +51,10 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
   };
   let wsId = "";
 
+  it("meters in local mode but sends nothing to Stripe without STRIPE_SECRET_KEY", () => {
+    expect(cp.billing.outbox).toBeNull();
+  });
+
   it("refuses a start outside the plan with 402 naming the quota, and makes no build", async () => {
     const res = await cp.api("/api/v1/workspaces", {
       method: "POST",
@@ -191,12 +195,12 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
        ON CONFLICT (user_id) DO UPDATE SET stripe_customer_id = 'cus_bob'`,
       [bob.userId],
     );
-    const event = (id: string, status: string) =>
+    const event = (id: string, status: string, ageSeconds = 0) =>
       JSON.stringify({
         id,
         object: "event",
         type: "customer.subscription.updated",
-        created: Math.floor(Date.now() / 1000),
+        created: Math.floor(Date.now() / 1000) - ageSeconds,
         data: {
           object: {
             id: "sub_1",
@@ -264,5 +268,15 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
     expect(await json(again)).toEqual({ received: true, applied: false });
     expect(await account()).toEqual({ plan: null, subscription_status: "active" });
     expect(await applied()).toBe(1);
+
+    // An older event delivered late is acknowledged and recorded, and changes nothing.
+    const late = event("evt_0", "incomplete", 600);
+    const lateAnswer = await post(
+      late,
+      Stripe.webhooks.generateTestHeaderString({ payload: late, secret: WEBHOOK_SECRET }),
+    );
+    expect(await json(lateAnswer)).toEqual({ received: true, applied: true });
+    expect(await account()).toEqual({ plan: null, subscription_status: "active" });
+    expect(await applied()).toBe(2);
   });
 });
