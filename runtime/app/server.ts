@@ -268,7 +268,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const billingClock = options.billing?.clock;
     const billing = {
       // Without a test clock the tick asks Postgres for the time: one clock for every replica.
-      meter: new MeterTicker({ store, log, clock: billingClock ? () => billingClock() : () => null }),
+      meter: new MeterTicker({
+        store,
+        log,
+        metrics,
+        clock: billingClock ? () => billingClock() : () => null,
+      }),
       enforcer: new QuotaEnforcer({ store, workspaces: deps.workspaces, plans, log }),
       // Local mode (and any deployment without a Stripe key) meters and shows usage, and sends nothing.
       outbox: config.billing.stripeSecretKey
@@ -278,6 +283,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
             streamClient: (token) => createStripe(token, options.billing?.stripeEndpoint),
             eventName: config.billing.meterEventName,
             log,
+            metrics,
             clock: billingClock,
             options: { api: config.billing.meterApi, ...options.billing?.outbox },
           })

@@ -6,6 +6,7 @@
  * twice, or on two replicas at once, writes nothing twice (the tick lock, and the unique key under it).
  */
 import type { Logger } from "../platform/logger.ts";
+import type { Metrics } from "../platform/metrics.ts";
 import { SYSTEM } from "../store/actors.ts";
 import type { BillingStore } from "../store/billing.ts";
 import type { Store } from "../store/store.ts";
@@ -32,8 +33,16 @@ export class MeterTicker {
   readonly #clock: MeterClock;
   readonly #log: Logger;
   readonly #maxMinutesPerPass: number;
+  readonly #metrics: Metrics | null;
 
-  constructor(deps: { store: Store; log: Logger; clock?: MeterClock; maxMinutesPerPass?: number }) {
+  constructor(deps: {
+    store: Store;
+    log: Logger;
+    clock?: MeterClock;
+    maxMinutesPerPass?: number;
+    metrics?: Metrics;
+  }) {
+    this.#metrics = deps.metrics ?? null;
     this.#billing = deps.store.as(SYSTEM.billing).billing;
     this.#clock = deps.clock ?? (() => null);
     this.#log = deps.log;
@@ -52,6 +61,7 @@ export class MeterTicker {
       inserted += pass.inserted;
       if (!pass.more || passes >= MAX_PASSES) break;
     }
+    this.#metrics?.billingMinutesMetered.inc(inserted);
     if (inserted > 0) this.#log.debug({ inserted, passes }, "compute minutes metered");
     return { ran: true, inserted, passes, ms: performance.now() - started };
   }

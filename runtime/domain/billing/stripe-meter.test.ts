@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/logger.ts";
+import { createMetrics } from "../../platform/metrics.ts";
 import { users } from "../../store/schema.ts";
 import { insertInstance, replicaStore } from "../../test/billing.ts";
 import { useDatabase } from "../../test/database.ts";
@@ -37,6 +38,7 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
       [user!.id, now],
     );
     const { store, database } = replicaStore(db.url, `outbox-${api}`);
+    const metrics = createMetrics();
     afterAll(() => database.close());
     const ticker = new MeterTicker({ store, log, clock: () => now });
     const outbox = new MeterOutbox({
@@ -44,6 +46,7 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
       stripe: createStripe("sk_test_fake", fake.endpoint),
       streamClient: (token) => createStripe(token, fake.endpoint),
       options: { api },
+      metrics,
       eventName: "berth_compute_minute",
       log,
       clock: () => now,
@@ -96,6 +99,11 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
       unsent: 0,
     });
     expect(accepted.size).toBe(rows.length + voice.length);
+    // What operators see on /metrics agrees: every row counted sent once (v1 also tells the retries of a
+    // lost answer apart; the v2 stream cannot), nothing left.
+    const sentMetric = (await metrics.billingEventsSent.get()).values;
+    expect(sentMetric.reduce((n, v) => n + v.value, 0)).toBe(accepted.size);
+    expect((await metrics.billingUnsent.get()).values[0]?.value).toBe(0);
     // Voice seconds went to their own meter with their seconds as the value.
     for (const v of voice) {
       expect(fake.events.get(`voice:${v.id}`)).toMatchObject({

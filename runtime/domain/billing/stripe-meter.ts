@@ -15,6 +15,7 @@
  * replica drains at a time (the outbox lock).
  */
 import type { Logger } from "../../platform/logger.ts";
+import type { Metrics } from "../../platform/metrics.ts";
 import { SYSTEM } from "../../store/actors.ts";
 import type { BillingStore, DeliveryFailure } from "../../store/billing.ts";
 import type { Store } from "../../store/store.ts";
@@ -106,6 +107,7 @@ export class MeterOutbox {
   readonly #clock: () => Date;
   readonly #options: OutboxOptions;
   readonly #streamClient: (token: string) => Stripe;
+  readonly #metrics: Metrics | null;
   #session: { client: Stripe; expiresAt: number } | null = null;
 
   constructor(deps: {
@@ -117,7 +119,9 @@ export class MeterOutbox {
     options?: Partial<OutboxOptions>;
     /** The client that sends on a v2 session token; pass one on the same endpoint as `stripe`. */
     streamClient?: (token: string) => Stripe;
+    metrics?: Metrics;
   }) {
+    this.#metrics = deps.metrics ?? null;
     this.#streamClient = deps.streamClient ?? ((token) => createStripe(token));
     this.#billing = deps.store.as(SYSTEM.billing).billing;
     this.#stripe = deps.stripe;
@@ -174,8 +178,13 @@ export class MeterOutbox {
         report.batches += batches;
       }
     });
-    if (report.failed > 0)
-      this.#log.warn({ ...report }, "some compute minutes could not be sent to Stripe yet");
+    if (this.#metrics && report.ran) {
+      this.#metrics.billingEventsSent.inc({ outcome: "accepted" }, report.sent - report.duplicates);
+      this.#metrics.billingEventsSent.inc({ outcome: "duplicate" }, report.duplicates);
+      this.#metrics.billingEventsFailed.inc(report.failed);
+      this.#metrics.billingUnsent.set((await this.#billing.backlog()).unsent);
+    }
+    if (report.failed > 0) this.#log.warn({ ...report }, "some meter events could not be sent to Stripe yet");
     return report;
   }
 
