@@ -74,7 +74,10 @@ describe("compute-minute metering", () => {
     }
   });
 
-  it("soak: three replicas restarted at random with the clock stepped forward meter every running minute exactly once", async () => {
+  // A limit for a hang, not a speed target: 400 steps of real ticks take tens of seconds on a busy machine.
+  it("soak: three replicas restarted at random with the clock stepped forward meter every running minute exactly once", {
+    timeout: 240_000,
+  }, async () => {
     const seed = Number(process.env.BERTH_SOAK_SEED ?? 18);
     const rand = prng(seed);
     const [user] = await db.db.insert(users).values({ externalId: "meter-soak" }).returning();

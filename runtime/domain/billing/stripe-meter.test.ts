@@ -16,7 +16,10 @@ const fake = await FakeStripe.start();
 afterAll(() => fake.close());
 
 describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)", (api) => {
-  it("loses nothing and sends nothing under two identifiers through an hour-long Stripe outage", async () => {
+  // A limit for a hang, not a speed target: 210 simulated minutes of real ticks and drains.
+  it("loses nothing and sends nothing under two identifiers through an hour-long Stripe outage", {
+    timeout: 240_000,
+  }, async () => {
     fake.reset();
     await db.pool.query(
       "TRUNCATE meter_events, voice_usage, workspace_instances, billing_accounts, billing_meters CASCADE",
