@@ -3,6 +3,8 @@ import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import type { Plans } from "../domain/billing/plans.ts";
+import type { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
@@ -53,4 +55,6 @@ export interface AppDeps {
   vapidPublicKey: string;
   /** Tests: accept push endpoints on IP literals (a local push service stand-in). */
   allowIpPushEndpoints?: boolean;
+  /** Plans and usage; Stripe's webhooks (null without STRIPE_WEBHOOK_SECRET). */
+  billing: { plans: Plans; webhooks: StripeWebhooks | null };
 }

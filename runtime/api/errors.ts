@@ -8,6 +8,7 @@ import {
   Forbidden,
   Invalid,
   NotFound,
+  PaymentRequired,
   RateLimited,
   Unauthenticated,
   Unavailable,
@@ -86,6 +87,7 @@ export function errorMiddleware(log: Logger) {
 const STATUS = new Map<abstract new (...args: never[]) => DomainError, number>([
   [Invalid, 400],
   [Unauthenticated, 401],
+  [PaymentRequired, 402],
   [Forbidden, 403],
   [NotFound, 404],
   [Conflict, 409],

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { formatStackDiff } from "../../stacks/pulumi/diff.ts";
+import { Plans } from "../domain/billing/plans.ts";
+import { usageReport } from "../domain/billing/usage.ts";
 import {
   diffStack,
   forgetStack,
@@ -35,6 +37,7 @@ Commands:
   migrate   apply pending database migrations and exit
   stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
   doctor    self-hosters: check every credential, DNS, the box image, the state backend and the clock
+  billing   operators: usage <user> | plan <user> <plan|default> | plans
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
@@ -83,6 +86,14 @@ ${Object.entries(DOCTOR_ENV_DOCS)
   .map(([k, v]) => `  ${k.padEnd(34)}${v}`)
   .join("\n")}
 `,
+  billing: `Usage: npm run berth -- billing <usage <user> | plan <user> <plan|default> | plans>
+
+  usage    a user's compute minutes this period (calendar month, UTC) against their plan, per workspace
+  plan     put a user on a plan of BERTH_BILLING_PLANS ('default' returns them to BERTH_BILLING_DEFAULT_PLAN)
+  plans    the configured plans
+<user> is a user id, their external (Clerk) id, or their email. Uses the same DATABASE_URL/BERTH_DATA_DIR
+and BERTH_BILLING_PLANS as 'serve'.
+`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -129,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
+  if (command === "billing") return billingCommand(config, log, positionals.slice(1));
 
   // Listen before starting: a SIGINT during startup would otherwise kill the process the default way and
   // orphan the embedded Postgres it already started. Such a signal stops the server once it is up.
@@ -200,6 +212,62 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
         break;
       }
     }
+    return 0;
+  } catch (err) {
+    if (err instanceof DomainError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await database.close();
+    await stopEmbedded?.();
+  }
+}
+
+async function billingCommand(config: Config, log: Logger, args: string[]): Promise<number> {
+  const [sub, ref, plan] = args;
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const plans = new Plans(config.billing);
+  if (sub === "plans") {
+    for (const p of Object.values(config.billing.plans)) {
+      const isDefault = p.name === config.billing.defaultPlan ? " (default)" : "";
+      out(
+        `${p.name}${isDefault}: ${p.includedMinutes ?? "unlimited"} minutes, ${p.maxRunning ?? "any number of"} running, box sizes ${p.boxSizes?.join(",") ?? "any"}, overage ${p.overage}`,
+      );
+    }
+    return 0;
+  }
+  if (!((sub === "usage" && ref) || (sub === "plan" && ref && plan))) {
+    process.stderr.write(COMMAND_HELP.billing!);
+    return 2;
+  }
+  if (sub === "plan" && plan !== "default" && !plans.has(plan!)) {
+    process.stderr.write(`berth: no plan named '${plan}' (plans: ${plans.names.join(", ")})\n`);
+    return 2;
+  }
+  const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
+  try {
+    await runMigrations(database);
+    const secretBox = config.secretKeys
+      ? SecretBox.fromSpec(config.secretKeys)
+      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
+    const scope = new Store(database, { secretBox }).as(SYSTEM.operator);
+    const userId = await scope.billing.resolveUser(ref!);
+    if (sub === "plan") {
+      await scope.billing.setPlan(userId, plan === "default" ? null : plan!);
+      await scope.audit({ action: "billing.plan", targetType: "user", targetId: userId, details: { plan } });
+    }
+    const u = await usageReport(scope, plans, userId);
+    out(`user      ${u.userId}`);
+    out(
+      `plan      ${u.plan.name} (overage: ${u.plan.overage})${u.subscriptionStatus ? `, subscription ${u.subscriptionStatus}` : ""}`,
+    );
+    out(`period    ${u.period.start.slice(0, 10)} to ${u.period.end.slice(0, 10)}`);
+    out(
+      `minutes   ${u.minutes} of ${u.includedMinutes ?? "unlimited"}; remaining ${u.remainingMinutes ?? "unlimited"}; projected ${u.projectedMinutes}`,
+    );
+    for (const w of u.workspaces) out(`  ${w.workspaceId}  ${String(w.minutes).padStart(7)}  ${w.name}`);
     return 0;
   } catch (err) {
     if (err instanceof DomainError) {

@@ -9,6 +9,7 @@ import { errorMiddleware } from "../api/errors.ts";
 import { adminRoutes } from "../api/routes/admin.ts";
 import { agentRouter } from "../api/routes/agent.ts";
 import { authConfigRoutes, loginRoutes, meRoutes } from "../api/routes/auth.ts";
+import { STRIPE_WEBHOOK_PATH, stripeWebhookRoutes, usageRoutes } from "../api/routes/billing.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
@@ -92,9 +93,12 @@ export function buildApp(deps: AppDeps): BuiltApp {
   app.use(previews.middleware());
   const directives = cspDirectives(deps.config.auth);
   app.use(helmet(directives ? { contentSecurityPolicy: { directives } } : undefined));
-  // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
+  // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT. Stripe's
+  // webhooks are read raw: their signature covers the exact bytes.
   const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
-  app.use((ctx, next) => (ctx.path.startsWith("/agent/") ? next() : jsonBody(ctx, next)));
+  app.use((ctx, next) =>
+    ctx.path.startsWith("/agent/") || ctx.path === STRIPE_WEBHOOK_PATH ? next() : jsonBody(ctx, next),
+  );
 
   const publicRouter = new Router<AppState>();
   healthRoutes(publicRouter, deps);
@@ -103,6 +107,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   webRoutes(publicRouter);
   loginRoutes(publicRouter, deps);
   authConfigRoutes(publicRouter, deps);
+  stripeWebhookRoutes(publicRouter, deps);
 
   const apiRouter = new Router<AppState>();
   apiRouter.use(deps.authenticator.middleware());
@@ -122,6 +127,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   overviewRoutes(apiRouter, deps);
   userSecretRoutes(apiRouter);
   onboardingRoutes(apiRouter, deps);
+  usageRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -13,6 +13,10 @@ import type { AppDeps } from "../api/context.ts";
 import { addressPolicy } from "../boxnet/address-policy.ts";
 import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import { Plans } from "../domain/billing/plans.ts";
+import { createStripe, type StripeEndpoint } from "../domain/billing/stripe-client.ts";
+import { MeterOutbox, type OutboxOptions } from "../domain/billing/stripe-meter.ts";
+import { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
@@ -34,6 +38,8 @@ import { Store } from "../store/store.ts";
 import { Autostop } from "../workers/autostop.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
+import { MeterTicker } from "../workers/metering.ts";
+import { QuotaEnforcer } from "../workers/quota-enforcer.ts";
 import { Reconciler } from "../workers/reconciler.ts";
 import { startSchedules } from "../workers/schedules.ts";
 import { createDriver } from "./drivers.ts";
@@ -59,6 +65,8 @@ export interface ControlPlane {
   health: HealthProber;
   /** Web Push delivery (tests wait on `settle()`). */
   push: PushSender;
+  /** Billing's jobs (scheduled every minute; tests call them directly). `outbox` is null without STRIPE_SECRET_KEY. */
+  billing: { meter: MeterTicker; enforcer: QuotaEnforcer; outbox: MeterOutbox | null };
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -88,6 +96,8 @@ export interface StartOptions {
   worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
   /** Web Push: tests trust a local push service's certificate and allow its IP-literal endpoint. */
   push?: { agent?: HttpsAgent; allowIpEndpoints?: boolean };
+  /** Billing: a controllable clock, and Stripe at another address (tests run a fake there). */
+  billing?: { clock?: () => Date; stripeEndpoint?: StripeEndpoint; outbox?: Partial<OutboxOptions> };
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -170,6 +180,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
     };
     const vapid = loadVapidKeys({ dataDir: config.dataDir, ...config.vapid, publicUrl: config.publicUrl });
+    const plans = new Plans(config.billing, options.billing?.clock);
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -191,6 +202,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       workspaces: new WorkspaceService({
         driverName: driver.name,
         defaults: config.workspaceDefaults,
+        quota: plans,
       }),
       publicUrl: config.publicUrl ?? "",
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
@@ -202,6 +214,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       }),
       vapidPublicKey: vapid.publicKey,
       allowIpPushEndpoints: options.push?.allowIpEndpoints ?? false,
+      billing: {
+        plans,
+        webhooks: config.billing.stripeWebhookSecret
+          ? new StripeWebhooks({ store, secret: config.billing.stripeWebhookSecret, plans, log })
+          : null,
+      },
     };
 
     const { app, previews } = buildApp(deps);
@@ -271,11 +289,45 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       unfollowPush();
       await push.settle();
     });
+    const billingClock = options.billing?.clock;
+    const billing = {
+      // Without a test clock the tick asks Postgres for the time: one clock for every replica.
+      meter: new MeterTicker({
+        store,
+        log,
+        metrics,
+        clock: billingClock ? () => billingClock() : () => null,
+      }),
+      enforcer: new QuotaEnforcer({ store, workspaces: deps.workspaces, plans, log }),
+      // Local mode (and any deployment without a Stripe key) meters and shows usage, and sends nothing.
+      outbox: config.billing.stripeSecretKey
+        ? new MeterOutbox({
+            store,
+            stripe: createStripe(config.billing.stripeSecretKey, options.billing?.stripeEndpoint),
+            streamClient: (token) => createStripe(token, options.billing?.stripeEndpoint),
+            eventName: config.billing.meterEventName,
+            log,
+            metrics,
+            clock: billingClock,
+            options: { api: config.billing.meterApi, ...options.billing?.outbox },
+          })
+        : null,
+    };
     if (options.runSchedules !== false) {
+      const outbox = billing.outbox;
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
         { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
         { name: "autostop", cron: "* * * * *", run: () => autostop.tick() },
+        {
+          name: "billing-meter",
+          cron: "* * * * *",
+          run: async () => {
+            await billing.meter.tick();
+            await billing.enforcer.run();
+          },
+        },
+        ...(outbox ? [{ name: "billing-outbox", cron: "* * * * *", run: () => outbox.drain() }] : []),
       ]);
       cleanup.push(() => scheduler.stop());
     }
@@ -291,6 +343,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       reconciler,
       health,
       push,
+      billing,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop
+ *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop billing
  */
 
 import { benchAutostop } from "./autostop.ts";
+import { benchBilling } from "./billing.ts";
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
@@ -21,6 +22,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   previews: benchPreviewProxy,
   "session-environment": benchSessionEnvironment,
   autostop: benchAutostop,
+  billing: benchBilling,
 };
 
 const wanted = process.argv.slice(2);

@@ -38,6 +38,7 @@ const OWNED_TABLES = [
   "push_subscriptions",
   "agent_actions",
   "audit_log",
+  "billing_accounts",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -144,6 +145,9 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     // Operators' routes: to anyone but an admin they do not exist.
     "POST /api/v1/admin/workspaces/:id/repair": [{ path: `/api/v1/admin/workspaces/${ws.id}/repair` }],
     "POST /api/v1/admin/workspaces/:id/forget": [{ path: `/api/v1/admin/workspaces/${ws.id}/forget` }],
+    "PUT /api/v1/admin/users/:id/plan": [
+      { path: `/api/v1/admin/users/${alice.userId}/plan`, body: { plan: null } },
+    ],
   };
 
   const send = async (route: string, c: Case, cookie: string) => {

@@ -28,6 +28,7 @@ const PUBLIC_ROUTES = new Set([
   "GET /apple-touch-icon.png",
   "POST /api/v1/auth/login",
   "GET /api/v1/auth/config",
+  "POST /api/v1/billing/webhooks",
 ]);
 
 const ANY_UUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";

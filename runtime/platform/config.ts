@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { getDomain } from "tldts";
 import { z } from "zod";
+import { type Plan, parsePlans, UNLIMITED_PLANS } from "./billing-plans.ts";
 import { type ClerkFrontend, clerkFrontend, frontendApiFromPublishableKey } from "./clerk-frontend.ts";
 
 const csv = z
@@ -53,6 +54,16 @@ export const ENV_DOCS: Record<string, string> = {
     "local driver: the boxes' terminal endpoint: auto (default: ttyd if one is on PATH, else the built-in server), builtin, or the path of a ttyd binary",
   BERTH_BOX_PATHS:
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
+  BERTH_BILLING_PLANS:
+    'billing plans as JSON: {"<name>":{"includedMinutes":600|null,"maxRunning":1|null,"boxSizes":["cx22"]|null,"overage":"billed"|"stop"},...} (default: one unlimited plan)',
+  BERTH_BILLING_DEFAULT_PLAN:
+    "plan of users who have none set (default: the first plan in BERTH_BILLING_PLANS)",
+  STRIPE_SECRET_KEY: "Stripe secret key: compute minutes are sent to Stripe Billing Meters only when set",
+  STRIPE_WEBHOOK_SECRET:
+    "signing secret (whsec_...) of the endpoint /api/v1/billing/webhooks; unset refuses webhooks",
+  STRIPE_METER_API:
+    "how minutes are sent: v2 (default; the meter event stream, 100 per call) or v1 (billing.meterEvents.create, one per call)",
+  STRIPE_METER_EVENT_NAME: "event name of the compute-minute meter in Stripe (default berth_compute_minute)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
   BERTH_VAPID_PUBLIC_KEY:
     "Web Push VAPID public key (base64url, `npx web-push generate-vapid-keys`); set it with the private key on every replica; unset: generated into BERTH_DATA_DIR/vapid-keys.json",
@@ -124,6 +135,28 @@ const schema = z
         error: "must be one of public,tailnet / tailnet,public / tailnet / public",
       })
       .default("public,tailnet"),
+    BERTH_BILLING_PLANS: z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return parsePlans(text);
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+    BERTH_BILLING_DEFAULT_PLAN: z.string().optional(),
+    STRIPE_SECRET_KEY: z
+      .string()
+      .regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_, rk_test_ or rk_live_")
+      .optional(),
+    STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_", "must start with whsec_").optional(),
+    STRIPE_METER_API: z.enum(["v1", "v2"], { error: "must be v1 or v2" }).default("v2"),
+    STRIPE_METER_EVENT_NAME: z
+      .string()
+      .regex(/^[a-z0-9_]{1,100}$/, "must be 1-100 of a-z, 0-9 and _")
+      .default("berth_compute_minute"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     BERTH_VAPID_PUBLIC_KEY: z
       .string()
@@ -147,6 +180,14 @@ const schema = z
       });
     }
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
+    const plans = env.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS;
+    if (env.BERTH_BILLING_DEFAULT_PLAN !== undefined && !(env.BERTH_BILLING_DEFAULT_PLAN in plans)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_BILLING_DEFAULT_PLAN"],
+        message: `names no plan of BERTH_BILLING_PLANS (plans: ${Object.keys(plans).join(", ")})`,
+      });
+    }
     if (hosted && !env.BERTH_AUTHORIZED_PARTIES?.length) {
       ctx.addIssue({
         code: "custom",
@@ -250,6 +291,18 @@ export interface Config {
   logLevel: string;
   /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
+  billing: BillingConfig;
+}
+
+export interface BillingConfig {
+  plans: Record<string, Plan>;
+  defaultPlan: string;
+  /** null: nothing is sent to Stripe (minutes are still metered and shown). */
+  stripeSecretKey: string | null;
+  /** null: the webhook endpoint refuses every request. */
+  stripeWebhookSecret: string | null;
+  meterEventName: string;
+  meterApi: "v1" | "v2";
 }
 
 export class ConfigError extends Error {
@@ -308,6 +361,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       publicKey: e.BERTH_VAPID_PUBLIC_KEY,
       privateKey: e.BERTH_VAPID_PRIVATE_KEY,
       subject: e.BERTH_VAPID_SUBJECT,
+    },
+    billing: {
+      plans: e.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS,
+      defaultPlan: e.BERTH_BILLING_DEFAULT_PLAN ?? Object.keys(e.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS)[0]!,
+      stripeSecretKey: e.STRIPE_SECRET_KEY ?? null,
+      stripeWebhookSecret: e.STRIPE_WEBHOOK_SECRET ?? null,
+      meterEventName: e.STRIPE_METER_EVENT_NAME,
+      meterApi: e.STRIPE_METER_API,
     },
   };
 }

@@ -47,5 +47,8 @@ export class RateLimited extends DomainError {
   }
 }
 
+/** The caller's plan does not cover this (a quota is used up); `code` names the quota (`quota_minutes`…). */
+export class PaymentRequired extends DomainError {}
+
 /** A dependency of ours is not there right now (a box asleep, a client not built); retrying may help. */
 export class Unavailable extends DomainError {}

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** One registry per control plane instance, so tests can run several side by side. */
 export function createMetrics() {
@@ -107,8 +107,33 @@ export function createMetrics() {
     buckets: [0.1, 0.5, 1, 5, 10, 20, 30, 45, 60, 120],
     registers: [registry],
   });
+  const billingMinutesMetered = new Counter({
+    name: "billing_compute_minutes_metered_total",
+    help: "Compute minutes written to meter_events by the metering tick",
+    registers: [registry],
+  });
+  const billingEventsSent = new Counter({
+    name: "billing_meter_events_sent_total",
+    help: "Meter events Stripe accepted (duplicates of a previous try included), by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
+  const billingEventsFailed = new Counter({
+    name: "billing_meter_events_failed_total",
+    help: "Meter event sends that failed and wait for a retry",
+    registers: [registry],
+  });
+  const billingUnsent = new Gauge({
+    name: "billing_meter_events_unsent",
+    help: "Compute minutes waiting for delivery to Stripe, after the last drain",
+    registers: [registry],
+  });
   return {
     registry,
+    billingMinutesMetered,
+    billingEventsSent,
+    billingEventsFailed,
+    billingUnsent,
     upstreamConnections,
     upstreamConnectSeconds,
     upstreamUnreachable,

@@ -68,6 +68,12 @@ export const RIGHTS = [
   "push.send",
   /** A user's own account: sign out everywhere. */
   "account.manage",
+  /** Billing (runtime/workers/metering.ts): meter minutes, deliver them to Stripe, apply Stripe's webhooks. */
+  "billing.meter",
+  /** A user's usage, plan and quota standing: their own (users), anyone's (operator, billing). */
+  "billing.read",
+  /** Change a user's plan (operators). */
+  "billing.manage",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
   "credentials.verify",
 ] as const;
@@ -97,6 +103,7 @@ const USER_RIGHTS: readonly Right[] = [
   "workspace.onboard",
   "push.subscribe",
   "account.manage",
+  "billing.read",
 ];
 
 const AGENT_RIGHTS: readonly Right[] = [
@@ -116,8 +123,15 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   reconciler: ["workspace.read", "workspace.reconcile"],
   health: ["workspace.read", "workspace.connect", "workspace.health"],
   gateway: ["preview.route", "session.activity"],
-  operator: ["workspace.read", "workspace.operate", "build.read", "secret.read"],
-  billing: ["workspace.read", "workspace.transition"],
+  operator: [
+    "workspace.read",
+    "workspace.operate",
+    "build.read",
+    "secret.read",
+    "billing.read",
+    "billing.manage",
+  ],
+  billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
   push: ["push.send"],
 };

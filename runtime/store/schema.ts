@@ -166,6 +166,11 @@ export const workspaceInstances = pgTable(
     readyAt: ts("ready_at"),
     startedAt: ts("started_at").notNull().defaultNow(),
     stoppedAt: ts("stopped_at"),
+    /**
+     * Billing's cursor (runtime/workers/metering.ts): every minute before this instant that the running
+     * interval touches has its `meter_events` row. Null until the first tick.
+     */
+    meteredThrough: ts("metered_through"),
   },
   (t) => [
     uniqueIndex("workspace_instances_open_uniq").on(t.workspaceId).where(sql`${t.stoppedAt} IS NULL`),
@@ -175,6 +180,12 @@ export const workspaceInstances = pgTable(
       .on(t.tailnetIp)
       .where(sql`${t.stoppedAt} IS NULL AND ${t.tailnetIp} IS NOT NULL`),
     check("workspace_instances_lifecycle_check", inList("agent_lifecycle", AGENT_LIFECYCLES)),
+    // The metering tick reads only instances with minutes still owed: open ones and closed ones not yet caught up.
+    index("workspace_instances_unmetered_idx")
+      .on(t.id)
+      .where(
+        sql`${t.stoppedAt} IS NULL OR ${t.meteredThrough} IS NULL OR ${t.meteredThrough} < ${t.stoppedAt}`,
+      ),
     check(
       "workspace_instances_interval_check",
       sql`${t.stoppedAt} IS NULL OR ${t.stoppedAt} >= ${t.startedAt}`,
@@ -436,14 +447,51 @@ export const meterEvents = pgTable(
     quantity: integer("quantity").notNull().default(1),
     createdAt: createdAt(),
     sentAt: ts("sent_at"),
+    /** Delivery to Stripe (the outbox): tries so far, the backoff's next try, the last failure. */
+    attempts: integer("attempts").notNull().default(0),
+    notBefore: ts("not_before").notNull().defaultNow(),
+    lastError: text("last_error"),
   },
   (t) => [
     uniqueIndex("meter_events_minute_uniq").on(t.workspaceInstanceId, t.minuteTs),
-    index("meter_events_unsent_idx").on(t.createdAt).where(sql`${t.sentAt} IS NULL`),
+    index("meter_events_unsent_idx").on(t.notBefore, t.id).where(sql`${t.sentAt} IS NULL`),
+    index("meter_events_minute_idx").on(t.minuteTs),
     check("meter_events_minute_check", sql`${t.minuteTs} = date_trunc('minute', ${t.minuteTs})`),
     check("meter_events_quantity_check", sql`${t.quantity} > 0`),
   ],
 );
+
+/**
+ * A user's billing: their plan (null: BERTH_BILLING_DEFAULT_PLAN), their Stripe customer (created lazily the
+ * first time one of their minutes is sent), and the subscription state Stripe's webhooks last reported.
+ */
+export const billingAccounts = pgTable("billing_accounts", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id),
+  plan: text("plan"),
+  stripeCustomerId: text("stripe_customer_id").unique(),
+  subscriptionId: text("subscription_id"),
+  subscriptionStatus: text("subscription_status"),
+  /** The `created` time of the newest subscription event applied: an older one arriving late is ignored. */
+  subscriptionEventAt: ts("subscription_event_at"),
+  createdAt: createdAt(),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});
+
+/** Stripe Billing Meters this control plane created: creation is not idempotent by name, so the id is kept. */
+export const billingMeters = pgTable("billing_meters", {
+  eventName: text("event_name").primaryKey(),
+  stripeMeterId: text("stripe_meter_id").notNull(),
+  createdAt: createdAt(),
+});
+
+/** Stripe webhook events already applied, by event id: a redelivery is acknowledged and not applied again. */
+export const stripeWebhookEvents = pgTable("stripe_webhook_events", {
+  id: text("id").primaryKey(),
+  type: text("type").notNull(),
+  receivedAt: ts("received_at").notNull().defaultNow(),
+});
 
 /** Seconds of voice transcription, per user and workspace, for quotas and billing. */
 export const voiceUsage = pgTable(
@@ -457,9 +505,15 @@ export const voiceUsage = pgTable(
     seconds: integer("seconds").notNull(),
     startedAt: ts("started_at").notNull(),
     createdAt: createdAt(),
+    /** Delivery to Stripe's voice-seconds meter, in the compute minutes' outbox (domain/billing/stripe-meter.ts). */
+    sentAt: ts("sent_at"),
+    attempts: integer("attempts").notNull().default(0),
+    notBefore: ts("not_before").notNull().defaultNow(),
+    lastError: text("last_error"),
   },
   (t) => [
     index("voice_usage_user_idx").on(t.userId, t.startedAt),
+    index("voice_usage_unsent_idx").on(t.notBefore, t.id).where(sql`${t.sentAt} IS NULL`),
     check("voice_usage_seconds_check", sql`${t.seconds} >= 0`),
   ],
 );

@@ -15,6 +15,7 @@ import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
 import { AutostopStore } from "./autostop.ts";
+import { BillingStore } from "./billing.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
@@ -90,6 +91,7 @@ export class AuthorizedStore {
   readonly onboarding: OnboardingStore;
   readonly autostop: AutostopStore;
   readonly push: PushStore;
+  readonly billing: BillingStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -110,6 +112,7 @@ export class AuthorizedStore {
     this.onboarding = new OnboardingStore(access);
     this.autostop = new AutostopStore(access);
     this.push = new PushStore(access);
+    this.billing = new BillingStore(access);
   }
 
   get actor(): Actor {

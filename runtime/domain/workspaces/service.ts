@@ -8,6 +8,7 @@
 import { Conflict } from "../../platform/errors.ts";
 import type { BuildReason, BuildRow, WorkspaceRow, WorkspaceState } from "../../store/rows.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
+import type { StartRequest } from "../billing/plans.ts";
 import { generateWorkspaceSecrets } from "./secrets.ts";
 import { ACTIONS, CREATE_RULE, type WorkspaceAction } from "./state-machine.ts";
 
@@ -39,13 +40,20 @@ const ALREADY: Record<Exclude<WorkspaceAction, "create">, readonly WorkspaceStat
   destroy: ["destroying"],
 };
 
+/** The billing plan's check before every start (domain/billing/plans.ts); throws PaymentRequired. */
+export interface StartQuota {
+  checkStart(scope: AuthorizedStore, start: StartRequest): Promise<void>;
+}
+
 export class WorkspaceService {
   readonly #driver: string;
   readonly #defaults: WorkspaceDefaults;
+  readonly #quota: StartQuota | null;
 
-  constructor(deps: { driverName: string; defaults: WorkspaceDefaults }) {
+  constructor(deps: { driverName: string; defaults: WorkspaceDefaults; quota?: StartQuota }) {
     this.#driver = deps.driverName;
     this.#defaults = deps.defaults;
+    this.#quota = deps.quota ?? null;
   }
 
   /** A new workspace of the scope's user, its secrets, and its first (start) build. */
@@ -60,12 +68,16 @@ export class WorkspaceService {
           `you already have ${live} workspace(s); the limit is ${this.#defaults.maxPerUser}`,
         );
       }
+      const serverType = input.serverType ?? this.#defaults.serverType;
+      if (this.#quota && tx.actor.kind === "user") {
+        await this.#quota.checkStart(tx, { ownerId: tx.actor.userId, serverType, workspaceId: null });
+      }
       const workspace = await tx.workspaces.insert({
         name: input.name,
         state: CREATE_RULE.during,
         driver: this.#driver,
         location: input.location ?? this.#defaults.location,
-        serverType: input.serverType ?? this.#defaults.serverType,
+        serverType,
         volumeSizeGb: input.volumeSizeGb ?? this.#defaults.volumeSizeGb,
       });
       await tx.secrets.store(workspace.id, generateWorkspaceSecrets());
@@ -102,6 +114,13 @@ export class WorkspaceService {
       if (!rule.from.includes(workspace.state)) {
         throw new Conflict("invalid_transition", `cannot ${action} a workspace that is ${workspace.state}`, {
           state: workspace.state,
+        });
+      }
+      if (action === "wake" && this.#quota) {
+        await this.#quota.checkStart(tx, {
+          ownerId: workspace.ownerId,
+          serverType: workspace.serverType,
+          workspaceId: workspace.id,
         });
       }
       const build = await tx.workspaces.enqueueBuild(workspace.id, rule.transition, reason);

@@ -3,10 +3,11 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api } from "./api.ts";
 import { type AuthState, maybeSignedIn, onSessionChange, signOut, startAuth } from "./auth/auth.ts";
 import { SignedOut } from "./auth/SignedOut.tsx";
-import { useRoute } from "./router.ts";
+import { href, useRoute } from "./router.ts";
 import { TerminalView } from "./terminal/TerminalView.tsx";
 import { NotificationBell } from "./views/Notifications.tsx";
 import { Onboarding } from "./views/Onboarding.tsx";
+import { UsagePage } from "./views/Usage.tsx";
 import { WorkspaceDetail } from "./views/WorkspaceDetail.tsx";
 import { Workspaces } from "./views/Workspaces.tsx";
 
@@ -42,6 +43,9 @@ function App() {
           Berth
         </a>
         <div class="topbar-actions">
+          <a class="topbar-link" href={href.usage()}>
+            Usage
+          </a>
           <NotificationBell />
           <button
             type="button"
@@ -56,6 +60,8 @@ function App() {
         <WorkspaceDetail id={route.id} />
       ) : route.name === "onboard" ? (
         <Onboarding id={route.id} />
+      ) : route.name === "usage" ? (
+        <UsagePage />
       ) : (
         <Workspaces />
       )}

@@ -5,7 +5,8 @@ export type Route =
   | { name: "workspaces" }
   | { name: "workspace"; id: string }
   | { name: "onboard"; id: string }
-  | { name: "terminal"; sessionId: string };
+  | { name: "terminal"; sessionId: string }
+  | { name: "usage" };
 
 export function parseRoute(hash: string): Route {
   const w = /^#\/w\/([0-9a-f-]{36})$/.exec(hash);
@@ -14,6 +15,7 @@ export function parseRoute(hash: string): Route {
   if (o) return { name: "onboard", id: o[1]! };
   const t = /^#\/t\/([0-9a-f-]{36})$/.exec(hash);
   if (t) return { name: "terminal", sessionId: t[1]! };
+  if (hash === "#/usage") return { name: "usage" };
   return { name: "workspaces" };
 }
 
@@ -32,4 +34,5 @@ export const href = {
   workspace: (id: string) => `#/w/${id}`,
   onboard: (id: string) => `#/w/${id}/onboard`,
   terminal: (sessionId: string) => `#/t/${sessionId}`,
+  usage: () => "#/usage",
 };
