@@ -21,6 +21,8 @@ const PUBLIC_ROUTES = new Set([
   "GET /assets/:file",
   "POST /api/v1/auth/login",
   "GET /api/v1/auth/config",
+  "GET /api/v1/openapi.json",
+  "GET /api/v1/docs",
 ]);
 
 const ANY_UUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
