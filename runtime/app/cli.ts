@@ -21,6 +21,7 @@ import { SYSTEM } from "../store/actors.ts";
 import { ClusterBusyError } from "../store/embedded.ts";
 import { runMigrations } from "../store/migrate.ts";
 import { Store } from "../store/store.ts";
+import { CLIENT_COMMANDS, CLIENT_HELP, runClient } from "./client/main.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
@@ -33,6 +34,8 @@ Commands:
   serve     run the control plane (API, web UI, gateway); local mode by default
   migrate   apply pending database migrations and exit
   stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
+
+${CLIENT_HELP}
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
@@ -78,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return values.help ? 0 : 2;
   }
+  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClient(argv);
   if (!(command in COMMAND_HELP)) {
     process.stderr.write(`berth: unknown command '${command}'\n\n${HELP}`);
     return 2;

@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler local-box terminal-relay previews
+ *   npm run bench -- builds reconciler local-box terminal-relay previews client-attach
  */
 
 import { benchBuildQueue } from "./builds.ts";
+import { benchClientAttach } from "./client-attach.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
 import { benchPreviewProxy } from "./preview.ts";
@@ -17,6 +18,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
   previews: benchPreviewProxy,
+  "client-attach": benchClientAttach,
 };
 
 const wanted = process.argv.slice(2);
