@@ -47,7 +47,9 @@ async function attachInPty(env: Record<string, string>, workspace: string, sessi
       new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error("timed out waiting for the attach client's output"));
+          reject(
+            new Error(`timed out waiting for the attach client's output; it shows:\n${text.slice(-2000)}`),
+          );
         }, 30_000);
         const check = () => {
           if (!predicate(text.slice(opts.since ?? 0))) return;
@@ -65,6 +67,8 @@ async function attachInPty(env: Record<string, string>, workspace: string, sessi
     pty.write("d");
     await exited;
   };
+  // Attached once tmux has drawn its status line, which names the session.
+  await client.waitFor((output) => output.includes(`[${session}]`));
   return { client: client as unknown as TtydClient, detach };
 }
 

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { spawn as spawnPty } from "@lydell/node-pty";
 import xterm from "@xterm/headless";
 import { describe, expect, it } from "vitest";
-import { startLocalControlPlane } from "../test/local-control-plane.ts";
+import { startDevServerInWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 const ESCAPES =
@@ -63,7 +63,10 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
   await new Promise<void>((r) => placeholder.listen(0, "127.0.0.1", r));
   const proxyPort = (placeholder.address() as AddressInfo).port;
   placeholder.close();
-  const cp = await startLocalControlPlane({ BERTH_WEB_ORIGINS: `http://127.0.0.1:${proxyPort}` });
+  const cp = await startLocalControlPlane({
+    BERTH_WEB_ORIGINS: `http://127.0.0.1:${proxyPort}`,
+    BERTH_PREVIEW_DOMAIN: "preview.localhost",
+  });
   const cpPort = Number(new URL(cp.url).port);
   const proxy = await cuttableProxy(cpPort, proxyPort);
   const url = `http://127.0.0.1:${proxy.port}`;
@@ -140,6 +143,34 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
     }
   });
 
+  /** `berth <args>` in a real pty (node-pty), its screen kept by a headless xterm. */
+  function attachInPty(args: string[]) {
+    const term = new xterm.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
+    const pty = spawnPty(process.execPath, [CLIENT, ...args], {
+      name: "xterm-256color",
+      cols: 100,
+      rows: 30,
+      env: { ...env, TERM: "xterm-256color" } as Record<string, string>,
+    });
+    let exitCode: number | null = null;
+    let raw = "";
+    pty.onData((d) => {
+      raw += d;
+      term.write(d);
+    });
+    pty.onExit((e) => {
+      exitCode = e.exitCode;
+    });
+    const screen = () => {
+      const lines: string[] = [];
+      for (let i = 0; i < term.buffer.active.length; i++) {
+        lines.push(term.buffer.active.getLine(i)?.translateToString(true) ?? "");
+      }
+      return lines.join("\n");
+    };
+    return { pty, screen, output: () => raw, exited: () => exitCode };
+  }
+
   /** The client with credentials for another URL, in a config dir of its own. */
   async function spawnClientWith(args: string[], otherUrl: string): Promise<Run> {
     const dir = mkdtempSync(join(tmpdir(), "berth-client-"));
@@ -158,29 +189,8 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
   });
 
   it("attaches in a real terminal: input, output, resize, a dropped connection, detach", async () => {
-    const term = new xterm.Terminal({ cols: 100, rows: 30, allowProposedApi: true });
-    const pty = spawnPty(process.execPath, [CLIENT, "attach", "cli-box", "main"], {
-      name: "xterm-256color",
-      cols: 100,
-      rows: 30,
-      env: { ...env, TERM: "xterm-256color" } as Record<string, string>,
-    });
-    let exited: number | null = null;
-    let raw = "";
-    pty.onData((d) => {
-      raw += d;
-      term.write(d);
-    });
-    pty.onExit(({ exitCode }) => {
-      exited = exitCode;
-    });
-    const screen = () => {
-      const lines: string[] = [];
-      for (let i = 0; i < term.buffer.active.length; i++) {
-        lines.push(term.buffer.active.getLine(i)?.translateToString(true) ?? "");
-      }
-      return lines.join("\n");
-    };
+    const { pty, screen, exited, output } = attachInPty(["attach", "cli-box", "main"]);
+    const raw = output;
     const tmuxSocket = () => cp.agentState(workspaceId)!.tmuxSocket;
     const tmux = (...args: string[]) =>
       execFileSync("tmux", ["-S", tmuxSocket(), ...args], {
@@ -203,11 +213,11 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
       );
 
       // The connection drops; the client reconnects, and tmux sends the screen as it was again.
-      const sinceCut = raw.length;
+      const sinceCut = raw().length;
       proxy.cut();
       await waitFor(
         "the screen to be sent again after the drop",
-        () => raw.slice(sinceCut).replace(ESCAPES, "").includes("marker-42"),
+        () => raw().slice(sinceCut).replace(ESCAPES, "").includes("marker-42"),
         60_000,
       );
       pty.write("echo again-$((7*7))\r");
@@ -216,16 +226,44 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
       // Ctrl-] d detaches: the client exits 0, the session keeps running on the box.
       pty.write("\x1d");
       pty.write("d");
-      await waitFor("the client to exit", () => exited !== null);
-      expect(exited).toBe(0);
+      await waitFor("the client to exit", () => exited() !== null);
+      expect(exited()).toBe(0);
       expect(tmux("list-sessions", "-F", "#{session_name}").split("\n")).toContain("main");
       await waitFor(
         "tmux to have no client",
         () => !tmux("list-clients", "-F", "#{session_name}").includes("main"),
       );
     } finally {
-      if (exited === null) pty.kill();
+      if (exited() === null) pty.kill();
     }
+  });
+
+  it("lists, opens and shares a workspace's previews", async () => {
+    const { port, preview } = await startDevServerInWorkspace(cp, workspaceId);
+    const list = await berth(["preview", "list", "cli-box", "--json"]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual(
+      expect.arrayContaining([expect.objectContaining({ id: preview.id, port, source: "detected" })]),
+    );
+    expect((await berth(["preview", "list", "cli-box"])).stdout).toMatch(
+      new RegExp(`^${port}\\s+detected`, "m"),
+    );
+
+    // A sign-in URL on the preview's own host, valid once: it must open the dev server's page.
+    const open = await berth(["preview", "open", "cli-box", String(port), "--print"]);
+    expect(open.code, open.stderr).toBe(0);
+    const signIn = new URL(open.stdout.trim());
+    expect(signIn.hostname).toBe(`${preview.id}.preview.localhost`);
+    expect(signIn.pathname).toBe("/__berth/auth");
+
+    const share = await berth(["preview", "share", "cli-box", String(port), "--ttl", "600", "--json"]);
+    expect(share.code, share.stderr).toBe(0);
+    const link = JSON.parse(share.stdout);
+    expect(link.url).toContain("/__berth/link?t=");
+    expect(Date.parse(link.expiresAt) - Date.now()).toBeLessThanOrEqual(600_000);
+
+    const missing = await berth(["preview", "open", "cli-box", "1"]);
+    expect(missing.code).toBe(4);
   });
 
   it("hibernates, wakes and removes the workspace, following each build", async () => {
@@ -243,6 +281,20 @@ describe("the berth client against a local control plane", { timeout: 240_000 },
     const wake = await berth(["ws", "wake", "cli-box"]);
     expect(wake.code, wake.stderr).toBe(0);
     expect(wake.stdout).toMatch(/==> /);
+
+    // In a terminal, attach offers to wake a hibernated workspace, follows the build, then attaches.
+    expect((await berth(["ws", "hibernate", "cli-box"])).code).toBe(0);
+    const { pty, screen, exited } = attachInPty(["attach", "cli-box", "main"]);
+    try {
+      await waitFor("the wake offer", () => screen().includes("is hibernated. Wake it? [Y/n]"), 60_000);
+      pty.write("\r");
+      await waitFor("tmux's status line after the wake", () => screen().includes("[main]"), 120_000);
+      pty.write("\x1dd");
+      await waitFor("the client to exit", () => exited() !== null);
+      expect(exited()).toBe(0);
+    } finally {
+      if (exited() === null) pty.kill();
+    }
     const rm = await berth(["ws", "rm", "cli-box", "--yes", "--json"]);
     expect(rm.code, rm.stderr).toBe(0);
     expect(JSON.parse(rm.stdout)).toMatchObject({ build: { status: "succeeded" } });

@@ -13,6 +13,8 @@ import { type ApiClient, ClientError, Exit } from "./api.ts";
 export const DETACH_PREFIX = 0x1d;
 export const DETACH_KEY = "d".charCodeAt(0);
 
+const MAX_PENDING_INPUT = 64 * 1024;
+
 /** The relay's close codes a client acts on (runtime/gateway/terminal/close-codes.ts; in the OpenAPI document). */
 const Close = { ENDED: 1000, UNAUTHORIZED: 4401, SESSION_GONE: 4404, ASLEEP: 4503 } as const;
 
@@ -62,11 +64,20 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
   const note = (text: string) => stderr.write(`\r\n[berth: ${text}]\r\n`);
   const detector = new DetachDetector();
   let socket: WebSocket | null = null;
+  let opened = false;
   let detach: (() => void) | null = null;
 
+  // Keys typed while (re)connecting are kept, up to a limit, and sent once the terminal is open: typing
+  // right after `berth attach` must not lose the first keystrokes.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
   const onInput = (chunk: Buffer) => {
     const { send, detach: wanted } = detector.feed(chunk);
-    if (send.length && socket?.readyState === WebSocket.OPEN) socket.send(encodeInput(send));
+    if (send.length && socket?.readyState === WebSocket.OPEN && opened) socket.send(encodeInput(send));
+    else if (send.length && pendingBytes + send.length <= MAX_PENDING_INPUT) {
+      pending.push(send);
+      pendingBytes += send.length;
+    }
     if (wanted) detach?.();
   };
   const onResize = () => {
@@ -105,6 +116,10 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
           ws.on("open", () => {
             failures = 0;
             ws.send(Buffer.from(JSON.stringify(size())));
+            opened = true;
+            if (pending.length) ws.send(encodeInput(Buffer.concat(pending)));
+            pending = [];
+            pendingBytes = 0;
           });
           ws.on("message", (data: Buffer) => {
             if (data[0] === ServerCommand.OUTPUT) stdout.write(data.subarray(1));
@@ -112,6 +127,7 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
           ws.on("error", () => {}); // the close event follows and decides
           ws.on("close", (code, reason) => {
             socket = null;
+            opened = false;
             detach = null;
             if (detached) resolve({ kind: "detached" });
             else if (code === Close.ENDED) resolve({ kind: "ended" });

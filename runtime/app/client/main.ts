@@ -328,10 +328,17 @@ async function ensureAwake(api: ApiClient, io: Out, id: string, autoWake: boolea
       `/api/v1/workspaces/${id}/builds`,
     );
     const running = builds.find((b) => b.status === "pending" || b.status === "running");
-    if (!running)
+    if (running) {
+      io.stderr.write(`'${workspace.name}' is ${workspace.state}; waiting for its build…\n`);
+      await followBuild(api, running.id, io.stderr);
+    } else if (["provisioning", "starting", "waking"].includes(workspace.state)) {
+      // The server runs; the box agent has not checked in yet.
+      if (!(await untilReady(api, id, io.stderr))) {
+        throw new ClientError(Exit.FAILED, "the workspace did not become ready");
+      }
+    } else {
       throw new ClientError(Exit.CONFLICT, `the workspace is ${workspace.state}; nothing to attach to`);
-    io.stderr.write(`'${workspace.name}' is ${workspace.state}; waiting for its build…\n`);
-    await followBuild(api, running.id, io.stderr);
+    }
   }
 }
 
