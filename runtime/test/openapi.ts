@@ -26,11 +26,24 @@ export class ApiContract {
     }
   }
 
-  operation(method: string, path: string): { template: string; op: Doc } {
+  /** The documented operation a request hits, or undefined (a path the preview proxy or nobody serves). */
+  find(method: string, path: string): { template: string; op: Doc } | undefined {
     const bare = path.split("?")[0]!;
     const hit = this.#templates.find((t) => t.method === method.toUpperCase() && t.re.test(bare));
-    if (!hit) throw new Error(`${method} ${bare} is not in the document`);
-    return { template: hit.template, op: this.#doc.paths[hit.template][method.toLowerCase()] };
+    return hit && { template: hit.template, op: this.#doc.paths[hit.template][method.toLowerCase()] };
+  }
+
+  operation(method: string, path: string): { template: string; op: Doc } {
+    const found = this.find(method, path);
+    if (!found) throw new Error(`${method} ${path} is not in the document`);
+    return found;
+  }
+
+  /** Problems with a response to a documented operation (none for paths the document does not have). */
+  async checkResponse(method: string, path: string, res: Response): Promise<string[]> {
+    if (!this.find(method, path) || !res.headers.get("content-type")?.includes("json")) return [];
+    const text = await res.clone().text();
+    return this.check(method, path, res.status, text ? JSON.parse(text) : undefined);
   }
 
   #validate(schema: Json, value: unknown): string[] {
@@ -77,9 +90,8 @@ export function checkedFetch(contract: ApiContract, baseUrl: string, token: stri
     }
     const method = init.method ?? "GET";
     const res = await fetch(baseUrl + path, { ...init, headers, body });
-    const text = await res.clone().text();
-    const parsed = text && res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : undefined;
-    const problems = contract.check(method, path, res.status, parsed);
+    contract.operation(method, path); // this helper is for documented operations only
+    const problems = await contract.checkResponse(method, path, res);
     if (problems.length)
       throw new Error(`response does not match the OpenAPI document:\n${problems.join("\n")}`);
     return res;
