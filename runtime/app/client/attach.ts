@@ -84,6 +84,14 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
     if (socket?.readyState === WebSocket.OPEN) socket.send(encodeResize(size()));
   };
 
+  // Killed or hung up: give the user's terminal back in cooked mode before going.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (raw) stdin.setRawMode(false);
+    socket?.close(1000, "client exiting");
+    process.exit(signal === "SIGHUP" ? 129 : 143);
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGHUP", onSignal);
   if (raw) stdin.setRawMode(true);
   stdin.on("data", onInput);
   stdin.resume();
@@ -182,6 +190,8 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
   } finally {
     stdin.off("data", onInput);
     stdout.off("resize", onResize);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGHUP", onSignal);
     if (raw) stdin.setRawMode(false);
     stdin.pause();
   }
