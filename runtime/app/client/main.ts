@@ -163,6 +163,14 @@ async function login(args: string[], io: Out): Promise<number> {
   const token = await readToken(io);
   if (!token) throw new ClientError(Exit.USAGE, "no token given (set BERTH_TOKEN or pipe it on stdin)");
   const api = new ApiClient(base, token);
+  // Hosted mode signs in with Clerk, whose session tokens live a minute: nothing the client could keep.
+  const { mode } = await api.call<{ mode: string }>("GET", "/api/v1/auth/config");
+  if (mode !== "local") {
+    throw new ClientError(
+      Exit.AUTH,
+      `${api.url} runs in hosted mode; the client supports local mode only for now (hosted needs API tokens)`,
+    );
+  }
   const { user } = await api.call<{ user: { id: string } }>("GET", "/api/v1/me");
   const path = writeCredentials({ url: api.url, token });
   io.stderr.write(`Logged in to ${api.url} as user ${user.id}. Credentials: ${path} (mode 0600)\n`);
