@@ -4,7 +4,6 @@
  * JSON Schema output (2020-12, the dialect OpenAPI 3.1 uses). WebSocket endpoints, which Koa never sees,
  * are declared where their handler is and passed in.
  */
-import type Router from "@koa/router";
 import { z } from "zod";
 import { docOf, ErrorBody, type RouteDoc } from "./doc.ts";
 
@@ -14,7 +13,8 @@ export const API_PREFIX = "/api/v1";
 export type RouterAuth = "public" | "user";
 
 export interface DocumentedRouter {
-  router: Router<never> | Router<unknown> | { stack: readonly RouterLayer[] };
+  /** A @koa/router Router: only its layers are read. */
+  router: { stack: readonly RouterLayer[] };
   auth: RouterAuth;
 }
 
@@ -48,7 +48,7 @@ export interface ListedRoute {
 export function listRoutes(routers: readonly DocumentedRouter[]): ListedRoute[] {
   const out: ListedRoute[] = [];
   for (const { router, auth } of routers) {
-    for (const layer of (router as { stack: readonly RouterLayer[] }).stack) {
+    for (const layer of router.stack) {
       if (typeof layer.path !== "string" || !layer.path.startsWith(API_PREFIX)) continue;
       for (const method of layer.methods) {
         if (method === "HEAD" && layer.methods.includes("GET")) continue;

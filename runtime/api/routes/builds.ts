@@ -11,7 +11,9 @@ export const BuildLogEvents = {
   line: z.object({
     seq: z.number().int().describe("also the event's id: resume after it with Last-Event-ID"),
     at: timestamp,
-    level: z.enum(["info", "warn", "error", "stage"]).describe("`stage`: a new step began; its message names it"),
+    level: z
+      .enum(["info", "warn", "error", "stage"])
+      .describe("`stage`: a new step began; its message names it"),
     stage: z.string().nullable().describe("the step in progress, for a progress display"),
     message: z.string(),
   }),

@@ -102,13 +102,19 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
     for (;;) {
       const minted = await api
         .call<{ protocols: string[] }>("POST", `/api/v1/sessions/${options.sessionId}/terminal-token`, {})
-        .catch(async (err: unknown) => {
-          if (err instanceof ClientError && err.exitCode === Exit.CONFLICT) return null; // asleep
+        .catch((err: unknown): Outcome => {
+          if (!(err instanceof ClientError)) throw err;
+          if (err.exitCode === Exit.CONFLICT)
+            return { kind: "closed", code: Close.ASLEEP, reason: "not ready" };
+          // The control plane is unreachable, restarting or rate-limiting: like a dropped socket, retry.
+          if (err.exitCode === Exit.UNREACHABLE || err.exitCode === Exit.FAILED) {
+            return { kind: "closed", code: 0, reason: err.message };
+          }
           throw err;
         });
       let outcome: Outcome;
-      if (!minted) {
-        outcome = { kind: "closed", code: Close.ASLEEP, reason: "workspace not ready" };
+      if ("kind" in minted) {
+        outcome = minted;
       } else {
         const wsUrl = `${api.url.replace(/^http/, "ws")}/api/v1/sessions/${options.sessionId}/terminal`;
         outcome = await new Promise<Outcome>((resolve) => {
@@ -172,7 +178,7 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
       }
       const delay = Math.min(10_000, 200 * 2 ** Math.min(failures, 6));
       note(
-        `connection lost (${outcome.code}${outcome.reason ? ` ${outcome.reason}` : ""}); reconnecting in ${(delay / 1000).toFixed(1)}s — Ctrl-] d to quit`,
+        `connection lost (${[outcome.code || "", outcome.reason].filter(Boolean).join(" ")}); reconnecting in ${(delay / 1000).toFixed(1)}s — Ctrl-] d to quit`,
       );
       const quit = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), delay);
