@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { redactAddresses } from "../platform/redact.ts";
 import type { BuildRow } from "../store/rows.ts";
-import { BUILD_REASONS, BUILD_STATUSES, BUILD_TRANSITIONS } from "../store/schema.ts";
+import { BUILD_REASONS, BUILD_STATUSES, BUILD_TRANSITIONS } from "../store/rows.ts";
 import { timestamp } from "./openapi/doc.ts";
 
 /** A build as clients see it: the one change a workspace is going through (or went through). */

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { SESSION_NAME_RE } from "../../../box/protocol.ts";
 import { closeSession, createSession } from "../../domain/sessions/service.ts";
 import type { SessionRow } from "../../store/rows.ts";
-import { WORKSPACE_STATES } from "../../store/schema.ts";
+import { WORKSPACE_STATES } from "../../store/rows.ts";
 import type { ApiRouter } from "../context.ts";
 import { parseInput } from "../errors.ts";
 import { doc, timestamp } from "../openapi/doc.ts";

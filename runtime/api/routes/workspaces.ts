@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { TransitionResult } from "../../domain/workspaces/service.ts";
 import type { WorkspaceRow } from "../../store/rows.ts";
-import { WORKSPACE_STATES } from "../../store/schema.ts";
+import { WORKSPACE_STATES } from "../../store/rows.ts";
 import { Build, presentBuild } from "../build-view.ts";
 import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
