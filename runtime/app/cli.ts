@@ -23,6 +23,7 @@ import { SYSTEM } from "../store/actors.ts";
 import { ClusterBusyError } from "../store/embedded.ts";
 import { runMigrations } from "../store/migrate.ts";
 import { Store } from "../store/store.ts";
+import { CLIENT_COMMANDS, CLIENT_HELP, runClient } from "./client/main.ts";
 import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
@@ -38,6 +39,8 @@ Commands:
   stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
   doctor    self-hosters: check every credential, DNS, the box image, the state backend and the clock
   billing   operators: usage <user> | plan <user> <plan|default> | plans
+
+${CLIENT_HELP}
 
 Configuration is read from the environment:
 ${Object.entries(ENV_DOCS)
@@ -108,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return values.help ? 0 : 2;
   }
+  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) return runClient(argv);
   if (!(command in COMMAND_HELP)) {
     process.stderr.write(`berth: unknown command '${command}'\n\n${HELP}`);
     return 2;

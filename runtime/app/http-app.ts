@@ -16,11 +16,12 @@ import { loginPageRoutes } from "../api/routes/login-page.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
 import { onboardingRoutes } from "../api/routes/onboarding.ts";
+import { openApiRoutes } from "../api/routes/openapi.ts";
 import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { pushRoutes } from "../api/routes/push.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
-import { terminalRoutes } from "../api/routes/terminal.ts";
+import { terminalRoutes, terminalSocketDoc } from "../api/routes/terminal.ts";
 import { userSecretRoutes } from "../api/routes/user-secrets.ts";
 import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
@@ -128,6 +129,16 @@ export function buildApp(deps: AppDeps): BuiltApp {
   userSecretRoutes(apiRouter);
   onboardingRoutes(apiRouter, deps);
   usageRoutes(apiRouter, deps);
+  // Built from the routers themselves on first request, once every route above is registered.
+  openApiRoutes(publicRouter, () => ({
+    routers: [
+      { router: publicRouter, auth: "public" },
+      { router: apiRouter, auth: "user" },
+    ],
+    websockets: [terminalSocketDoc],
+    version: "1.0.0",
+    serverUrl: deps.publicUrl,
+  }));
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -2,11 +2,13 @@
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
  *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop billing
+ *   client-attach
  */
 
 import { benchAutostop } from "./autostop.ts";
 import { benchBilling } from "./billing.ts";
 import { benchBuildQueue } from "./builds.ts";
+import { benchClientAttach } from "./client-attach.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
 import { benchPreviewProxy } from "./preview.ts";
@@ -23,6 +25,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "session-environment": benchSessionEnvironment,
   autostop: benchAutostop,
   billing: benchBilling,
+  "client-attach": benchClientAttach,
 };
 
 const wanted = process.argv.slice(2);

@@ -29,6 +29,8 @@ const PUBLIC_ROUTES = new Set([
   "POST /api/v1/auth/login",
   "GET /api/v1/auth/config",
   "POST /api/v1/billing/webhooks",
+  "GET /api/v1/openapi.json",
+  "GET /api/v1/docs",
 ]);
 
 const ANY_UUID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";

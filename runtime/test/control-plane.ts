@@ -8,6 +8,7 @@ import { loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import { createTestDatabase } from "./database.ts";
 import { TEST_SECRET_KEYS } from "./keys.ts";
+import { ApiContract } from "./openapi.ts";
 import { ScriptedDriver } from "./scripted-driver.ts";
 
 export interface TestControlPlane extends ControlPlane {
@@ -49,7 +50,8 @@ export async function startTestControlPlane(
     await cp.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
-  const api: TestControlPlane["api"] = (path, init = {}) => {
+  let contract: Promise<ApiContract | null> | undefined;
+  const api: TestControlPlane["api"] = async (path, init = {}) => {
     const headers = new Headers(init.headers);
     if (init.token) headers.set("authorization", `Bearer ${init.token}`);
     let body = init.body;
@@ -57,7 +59,15 @@ export async function startTestControlPlane(
       headers.set("content-type", "application/json");
       body = JSON.stringify(init.json);
     }
-    return fetch(cp.url + path, { ...init, headers, body });
+    const res = await fetch(cp.url + path, { ...init, headers, body });
+    // Every answer an e2e test reads through here is held to the served OpenAPI document.
+    contract ??= fetch(`${cp.url}/api/v1/openapi.json`)
+      .then(async (r) => (r.ok ? new ApiContract(await r.json()) : null))
+      .catch(() => null);
+    const problems = (await (await contract)?.checkResponse(init.method ?? "GET", path, res)) ?? [];
+    if (problems.length)
+      throw new Error(`response does not match the OpenAPI document:\n${problems.join("\n")}`);
+    return res;
   };
   return { ...cp, localToken, driver, api };
 }

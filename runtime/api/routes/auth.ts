@@ -3,6 +3,7 @@ import { SESSION_COOKIE, SESSION_TTL_SECONDS } from "../../domain/identity/sessi
 import { recordSignIn, signOut } from "../../domain/identity/sign-in.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { HttpError, parseInput } from "../errors.ts";
+import { doc } from "../openapi/doc.ts";
 
 const loginBody = z.object({ token: z.string().min(1).max(512) });
 
@@ -12,7 +13,13 @@ const loginBody = z.object({ token: z.string().min(1).max(512) });
  * so no one who can reach the port can lock the owner out with wrong ones.
  */
 export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.post("/api/v1/auth/login", async (ctx) => {
+  const loginDoc = doc({
+    summary: "Local mode: exchange the login token for a session cookie",
+    body: loginBody,
+    responses: { 200: z.object({ user: z.object({ id: z.string() }) }) },
+    errors: [404, 429],
+  });
+  router.post("/api/v1/auth/login", loginDoc, async (ctx) => {
     if (deps.config.auth.mode !== "local") {
       throw new HttpError(404, "not_found", "local login is disabled in hosted mode; sign in with Clerk");
     }
@@ -39,7 +46,22 @@ export function loginRoutes(router: ApiRouter, deps: AppDeps): void {
  * before anyone is signed in. Local mode answers without any Clerk detail, so its client loads no Clerk code.
  */
 export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.get("/api/v1/auth/config", (ctx) => {
+  const configDoc = doc({
+    summary: "How clients sign in here: local token or Clerk (with its public keys)",
+    responses: {
+      200: z.union([
+        z.object({ mode: z.literal("local") }),
+        z.object({ mode: z.literal("hosted"), publishableKey: z.null() }),
+        z.object({
+          mode: z.literal("hosted"),
+          publishableKey: z.string(),
+          clerkJsUrl: z.string(),
+          clerkUiUrl: z.string(),
+        }),
+      ]),
+    },
+  });
+  router.get("/api/v1/auth/config", configDoc, (ctx) => {
     const { auth } = deps.config;
     ctx.set("Cache-Control", "no-cache");
     if (auth.mode === "local") {
@@ -55,12 +77,17 @@ export function authConfigRoutes(router: ApiRouter, deps: AppDeps): void {
 
 /** Routes for the signed-in user. */
 export function meRoutes(router: ApiRouter): void {
-  router.get("/api/v1/me", (ctx) => {
+  const meDoc = doc({
+    summary: "Who the credentials belong to",
+    responses: { 200: z.object({ user: z.object({ id: z.string(), isAdmin: z.boolean() }) }) },
+  });
+  router.get("/api/v1/me", meDoc, (ctx) => {
     const { actor } = ctx.state;
     ctx.body = { user: { id: actor.userId, isAdmin: actor.isAdmin } };
   });
 
-  router.post("/api/v1/auth/logout", async (ctx) => {
+  const logoutDoc = doc({ summary: "Sign out: ends every web session of yours", responses: { 204: null } });
+  router.post("/api/v1/auth/logout", logoutDoc, async (ctx) => {
     await signOut(ctx.state.scope, ctx.ip);
     ctx.cookies.set(SESSION_COOKIE, null, { path: "/" });
     ctx.status = 204;

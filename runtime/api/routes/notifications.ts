@@ -1,12 +1,25 @@
 import { PassThrough } from "node:stream";
+import { z } from "zod";
 import { sseFrame } from "../../domain/builds/log-stream.ts";
 import { followNotifications, readInbox } from "../../domain/notifications/service.ts";
 import { followSessionStates } from "../../domain/sessions/service.ts";
 import type { NotificationRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
-import { presentSession } from "./sessions.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
+import { presentSession, Session } from "./sessions.ts";
 
-const present = (n: NotificationRow) => ({
+const Notification = z.object({
+  id: z.string(),
+  workspaceId: z.string(),
+  sessionId: z.string().nullable(),
+  kind: z.string(),
+  title: z.string(),
+  body: z.string(),
+  createdAt: timestamp,
+  readAt: timestamp.nullable(),
+});
+
+const present = (n: NotificationRow): z.input<typeof Notification> => ({
   id: n.id,
   workspaceId: n.workspaceId,
   sessionId: n.sessionId,
@@ -19,7 +32,16 @@ const present = (n: NotificationRow) => ({
 
 /** "Claude needs you": the inbox (unread first), mark read, and a live SSE feed of new ones. */
 export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.get("/api/v1/notifications", async (ctx) => {
+  const inboxDoc = doc({
+    summary: "Your notifications, unread first",
+    responses: {
+      200: z.object({
+        unread: z.number().int(),
+        notifications: z.array(Notification.extend({ sessionName: z.string().nullable() })),
+      }),
+    },
+  });
+  router.get("/api/v1/notifications", inboxDoc, async (ctx) => {
     const { unread, notifications } = await readInbox(ctx.state.scope);
     ctx.body = {
       unread,
@@ -27,11 +49,17 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
     };
   });
 
-  router.post("/api/v1/notifications/:id/read", async (ctx) => {
+  const readDoc = doc({
+    summary: "Mark a notification read",
+    responses: { 200: z.object({ notification: Notification }) },
+    errors: [404],
+  });
+  router.post("/api/v1/notifications/:id/read", readDoc, async (ctx) => {
     ctx.body = { notification: present(await ctx.state.scope.notifications.markRead(ctx.params.id!)) };
   });
 
-  router.post("/api/v1/notifications/read-all", async (ctx) => {
+  const readAllDoc = doc({ summary: "Mark every notification read", responses: { 204: null } });
+  router.post("/api/v1/notifications/read-all", readAllDoc, async (ctx) => {
     await ctx.state.scope.notifications.markAllRead();
     ctx.status = 204;
   });
@@ -40,7 +68,12 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
    * SSE: each new notification of the signed-in user as it is stored (`notification`), and each change of
    * a session's Claude state (`session`, the session as the sessions API presents it).
    */
-  router.get("/api/v1/notifications/stream", async (ctx) => {
+  const streamDoc = doc({
+    summary: "New notifications, and sessions' Claude state changes, as they happen",
+    responses: {},
+    sse: { events: { notification: Notification, session: Session } },
+  });
+  router.get("/api/v1/notifications/stream", streamDoc, async (ctx) => {
     const out = new PassThrough();
     const unsubscribe = await followNotifications(ctx.state.scope, deps.listener, (n) =>
       out.write(sseFrame("notification", present(n))),

@@ -7,10 +7,29 @@
  */
 import { statfs } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
+import { z } from "zod";
 import type { ApiRouter, AppDeps } from "../context.ts";
+import { doc } from "../openapi/doc.ts";
+
+const Overview = z.object({
+  driver: z.object({
+    name: z.string(),
+    host: z
+      .object({
+        cpus: z.number().int(),
+        memoryBytes: z.number(),
+        diskTotalBytes: z.number().nullable(),
+        diskFreeBytes: z.number().nullable(),
+      })
+      .optional()
+      .describe("local driver only: the machine workspaces share"),
+  }),
+  limits: z.object({ workspacesPerUser: z.number().int() }),
+});
 
 export function overviewRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.get("/api/v1/overview", async (ctx) => {
+  const overviewDoc = doc({ summary: "The driver, its host and your limits", responses: { 200: Overview } });
+  router.get("/api/v1/overview", overviewDoc, async (ctx) => {
     const { config, driver } = deps;
     const local = driver.name === "local";
     let disk: { diskTotalBytes: number | null; diskFreeBytes: number | null } = {

@@ -21,6 +21,7 @@ import {
 import type { PreviewRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { HttpError, parseInput } from "../errors.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
 
 const declareBody = z
   .object({
@@ -39,6 +40,19 @@ const shareBody = z
 
 const openBody = z.object({ path: z.string().max(2048).optional() }).strict();
 
+export const Preview = z.object({
+  id: z.string(),
+  workspaceId: z.string(),
+  port: z.number().int(),
+  source: z.enum(["detected", "declared"]),
+  process: z.string().nullable(),
+  framework: z.string().nullable(),
+  share: z.enum(["owner", "link"]),
+  createdAt: timestamp,
+  pathUrl: z.string().describe("the preview under this API's origin; POST …/open for its own host"),
+  proxied: z.boolean().describe("false for a port the proxy refuses (outside the declarable range)"),
+});
+
 export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: PreviewGateway): void {
   // Codes and links are credentials: minting is rate-limited per user, across replicas (DESIGN.md §7).
   const minting = deps.store.rateLimiter({ name: "preview-token", points: 120, durationSeconds: 60 });
@@ -54,7 +68,7 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
   };
   // The triggers' NOTIFY reaches every replica within milliseconds; this one must not lag its own write.
   const dropCached = (previewId: string) => gateway.routes.invalidate(`p:${previewId}`);
-  const present = (p: PreviewRow) => ({
+  const present = (p: PreviewRow): z.input<typeof Preview> => ({
     id: p.id,
     workspaceId: p.workspaceId,
     port: p.port,
@@ -68,23 +82,42 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
     proxied: isDeclarablePort(p.port),
   });
 
-  router.get("/api/v1/workspaces/:id/previews", async (ctx) => {
+  const listDoc = doc({
+    summary: "A workspace's previews (detected dev servers and declared ports)",
+    responses: { 200: z.object({ previews: z.array(Preview) }) },
+    errors: [404],
+  });
+  router.get("/api/v1/workspaces/:id/previews", listDoc, async (ctx) => {
     ctx.body = { previews: (await ctx.state.scope.previews.listOf(ctx.params.id!)).map(present) };
   });
 
-  router.post("/api/v1/workspaces/:id/previews", async (ctx) => {
+  const one = z.object({ preview: Preview });
+  const declareDoc = doc({
+    summary: "Declare a port as a preview (200 if it already was)",
+    body: declareBody,
+    responses: { 200: one, 201: one },
+    errors: [404, 409],
+  });
+  router.post("/api/v1/workspaces/:id/previews", declareDoc, async (ctx) => {
     const { port } = parseInput(declareBody, ctx.request.body ?? {});
     const { preview, created } = await declarePreview(ctx.state.scope, ctx.params.id!, port);
     if (created) ctx.status = 201;
     ctx.body = { preview: present(preview) };
   });
 
-  router.delete("/api/v1/workspaces/:id/previews/:previewId", async (ctx) => {
+  const closeDoc = doc({ summary: "Close a declared preview", responses: { 204: null }, errors: [404, 409] });
+  router.delete("/api/v1/workspaces/:id/previews/:previewId", closeDoc, async (ctx) => {
     dropCached(await closePreview(ctx.state.scope, ctx.params.id!, ctx.params.previewId!));
     ctx.status = 204;
   });
 
-  router.post("/api/v1/previews/:id/share", async (ctx) => {
+  const shareDoc = doc({
+    summary: "Share a preview by link (anyone with the link, until it expires or is revoked)",
+    body: shareBody,
+    responses: { 201: z.object({ share: z.literal("link"), url: z.string(), expiresAt: z.iso.datetime() }) },
+    errors: [404, 409],
+  });
+  router.post("/api/v1/previews/:id/share", shareDoc, async (ctx) => {
     const { ttlSeconds = LINK_DEFAULT_TTL_SECONDS } = parseInput(shareBody, ctx.request.body ?? {});
     // Someone else's preview is a 404 before anything else is looked at.
     await ctx.state.scope.previews.get(ctx.params.id!);
@@ -102,13 +135,24 @@ export function previewRoutes(router: ApiRouter, deps: AppDeps, gateway: Preview
     };
   });
 
-  router.delete("/api/v1/previews/:id/share", async (ctx) => {
+  const unshareDoc = doc({
+    summary: "Revoke every share link of a preview",
+    responses: { 204: null },
+    errors: [404],
+  });
+  router.delete("/api/v1/previews/:id/share", unshareDoc, async (ctx) => {
     dropCached(await unsharePreview(ctx.state.scope, ctx.params.id!, ctx.ip));
     ctx.status = 204;
   });
 
   /** A URL that signs the caller into the preview's own host: valid once, for 60 s. */
-  router.post("/api/v1/previews/:id/open", async (ctx) => {
+  const openDoc = doc({
+    summary: "A one-time URL that opens the preview on its own host",
+    body: openBody,
+    responses: { 200: z.object({ url: z.string(), expiresInSeconds: z.number().int() }) },
+    errors: [404, 409],
+  });
+  router.post("/api/v1/previews/:id/open", openDoc, async (ctx) => {
     const { path } = parseInput(openBody, ctx.request.body ?? {});
     const { preview } = await ctx.state.scope.previews.get(ctx.params.id!);
     const d = domain();

@@ -1,9 +1,17 @@
 import { z } from "zod";
-import { MAX_TASK_CHARS, projectName, SESSION_MODES, SESSION_NAME_RE } from "../../../box/protocol.ts";
+import {
+  CLAUDE_STATES,
+  MAX_TASK_CHARS,
+  projectName,
+  SESSION_MODES,
+  SESSION_NAME_RE,
+} from "../../../box/protocol.ts";
 import { closeSession, createSession } from "../../domain/sessions/service.ts";
 import type { SessionRow } from "../../store/rows.ts";
+import { WORKSPACE_STATES } from "../../store/rows.ts";
 import type { ApiRouter } from "../context.ts";
 import { parseInput } from "../errors.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
 
 /** The name is ours: it reaches tmux, which runs `#(...)` in names, so only ^[a-z0-9-]{1,32}$ is allowed. */
 const createBody = z
@@ -24,7 +32,22 @@ const createBody = z
           ctx.addIssue({ code: "custom", path: [key], message: "only for guided sessions" });
   });
 
-export function presentSession(s: SessionRow) {
+export const Session = z.object({
+  id: z.string(),
+  workspaceId: z.string(),
+  name: z.string(),
+  mode: z.enum(SESSION_MODES),
+  project: z.string().nullable(),
+  task: z.string().nullable(),
+  createdAt: timestamp,
+  lastActivityAt: timestamp.nullable(),
+  claude: z
+    .object({ state: z.enum(CLAUDE_STATES), detail: z.string().nullable(), since: timestamp.nullable() })
+    .nullable()
+    .describe("what Claude Code is doing there, from its hooks; null until its first hook"),
+});
+
+export function presentSession(s: SessionRow): z.input<typeof Session> {
   return {
     id: s.id,
     workspaceId: s.workspaceId,
@@ -43,16 +66,37 @@ export function presentSession(s: SessionRow) {
 
 /** Sessions of a workspace: list, read, open one (a tmux session on the box) and close it. */
 export function sessionRoutes(router: ApiRouter): void {
-  router.get("/api/v1/workspaces/:id/sessions", async (ctx) => {
+  const listDoc = doc({
+    summary: "A workspace's open tmux sessions",
+    responses: { 200: z.object({ sessions: z.array(Session) }) },
+    errors: [404],
+  });
+  router.get("/api/v1/workspaces/:id/sessions", listDoc, async (ctx) => {
     ctx.body = { sessions: (await ctx.state.scope.sessions.listOf(ctx.params.id!)).map(presentSession) };
   });
 
-  router.get("/api/v1/sessions/:id", async (ctx) => {
+  const readDoc = doc({
+    summary: "Read a session and its workspace's state",
+    responses: {
+      200: z.object({
+        session: Session,
+        workspace: z.object({ id: z.string(), state: z.enum(WORKSPACE_STATES) }),
+      }),
+    },
+    errors: [404],
+  });
+  router.get("/api/v1/sessions/:id", readDoc, async (ctx) => {
     const { session, workspace } = await ctx.state.scope.sessions.get(ctx.params.id!);
     ctx.body = { session: presentSession(session), workspace: { id: workspace.id, state: workspace.state } };
   });
 
-  router.post("/api/v1/workspaces/:id/sessions", async (ctx) => {
+  const createDoc = doc({
+    summary: "Open a tmux session on the box (engineer, or guided: Claude starts on a task)",
+    body: createBody,
+    responses: { 201: z.object({ session: Session }) },
+    errors: [404, 409],
+  });
+  router.post("/api/v1/workspaces/:id/sessions", createDoc, async (ctx) => {
     const { name, mode, project, task } = parseInput(createBody, ctx.request.body ?? {});
     const guided = mode === "guided" ? { project: project ?? null, task: task! } : undefined;
     const session = await createSession(ctx.state.scope, ctx.params.id!, name, ctx.ip, guided);
@@ -60,7 +104,12 @@ export function sessionRoutes(router: ApiRouter): void {
     ctx.body = { session: presentSession(session) };
   });
 
-  router.delete("/api/v1/workspaces/:id/sessions/:sessionId", async (ctx) => {
+  const closeDoc = doc({
+    summary: "Close a session (kills its tmux session)",
+    responses: { 204: null },
+    errors: [404],
+  });
+  router.delete("/api/v1/workspaces/:id/sessions/:sessionId", closeDoc, async (ctx) => {
     await closeSession(ctx.state.scope, ctx.params.id!, ctx.params.sessionId!, ctx.ip);
     ctx.status = 204;
   });

@@ -1,12 +1,38 @@
 import { z } from "zod";
 import type { TransitionResult } from "../../domain/workspaces/service.ts";
 import type { WorkspaceRow } from "../../store/rows.ts";
-import { presentBuild } from "../build-view.ts";
+import { WORKSPACE_STATES } from "../../store/rows.ts";
+import { Build, presentBuild } from "../build-view.ts";
 import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
+
+export const Workspace = z.object({
+  id: z.string(),
+  name: z.string(),
+  state: z.enum(WORKSPACE_STATES),
+  location: z.string(),
+  serverType: z.string(),
+  volumeSizeGb: z.number().int(),
+  stateChangedAt: timestamp,
+  createdAt: timestamp,
+  idleTimeoutMinutes: z
+    .number()
+    .int()
+    .nullable()
+    .describe("idle autostop after this many minutes; null: never"),
+  autostopWarnedAt: timestamp.nullable().describe("when the owner was warned of an autostop still pending"),
+});
+
+/** A requested change: the workspace, the build that carries it out, and whether it repeated one in flight. */
+const TransitionAnswer = z.object({
+  workspace: Workspace,
+  build: Build,
+  duplicate: z.boolean().describe("true (and 200) when the same change was already under way"),
+});
 
 /** The client-facing shape of a workspace: no addresses, no credentials, ever. */
-export function presentWorkspace(w: WorkspaceRow) {
+export function presentWorkspace(w: WorkspaceRow): z.input<typeof Workspace> {
   return {
     id: w.id,
     name: w.name,
@@ -64,22 +90,58 @@ function answer(ctx: AppContext, result: TransitionResult): void {
 }
 
 export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.get("/api/v1/workspaces", async (ctx) => {
-    ctx.body = { workspaces: (await ctx.state.scope.workspaces.list()).map(presentWorkspace) };
-  });
+  router.get(
+    "/api/v1/workspaces",
+    doc({
+      summary: "List your workspaces",
+      responses: { 200: z.object({ workspaces: z.array(Workspace) }) },
+    }),
+    async (ctx) => {
+      ctx.body = { workspaces: (await ctx.state.scope.workspaces.list()).map(presentWorkspace) };
+    },
+  );
 
-  router.post("/api/v1/workspaces", async (ctx) => {
-    const input = parseInput(createBody, ctx.request.body ?? {});
-    answer(ctx, await deps.workspaces.create(ctx.state.scope, input, ctx.ip));
-  });
+  const transition = (summary: string, extra: { body?: z.ZodType } = {}) =>
+    doc({
+      summary,
+      ...extra,
+      responses: { 200: TransitionAnswer, 202: TransitionAnswer },
+      errors: [404, 409],
+    });
 
-  router.get("/api/v1/workspaces/:id", async (ctx) => {
-    ctx.body = { workspace: presentWorkspace(await ctx.state.scope.workspaces.get(ctx.params.id!)) };
-  });
+  router.post(
+    "/api/v1/workspaces",
+    transition("Create a workspace; its first build starts it", { body: createBody }),
+    async (ctx) => {
+      const input = parseInput(createBody, ctx.request.body ?? {});
+      answer(ctx, await deps.workspaces.create(ctx.state.scope, input, ctx.ip));
+    },
+  );
 
-  for (const action of ["hibernate", "wake"] as const) {
-    router.post(`/api/v1/workspaces/:id/${action}`, async (ctx) => {
-      answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, action, { ip: ctx.ip }));
+  router.get(
+    "/api/v1/workspaces/:id",
+    doc({
+      summary: "Read a workspace",
+      responses: { 200: z.object({ workspace: Workspace }) },
+      errors: [404],
+    }),
+    async (ctx) => {
+      ctx.body = { workspace: presentWorkspace(await ctx.state.scope.workspaces.get(ctx.params.id!)) };
+    },
+  );
+
+  const actions = {
+    hibernate: "Hibernate: stop the server, keep the disk",
+    wake: "Wake a hibernated workspace",
+  } as const;
+  for (const [action, summary] of Object.entries(actions)) {
+    router.post(`/api/v1/workspaces/:id/${action}`, transition(summary), async (ctx) => {
+      answer(
+        ctx,
+        await deps.workspaces.request(ctx.state.scope, ctx.params.id!, action as keyof typeof actions, {
+          ip: ctx.ip,
+        }),
+      );
     });
   }
 
@@ -96,7 +158,7 @@ export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
     ctx.body = { workspace: presentWorkspace(workspace) };
   });
 
-  router.delete("/api/v1/workspaces/:id", async (ctx) => {
+  router.delete("/api/v1/workspaces/:id", transition("Destroy a workspace and its disk"), async (ctx) => {
     answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, "destroy", { ip: ctx.ip }));
   });
 }

@@ -105,6 +105,16 @@ module.exports = {
       to: { path: "^(infra|packer)/" },
     },
     {
+      name: "client-speaks-http-only",
+      comment:
+        "runtime/app/client is the `berth` client of a control plane that may be remote: it knows the API " +
+        "only as HTTP (/api/v1) and the relay's wire protocol, so it imports nothing of the control plane " +
+        "(no domain, store or routes) beyond the ttyd protocol in box/terminal/protocol.ts.",
+      severity: "error",
+      from: { path: "^runtime/app/client/", pathNot: TEST_CODE },
+      to: { path: "^(runtime|stacks)/", pathNot: "^runtime/app/client/" },
+    },
+    {
       name: "production-not-to-test-code",
       comment:
         "Test, bench and fake code is not shipped (the VM image, the control plane's deployment) and " +

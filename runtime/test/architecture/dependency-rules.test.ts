@@ -96,6 +96,7 @@ describe("the dependency rule (runtime/test/architecture/dependency-rules.cjs)",
       seed("runtime/app/missing.ts", 'export { nothing } from "./nowhere.ts";\n');
       seed("runtime/app/uses-packer.ts", 'export { steps } from "../../packer/hcl.ts";\n');
       seed("packer/hcl.ts", "export const steps = [];\n");
+      seed("runtime/app/client/uses-store.ts", 'export { id } from "../../platform/ids.ts";\n');
       seed("stacks/workspace/names.ts", 'export { id } from "../../runtime/platform/ids.ts";\n');
       seed("stacks/pulumi/driver.ts", "export const driver = {};\n");
       seed(
@@ -114,6 +115,7 @@ describe("the dependency rule (runtime/test/architecture/dependency-rules.cjs)",
           "runtime/boxnet/a.ts → runtime/boxnet/b.ts (no-circular)",
           "runtime/app/missing.ts → ./nowhere.ts (not-to-unresolvable)",
           "runtime/app/uses-packer.ts → packer/hcl.ts (nothing-builds-on-infra-or-packer)",
+          "runtime/app/client/uses-store.ts → runtime/platform/ids.ts (client-speaks-http-only)",
           "stacks/workspace/names.ts → runtime/platform/ids.ts (stacks-not-to-runtime)",
           "infra/program.ts → stacks/pulumi/driver.ts (infra-to-stacks-workspace-only)",
         ].sort(),

@@ -1,0 +1,106 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { Exit, errorFrom } from "./api.ts";
+import { DetachDetector } from "./attach.ts";
+import { sseEvents } from "./build-progress.ts";
+import { completionScript } from "./completion.ts";
+import { configDir, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
+
+describe("the detach key", () => {
+  it("passes ordinary input through and detaches on Ctrl-] d", () => {
+    const d = new DetachDetector();
+    expect(d.feed(Buffer.from("ls\r"))).toEqual({ send: Buffer.from("ls\r"), detach: false });
+    expect(d.feed(Buffer.from("a\x1d"))).toEqual({ send: Buffer.from("a"), detach: false });
+    expect(d.feed(Buffer.from("d"))).toEqual({ send: Buffer.from(""), detach: true });
+  });
+
+  it("sends Ctrl-] itself on Ctrl-] Ctrl-], and Ctrl-] with any other key as typed", () => {
+    const d = new DetachDetector();
+    expect(d.feed(Buffer.from("\x1d\x1d")).send).toEqual(Buffer.from("\x1d"));
+    expect(d.feed(Buffer.from("\x1dx")).send).toEqual(Buffer.from("\x1dx"));
+  });
+});
+
+describe("credentials", () => {
+  it("live under XDG_CONFIG_HOME, or ~/.config", () => {
+    expect(configDir({ XDG_CONFIG_HOME: "/x" })).toBe("/x/berth");
+    expect(configDir({ HOME: "/h" })).toMatch(/\/\.config\/berth$/);
+  });
+
+  it("are written 0600 in a 0700 directory, even over a file that was readable by others", () => {
+    const env = { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "berth-cred-")) };
+    const path = writeCredentials({ url: "http://a", token: "t1" }, env);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(configDir(env)).mode & 0o777).toBe(0o700);
+    writeFileSync(path, "{}", { mode: 0o644 });
+    writeCredentials({ url: "http://b", token: "t2" }, env);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readCredentials(env)).toEqual({ url: "http://b", token: "t2" });
+    expect(JSON.parse(readFileSync(path, "utf8")).token).toBe("t2");
+    expect(removeCredentials(env)).toBe(true);
+    expect(readCredentials(env)).toBeNull();
+    expect(removeCredentials(env)).toBe(false);
+  });
+});
+
+describe("API errors", () => {
+  it("map to the documented exit codes with the server's message", () => {
+    const body = (code: string) => ({ error: { code, message: `${code} happened`, requestId: "r" } });
+    expect(errorFrom(401, body("token_invalid"), "http://cp").exitCode).toBe(Exit.AUTH);
+    expect(errorFrom(401, body("token_invalid"), "http://cp").message).toContain("berth login http://cp");
+    expect(errorFrom(404, body("not_found"), "u").exitCode).toBe(Exit.NOT_FOUND);
+    expect(errorFrom(409, body("invalid_transition"), "u")).toMatchObject({
+      exitCode: Exit.CONFLICT,
+      message: "invalid_transition happened (invalid_transition)",
+    });
+    expect(errorFrom(500, undefined, "u")).toMatchObject({ exitCode: Exit.FAILED, message: "HTTP 500" });
+  });
+});
+
+describe("SSE parsing", () => {
+  it("yields events split across chunks, with ids, skipping comments", async () => {
+    const chunks = [
+      "retry: 2000\n\n: keep",
+      "alive\n\nid: 3\nevent: line\nda",
+      'ta: {"seq":3}\n\nevent: end\ndata: {}\n\n',
+    ];
+    const body = new ReadableStream<Uint8Array<ArrayBuffer>>({
+      start(c) {
+        for (const s of chunks) c.enqueue(new TextEncoder().encode(s) as Uint8Array<ArrayBuffer>);
+        c.close();
+      },
+    });
+    const events = [];
+    for await (const e of sseEvents(body)) events.push(e);
+    expect(events).toEqual([
+      { event: "line", id: "3", data: '{"seq":3}' },
+      { event: "end", id: undefined, data: "{}" },
+    ]);
+  });
+});
+
+describe("completion", () => {
+  it("is valid bash and zsh", () => {
+    execFileSync("bash", ["-n"], { input: completionScript("bash") });
+    try {
+      execFileSync("zsh", ["-n"], { input: completionScript("zsh") });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // zsh not installed here
+    }
+  });
+
+  it("completes commands, subcommands and workspace names", () => {
+    const script = completionScript("bash");
+    const words = (prev: string) =>
+      execFileSync("bash", ["-c", `${script}\nberth() { echo my-box; }\n_berth_words "${prev}"`], {
+        encoding: "utf8",
+      }).split("\n");
+    expect(words("")).toEqual(expect.arrayContaining(["login", "ws", "attach", "preview", "completion"]));
+    expect(words("ws")).toEqual(expect.arrayContaining(["list", "create", "hibernate", "wake", "rm"]));
+    expect(words("attach")).toContain("my-box");
+    expect(words("ws wake")).toContain("my-box");
+  });
+});
