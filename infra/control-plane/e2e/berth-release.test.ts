@@ -100,7 +100,8 @@ if [ -f "$pidfile" ]; then
   kill "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 fi
-cd "$BERTH_ROOT/current" && BERTH_PORT="$BERTH_PORT" "$BERTH_ROOT/node/bin/node" runtime/app/cli.ts serve >/dev/null 2>&1 &
+# 9>&-: a service started by systemd does not inherit berth-release's lock.
+cd "$BERTH_ROOT/current" && BERTH_PORT="$BERTH_PORT" "$BERTH_ROOT/node/bin/node" runtime/app/cli.ts serve >/dev/null 2>&1 9>&- &
 echo $! >"$pidfile"
 `,
   );
