@@ -18,6 +18,7 @@ import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
+import { voiceRoutes } from "../api/routes/voice.ts";
 import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
@@ -87,7 +88,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
   // the dev server untouched). It handles only preview paths and preview hosts; the rest passes through.
   const previews = new PreviewGateway(deps);
   app.use(previews.middleware());
-  const directives = cspDirectives(deps.config.auth);
+  const voiceListen = deps.voice.settings.deepgram?.listenUrl();
+  const directives = cspDirectives(deps.config.auth, voiceListen && new URL(voiceListen).origin);
   app.use(helmet(directives ? { contentSecurityPolicy: { directives } } : undefined));
   // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT.
   const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
@@ -116,6 +118,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   notificationRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
   overviewRoutes(apiRouter, deps);
+  voiceRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -92,6 +92,13 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       { path: `/api/v1/workspaces/${bobsWs.id}/sessions/${session!.id}` },
     ],
     "POST /api/v1/sessions/:id/terminal-token": [{ path: `/api/v1/sessions/${session!.id}/terminal-token` }],
+    "POST /api/v1/workspaces/:id/sessions/:sessionId/input": [
+      {
+        path: `/api/v1/workspaces/${ws.id}/sessions/${session!.id}/input`,
+        body: { text: "rm -rf ~", mode: "send" },
+      },
+      { path: `/api/v1/workspaces/${bobsWs.id}/sessions/${session!.id}/input`, body: { text: "rm -rf ~" } },
+    ],
     "POST /api/v1/notifications/:id/read": [{ path: `/api/v1/notifications/${notification!.id}/read` }],
     "POST /api/v1/workspaces/:id/previews": [
       { path: `/api/v1/workspaces/${ws.id}/previews`, body: { port: 3001 } },
@@ -154,6 +161,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       "DELETE /api/v1/workspaces/:id/previews/:previewId",
       "POST /api/v1/workspaces/:id/sessions",
       "POST /api/v1/sessions/:id/terminal-token",
+      "POST /api/v1/workspaces/:id/sessions/:sessionId/input",
       "DELETE /api/v1/workspaces/:id/sessions/:sessionId",
       "POST /api/v1/builds/:id/cancel",
       "POST /api/v1/workspaces/:id/hibernate",

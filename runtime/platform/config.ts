@@ -54,6 +54,11 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_BOX_PATHS:
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+  DEEPGRAM_API_KEY:
+    "Deepgram API key (Member role or higher) for voice input; never leaves the server; unset turns voice off",
+  BERTH_DEEPGRAM_URL:
+    "Deepgram API base URL (default https://api.deepgram.com); its wss form serves live streams",
+  BERTH_VOICE_DAILY_SECONDS: "voice seconds one user may transcribe per UTC day (default 3600)",
 };
 
 const schema = z
@@ -120,6 +125,9 @@ const schema = z
       })
       .default("public,tailnet"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    DEEPGRAM_API_KEY: z.string().min(16, "must be a Deepgram API key").optional(),
+    BERTH_DEEPGRAM_URL: httpUrl.default("https://api.deepgram.com"),
+    BERTH_VOICE_DAILY_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3600),
   })
   .superRefine((env, ctx) => {
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
@@ -224,6 +232,8 @@ export interface Config {
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
   terminal: string;
   logLevel: string;
+  /** Voice input (domain/voice): off without a Deepgram key. */
+  voice: { apiKey: string | undefined; deepgramUrl: string; dailySeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -278,5 +288,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
+    voice: {
+      apiKey: e.DEEPGRAM_API_KEY,
+      deepgramUrl: e.BERTH_DEEPGRAM_URL.replace(/\/+$/, ""),
+      dailySeconds: e.BERTH_VOICE_DAILY_SECONDS,
+    },
   };
 }

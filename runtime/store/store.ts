@@ -28,6 +28,7 @@ import { SessionStore } from "./sessions.ts";
 import { type SocketSlotOptions, SocketSlots } from "./terminal-sockets.ts";
 import { TerminalTokenStore } from "./terminal-tokens.ts";
 import { UserStore } from "./users.ts";
+import { VoiceStore } from "./voice.ts";
 import { WorkspaceStore } from "./workspaces.ts";
 
 export class Store {
@@ -82,6 +83,7 @@ export class AuthorizedStore {
   readonly health: HealthStore;
   readonly reconcile: ReconcileStore;
   readonly operators: OperatorStore;
+  readonly voice: VoiceStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -98,6 +100,7 @@ export class AuthorizedStore {
     this.health = new HealthStore(access);
     this.reconcile = new ReconcileStore(access);
     this.operators = new OperatorStore(access);
+    this.voice = new VoiceStore(access);
   }
 
   get actor(): Actor {
