@@ -7,7 +7,8 @@
  * A stream answers like the real service, from a script: SpeechStarted at the first audio, an interim
  * `Results` (is_final false) for each quarter of `bytesPerUtterance` received, then a final one (is_final,
  * speech_final) with the whole transcript, followed by UtteranceEnd; with `finalVia: "utterance_end"` the
- * final carries speech_final false and only the UtteranceEnd ends the utterance. CloseStream or Finalize
+ * final carries speech_final false and only the UtteranceEnd ends the utterance; with `holdFinal` it never
+ * ends by itself (the interims grow to every word). CloseStream or Finalize
  * flushes a partial utterance as is_final (speech_final false); CloseStream then sends Metadata and closes.
  */
 import { randomBytes } from "node:crypto";
@@ -19,6 +20,8 @@ export interface FakeDeepgramScript {
   transcript: string;
   bytesPerUtterance: number;
   finalVia: "speech_final" | "utterance_end";
+  /** Never endpoint (a speaker who does not pause): interims grow to every word, only Finalize/CloseStream end it. */
+  holdFinal: boolean;
 }
 
 export interface FakeStream {
@@ -54,6 +57,7 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
       transcript: "list the files in this directory",
       bytesPerUtterance: 32_000,
       finalVia: "speech_final",
+      holdFinal: false,
       ...script,
     },
     grants,
@@ -189,10 +193,11 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
           stream.bytes += n;
           audioSeconds += n / 32_000;
           utteranceBytes += n;
-          const { bytesPerUtterance, finalVia } = fake.script;
-          const quarters = Math.min(3, Math.floor((utteranceBytes / bytesPerUtterance) * 4));
+          const { bytesPerUtterance, finalVia, holdFinal } = fake.script;
+          const quarters = Math.min(4, Math.floor((utteranceBytes / bytesPerUtterance) * 4));
           const want = Math.ceil((words().length * quarters) / 4);
-          if (utteranceBytes >= bytesPerUtterance) finishUtterance(finalVia === "speech_final", false);
+          if (utteranceBytes >= bytesPerUtterance && !holdFinal)
+            finishUtterance(finalVia === "speech_final", false);
           else if (want > shownWords) {
             shownWords = want;
             results(want, false, false);
