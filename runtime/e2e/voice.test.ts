@@ -160,6 +160,13 @@ describe("voice input", async () => {
       json: { sessionId: theirSession!.id },
     });
     expect(streamTicket.status).toBe(404);
+    const gone = await call(`/api/v1/workspaces/${workspaceId}/sessions`, {
+      method: "POST",
+      json: { name: "gone" },
+    });
+    await call(`/api/v1/workspaces/${workspaceId}/sessions/${gone.body.session.id}`, { method: "DELETE" });
+    const closed = await input("echo too-late", "send", gone.body.session.id);
+    expect(closed.status).toBe(404);
     const empty = await input("\u0007\u001b\r\n", "send");
     expect(empty.status).toBe(400);
     expect(empty.body.error.code).toBe("empty_transcript");
@@ -316,5 +323,58 @@ describe("voice turned off, and the mint rate", async () => {
     const res = await wrong.api("/api/v1/voice/token", { method: "POST", token: wrong.localToken });
     expect(res.status).toBe(503);
     expect((await res.json()).error.code).toBe("voice_provider_refused");
+  });
+});
+
+describe("the gateway stream's limits", async () => {
+  const deepgram = await startFakeDeepgram({ bytesPerUtterance: 1_000_000 });
+  afterAll(() => deepgram.close());
+  const cp = await startTestControlPlane(
+    { DEEPGRAM_API_KEY: deepgram.apiKey, BERTH_DEEPGRAM_URL: deepgram.url },
+    {
+      runBuilds: false,
+      voice: { maxStreamSeconds: 1, burstBytes: 64_000, maxBytesPerSecond: 64_000 },
+    },
+  );
+  const { db, pool } = cp.deps.database;
+  const owner = await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID);
+  const ws = await insertWorkspace(db, owner.userId, { name: "limits", state: "ready" });
+  const [session] = await db
+    .insert(sessions)
+    .values({ workspaceId: ws.id, name: "main", createdById: owner.userId })
+    .returning();
+  const stream = async () => {
+    const res = await cp.api("/api/v1/voice/stream-token", {
+      method: "POST",
+      token: cp.localToken,
+      json: { sessionId: session!.id },
+    });
+    const { protocols } = (await res.json()) as { protocols: string[] };
+    const socket = new WebSocket(`${cp.url.replace("http", "ws")}/api/v1/voice/stream`, protocols);
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })),
+    );
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("open", resolve));
+    return { socket, closed };
+  };
+
+  it("ends a stream at its length limit: Deepgram gets exactly that much audio, voice_usage its seconds", async () => {
+    const before = deepgram.streams.length;
+    const { socket, closed } = await stream();
+    const pcm = tonePcm(1.5);
+    for (let at = 0; at < pcm.length; at += 3200) socket.send(pcm.subarray(at, at + 3200));
+    expect(await closed).toEqual({ code: 4408, reason: "stream limit of 1s reached" });
+    expect(deepgram.streams[before]!.bytes).toBe(32_000);
+    expect(deepgram.streams[before]!.closeStreams).toBe(1);
+    const usage = await pool.query("SELECT seconds FROM voice_usage WHERE workspace_id = $1", [ws.id]);
+    expect(usage.rows).toEqual([{ seconds: 1 }]);
+  });
+
+  it("ends a stream sent faster than the byte rate allows (beyond the burst)", async () => {
+    await pool.query("DELETE FROM voice_usage");
+    const { socket, closed } = await stream();
+    socket.send(Buffer.alloc(200_000));
+    expect(await closed).toEqual({ code: 4429, reason: "audio sent faster than real time" });
   });
 });
