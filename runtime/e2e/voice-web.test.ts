@@ -97,6 +97,11 @@ describe.skipIf(!HAVE_CHROMIUM)("voice input in the web client (Chromium, fake m
     await page.screenshot({ path: `${RESULTS}voice-phone.png` });
     await page.getByRole("button", { name: "Stop listening" }).click();
     await waitFor("CloseStream at the fake", () => stream.closeStreams === 1 && stream.closed);
+    // The browser reported the stream's seconds with its ticket.
+    await waitFor("the direct stream's seconds in voice_usage", async () => {
+      const { rows } = await cp.deps.database.pool.query("SELECT seconds FROM voice_usage");
+      return rows.length === 1 && rows[0].seconds > 0;
+    });
   });
 
   it("hold to talk without Enter: releasing types what was heard on the prompt, not run", {

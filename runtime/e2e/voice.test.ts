@@ -267,6 +267,28 @@ describe("voice input", async () => {
     expect((await wrongKind.closed).code).toBe(4401);
   });
 
+  it("records a direct stream's reported seconds once, bounded by the time since its ticket was minted", async () => {
+    const startedAt = Date.now();
+    const minted = await call("/api/v1/voice/token", { method: "POST", json: { sessionId } });
+    expect(minted.status).toBe(201);
+    const ticket: string = minted.body.usageTicket;
+    expect(ticket).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const report = await call("/api/v1/voice/usage", { method: "POST", json: { ticket, seconds: 1000 } });
+    expect(report.status).toBe(201);
+    const bound = Math.ceil((Date.now() - startedAt) / 1000) + 1;
+    expect(report.body.recordedSeconds).toBeLessThanOrEqual(bound);
+    const { rows } = await pool.query("SELECT seconds FROM voice_usage ORDER BY id DESC LIMIT 1");
+    expect(rows[0].seconds).toBe(report.body.recordedSeconds);
+    const again = await call("/api/v1/voice/usage", { method: "POST", json: { ticket, seconds: 5 } });
+    expect(again.status).toBe(400);
+    expect(again.body.error).toMatchObject({ code: "usage_ticket_invalid", message: "body.ticket: used" });
+    const forged = await call("/api/v1/voice/usage", {
+      method: "POST",
+      json: { ticket: "a.b.c", seconds: 5 },
+    });
+    expect(forged.status).toBe(400);
+  });
+
   it("never lets the Deepgram key out: responses, logs, served scripts", async () => {
     const page = await fetch(cp.url);
     const html = await page.text();

@@ -3,6 +3,8 @@
  * - `GET /api/v1/voice`: whether voice is on (and how to turn it on), today's seconds and the quota.
  * - `POST /api/v1/voice/token`: a short-lived Deepgram token for the browser's direct stream, with the
  *   exact listen URL and parameters; 409 `voice_disabled` without DEEPGRAM_API_KEY, 429 past the mint rate.
+ * - `POST /api/v1/voice/usage` `{ticket, seconds}`: the direct stream's seconds, reported by the client with
+ *   the single-use ticket its token came with (`{sessionId}` in the token request), bounded by the clock.
  * - `POST /api/v1/voice/stream-token` `{sessionId}`: the single-use ticket to the gateway stream.
  * - `POST /api/v1/workspaces/:id/sessions/:sessionId/input` `{text, mode}`: types a transcript into the
  *   session's Claude pane ("send" presses Enter); someone else's session is 404 and nothing is typed.
@@ -11,6 +13,7 @@ import { z } from "zod";
 import {
   issueStreamToken,
   issueVoiceToken,
+  recordDirectUsage,
   remainingVoiceSeconds,
   typeTranscript,
   VOICE_DISABLED_HINT,
@@ -34,6 +37,10 @@ const inputBody = z
   .strict();
 
 const streamTokenBody = z.object({ sessionId: z.uuid() }).strict();
+const tokenBody = z.object({ sessionId: z.uuid().optional() }).strict();
+const usageBody = z
+  .object({ ticket: z.string().min(1).max(2048), seconds: z.int().min(0).max(86_400) })
+  .strict();
 
 export function voiceRoutes(router: ApiRouter, deps: AppDeps): void {
   const voice = deps.voice;
@@ -51,14 +58,31 @@ export function voiceRoutes(router: ApiRouter, deps: AppDeps): void {
   });
 
   router.post("/api/v1/voice/token", async (ctx) => {
+    const { sessionId } = parseInput(tokenBody, ctx.request.body ?? {});
     const minted = await issueVoiceToken(
       ctx.state.scope,
-      { settings: voice.settings, limit: voice.mintLimiter },
+      { settings: voice.settings, limit: voice.mintLimiter, tickets: voice.usageTickets },
       ctx.ip,
+      sessionId,
     );
     ctx.set("Cache-Control", "no-store");
     ctx.status = 201;
     ctx.body = { ...minted, expiresAt: minted.expiresAt.toISOString() };
+  });
+
+  router.post("/api/v1/voice/usage", async (ctx) => {
+    const report = parseInput(usageBody, ctx.request.body ?? {});
+    const seconds = await recordDirectUsage(
+      ctx.state.scope,
+      {
+        tickets: voice.usageTickets,
+        ticketTtlSeconds: voice.usageTicketTtlSeconds,
+        maxStreamSeconds: voice.options.maxStreamSeconds,
+      },
+      report,
+    );
+    ctx.status = 201;
+    ctx.body = { recordedSeconds: seconds };
   });
 
   router.post("/api/v1/voice/stream-token", async (ctx) => {

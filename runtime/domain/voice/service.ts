@@ -22,6 +22,24 @@ export interface VoiceSettings {
   dailySeconds: number;
 }
 
+/** Checks and spends the usage tickets that come with direct tokens (gateway/terminal/tokens.ts format). */
+export interface UsageTicketChecker {
+  verify(token: string): Promise<
+    | {
+        ok: true;
+        claims: { jti: string; userId: string; workspaceId: string; sessionId: string; expiresAt: Date };
+      }
+    | { ok: false; refusal: string }
+  >;
+  consume(claims: {
+    jti: string;
+    userId: string;
+    workspaceId: string;
+    sessionId: string;
+    expiresAt: Date;
+  }): Promise<boolean>;
+}
+
 export interface DirectVoiceToken {
   token: string;
   expiresAt: Date;
@@ -30,6 +48,8 @@ export interface DirectVoiceToken {
   params: Record<string, string>;
   /** Offer these as the WebSocket's subprotocols (browsers cannot set Authorization). */
   protocols: [string, string];
+  /** With a session: the single-use ticket the client reports its stream's seconds with. */
+  usageTicket?: string;
 }
 
 function startOfUtcDay(now = new Date()): Date {
@@ -57,23 +77,38 @@ export async function requireVoice(scope: AuthorizedStore, settings: VoiceSettin
 /** A short-lived Deepgram token for the user's browser to stream to Deepgram directly; audited. */
 export async function issueVoiceToken(
   scope: AuthorizedStore,
-  deps: { settings: VoiceSettings; limit: (userId: string) => Promise<void> },
+  deps: { settings: VoiceSettings; limit: (userId: string) => Promise<void>; tickets: TerminalTokenMinter },
   ip: string,
+  sessionId?: string,
 ): Promise<DirectVoiceToken> {
   if (scope.actor.kind !== "user") throw new NotFound("voice");
+  const { userId } = scope.actor;
+  // Someone else's session is NotFound before anything is minted.
+  const target = sessionId ? await scope.sessions.get(sessionId) : null;
   if (!deps.settings.deepgram) throw new Conflict("voice_disabled", VOICE_DISABLED_HINT);
-  await deps.limit(scope.actor.userId);
+  await deps.limit(userId);
   const deepgram = await requireVoice(scope, deps.settings);
   const grant = await deepgram.grant();
   const expiresAt = new Date(Date.now() + grant.expiresInSeconds * 1000);
-  await scope.audit({
-    action: "voice.token",
-    targetType: "user",
-    targetId: scope.actor.userId,
-    ip,
-    details: { expiresAt: expiresAt.toISOString() },
+  const ticket = await scope.transaction(async (tx) => {
+    const minted = target
+      ? await deps.tickets.mint(tx.terminalTokens, {
+          userId,
+          workspaceId: target.workspace.id,
+          sessionId: target.session.id,
+        })
+      : null;
+    await tx.audit({
+      action: "voice.token",
+      targetType: target ? "session" : "user",
+      targetId: target ? target.session.id : userId,
+      ip,
+      details: { expiresAt: expiresAt.toISOString(), ...(minted ? { ticketId: minted.jti } : {}) },
+    });
+    return minted;
   });
   return {
+    ...(ticket ? { usageTicket: ticket.token } : {}),
     token: grant.accessToken,
     expiresAt,
     listenUrl: deepgram.listenUrl(),
@@ -156,4 +191,29 @@ export async function remainingVoiceSeconds(
   settings: VoiceSettings,
 ): Promise<number> {
   return Math.max(0, settings.dailySeconds - (await scope.voice.secondsSince(startOfUtcDay())));
+}
+
+/**
+ * The direct path's usage: the client reports its stream's seconds with the ticket that came with its
+ * token. The ticket is spent once, and the seconds are bounded by the time since it was minted and by the
+ * stream limit, so a client can under-report but not bill someone else or inflate beyond the wall clock.
+ */
+export async function recordDirectUsage(
+  scope: AuthorizedStore,
+  deps: { tickets: UsageTicketChecker; ticketTtlSeconds: number; maxStreamSeconds: number },
+  report: { ticket: string; seconds: number },
+): Promise<number> {
+  if (scope.actor.kind !== "user") throw new NotFound("voice");
+  const invalid = (why: string) =>
+    new Invalid("usage_ticket_invalid", `body.ticket: ${why}`, { field: "ticket" });
+  const checked = await deps.tickets.verify(report.ticket);
+  if (!checked.ok) throw invalid(checked.refusal);
+  const { claims } = checked;
+  if (claims.userId !== scope.actor.userId) throw invalid("invalid");
+  if (!(await deps.tickets.consume(claims))) throw invalid("used");
+  const mintedAt = claims.expiresAt.getTime() - deps.ticketTtlSeconds * 1000;
+  const elapsed = Math.ceil((Date.now() - mintedAt) / 1000);
+  const seconds = Math.max(0, Math.min(report.seconds, elapsed, deps.maxStreamSeconds));
+  await scope.voice.recordUsage({ workspaceId: claims.workspaceId, seconds, startedAt: new Date(mintedAt) });
+  return seconds;
 }

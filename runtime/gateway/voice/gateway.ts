@@ -52,6 +52,9 @@ type Verdict =
 export class VoiceGateway {
   readonly settings: VoiceSettings;
   readonly tokens: TerminalTokens;
+  /** Tickets a browser reports its direct stream's seconds with (domain/voice/service.ts recordDirectUsage). */
+  readonly usageTickets: TerminalTokens;
+  readonly usageTicketTtlSeconds: number;
   readonly options: VoiceGatewayOptions;
   /** Per-user mints of Deepgram and stream tokens (the routes use it). */
   readonly mintLimiter: Limiter;
@@ -81,6 +84,13 @@ export class VoiceGateway {
       verifier: deps.store.as(SYSTEM.auth).terminalTokens,
       key: deps.secretBox.deriveKey("voice-stream-token"),
       ttlSeconds: this.options.tokenTtlSeconds,
+    });
+    // Valid as long as a stream may last, and a minute to report it after.
+    this.usageTicketTtlSeconds = this.options.maxStreamSeconds + 60;
+    this.usageTickets = new TerminalTokens({
+      verifier: deps.store.as(SYSTEM.auth).terminalTokens,
+      key: deps.secretBox.deriveKey("voice-usage-ticket"),
+      ttlSeconds: this.usageTicketTtlSeconds,
     });
     this.mintLimiter = deps.store.rateLimiter({ name: "voice-token", ...this.options.mintRateLimit });
     this.#streamLimiter = deps.store.rateLimiter({ name: "voice-stream", ...this.options.streamRateLimit });

@@ -84,7 +84,7 @@ export function VoiceBar({ sessionId, workspaceId }: { sessionId: string; worksp
         setMessage(msg);
       },
     });
-    const started = s.start().catch((err) => {
+    const started = s.start(sessionId).catch((err) => {
       if (stream.current?.s === s) stream.current = null;
       setListening(false);
       setMessage(humanError(err));

@@ -12,6 +12,7 @@ export interface VoiceToken {
   expiresAt: string;
   listenUrl: string;
   protocols: [string, string];
+  usageTicket?: string;
 }
 
 export interface StreamEvents {
@@ -68,9 +69,12 @@ export class DeepgramStream {
     this.#events = events;
   }
 
+  #usageTicket: string | undefined;
+
   /** Mints a token, opens the microphone and the socket; rejects with a message for people. */
-  async start(): Promise<void> {
-    const token = await api<VoiceToken>("/api/v1/voice/token", { method: "POST" });
+  async start(sessionId: string): Promise<void> {
+    const token = await api<VoiceToken>("/api/v1/voice/token", { method: "POST", body: { sessionId } });
+    this.#usageTicket = token.usageTicket;
     try {
       this.#media = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
@@ -176,6 +180,15 @@ export class DeepgramStream {
 
   #release(): void {
     this.#stopCapture();
+    // The seconds streamed, for the user's quota and billing (the server bounds them by the clock).
+    const ticket = this.#usageTicket;
+    this.#usageTicket = undefined;
+    if (ticket && this.bytesSent > 0) {
+      api("/api/v1/voice/usage", {
+        method: "POST",
+        body: { ticket, seconds: Math.ceil(this.bytesSent / (TARGET_RATE * 2)) },
+      }).catch(() => {});
+    }
     if (this.#ws && this.#ws.readyState <= WebSocket.OPEN) this.#ws.close();
     this.#ws = null;
   }
