@@ -8,7 +8,7 @@
  *   CloseStream;
  * - hold to talk without Enter: the interim words show, releasing flushes them (CloseStream → the final)
  *   and they are typed on the prompt, not run;
- * - voice off: the button explains how to turn it on.
+ * - voice off: the button explains how to turn it on (on a 360-px phone, nothing wider than the screen).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -17,9 +17,13 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
+import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
+import { sessions } from "../store/schema.ts";
 import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { startTestControlPlane } from "../test/control-plane.ts";
 import { startFakeDeepgram } from "../test/fake-deepgram.ts";
+import { insertWorkspace } from "../test/fixtures.ts";
 import { createReadyWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 import { speechWav, tonePcm, wavOf } from "../test/wav.ts";
@@ -137,5 +141,38 @@ describe.skipIf(!HAVE_CHROMIUM)("voice input in the web client (Chromium, fake m
     // Not run: no output line.
     expect(screen().split("\n")).not.toContain("voice-hold-3");
     tmux("send-keys", "-t", claudePane, "C-u");
+  });
+});
+
+describe.skipIf(!HAVE_CHROMIUM)("voice input turned off, in the web client", async () => {
+  if (!HAVE_CHROMIUM) return;
+  await ensureWebBuild(createLogger("silent"));
+  const cp = await startTestControlPlane({}, { runBuilds: false });
+  const { db } = cp.deps.database;
+  const owner = await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID);
+  const ws = await insertWorkspace(db, owner.userId, { name: "quiet", state: "hibernated" });
+  const [session] = await db
+    .insert(sessions)
+    .values({ workspaceId: ws.id, name: "main", createdById: owner.userId })
+    .returning();
+  let browser: Browser;
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("the microphone says how to turn voice on", { timeout: 60_000 }, async () => {
+    browser = await launchChromium();
+    const page = await (await browser.newContext({ viewport: { width: 360, height: 740 } })).newPage();
+    await page.goto(cp.loginUrl!);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    await page.goto(`${cp.url}/#/t/${session!.id}`);
+    // aria-disabled, yet it answers a tap with the explanation (Playwright counts it as not enabled).
+    await page.getByRole("button", { name: "Voice input (off)" }).click({ force: true });
+    const status = page.locator(".voice-message");
+    await waitFor("the hint", async () => (await status.textContent())?.includes("DEEPGRAM_API_KEY"));
+    expect(await page.getByLabel("What you said").isDisabled()).toBe(true);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - innerWidth)).toBeLessThanOrEqual(
+      0,
+    );
   });
 });
