@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler local-box terminal-relay previews
+ *   npm run bench -- builds reconciler local-box terminal-relay previews voice
  */
 
 import { benchBuildQueue } from "./builds.ts";
@@ -10,6 +10,7 @@ import { benchLocalBox } from "./local-box.ts";
 import { benchPreviewProxy } from "./preview.ts";
 import { benchReconciler } from "./reconciler.ts";
 import { benchTerminalRelay } from "./terminal.ts";
+import { benchVoice } from "./voice.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
   builds: benchBuildQueue,
@@ -17,6 +18,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
   previews: benchPreviewProxy,
+  voice: benchVoice,
 };
 
 const wanted = process.argv.slice(2);
