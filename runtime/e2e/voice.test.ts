@@ -355,7 +355,7 @@ describe("the gateway stream's limits", async () => {
     { DEEPGRAM_API_KEY: deepgram.apiKey, BERTH_DEEPGRAM_URL: deepgram.url },
     {
       runBuilds: false,
-      voice: { maxStreamSeconds: 1, burstBytes: 64_000, maxBytesPerSecond: 64_000 },
+      voice: { maxStreamSeconds: 1, burstBytes: 64_000, maxBytesPerSecond: 64_000, keepAliveMs: 50 },
     },
   );
   const { db, pool } = cp.deps.database;
@@ -391,6 +391,16 @@ describe("the gateway stream's limits", async () => {
     expect(deepgram.streams[before]!.closeStreams).toBe(1);
     const usage = await pool.query("SELECT seconds FROM voice_usage WHERE workspace_id = $1", [ws.id]);
     expect(usage.rows).toEqual([{ seconds: 1 }]);
+  });
+
+  it("keeps Deepgram's side open with KeepAlive while the client sends no audio", async () => {
+    const before = deepgram.streams.length;
+    const { socket, closed } = await stream();
+    const upstream = await waitFor("the upstream stream", () => deepgram.streams[before]);
+    await waitFor("a KeepAlive from the gateway", () => upstream.keepAlives >= 2);
+    socket.send(JSON.stringify({ type: "CloseStream" }));
+    expect((await closed).code).toBe(1000);
+    expect(upstream.bytes).toBe(0);
   });
 
   it("ends a stream sent faster than the byte rate allows (beyond the burst)", async () => {

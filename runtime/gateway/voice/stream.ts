@@ -25,6 +25,10 @@ export interface VoiceStreamLimits {
   lowWaterMark: number;
   /** How long Deepgram may take to accept the connection, and to finish after CloseStream. */
   upstreamTimeoutMs: number;
+  /** With no audio for this long, the gateway sends Deepgram a KeepAlive (it closes after 10 s of nothing). */
+  keepAliveMs: number;
+  /** Wall-clock cap on a stream (a client that keeps a socket open without sending audio). */
+  maxWallSeconds: number;
 }
 
 export const DEFAULT_VOICE_LIMITS: VoiceStreamLimits = {
@@ -34,6 +38,8 @@ export const DEFAULT_VOICE_LIMITS: VoiceStreamLimits = {
   highWaterMark: 256 * 1024,
   lowWaterMark: 64 * 1024,
   upstreamTimeoutMs: 10_000,
+  keepAliveMs: 4_000,
+  maxWallSeconds: 600,
 };
 
 /** Close codes of the voice stream socket (the reason says more). */
@@ -85,6 +91,9 @@ export class VoiceStream {
   #closeSent = false;
   #endSpec: { code: number; reason: string } = { code: VoiceClose.DONE, reason: "stream ended" };
   #finishTimer: NodeJS.Timeout | null = null;
+  #keepAlive: NodeJS.Timeout;
+  #wallLimit: NodeJS.Timeout;
+  #lastAudioAt = Date.now();
   #ended = false;
   #resolveDone!: () => void;
   /** Settles once the stream has ended: transcripts delivered, usage recorded, client closed. */
@@ -125,6 +134,21 @@ export class VoiceStream {
     this.#upstream.on("close", () => void this.#end());
 
     client.on("message", (data, isBinary) => (isBinary ? this.#audio(data) : this.#control(data)));
+    // A client that pauses its microphone still has a stream: keep Deepgram's side open meanwhile.
+    this.#keepAlive = setInterval(() => {
+      if (
+        this.#upstream.readyState === WebSocket.OPEN &&
+        !this.#closeSent &&
+        Date.now() - this.#lastAudioAt >= deps.limits.keepAliveMs
+      )
+        this.#upstream.send(JSON.stringify({ type: "KeepAlive" }));
+    }, deps.limits.keepAliveMs);
+    this.#keepAlive.unref();
+    this.#wallLimit = setTimeout(
+      () => this.stop(VoiceClose.TOO_LONG, `stream open longer than ${deps.limits.maxWallSeconds}s`),
+      deps.limits.maxWallSeconds * 1000,
+    );
+    this.#wallLimit.unref();
     client.on("close", () => this.#closeStream());
     client.on("error", () => this.#closeStream());
   }
@@ -144,6 +168,7 @@ export class VoiceStream {
     const chunk = toBuffer(data);
     const { limits } = this.#d;
     this.#audioBytes += chunk.length;
+    this.#lastAudioAt = Date.now();
     const elapsed = (Date.now() - this.#startedAt.getTime()) / 1000;
     if (this.#audioBytes > limits.burstBytes + limits.maxBytesPerSecond * elapsed) {
       this.#endSpec = { code: VoiceClose.RATE_LIMITED, reason: "audio sent faster than real time" };
@@ -259,6 +284,8 @@ export class VoiceStream {
     if (this.#ended) return;
     this.#ended = true;
     if (this.#finishTimer) clearTimeout(this.#finishTimer);
+    clearInterval(this.#keepAlive);
+    clearTimeout(this.#wallLimit);
     this.#flush();
     await this.#deliveries;
     const seconds = Math.ceil(this.#audioBytes / LINEAR16_BYTES_PER_SECOND);
