@@ -8,6 +8,7 @@ import type { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
+import type { VoiceGateway } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
@@ -41,6 +42,8 @@ export interface AppDeps {
   limiters: { login: Limiter };
   /** The terminal relay: token minting (api/routes/terminal.ts) and the WebSocket upgrade it serves. */
   terminal: TerminalGateway;
+  /** Voice input: Deepgram settings, token mint limits, and the gateway stream (api/routes/voice.ts). */
+  voice: VoiceGateway;
   listener: PgListener;
   secretBox: SecretBox;
   driver: WorkspaceDriver;

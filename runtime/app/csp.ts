@@ -12,16 +12,21 @@ const CLERK_IMAGES = "https://img.clerk.com";
 
 type Directives = Record<string, string[]>;
 
-/** null: helmet's defaults as they are. */
-export function cspDirectives(auth: AuthConfig): Directives | null {
-  if (auth.mode !== "hosted" || !auth.web) return null;
+/**
+ * null: helmet's defaults as they are. `voiceOrigin`: Deepgram's live endpoint (wss://…), which the browser
+ * streams microphone audio to directly when voice is on.
+ */
+export function cspDirectives(auth: AuthConfig, voiceOrigin?: string): Directives | null {
+  const voice = voiceOrigin ? [voiceOrigin] : [];
+  if (auth.mode !== "hosted" || !auth.web)
+    return voice.length ? { "connect-src": ["'self'", ...voice] } : null;
   const { frontendApi, clerkJsUrl, clerkUiUrl } = auth.web;
   // The scripts may be served from elsewhere than the Frontend API (CLERK_JS_URL, CLERK_UI_URL); their
   // origin serves the scripts' own lazily loaded chunks too.
   const clerk = [...new Set([frontendApi, new URL(clerkJsUrl).origin, new URL(clerkUiUrl).origin])];
   return {
     "script-src": ["'self'", ...clerk, CLOUDFLARE_CHALLENGES],
-    "connect-src": ["'self'", ...clerk],
+    "connect-src": ["'self'", ...clerk, ...voice],
     "img-src": ["'self'", "data:", CLERK_IMAGES],
     "frame-src": ["'self'", CLOUDFLARE_CHALLENGES],
     "worker-src": ["'self'", "blob:"],

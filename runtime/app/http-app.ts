@@ -23,6 +23,7 @@ import { pushRoutes } from "../api/routes/push.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes, terminalSocketDoc } from "../api/routes/terminal.ts";
 import { userSecretRoutes } from "../api/routes/user-secrets.ts";
+import { voiceRoutes } from "../api/routes/voice.ts";
 import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
@@ -92,7 +93,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
   // the dev server untouched). It handles only preview paths and preview hosts; the rest passes through.
   const previews = new PreviewGateway(deps);
   app.use(previews.middleware());
-  const directives = cspDirectives(deps.config.auth);
+  const voiceListen = deps.voice.settings.deepgram?.listenUrl();
+  const directives = cspDirectives(deps.config.auth, voiceListen && new URL(voiceListen).origin);
   app.use(helmet(directives ? { contentSecurityPolicy: { directives } } : undefined));
   // The agent API has its own, larger limit (box/protocol.ts); everything else gets BODY_LIMIT. Stripe's
   // webhooks are read raw: their signature covers the exact bytes.
@@ -129,6 +131,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   userSecretRoutes(apiRouter);
   onboardingRoutes(apiRouter, deps);
   usageRoutes(apiRouter, deps);
+  voiceRoutes(apiRouter, deps);
   // Built from the routers themselves on first request, once every route above is registered.
   openApiRoutes(publicRouter, () => ({
     routers: [

@@ -21,8 +21,10 @@ import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
 import { PushSender } from "../domain/push/push-sender.ts";
+import { DeepgramClient } from "../domain/voice/deepgram.ts";
 import { WorkspaceService } from "../domain/workspaces/service.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
+import { VoiceGateway, type VoiceGatewayOptions } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { createMetrics } from "../platform/metrics.ts";
@@ -93,6 +95,8 @@ export interface StartOptions {
   health?: Partial<HealthOptions>;
   /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
   terminal?: Partial<TerminalGatewayOptions>;
+  /** Voice stream settings (tests lower limits and rates). */
+  voice?: Partial<VoiceGatewayOptions>;
   worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
   /** Web Push: tests trust a local push service's certificate and allow its IP-literal endpoint. */
   push?: { agent?: HttpsAgent; allowIpEndpoints?: boolean };
@@ -173,6 +177,19 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       upstream,
       options: options.terminal,
     });
+    const voice = new VoiceGateway({
+      store,
+      secretBox,
+      log,
+      settings: {
+        deepgram: config.voice.apiKey
+          ? new DeepgramClient({ apiKey: config.voice.apiKey, baseUrl: config.voice.deepgramUrl })
+          : null,
+        dailySeconds: config.voice.dailySeconds,
+      },
+      allowedOrigins: () => config.webOrigins ?? [new URL(deps.publicUrl).origin],
+      options: options.voice,
+    });
     // Failed logins: 10 per source and 100 overall per 15 minutes, then blocks doubling up to a day.
     const rule = {
       globalPoints: 100,
@@ -207,6 +224,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       publicUrl: config.publicUrl ?? "",
       agentHeartbeatSeconds: options.agentHeartbeatSeconds ?? 10,
       terminal,
+      voice,
       tailnetClaims: new TailnetClaims({
         store,
         log,
@@ -228,6 +246,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     const upgrades = new UpgradeDispatcher(log);
     upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
     terminal.register(upgrades);
+    voice.register(upgrades);
     upgrades.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -244,6 +263,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     cleanup.push(async () => previews.stop());
     // Before the server closes: terminal sockets get 1001 and their activity is recorded.
     cleanup.push(() => terminal.close());
+    cleanup.push(() => voice.close());
     const { port } = server.address() as AddressInfo;
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     const url = `http://${host}:${port}`;

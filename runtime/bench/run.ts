@@ -2,7 +2,7 @@
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
  *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop billing
- *   client-attach
+ *   client-attach voice
  */
 
 import { benchAutostop } from "./autostop.ts";
@@ -15,6 +15,7 @@ import { benchPreviewProxy } from "./preview.ts";
 import { benchReconciler } from "./reconciler.ts";
 import { benchSessionEnvironment } from "./session-environment.ts";
 import { benchTerminalRelay } from "./terminal.ts";
+import { benchVoice } from "./voice.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
   builds: benchBuildQueue,
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   autostop: benchAutostop,
   billing: benchBilling,
   "client-attach": benchClientAttach,
+  voice: benchVoice,
 };
 
 const wanted = process.argv.slice(2);

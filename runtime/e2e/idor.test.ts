@@ -118,6 +118,13 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       { path: `/api/v1/workspaces/${bobsWs.id}/sessions/${session!.id}` },
     ],
     "POST /api/v1/sessions/:id/terminal-token": [{ path: `/api/v1/sessions/${session!.id}/terminal-token` }],
+    "POST /api/v1/workspaces/:id/sessions/:sessionId/input": [
+      {
+        path: `/api/v1/workspaces/${ws.id}/sessions/${session!.id}/input`,
+        body: { text: "rm -rf ~", mode: "send" },
+      },
+      { path: `/api/v1/workspaces/${bobsWs.id}/sessions/${session!.id}/input`, body: { text: "rm -rf ~" } },
+    ],
     "POST /api/v1/notifications/:id/read": [{ path: `/api/v1/notifications/${notification!.id}/read` }],
     "DELETE /api/v1/push/subscriptions/:id": [{ path: `/api/v1/push/subscriptions/${subscription!.id}` }],
     "POST /api/v1/workspaces/:id/previews": [
@@ -203,6 +210,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       "POST /api/v1/workspaces/:id/onboarding/draft",
       "POST /api/v1/workspaces/:id/onboarding",
       "POST /api/v1/sessions/:id/terminal-token",
+      "POST /api/v1/workspaces/:id/sessions/:sessionId/input",
       "DELETE /api/v1/workspaces/:id/sessions/:sessionId",
       "POST /api/v1/builds/:id/cancel",
       "POST /api/v1/workspaces/:id/hibernate",

@@ -70,6 +70,11 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_VAPID_PRIVATE_KEY: "Web Push VAPID private key (base64url), with BERTH_VAPID_PUBLIC_KEY",
   BERTH_VAPID_SUBJECT:
     "Web Push contact for push services, mailto: or https: (default: the https public URL, else mailto:berth@localhost)",
+  DEEPGRAM_API_KEY:
+    "Deepgram API key (Member role or higher) for voice input; never leaves the server; unset turns voice off",
+  BERTH_DEEPGRAM_URL:
+    "Deepgram API base URL (default https://api.deepgram.com); its wss form serves live streams",
+  BERTH_VOICE_DAILY_SECONDS: "voice seconds one user may transcribe per UTC day (default 3600)",
 };
 
 const schema = z
@@ -170,6 +175,9 @@ const schema = z
       .string()
       .regex(/^(mailto:|https:\/\/)\S+$/, "must be a mailto: or https:// contact")
       .optional(),
+    DEEPGRAM_API_KEY: z.string().min(16, "must be a Deepgram API key").optional(),
+    BERTH_DEEPGRAM_URL: httpUrl.default("https://api.deepgram.com"),
+    BERTH_VOICE_DAILY_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3600),
   })
   .superRefine((env, ctx) => {
     if (Boolean(env.BERTH_VAPID_PUBLIC_KEY) !== Boolean(env.BERTH_VAPID_PRIVATE_KEY)) {
@@ -291,6 +299,8 @@ export interface Config {
   logLevel: string;
   /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
+  /** Voice input (domain/voice): off without a Deepgram key. */
+  voice: { apiKey: string | undefined; deepgramUrl: string; dailySeconds: number };
   billing: BillingConfig;
 }
 
@@ -369,6 +379,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stripeWebhookSecret: e.STRIPE_WEBHOOK_SECRET ?? null,
       meterEventName: e.STRIPE_METER_EVENT_NAME,
       meterApi: e.STRIPE_METER_API,
+    },
+    voice: {
+      apiKey: e.DEEPGRAM_API_KEY,
+      deepgramUrl: e.BERTH_DEEPGRAM_URL.replace(/\/+$/, ""),
+      dailySeconds: e.BERTH_VOICE_DAILY_SECONDS,
     },
   };
 }

@@ -34,6 +34,10 @@ export const RIGHTS = [
   "session.write",
   /** Mint a terminal token for a session (and audit it). */
   "session.open",
+  /** Type into a session's pane: queue the agent's keys action (voice transcripts). */
+  "session.input",
+  /** Transcribe speech: record and read one's own voice seconds. */
+  "voice.use",
   /** Record terminal activity and read why a relayed terminal ended. */
   "session.activity",
   /** The agent's report of what Claude Code is doing in a session of its workspace. */
@@ -90,6 +94,8 @@ const USER_RIGHTS: readonly Right[] = [
   "session.read",
   "session.write",
   "session.open",
+  "session.input",
+  "voice.use",
   "preview.read",
   "preview.write",
   "preview.share",

@@ -33,6 +33,7 @@ import { type SocketSlotOptions, SocketSlots } from "./terminal-sockets.ts";
 import { TerminalTokenStore } from "./terminal-tokens.ts";
 import { UserSecretStore } from "./user-secrets.ts";
 import { UserStore } from "./users.ts";
+import { VoiceStore } from "./voice.ts";
 import { WorkspaceStore } from "./workspaces.ts";
 
 export class Store {
@@ -92,6 +93,7 @@ export class AuthorizedStore {
   readonly autostop: AutostopStore;
   readonly push: PushStore;
   readonly billing: BillingStore;
+  readonly voice: VoiceStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -113,6 +115,7 @@ export class AuthorizedStore {
     this.autostop = new AutostopStore(access);
     this.push = new PushStore(access);
     this.billing = new BillingStore(access);
+    this.voice = new VoiceStore(access);
   }
 
   get actor(): Actor {

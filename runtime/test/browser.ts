@@ -11,7 +11,8 @@ export const HAVE_CHROMIUM = existsSync(CHROMIUM);
 /** Screenshots land here on every run (`test-results/` at the repository root). */
 export const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
 
-export async function launchChromium(): Promise<Browser> {
+/** `extraArgs`: e.g. the fake microphone flags of the voice test. */
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   mkdirSync(RESULTS, { recursive: true });
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -24,6 +25,7 @@ export async function launchChromium(): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
 }

@@ -7,6 +7,7 @@ import { href } from "../router.ts";
 import { copyText, pasteText } from "../ui/clipboard.ts";
 import { useMediaQuery } from "../ui/media.ts";
 import { BuildLog } from "../views/BuildLog.tsx";
+import { VoiceBar } from "../voice/VoiceBar.tsx";
 import { applyCtrl, KeyBar } from "./KeyBar.tsx";
 import {
   PANES,
@@ -480,6 +481,7 @@ export function TerminalView({ sessionId }: { sessionId: string }) {
           {toast}
         </div>
       </div>
+      <VoiceBar sessionId={sessionId} workspaceId={info?.workspaceId ?? null} />
       <KeyBar send={sendInput} ctrl={ctrl} setCtrl={setCtrl} />
     </div>
   );
