@@ -24,6 +24,7 @@ import {
   type BackupRunner,
   DesiredStateApplier,
   NotReadyError,
+  type RestoreRunner,
   type SessionManager,
 } from "./home/desired-state.ts";
 import { type HeartbeatStatus, HomeLoop } from "./home/home-loop.ts";
@@ -67,6 +68,7 @@ export interface AgentOptions {
   startTerminal: ((paths: LayoutPaths) => Promise<TerminalHandle>) | null;
   previewOwner: PreviewOwnership;
   backup?: BackupRunner;
+  restore?: RestoreRunner;
   /** VM only: joins the tailnet and returns the tailnet IP, or null when not configured. */
   joinTailnet?: () => Promise<string | null>;
   mount?: (options: MountVolumeOptions) => Promise<MountVolumeResult>;
@@ -129,6 +131,11 @@ export class Agent {
   }
   get loopbackPort(): number | null {
     return this.loopback?.port ?? null;
+  }
+
+  /** Backup and restore progress and outcomes (box/backups), delivered exactly once through the outbox. */
+  report(draft: AgentEventDraft): void {
+    this.append(draft);
   }
 
   /** Log lines from the shipper; held in memory until the outbox exists. */
@@ -379,6 +386,7 @@ export class Agent {
     this.applier = new DesiredStateApplier({
       sessions: this.o.sessions ? this.gate(this.o.sessions) : null,
       ...(this.o.backup ? { backup: this.o.backup } : {}),
+      ...(this.o.restore ? { restore: this.o.restore } : {}),
       statePath: join(stateDir, "actions.json"),
       log: this.log,
     });

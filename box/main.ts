@@ -6,10 +6,12 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
+import { BoxBackups } from "./backups/box-backups.ts";
+import { Restic } from "./backups/restic.ts";
 import { type BootConfig, BootConfigError, loadBootConfig } from "./boot-config.ts";
 import { currentOwner, resolveUser } from "./layout/box-user.ts";
 import type { LayoutPaths } from "./layout/workspace-layout.ts";
-import type { LogPayload } from "./protocol.ts";
+import type { AgentEventDraft, LogPayload } from "./protocol.ts";
 import { LogShipper } from "./telemetry/log-shipper.ts";
 import { createAgentLogger, type Logger } from "./telemetry/logger.ts";
 import { startTerminalEndpoint } from "./terminal/endpoint.ts";
@@ -121,6 +123,39 @@ function joinTailnet(config: BootConfig) {
   };
 }
 
+/**
+ * Backups when a repository is configured: the password stays in its credentials file (restic reads
+ * RESTIC_PASSWORD_FILE), the S3 keys go to restic's environment only.
+ */
+function boxBackups(
+  config: BootConfig,
+  sessions: TmuxSessions,
+  log: Logger,
+  emit: (draft: AgentEventDraft) => void,
+): BoxBackups | null {
+  const s = config.settings;
+  const dir = process.env.CREDENTIALS_DIRECTORY;
+  if (!s.BERTH_RESTIC_REPOSITORY || !dir) return null;
+  const id = config.credentials["r2-access-key-id"];
+  const secret = config.credentials["r2-secret-access-key"];
+  const restic = new Restic(
+    {
+      url: s.BERTH_RESTIC_REPOSITORY,
+      password: { file: join(dir, "restic-password") },
+      ...(id && secret ? { s3: { accessKeyId: id, secretAccessKey: secret } } : {}),
+    },
+    { cacheDir: join(s.BERTH_WORKSPACE_ROOT, "system", "backups", "cache"), log },
+  );
+  return new BoxBackups({
+    restic,
+    root: s.BERTH_WORKSPACE_ROOT,
+    host: s.BERTH_WORKSPACE_ID,
+    sessions,
+    emit,
+    log,
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(HELP);
@@ -212,6 +247,11 @@ export async function main(argv: string[]): Promise<number> {
           },
   };
   if (mode === "vm") options.joinTailnet = joinTailnet(config);
+  const backups = boxBackups(config, sessions, log, (draft) => agent?.report(draft));
+  if (backups) {
+    options.backup = (action) => backups.runBackup(action);
+    options.restore = (action) => backups.runRestore(action);
+  }
   if (boxUserError) options.boxUserError = boxUserError;
   agent = new Agent(options);
 

@@ -3,6 +3,7 @@ import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import type { BackupService } from "../domain/backups/service.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
@@ -49,4 +50,6 @@ export interface AppDeps {
   agentHeartbeatSeconds: number;
   /** Box-reported tailnet addresses are used only once the box proved them (domain/agents/tailnet-claims.ts). */
   tailnetClaims: TailnetClaims;
+  /** Backups: on demand, restore, export; the agent's reports (domain/backups/service.ts). */
+  backups: BackupService;
 }

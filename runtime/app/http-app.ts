@@ -15,6 +15,7 @@ import { loginPageRoutes } from "../api/routes/login-page.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
 import { overviewRoutes } from "../api/routes/overview.ts";
+import { backupRoutes } from "../api/routes/backups.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes } from "../api/routes/terminal.ts";
@@ -116,6 +117,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   notificationRoutes(apiRouter, deps);
   previewRoutes(apiRouter, deps, previews);
   overviewRoutes(apiRouter, deps);
+  backupRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -11,6 +11,7 @@ import type { AppDeps } from "../api/context.ts";
 import { addressPolicy } from "../boxnet/address-policy.ts";
 import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import { BackupService, type BackupServiceOptions } from "../domain/backups/service.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { Authenticator } from "../domain/identity/authenticate.ts";
 import { SessionTokens } from "../domain/identity/session-cookie.ts";
@@ -79,6 +80,8 @@ export interface StartOptions {
   /** Terminal relay settings (tests lower the caps, limits and timeouts, and wrap the upstream connect). */
   terminal?: Partial<TerminalGatewayOptions>;
   worker?: Partial<Omit<BuildWorkerOptions, "store" | "listener" | "driver" | "log" | "metrics">>;
+  /** Backup timings (tests shorten the poll and the nightly window). */
+  backups?: Partial<Pick<BackupServiceOptions, "pollMs" | "nightlyWindow" | "retry">>;
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -160,6 +163,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       maxBlockSeconds: 24 * 3600,
       ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
     };
+    const backups = new BackupService({ store, driver, metrics, log, ...options.backups });
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -190,6 +194,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         log,
         allowAddress: loopbackBoxes,
       }),
+      backups,
     };
 
     const { app, previews } = buildApp(deps);
@@ -230,6 +235,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         metrics,
         controlPlaneUrl: publicUrl,
         concurrency: config.buildConcurrency,
+        beforeStop: (workspaceId, line) =>
+          backups.backupBeforeStop(workspaceId, config.backups.preStopSeconds * 1000, line),
         ...options.worker,
       });
       await worker.start();
@@ -251,6 +258,9 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       const scheduler = await startSchedules(database.url, log, [
         { name: "reconcile", cron: "* * * * *", run: () => reconciler.tick() },
         { name: "health-probe", cron: "* * * * *", run: () => health.probeAll() },
+        // Every 5 minutes: workspaces whose slot in tonight's window has come get their one nightly run.
+        { name: "backup-nightly", cron: "*/5 * * * *", run: () => backups.nightlyTick() },
+        { name: "backup-stale-gauge", cron: "*/5 * * * *", run: () => backups.refreshStaleGauge() },
       ]);
       cleanup.push(() => scheduler.stop());
     }

@@ -54,6 +54,12 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_BOX_PATHS:
     "how the control plane reaches boxes, primary first: public,tailnet (default), tailnet,public, tailnet or public; put tailnet first when the control plane is on the tailnet, so terminal and preview traffic stays inside WireGuard",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+  BERTH_BACKUP_REPOSITORY:
+    "local driver: where workspace backups go, an S3-compatible base s3:https://host/bucket[/prefix] (each workspace gets <base>/<id>); default: a restic repository per workspace under the data dir",
+  BERTH_BACKUP_S3_ACCESS_KEY_ID: "S3 access key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_S3_SECRET_ACCESS_KEY: "S3 secret key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_PRE_STOP_SECONDS:
+    "how long a hibernate or destroy waits for its pre-stop backup before it goes on without it (default 300)",
 };
 
 const schema = z
@@ -120,8 +126,19 @@ const schema = z
       })
       .default("public,tailnet"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    BERTH_BACKUP_REPOSITORY: z
+      .string()
+      .regex(/^s3:https?:\/\/[^\s"'\\$`]+$/, "must be s3:http(s)://host/bucket[/prefix]")
+      .optional(),
+    BERTH_BACKUP_S3_ACCESS_KEY_ID: z.string().optional(),
+    BERTH_BACKUP_S3_SECRET_ACCESS_KEY: z.string().optional(),
+    BERTH_BACKUP_PRE_STOP_SECONDS: z.coerce.number().int().min(0).max(3600).default(300),
   })
   .superRefine((env, ctx) => {
+    if (env.BERTH_BACKUP_REPOSITORY)
+      for (const key of ["BERTH_BACKUP_S3_ACCESS_KEY_ID", "BERTH_BACKUP_S3_SECRET_ACCESS_KEY"] as const)
+        if (!env[key])
+          ctx.addIssue({ code: "custom", path: [key], message: "is required with BERTH_BACKUP_REPOSITORY" });
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
     if (hosted && !env.BERTH_AUTHORIZED_PARTIES?.length) {
       ctx.addIssue({
@@ -224,6 +241,11 @@ export interface Config {
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
   terminal: string;
   logLevel: string;
+  /** Local driver: an S3 base for backups (else a repository under the data dir); the pre-stop budget. */
+  backups: {
+    s3: { base: string; accessKeyId: string; secretAccessKey: string } | null;
+    preStopSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -278,5 +300,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
+    backups: {
+      s3: e.BERTH_BACKUP_REPOSITORY
+        ? {
+            base: e.BERTH_BACKUP_REPOSITORY,
+            accessKeyId: e.BERTH_BACKUP_S3_ACCESS_KEY_ID ?? "",
+            secretAccessKey: e.BERTH_BACKUP_S3_SECRET_ACCESS_KEY ?? "",
+          }
+        : null,
+      preStopSeconds: e.BERTH_BACKUP_PRE_STOP_SECONDS,
+    },
   };
 }

@@ -23,7 +23,8 @@ export interface UserActor {
  * - `health`: the health prober (reads box addresses and terminal credentials, records verdicts);
  * - `gateway`: the relay's and the preview proxy's bookkeeping (routing rows, terminal activity);
  * - `operator`: `berth stacks` and the admin API (list, diff, repair, forget any workspace);
- * - `billing`, `autostop`: stop workspaces for their reasons (no callers yet).
+ * - `billing`, `autostop`: stop workspaces for their reasons (no callers yet);
+ * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password).
  */
 export const SYSTEM_ROLES = [
   "auth",
@@ -34,6 +35,7 @@ export const SYSTEM_ROLES = [
   "operator",
   "billing",
   "autostop",
+  "backups",
 ] as const;
 export type SystemRole = (typeof SYSTEM_ROLES)[number];
 

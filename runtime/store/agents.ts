@@ -12,7 +12,7 @@ import { agentActions, workspaceBuilds, workspaceInstances, workspaces } from ".
 
 export interface AgentAction {
   id: string;
-  kind: "keys" | "backup";
+  kind: "keys" | "backup" | "restore";
   payload: Record<string, unknown>;
 }
 

@@ -49,6 +49,10 @@ export const RIGHTS = [
   "agent.report",
   "secret.read",
   "secret.write",
+  /** A workspace's backup runs and snapshots. */
+  "backup.read",
+  /** Ask the box for a backup or a restore, fail a run that never reported. */
+  "backup.run",
   /** A user's own account: sign out everywhere. */
   "account.manage",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
@@ -74,6 +78,8 @@ const USER_RIGHTS: readonly Right[] = [
   "notification.write",
   // A new workspace's secrets are sealed in the user's create; users never read them back.
   "secret.write",
+  "backup.read",
+  "backup.run",
   "account.manage",
 ];
 
@@ -95,6 +101,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   operator: ["workspace.read", "workspace.operate", "build.read", "secret.read"],
   billing: ["workspace.read", "workspace.transition"],
   autostop: ["workspace.read", "workspace.transition"],
+  backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

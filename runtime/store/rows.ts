@@ -5,6 +5,7 @@
  */
 import type {
   AGENT_LIFECYCLES,
+  backups,
   BUILD_REASONS,
   BUILD_STATUSES,
   BUILD_TRANSITIONS,
@@ -23,6 +24,7 @@ export type InstanceRow = typeof workspaceInstances.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
 export type PreviewRow = typeof previews.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
+export type BackupRow = typeof backups.$inferSelect;
 
 export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
 export type BuildTransition = (typeof BUILD_TRANSITIONS)[number];

@@ -14,6 +14,7 @@ import { Access } from "./access.ts";
 import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
+import { BackupStore } from "./backups.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
@@ -82,6 +83,7 @@ export class AuthorizedStore {
   readonly health: HealthStore;
   readonly reconcile: ReconcileStore;
   readonly operators: OperatorStore;
+  readonly backups: BackupStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -98,6 +100,7 @@ export class AuthorizedStore {
     this.health = new HealthStore(access);
     this.reconcile = new ReconcileStore(access);
     this.operators = new OperatorStore(access);
+    this.backups = new BackupStore(access);
   }
 
   get actor(): Actor {
