@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
 import { BoxBackups } from "./backups/box-backups.ts";
-import { Restic } from "./backups/restic.ts";
+import { DEFAULT_RETRY, Restic } from "./backups/restic.ts";
 import { type BootConfig, BootConfigError, loadBootConfig } from "./boot-config.ts";
 import { currentOwner, resolveUser } from "./layout/box-user.ts";
 import type { LayoutPaths } from "./layout/workspace-layout.ts";
@@ -44,6 +44,9 @@ Settings (environment):
   BERTH_AGENT_LOG_LEVEL     default info
   BERTH_TERMINAL            local: auto (ttyd if on PATH, else built-in) | builtin | /path/to/ttyd
   BERTH_PREVIEW_UID         local: also report listeners of this uid (default: only the tmux server's tree)
+  BERTH_RESTIC_REPOSITORY   backups: a local path or s3:https://host/bucket[/prefix] (unset: no backups)
+  BERTH_BACKUP_RETRY_ATTEMPTS  tries of one restic operation on network/403 errors (default 7, backoff 2-30 s)
+  BERTH_RESTIC              the restic binary (default restic on PATH)
 
 Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
   agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,
@@ -138,13 +141,18 @@ function boxBackups(
   if (!s.BERTH_RESTIC_REPOSITORY || !dir) return null;
   const id = config.credentials["r2-access-key-id"];
   const secret = config.credentials["r2-secret-access-key"];
+  const retryAttempts = Number(process.env.BERTH_BACKUP_RETRY_ATTEMPTS) || 0;
   const restic = new Restic(
     {
       url: s.BERTH_RESTIC_REPOSITORY,
       password: { file: join(dir, "restic-password") },
       ...(id && secret ? { s3: { accessKeyId: id, secretAccessKey: secret } } : {}),
     },
-    { cacheDir: join(s.BERTH_WORKSPACE_ROOT, "system", "backups", "cache"), log },
+    {
+      cacheDir: join(s.BERTH_WORKSPACE_ROOT, "system", "backups", "cache"),
+      log,
+      ...(retryAttempts ? { retry: { ...DEFAULT_RETRY, attempts: retryAttempts } } : {}),
+    },
   );
   return new BoxBackups({
     restic,

@@ -134,6 +134,7 @@ export class BackupService {
     paths: string[],
     ip?: string,
   ): Promise<BackupRow> {
+    const workspace = await scope.workspaces.get(workspaceId); // someone else's: NotFound before anything
     const clean = paths.map((p) => p.replace(/\/+$/, ""));
     const bad = clean.find((p) => !RESTORE_PATH_RE.test(p));
     if (bad !== undefined)
@@ -143,7 +144,6 @@ export class BackupService {
         { path: bad },
       );
     const { id } = await this.#snapshot(scope, workspaceId, snapshot);
-    const workspace = await scope.workspaces.get(workspaceId);
     if (workspace.state !== "ready")
       throw new Conflict("workspace_not_running", `a restore runs on the box, which is ${workspace.state}`);
     const run = await scope.backups.requestRestore(workspaceId, id, clean);

@@ -66,7 +66,7 @@ module.exports = {
         "the provisioning contract. Runtime test and bench code may use box code to run a box.",
       severity: "error",
       from: { path: "^runtime/", pathNot: TEST_CODE },
-      to: { path: "^box/", pathNot: "^box/(protocol|terminal/protocol|boot-config)\\.ts$" },
+      to: { path: "^box/", pathNot: "^box/(protocol|terminal/protocol|boot-config|backups/restic)\\.ts$" },
     },
     {
       name: "stacks-not-to-runtime",
