@@ -5,6 +5,7 @@
  * an endpoint that stays down, and no secret in argv or in an error.
  */
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
@@ -181,7 +182,8 @@ describe.skipIf(resticMissing)("restic driver, local repository", () => {
     // Enough data that the backup is still running when the first progress line arrives.
     const big = join(root, "user/projects/big");
     mkdirSync(big, { recursive: true });
-    for (let i = 0; i < 40; i++) writeFileSync(join(big, `f${i}`), Buffer.alloc(1 << 20, i));
+    // Random, so neither compression nor dedup makes it quick.
+    for (let i = 0; i < 40; i++) writeFileSync(join(big, `f${i}`), randomBytes(1 << 20));
     const repo = join(work, "repo-kill");
     const restic = new Restic({ url: repo, password: { value: PASSWORD } }, noWait);
     await restic.ensureInit();

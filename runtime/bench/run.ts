@@ -4,6 +4,7 @@
  *   npm run bench -- builds reconciler local-box terminal-relay previews
  */
 
+import { benchBackups } from "./backups.ts";
 import { benchBuildQueue } from "./builds.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
@@ -17,6 +18,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
   previews: benchPreviewProxy,
+  backups: benchBackups,
 };
 
 const wanted = process.argv.slice(2);

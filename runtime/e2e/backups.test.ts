@@ -19,11 +19,15 @@ import {
   startFaultProxy,
   startMoto,
 } from "../../box/testing/s3-server.ts";
-import { upsertUser } from "../domain/identity/actor.ts";
 import { BackupService } from "../domain/backups/service.ts";
+import { upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
 import { json } from "../test/control-plane.ts";
-import { createReadyWorkspace, type LocalTestControlPlane, startLocalControlPlane } from "../test/local-control-plane.ts";
+import {
+  createReadyWorkspace,
+  type LocalTestControlPlane,
+  startLocalControlPlane,
+} from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 const resticMissing = (() => {
@@ -104,10 +108,15 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
 
   const runOf = async (id: string) => (await json(await api(`${base}/runs/${id}`))).backup;
   const waitRun = (id: string, what: string) =>
-    waitFor(what, async () => {
-      const run = await runOf(id);
-      return run.status === "succeeded" || run.status === "failed" ? run : null;
-    }, 90_000, 200);
+    waitFor(
+      what,
+      async () => {
+        const run = await runOf(id);
+        return run.status === "succeeded" || run.status === "failed" ? run : null;
+      },
+      90_000,
+      200,
+    );
   const files = () => {
     const out: Record<string, string> = {};
     const walk = (d: string, rel: string) => {
@@ -124,7 +133,10 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
 
   mkdirSync(join(user, "projects", "app"), { recursive: true });
   writeFileSync(join(user, "projects", "app", "main.ts"), "export const v = 1;\n");
-  writeFileSync(join(user, "projects", "app", "blob.bin"), Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 256)));
+  writeFileSync(
+    join(user, "projects", "app", "blob.bin"),
+    Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 256)),
+  );
   writeFileSync(join(user, "projects", "notes.md"), "# notes\n");
 
   let snapshot = "";
@@ -158,7 +170,8 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(bob)}`;
     const asBob = (path: string, init: RequestInit = {}) =>
       cp.api(path, { ...init, headers: { cookie, "content-type": "application/json" } });
-    const actions = async () => Number((await pool.query("SELECT count(*) FROM agent_actions")).rows[0].count);
+    const actions = async () =>
+      Number((await pool.query("SELECT count(*) FROM agent_actions")).rows[0].count);
     const before = await actions();
     for (const [path, method] of [
       [base, "GET"],
@@ -179,7 +192,10 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     });
     expect(bad.status).toBe(400);
     expect((await json(bad)).error.message).toContain("../../etc/passwd");
-    const sys = await api(`${base}/${snapshot}/restore`, { method: "POST", json: { paths: ["system/state"] } });
+    const sys = await api(`${base}/${snapshot}/restore`, {
+      method: "POST",
+      json: { paths: ["system/state"] },
+    });
     expect(sys.status).toBe(400);
     expect(await actions()).toBe(before);
   });
@@ -211,13 +227,18 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     const { safetyBackup } = await json(res);
     expect(safetyBackup.trigger).toBe("pre-restore");
     const notified = (kind: string, count: number) =>
-      waitFor(`${count} ${kind} notification(s)`, async () => {
-        const r = await pool.query("SELECT count(*) FROM notifications WHERE workspace_id = $1 AND kind = $2", [
-          workspaceId,
-          kind,
-        ]);
-        return Number(r.rows[0].count) >= count;
-      }, 90_000, 200);
+      waitFor(
+        `${count} ${kind} notification(s)`,
+        async () => {
+          const r = await pool.query(
+            "SELECT count(*) FROM notifications WHERE workspace_id = $1 AND kind = $2",
+            [workspaceId, kind],
+          );
+          return Number(r.rows[0].count) >= count;
+        },
+        90_000,
+        200,
+      );
     await notified("restore_done", 1);
     expect(files()).toEqual(original);
     await waitFor("session dev back", hasDev);
@@ -226,7 +247,9 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     const safety = await runOf(safetyBackup.id);
     expect(safety).toMatchObject({ status: "succeeded", trigger: "pre-restore" });
     const list = await json(await api(base));
-    expect(list.snapshots.find((s: { id: string }) => s.id === safety.snapshotId).tags).toContain("pre-restore");
+    expect(list.snapshots.find((s: { id: string }) => s.id === safety.snapshotId).tags).toContain(
+      "pre-restore",
+    );
 
     const undo = await api(`${base}/${safety.snapshotId}/restore`, { method: "POST", json: {} });
     expect(undo.status).toBe(202);
@@ -246,10 +269,17 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     const a = replica();
     const b = replica();
     const now = new Date(`${new Date().toISOString().slice(0, 10)}T05:30:00Z`); // after every slot
-    const created = await Promise.all([a.nightlyTick(now), b.nightlyTick(now), a.nightlyTick(now), b.nightlyTick(now)]);
+    const created = await Promise.all([
+      a.nightlyTick(now),
+      b.nightlyTick(now),
+      a.nightlyTick(now),
+      b.nightlyTick(now),
+    ]);
     expect(created.reduce((x, y) => x + y, 0)).toBe(1);
     expect(await a.nightlyTick(now)).toBe(0);
-    const rows = await pool.query("SELECT id FROM backups WHERE workspace_id = $1 AND trigger = 'nightly'", [workspaceId]);
+    const rows = await pool.query("SELECT id FROM backups WHERE workspace_id = $1 AND trigger = 'nightly'", [
+      workspaceId,
+    ]);
     expect(rows.rows).toHaveLength(1);
     expect((await waitRun(rows.rows[0].id, "the nightly run")).status).toBe("succeeded");
   });
@@ -257,10 +287,15 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
   it("hibernate runs the pre-stop backup; export of the hibernated workspace lists exactly the backed-up files", async () => {
     const res = await api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST" });
     expect(res.status).toBe(202);
-    await waitFor("hibernated", async () => {
-      const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
-      return r.rows[0].state === "hibernated";
-    }, 90_000, 200);
+    await waitFor(
+      "hibernated",
+      async () => {
+        const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
+        return r.rows[0].state === "hibernated";
+      },
+      90_000,
+      200,
+    );
     const pre = await pool.query(
       "SELECT status, snapshot_id FROM backups WHERE workspace_id = $1 AND trigger = 'pre-stop'",
       [workspaceId],
@@ -271,32 +306,44 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     expect(exported.status).toBe(200);
     expect(exported.headers.get("content-type")).toBe("application/gzip");
     const tar = gunzipSync(Buffer.from(await exported.arrayBuffer()));
-    const inTar = tarFiles(tar).filter((p) => p.includes("/volume/user/")).map((p) => p.split("/volume/")[1]);
+    const inTar = tarFiles(tar)
+      .filter((p) => p.includes("/volume/user/"))
+      .map((p) => p.split("/volume/")[1]);
     const listed = (await json(await api(`${base}/${pre.rows[0].snapshot_id}/files`))).files
       .filter((f: { type: string; path: string }) => f.type === "file" && f.path.startsWith("user/"))
       .map((f: { path: string }) => f.path);
     expect(inTar.sort()).toEqual(listed.sort());
-    expect(inTar).toEqual(expect.arrayContaining(["user/projects/app/main.ts", "user/projects/app/blob.bin"]));
+    expect(inTar).toEqual(
+      expect.arrayContaining(["user/projects/app/main.ts", "user/projects/app/blob.bin"]),
+    );
   });
 
   it("a pre-stop backup against a dead endpoint fails, is notified, and the hibernate still happens", async () => {
     await api(`/api/v1/workspaces/${workspaceId}/wake`, { method: "POST" });
-    await waitFor("ready again", async () => {
-      const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
-      return r.rows[0].state === "ready";
-    }, 90_000, 200);
+    await waitFor(
+      "ready again",
+      async () => {
+        const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
+        return r.rows[0].state === "ready";
+      },
+      90_000,
+      200,
+    );
     proxy.mode = "down";
     try {
       await api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST" });
-      await waitFor("hibernated despite the failed backup", async () => {
-        const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
-        return r.rows[0].state === "hibernated";
-      }, 120_000, 200);
+      await waitFor(
+        "hibernated despite the failed backup",
+        async () => {
+          const r = await pool.query("SELECT state FROM workspaces WHERE id = $1", [workspaceId]);
+          return r.rows[0].state === "hibernated";
+        },
+        120_000,
+        200,
+      );
     } finally {
       proxy.mode = "pass";
     }
-    if (process.env.DEBUG_BACKUP)
-      console.log(readFileSync(join(cp.workspacesRoot, workspaceId, "run", "agent.log"), "utf8").split("\n").filter((l) => /backup|restic/i.test(l)).slice(-30).join("\n"));
     const rows = await pool.query(
       "SELECT status, error FROM backups WHERE workspace_id = $1 AND trigger = 'pre-stop' ORDER BY created_at",
       [workspaceId],
@@ -304,9 +351,10 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     expect(rows.rows).toHaveLength(2);
     expect(rows.rows[1].status).toBe("failed");
     expect(rows.rows[1].error).toMatch(/backup storage could not be reached/);
-    const n = await pool.query("SELECT body FROM notifications WHERE workspace_id = $1 AND kind = 'backup_failed'", [
-      workspaceId,
-    ]);
+    const n = await pool.query(
+      "SELECT body FROM notifications WHERE workspace_id = $1 AND kind = 'backup_failed'",
+      [workspaceId],
+    );
     expect(n.rows).toHaveLength(1);
     expect(n.rows[0].body).toMatch(/pre-stop backup failed: the backup storage could not be reached/);
     const metrics = await (await cp.api("/metrics")).text();
@@ -315,10 +363,9 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
   });
 
   it("no secret in a log line, a restic argv or an API answer", async () => {
-    const password = (await cp.deps.store.as({ kind: "system", role: "backups", onBehalfOf: null }).secrets.read(
-      workspaceId,
-      "restic-password",
-    ))!;
+    const password = (await cp.deps.store
+      .as({ kind: "system", role: "backups", onBehalfOf: null })
+      .secrets.read(workspaceId, "restic-password"))!;
     const agentLog = readFileSync(join(cp.workspacesRoot, workspaceId, "run", "agent.log"), "utf8");
     expect(argv.length).toBeGreaterThan(0);
     expect(logLines.length).toBeGreaterThan(0);
@@ -344,7 +391,10 @@ function tarFiles(tar: Buffer): string[] {
     if (header.every((b) => b === 0)) break;
     const name = header.subarray(0, 100).toString("utf8").replace(/\0.*$/s, "");
     const prefix = header.subarray(345, 500).toString("utf8").replace(/\0.*$/s, "");
-    const size = Number.parseInt(header.subarray(124, 136).toString("utf8").replace(/\0.*$/s, "").trim() || "0", 8);
+    const size = Number.parseInt(
+      header.subarray(124, 136).toString("utf8").replace(/\0.*$/s, "").trim() || "0",
+      8,
+    );
     const type = String.fromCharCode(header[156]!);
     const body = tar.subarray(off + 512, off + 512 + size);
     if (type === "x") {

@@ -56,8 +56,8 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
   BERTH_BACKUP_REPOSITORY:
     "local driver: where workspace backups go, an S3-compatible base s3:https://host/bucket[/prefix] (each workspace gets <base>/<id>); default: a restic repository per workspace under the data dir",
-  BERTH_BACKUP_S3_ACCESS_KEY_ID: "S3 access key for BERTH_BACKUP_REPOSITORY",
-  BERTH_BACKUP_S3_SECRET_ACCESS_KEY: "S3 secret key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_ACCESS_KEY_ID: "S3 access key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_SECRET_ACCESS_KEY: "S3 secret key for BERTH_BACKUP_REPOSITORY",
   BERTH_BACKUP_PRE_STOP_SECONDS:
     "how long a hibernate or destroy waits for its pre-stop backup before it goes on without it (default 300)",
 };
@@ -130,13 +130,13 @@ const schema = z
       .string()
       .regex(/^s3:https?:\/\/[^\s"'\\$`]+$/, "must be s3:http(s)://host/bucket[/prefix]")
       .optional(),
-    BERTH_BACKUP_S3_ACCESS_KEY_ID: z.string().optional(),
-    BERTH_BACKUP_S3_SECRET_ACCESS_KEY: z.string().optional(),
+    BERTH_BACKUP_ACCESS_KEY_ID: z.string().optional(),
+    BERTH_BACKUP_SECRET_ACCESS_KEY: z.string().optional(),
     BERTH_BACKUP_PRE_STOP_SECONDS: z.coerce.number().int().min(0).max(3600).default(300),
   })
   .superRefine((env, ctx) => {
     if (env.BERTH_BACKUP_REPOSITORY)
-      for (const key of ["BERTH_BACKUP_S3_ACCESS_KEY_ID", "BERTH_BACKUP_S3_SECRET_ACCESS_KEY"] as const)
+      for (const key of ["BERTH_BACKUP_ACCESS_KEY_ID", "BERTH_BACKUP_SECRET_ACCESS_KEY"] as const)
         if (!env[key])
           ctx.addIssue({ code: "custom", path: [key], message: "is required with BERTH_BACKUP_REPOSITORY" });
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
@@ -304,8 +304,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       s3: e.BERTH_BACKUP_REPOSITORY
         ? {
             base: e.BERTH_BACKUP_REPOSITORY,
-            accessKeyId: e.BERTH_BACKUP_S3_ACCESS_KEY_ID ?? "",
-            secretAccessKey: e.BERTH_BACKUP_S3_SECRET_ACCESS_KEY ?? "",
+            accessKeyId: e.BERTH_BACKUP_ACCESS_KEY_ID ?? "",
+            secretAccessKey: e.BERTH_BACKUP_SECRET_ACCESS_KEY ?? "",
           }
         : null,
       preStopSeconds: e.BERTH_BACKUP_PRE_STOP_SECONDS,
