@@ -235,8 +235,13 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         metrics,
         controlPlaneUrl: publicUrl,
         concurrency: config.buildConcurrency,
-        beforeStop: (workspaceId, line) =>
-          backups.backupBeforeStop(workspaceId, config.backups.preStopSeconds * 1000, line),
+        // 0 turns the pre-stop backup off.
+        ...(config.backups.preStopSeconds > 0
+          ? {
+              beforeStop: (workspaceId: string, line: (l: string) => void) =>
+                backups.backupBeforeStop(workspaceId, config.backups.preStopSeconds * 1000, line),
+            }
+          : {}),
         ...options.worker,
       });
       await worker.start();

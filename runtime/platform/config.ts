@@ -59,7 +59,7 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_BACKUP_ACCESS_KEY_ID: "S3 access key for BERTH_BACKUP_REPOSITORY",
   BERTH_BACKUP_SECRET_ACCESS_KEY: "S3 secret key for BERTH_BACKUP_REPOSITORY",
   BERTH_BACKUP_PRE_STOP_SECONDS:
-    "how long a hibernate or destroy waits for its pre-stop backup before it goes on without it (default 300)",
+    "how long a hibernate or destroy waits for its pre-stop backup before it goes on without it (default 300; 0 turns it off)",
 };
 
 const schema = z
