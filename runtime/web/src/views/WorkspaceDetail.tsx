@@ -12,6 +12,7 @@ import {
 import { ago, sessionNameProblem, stateSentence, workspaceFacts } from "../format.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
+import { Backups } from "./Backups.tsx";
 import { BuildLog } from "./BuildLog.tsx";
 import { Previews } from "./Previews.tsx";
 import { StateBadge } from "./StateBadge.tsx";
@@ -221,6 +222,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
         </form>
       </section>
       <Previews workspaceId={id} running={running} />
+      <Backups workspaceId={id} running={running} />
     </main>
   );
 }
