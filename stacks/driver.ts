@@ -97,6 +97,8 @@ export interface BackupRepository {
   url: string;
   /** S3 keys; the password is the workspace's own sealed `restic-password`. */
   s3?: { accessKeyId: string; secretAccessKey: string };
+  /** Or: the names of this driver's `secretOutputs` that hold the S3 keys (sealed by the control plane). */
+  s3SecretOutputs?: { accessKeyId: string; secretAccessKey: string };
 }
 
 export interface WorkspaceDriver {

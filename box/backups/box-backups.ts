@@ -52,9 +52,9 @@ export class BoxBackups {
     return join(this.#o.root, "system", "backups");
   }
 
-  /** The paths a backup covers. */
+  /** The paths a backup covers, relative to the workspace root (restic runs from there). */
   sources(): string[] {
-    return [join(this.#o.root, "user"), join(this.#o.root, "system", "state")];
+    return ["user", "system/state"];
   }
 
   async runBackup(action: BackupAction, signal?: AbortSignal): Promise<string> {
@@ -119,18 +119,18 @@ export class BoxBackups {
     const staging = join(this.#work, `staging-${action.id}`);
     const aside = join(this.#work, `replaced-${action.id}`);
     try {
-      // 2. Into staging, absolute paths kept: <staging>/<root>/user/...
+      // 2. Into staging: <staging>/user/... (snapshots are rooted at the workspace root)
       rmSync(staging, { recursive: true, force: true });
       mkdirSync(staging, { recursive: true, mode: 0o700 });
       await this.#o.restic.restore(
         action.snapshot,
         staging,
-        action.paths.map((p) => join(this.#o.root, p)),
+        action.paths.map((p) => `/${p}`),
         signal,
       );
       const staged = paths.map((p) => ({
         rel: p,
-        from: join(staging, this.#o.root, p),
+        from: join(staging, p),
         to: join(this.#o.root, p),
       }));
       const missing = staged.filter((s) => !existsSync(s.from)).map((s) => s.rel);
@@ -184,6 +184,7 @@ export class BoxBackups {
       host: this.#o.host,
       tags: ["berth", ...tags],
       excludeFile: join(this.#o.root, EXCLUDE_FILE),
+      cwd: this.#o.root,
       ...(signal ? { signal } : {}),
       onProgress: (p) => {
         const now = Date.now();

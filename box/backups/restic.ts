@@ -214,18 +214,24 @@ export class Restic {
   }
 
   /** Starts restic; the caller reads stdout. */
-  spawn(args: string[], signal?: AbortSignal): ChildProcess {
+  spawn(args: string[], signal?: AbortSignal, cwd?: string): ChildProcess {
     return spawn(this.#o.binary, [...this.#globalArgs(), ...args], {
       env: this.env(),
+      ...(cwd ? { cwd } : {}),
       stdio: ["ignore", "pipe", "pipe"],
       ...(signal ? { signal, killSignal: "SIGINT" } : {}),
     });
   }
 
   /** Runs restic once; `onLine` gets stdout lines as they come (stdout is then not collected). */
-  async #once(args: string[], signal?: AbortSignal, onLine?: (line: string) => void): Promise<RunResult> {
+  async #once(
+    args: string[],
+    signal?: AbortSignal,
+    onLine?: (line: string) => void,
+    cwd?: string,
+  ): Promise<RunResult> {
     if (signal?.aborted) throw new ResticError("canceled", null, "");
-    const child = this.spawn(args, signal);
+    const child = this.spawn(args, signal, cwd);
     let stdout = "";
     let stderr = "";
     child.stderr!.setEncoding("utf8").on("data", (d: string) => {
@@ -324,6 +330,11 @@ export class Restic {
       tags?: string[];
       host?: string;
       excludeFile?: string;
+      /**
+       * Run from here with relative `paths`: the snapshot's tree then starts at this directory (`/user/…`),
+       * so restores and exports do not depend on where the volume is mounted.
+       */
+      cwd?: string;
       signal?: AbortSignal;
       onProgress?: (p: BackupProgress) => void;
     } = {},
@@ -337,19 +348,24 @@ export class Restic {
     const started = Date.now();
     return this.#withRetry("backup", options.signal, async () => {
       let summary: Record<string, unknown> | null = null;
-      const r = await this.#once(args, options.signal, (line) => {
-        const msg = parseJson(line);
-        if (!msg) return;
-        if (msg.message_type === "status" && options.onProgress) {
-          options.onProgress({
-            percent: num(msg.percent_done),
-            filesDone: num(msg.files_done),
-            totalFiles: num(msg.total_files),
-            bytesDone: num(msg.bytes_done),
-            totalBytes: num(msg.total_bytes),
-          });
-        } else if (msg.message_type === "summary") summary = msg;
-      });
+      const r = await this.#once(
+        args,
+        options.signal,
+        (line) => {
+          const msg = parseJson(line);
+          if (!msg) return;
+          if (msg.message_type === "status" && options.onProgress) {
+            options.onProgress({
+              percent: num(msg.percent_done),
+              filesDone: num(msg.files_done),
+              totalFiles: num(msg.total_files),
+              bytesDone: num(msg.bytes_done),
+              totalBytes: num(msg.total_bytes),
+            });
+          } else if (msg.message_type === "summary") summary = msg;
+        },
+        options.cwd,
+      );
       // 3: some files were unreadable, but the snapshot exists (it has a summary with its id).
       const s = summary as Record<string, unknown> | null;
       if ((r.code !== 0 && r.code !== 3) || !s || typeof s.snapshot_id !== "string")

@@ -71,6 +71,7 @@ export async function benchBackups(): Promise<void> {
           ...runner.sources(),
         ],
         {
+          cwd: root,
           env: {
             PATH: process.env.PATH,
             HOME: work,

@@ -114,13 +114,11 @@ export class BackupService {
     return { runs, snapshots: views, repositoryError };
   }
 
-  /** The files of a snapshot, paths relative to the workspace root (`user/...`). */
+  /** The files of a snapshot, paths relative to the workspace root (`user/...`, `system/state/...`). */
   async browse(scope: AuthorizedStore, workspaceId: string, snapshot: string): Promise<SnapshotNode[]> {
-    const { restic, id, root } = await this.#snapshot(scope, workspaceId, snapshot);
-    const nodes = await restic.ls(id);
-    return nodes
-      .filter((n) => n.path.startsWith(`${root}/`))
-      .map((n) => ({ ...n, path: n.path.slice(root.length + 1) }));
+    const { restic, id } = await this.#snapshot(scope, workspaceId, snapshot);
+    // Snapshots are rooted at the workspace root: `/user/...`, `/system/state/...`.
+    return (await restic.ls(id)).map((n) => ({ ...n, path: n.path.replace(/^\/+/, "") }));
   }
 
   /**
@@ -294,10 +292,23 @@ export class BackupService {
     if (!this.#o.driver.backupRepository)
       throw new Unavailable("backups_unreadable", "this driver's backups can be read on the box only");
     const repo = this.#o.driver.backupRepository(workspaceId);
-    const password = await this.#system.secrets.read(workspaceId, "restic-password");
+    const secret = (name: string) => this.#system.secrets.read(workspaceId, name);
+    const password = await secret("restic-password");
     if (!password) throw new Unavailable("backups_unreadable", "this workspace has no backup password");
+    let s3 = repo.s3;
+    if (!s3 && repo.s3SecretOutputs) {
+      // A driver's secret outputs are sealed as `driver-<name>` (store/build-queue.ts).
+      const [accessKeyId, secretAccessKey] = await Promise.all(
+        [repo.s3SecretOutputs.accessKeyId, repo.s3SecretOutputs.secretAccessKey].map((k) =>
+          secret(`driver-${k}`.toLowerCase()),
+        ),
+      );
+      if (!accessKeyId || !secretAccessKey)
+        throw new Unavailable("backups_unreadable", "the workspace's bucket keys are not known yet");
+      s3 = { accessKeyId, secretAccessKey };
+    }
     return new Restic(
-      { url: repo.url, password: { value: password }, ...(repo.s3 ? { s3: repo.s3 } : {}) },
+      { url: repo.url, password: { value: password }, ...(s3 ? { s3 } : {}) },
       { retry: this.#o.retry, log: this.#o.log },
     );
   }
@@ -315,8 +326,7 @@ export class BackupService {
       throw new Unavailable("backup_storage", (err as Error).message);
     }
     if (!found) throw new NotFound("snapshot");
-    const user = found.paths.find((p) => p.endsWith("/user"));
-    return { restic, id: found.id, root: user ? user.slice(0, -"/user".length) : "" };
+    return { restic, id: found.id };
   }
 }
 
