@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -193,7 +194,14 @@ describe.skipIf(resticMissing)("restic driver, local repository", () => {
     const killer = waitUntil(
       () => {
         if (!events.some((e) => e.phase === "running")) return false;
-        const pid = resticPids().find((p) => cmdline(p).includes(root));
+        // restic runs from the workspace root (relative paths), so its cwd says which one it is.
+        const pid = resticPids().find((p) => {
+          try {
+            return readlinkSync(`/proc/${p}/cwd`) === root;
+          } catch {
+            return false;
+          }
+        });
         if (!pid) return false;
         process.kill(pid, "SIGKILL");
         killed = true;

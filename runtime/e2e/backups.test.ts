@@ -282,6 +282,10 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
     ]);
     expect(rows.rows).toHaveLength(1);
     expect((await waitRun(rows.rows[0].id, "the nightly run")).status).toBe("succeeded");
+    // The gauge of workspaces with no successful backup in 36 h: none now, this one 40 h from now.
+    expect(await a.refreshStaleGauge()).toBe(0);
+    expect(await a.refreshStaleGauge(new Date(Date.now() + 40 * 3600_000))).toBe(1);
+    expect(await (await cp.api("/metrics")).text()).toMatch(/backup_stale_workspaces 1/);
   });
 
   it("hibernate runs the pre-stop backup; export of the hibernated workspace lists exactly the backed-up files", async () => {
