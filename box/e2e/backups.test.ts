@@ -261,7 +261,13 @@ describe.skipIf(motoMissing)("restic driver, S3 (moto) with faults", () => {
     let watching = true;
     const watcher = (async () => {
       while (watching) {
-        for (const pid of resticPids()) argv.push(cmdline(pid));
+        for (const pid of resticPids()) {
+          try {
+            argv.push(cmdline(pid));
+          } catch {
+            // it exited between the listing and the read
+          }
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
     })();

@@ -305,6 +305,16 @@ describe.skipIf(skip)("backups in local mode (real restic, moto S3)", async () =
       [workspaceId],
     );
     expect(pre.rows).toEqual([{ status: "succeeded", snapshot_id: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    const audited = await pool.query(
+      "SELECT details->>'actor' AS actor, details->>'trigger' AS trigger FROM audit_log WHERE action = 'backup.request' AND target_id = $1",
+      [workspaceId],
+    );
+    expect(audited.rows).toEqual(
+      expect.arrayContaining([
+        { actor: "system:backups", trigger: "nightly" },
+        { actor: "system:backups", trigger: "pre-stop" },
+      ]),
+    );
 
     const exported = await api(`${base}/${pre.rows[0].snapshot_id}/export`);
     expect(exported.status).toBe(200);

@@ -197,6 +197,7 @@ export class BackupService {
       }
       const run = await this.#system.backups.request(workspaceId, "pre-stop");
       if (!run) return null;
+      await this.#auditSystem(workspaceId, run.backup);
       log?.(`pre-stop backup requested (up to ${Math.round(budgetMs / 1000)} s)`);
       const deadline = Date.now() + budgetMs;
       let row = run.backup;
@@ -243,7 +244,9 @@ export class BackupService {
       const slot = windowStart + nightlySlotMs(workspaceId, hours * 3600_000);
       if (now.getTime() < slot || now.getTime() >= windowStart + DAY_MS) continue;
       const run = await this.#system.backups.request(workspaceId, "nightly", { night });
-      if (run) created++;
+      if (!run) continue;
+      await this.#auditSystem(workspaceId, run.backup);
+      created++;
     }
     return created;
   }
@@ -285,6 +288,15 @@ export class BackupService {
         ? `Snapshot ${p.snapshotId?.slice(0, 8) ?? ""} is restored; the previous state is in a pre-restore snapshot.`
         : `The restore failed: ${p.error ?? "unknown error"}`.slice(0, 2000),
       dedupeKey: `restore-${p.backupId}`,
+    });
+  }
+
+  async #auditSystem(workspaceId: string, backup: BackupRow): Promise<void> {
+    await this.#system.audit({
+      action: "backup.request",
+      targetType: "workspace",
+      targetId: workspaceId,
+      details: { backupId: backup.id, trigger: backup.trigger },
     });
   }
 
