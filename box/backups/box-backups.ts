@@ -43,6 +43,8 @@ export const EXCLUDE_FILE = "user/.backup-exclude";
 
 export class BoxBackups {
   readonly #o: Required<BoxBackupsOptions>;
+  /** The repository answered once: later runs skip the check (a failed run checks again next time). */
+  #initialized = false;
 
   constructor(options: BoxBackupsOptions) {
     this.#o = { retention: DEFAULT_RETENTION, progressEveryMs: 1_000, ...options };
@@ -172,7 +174,8 @@ export class BoxBackups {
     const restic = this.#o.restic;
     mkdirSync(this.#work, { recursive: true, mode: 0o700 });
     const marker = join(this.#work, "run-in-progress");
-    await restic.ensureInit(signal);
+    if (!this.#initialized) await restic.ensureInit(signal);
+    this.#initialized = true;
     if (existsSync(marker)) {
       // The last run never finished (agent crash, restic killed): its lock is stale.
       this.#o.log.warn({}, "previous backup did not finish; clearing stale repository locks");
@@ -180,19 +183,24 @@ export class BoxBackups {
     }
     writeFileSync(marker, String(process.pid), { mode: 0o600 });
     let last = 0;
-    const summary = await restic.backup(this.sources(), {
-      host: this.#o.host,
-      tags: ["berth", ...tags],
-      excludeFile: join(this.#o.root, EXCLUDE_FILE),
-      cwd: this.#o.root,
-      ...(signal ? { signal } : {}),
-      onProgress: (p) => {
-        const now = Date.now();
-        if (now - last < this.#o.progressEveryMs) return;
-        last = now;
-        onPercent(Math.min(1, Math.max(0, p.percent)));
-      },
-    });
+    const summary = await restic
+      .backup(this.sources(), {
+        host: this.#o.host,
+        tags: ["berth", ...tags],
+        excludeFile: join(this.#o.root, EXCLUDE_FILE),
+        cwd: this.#o.root,
+        ...(signal ? { signal } : {}),
+        onProgress: (p) => {
+          const now = Date.now();
+          if (now - last < this.#o.progressEveryMs) return;
+          last = now;
+          onPercent(Math.min(1, Math.max(0, p.percent)));
+        },
+      })
+      .catch((err: unknown) => {
+        this.#initialized = false;
+        throw err;
+      });
     rmSync(marker, { force: true });
     this.#o.log.info(
       { snapshotId: summary.snapshotId, bytesAdded: summary.bytesAdded, files: summary.totalFiles },

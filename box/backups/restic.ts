@@ -387,8 +387,14 @@ export class Restic {
 
   async #fullId(id: string, signal?: AbortSignal): Promise<string> {
     if (/^[0-9a-f]{64}$/.test(id)) return id;
-    const found = (await this.snapshots(signal)).find((s) => s.shortId === id || s.id.startsWith(id));
-    return found?.id ?? id;
+    // 0.14 prints the short id: `list snapshots` names the files (full ids) without reading them.
+    const r = await this.#run("list", ["list", "snapshots"], signal);
+    return (
+      r.stdout
+        .split("\n")
+        .find((line) => line.startsWith(id))
+        ?.trim() ?? id
+    );
   }
 
   async snapshots(signal?: AbortSignal): Promise<Snapshot[]> {
