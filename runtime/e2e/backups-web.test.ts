@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import type { Browser } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
@@ -59,6 +60,10 @@ describe.skipIf(!HAVE_CHROMIUM || !haveRestic)("the Backups panel on a phone", a
     expect(await page.evaluate(() => document.documentElement.scrollWidth - innerWidth)).toBeLessThanOrEqual(
       0,
     );
+    await panel.scrollIntoViewIfNeeded();
+    await panel.screenshot({
+      path: fileURLToPath(new URL("../web/docs/backups-phone.png", import.meta.url)),
+    });
 
     const href = await panel.getByRole("link", { name: "Download" }).getAttribute("href");
     expect(href).toMatch(new RegExp(`^/api/v1/workspaces/${workspaceId}/backups/[0-9a-f]{64}/export$`));
