@@ -5,10 +5,10 @@
  */
 import type {
   AGENT_LIFECYCLES,
-  backups,
   BUILD_REASONS,
   BUILD_STATUSES,
   BUILD_TRANSITIONS,
+  backups,
   notifications,
   previews,
   sessions,
