@@ -158,6 +158,21 @@ export class BackupStore {
     return row ?? null;
   }
 
+  /** Fails every unfinished run of a workspace (its box is stopping: nothing will run them). */
+  async failOpenRuns(workspaceId: string, error: string): Promise<BackupRow[]> {
+    await this.#access.requireWorkspace("backup.run", "workspace", workspaceId);
+    const rows = await this.#access.db
+      .select({ id: backups.id })
+      .from(backups)
+      .where(and(eq(backups.workspaceId, workspaceId), inArray(backups.status, ["pending", "running"])));
+    const failed: BackupRow[] = [];
+    for (const { id } of rows) {
+      const row = await this.failRun(id, error);
+      if (row) failed.push(row);
+    }
+    return failed;
+  }
+
   /** The runs the agent's failed actions carried (by action id), failed with the action's error. */
   async failRunsOfActions(failed: Array<{ id: string; error: string | null }>): Promise<BackupRow[]> {
     const { workspaceId } = this.#access.agent("backup");

@@ -219,6 +219,12 @@ export class BackupService {
           ? "pre-stop backup done"
           : `pre-stop backup failed (${row.error ?? "unknown"}); stopping anyway`,
       );
+      // Anything else still waiting for this box (a manual run it never picked up) will not run now.
+      for (const stale of await this.#system.backups.failOpenRuns(
+        workspaceId,
+        "the box stopped before it ran",
+      ))
+        await this.finished(this.#system, stale);
       return row;
     } catch (err) {
       this.#o.log.warn(
