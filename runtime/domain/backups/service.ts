@@ -193,6 +193,7 @@ export class BackupService {
     try {
       if (!(await this.#system.backups.hasLiveAgent(workspaceId))) {
         log?.("no running box to back up; skipping the pre-stop backup");
+        await this.#failLeftovers(workspaceId);
         return null;
       }
       const run = await this.#system.backups.request(workspaceId, "pre-stop");
@@ -219,12 +220,7 @@ export class BackupService {
           ? "pre-stop backup done"
           : `pre-stop backup failed (${row.error ?? "unknown"}); stopping anyway`,
       );
-      // Anything else still waiting for this box (a manual run it never picked up) will not run now.
-      for (const stale of await this.#system.backups.failOpenRuns(
-        workspaceId,
-        "the box stopped before it ran",
-      ))
-        await this.finished(this.#system, stale);
+      await this.#failLeftovers(workspaceId);
       return row;
     } catch (err) {
       this.#o.log.warn(
@@ -295,6 +291,12 @@ export class BackupService {
         : `The restore failed: ${p.error ?? "unknown error"}`.slice(0, 2000),
       dedupeKey: `restore-${p.backupId}`,
     });
+  }
+
+  /** Runs still waiting for a box that is stopping (a manual one it never picked up) will not run now. */
+  async #failLeftovers(workspaceId: string): Promise<void> {
+    for (const stale of await this.#system.backups.failOpenRuns(workspaceId, "the box stopped before it ran"))
+      await this.finished(this.#system, stale);
   }
 
   async #auditSystem(workspaceId: string, backup: BackupRow): Promise<void> {
