@@ -25,6 +25,7 @@ import {
   DesiredStateApplier,
   NotReadyError,
   type OnboardRunner,
+  type RestoreRunner,
   type SessionManager,
 } from "./home/desired-state.ts";
 import { type HeartbeatStatus, HomeLoop } from "./home/home-loop.ts";
@@ -73,6 +74,7 @@ export interface AgentOptions {
   plan?: SessionPlan;
   /** Applies onboarding actions once the workspace is ready. */
   onboard?: OnboardRunner;
+  restore?: RestoreRunner;
   /** VM only: joins the tailnet and returns the tailnet IP, or null when not configured. */
   joinTailnet?: () => Promise<string | null>;
   mount?: (options: MountVolumeOptions) => Promise<MountVolumeResult>;
@@ -138,6 +140,11 @@ export class Agent {
   }
   get loopbackPort(): number | null {
     return this.loopback?.port ?? null;
+  }
+
+  /** Backup and restore progress and outcomes (box/backups), delivered exactly once through the outbox. */
+  report(draft: AgentEventDraft): void {
+    this.append(draft);
   }
 
   /** Log lines from the shipper; held in memory until the outbox exists. */
@@ -401,6 +408,7 @@ export class Agent {
       ...(this.o.backup ? { backup: this.o.backup } : {}),
       ...(this.o.plan ? { plan: this.o.plan } : {}),
       ...(this.o.onboard ? { onboard: this.gateOnboard(this.o.onboard) } : {}),
+      ...(this.o.restore ? { restore: this.o.restore } : {}),
       statePath: join(stateDir, "actions.json"),
       log: this.log,
     });

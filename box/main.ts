@@ -7,12 +7,14 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_VERSION, Agent, type AgentOptions, type TerminalHandle } from "./agent.ts";
+import { BoxBackups } from "./backups/box-backups.ts";
+import { DEFAULT_RETRY, Restic } from "./backups/restic.ts";
 import { type BootConfig, BootConfigError, loadBootConfig } from "./boot-config.ts";
 import { SessionPlan } from "./home/session-plan.ts";
 import { currentOwner, resolveUser } from "./layout/box-user.ts";
 import { type LayoutPaths, layoutPaths } from "./layout/workspace-layout.ts";
 import { onboardingRunner } from "./onboarding/runner.ts";
-import type { LogPayload } from "./protocol.ts";
+import type { AgentEventDraft, LogPayload } from "./protocol.ts";
 import { LogShipper } from "./telemetry/log-shipper.ts";
 import { createAgentLogger, type Logger } from "./telemetry/logger.ts";
 import { startTerminalEndpoint } from "./terminal/endpoint.ts";
@@ -46,6 +48,9 @@ Settings (environment):
   BERTH_AGENT_LOG_LEVEL     default info
   BERTH_TERMINAL            local: auto (ttyd if on PATH, else built-in) | builtin | /path/to/ttyd
   BERTH_PREVIEW_UID         local: also report listeners of this uid (default: only the tmux server's tree)
+  BERTH_RESTIC_REPOSITORY   backups: a local path or s3:https://host/bucket[/prefix] (unset: no backups)
+  BERTH_BACKUP_RETRY_ATTEMPTS  tries of one restic operation on network/403 errors (default 7, backoff 2-30 s)
+  BERTH_RESTIC              the restic binary (default restic on PATH)
 
 Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
   agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,
@@ -144,6 +149,47 @@ function onboarding(config: BootConfig, mode: "vm" | "local", boxUser: AgentOpti
     },
     runAs: mode === "vm" && boxUser ? { ...boxUser, home: join("/home", s.BERTH_BOX_USER) } : null,
     allowLocal: mode === "local",
+  });
+}
+
+/**
+ * Backups when a repository is configured. On a VM the password stays in its credentials file (restic reads
+ * RESTIC_PASSWORD_FILE); a local agent has deleted its credentials directory (see main), so restic gets the
+ * value in its environment, which only this OS user can read. The S3 keys go to restic's environment only.
+ */
+function boxBackups(
+  config: BootConfig,
+  sessions: TmuxSessions,
+  log: Logger,
+  emit: (draft: AgentEventDraft) => void,
+): BoxBackups | null {
+  const s = config.settings;
+  const dir = process.env.CREDENTIALS_DIRECTORY;
+  if (!s.BERTH_RESTIC_REPOSITORY || !dir) return null;
+  const id = config.credentials["r2-access-key-id"];
+  const secret = config.credentials["r2-secret-access-key"];
+  const retryAttempts = Number(process.env.BERTH_BACKUP_RETRY_ATTEMPTS) || 0;
+  const restic = new Restic(
+    {
+      url: s.BERTH_RESTIC_REPOSITORY,
+      password: s.BERTH_VOLUME_DEVICE
+        ? { file: join(dir, "restic-password") }
+        : { value: config.credentials["restic-password"] },
+      ...(id && secret ? { s3: { accessKeyId: id, secretAccessKey: secret } } : {}),
+    },
+    {
+      cacheDir: join(s.BERTH_WORKSPACE_ROOT, "system", "backups", "cache"),
+      log,
+      ...(retryAttempts ? { retry: { ...DEFAULT_RETRY, attempts: retryAttempts } } : {}),
+    },
+  );
+  return new BoxBackups({
+    restic,
+    root: s.BERTH_WORKSPACE_ROOT,
+    host: s.BERTH_WORKSPACE_ID,
+    sessions,
+    emit,
+    log,
   });
 }
 
@@ -250,6 +296,11 @@ export async function main(argv: string[]): Promise<number> {
   options.plan = plan;
   options.onboard = onboarding(config, mode, boxUser);
   if (mode === "vm") options.joinTailnet = joinTailnet(config);
+  const backups = boxBackups(config, sessions, log, (draft) => agent?.report(draft));
+  if (backups) {
+    options.backup = (action) => backups.runBackup(action);
+    options.restore = (action) => backups.runRestore(action);
+  }
   if (boxUserError) options.boxUserError = boxUserError;
   agent = new Agent(options);
 

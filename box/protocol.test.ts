@@ -6,6 +6,7 @@ import {
   heartbeatResponse,
   LIMITS,
   planEventBatch,
+  RESTORE_PATH_RE,
 } from "./protocol.ts";
 
 const log = (seq: number): AgentEvent => ({
@@ -79,11 +80,32 @@ describe("eventsRequest limits", () => {
   it("fills heartbeat response defaults so the agent can rely on them", () => {
     expect(heartbeatResponse.parse({ eventsAckedThrough: 5 })).toEqual({
       backup: null,
+      restore: null,
       sendKeys: [],
       guided: [],
       onboard: [],
       acks: { completed: [] },
       eventsAckedThrough: 5,
     });
+  });
+});
+
+describe("restore paths", () => {
+  it("takes user/ and paths below it, nothing else", () => {
+    for (const ok of ["user", "user/projects", "user/projects/app/a b.txt", "user/.claude", "user/..x"])
+      expect(RESTORE_PATH_RE.test(ok), ok).toBe(true);
+    for (const bad of [
+      "",
+      "/user",
+      "users",
+      "user/",
+      "user/../etc",
+      "user/./x",
+      "user/a/..",
+      "system/state",
+      "../x",
+      "user//a",
+    ])
+      expect(RESTORE_PATH_RE.test(bad), bad).toBe(false);
   });
 });

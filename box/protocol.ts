@@ -149,7 +149,7 @@ export type MetricsSnapshot = z.infer<typeof metricsSnapshot>;
 
 export const completedAction = z.object({
   id,
-  kind: z.enum(["keys", "backup", "onboard"]),
+  kind: z.enum(["keys", "backup", "restore", "onboard"]),
   ok: z.boolean(),
   error: boundedText(LIMITS.maxError).optional(),
   at: isoTime,
@@ -189,7 +189,26 @@ export const sendKeysAction = z.object({
 });
 export type SendKeysAction = z.infer<typeof sendKeysAction>;
 
-export const backupAction = z.object({ id, traceparent });
+export const BACKUP_TRIGGERS = ["nightly", "pre-stop", "manual", "pre-restore"] as const;
+export type BackupTrigger = (typeof BACKUP_TRIGGERS)[number];
+const uuid = z.uuid();
+const snapshotId = z.string().regex(/^[0-9a-f]{8,64}$/, "must be a restic snapshot id (hex)");
+/**
+ * A path of the workspace layout that a restore may replace: `user` or below it, relative, no `..`.
+ * `system/` is the agent's own (its outbox and action state must never go back in time).
+ */
+export const RESTORE_PATH_RE = /^user(\/(?!\.\.?(\/|$))[^/\0]+)*$/;
+export const restorePath = z.string().max(1024).regex(RESTORE_PATH_RE, "must be user/ or a path below it");
+
+export const backupAction = z.object({
+  id,
+  traceparent,
+  /** The control plane's `backups` row this run reports to (events carry it back). */
+  backupId: uuid.optional(),
+  trigger: z.enum(BACKUP_TRIGGERS).default("manual"),
+  /** Apply the retention (`forget --prune`) after the backup: the nightly run does. */
+  prune: z.boolean().default(false),
+});
 export type BackupAction = z.infer<typeof backupAction>;
 
 /** How a guided session starts: Claude Code in `project` (null: user/projects itself), `task` as its prompt. */
@@ -235,12 +254,24 @@ export const onboardAction = z.object({
   traceparent,
 });
 export type OnboardAction = z.infer<typeof onboardAction>;
+export const restoreAction = z.object({
+  id,
+  traceparent,
+  /** The `backups` row of the safety snapshot taken before anything is overwritten. */
+  backupId: uuid,
+  snapshot: snapshotId,
+  /** Empty: all of `user/`. */
+  paths: z.array(restorePath).max(LIMITS.maxActions).default([]),
+});
+export type RestoreAction = z.infer<typeof restoreAction>;
 
 export const heartbeatResponse = z.object({
   /** Absent: leave sessions alone. Present: ensure these exist and kill any other session on the agent's socket. */
   sessions: z.array(sessionName).max(LIMITS.maxSessions).optional(),
-  /** A backup to run (placeholder until the backup issue: the agent reports it as not supported). */
+  /** A backup to run; progress and outcome come back as `backup` events. */
   backup: backupAction.nullable().default(null),
+  /** A restore to run (safety snapshot, staging, swap with sessions stopped); reported like a backup. */
+  restore: restoreAction.nullable().default(null),
   sendKeys: z.array(sendKeysAction).max(LIMITS.maxActions).default([]),
   /** Guided sessions among `sessions`; the others start in engineer mode. */
   guided: z.array(guidedSession).max(LIMITS.maxSessions).default([]),
@@ -331,6 +362,21 @@ export const lifecyclePayload = z.object({
 });
 export type LifecyclePayload = z.infer<typeof lifecyclePayload>;
 
+/** A backup or restore run of the agent: progress while it runs, then its outcome. */
+export const backupPayload = z.object({
+  /** The `backups` row (for a restore: its safety snapshot's row). */
+  backupId: uuid,
+  operation: z.enum(["backup", "restore"]),
+  phase: z.enum(["running", "succeeded", "failed"]),
+  percent: z.number().min(0).max(1).optional(),
+  snapshotId: snapshotId.optional(),
+  bytesAdded: count.optional(),
+  files: count.optional(),
+  durationMs: count.optional(),
+  error: boundedText(LIMITS.maxError).optional(),
+});
+export type BackupPayload = z.infer<typeof backupPayload>;
+
 const eventBase = { seq, at: isoTime };
 export const agentEvent = z.discriminatedUnion("type", [
   z.object({ ...eventBase, type: z.literal("notification"), payload: notificationPayload }),
@@ -338,6 +384,7 @@ export const agentEvent = z.discriminatedUnion("type", [
   z.object({ ...eventBase, type: z.literal("log"), payload: logPayload }),
   z.object({ ...eventBase, type: z.literal("lifecycle"), payload: lifecyclePayload }),
   z.object({ ...eventBase, type: z.literal("claude_state"), payload: claudeStatePayload }),
+  z.object({ ...eventBase, type: z.literal("backup"), payload: backupPayload }),
 ]);
 export type AgentEvent = z.infer<typeof agentEvent>;
 export type AgentEventType = AgentEvent["type"];

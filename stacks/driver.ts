@@ -91,6 +91,16 @@ export interface LocalBoxes {
   listenerOwner(id: WorkspaceId, port: number): Promise<"workspace" | "other" | "none">;
 }
 
+/** A workspace's restic repository as the control plane reads it (list, browse, export while hibernated). */
+export interface BackupRepository {
+  /** A local path or `s3:<endpoint>/<bucket>[/prefix]`. */
+  url: string;
+  /** S3 keys; the password is the workspace's own sealed `restic-password`. */
+  s3?: { accessKeyId: string; secretAccessKey: string };
+  /** Or: the names of this driver's `secretOutputs` that hold the S3 keys (sealed by the control plane). */
+  s3SecretOutputs?: { accessKeyId: string; secretAccessKey: string };
+}
+
 export interface WorkspaceDriver {
   /** Short name for logs and metrics, e.g. `local` or `pulumi`. */
   readonly name: string;
@@ -114,4 +124,6 @@ export interface WorkspaceDriver {
   observeAll(): Promise<ObservedState[]>;
   /** Operator repair: clear a stale lock and pending operations, then refresh state. */
   repair(id: WorkspaceId, log: BuildLog, signal: AbortSignal): Promise<void>;
+  /** Where the workspace's backups are; unset: this driver's backups are readable only on the box. */
+  backupRepository?(id: WorkspaceId): BackupRepository;
 }

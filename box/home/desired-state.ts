@@ -6,10 +6,12 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Logger } from "pino";
 import {
+  type BackupAction,
   type CompletedAction,
   type HeartbeatResponse,
   type OnboardAction,
   type PaneRole,
+  type RestoreAction,
   SESSION_NAME_RE,
 } from "../protocol.ts";
 import type { SessionPlan } from "./session-plan.ts";
@@ -29,11 +31,14 @@ export class NotReadyError extends Error {
   override name = "NotReadyError";
 }
 
-/** Runs one backup; throws to report failure. The real one (restic) arrives with the backup issue. */
-export type BackupRunner = (id: string) => Promise<void>;
+/** Runs one backup (box/backups); throws to report failure. */
+export type BackupRunner = (action: BackupAction) => Promise<unknown>;
+/** Runs one restore (box/backups); throws to report failure. */
+export type RestoreRunner = (action: RestoreAction) => Promise<unknown>;
 
-export const backupNotImplemented: BackupRunner = async () => {
-  throw new Error("backups are not implemented on this agent yet");
+/** An agent with no backup repository configured: backups and restores fail with this. */
+export const backupNotConfigured = async (): Promise<never> => {
+  throw new Error("this box has no backup repository configured");
 };
 
 /** Applies an onboarding interview's result on the volume (box/onboarding); throws to report failure. */
@@ -48,6 +53,7 @@ const MAX_REMEMBERED = 1000;
 export class DesiredStateApplier {
   private readonly sessions: SessionManager | null;
   private readonly backup: BackupRunner;
+  private readonly restore: RestoreRunner;
   private readonly statePath: string;
   private readonly log: Logger;
   private done = new Map<string, DoneRecord>();
@@ -62,6 +68,7 @@ export class DesiredStateApplier {
   constructor(options: {
     sessions: SessionManager | null;
     backup?: BackupRunner;
+    restore?: RestoreRunner;
     /** JSON file under system/state/ remembering finished action ids. */
     statePath: string;
     log: Logger;
@@ -72,7 +79,8 @@ export class DesiredStateApplier {
     this.plan = options.plan ?? null;
     this.onboard = options.onboard ?? null;
     this.sessions = options.sessions;
-    this.backup = options.backup ?? backupNotImplemented;
+    this.backup = options.backup ?? backupNotConfigured;
+    this.restore = options.restore ?? backupNotConfigured;
     this.statePath = options.statePath;
     this.log = options.log;
     this.load();
@@ -120,17 +128,24 @@ export class DesiredStateApplier {
       this.record(action.id, "keys", error);
     }
     this.startOnboarding(desired.onboard);
+    // One repository run at a time: a restore waits for a running backup and the other way round.
     const backup = desired.backup;
-    if (backup && !this.done.has(backup.id) && !this.backupRunning) {
-      // Backups take minutes: run in the background and report on a later heartbeat.
-      this.backupRunning = this.backup(backup.id).then(
-        () => this.record(backup.id, "backup", undefined),
-        (err: Error) => this.record(backup.id, "backup", err.message),
-      );
-      void this.backupRunning.finally(() => {
-        this.backupRunning = null;
-      });
-    }
+    if (backup && !this.done.has(backup.id) && !this.backupRunning)
+      this.runInBackground(backup.id, "backup", () => this.backup(backup));
+    const restore = desired.restore;
+    if (restore && !this.done.has(restore.id) && !this.backupRunning)
+      this.runInBackground(restore.id, "restore", () => this.restore(restore));
+  }
+
+  /** Backups take minutes: run in the background and report on a later heartbeat. */
+  private runInBackground(id: string, kind: "backup" | "restore", run: () => Promise<unknown>): void {
+    const running = run().then(
+      () => this.record(id, kind, undefined),
+      (err: Error) => this.record(id, kind, err.message),
+    );
+    this.backupRunning = running.finally(() => {
+      this.backupRunning = null;
+    });
   }
 
   private startOnboarding(actions: readonly OnboardAction[]): void {

@@ -193,7 +193,7 @@ describe("HomeLoop against a fake control plane", () => {
     expect(state.traceparents.at(-1)).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
 
-  it("reports a backup request as not supported yet, once", async () => {
+  it("reports a backup request on a box without a repository as failed, once", async () => {
     const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
     const state = newFakeState(TOKEN);
     state.desired = { backup: { id: "b1" } };
@@ -208,7 +208,7 @@ describe("HomeLoop against a fake control plane", () => {
       id: "b1",
       kind: "backup",
       ok: false,
-      error: "backups are not implemented on this agent yet",
+      error: "this box has no backup repository configured",
     });
   });
 

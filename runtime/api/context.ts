@@ -3,6 +3,7 @@ import type { ParameterizedContext } from "koa";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { UpstreamResolver } from "../boxnet/path-resolver.ts";
 import type { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import type { BackupService } from "../domain/backups/service.ts";
 import type { Plans } from "../domain/billing/plans.ts";
 import type { StripeWebhooks } from "../domain/billing/webhooks.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
@@ -60,4 +61,6 @@ export interface AppDeps {
   allowIpPushEndpoints?: boolean;
   /** Plans and usage; Stripe's webhooks (null without STRIPE_WEBHOOK_SECRET). */
   billing: { plans: Plans; webhooks: StripeWebhooks | null };
+  /** Backups: on demand, restore, export; the agent's reports (domain/backups/service.ts). */
+  backups: BackupService;
 }

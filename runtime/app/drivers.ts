@@ -67,6 +67,7 @@ export async function createDriver(
       agentEntry: AGENT_ENTRY,
       nodePath: process.execPath,
       agentEnv: { BERTH_TERMINAL: config.terminal },
+      backupS3: config.backups.s3,
     });
   }
   const parsed = pulumiEnv.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v)));

@@ -9,6 +9,7 @@ import { errorMiddleware } from "../api/errors.ts";
 import { adminRoutes } from "../api/routes/admin.ts";
 import { agentRouter } from "../api/routes/agent.ts";
 import { authConfigRoutes, loginRoutes, meRoutes } from "../api/routes/auth.ts";
+import { backupRoutes } from "../api/routes/backups.ts";
 import { STRIPE_WEBHOOK_PATH, stripeWebhookRoutes, usageRoutes } from "../api/routes/billing.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { healthRoutes } from "../api/routes/health.ts";
@@ -142,6 +143,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     version: "1.0.0",
     serverUrl: deps.publicUrl,
   }));
+  backupRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -13,6 +13,7 @@ import type { AppDeps } from "../api/context.ts";
 import { addressPolicy } from "../boxnet/address-policy.ts";
 import { type UpstreamOptions, UpstreamResolver } from "../boxnet/path-resolver.ts";
 import { TailnetClaims } from "../domain/agents/tailnet-claims.ts";
+import { BackupService, type BackupServiceOptions } from "../domain/backups/service.ts";
 import { Plans } from "../domain/billing/plans.ts";
 import { createStripe, type StripeEndpoint } from "../domain/billing/stripe-client.ts";
 import { MeterOutbox, type OutboxOptions } from "../domain/billing/stripe-meter.ts";
@@ -102,6 +103,8 @@ export interface StartOptions {
   push?: { agent?: HttpsAgent; allowIpEndpoints?: boolean };
   /** Billing: a controllable clock, and Stripe at another address (tests run a fake there). */
   billing?: { clock?: () => Date; stripeEndpoint?: StripeEndpoint; outbox?: Partial<OutboxOptions> };
+  /** Backup timings (tests shorten the poll and the nightly window). */
+  backups?: Partial<Pick<BackupServiceOptions, "pollMs" | "nightlyWindow" | "retry">>;
 }
 
 /** Opens the configured database, or starts the embedded one under the data directory. */
@@ -198,6 +201,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     };
     const vapid = loadVapidKeys({ dataDir: config.dataDir, ...config.vapid, publicUrl: config.publicUrl });
     const plans = new Plans(config.billing, options.billing?.clock);
+    const backups = new BackupService({ store, driver, metrics, log, ...options.backups });
     const deps: ControlPlaneDeps = {
       config,
       database,
@@ -238,6 +242,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
           ? new StripeWebhooks({ store, secret: config.billing.stripeWebhookSecret, plans, log })
           : null,
       },
+      backups,
     };
 
     const { app, previews } = buildApp(deps);
@@ -280,6 +285,13 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         metrics,
         controlPlaneUrl: publicUrl,
         concurrency: config.buildConcurrency,
+        // 0 turns the pre-stop backup off.
+        ...(config.backups.preStopSeconds > 0
+          ? {
+              beforeStop: (workspaceId: string, line: (l: string) => void) =>
+                backups.backupBeforeStop(workspaceId, config.backups.preStopSeconds * 1000, line),
+            }
+          : {}),
         ...options.worker,
       });
       await worker.start();
@@ -348,6 +360,9 @@ export async function startControlPlane(config: Config, options: StartOptions = 
           },
         },
         ...(outbox ? [{ name: "billing-outbox", cron: "* * * * *", run: () => outbox.drain() }] : []),
+        // Every 5 minutes: workspaces whose slot in tonight's window has come get their one nightly run.
+        { name: "backup-nightly", cron: "*/5 * * * *", run: () => backups.nightlyTick() },
+        { name: "backup-stale-gauge", cron: "*/5 * * * *", run: () => backups.refreshStaleGauge() },
       ]);
       cleanup.push(() => scheduler.stop());
     }

@@ -6,6 +6,7 @@
  */
 
 import { benchAutostop } from "./autostop.ts";
+import { benchBackups } from "./backups.ts";
 import { benchBilling } from "./billing.ts";
 import { benchBuildQueue } from "./builds.ts";
 import { benchClientAttach } from "./client-attach.ts";
@@ -28,6 +29,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   billing: benchBilling,
   "client-attach": benchClientAttach,
   voice: benchVoice,
+  backups: benchBackups,
 };
 
 const wanted = process.argv.slice(2);

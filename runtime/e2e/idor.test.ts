@@ -39,6 +39,7 @@ const OWNED_TABLES = [
   "agent_actions",
   "audit_log",
   "billing_accounts",
+  "backups",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -149,6 +150,11 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     "POST /api/v1/workspaces/:id/onboarding": [
       { path: `/api/v1/workspaces/${ws.id}/onboarding`, body: { answers } },
     ],
+    "POST /api/v1/workspaces/:id/backups": [{ path: `/api/v1/workspaces/${ws.id}/backups` }],
+    "POST /api/v1/workspaces/:id/backups/:snapshot/restore": [
+      { path: `/api/v1/workspaces/${ws.id}/backups/${"a".repeat(64)}/restore`, body: {} },
+      { path: `/api/v1/workspaces/${ws.id}/backups/${"a".repeat(64)}/restore`, body: { paths: ["../x"] } },
+    ],
     // Operators' routes: to anyone but an admin they do not exist.
     "POST /api/v1/admin/workspaces/:id/repair": [{ path: `/api/v1/admin/workspaces/${ws.id}/repair` }],
     "POST /api/v1/admin/workspaces/:id/forget": [{ path: `/api/v1/admin/workspaces/${ws.id}/forget` }],
@@ -213,6 +219,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       "POST /api/v1/workspaces/:id/sessions/:sessionId/input",
       "DELETE /api/v1/workspaces/:id/sessions/:sessionId",
       "POST /api/v1/builds/:id/cancel",
+      "POST /api/v1/workspaces/:id/backups",
       "POST /api/v1/workspaces/:id/hibernate",
       "POST /api/v1/workspaces/:id/wake",
       "DELETE /api/v1/workspaces/:id",

@@ -75,6 +75,12 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_DEEPGRAM_URL:
     "Deepgram API base URL (default https://api.deepgram.com); its wss form serves live streams",
   BERTH_VOICE_DAILY_SECONDS: "voice seconds one user may transcribe per UTC day (default 3600)",
+  BERTH_BACKUP_REPOSITORY:
+    "local driver: where workspace backups go, an S3-compatible base s3:https://host/bucket[/prefix] (each workspace gets <base>/<id>); default: a restic repository per workspace under the data dir",
+  BERTH_BACKUP_ACCESS_KEY_ID: "S3 access key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_SECRET_ACCESS_KEY: "S3 secret key for BERTH_BACKUP_REPOSITORY",
+  BERTH_BACKUP_PRE_STOP_SECONDS:
+    "how long a hibernate or destroy waits for its pre-stop backup before it goes on without it (default 300; 0 turns it off)",
 };
 
 const schema = z
@@ -178,6 +184,13 @@ const schema = z
     DEEPGRAM_API_KEY: z.string().min(16, "must be a Deepgram API key").optional(),
     BERTH_DEEPGRAM_URL: httpUrl.default("https://api.deepgram.com"),
     BERTH_VOICE_DAILY_SECONDS: z.coerce.number().int().min(0).max(86_400).default(3600),
+    BERTH_BACKUP_REPOSITORY: z
+      .string()
+      .regex(/^s3:https?:\/\/[^\s"'\\$`]+$/, "must be s3:http(s)://host/bucket[/prefix]")
+      .optional(),
+    BERTH_BACKUP_ACCESS_KEY_ID: z.string().optional(),
+    BERTH_BACKUP_SECRET_ACCESS_KEY: z.string().optional(),
+    BERTH_BACKUP_PRE_STOP_SECONDS: z.coerce.number().int().min(0).max(3600).default(300),
   })
   .superRefine((env, ctx) => {
     if (Boolean(env.BERTH_VAPID_PUBLIC_KEY) !== Boolean(env.BERTH_VAPID_PRIVATE_KEY)) {
@@ -187,6 +200,10 @@ const schema = z
         message: "is required with the other VAPID key (set both, or neither to generate them)",
       });
     }
+    if (env.BERTH_BACKUP_REPOSITORY)
+      for (const key of ["BERTH_BACKUP_ACCESS_KEY_ID", "BERTH_BACKUP_SECRET_ACCESS_KEY"] as const)
+        if (!env[key])
+          ctx.addIssue({ code: "custom", path: [key], message: "is required with BERTH_BACKUP_REPOSITORY" });
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
     const plans = env.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS;
     if (env.BERTH_BILLING_DEFAULT_PLAN !== undefined && !(env.BERTH_BILLING_DEFAULT_PLAN in plans)) {
@@ -302,6 +319,11 @@ export interface Config {
   /** Voice input (domain/voice): off without a Deepgram key. */
   voice: { apiKey: string | undefined; deepgramUrl: string; dailySeconds: number };
   billing: BillingConfig;
+  /** Local driver: an S3 base for backups (else a repository under the data dir); the pre-stop budget. */
+  backups: {
+    s3: { base: string; accessKeyId: string; secretAccessKey: string } | null;
+    preStopSeconds: number;
+  };
 }
 
 export interface BillingConfig {
@@ -384,6 +406,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       apiKey: e.DEEPGRAM_API_KEY,
       deepgramUrl: e.BERTH_DEEPGRAM_URL.replace(/\/+$/, ""),
       dailySeconds: e.BERTH_VOICE_DAILY_SECONDS,
+    },
+    backups: {
+      s3: e.BERTH_BACKUP_REPOSITORY
+        ? {
+            base: e.BERTH_BACKUP_REPOSITORY,
+            accessKeyId: e.BERTH_BACKUP_ACCESS_KEY_ID ?? "",
+            secretAccessKey: e.BERTH_BACKUP_SECRET_ACCESS_KEY ?? "",
+          }
+        : null,
+      preStopSeconds: e.BERTH_BACKUP_PRE_STOP_SECONDS,
     },
   };
 }

@@ -128,12 +128,14 @@ export function createMetrics() {
     help: "Compute minutes waiting for delivery to Stripe, after the last drain",
     registers: [registry],
   });
+  const backup = backupMetrics(registry);
   return {
     registry,
     billingMinutesMetered,
     billingEventsSent,
     billingEventsFailed,
     billingUnsent,
+    ...backup,
     upstreamConnections,
     upstreamConnectSeconds,
     upstreamUnreachable,
@@ -154,3 +156,34 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Backup success/failure (a seed metric), how long runs take and how much they add (domain/backups). */
+function backupMetrics(registry: Registry) {
+  return {
+    backupRuns: new Counter({
+      name: "backup_runs_total",
+      help: "Finished backup runs by trigger (nightly, pre-stop, manual, pre-restore) and result",
+      labelNames: ["trigger", "result"] as const,
+      registers: [registry],
+    }),
+    backupDuration: new Histogram({
+      name: "backup_duration_seconds",
+      help: "Duration of finished backup runs, by trigger and result",
+      labelNames: ["trigger", "result"] as const,
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers: [registry],
+    }),
+    backupBytesAdded: new Histogram({
+      name: "backup_bytes_added",
+      help: "Bytes a successful backup run added to the repository",
+      labelNames: ["trigger"] as const,
+      buckets: [1e3, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
+      registers: [registry],
+    }),
+    backupStaleWorkspaces: new Gauge({
+      name: "backup_stale_workspaces",
+      help: "Live workspaces older than 36 h with no successful backup in the last 36 h",
+      registers: [registry],
+    }),
+  };
+}

@@ -24,7 +24,8 @@ export interface UserActor {
  * - `gateway`: the relay's and the preview proxy's bookkeeping (routing rows, terminal activity);
  * - `operator`: `berth stacks` and the admin API (list, diff, repair, forget any workspace);
  * - `billing`, `autostop`: stop workspaces for their reasons (autostop: runtime/workers/autostop.ts);
- * - `push`: sends Web Push for stored notifications (runtime/domain/push).
+ * - `push`: sends Web Push for stored notifications (runtime/domain/push);
+ * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password).
  */
 export const SYSTEM_ROLES = [
   "auth",
@@ -36,6 +37,7 @@ export const SYSTEM_ROLES = [
   "billing",
   "autostop",
   "push",
+  "backups",
 ] as const;
 export type SystemRole = (typeof SYSTEM_ROLES)[number];
 

@@ -12,7 +12,7 @@ import { agentActions, workspaceBuilds, workspaceInstances, workspaces } from ".
 
 export interface AgentAction {
   id: string;
-  kind: "keys" | "backup" | "onboard";
+  kind: "keys" | "backup" | "restore" | "onboard";
   payload: Record<string, unknown>;
 }
 

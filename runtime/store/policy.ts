@@ -70,6 +70,10 @@ export const RIGHTS = [
   "push.subscribe",
   /** Claim a stored notification for Web Push and reach its recipient's subscriptions. */
   "push.send",
+  /** A workspace's backup runs and snapshots. */
+  "backup.read",
+  /** Ask the box for a backup or a restore, fail a run that never reported. */
+  "backup.run",
   /** A user's own account: sign out everywhere. */
   "account.manage",
   /** Billing (runtime/workers/metering.ts): meter minutes, deliver them to Stripe, apply Stripe's webhooks. */
@@ -108,6 +112,8 @@ const USER_RIGHTS: readonly Right[] = [
   "user_secret.write",
   "workspace.onboard",
   "push.subscribe",
+  "backup.read",
+  "backup.run",
   "account.manage",
   "billing.read",
 ];
@@ -140,6 +146,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
   push: ["push.send"],
+  backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

@@ -8,6 +8,7 @@ import type {
   BUILD_REASONS,
   BUILD_STATUSES,
   BUILD_TRANSITIONS,
+  backups,
   notifications,
   previews,
   pushSubscriptions,
@@ -28,6 +29,7 @@ export type SessionRow = typeof sessions.$inferSelect;
 export type PreviewRow = typeof previews.$inferSelect;
 export type NotificationRow = typeof notifications.$inferSelect;
 export type PushSubscriptionRow = typeof pushSubscriptions.$inferSelect;
+export type BackupRow = typeof backups.$inferSelect;
 
 export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
 export type BuildTransition = (typeof BUILD_TRANSITIONS)[number];

@@ -9,11 +9,13 @@ import {
   boolean,
   check,
   customType,
+  date,
   index,
   integer,
   jsonb,
   pgTable,
   primaryKey,
+  real,
   text,
   timestamp,
   uniqueIndex,
@@ -22,6 +24,7 @@ import {
 } from "drizzle-orm/pg-core";
 import {
   AGENT_LIFECYCLES,
+  BACKUP_TRIGGERS,
   CLAUDE_STATES,
   MAX_TASK_CHARS,
   PROJECT_NAME_PATTERN,
@@ -518,7 +521,13 @@ export const voiceUsage = pgTable(
   ],
 );
 
-/** restic snapshots of a workspace volume and their outcome. */
+export const BACKUP_STATUSES = ["pending", "running", "succeeded", "failed"] as const;
+
+/**
+ * restic runs of a workspace and their outcome, one row per run (a restore's safety snapshot included).
+ * `night` (UTC date) is set on nightly rows only, and unique per workspace: one nightly run per night,
+ * however many replicas ask for it.
+ */
 export const backups = pgTable(
   "backups",
   {
@@ -526,20 +535,27 @@ export const backups = pgTable(
     workspaceId: uuid("workspace_id")
       .notNull()
       .references(() => workspaces.id),
-    trigger: text("trigger", { enum: ["nightly", "pre_stop", "manual", "pre_restore"] }).notNull(),
-    status: text("status", { enum: ["pending", "running", "succeeded", "failed"] })
-      .notNull()
-      .default("pending"),
+    trigger: text("trigger", { enum: BACKUP_TRIGGERS }).notNull(),
+    status: text("status", { enum: BACKUP_STATUSES }).notNull().default("pending"),
+    /** The agent action that runs it. */
+    actionId: uuid("action_id"),
     snapshotId: text("snapshot_id"),
     bytesAdded: bigint("bytes_added", { mode: "number" }),
+    files: bigint("files", { mode: "number" }),
+    durationMs: integer("duration_ms"),
+    /** 0..1 while running. */
+    progress: real("progress"),
+    night: date("night"),
     error: text("error"),
     createdAt: createdAt(),
     finishedAt: ts("finished_at"),
   },
   (t) => [
     index("backups_workspace_idx").on(t.workspaceId, t.createdAt),
-    check("backups_trigger_check", inList("trigger", ["nightly", "pre_stop", "manual", "pre_restore"])),
-    check("backups_status_check", inList("status", ["pending", "running", "succeeded", "failed"])),
+    uniqueIndex("backups_nightly_once_idx").on(t.workspaceId, t.night).where(sql`${t.trigger} = 'nightly'`),
+    check("backups_trigger_check", inList("trigger", BACKUP_TRIGGERS)),
+    check("backups_status_check", inList("status", BACKUP_STATUSES)),
+    check("backups_night_check", sql`(trigger = 'nightly') = (night IS NOT NULL)`),
   ],
 );
 
@@ -628,7 +644,7 @@ export const agentActions = pgTable(
     workspaceId: uuid("workspace_id")
       .notNull()
       .references(() => workspaces.id),
-    kind: text("kind", { enum: ["keys", "backup", "onboard"] }).notNull(),
+    kind: text("kind", { enum: ["keys", "backup", "restore", "onboard"] }).notNull(),
     payload: jsonb("payload").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
     completedAt: ts("completed_at"),
@@ -637,6 +653,6 @@ export const agentActions = pgTable(
   },
   (t) => [
     index("agent_actions_pending_idx").on(t.workspaceId, t.createdAt).where(sql`${t.completedAt} IS NULL`),
-    check("agent_actions_kind_check", inList("kind", ["keys", "backup", "onboard"])),
+    check("agent_actions_kind_check", inList("kind", ["keys", "backup", "restore", "onboard"])),
   ],
 );

@@ -15,6 +15,7 @@ import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
 import { AutostopStore } from "./autostop.ts";
+import { BackupStore } from "./backups.ts";
 import { BillingStore } from "./billing.ts";
 import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
@@ -94,6 +95,7 @@ export class AuthorizedStore {
   readonly push: PushStore;
   readonly billing: BillingStore;
   readonly voice: VoiceStore;
+  readonly backups: BackupStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -116,6 +118,7 @@ export class AuthorizedStore {
     this.push = new PushStore(access);
     this.billing = new BillingStore(access);
     this.voice = new VoiceStore(access);
+    this.backups = new BackupStore(access);
   }
 
   get actor(): Actor {

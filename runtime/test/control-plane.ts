@@ -32,6 +32,8 @@ export async function startTestControlPlane(
     DATABASE_URL: databaseUrl,
     BERTH_LOCAL_TOKEN: localToken,
     BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
+    // Scripted and fake agents never run a backup: a stop would wait out the budget. Backup tests set it.
+    BERTH_BACKUP_PRE_STOP_SECONDS: "0",
     // Hosted mode refuses the local driver; these tests run a scripted one anyway.
     ...(env.CLERK_JWT_KEY || env.CLERK_SECRET_KEY ? { BERTH_DRIVER: "pulumi" } : {}),
     ...env,

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "vitest";
-import { LocalDriver } from "../../stacks/local/driver.ts";
+import { LocalDriver, type LocalDriverOptions } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
 import type { StartOptions } from "../app/server.ts";
 import { freePort } from "../store/embedded.ts";
@@ -25,7 +25,12 @@ export interface LocalTestControlPlane extends TestControlPlane {
  */
 export async function startLocalControlPlane(
   env: Record<string, string> = {},
-  options: { root?: string; start?: StartOptions; agentEnv?: Record<string, string> } = {},
+  options: {
+    root?: string;
+    start?: StartOptions;
+    agentEnv?: Record<string, string>;
+    driver?: Partial<LocalDriverOptions>;
+  } = {},
 ): Promise<LocalTestControlPlane> {
   const root = options.root ?? mkdtempSync(join(tmpdir(), "berth-ws-"));
   const localDriver = new LocalDriver({
@@ -33,7 +38,13 @@ export async function startLocalControlPlane(
     agentEntry: AGENT_ENTRY,
     nodePath: process.execPath,
     readyTimeoutMs: 30_000,
-    agentEnv: { BERTH_TERMINAL: "builtin", BERTH_AGENT_LOG_LEVEL: "debug", ...options.agentEnv },
+    ...options.driver,
+    agentEnv: {
+      BERTH_TERMINAL: "builtin",
+      BERTH_AGENT_LOG_LEVEL: "debug",
+      ...options.driver?.agentEnv,
+      ...options.agentEnv,
+    },
   });
   const cp = await startTestControlPlane(env, { ...options.start, driver: localDriver });
   const agentState = (id: string) => {

@@ -43,10 +43,16 @@ export interface BuildWorkerOptions {
   staleAfterMs?: number;
   maxAttempts?: number;
   backoffMs?: (attempt: number) => number;
+  /**
+   * Runs before a stop or destroy reaches the driver: the pre-stop backup (domain/backups), best effort
+   * within its own budget. It never fails the build.
+   */
+  beforeStop?: (workspaceId: string, log: (line: string) => void) => Promise<unknown>;
 }
 
 export class BuildWorker {
-  readonly #o: Required<Omit<BuildWorkerOptions, "workerId">> & { workerId: string };
+  readonly #o: Required<Omit<BuildWorkerOptions, "workerId" | "beforeStop">> &
+    Pick<BuildWorkerOptions, "beforeStop"> & { workerId: string };
   readonly #builds: AuthorizedStore;
   readonly #running = new Map<string, AbortController>();
   #stopped = true;
@@ -196,6 +202,10 @@ export class BuildWorker {
     const agentToken = generateAgentToken();
     const spec = await workspaceSpec(this.#builds.secrets, workspace, this.#o.controlPlaneUrl, agentToken);
     const driver = this.#o.driver;
+    if (build.transition !== "start" && this.#o.beforeStop && !signal.aborted) {
+      log.stage("pre-stop backup");
+      await this.#o.beforeStop(build.workspaceId, (line) => log.line("info", line)).catch(() => {});
+    }
     switch (build.transition) {
       case "start": {
         await this.#builds.buildQueue.openInstance(build, hashAgentToken(agentToken));

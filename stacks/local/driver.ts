@@ -8,6 +8,7 @@
  *   <root>/<id>/run/credentials/   0700; one 0600 file per secret
  *   <root>/<id>/run/agent.json     pid and ports of the running agent
  *   <root>/<id>/run/agent.log      the agent's stdout/stderr
+ *   <root>/<id>/restic/            the workspace's restic repository (unless backups go to S3)
  */
 import { execFile, spawn } from "node:child_process";
 import {
@@ -24,6 +25,7 @@ import {
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type {
+  BackupRepository,
   BuildLog,
   LocalBoxes,
   ObservedState,
@@ -56,6 +58,8 @@ export interface LocalDriverOptions {
    * as the box's public IP, unless a test moves it to another loopback address to take that path away.
    */
   terminalHost?: string;
+  /** Backups to an S3-compatible base (`s3:http(s)://host/bucket[/prefix]`, a prefix per workspace). */
+  backupS3?: { base: string; accessKeyId: string; secretAccessKey: string } | null;
 }
 
 interface AgentState {
@@ -82,6 +86,7 @@ export class LocalDriver implements WorkspaceDriver {
       stopGraceMs: 15_000,
       agentEnv: {},
       terminalHost: "127.0.0.1",
+      backupS3: null,
       ...options,
     };
     mkdirSync(this.#o.root, { recursive: true, mode: 0o700 });
@@ -133,6 +138,11 @@ export class LocalDriver implements WorkspaceDriver {
       "ttyd-credential": spec.secrets.ttydCredential,
       "restic-password": spec.secrets.resticPassword,
     };
+    const backups = this.backupRepository(spec.workspaceId);
+    if (backups.s3) {
+      secrets["r2-access-key-id"] = backups.s3.accessKeyId;
+      secrets["r2-secret-access-key"] = backups.s3.secretAccessKey;
+    }
     for (const [name, value] of Object.entries(secrets)) {
       writeFileSync(join(p.credentials, name), value, { mode: 0o600 });
       chmodSync(join(p.credentials, name), 0o600);
@@ -162,6 +172,7 @@ export class LocalDriver implements WorkspaceDriver {
       BERTH_TTYD_PORT: String(terminalPort),
       BERTH_AGENT_PORT: String(agentPort),
       BERTH_TMUX_SOCKET: p.tmuxSocket,
+      BERTH_RESTIC_REPOSITORY: backups.url,
       CREDENTIALS_DIRECTORY: p.credentials,
     };
     const out = openSync(p.log, "a", 0o600);
@@ -321,6 +332,16 @@ export class LocalDriver implements WorkspaceDriver {
     if (this.#owners.size > 1_000) this.#owners.clear();
     this.#owners.set(key, { inodes, owner, at: Date.now() });
     return owner;
+  }
+
+  /** Outside the volume, so the workspace's files and their backups are never one directory. */
+  backupRepository(id: WorkspaceId): BackupRepository {
+    const s3 = this.#o.backupS3;
+    if (s3) {
+      const { accessKeyId, secretAccessKey } = s3;
+      return { url: `${s3.base.replace(/\/+$/, "")}/${id}`, s3: { accessKeyId, secretAccessKey } };
+    }
+    return { url: join(this.#paths(id).dir, "restic") };
   }
 
   /** A stale state file (agent gone) is the local equivalent of a stale lock. */

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as auto from "@pulumi/pulumi/automation/index.js";
 import type {
+  BackupRepository,
   BuildLog,
   ObservedState,
   StackDiff,
@@ -22,7 +23,13 @@ import type {
 import { DriverError, StackBusyError } from "../errors.ts";
 import { r2Endpoint } from "../workspace/component.ts";
 import type { PortRange } from "../workspace/firewall.ts";
-import { stackName, TTYD_PORT, WORKSPACE_LABEL, workspaceIdFromStack } from "../workspace/names.ts";
+import {
+  resourceName,
+  stackName,
+  TTYD_PORT,
+  WORKSPACE_LABEL,
+  workspaceIdFromStack,
+} from "../workspace/names.ts";
 import {
   SECRET_OUTPUTS,
   type WorkspaceProgramInput,
@@ -93,6 +100,18 @@ export class PulumiDriver implements WorkspaceDriver {
   private command?: Promise<auto.PulumiCommand>;
 
   private readonly opts: PulumiDriverOptions;
+
+  /**
+   * The workspace's own R2 bucket (named like the stack names it), read with the bucket-scoped token the
+   * stack created: the control plane lists and exports snapshots without the box.
+   */
+  backupRepository(id: WorkspaceId): BackupRepository {
+    const bucket = resourceName(this.opts.namePrefix ?? "berth", id);
+    return {
+      url: `s3:${r2Endpoint(this.opts.cloudflare.accountId)}/${bucket}`,
+      s3SecretOutputs: { accessKeyId: "r2AccessKeyId", secretAccessKey: "r2SecretAccessKey" },
+    };
+  }
 
   constructor(opts: PulumiDriverOptions) {
     this.opts = opts;

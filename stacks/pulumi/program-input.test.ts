@@ -2,7 +2,7 @@
 // registers. Mocked engine (pulumi.runtime.setMocks): this file owns the process-global mocks.
 import { describe, expect, it } from "vitest";
 import type { WorkspaceSpec } from "../driver.ts";
-import { workspaceProgram } from "../workspace/program.ts";
+import { SECRET_OUTPUTS, workspaceProgram } from "../workspace/program.ts";
 import { installMocks, settle } from "../workspace/test/pulumi-mocks.ts";
 import { PulumiDriver, type PulumiDriverOptions } from "./driver.ts";
 
@@ -67,6 +67,18 @@ describe("PulumiDriver.programInput → workspace program", () => {
     expect(server.secretInputs).toContain("userData");
     expect(String(server.inputs.userData)).toContain("SECRET-agent");
     expect(run.one("pulumi:providers:hcloud").inputs.token).toBe("SECRET-hcloud");
+  });
+
+  it("names as the backup repository the bucket the program creates, read with the stack's bucket keys", async () => {
+    const run = await installMocks({ project: "berth-workspaces", stack: "ws-b7" });
+    await workspaceProgram(driver.programInput(spec, { running: true, protect: true }))();
+    await settle();
+    const bucket = run.one("cloudflare:index/r2Bucket:R2Bucket").inputs.name;
+    expect(driver.backupRepository("b7")).toEqual({
+      url: `s3:https://acct9.r2.cloudflarestorage.com/${bucket}`,
+      s3SecretOutputs: { accessKeyId: "r2AccessKeyId", secretAccessKey: "r2SecretAccessKey" },
+    });
+    expect(SECRET_OUTPUTS).toEqual(["r2AccessKeyId", "r2SecretAccessKey"]);
   });
 
   it("refuses a spec with neither a location nor a default", () => {

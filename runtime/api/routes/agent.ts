@@ -37,13 +37,14 @@ export function agentRouter(deps: AppDeps): Router {
       metrics: deps.metrics,
       tailnetClaims: deps.tailnetClaims,
       heartbeatIntervalSeconds: deps.agentHeartbeatSeconds,
+      backups: deps.backups,
     });
   });
 
   router.post(AGENT_API_PATHS.events, async (ctx) => {
     const agent = await authenticateAgent(deps.store, ctx.get("authorization") || undefined);
     const { events } = parse(eventsRequest, ctx.request.body);
-    ctx.body = await applyAgentEvents(agent, deps.log, events);
+    ctx.body = await applyAgentEvents(agent, deps.log, events, deps.backups);
   });
 
   return router;

@@ -8,23 +8,31 @@ import type { AgentEvent, EventsResponse, NotificationPayload } from "../../../b
 import { planEventBatch } from "../../../box/protocol.ts";
 import type { Logger } from "../../platform/logger.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
+import type { BackupService } from "../backups/service.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
 
 export async function applyAgentEvents(
   agent: AuthenticatedAgent,
   log: Logger,
   events: AgentEvent[],
+  backups?: BackupService,
 ): Promise<EventsResponse> {
   return agent.scope.transaction(async (tx) => {
     const ackedThrough = await tx.agents.lockEventCursor();
     const plan = planEventBatch(ackedThrough, events);
-    for (const event of plan.toApply) await applyOne(tx, log, agent, event);
+    for (const event of plan.toApply) await applyOne(tx, log, agent, event, backups);
     if (plan.ackedThrough !== ackedThrough) await tx.agents.advanceEventCursor(plan.ackedThrough);
     return { ackedThrough: plan.ackedThrough, replayed: plan.replayed };
   });
 }
 
-async function applyOne(tx: AuthorizedStore, log: Logger, agent: AuthenticatedAgent, event: AgentEvent) {
+async function applyOne(
+  tx: AuthorizedStore,
+  log: Logger,
+  agent: AuthenticatedAgent,
+  event: AgentEvent,
+  backups?: BackupService,
+) {
   const { instance, workspace } = agent;
   switch (event.type) {
     case "notification": {
@@ -62,6 +70,14 @@ async function applyOne(tx: AuthorizedStore, log: Logger, agent: AuthenticatedAg
     case "claude_state": {
       const p = event.payload;
       await tx.sessions.setClaudeState(p.session, p.state, p.detail, new Date(event.at));
+      return;
+    }
+    case "backup": {
+      const p = event.payload;
+      const reported = await tx.backups.report(p);
+      if (!reported?.finished) return;
+      if (p.operation === "restore") await backups?.restoreFinished(tx, workspace.id, p);
+      else await backups?.finished(tx, reported.row);
       return;
     }
   }

@@ -6,6 +6,7 @@
 import type { HeartbeatRequest, HeartbeatResponseInput, OnboardAction } from "../../../box/protocol.ts";
 import { isUuid } from "../../platform/ids.ts";
 import type { Metrics } from "../../platform/metrics.ts";
+import type { BackupService } from "../backups/service.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
 import { markAgentReady } from "./readiness.ts";
 import type { TailnetClaims } from "./tailnet-claims.ts";
@@ -16,7 +17,12 @@ const MAX_PENDING_ACTIONS = 100;
 export async function acceptHeartbeat(
   agent: AuthenticatedAgent,
   hb: HeartbeatRequest,
-  deps: { metrics: Metrics; tailnetClaims: TailnetClaims; heartbeatIntervalSeconds: number },
+  deps: {
+    metrics: Metrics;
+    tailnetClaims: TailnetClaims;
+    heartbeatIntervalSeconds: number;
+    backups?: BackupService;
+  },
 ): Promise<HeartbeatResponseInput> {
   const { scope, instance, workspace } = agent;
   await scope.agents.recordHeartbeat({
@@ -37,6 +43,14 @@ export async function acceptHeartbeat(
   await scope.agents.completeActions(
     hb.completed.map((c) => ({ id: c.id, at: new Date(c.at), ok: c.ok, error: c.error ?? null })),
   );
+  // A backup or restore the box could not run at all fails its run (the box's own report may never come).
+  const failedRuns = hb.completed.filter((c) => !c.ok && (c.kind === "backup" || c.kind === "restore"));
+  if (failedRuns.length) {
+    for (const row of await scope.backups.failRunsOfActions(
+      failedRuns.map((c) => ({ id: c.id, error: c.error ?? null })),
+    ))
+      await deps.backups?.finished(scope, row);
+  }
   const keep = await scope.sessions.listOf(workspace.id);
   const pending = await scope.agents.pendingActions(MAX_PENDING_ACTIONS);
   // Acknowledge what we recognise; ids that cannot be ours (not UUIDs) are acknowledged too, so the agent
@@ -44,6 +58,7 @@ export async function acceptHeartbeat(
   const known = await scope.agents.ownActionIds(completedIds);
   const foreign = completedIds.filter((id) => !isUuid(id));
   const backup = pending.find((a) => a.kind === "backup");
+  const restore = pending.find((a) => a.kind === "restore");
   // The user's secrets go to the agent (which keeps them in memory only) whenever the set differs from the
   // version it holds, so a change reaches the next session it creates without a rebuild.
   const environmentVersion = await scope.userSecrets.versionForAgent();
@@ -59,7 +74,8 @@ export async function acceptHeartbeat(
       .filter((a) => a.kind === "onboard")
       .slice(0, 10)
       .map((a) => ({ ...(a.payload as Omit<OnboardAction, "id">), id: a.id })),
-    backup: backup ? { id: backup.id } : null,
+    backup: backup ? { ...backup.payload, id: backup.id } : null,
+    restore: restore ? ({ ...restore.payload, id: restore.id } as HeartbeatResponseInput["restore"]) : null,
     sendKeys: pending
       .filter((a) => a.kind === "keys")
       .map((a) => ({ id: a.id, ...(a.payload as { session: string; keys: string }) })),

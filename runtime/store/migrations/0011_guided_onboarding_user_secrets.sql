@@ -17,4 +17,4 @@ ALTER TABLE "sessions" ADD CONSTRAINT "sessions_mode_check" CHECK (mode IN ('eng
 ALTER TABLE "sessions" ADD CONSTRAINT "sessions_project_check" CHECK (project ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');--> statement-breakpoint
 ALTER TABLE "sessions" ADD CONSTRAINT "sessions_task_check" CHECK (length(task) <= 4000);--> statement-breakpoint
 ALTER TABLE "agent_actions" DROP CONSTRAINT "agent_actions_kind_check";--> statement-breakpoint
-ALTER TABLE "agent_actions" ADD CONSTRAINT "agent_actions_kind_check" CHECK (kind IN ('keys', 'backup', 'onboard'));
+ALTER TABLE "agent_actions" ADD CONSTRAINT "agent_actions_kind_check" CHECK (kind IN ('keys', 'backup', 'restore', 'onboard'));

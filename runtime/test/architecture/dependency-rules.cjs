@@ -63,10 +63,12 @@ module.exports = {
       comment:
         "The control plane and the box agent are deployed apart (the agent is baked into the VM image), so " +
         "the control plane may use only the contracts between them: the agent API, ttyd's wire protocol and " +
-        "the provisioning contract. Runtime test and bench code may use box code to run a box.",
+        "the provisioning contract. Runtime test and bench code may use box code to run a box. One library " +
+        "is shared on purpose: box/backups/restic.ts (Node only), the one restic driver, which the control " +
+        "plane uses to read a workspace's repository itself (list, browse, export while hibernated).",
       severity: "error",
       from: { path: "^runtime/", pathNot: TEST_CODE },
-      to: { path: "^box/", pathNot: "^box/(protocol|terminal/protocol|boot-config)\\.ts$" },
+      to: { path: "^box/", pathNot: "^box/(protocol|terminal/protocol|boot-config|backups/restic)\\.ts$" },
     },
     {
       name: "stacks-not-to-runtime",

@@ -13,6 +13,7 @@ import { ago, sessionNameProblem, stateSentence, workspaceFacts } from "../forma
 import { onSessionChange, patchSessions } from "../live.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
+import { Backups } from "./Backups.tsx";
 import { BuildLog } from "./BuildLog.tsx";
 import { ClaudeBadge } from "./ClaudeBadge.tsx";
 import { Previews } from "./Previews.tsx";
@@ -278,6 +279,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
       </section>
       <Previews workspaceId={id} running={running} />
       <Secrets workspaceId={id} />
+      <Backups workspaceId={id} running={running} />
     </main>
   );
 }
