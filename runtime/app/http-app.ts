@@ -24,7 +24,7 @@ import { pushRoutes } from "../api/routes/push.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
 import { terminalRoutes, terminalSocketDoc } from "../api/routes/terminal.ts";
 import { userSecretRoutes } from "../api/routes/user-secrets.ts";
-import { voiceRoutes } from "../api/routes/voice.ts";
+import { voiceRoutes, voiceSocketDoc } from "../api/routes/voice.ts";
 import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
@@ -139,7 +139,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
       { router: publicRouter, auth: "public" },
       { router: apiRouter, auth: "user" },
     ],
-    websockets: [terminalSocketDoc],
+    websockets: [terminalSocketDoc, voiceSocketDoc],
     version: "1.0.0",
     serverUrl: deps.publicUrl,
   }));

@@ -92,7 +92,7 @@ describe("the OpenAPI document", async () => {
     const sockets = Object.entries(document.paths as Record<string, Record<string, Record<string, unknown>>>)
       .filter(([, ops]) => ops.get?.["x-websocket"])
       .map(([path]) => path);
-    expect(sockets).toEqual(["/api/v1/sessions/{id}/terminal"]);
+    expect(sockets).toEqual(["/api/v1/sessions/{id}/terminal", "/api/v1/voice/stream"]);
     for (const path of [...sockets, "/api/v1/sessions/{id}/no-such-socket"]) {
       const status = await new Promise<number>((resolve, reject) => {
         const req = request(`${cp.url}${path.replace(/\{\w+\}/g, ANY_UUID)}`, {

@@ -4,6 +4,7 @@ import { draftFrom, type InterviewAnswers } from "../../domain/onboarding/interv
 import { onboardingStatus, requestOnboarding } from "../../domain/onboarding/service.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
 
 /** A command that lands inside a permission rule `Bash(<command>:*)`: one line, no parentheses. */
 const command = z
@@ -58,18 +59,56 @@ const applyBody = z
   })
   .strict();
 
+const draftBody = z.object({ answers }).strict();
+
+/** The drafts for review, as generated from the answers (interview.ts `OnboardingDraft`). */
+export const OnboardingDraft = z.object({
+  claudeMd: z.string().describe("the project's CLAUDE.md; imports the generated brief"),
+  generated: z.string().describe("the generated brief, .claude/berth-generated.md"),
+  permissions: z
+    .object({ allow: z.array(z.string()), deny: z.array(z.string()) })
+    .describe("the permission profile for .claude/settings.json"),
+  personal: z
+    .string()
+    .nullable()
+    .describe("the personal preferences ~/.claude/CLAUDE.md imports; null: none"),
+});
+
+/** An onboarding request and what the workspace's agent reported (service.ts `OnboardingStatus`). */
+export const Onboarding = z.object({
+  id: z.string(),
+  project: z.string(),
+  state: z.enum(["pending", "done", "failed"]),
+  error: z.string().nullable().describe("why it failed"),
+  createdAt: timestamp,
+  completedAt: timestamp.nullable(),
+});
+
 /**
  * The onboarding interview: answers → drafts for review (`/draft`), then the reviewed drafts → an action
  * the workspace's agent applies on the volume (202, then poll its state).
  */
 export function onboardingRoutes(router: ApiRouter, deps: AppDeps): void {
-  router.post("/api/v1/workspaces/:id/onboarding/draft", async (ctx) => {
-    const input = parseInput(z.object({ answers }).strict(), ctx.request.body ?? {});
+  const draftDoc = doc({
+    summary: "Draft the onboarding files from the interview's answers, for review",
+    body: draftBody,
+    responses: { 200: z.object({ draft: OnboardingDraft }) },
+    errors: [404],
+  });
+  router.post("/api/v1/workspaces/:id/onboarding/draft", draftDoc, async (ctx) => {
+    const input = parseInput(draftBody, ctx.request.body ?? {});
     await ctx.state.scope.workspaces.get(ctx.params.id!); // someone else's workspace: 404 like the rest
     ctx.body = { draft: draftFrom(input.answers as InterviewAnswers) };
   });
 
-  router.post("/api/v1/workspaces/:id/onboarding", async (ctx) => {
+  const one = z.object({ onboarding: Onboarding });
+  const applyDoc = doc({
+    summary: "Onboard a project: the workspace's agent applies the reviewed drafts (poll its state)",
+    body: applyBody,
+    responses: { 202: one },
+    errors: [404],
+  });
+  router.post("/api/v1/workspaces/:id/onboarding", applyDoc, async (ctx) => {
     const input = parseInput(applyBody, ctx.request.body ?? {});
     const a = input.answers as InterviewAnswers;
     const status = await requestOnboarding(ctx.state.scope, ctx.params.id!, a, input.draft ?? draftFrom(a), {
@@ -81,7 +120,12 @@ export function onboardingRoutes(router: ApiRouter, deps: AppDeps): void {
     ctx.body = { onboarding: status };
   });
 
-  router.get("/api/v1/workspaces/:id/onboarding/:onboardingId", async (ctx) => {
+  const statusDoc = doc({
+    summary: "Read an onboarding request's state",
+    responses: { 200: one },
+    errors: [404],
+  });
+  router.get("/api/v1/workspaces/:id/onboarding/:onboardingId", statusDoc, async (ctx) => {
     ctx.body = {
       onboarding: await onboardingStatus(ctx.state.scope, ctx.params.id!, ctx.params.onboardingId!),
     };

@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { PushSubscriptionRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
+import { doc, timestamp } from "../openapi/doc.ts";
 
 const base64url = (bytes: number, what: string) =>
   z
@@ -36,7 +37,15 @@ const presenceBody = z.object({ focused: z.boolean() }).strict();
 /** How long one "visible and focused" report holds; the web client renews it while it stays so. */
 export const PRESENCE_TTL_MS = 45_000;
 
-const present = (s: PushSubscriptionRow) => ({
+export const PushSubscription = z.object({
+  id: z.string(),
+  device: z.string().nullable().describe("the label the device gave itself, if any"),
+  service: z.string().describe("the push service's origin only: the full endpoint is a capability"),
+  createdAt: timestamp,
+  lastSentAt: timestamp.nullable().describe("when a push last went to this device"),
+});
+
+const present = (s: PushSubscriptionRow): z.input<typeof PushSubscription> => ({
   id: s.id,
   device: s.device,
   /** Only the push service's origin: the full endpoint is a capability. */
@@ -49,15 +58,30 @@ const present = (s: PushSubscriptionRow) => ({
 export function pushRoutes(router: ApiRouter, deps: AppDeps & { allowIpPushEndpoints?: boolean }): void {
   const body = subscribeBody(deps.allowIpPushEndpoints ?? false);
 
-  router.get("/api/v1/push/key", (ctx) => {
+  const keyDoc = doc({
+    summary: "The VAPID public key a browser subscribes with (applicationServerKey)",
+    responses: {
+      200: z.object({ publicKey: z.string().describe("base64url, an uncompressed P-256 public key") }),
+    },
+  });
+  router.get("/api/v1/push/key", keyDoc, (ctx) => {
     ctx.body = { publicKey: deps.vapidPublicKey };
   });
 
-  router.get("/api/v1/push/subscriptions", async (ctx) => {
+  const listDoc = doc({
+    summary: "Your push subscriptions (one per browser and device)",
+    responses: { 200: z.object({ subscriptions: z.array(PushSubscription) }) },
+  });
+  router.get("/api/v1/push/subscriptions", listDoc, async (ctx) => {
     ctx.body = { subscriptions: (await ctx.state.scope.push.listOwn()).map(present) };
   });
 
-  router.post("/api/v1/push/subscriptions", async (ctx) => {
+  const subscribeDoc = doc({
+    summary: "Subscribe this browser to pushes (a known endpoint is updated and moves to you)",
+    body,
+    responses: { 201: z.object({ subscription: PushSubscription }) },
+  });
+  router.post("/api/v1/push/subscriptions", subscribeDoc, async (ctx) => {
     const input = parseInput(body, ctx.request.body ?? {});
     const row = await ctx.state.scope.push.subscribe({
       endpoint: input.endpoint,
@@ -69,13 +93,25 @@ export function pushRoutes(router: ApiRouter, deps: AppDeps & { allowIpPushEndpo
     ctx.body = { subscription: present(row) };
   });
 
-  router.delete("/api/v1/push/subscriptions/:id", async (ctx) => {
+  const unsubscribeDoc = doc({
+    summary: "Delete one of your push subscriptions",
+    responses: { 204: null },
+    errors: [404],
+  });
+  router.delete("/api/v1/push/subscriptions/:id", unsubscribeDoc, async (ctx) => {
     await ctx.state.scope.push.unsubscribe(ctx.params.id!);
     ctx.status = 204;
   });
 
   /** The web client: a Berth tab is visible and focused (renewed every ~20 s), or no longer. */
-  router.post("/api/v1/presence", async (ctx) => {
+  const presenceDoc = doc({
+    summary: "Report a Berth tab visible and focused (no pushes meanwhile), or no longer",
+    description: `A focused report holds for ${PRESENCE_TTL_MS / 1000} s; the web client renews it while it stays so.`,
+    tag: "push",
+    body: presenceBody,
+    responses: { 204: null },
+  });
+  router.post("/api/v1/presence", presenceDoc, async (ctx) => {
     const { focused } = parseInput(presenceBody, ctx.request.body ?? {});
     await ctx.state.scope.push.setPresence(focused ? new Date(Date.now() + PRESENCE_TTL_MS) : null);
     ctx.status = 204;

@@ -146,17 +146,35 @@ export function workspaceRoutes(router: ApiRouter, deps: AppDeps): void {
   }
 
   /** The owner's settings: the idle autostop timeout (null turns autostop off). */
-  router.patch("/api/v1/workspaces/:id", async (ctx) => {
-    const { idleTimeoutMinutes } = parseInput(settingsBody, ctx.request.body ?? {});
-    const workspace = await ctx.state.scope.workspaces.setIdleTimeout(ctx.params.id!, idleTimeoutMinutes);
-    ctx.body = { workspace: presentWorkspace(workspace) };
-  });
+  const one = z.object({ workspace: Workspace });
+  router.patch(
+    "/api/v1/workspaces/:id",
+    doc({
+      summary: "Change a workspace's settings: the idle autostop timeout (null turns autostop off)",
+      body: settingsBody,
+      responses: { 200: one },
+      errors: [404],
+    }),
+    async (ctx) => {
+      const { idleTimeoutMinutes } = parseInput(settingsBody, ctx.request.body ?? {});
+      const workspace = await ctx.state.scope.workspaces.setIdleTimeout(ctx.params.id!, idleTimeoutMinutes);
+      ctx.body = { workspace: presentWorkspace(workspace) };
+    },
+  );
 
   /** "Keep running": the answer to an autostop warning; the idle clock starts again now. */
-  router.post("/api/v1/workspaces/:id/keep-running", async (ctx) => {
-    const workspace = await ctx.state.scope.workspaces.keepRunning(ctx.params.id!, new Date());
-    ctx.body = { workspace: presentWorkspace(workspace) };
-  });
+  router.post(
+    "/api/v1/workspaces/:id/keep-running",
+    doc({
+      summary: "Keep running: answer an autostop warning; the idle clock starts again now",
+      responses: { 200: one },
+      errors: [404],
+    }),
+    async (ctx) => {
+      const workspace = await ctx.state.scope.workspaces.keepRunning(ctx.params.id!, new Date());
+      ctx.body = { workspace: presentWorkspace(workspace) };
+    },
+  );
 
   router.delete("/api/v1/workspaces/:id", transition("Destroy a workspace and its disk"), async (ctx) => {
     answer(ctx, await deps.workspaces.request(ctx.state.scope, ctx.params.id!, "destroy", { ip: ctx.ip }));
