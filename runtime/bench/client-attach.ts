@@ -5,23 +5,22 @@
  * terminal does). Same box, tmux, shell and control plane for both; interleaved, so drift hits both alike.
  * The difference is the client's own cost: a pty, raw mode, and one more process. Nothing asserts.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawn as spawnPty } from "@lydell/node-pty";
 import { echoTimes, summarizeEcho } from "../../box/bench/terminal.ts";
 import { TtydClient } from "../../box/terminal/client.ts";
-import type { WorkspaceSpec } from "../../stacks/driver.ts";
 import { writeCredentials } from "../app/client/credentials.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "../gateway/terminal/gateway.ts";
 import { mintTerminalToken } from "../test/terminal.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
-import { type BenchPostgres, benchLocalDriver, fmt, table } from "./harness.ts";
+import { type BenchPostgres, benchLocalDriver, destroyBenchBoxes, fmt, table } from "./harness.ts";
 
 const CLIENT = fileURLToPath(new URL("../app/client/main.ts", import.meta.url));
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
-const QUIET = { stage() {}, line() {} };
+const _QUIET = { stage() {}, line() {} };
 
 /**
  * `berth attach` in a pty, seen through the same three calls echoTimes uses on a TtydClient (type, mark,
@@ -167,18 +166,7 @@ export async function benchClientAttach(pgs: BenchPostgres): Promise<void> {
       }),
     );
   } finally {
-    for (const id of readdirSync(root)) {
-      const spec: WorkspaceSpec = {
-        workspaceId: id,
-        ownerId: "bench",
-        location: "local",
-        serverType: "local",
-        volumeSizeGb: 10,
-        controlPlaneUrl: cpUrl,
-        secrets: { agentToken: "bench", ttydCredential: "bench:bench", resticPassword: "bench" },
-      };
-      await driver.destroy(spec, QUIET).catch(() => {});
-    }
+    await destroyBenchBoxes(driver, root, cpUrl);
     await cp.stop();
     rmSync(root, { recursive: true, force: true });
     rmSync(config, { recursive: true, force: true });

@@ -1,10 +1,10 @@
 /** Shared pieces for `npm run bench`: a private Postgres, quiet control planes, and result printing. */
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import type { WorkspaceDriver } from "../../stacks/driver.ts";
+import type { WorkspaceDriver, WorkspaceSpec } from "../../stacks/driver.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
 import { type ControlPlane, type StartOptions, startControlPlane } from "../app/server.ts";
@@ -102,6 +102,26 @@ export function benchLocalDriver(name: string): { root: string; driver: LocalDri
     agentEnv: { BERTH_TERMINAL: "builtin" },
   });
   return { root, driver };
+}
+
+/** Stops every box a bench started under `root` (the driver needs a spec; only the id matters to it). */
+export async function destroyBenchBoxes(
+  driver: LocalDriver,
+  root: string,
+  controlPlaneUrl: string,
+): Promise<void> {
+  for (const id of readdirSync(root)) {
+    const spec: WorkspaceSpec = {
+      workspaceId: id,
+      ownerId: "bench",
+      location: "local",
+      serverType: "local",
+      volumeSizeGb: 10,
+      controlPlaneUrl,
+      secrets: { agentToken: "bench", ttydCredential: "bench:bench", resticPassword: "bench" },
+    };
+    await driver.destroy(spec, { stage() {}, line() {} }).catch(() => {});
+  }
 }
 
 /**

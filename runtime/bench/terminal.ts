@@ -12,7 +12,7 @@
  * The box is a real local agent (local driver) with its built-in ttyd-protocol endpoint. Nothing asserts.
  */
 import { randomBytes } from "node:crypto";
-import { readdirSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket } from "ws";
 import { echoTimes, summarizeEcho } from "../../box/bench/terminal.ts";
@@ -23,7 +23,6 @@ import {
   encodeInit,
   TTY_SUBPROTOCOL,
 } from "../../box/terminal/protocol.ts";
-import type { WorkspaceSpec } from "../../stacks/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { TOKEN_PROTOCOL_PREFIX } from "../gateway/terminal/gateway.ts";
 import { SecretBox } from "../platform/secret-box.ts";
@@ -36,10 +35,16 @@ import { mintTerminalToken } from "../test/terminal.ts";
 import { spawnBlastEndpoint } from "./blast-endpoint.ts";
 import type { BenchChild } from "./child-process.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
-import { type BenchPostgres, benchLocalDriver, fmt, startNginxProxy, table } from "./harness.ts";
+import {
+  type BenchPostgres,
+  benchLocalDriver,
+  destroyBenchBoxes,
+  fmt,
+  startNginxProxy,
+  table,
+} from "./harness.ts";
 import { spawnTcpPipe } from "./tcp-pipe.ts";
 
-const QUIET = { stage() {}, line() {} };
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 /** Keystroke echo samples (ms) over any connection, direct or relayed (box/bench/terminal.ts). */
 async function measureEcho(connect: () => Promise<TtydClient>, n: number): Promise<number[]> {
@@ -431,18 +436,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     await blastPipe?.stop();
     nginx?.stop();
     blastNginx?.stop();
-    for (const id of readdirSync(root)) {
-      const spec: WorkspaceSpec = {
-        workspaceId: id,
-        ownerId: "bench",
-        location: "local",
-        serverType: "local",
-        volumeSizeGb: 10,
-        controlPlaneUrl: cpUrl,
-        secrets: { agentToken: "bench", ttydCredential: "bench:bench", resticPassword: "bench" },
-      };
-      await driver.destroy(spec, QUIET).catch(() => {});
-    }
+    await destroyBenchBoxes(driver, root, cpUrl);
     await cp.stop();
     await database.close();
     rmSync(root, { recursive: true, force: true });
