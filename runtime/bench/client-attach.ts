@@ -20,7 +20,6 @@ import { type BenchPostgres, benchLocalDriver, destroyBenchBoxes, fmt, table } f
 
 const CLIENT = fileURLToPath(new URL("../app/client/main.ts", import.meta.url));
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
-const _QUIET = { stage() {}, line() {} };
 
 /**
  * `berth attach` in a pty, seen through the same three calls echoTimes uses on a TtydClient (type, mark,
