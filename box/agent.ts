@@ -99,6 +99,9 @@ class StepError extends Error {
   }
 }
 
+/** How long a terminal attach waits for the control plane to describe a session it has not named yet. */
+const ATTACH_WAITS_FOR_PLAN_MS = 5_000;
+
 export class Agent {
   readonly startedAt = new Date();
   private lifecycleState: AgentLifecycle = "created";
@@ -269,7 +272,7 @@ export class Agent {
         health: () => this.health(),
         // Not gated on `ready` like desired state: the layout exists by now, and ttyd attaches only once
         // its endpoint is up, which is the step after this one.
-        ...(this.o.sessions ? { onEnsureSession: (name: string) => this.o.sessions!.ensure(name) } : {}),
+        ...(this.o.sessions ? { onEnsureSession: (name: string) => this.ensureForAttach(name) } : {}),
       });
       // The hooks read the port from here at each run: a Claude started under an earlier agent finds us.
       writeAgentPortFile(agentPortFile(this.paths.root), this.loopback.port);
@@ -350,6 +353,22 @@ export class Agent {
         : null,
       outboxPending: this.outbox?.size ?? 0,
     };
+  }
+
+  /**
+   * The session a terminal is about to attach to (ttyd's attach command, the built-in endpoint): created with
+   * its layout. One the control plane has not named to this agent yet was created a moment ago, and how it
+   * starts (a guided session's task) comes with the next heartbeat: ask for it now, and wait a little.
+   */
+  async ensureForAttach(name: string): Promise<unknown> {
+    const { plan, sessions } = this.o;
+    if (!sessions) throw new Error("this agent has no tmux session manager");
+    if (plan && !plan.knows(name)) {
+      const answered = plan.nextUpdate(ATTACH_WAITS_FOR_PLAN_MS);
+      this.home?.requestHeartbeat();
+      await answered;
+    }
+    return sessions.ensure(name);
   }
 
   private warn(message: string): void {

@@ -80,7 +80,7 @@ function localTerminal(
   config: BootConfig,
   socket: TmuxSocket,
   tmuxEnv: NodeJS.ProcessEnv,
-  sessions: TmuxSessions,
+  ensure: (session: string) => Promise<unknown>,
   log: Logger,
 ) {
   return async (paths: LayoutPaths): Promise<TerminalHandle> => {
@@ -91,7 +91,7 @@ function localTerminal(
       credential: config.credentials["ttyd-credential"],
       tmux: { socket, env: tmuxEnv },
       cwd: paths.projects,
-      onAttach: (session) => sessions.ensure(session),
+      onAttach: ensure,
       ensureSessionUrl: `http://127.0.0.1:${s.BERTH_AGENT_PORT}/sessions`,
       logger: log,
       ttyd: process.env.BERTH_TERMINAL ?? "auto",
@@ -275,7 +275,9 @@ export async function main(argv: string[]): Promise<number> {
     agentOwner: mode === "vm" ? currentOwner() : null,
     sessions,
     startTerminal:
-      mode === "vm" ? vmTerminal(config) : localTerminal(config, socket, tmuxEnvironment, sessions, log),
+      mode === "vm"
+        ? vmTerminal(config)
+        : localTerminal(config, socket, tmuxEnvironment, (name) => agent!.ensureForAttach(name), log),
     previewOwner:
       mode === "vm" && boxUser
         ? { uid: boxUser.uid }
