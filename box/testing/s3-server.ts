@@ -7,6 +7,8 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { type AddressInfo, createServer as createNetServer } from "node:net";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { waitUntil } from "./wait.ts";
 
 export interface S3Server {
@@ -18,10 +20,20 @@ export interface S3Server {
   stop(): Promise<void>;
 }
 
+/**
+ * moto_server: on PATH, or where pyenv puts the commands of its Python (a shell without pyenv's PATH, such
+ * as `env -i`, still finds it there). Null when neither has it.
+ */
+function motoBinary(): string | null {
+  const r = spawnSync("sh", ["-c", "command -v moto_server"], { encoding: "utf8" });
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  const shim = join(homedir(), ".pyenv", "shims", "moto_server");
+  return spawnSync(shim, ["--help"]).status === 0 ? shim : null;
+}
+
 /** Why moto cannot run here, or null. */
 export function motoUnavailable(): string | null {
-  const r = spawnSync("sh", ["-c", "command -v moto_server"]);
-  return r.status === 0 ? null : "moto_server is not on PATH (pip install 'moto[server]')";
+  return motoBinary() ? null : "moto_server is not on PATH (pip install 'moto[server]')";
 }
 
 export async function freeLoopbackPort(): Promise<number> {
@@ -34,7 +46,9 @@ export async function freeLoopbackPort(): Promise<number> {
 
 export async function startMoto(): Promise<S3Server> {
   const port = await freeLoopbackPort();
-  const child: ChildProcess = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
+  const binary = motoBinary();
+  if (!binary) throw new Error(motoUnavailable()!);
+  const child: ChildProcess = spawn(binary, ["-H", "127.0.0.1", "-p", String(port)], {
     stdio: "ignore",
     detached: false,
   });

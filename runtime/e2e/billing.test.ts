@@ -7,6 +7,7 @@
 import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import { upsertUser } from "../domain/identity/actor.ts";
+import { storeWorkspaceSecrets } from "../store/secrets.ts";
 import { agentChecksIn } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
@@ -179,13 +180,35 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
         insertWorkspace(cp.deps.database.db, carol.userId, { name, state: "hibernated", serverType: "cx22" }),
       ),
     );
+    // The secrets a start needs, so the first wake's build does not fail at once (a failed workspace is no
+    // longer running, and the second wake would then rightly pass).
+    for (const w of [a!, b!])
+      await storeWorkspaceSecrets(cp.deps.database.db, cp.deps.secretBox, w.id, {
+        "agent-token": `token-${w.id}`,
+        "ttyd-credential": "berth:terminal",
+        "restic-password": "restic",
+      });
     const headers = await as(carol);
-    const statuses = await Promise.all(
-      [a!, b!].map(
-        async (w) => (await cp.api(`/api/v1/workspaces/${w.id}/wake`, { method: "POST", headers })).status,
-      ),
+    // Builds held while both requests are answered: a wake whose build had already finished (or failed)
+    // would otherwise race the second request, which is not what this test is about.
+    let release!: () => void;
+    cp.driver.gate = new Promise<void>((resolve) => (release = resolve));
+    let statuses: number[];
+    try {
+      statuses = await Promise.all(
+        [a!, b!].map(
+          async (w) => (await cp.api(`/api/v1/workspaces/${w.id}/wake`, { method: "POST", headers })).status,
+        ),
+      );
+    } finally {
+      release();
+      cp.driver.gate = null;
+    }
+    const builds = await pool.query(
+      `SELECT w.state, b.status, b.error FROM workspaces w LEFT JOIN workspace_builds b ON b.workspace_id = w.id WHERE w.owner_id = $1`,
+      [carol.userId],
     );
-    expect(statuses.sort()).toEqual([202, 402]);
+    expect(statuses.sort(), JSON.stringify(builds.rows)).toEqual([202, 402]);
     expect(await buildsOf(carol.userId)).toBe(1);
   });
 

@@ -20,7 +20,13 @@ import type {
 } from "./schema.ts";
 
 /** The values of the enum columns, for code above the store that must list them (the API's response schemas). */
-export { BUILD_REASONS, BUILD_STATUSES, BUILD_TRANSITIONS, WORKSPACE_STATES } from "./schema.ts";
+export {
+  BACKUP_STATUSES,
+  BUILD_REASONS,
+  BUILD_STATUSES,
+  BUILD_TRANSITIONS,
+  WORKSPACE_STATES,
+} from "./schema.ts";
 
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type BuildRow = typeof workspaceBuilds.$inferSelect;

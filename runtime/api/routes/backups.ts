@@ -7,7 +7,7 @@ import { z } from "zod";
 import { BACKUP_TRIGGERS } from "../../../box/protocol.ts";
 import { NotFound } from "../../platform/errors.ts";
 import type { BackupRow } from "../../store/rows.ts";
-import { BACKUP_STATUSES } from "../../store/schema.ts";
+import { BACKUP_STATUSES } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
 import { doc, timestamp } from "../openapi/doc.ts";
