@@ -22,7 +22,7 @@ import { SecretBox } from "../platform/secret-box.ts";
 import { SYSTEM } from "../store/actors.ts";
 import { ClusterBusyError } from "../store/embedded.ts";
 import { runMigrations } from "../store/migrate.ts";
-import { Store } from "../store/store.ts";
+import { type AuthorizedStore, Store } from "../store/store.ts";
 import { CLIENT_COMMANDS, CLIENT_HELP, runClient } from "./client/main.ts";
 import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
@@ -164,6 +164,34 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * Runs an operator command on the migrated database as the command line's own actor (`system:operator`, on
+ * no one's behalf). A domain error is the operator's to fix: one line and exit 1, no stack trace.
+ */
+async function asOperator(
+  config: Config,
+  log: Logger,
+  command: (scope: AuthorizedStore) => Promise<number>,
+): Promise<number> {
+  const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
+  try {
+    await runMigrations(database);
+    const secretBox = config.secretKeys
+      ? SecretBox.fromSpec(config.secretKeys)
+      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
+    return await command(new Store(database, { secretBox }).as(SYSTEM.operator));
+  } catch (err) {
+    if (err instanceof DomainError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await database.close();
+    await stopEmbedded?.();
+  }
+}
+
 async function stacksCommand(config: Config, log: Logger, args: string[]): Promise<number> {
   const [sub, id, transition] = args;
   if (!sub || !["list", "diff", "repair", "forget"].includes(sub) || (sub !== "list" && !id)) {
@@ -174,15 +202,9 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
     process.stderr.write(`berth: the transition must be 'start' or 'stop', not '${transition}'\n`);
     return 2;
   }
-  const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
-  try {
-    await runMigrations(database);
-    const secretBox = config.secretKeys
-      ? SecretBox.fromSpec(config.secretKeys)
-      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
-    // The command line is the operator itself (`system:operator`, on no one's behalf).
+  return asOperator(config, log, async (scope) => {
     const deps: OperatorDeps = {
-      scope: new Store(database, { secretBox }).as(SYSTEM.operator),
+      scope,
       driver: await createDriver(config, log),
       controlPlaneUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     };
@@ -217,16 +239,7 @@ async function stacksCommand(config: Config, log: Logger, args: string[]): Promi
       }
     }
     return 0;
-  } catch (err) {
-    if (err instanceof DomainError) {
-      process.stderr.write(`berth: ${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await database.close();
-    await stopEmbedded?.();
-  }
+  });
 }
 
 async function billingCommand(config: Config, log: Logger, args: string[]): Promise<number> {
@@ -250,13 +263,7 @@ async function billingCommand(config: Config, log: Logger, args: string[]): Prom
     process.stderr.write(`berth: no plan named '${plan}' (plans: ${plans.names.join(", ")})\n`);
     return 2;
   }
-  const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
-  try {
-    await runMigrations(database);
-    const secretBox = config.secretKeys
-      ? SecretBox.fromSpec(config.secretKeys)
-      : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
-    const scope = new Store(database, { secretBox }).as(SYSTEM.operator);
+  return asOperator(config, log, async (scope) => {
     const userId = await scope.billing.resolveUser(ref!);
     if (sub === "plan") {
       await scope.billing.setPlan(userId, plan === "default" ? null : plan!);
@@ -273,16 +280,7 @@ async function billingCommand(config: Config, log: Logger, args: string[]): Prom
     );
     for (const w of u.workspaces) out(`  ${w.workspaceId}  ${String(w.minutes).padStart(7)}  ${w.name}`);
     return 0;
-  } catch (err) {
-    if (err instanceof DomainError) {
-      process.stderr.write(`berth: ${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await database.close();
-    await stopEmbedded?.();
-  }
+  });
 }
 
 /** Failures a user causes and can fix: one line saying what to do, no stack trace. */
