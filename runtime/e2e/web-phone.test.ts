@@ -245,7 +245,9 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
     // Rows as the phone shows them (not joined): the command's row starts with the whole prompt.
     const screen = tmux("capture-pane", "-p", "-t", shell);
     const rows = screen.split("\n");
-    const command = rows.findLast((r) => r.includes("ls -la ~"))!;
+    // From the scrollback too: on a short phone pane a long listing can push the command row off screen.
+    const history = tmux("capture-pane", "-p", "-S", "-", "-t", shell).split("\n");
+    const command = history.findLast((r) => r.includes("ls -la ~"));
     expect(command).toMatch(/^~\/projects[#$] ls -la ~\s*$/);
     expect(rows.at(-1)).toMatch(/^~\/projects[#$]\s*$/);
     expect(screen).not.toContain("/volume/user");
