@@ -15,6 +15,9 @@ import { credentialsPath, readCredentials, removeCredentials, writeCredentials }
 
 export const CLIENT_COMMANDS = ["login", "logout", "ws", "attach", "preview", "completion"] as const;
 
+/** Personal API tokens start with this (runtime/domain/identity/api-tokens.ts; the client imports no server code). */
+const API_TOKEN_PREFIX = "berth_pat_";
+
 const EXIT_CODES = `Exit codes:
   0  done            3  not logged in, or the token was refused
   1  failed (a build ended failed or canceled, a server error)
@@ -40,8 +43,10 @@ $XDG_CONFIG_HOME/berth/credentials.json (default ~/.config/berth), file mode 060
 The token is read from the BERTH_TOKEN environment variable, else from stdin (a prompt
 that does not echo on a terminal); it is never taken from the command line, where
 other users could see it, and never printed.
-Local mode: the login token the control plane printed (BERTH_LOCAL_TOKEN, or the
-#token= part of its login link). Hosted mode is not supported by the client yet.
+The token is a personal API token (berth_pat_…), made in the web app under
+API tokens (<url>/#/tokens): the one way in on a hosted control plane. In local mode
+the login token the control plane printed (BERTH_LOCAL_TOKEN, or the #token= part of
+its login link) works too. The token is checked (GET /api/v1/me) before it is stored.
 
 ${EXIT_CODES}
 `,
@@ -163,12 +168,13 @@ async function login(args: string[], io: Out): Promise<number> {
   const token = await readToken(io);
   if (!token) throw new ClientError(Exit.USAGE, "no token given (set BERTH_TOKEN or pipe it on stdin)");
   const api = new ApiClient(base, token);
-  // Hosted mode signs in with Clerk, whose session tokens live a minute: nothing the client could keep.
+  // Hosted mode signs people in with Clerk, whose session tokens live a minute: nothing the client could
+  // keep. The client signs in with a personal API token (berth_pat_…) made on the web app's tokens page.
   const { mode } = await api.call<{ mode: string }>("GET", "/api/v1/auth/config");
-  if (mode !== "local") {
+  if (mode !== "local" && !token.startsWith(API_TOKEN_PREFIX)) {
     throw new ClientError(
       Exit.AUTH,
-      `${api.url} runs in hosted mode; the client supports local mode only for now (hosted needs API tokens)`,
+      `${api.url} runs in hosted mode: log in with a personal API token (${API_TOKEN_PREFIX}…), not a session token (those expire within a minute). Create one at ${api.url}/#/tokens`,
     );
   }
   const { user } = await api.call<{ user: { id: string } }>("GET", "/api/v1/me");
