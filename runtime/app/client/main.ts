@@ -9,11 +9,22 @@ import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { ApiClient, ClientError, Exit } from "./api.ts";
 import { attachTerminal } from "./attach.ts";
+import { backupCommand, exportCommand } from "./backups.ts";
 import { followBuild } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { credentialsPath, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
+import { findWorkspace, table, type WorkspaceSummary } from "./workspace-ref.ts";
 
-export const CLIENT_COMMANDS = ["login", "logout", "ws", "attach", "preview", "completion"] as const;
+export const CLIENT_COMMANDS = [
+  "login",
+  "logout",
+  "ws",
+  "attach",
+  "preview",
+  "backup",
+  "export",
+  "completion",
+] as const;
 
 /** Personal API tokens start with this (runtime/domain/identity/api-tokens.ts; the client imports no server code). */
 const API_TOKEN_PREFIX = "berth_pat_";
@@ -31,6 +42,8 @@ export const CLIENT_HELP = `Client commands (talk to a control plane over its AP
   ws                list | create | hibernate | wake | rm   workspaces
   attach            <workspace> [session]   the tmux session in this terminal
   preview           list | open | share   a workspace's previews
+  backup            list | create | restore   a workspace's backups
+  export            <workspace> <snapshot> -o <file>   a snapshot as .tar.gz
   completion        bash | zsh   print a shell completion script
 
 ${EXIT_CODES}`;
@@ -88,6 +101,28 @@ ${EXIT_CODES}
 
 ${EXIT_CODES}
 `,
+  backup: `Usage: berth backup <command> <workspace> [options]
+
+  list <workspace>                       snapshots in the workspace's repository (--json: runs too)
+  create <workspace>                     back up now (the workspace must be running)
+  restore <workspace> <snapshot> [path…] --yes
+                                         restore all of user/, or the given paths (user/…);
+                                         a safety snapshot is taken first: restoring it undoes this
+
+<snapshot> is an id or the start of one, as 'backup list' shows. create and restore run
+on the box; the client shows their progress until they end (--no-wait: return once
+asked). --json prints the result as JSON on stdout.
+
+${EXIT_CODES}
+`,
+  export: `Usage: berth export <workspace> <snapshot> -o <file>
+
+Downloads a snapshot as a .tar.gz (works while the workspace is hibernated) into <file>,
+created with mode 0600. Without -o (or with -o -) it goes to stdout, which must not be
+a terminal.
+
+${EXIT_CODES}
+`,
   completion: `Usage: berth completion <bash|zsh>
 
 Prints a completion script. bash: add 'source <(berth completion bash)' to ~/.bashrc.
@@ -107,25 +142,6 @@ function connect(): ApiClient {
   const credentials = readCredentials();
   if (!credentials) throw new ClientError(Exit.AUTH, "not logged in: run 'berth login <url>' first");
   return new ApiClient(credentials.url, credentials.token);
-}
-
-interface WorkspaceSummary {
-  id: string;
-  name: string;
-  state: string;
-  createdAt: string;
-}
-
-/** A workspace by id or by name (an ambiguous name is refused). */
-async function findWorkspace(api: ApiClient, ref: string): Promise<WorkspaceSummary> {
-  const { workspaces } = await api.call<{ workspaces: WorkspaceSummary[] }>("GET", "/api/v1/workspaces");
-  const byId = workspaces.find((w) => w.id === ref);
-  if (byId) return byId;
-  const named = workspaces.filter((w) => w.name === ref);
-  if (named.length === 1) return named[0]!;
-  if (named.length > 1)
-    throw new ClientError(Exit.USAGE, `more than one workspace is named '${ref}'; use its id`);
-  throw new ClientError(Exit.NOT_FOUND, `no workspace '${ref}' (see 'berth ws list')`);
 }
 
 async function readToken(io: Out): Promise<string> {
@@ -231,18 +247,6 @@ async function untilReady(api: ApiClient, id: string, log: NodeJS.WriteStream): 
     said = true;
     await new Promise((r) => setTimeout(r, 500));
   }
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return `${rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")}\n`;
 }
 
 async function ws(args: string[], io: Out): Promise<number> {
@@ -492,6 +496,10 @@ export async function runClient(argv: string[], io: Out = process): Promise<numb
         return await attach(rest, io);
       case "preview":
         return await preview(rest, io);
+      case "backup":
+        return await backupCommand(rest, io, { connect, usage });
+      case "export":
+        return await exportCommand(rest, io, { connect, usage });
       default: {
         const shell = rest[0];
         if (shell !== "bash" && shell !== "zsh") throw usage("completion");
