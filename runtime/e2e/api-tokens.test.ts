@@ -51,7 +51,10 @@ describe("personal API tokens", async () => {
     expect(me.status).toBe(200);
     const { rows } = await pool.query("SELECT last_used_at FROM api_tokens WHERE id = $1", [id]);
     expect(rows[0].last_used_at).not.toBeNull();
+    // Within the minute, a use writes nothing.
     expect((await cp.api("/api/v1/workspaces", { token: secret })).status).toBe(200);
+    const again = await pool.query("SELECT last_used_at FROM api_tokens WHERE id = $1", [id]);
+    expect(again.rows[0].last_used_at).toEqual(rows[0].last_used_at);
   });
 
   it("lists tokens without their secrets, and a token cannot create another", async () => {

@@ -144,11 +144,11 @@ function connect(): ApiClient {
   return new ApiClient(credentials.url, credentials.token);
 }
 
-async function readToken(io: Out): Promise<string> {
+async function readToken(io: Out, base: string): Promise<string> {
   const fromEnv = process.env.BERTH_TOKEN;
   if (fromEnv) return fromEnv.trim();
   if (io.stdin.isTTY) {
-    io.stderr.write("Token (input hidden): ");
+    io.stderr.write(`Paste an API token (make one at ${base}/#/tokens); input hidden: `);
     io.stdin.setRawMode(true);
     const token = await new Promise<string>((resolve) => {
       let value = "";
@@ -181,7 +181,7 @@ async function login(args: string[], io: Out): Promise<number> {
   const [url] = args;
   if (!url || !/^https?:\/\/[^/]+/.test(url)) throw usage("login");
   const base = url.replace(/\/+$/, "");
-  const token = await readToken(io);
+  const token = await readToken(io, base);
   if (!token) throw new ClientError(Exit.USAGE, "no token given (set BERTH_TOKEN or pipe it on stdin)");
   const api = new ApiClient(base, token);
   // Hosted mode signs people in with Clerk, whose session tokens live a minute: nothing the client could

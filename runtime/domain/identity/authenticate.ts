@@ -114,7 +114,9 @@ export class Authenticator {
       );
     const actor = await auth.users.find(token.userId);
     if (!actor) throw new Unauthenticated("token_invalid", "API token is not valid");
-    await auth.apiTokens.touch(token.id, TOUCH_EVERY_SECONDS);
+    // Most requests of a busy token find it used within the minute: no write, not even a statement.
+    if (!token.lastUsedAt || Date.now() - token.lastUsedAt.getTime() >= TOUCH_EVERY_SECONDS * 1000)
+      await auth.apiTokens.touch(token.id, TOUCH_EVERY_SECONDS);
     return actor;
   }
 
