@@ -23,6 +23,8 @@ import type { AuthorizedStore, Store } from "../store/store.ts";
 export interface AppState {
   requestId: string;
   actor: UserActor;
+  /** A personal API token authenticated the request (not a web sign-in): it may not create tokens. */
+  viaApiToken?: boolean;
   /** The store as the signed-in user: every read and write of the request goes through it. */
   scope: AuthorizedStore;
 }

@@ -8,6 +8,7 @@ import type { AppDeps, AppState } from "../api/context.ts";
 import { errorMiddleware } from "../api/errors.ts";
 import { adminRoutes } from "../api/routes/admin.ts";
 import { agentRouter } from "../api/routes/agent.ts";
+import { apiTokenRoutes } from "../api/routes/api-tokens.ts";
 import { authConfigRoutes, loginRoutes, meRoutes } from "../api/routes/auth.ts";
 import { backupRoutes } from "../api/routes/backups.ts";
 import { STRIPE_WEBHOOK_PATH, stripeWebhookRoutes, usageRoutes } from "../api/routes/billing.ts";
@@ -120,6 +121,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     await next();
   });
   meRoutes(apiRouter);
+  apiTokenRoutes(apiRouter, deps);
   workspaceRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../app/http-app.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
+import { createApiToken } from "../domain/identity/api-tokens.ts";
 import { createLogger } from "../platform/logger.ts";
 import {
   notifications,
@@ -40,6 +41,7 @@ const OWNED_TABLES = [
   "audit_log",
   "billing_accounts",
   "backups",
+  "api_tokens",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -86,6 +88,11 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     .returning();
 
   await cp.deps.store.as(alice).userSecrets.put(ws.id, "ALICE_KEY", "alice-value");
+  const { token: alicesToken } = await createApiToken(
+    cp.deps.store.as(alice),
+    { name: "alice's laptop", viaApiToken: false },
+    "127.0.0.1",
+  );
   const answers = { project: { name: "app", source: "new" }, goal: "a todo app", stack: "node" };
   const [subscription] = await db
     .insert(pushSubscriptions)
@@ -155,6 +162,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       { path: `/api/v1/workspaces/${ws.id}/backups/${"a".repeat(64)}/restore`, body: {} },
       { path: `/api/v1/workspaces/${ws.id}/backups/${"a".repeat(64)}/restore`, body: { paths: ["../x"] } },
     ],
+    "DELETE /api/v1/tokens/:id": [{ path: `/api/v1/tokens/${alicesToken.id}` }],
     // Operators' routes: to anyone but an admin they do not exist.
     "POST /api/v1/admin/workspaces/:id/repair": [{ path: `/api/v1/admin/workspaces/${ws.id}/repair` }],
     "POST /api/v1/admin/workspaces/:id/forget": [{ path: `/api/v1/admin/workspaces/${ws.id}/forget` }],
@@ -203,6 +211,7 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
     const order = [
       "POST /api/v1/notifications/:id/read",
       "DELETE /api/v1/push/subscriptions/:id",
+      "DELETE /api/v1/tokens/:id",
       "PATCH /api/v1/workspaces/:id",
       "POST /api/v1/workspaces/:id/keep-running",
       "POST /api/v1/previews/:id/share",

@@ -76,6 +76,8 @@ export const RIGHTS = [
   "backup.run",
   /** A user's own account: sign out everywhere. */
   "account.manage",
+  /** A user's own personal API tokens (api-tokens.ts): create, list, revoke. */
+  "api_token.manage",
   /** Billing (runtime/workers/metering.ts): meter minutes, deliver them to Stripe, apply Stripe's webhooks. */
   "billing.meter",
   /** A user's usage, plan and quota standing: their own (users), anyone's (operator, billing). */
@@ -115,6 +117,7 @@ const USER_RIGHTS: readonly Right[] = [
   "backup.read",
   "backup.run",
   "account.manage",
+  "api_token.manage",
   "billing.read",
 ];
 

@@ -73,6 +73,33 @@ export const users = pgTable("users", {
 });
 
 /**
+ * A user's personal API tokens (`berth_pat_…`) for the `berth` client and scripts: only a SHA-256 of the
+ * secret is kept (the secret is shown once, at creation), with a short prefix to tell tokens apart in a
+ * list. A token stops working when it expires or is revoked; revoked rows stay for the record.
+ */
+export const apiTokens = pgTable(
+  "api_tokens",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    secretHash: bytea("secret_hash").notNull(),
+    prefix: text("prefix").notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: ts("last_used_at"),
+    expiresAt: ts("expires_at").notNull(),
+    revokedAt: ts("revoked_at"),
+  },
+  (t) => [
+    uniqueIndex("api_tokens_secret_hash_uniq").on(t.secretHash),
+    index("api_tokens_user_idx").on(t.userId, t.createdAt),
+    check("api_tokens_name_check", sql`length(name) BETWEEN 1 AND 64`),
+  ],
+);
+
+/**
  * A user's persistent box: one Pulumi stack (`ws-<id>`). 1:1 with a user by product rule, enforced in the
  * API rather than by a unique constraint, so going 1:n later needs no migration.
  */

@@ -13,6 +13,7 @@ import type { SecretBox } from "../platform/secret-box.ts";
 import { Access } from "./access.ts";
 import type { Actor } from "./actors.ts";
 import { AgentStore } from "./agents.ts";
+import { ApiTokenStore } from "./api-tokens.ts";
 import { type AuditEntry, writeAudit } from "./audit-log.ts";
 import { AutostopStore } from "./autostop.ts";
 import { BackupStore } from "./backups.ts";
@@ -96,6 +97,7 @@ export class AuthorizedStore {
   readonly billing: BillingStore;
   readonly voice: VoiceStore;
   readonly backups: BackupStore;
+  readonly apiTokens: ApiTokenStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -119,6 +121,7 @@ export class AuthorizedStore {
     this.billing = new BillingStore(access);
     this.voice = new VoiceStore(access);
     this.backups = new BackupStore(access);
+    this.apiTokens = new ApiTokenStore(access);
   }
 
   get actor(): Actor {

@@ -84,6 +84,13 @@ export class ApiClient {
 export function errorFrom(status: number, body: unknown, url: string): ClientError {
   const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
   const message = error?.message ?? `HTTP ${status}`;
+  if (status === 401 && (error?.code === "token_revoked" || error?.code === "token_expired")) {
+    // The control plane names its tokens page by path; a terminal user needs the whole URL.
+    return new ClientError(
+      Exit.AUTH,
+      `${message.replace(" /#/tokens", ` ${url}/#/tokens`)} (${error.code}); then run 'berth login ${url}'`,
+    );
+  }
   if (status === 401) {
     return new ClientError(
       Exit.AUTH,

@@ -58,6 +58,23 @@ describe("API errors", () => {
     });
     expect(errorFrom(500, undefined, "u")).toMatchObject({ exitCode: Exit.FAILED, message: "HTTP 500" });
   });
+
+  it("say a revoked or expired API token is dead, with the tokens page's whole URL", () => {
+    const revoked = errorFrom(
+      401,
+      {
+        error: {
+          code: "token_revoked",
+          message: "this API token (berth_pat_ab12cd…) was revoked; create a new one at /#/tokens",
+        },
+      },
+      "https://berth.example",
+    );
+    expect(revoked.exitCode).toBe(Exit.AUTH);
+    expect(revoked.message).toBe(
+      "this API token (berth_pat_ab12cd…) was revoked; create a new one at https://berth.example/#/tokens (token_revoked); then run 'berth login https://berth.example'",
+    );
+  });
 });
 
 describe("SSE parsing", () => {
@@ -102,5 +119,9 @@ describe("completion", () => {
     expect(words("ws")).toEqual(expect.arrayContaining(["list", "create", "hibernate", "wake", "rm"]));
     expect(words("attach")).toContain("my-box");
     expect(words("ws wake")).toContain("my-box");
+    expect(words("")).toEqual(expect.arrayContaining(["backup", "export"]));
+    expect(words("backup")).toEqual(expect.arrayContaining(["list", "create", "restore"]));
+    expect(words("backup restore")).toContain("my-box");
+    expect(words("export")).toContain("my-box");
   });
 });

@@ -3,14 +3,28 @@
  * follow what exists; everything else is the fixed command tree.
  */
 const TREE: Record<string, string[]> = {
-  "": ["login", "logout", "ws", "attach", "preview", "completion", "serve", "migrate", "stacks", "--help"],
+  "": [
+    "login",
+    "logout",
+    "ws",
+    "attach",
+    "preview",
+    "backup",
+    "export",
+    "completion",
+    "serve",
+    "migrate",
+    "stacks",
+    "--help",
+  ],
   ws: ["list", "create", "hibernate", "wake", "rm"],
   preview: ["list", "open", "share"],
+  backup: ["list", "create", "restore"],
   completion: ["bash", "zsh"],
   stacks: ["list", "diff", "repair", "forget"],
 };
 
-/** Positions that take a workspace name: `attach <ws>`, `ws hibernate|wake|rm <ws>`, `preview * <ws>`. */
+/** Positions that take a workspace name: `attach <ws>`, `ws hibernate|wake|rm <ws>`, `preview|backup * <ws>`, `export <ws>`. */
 const WORKSPACE_AFTER = [
   "attach",
   "ws hibernate",
@@ -19,6 +33,10 @@ const WORKSPACE_AFTER = [
   "preview list",
   "preview open",
   "preview share",
+  "backup list",
+  "backup create",
+  "backup restore",
+  "export",
 ];
 
 export function completionScript(shell: "bash" | "zsh"): string {

@@ -9,11 +9,25 @@ import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { ApiClient, ClientError, Exit } from "./api.ts";
 import { attachTerminal } from "./attach.ts";
+import { backupCommand, exportCommand } from "./backups.ts";
 import { followBuild } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { credentialsPath, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
+import { findWorkspace, table, type WorkspaceSummary } from "./workspace-ref.ts";
 
-export const CLIENT_COMMANDS = ["login", "logout", "ws", "attach", "preview", "completion"] as const;
+export const CLIENT_COMMANDS = [
+  "login",
+  "logout",
+  "ws",
+  "attach",
+  "preview",
+  "backup",
+  "export",
+  "completion",
+] as const;
+
+/** Personal API tokens start with this (runtime/domain/identity/api-tokens.ts; the client imports no server code). */
+const API_TOKEN_PREFIX = "berth_pat_";
 
 const EXIT_CODES = `Exit codes:
   0  done            3  not logged in, or the token was refused
@@ -28,6 +42,8 @@ export const CLIENT_HELP = `Client commands (talk to a control plane over its AP
   ws                list | create | hibernate | wake | rm   workspaces
   attach            <workspace> [session]   the tmux session in this terminal
   preview           list | open | share   a workspace's previews
+  backup            list | create | restore   a workspace's backups
+  export            <workspace> <snapshot> -o <file>   a snapshot as .tar.gz
   completion        bash | zsh   print a shell completion script
 
 ${EXIT_CODES}`;
@@ -40,8 +56,10 @@ $XDG_CONFIG_HOME/berth/credentials.json (default ~/.config/berth), file mode 060
 The token is read from the BERTH_TOKEN environment variable, else from stdin (a prompt
 that does not echo on a terminal); it is never taken from the command line, where
 other users could see it, and never printed.
-Local mode: the login token the control plane printed (BERTH_LOCAL_TOKEN, or the
-#token= part of its login link). Hosted mode is not supported by the client yet.
+The token is a personal API token (berth_pat_…), made in the web app under
+API tokens (<url>/#/tokens): the one way in on a hosted control plane. In local mode
+the login token the control plane printed (BERTH_LOCAL_TOKEN, or the #token= part of
+its login link) works too. The token is checked (GET /api/v1/me) before it is stored.
 
 ${EXIT_CODES}
 `,
@@ -83,6 +101,28 @@ ${EXIT_CODES}
 
 ${EXIT_CODES}
 `,
+  backup: `Usage: berth backup <command> <workspace> [options]
+
+  list <workspace>                       snapshots in the workspace's repository (--json: runs too)
+  create <workspace>                     back up now (the workspace must be running)
+  restore <workspace> <snapshot> [path…] --yes
+                                         restore all of user/, or the given paths (user/…);
+                                         a safety snapshot is taken first: restoring it undoes this
+
+<snapshot> is an id or the start of one, as 'backup list' shows. create and restore run
+on the box; the client shows their progress until they end (--no-wait: return once
+asked). --json prints the result as JSON on stdout.
+
+${EXIT_CODES}
+`,
+  export: `Usage: berth export <workspace> <snapshot> -o <file>
+
+Downloads a snapshot as a .tar.gz (works while the workspace is hibernated) into <file>,
+created with mode 0600. Without -o (or with -o -) it goes to stdout, which must not be
+a terminal.
+
+${EXIT_CODES}
+`,
   completion: `Usage: berth completion <bash|zsh>
 
 Prints a completion script. bash: add 'source <(berth completion bash)' to ~/.bashrc.
@@ -104,30 +144,11 @@ function connect(): ApiClient {
   return new ApiClient(credentials.url, credentials.token);
 }
 
-interface WorkspaceSummary {
-  id: string;
-  name: string;
-  state: string;
-  createdAt: string;
-}
-
-/** A workspace by id or by name (an ambiguous name is refused). */
-async function findWorkspace(api: ApiClient, ref: string): Promise<WorkspaceSummary> {
-  const { workspaces } = await api.call<{ workspaces: WorkspaceSummary[] }>("GET", "/api/v1/workspaces");
-  const byId = workspaces.find((w) => w.id === ref);
-  if (byId) return byId;
-  const named = workspaces.filter((w) => w.name === ref);
-  if (named.length === 1) return named[0]!;
-  if (named.length > 1)
-    throw new ClientError(Exit.USAGE, `more than one workspace is named '${ref}'; use its id`);
-  throw new ClientError(Exit.NOT_FOUND, `no workspace '${ref}' (see 'berth ws list')`);
-}
-
-async function readToken(io: Out): Promise<string> {
+async function readToken(io: Out, base: string): Promise<string> {
   const fromEnv = process.env.BERTH_TOKEN;
   if (fromEnv) return fromEnv.trim();
   if (io.stdin.isTTY) {
-    io.stderr.write("Token (input hidden): ");
+    io.stderr.write(`Paste an API token (make one at ${base}/#/tokens); input hidden: `);
     io.stdin.setRawMode(true);
     const token = await new Promise<string>((resolve) => {
       let value = "";
@@ -160,15 +181,16 @@ async function login(args: string[], io: Out): Promise<number> {
   const [url] = args;
   if (!url || !/^https?:\/\/[^/]+/.test(url)) throw usage("login");
   const base = url.replace(/\/+$/, "");
-  const token = await readToken(io);
+  const token = await readToken(io, base);
   if (!token) throw new ClientError(Exit.USAGE, "no token given (set BERTH_TOKEN or pipe it on stdin)");
   const api = new ApiClient(base, token);
-  // Hosted mode signs in with Clerk, whose session tokens live a minute: nothing the client could keep.
+  // Hosted mode signs people in with Clerk, whose session tokens live a minute: nothing the client could
+  // keep. The client signs in with a personal API token (berth_pat_…) made on the web app's tokens page.
   const { mode } = await api.call<{ mode: string }>("GET", "/api/v1/auth/config");
-  if (mode !== "local") {
+  if (mode !== "local" && !token.startsWith(API_TOKEN_PREFIX)) {
     throw new ClientError(
       Exit.AUTH,
-      `${api.url} runs in hosted mode; the client supports local mode only for now (hosted needs API tokens)`,
+      `${api.url} runs in hosted mode: log in with a personal API token (${API_TOKEN_PREFIX}…), not a session token (those expire within a minute). Create one at ${api.url}/#/tokens`,
     );
   }
   const { user } = await api.call<{ user: { id: string } }>("GET", "/api/v1/me");
@@ -225,18 +247,6 @@ async function untilReady(api: ApiClient, id: string, log: NodeJS.WriteStream): 
     said = true;
     await new Promise((r) => setTimeout(r, 500));
   }
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return `${rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")}\n`;
 }
 
 async function ws(args: string[], io: Out): Promise<number> {
@@ -486,6 +496,10 @@ export async function runClient(argv: string[], io: Out = process): Promise<numb
         return await attach(rest, io);
       case "preview":
         return await preview(rest, io);
+      case "backup":
+        return await backupCommand(rest, io, { connect, usage });
+      case "export":
+        return await exportCommand(rest, io, { connect, usage });
       default: {
         const shell = rest[0];
         if (shell !== "bash" && shell !== "zsh") throw usage("completion");

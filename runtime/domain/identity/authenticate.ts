@@ -10,6 +10,7 @@ import { Unauthenticated } from "../../platform/errors.ts";
 import { SYSTEM, type UserActor } from "../../store/actors.ts";
 import type { Store } from "../../store/store.ts";
 import { upsertUser } from "./actor.ts";
+import { isApiTokenSecret, TOUCH_EVERY_SECONDS } from "./api-tokens.ts";
 import { verifyClerkSession } from "./clerk.ts";
 import { SESSION_COOKIE, type SessionTokens } from "./session-cookie.ts";
 
@@ -35,6 +36,15 @@ export interface Credentials {
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
+
+/** Where a person makes a new API token (the web app's page), named in the refusals of a dead one. */
+export const TOKENS_PAGE = "/#/tokens";
+
+/** Who the caller is, and whether a personal API token said so (token management needs a web sign-in). */
+export interface Authenticated {
+  actor: UserActor;
+  viaApiToken: boolean;
+}
 
 export class Authenticator {
   readonly #store: Store;
@@ -72,10 +82,45 @@ export class Authenticator {
 
   /** The actor, or a 401 naming what was wrong. */
   async resolve(creds: Credentials): Promise<UserActor> {
+    return (await this.authenticate(creds)).actor;
+  }
+
+  /** `resolve`, also saying whether a personal API token was the credential. */
+  async authenticate(creds: Credentials): Promise<Authenticated> {
     const bearer = /^Bearer\s+(\S+)$/i.exec(creds.authorization ?? "")?.[1];
     if (creds.authorization !== undefined && bearer === undefined) {
       throw new Unauthenticated("bad_authorization_header", "Authorization must be 'Bearer <token>'");
     }
+    if (bearer !== undefined && isApiTokenSecret(bearer)) {
+      return { actor: await this.#apiTokenUser(bearer), viaApiToken: true };
+    }
+    return { actor: await this.#resolveOther(creds, bearer), viaApiToken: false };
+  }
+
+  /** A personal API token's user; 401 with the reason when it is unknown, revoked or expired. */
+  async #apiTokenUser(secret: string): Promise<UserActor> {
+    const auth = this.#store.as(SYSTEM.auth);
+    const token = await auth.apiTokens.findBySecret(secret);
+    if (!token) throw new Unauthenticated("token_invalid", "API token is not valid");
+    if (token.revokedAt)
+      throw new Unauthenticated(
+        "token_revoked",
+        `this API token (${token.prefix}…) was revoked; create a new one at ${TOKENS_PAGE}`,
+      );
+    if (token.expiresAt.getTime() <= Date.now())
+      throw new Unauthenticated(
+        "token_expired",
+        `this API token (${token.prefix}…) expired at ${token.expiresAt.toISOString()}; create a new one at ${TOKENS_PAGE}`,
+      );
+    const actor = await auth.users.find(token.userId);
+    if (!actor) throw new Unauthenticated("token_invalid", "API token is not valid");
+    // Most requests of a busy token find it used within the minute: no write, not even a statement.
+    if (!token.lastUsedAt || Date.now() - token.lastUsedAt.getTime() >= TOUCH_EVERY_SECONDS * 1000)
+      await auth.apiTokens.touch(token.id, TOUCH_EVERY_SECONDS);
+    return actor;
+  }
+
+  async #resolveOther(creds: Credentials, bearer: string | undefined): Promise<UserActor> {
     if (bearer !== undefined) {
       if (this.#auth.mode === "hosted") {
         const externalId = await verifyClerkSession(bearer, this.#auth);
@@ -117,12 +162,14 @@ export class Authenticator {
 
   middleware() {
     return async (ctx: Context, next: Next) => {
-      ctx.state.actor = await this.resolve({
+      const { actor, viaApiToken } = await this.authenticate({
         authorization: ctx.get("authorization") || undefined,
         sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
         clerkSessionCookies: cookieValues(ctx.get("cookie") || undefined, CLERK_SESSION_COOKIE),
         method: ctx.method,
       });
+      ctx.state.actor = actor;
+      ctx.state.viaApiToken = viaApiToken;
       await next();
     };
   }

@@ -5,6 +5,7 @@ import { type AuthState, maybeSignedIn, onSessionChange, signOut, startAuth } fr
 import { SignedOut } from "./auth/SignedOut.tsx";
 import { href, useRoute } from "./router.ts";
 import { TerminalView } from "./terminal/TerminalView.tsx";
+import { ApiTokensPage } from "./views/ApiTokens.tsx";
 import { NotificationBell } from "./views/Notifications.tsx";
 import { Onboarding } from "./views/Onboarding.tsx";
 import { UsagePage } from "./views/Usage.tsx";
@@ -38,13 +39,16 @@ function App() {
   return (
     <>
       <header class="topbar">
-        <a class="brand" href="#/">
+        <a class="brand" href="#/" aria-label="Berth">
           <BrandMark />
-          Berth
+          <span class="brand-name">Berth</span>
         </a>
         <div class="topbar-actions">
           <a class="topbar-link" href={href.usage()}>
             Usage
+          </a>
+          <a class="topbar-link" href={href.tokens()}>
+            Tokens
           </a>
           <NotificationBell />
           <button
@@ -62,6 +66,8 @@ function App() {
         <Onboarding id={route.id} />
       ) : route.name === "usage" ? (
         <UsagePage />
+      ) : route.name === "tokens" ? (
+        <ApiTokensPage />
       ) : (
         <Workspaces />
       )}

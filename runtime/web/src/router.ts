@@ -6,7 +6,8 @@ export type Route =
   | { name: "workspace"; id: string }
   | { name: "onboard"; id: string }
   | { name: "terminal"; sessionId: string }
-  | { name: "usage" };
+  | { name: "usage" }
+  | { name: "tokens" };
 
 export function parseRoute(hash: string): Route {
   const w = /^#\/w\/([0-9a-f-]{36})$/.exec(hash);
@@ -16,6 +17,7 @@ export function parseRoute(hash: string): Route {
   const t = /^#\/t\/([0-9a-f-]{36})$/.exec(hash);
   if (t) return { name: "terminal", sessionId: t[1]! };
   if (hash === "#/usage") return { name: "usage" };
+  if (hash === "#/tokens") return { name: "tokens" };
   return { name: "workspaces" };
 }
 
@@ -35,4 +37,5 @@ export const href = {
   onboard: (id: string) => `#/w/${id}/onboard`,
   terminal: (sessionId: string) => `#/t/${sessionId}`,
   usage: () => "#/usage",
+  tokens: () => "#/tokens",
 };

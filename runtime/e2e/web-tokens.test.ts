@@ -1,0 +1,87 @@
+/**
+ * The API tokens page in Chromium on a phone (360×740): a token is created in the UI, its secret shown once
+ * with the `berth login` line, and it then authenticates the API; revoking it in the UI stops it. Nothing
+ * is wider than the screen, and axe-core finds no serious accessibility problem.
+ */
+import { createRequire } from "node:module";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureWebBuild } from "../app/web-build.ts";
+import { createLogger } from "../platform/logger.ts";
+import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { json, startTestControlPlane } from "../test/control-plane.ts";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
+  if (!HAVE_CHROMIUM) return;
+  await ensureWebBuild(createLogger("silent"));
+  const cp = await startTestControlPlane();
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("creates a token on a phone, shows it once, and the token works until revoked", async () => {
+    const ctx = await browser.newContext({
+      viewport: { width: 360, height: 740 },
+      isMobile: true,
+      hasTouch: true,
+      bypassCSP: true,
+    });
+    const page = await ctx.newPage();
+    try {
+      await page.goto(cp.loginUrl!);
+      await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+      await page.getByRole("link", { name: "Tokens" }).click();
+      await page.getByRole("heading", { name: "API tokens" }).waitFor();
+      await page.getByText("No tokens yet.").waitFor();
+
+      // An empty name is refused beside the field.
+      await page.getByRole("button", { name: "Create token" }).click();
+      await page.getByRole("alert").filter({ hasText: "Name the token" }).waitFor();
+
+      await page.getByLabel("Name").fill("phone");
+      await page.getByLabel("Expires after").selectOption("30");
+      await page.getByRole("button", { name: "Create token" }).click();
+      const secret = (await page.getByTestId("token-secret").textContent())!;
+      expect(secret).toMatch(/^berth_pat_/);
+      expect(await page.getByTestId("token-login").textContent()).toBe(`berth login ${cp.url}`);
+      expect(await page.getByRole("button", { name: "copy the token" }).isVisible()).toBe(true);
+      await page.getByRole("listitem").filter({ hasText: "phone" }).getByText("never used").waitFor();
+
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+      await page.addScriptTag({ path: AXE });
+      const serious = await page.evaluate(async () => {
+        type Violation = { id: string; impact: string | null };
+        const axe = (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe;
+        return (await axe.run()).violations
+          .filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => v.id);
+      });
+      expect(serious).toEqual([]);
+      await page.screenshot({ path: `${RESULTS}tokens-phone.png`, fullPage: true });
+
+      // The token from the page authenticates the API.
+      expect((await cp.api("/api/v1/me", { token: secret })).status).toBe(200);
+
+      // Shown once: after "Done" and a reload, only the prefix is on the page.
+      await page.getByRole("button", { name: "Done" }).click();
+      await page.reload();
+      await page.getByRole("heading", { name: "Your tokens" }).waitFor();
+      await page.getByText(secret.slice(0, 16)).waitFor();
+      expect(await page.locator("main").textContent()).not.toContain(secret);
+
+      await page.getByRole("button", { name: "revoke token phone" }).click();
+      await page.getByText(/^revoked/).waitFor();
+      const refused = await cp.api("/api/v1/me", { token: secret });
+      expect(refused.status).toBe(401);
+      expect((await json(refused)).error.code).toBe("token_revoked");
+    } finally {
+      await ctx.close();
+    }
+  });
+});
