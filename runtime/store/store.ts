@@ -30,6 +30,7 @@ import { createLimiter, type Limiter, type RateLimitRule } from "./rate-limit.ts
 import { ReconcileStore } from "./reconcile.ts";
 import { SecretStore } from "./secrets.ts";
 import { SessionStore } from "./sessions.ts";
+import { TelemetryStore } from "./telemetry.ts";
 import { type SocketSlotOptions, SocketSlots } from "./terminal-sockets.ts";
 import { TerminalTokenStore } from "./terminal-tokens.ts";
 import { UserSecretStore } from "./user-secrets.ts";
@@ -96,6 +97,7 @@ export class AuthorizedStore {
   readonly billing: BillingStore;
   readonly voice: VoiceStore;
   readonly backups: BackupStore;
+  readonly telemetry: TelemetryStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -119,6 +121,7 @@ export class AuthorizedStore {
     this.billing = new BillingStore(access);
     this.voice = new VoiceStore(access);
     this.backups = new BackupStore(access);
+    this.telemetry = new TelemetryStore(access);
   }
 
   get actor(): Actor {
