@@ -40,6 +40,8 @@ const OWNED_TABLES = [
   "audit_log",
   "billing_accounts",
   "backups",
+  "box_telemetry",
+  "box_telemetry_history",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
