@@ -364,7 +364,11 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         { name: "backup-nightly", cron: "*/5 * * * *", run: () => backups.nightlyTick() },
         { name: "backup-stale-gauge", cron: "*/5 * * * *", run: () => backups.refreshStaleGauge() },
         // Hourly: box telemetry history older than 24 h (a live box's is also pruned as it reports).
-        { name: "telemetry-prune", cron: "17 * * * *", run: () => store.as(SYSTEM.metrics).telemetry.prune() },
+        {
+          name: "telemetry-prune",
+          cron: "17 * * * *",
+          run: () => store.as(SYSTEM.metrics).telemetry.prune(),
+        },
       ]);
       cleanup.push(() => scheduler.stop());
     }
