@@ -3,7 +3,7 @@
  * per workspace, one history row per minute, 24 h kept) and moves the disk-nearly-full alert's state; the
  * owner reads their workspace's; the `metrics` system actor reads fleet-wide aggregates and prunes.
  */
-import { and, asc, eq, gte, isNotNull, isNull, lt, ne } from "drizzle-orm";
+import { and, asc, eq, gte, isNotNull, isNull, lt, ne, sql } from "drizzle-orm";
 import { NotFound } from "../platform/errors.ts";
 import type { Access } from "./access.ts";
 import { boxTelemetry, boxTelemetryHistory, workspaceInstances, workspaces } from "./schema.ts";
@@ -38,6 +38,17 @@ export interface FleetSample {
   memAvailableBytes: number | null;
   diskTotalBytes: number | null;
   diskFreeBytes: number | null;
+}
+
+export interface FleetSummary {
+  reporting: number;
+  /** Boxes that reported their disk (the `+Inf` bucket of `diskAtMost`). */
+  diskKnown: number;
+  overThreshold: number;
+  diskMax: number;
+  memoryMax: number;
+  loadMax: number;
+  diskAtMost: Array<{ le: number; boxes: number }>;
 }
 
 /** What the disk alert did on this sample. */
@@ -170,6 +181,56 @@ export class TelemetryStore {
           gte(boxTelemetry.sampledAt, since),
         ),
       );
+  }
+
+  /**
+   * The fleet's figures over live boxes sampled since `since`, aggregated in Postgres (a scrape stays cheap
+   * at thousands of boxes): how many report, how many are at or above `diskWarnRatio`, the highest disk,
+   * memory and load, and for each of `bounds` how many boxes' disk ratio is at most it.
+   */
+  async fleetSummary(since: Date, diskWarnRatio: number, bounds: readonly number[]): Promise<FleetSummary> {
+    const scope = this.#access.scopeOf("telemetry.read", "workspace");
+    if (scope.kind !== "all") throw new NotFound("workspace");
+    const { rows } = await this.#access.db.execute<{
+      reporting: number;
+      disk_known: number;
+      over: number;
+      disk_max: number;
+      memory_max: number;
+      load_max: number;
+      at_most: number[];
+    }>(sql`
+      SELECT count(*)::int AS reporting,
+             count(disk)::int AS disk_known,
+             count(*) FILTER (WHERE disk >= ${diskWarnRatio})::int AS over,
+             coalesce(max(disk), 0)::float8 AS disk_max,
+             coalesce(max(memory), 0)::float8 AS memory_max,
+             coalesce(max(load), 0)::float8 AS load_max,
+             ARRAY[${sql.join(
+               bounds.map((b) => sql`count(*) FILTER (WHERE disk <= ${b}::float8)::int`),
+               sql`, `,
+             )}]::int[] AS at_most
+        FROM (
+          SELECT CASE WHEN t.disk_total_bytes > 0 AND t.disk_free_bytes IS NOT NULL
+                      THEN least(1, greatest(0, (t.disk_total_bytes - t.disk_free_bytes)::float8 / t.disk_total_bytes)) END AS disk,
+                 CASE WHEN t.mem_total_bytes > 0 AND t.mem_available_bytes IS NOT NULL
+                      THEN least(1, greatest(0, (t.mem_total_bytes - t.mem_available_bytes)::float8 / t.mem_total_bytes)) END AS memory,
+                 t.load_avg1::float8 AS load
+            FROM ${boxTelemetry} t
+            JOIN ${workspaces} w ON w.id = t.workspace_id
+            JOIN ${workspaceInstances} i ON i.id = t.instance_id
+           WHERE w.state <> 'destroyed' AND i.stopped_at IS NULL AND t.sampled_at >= ${since.toISOString()}::timestamptz
+        ) s`);
+    const r = rows[0]!;
+    return {
+      reporting: r.reporting,
+      diskKnown: r.disk_known,
+      overThreshold: r.over,
+      diskMax: r.disk_max,
+      memoryMax: r.memory_max,
+      loadMax: r.load_max,
+      diskAtMost: bounds.map((b, i) => ({ le: b, boxes: r.at_most[i] ?? 0 })),
+    };
   }
 
   /** Deletes every workspace's history older than 24 h (a destroyed workspace's stops being pruned on insert). */

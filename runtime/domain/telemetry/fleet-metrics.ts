@@ -18,31 +18,28 @@ export async function refreshFleetMetrics(
 ): Promise<void> {
   const now = options.now ?? new Date();
   const scope = store.as(SYSTEM.metrics);
-  const fleet = await scope.telemetry.fleet(new Date(now.getTime() - REPORTING_WINDOW_MS));
-  const disk = fleet.map((b) => ({ id: b.workspaceId, ratio: diskRatio(b) }));
-  const diskRatios = disk.flatMap((d) => (d.ratio === null ? [] : [d.ratio]));
-  const memory = fleet.map((b) => ({ id: b.workspaceId, ratio: memoryRatio(b) }));
-
-  metrics.boxesReporting.set(fleet.length);
-  metrics.boxDiskOverThreshold.set(diskRatios.filter((r) => r * 100 >= options.diskWarnPercent).length);
-  metrics.boxDiskUsedMax.set(max(diskRatios));
-  for (const le of DISK_RATIO_BOUNDS)
-    metrics.boxDiskUsedBoxes.set({ le: String(le) }, diskRatios.filter((r) => r <= le).length);
-  metrics.boxDiskUsedBoxes.set({ le: "+Inf" }, diskRatios.length);
-  metrics.boxMemoryUsedMax.set(max(memory.flatMap((m) => (m.ratio === null ? [] : [m.ratio]))));
-  metrics.boxLoadMax.set(max(fleet.flatMap((b) => (b.loadAvg1 === null ? [] : [b.loadAvg1]))));
+  const since = new Date(now.getTime() - REPORTING_WINDOW_MS);
+  const fleet = await scope.telemetry.fleetSummary(since, options.diskWarnPercent / 100, DISK_RATIO_BOUNDS);
+  metrics.boxesReporting.set(fleet.reporting);
+  metrics.boxDiskOverThreshold.set(fleet.overThreshold);
+  metrics.boxDiskUsedMax.set(fleet.diskMax);
+  for (const { le, boxes } of fleet.diskAtMost) metrics.boxDiskUsedBoxes.set({ le: String(le) }, boxes);
+  metrics.boxDiskUsedBoxes.set({ le: "+Inf" }, fleet.diskKnown);
+  metrics.boxMemoryUsedMax.set(fleet.memoryMax);
+  metrics.boxLoadMax.set(fleet.loadMax);
 
   // Per-workspace series are rebuilt from scratch so a box that stopped reporting disappears.
   metrics.boxDiskUsedByWorkspace.reset();
   metrics.boxMemoryUsedByWorkspace.reset();
   metrics.boxLoadByWorkspace.reset();
   if (options.perWorkspace) {
-    for (const d of disk)
-      if (d.ratio !== null) metrics.boxDiskUsedByWorkspace.set({ workspace_id: d.id }, d.ratio);
-    for (const m of memory)
-      if (m.ratio !== null) metrics.boxMemoryUsedByWorkspace.set({ workspace_id: m.id }, m.ratio);
-    for (const b of fleet)
+    for (const b of await scope.telemetry.fleet(since)) {
+      const disk = diskRatio(b);
+      const memory = memoryRatio(b);
+      if (disk !== null) metrics.boxDiskUsedByWorkspace.set({ workspace_id: b.workspaceId }, disk);
+      if (memory !== null) metrics.boxMemoryUsedByWorkspace.set({ workspace_id: b.workspaceId }, memory);
       if (b.loadAvg1 !== null) metrics.boxLoadByWorkspace.set({ workspace_id: b.workspaceId }, b.loadAvg1);
+    }
   }
 
   metrics.backupOldestSuccessAge.set(await scope.backups.oldestLastSuccessAgeSeconds(now));
@@ -57,5 +54,3 @@ function memoryRatio(b: FleetSample): number | null {
   if (b.memTotalBytes === null || b.memAvailableBytes === null || b.memTotalBytes <= 0) return null;
   return Math.min(1, Math.max(0, (b.memTotalBytes - b.memAvailableBytes) / b.memTotalBytes));
 }
-
-const max = (xs: number[]) => xs.reduce((a, b) => Math.max(a, b), 0);
