@@ -154,6 +154,35 @@ describe("box telemetry, disk alert and /metrics", async () => {
     expect(await diskNotifications()).toHaveLength(2);
   });
 
+  it("keeps the alert's state in the database: a fresh control plane neither repeats nor forgets it", async () => {
+    // A second process on the same database, with nothing in memory (what a restart or another replica is).
+    const fresh = await startTestControlPlane(
+      { DATABASE_URL: cp.deps.database.url, BERTH_LOCAL_TOKEN: cp.localToken, BERTH_DISK_WARN_PERCENT: "90" },
+      { runBuilds: false },
+    );
+    const beat = async (used: number) => {
+      const res = await fresh.api(AGENT_API_PATHS.heartbeat, {
+        method: "POST",
+        headers: { authorization: `Bearer ${agentToken}` },
+        json: {
+          lifecycle: "ready",
+          agentVersion: "test",
+          uptimeSeconds: 3,
+          startedAt: new Date().toISOString(),
+          lastError: null,
+          metrics: disk(used),
+        },
+      });
+      expect(res.status).toBe(200);
+    };
+    const before = (await diskNotifications()).length;
+    await beat(97); // still over since the last test: already warned
+    expect(await diskNotifications()).toHaveLength(before);
+    await beat(50);
+    await beat(96);
+    expect(await diskNotifications()).toHaveLength(before + 1);
+  });
+
   it("counts a failed create and a failed wake apart", async () => {
     const failures = async () =>
       Object.fromEntries(

@@ -9,7 +9,7 @@ import { HttpError } from "../errors.ts";
  * the load balancer. The fleet-wide figures (box telemetry, backup age) are computed from the database
  * per scrape.
  */
-export function metricsRoutes(router: ApiRouter, { metrics, store, config }: AppDeps): void {
+export function metricsRoutes(router: ApiRouter, { metrics, store, config, log }: AppDeps): void {
   const expected = config.metrics.token === null ? null : digest(config.metrics.token);
   router.get("/metrics", async (ctx) => {
     if (expected) {
@@ -20,10 +20,12 @@ export function metricsRoutes(router: ApiRouter, { metrics, store, config }: App
           headers: { "WWW-Authenticate": 'Bearer realm="metrics"' },
         });
     }
+    // Without the database the scrape still answers (process, HTTP, relay figures); the fleet gauges keep
+    // their last values and the failure is logged, rather than losing every metric with a 500.
     await refreshFleetMetrics(store, metrics, {
       diskWarnPercent: config.diskWarnPercent,
       perWorkspace: config.metrics.perWorkspace,
-    });
+    }).catch((err) => log.warn({ err }, "metrics: fleet figures not refreshed"));
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });
