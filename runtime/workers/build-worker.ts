@@ -244,7 +244,7 @@ export class BuildWorker {
     if (status !== "succeeded")
       this.#o.metrics.transitionFailures.inc({ transition: build.transition, operation });
     this.#o.log.info(
-      { buildId: build.id, workspaceId: build.workspaceId, transition: build.transition, status },
+      { buildId: build.id, workspaceId: build.workspaceId, transition: build.transition, operation, status },
       "build finished",
     );
   }
