@@ -44,16 +44,17 @@ export function BoxTelemetry({ telemetry, running }: { telemetry: Telemetry | nu
               detail="1-minute load average"
               // A load of 4 fills the bar: about every core of a small box busy.
               ratio={latest.loadAvg1 === null ? null : Math.min(1, latest.loadAvg1 / 4)}
-              points={telemetry.history.map((p) =>
-                p.loadAvg1 === null ? null : Math.min(1, p.loadAvg1 / 4),
-              )}
+              points={telemetry.history.map((p) => ({
+                at: p.minute,
+                v: p.loadAvg1 === null ? null : Math.min(1, p.loadAvg1 / 4),
+              }))}
             />
             <Meter
               label="Memory"
               value={pct(latest.memUsedPercent)}
               detail={`${bytes(used(latest.memTotalBytes, latest.memAvailableBytes))} of ${bytes(latest.memTotalBytes)}`}
               ratio={ratio(latest.memUsedPercent)}
-              points={telemetry.history.map((p) => ratio(p.memUsedPercent))}
+              points={telemetry.history.map((p) => ({ at: p.minute, v: ratio(p.memUsedPercent) }))}
             />
             <Meter
               label="Disk"
@@ -61,7 +62,7 @@ export function BoxTelemetry({ telemetry, running }: { telemetry: Telemetry | nu
               detail={`${bytes(latest.diskFreeBytes)} free of ${bytes(latest.diskTotalBytes)}`}
               ratio={ratio(latest.diskUsedPercent)}
               warn={latest.diskWarning}
-              points={telemetry.history.map((p) => ratio(p.diskUsedPercent))}
+              points={telemetry.history.map((p) => ({ at: p.minute, v: ratio(p.diskUsedPercent) }))}
             />
           </ul>
           <p class="muted">
@@ -79,7 +80,7 @@ function Meter(p: {
   value: string;
   detail: string;
   ratio: number | null;
-  points: Array<number | null>;
+  points: Point[];
   warn?: boolean;
 }) {
   return (
@@ -98,14 +99,23 @@ function Meter(p: {
   );
 }
 
-/** The history as one SVG polyline, scaled to the box it is drawn in (0 at the bottom, 1 at the top). */
-function Sparkline({ points }: { points: Array<number | null> }) {
-  const known = points
-    .map((v, i) => [i, v] as const)
-    .filter((p): p is readonly [number, number] => p[1] !== null);
+interface Point {
+  at: string;
+  v: number | null;
+}
+
+const DAY_MS = 24 * 3600_000;
+
+/**
+ * The history as one SVG polyline over the last 24 h (time across, 0 at the bottom, 1 at the top), so a
+ * hibernated stretch shows as a gap in time rather than being squeezed out.
+ */
+function Sparkline({ points }: { points: Point[] }) {
+  const known = points.filter((p): p is { at: string; v: number } => p.v !== null);
   if (known.length < 2) return null;
-  const n = Math.max(1, points.length - 1);
-  const line = known.map(([i, v]) => `${((i / n) * 100).toFixed(2)},${(30 - v * 30).toFixed(2)}`).join(" ");
+  const end = Date.parse(known[known.length - 1]!.at);
+  const x = (at: string) => Math.max(0, 100 - ((end - Date.parse(at)) / DAY_MS) * 100);
+  const line = known.map((p) => `${x(p.at).toFixed(2)},${(30 - p.v * 30).toFixed(2)}`).join(" ");
   return (
     <svg class="sparkline" viewBox="0 0 100 30" preserveAspectRatio="none" aria-hidden="true">
       <polyline
