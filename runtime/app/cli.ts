@@ -76,9 +76,10 @@ Uses the same DATABASE_URL/BERTH_DATA_DIR and BERTH_DRIVER as 'serve'.
 
 Checks a self-hosted configuration before (or after) anything is created, with the environment 'serve'
 would get: each credential with one harmless read call (Hetzner, Cloudflare/R2, the Pulumi state bucket,
-Tailscale, Clerk, Stripe, Deepgram), the API and wildcard preview DNS records, the box snapshot, and the
-clock against the providers' clocks. One line per check: ok, skip or FAIL with what to fix. Exits 1 when
-any check fails. Prints no credential.
+Tailscale, Clerk, Stripe, Deepgram), the API and wildcard preview DNS records, the box snapshot, whether
+/metrics has a token (BERTH_METRICS_TOKEN; a warning only), and the clock against the providers' clocks.
+One line per check: ok, skip, warn or FAIL with what to fix. Exits 1 when any check fails. Prints no
+credential.
 
 On the control-plane host, with its own settings and credentials:
   sudo systemd-run --pipe --wait -p User=berth -p LoadCredential=berth:/etc/berth/credentials \\

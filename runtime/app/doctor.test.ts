@@ -23,6 +23,7 @@ const ALL = [
   "stripe",
   "deepgram",
   "dns",
+  "metrics",
   "clock",
 ];
 
@@ -70,6 +71,16 @@ describe("berth doctor", () => {
     });
     expect(statuses(results).stripe).toBe("skip");
     expect(results.filter((r) => r.status === "fail")).toHaveLength(1);
+  });
+
+  it("an open /metrics is a warning with a fix, not a failure", async () => {
+    const { BERTH_METRICS_TOKEN: _t, ...env } = fake.env;
+    const results = await runDoctor(env);
+    expect(results.find((r) => r.name === "metrics")).toMatchObject({ status: "warn" });
+    expect(results.filter((r) => r.status === "fail")).toEqual([]);
+    expect(formatResults(results)).toMatch(
+      /^warn {2}metrics .*BERTH_METRICS_TOKEN is not set.*→ fix: set BERTH_METRICS_TOKEN/m,
+    );
   });
 
   it("no box snapshot, a missing DNS record, a skewed clock: each fails on its own line", async () => {

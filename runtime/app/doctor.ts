@@ -1,9 +1,10 @@
 /**
  * `berth doctor`: checks a self-hoster's configuration before anything is created, one line per check with
  * what to fix. Each credential gets one harmless read call to its provider; then the DNS records, the box
- * snapshot, the Pulumi state backend and the clock. It reads the same environment as `serve` (plus the
- * optional STRIPE_SECRET_KEY and DEEPGRAM_API_KEY), and every provider's base URL can be overridden, so it
- * can be pointed at a proxy, or at fake providers in tests. Values are never printed.
+ * snapshot, the Pulumi state backend, whether /metrics has a token (a warning only), and the clock. It
+ * reads the same environment as `serve` (plus the optional STRIPE_SECRET_KEY and DEEPGRAM_API_KEY), and
+ * every provider's base URL can be overridden, so it can be pointed at a proxy, or at fake providers in
+ * tests. Values are never printed.
  */
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
@@ -24,7 +25,8 @@ export const DOCTOR_ENV_DOCS: Record<string, string> = {
   BERTH_DOCTOR_MAX_SKEW_SECONDS: "largest clock difference to the providers' clocks accepted (default 30)",
 };
 
-export type Status = "ok" | "fail" | "skip";
+/** `warn`: worth fixing, but nothing fails because of it (the exit code stays 0). */
+export type Status = "ok" | "fail" | "skip" | "warn";
 export interface CheckResult {
   name: string;
   status: Status;
@@ -350,6 +352,7 @@ export async function runDoctor(
       results.push({ name: check.name, status: "fail", detail: err.message, fix: err.fix });
     }
   }
+  results.push(metricsTokenCheck(env));
   const maxSkew = Number(env.BERTH_DOCTOR_MAX_SKEW_SECONDS || 30);
   if (seen.serverDates.length === 0) {
     results.push({ name: "clock", status: "skip", detail: "no provider answered with its time" });
@@ -375,11 +378,27 @@ export async function runDoctor(
   return results;
 }
 
+/** A hosted control plane's /metrics is reachable from the internet: without a token anyone can read it. */
+function metricsTokenCheck(env: Env): CheckResult {
+  if (env.BERTH_METRICS_TOKEN)
+    return {
+      name: "metrics",
+      status: "ok",
+      detail: "/metrics requires the BERTH_METRICS_TOKEN bearer token",
+    };
+  return {
+    name: "metrics",
+    status: "warn",
+    detail: "BERTH_METRICS_TOKEN is not set: /metrics is open to anyone who reaches the control plane",
+    fix: "set BERTH_METRICS_TOKEN (16+ characters) and give Prometheus the same bearer token, or filter /metrics at the proxy",
+  };
+}
+
 export function formatResults(results: CheckResult[]): string {
   const width = Math.max(...results.map((r) => r.name.length));
   return results
     .map((r) => {
-      const mark = r.status === "ok" ? "ok  " : r.status === "skip" ? "skip" : "FAIL";
+      const mark = { ok: "ok  ", skip: "skip", warn: "warn", fail: "FAIL" }[r.status];
       return `${mark}  ${r.name.padEnd(width)}  ${r.detail}${r.fix ? ` → fix: ${r.fix}` : ""}\n`;
     })
     .join("");

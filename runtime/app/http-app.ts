@@ -23,6 +23,7 @@ import { overviewRoutes } from "../api/routes/overview.ts";
 import { previewRoutes } from "../api/routes/previews.ts";
 import { pushRoutes } from "../api/routes/push.ts";
 import { sessionRoutes } from "../api/routes/sessions.ts";
+import { telemetryRoutes } from "../api/routes/telemetry.ts";
 import { terminalRoutes, terminalSocketDoc } from "../api/routes/terminal.ts";
 import { userSecretRoutes } from "../api/routes/user-secrets.ts";
 import { voiceRoutes, voiceSocketDoc } from "../api/routes/voice.ts";
@@ -123,6 +124,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   meRoutes(apiRouter);
   apiTokenRoutes(apiRouter, deps);
   workspaceRoutes(apiRouter, deps);
+  telemetryRoutes(apiRouter, deps);
   buildRoutes(apiRouter, deps);
   adminRoutes(apiRouter, deps);
   sessionRoutes(apiRouter);

@@ -363,6 +363,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
         // Every 5 minutes: workspaces whose slot in tonight's window has come get their one nightly run.
         { name: "backup-nightly", cron: "*/5 * * * *", run: () => backups.nightlyTick() },
         { name: "backup-stale-gauge", cron: "*/5 * * * *", run: () => backups.refreshStaleGauge() },
+        // Hourly: box telemetry history older than 24 h (a live box's is also pruned as it reports).
+        {
+          name: "telemetry-prune",
+          cron: "17 * * * *",
+          run: () => store.as(SYSTEM.metrics).telemetry.prune(),
+        },
       ]);
       cleanup.push(() => scheduler.stop());
     }

@@ -2,7 +2,8 @@
 # Makes a fresh clone runnable: node modules (which bring the pinned Node 24) and the system tools the
 # product drives for real (tmux, restic). With the argument `test`, also what the test suite checks the
 # box image with (shellcheck, systemd-analyze), validates the control plane's Caddyfile with (caddy) and
-# drives the web client with (Chromium). Idempotent and quiet when nothing is missing, so `npm start` and
+# drives the web client with (Chromium), and checks the alert rules with (promtool, from Debian's
+# prometheus package; its server is kept from starting). Idempotent and quiet when nothing is missing, so `npm start` and
 # `npm test` can call it every time.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -27,7 +28,7 @@ fi
 
 # "command:package" pairs: what must be on PATH, and the Debian package that provides it.
 needs="tmux:tmux restic:restic"
-[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd chromium:chromium caddy:caddy"
+[ "${1:-}" = "test" ] && needs="$needs shellcheck:shellcheck systemd-analyze:systemd chromium:chromium caddy:caddy promtool:prometheus"
 
 missing=""
 for need in $needs; do
@@ -39,8 +40,24 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   say "installing$missing with apt-get…"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
+  # Only promtool is wanted from `prometheus`: a policy-rc.d that refuses every start keeps its postinst
+  # from launching a Prometheus server on this machine (Docker images ship one already; leave theirs).
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$guard"
+    chmod +x "$guard"
+    trap 'rm -f "$guard"' EXIT
+  fi
   # shellcheck disable=SC2086 # word splitting of the package list is intended
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # Belt and braces on a systemd host: whatever started anyway is stopped and kept from starting at boot.
+  case "$missing" in *prometheus*)
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    fi
+    ;;
+  esac
   exit 0
 fi
 

@@ -27,7 +27,7 @@ describe("berth doctor (CLI)", () => {
   it("exits 0 with one ok line per check when everything is good", async () => {
     const { code, stdout } = await doctor(fake.env);
     const lines = stdout.trim().split("\n");
-    expect(lines).toHaveLength(10);
+    expect(lines).toHaveLength(11);
     for (const line of lines) expect(line).toMatch(/^ok {4}/);
     expect(code).toBe(0);
   });

@@ -42,6 +42,8 @@ const OWNED_TABLES = [
   "billing_accounts",
   "backups",
   "api_tokens",
+  "box_telemetry",
+  "box_telemetry_history",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);

@@ -194,6 +194,36 @@ describe("web push", async () => {
     });
   });
 
+  it("pushes a nearly full disk once, however many heartbeats repeat it", async () => {
+    const before = service.received.length;
+    const heartbeat = async (diskFreeBytes: number) => {
+      const res = await fetch(`${cp.url}/agent/v1/heartbeat`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${agentToken}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          lifecycle: "ready",
+          agentVersion: "test",
+          uptimeSeconds: 1,
+          startedAt: new Date().toISOString(),
+          lastError: null,
+          metrics: { diskTotalBytes: 100e9, diskFreeBytes },
+        }),
+      });
+      expect(res.status).toBe(200);
+    };
+    for (let i = 0; i < 3; i++) await heartbeat(4e9);
+    const { rows } = await pool.query("SELECT id FROM notifications WHERE kind = 'disk_nearly_full'");
+    expect(rows).toHaveLength(1);
+    await handled(rows[0].id);
+    expect(service.received).toHaveLength(before + 1);
+    expect(JSON.parse(keys.decrypt(service.received.at(-1)!.body))).toMatchObject({
+      kind: "disk_nearly_full",
+      title: "Disk nearly full",
+      tag: `workspace-${ws.id}`,
+      url: `/#/w/${ws.id}`,
+    });
+  });
+
   it("someone else's subscription is a 404; the owner lists and deletes theirs", async () => {
     const mallory = await upsertUser(cp.deps.store, "user_push_mallory");
     const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(mallory)}`;

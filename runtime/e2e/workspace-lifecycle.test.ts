@@ -256,8 +256,12 @@ describe("workspace lifecycle", async () => {
 
   it("exports build metrics", async () => {
     const text = await (await cp.api("/metrics")).text();
-    expect(text).toMatch(/workspace_builds_total\{transition="stop",status="succeeded"\} \d+/);
-    expect(text).toMatch(/workspace_transition_failures_total\{transition="stop"\} [1-9]/);
+    expect(text).toMatch(
+      /workspace_builds_total\{transition="stop",operation="hibernate",status="succeeded"\} \d+/,
+    );
+    expect(text).toMatch(
+      /workspace_transition_failures_total\{transition="stop",operation="hibernate"\} [1-9]/,
+    );
     expect(text).toMatch(/workspace_time_to_ready_seconds_count \d+/);
     expect(text).toMatch(/workspace_build_queue_wait_seconds_bucket/);
   });

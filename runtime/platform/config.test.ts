@@ -23,6 +23,23 @@ describe("loadConfig", () => {
     expect(loadConfig({ BERTH_BOX_PATHS: "tailnet" }).boxPaths).toEqual(["tailnet"]);
   });
 
+  it("leaves /metrics open, aggregated only, and warns of a disk at 90 % unless told otherwise", () => {
+    expect(loadConfig({})).toMatchObject({
+      metrics: { token: null, perWorkspace: false },
+      diskWarnPercent: 90,
+    });
+    expect(
+      loadConfig({
+        BERTH_METRICS_TOKEN: "a-metrics-token-of-some-length",
+        BERTH_METRICS_PER_WORKSPACE: "1",
+        BERTH_DISK_WARN_PERCENT: "85",
+      }),
+    ).toMatchObject({
+      metrics: { token: "a-metrics-token-of-some-length", perWorkspace: true },
+      diskWarnPercent: 85,
+    });
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ BERTH_PORT: "", DATABASE_URL: "" }).port).toBe(7600);
   });
@@ -35,6 +52,12 @@ describe("loadConfig", () => {
     [{ BERTH_LOCAL_TOKEN: "short" }, /^BERTH_LOCAL_TOKEN: must be at least 32 characters$/],
     [{ CLERK_SECRET_KEY: "sk_test_x" }, /^BERTH_AUTHORIZED_PARTIES: is required in hosted mode/],
     [{ BERTH_DRIVER: "docker" }, /^BERTH_DRIVER:/],
+    [
+      { BERTH_DISK_WARN_PERCENT: "101" },
+      /^BERTH_DISK_WARN_PERCENT: must be between 50 and 99 \(got "101"\)$/,
+    ],
+    [{ BERTH_METRICS_TOKEN: "short" }, /^BERTH_METRICS_TOKEN: must be at least 16 characters$/],
+    [{ BERTH_METRICS_PER_WORKSPACE: "yes" }, /^BERTH_METRICS_PER_WORKSPACE: must be 0 or 1/],
     [{ BERTH_BOX_PATHS: "public,public" }, /^BERTH_BOX_PATHS: must be one of .*\(got "public,public"\)$/],
     [
       { CLERK_SECRET_KEY: "sk_live_x", BERTH_AUTHORIZED_PARTIES: "https://a" },

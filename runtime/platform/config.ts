@@ -64,6 +64,12 @@ export const ENV_DOCS: Record<string, string> = {
   STRIPE_METER_API:
     "how minutes are sent: v2 (default; the meter event stream, 100 per call) or v1 (billing.meterEvents.create, one per call)",
   STRIPE_METER_EVENT_NAME: "event name of the compute-minute meter in Stripe (default berth_compute_minute)",
+  BERTH_METRICS_TOKEN:
+    "bearer token /metrics requires (Prometheus `authorization: {credentials: ...}`); unset: /metrics is open, so bind privately or filter it",
+  BERTH_METRICS_PER_WORKSPACE:
+    "1: /metrics also exposes box telemetry per workspace (one series per live box and figure); default 0, fleet aggregates only",
+  BERTH_DISK_WARN_PERCENT:
+    "volume disk usage (percent) at which a box's owner is notified once (default 90; re-armed 5 points below)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
   BERTH_VAPID_PUBLIC_KEY:
     "Web Push VAPID public key (base64url, `npx web-push generate-vapid-keys`); set it with the private key on every replica; unset: generated into BERTH_DATA_DIR/vapid-keys.json",
@@ -168,6 +174,13 @@ const schema = z
       .string()
       .regex(/^[a-z0-9_]{1,100}$/, "must be 1-100 of a-z, 0-9 and _")
       .default("berth_compute_minute"),
+    BERTH_METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    BERTH_METRICS_PER_WORKSPACE: z.enum(["0", "1"], { error: "must be 0 or 1" }).default("0"),
+    BERTH_DISK_WARN_PERCENT: z.coerce
+      .number({ error: "must be a percentage" })
+      .min(50, "must be between 50 and 99")
+      .max(99, "must be between 50 and 99")
+      .default(90),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     BERTH_VAPID_PUBLIC_KEY: z
       .string()
@@ -314,6 +327,10 @@ export interface Config {
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
   terminal: string;
   logLevel: string;
+  /** /metrics: its bearer token (null: open), and whether box telemetry gets one series per workspace. */
+  metrics: { token: string | null; perWorkspace: boolean };
+  /** The disk-nearly-full notification's threshold, percent of the box's volume used. */
+  diskWarnPercent: number;
   /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
   /** Voice input (domain/voice): off without a Deepgram key. */
@@ -389,6 +406,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
+    metrics: { token: e.BERTH_METRICS_TOKEN ?? null, perWorkspace: e.BERTH_METRICS_PER_WORKSPACE === "1" },
+    diskWarnPercent: e.BERTH_DISK_WARN_PERCENT,
     vapid: {
       publicKey: e.BERTH_VAPID_PUBLIC_KEY,
       privateKey: e.BERTH_VAPID_PRIVATE_KEY,

@@ -13,8 +13,8 @@ export function createMetrics() {
   });
   const buildsTotal = new Counter({
     name: "workspace_builds_total",
-    help: "Finished workspace builds by transition and final status",
-    labelNames: ["transition", "status"] as const,
+    help: "Finished workspace builds by transition, operation (create|wake|hibernate|destroy) and final status",
+    labelNames: ["transition", "operation", "status"] as const,
     registers: [registry],
   });
   const buildDuration = new Histogram({
@@ -33,8 +33,8 @@ export function createMetrics() {
   });
   const transitionFailures = new Counter({
     name: "workspace_transition_failures_total",
-    help: "Hibernate (stop), wake/create (start) and destroy builds that failed or were canceled",
-    labelNames: ["transition"] as const,
+    help: "Builds that failed or were canceled, by transition (start|stop|destroy) and operation: create (a start before the workspace's first successful one), wake (any later start), hibernate, destroy",
+    labelNames: ["transition", "operation"] as const,
     registers: [registry],
   });
   const timeToReady = new Histogram({
@@ -129,8 +129,10 @@ export function createMetrics() {
     registers: [registry],
   });
   const backup = backupMetrics(registry);
+  const boxes = boxTelemetryMetrics(registry);
   return {
     registry,
+    ...boxes,
     billingMinutesMetered,
     billingEventsSent,
     billingEventsFailed,
@@ -180,10 +182,79 @@ function backupMetrics(registry: Registry) {
       buckets: [1e3, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
       registers: [registry],
     }),
+    backupOldestSuccessAge: new Gauge({
+      name: "backup_last_success_age_seconds_max",
+      help: "Across live workspaces, the oldest time since the last successful backup (never backed up: since creation); computed at scrape",
+      registers: [registry],
+    }),
     backupStaleWorkspaces: new Gauge({
       name: "backup_stale_workspaces",
       help: "Live workspaces older than 36 h with no successful backup in the last 36 h",
       registers: [registry],
+    }),
+  };
+}
+
+/** Disk-usage ratios at which the fleet distribution below is cut (a snapshot histogram's `le`). */
+export const DISK_RATIO_BOUNDS = [0.5, 0.75, 0.9, 0.95, 0.99] as const;
+
+/**
+ * Box telemetry from the agents' heartbeats (domain/telemetry), computed from the database at each scrape
+ * so that every replica reports the same fleet-wide figures. Aggregates only by default: one series per
+ * workspace grows with the fleet (thousands of boxes times three figures), which is what Prometheus
+ * handles worst; `BERTH_METRICS_PER_WORKSPACE=1` adds the `_by_workspace` gauges for small fleets.
+ */
+function boxTelemetryMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    boxesReporting: new Gauge({
+      name: "box_telemetry_reporting_boxes",
+      help: "Live boxes whose agent sent telemetry in the last 5 minutes",
+      registers,
+    }),
+    boxDiskOverThreshold: new Gauge({
+      name: "box_disk_over_threshold_boxes",
+      help: "Live boxes whose volume usage is at or above BERTH_DISK_WARN_PERCENT",
+      registers,
+    }),
+    boxDiskUsedMax: new Gauge({
+      name: "box_disk_used_ratio_max",
+      help: "Highest volume usage (used/total, 0..1) among reporting boxes",
+      registers,
+    }),
+    boxDiskUsedBoxes: new Gauge({
+      name: "box_disk_used_ratio_boxes",
+      help: "Reporting boxes whose volume usage ratio is at most `le` (cumulative, like histogram buckets)",
+      labelNames: ["le"] as const,
+      registers,
+    }),
+    boxMemoryUsedMax: new Gauge({
+      name: "box_memory_used_ratio_max",
+      help: "Highest memory usage ((total - available)/total) among reporting boxes",
+      registers,
+    }),
+    boxLoadMax: new Gauge({
+      name: "box_load1_max",
+      help: "Highest 1-minute load average among reporting boxes",
+      registers,
+    }),
+    boxDiskUsedByWorkspace: new Gauge({
+      name: "box_disk_used_ratio_by_workspace",
+      help: "Volume usage ratio per workspace (only with BERTH_METRICS_PER_WORKSPACE=1)",
+      labelNames: ["workspace_id"] as const,
+      registers,
+    }),
+    boxMemoryUsedByWorkspace: new Gauge({
+      name: "box_memory_used_ratio_by_workspace",
+      help: "Memory usage ratio per workspace (only with BERTH_METRICS_PER_WORKSPACE=1)",
+      labelNames: ["workspace_id"] as const,
+      registers,
+    }),
+    boxLoadByWorkspace: new Gauge({
+      name: "box_load1_by_workspace",
+      help: "1-minute load average per workspace (only with BERTH_METRICS_PER_WORKSPACE=1)",
+      labelNames: ["workspace_id"] as const,
+      registers,
     }),
   };
 }

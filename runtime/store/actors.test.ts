@@ -189,6 +189,46 @@ describe("named actors", async () => {
     });
   });
 
+  describe("box telemetry", () => {
+    const sample = (diskFreeBytes: number) => ({
+      sampledAt: new Date(),
+      loadAvg1: 0.5,
+      memTotalBytes: 100,
+      memAvailableBytes: 50,
+      diskTotalBytes: 100,
+      diskFreeBytes,
+    });
+    const none = { over: false, under: false };
+
+    it("an agent records its own instance's sample only; its owner reads it, another user cannot", async () => {
+      await agentX.telemetry.record(sample(40), none);
+      const mine = await store.as(x.user).telemetry.ofWorkspace(x.workspace.id);
+      expect(mine.latest).toMatchObject({ instanceId: x.instance.id, diskFreeBytes: 40 });
+      expect(mine.history).toHaveLength(1);
+      expect((await store.as(y.user).telemetry.ofWorkspace(y.workspace.id)).latest).toBeNull();
+      await expect(store.as(y.user).telemetry.ofWorkspace(x.workspace.id)).rejects.toEqual(notFound);
+      await expect(agentX.telemetry.ofWorkspace(x.workspace.id)).rejects.toEqual(notFound);
+    });
+
+    it("users cannot record, and only the fleet's readers see every box", async () => {
+      await expect(store.as(x.user).telemetry.record(sample(1), none)).rejects.toEqual(notFound);
+      await expect(store.as(x.user).telemetry.fleet(new Date(0))).rejects.toEqual(notFound);
+      await expect(agentX.telemetry.fleet(new Date(0))).rejects.toEqual(notFound);
+      await store.as(agentActor(y.instance)).telemetry.record(sample(70), none);
+      const fleet = await store.as(SYSTEM.metrics).telemetry.fleet(new Date(0));
+      expect(fleet.map((b) => b.workspaceId).sort()).toEqual([x.workspace.id, y.workspace.id].sort());
+      await expect(store.as(SYSTEM.reconciler).telemetry.fleet(new Date(0))).rejects.toEqual(notFound);
+    });
+
+    it("the disk alert warns once per crossing and re-arms only when told", async () => {
+      const over = { over: true, under: false };
+      expect(await agentX.telemetry.record(sample(5), over)).toBe("warned");
+      expect(await agentX.telemetry.record(sample(4), over)).toBeNull();
+      expect(await agentX.telemetry.record(sample(50), { over: false, under: true })).toBe("rearmed");
+      expect(await agentX.telemetry.record(sample(5), over)).toBe("warned");
+    });
+  });
+
   describe("the rights table", () => {
     it("names every actor", () => {
       expect(actorName(agentActor(x.instance))).toBe(`system:agent(${x.instance.id})`);
@@ -212,6 +252,8 @@ describe("named actors", async () => {
       // system:backups opens the restic password to read a repository itself (export while hibernated).
       expect(holders("secret.read")).toEqual(["system:builds", "system:operator", "system:backups"]);
       expect(holders("backup.run")).toEqual(["user", "system:backups"]);
+      expect(holders("telemetry.report")).toEqual(["agent"]);
+      expect(holders("telemetry.read")).toEqual(["user", "system:operator", "system:metrics"]);
       // Every right is held by someone (a right nobody holds is dead code in the policy).
       expect(RIGHTS.filter((r) => holders(r).length === 0)).toEqual([]);
     });

@@ -248,6 +248,21 @@ export class BackupStore {
     return row?.n ?? 0;
   }
 
+  /**
+   * Seconds since the oldest "last successful backup" among live workspaces (one never backed up counts
+   * from its creation); 0 without live workspaces. The fleet-wide figure behind the backup-age alert.
+   */
+  async oldestLastSuccessAgeSeconds(now = new Date()): Promise<number> {
+    this.#access.require("backup.read", "workspace");
+    const [row] = await this.#access.db
+      .select({
+        age: sql<number>`coalesce(max(extract(epoch from (${now.toISOString()}::timestamptz - coalesce((SELECT max(${backups.finishedAt}) FROM ${backups} WHERE ${backups.workspaceId} = ${workspaces.id} AND ${backups.status} = 'succeeded'), ${workspaces.createdAt})))), 0)::float8`,
+      })
+      .from(workspaces)
+      .where(ne(workspaces.state, "destroyed"));
+    return Math.max(0, row?.age ?? 0);
+  }
+
   /** Tells the workspace's owner (a failed backup, a finished restore); shown like Claude's notifications. */
   async notifyOwner(
     workspaceId: string,

@@ -13,6 +13,9 @@ import type { BuildRow, BuildTransition, WorkspaceState } from "./rows.ts";
 import { sessions, workspaceBuilds, workspaceInstances, workspaces, workspaceVolumes } from "./schema.ts";
 import { storeWorkspaceSecrets } from "./secrets.ts";
 
+/** A build's transition as people name it: a start creates or wakes, a stop hibernates. */
+export type BuildOperation = "create" | "wake" | "hibernate" | "destroy";
+
 const lockKey = (workspaceId: string) => `workspace:${workspaceId}`;
 
 /** The advisory lock a claimed build holds on its workspace; released when the build ends. */
@@ -250,6 +253,26 @@ export class BuildQueue {
         .where(eq(workspaces.id, build.workspaceId));
       return true;
     });
+  }
+
+  /**
+   * What a build does, for metrics that must tell a wake from a create (both are `start`): a start before
+   * the workspace's first successful start creates it (retries of a failed create included), any later one
+   * wakes it.
+   */
+  async operationOf(buildId: string): Promise<BuildOperation> {
+    this.#access.require("build.run", "build");
+    const { rows } = await this.#pool.query<{ transition: BuildTransition; woken: boolean }>(
+      `SELECT b.transition, EXISTS (
+         SELECT 1 FROM workspace_builds p WHERE p.workspace_id = b.workspace_id AND p.transition = 'start'
+           AND p.status = 'succeeded' AND p.number < b.number) AS woken
+       FROM workspace_builds b WHERE b.id = $1`,
+      [buildId],
+    );
+    const row = rows[0];
+    if (!row) throw new Error(`build ${buildId} vanished`);
+    if (row.transition === "start") return row.woken ? "wake" : "create";
+    return row.transition === "stop" ? "hibernate" : "destroy";
   }
 
   /** Running builds, with whether their heartbeat is older than `staleAfterMs`: the reaper's candidates. */

@@ -84,6 +84,9 @@ export const RIGHTS = [
   "billing.read",
   /** Change a user's plan (operators). */
   "billing.manage",
+  /** A box's load, memory and disk samples: the agent reports its own, owners and operators read them. */
+  "telemetry.report",
+  "telemetry.read",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
   "credentials.verify",
 ] as const;
@@ -119,6 +122,7 @@ const USER_RIGHTS: readonly Right[] = [
   "account.manage",
   "api_token.manage",
   "billing.read",
+  "telemetry.read",
 ];
 
 const AGENT_RIGHTS: readonly Right[] = [
@@ -130,6 +134,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "notification.create",
   "agent.report",
   "user_secret.deliver",
+  "telemetry.report",
 ];
 
 const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
@@ -145,11 +150,14 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
     "secret.read",
     "billing.read",
     "billing.manage",
+    "telemetry.read",
   ],
   billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
   push: ["push.send"],
   backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
+  /** Aggregates computed at scrape time and the telemetry history's pruning. */
+  metrics: ["telemetry.read", "backup.read"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

@@ -683,3 +683,52 @@ export const agentActions = pgTable(
     check("agent_actions_kind_check", inList("kind", ["keys", "backup", "restore", "onboard"])),
   ],
 );
+
+/**
+ * Box telemetry (issue 23): the latest load, memory and volume disk sample of each workspace's box, from
+ * its agent's heartbeats, and the disk-nearly-full alert's state. One row per workspace (the volume is the
+ * workspace's, whichever instance reports). `diskWarnedAt` is set when the owner was told the disk crossed
+ * the threshold and cleared once usage falls below it minus the hysteresis: stored here, not in memory, so
+ * a restarted control plane neither repeats the notification nor forgets to re-arm it.
+ */
+export const boxTelemetry = pgTable("box_telemetry", {
+  workspaceId: uuid("workspace_id")
+    .primaryKey()
+    .references(() => workspaces.id),
+  instanceId: uuid("instance_id")
+    .notNull()
+    .references(() => workspaceInstances.id),
+  sampledAt: ts("sampled_at").notNull(),
+  loadAvg1: real("load_avg1"),
+  memTotalBytes: bigint("mem_total_bytes", { mode: "number" }),
+  memAvailableBytes: bigint("mem_available_bytes", { mode: "number" }),
+  diskTotalBytes: bigint("disk_total_bytes", { mode: "number" }),
+  diskFreeBytes: bigint("disk_free_bytes", { mode: "number" }),
+  diskWarnedAt: ts("disk_warned_at"),
+});
+
+/**
+ * The short history behind the telemetry graphs: one row per workspace per minute (the minute's latest
+ * sample wins), kept 24 h. Pruned on every insert for that workspace, and hourly for all (destroyed ones).
+ */
+export const boxTelemetryHistory = pgTable(
+  "box_telemetry_history",
+  {
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id),
+    minute: ts("minute").notNull(),
+    instanceId: uuid("instance_id")
+      .notNull()
+      .references(() => workspaceInstances.id),
+    loadAvg1: real("load_avg1"),
+    memTotalBytes: bigint("mem_total_bytes", { mode: "number" }),
+    memAvailableBytes: bigint("mem_available_bytes", { mode: "number" }),
+    diskTotalBytes: bigint("disk_total_bytes", { mode: "number" }),
+    diskFreeBytes: bigint("disk_free_bytes", { mode: "number" }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.minute] }),
+    index("box_telemetry_history_minute_idx").on(t.minute),
+  ],
+);

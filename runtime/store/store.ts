@@ -31,6 +31,7 @@ import { createLimiter, type Limiter, type RateLimitRule } from "./rate-limit.ts
 import { ReconcileStore } from "./reconcile.ts";
 import { SecretStore } from "./secrets.ts";
 import { SessionStore } from "./sessions.ts";
+import { TelemetryStore } from "./telemetry.ts";
 import { type SocketSlotOptions, SocketSlots } from "./terminal-sockets.ts";
 import { TerminalTokenStore } from "./terminal-tokens.ts";
 import { UserSecretStore } from "./user-secrets.ts";
@@ -98,6 +99,7 @@ export class AuthorizedStore {
   readonly voice: VoiceStore;
   readonly backups: BackupStore;
   readonly apiTokens: ApiTokenStore;
+  readonly telemetry: TelemetryStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -122,6 +124,7 @@ export class AuthorizedStore {
     this.voice = new VoiceStore(access);
     this.backups = new BackupStore(access);
     this.apiTokens = new ApiTokenStore(access);
+    this.telemetry = new TelemetryStore(access);
   }
 
   get actor(): Actor {

@@ -156,6 +156,7 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     BERTH_PULUMI_BACKEND_URL: `s3://${BUCKET}?endpoint=${url}/s3&region=auto`,
     BERTH_PUBLIC_URL: "https://api.berth.example",
     BERTH_PREVIEW_DOMAIN: "preview.berthbox.dev",
+    BERTH_METRICS_TOKEN: "metrics-good-token-0123456789",
   };
   fake.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
   return fake;

@@ -239,10 +239,12 @@ export class BuildWorker {
     if (!done) return;
     log.stage(status === "succeeded" ? "done" : status);
     await log.flush().catch(() => {});
-    this.#o.metrics.buildsTotal.inc({ transition: build.transition, status });
-    if (status !== "succeeded") this.#o.metrics.transitionFailures.inc({ transition: build.transition });
+    const operation = await this.#builds.buildQueue.operationOf(build.id);
+    this.#o.metrics.buildsTotal.inc({ transition: build.transition, operation, status });
+    if (status !== "succeeded")
+      this.#o.metrics.transitionFailures.inc({ transition: build.transition, operation });
     this.#o.log.info(
-      { buildId: build.id, workspaceId: build.workspaceId, transition: build.transition, status },
+      { buildId: build.id, workspaceId: build.workspaceId, transition: build.transition, operation, status },
       "build finished",
     );
   }
@@ -268,8 +270,9 @@ export class BuildWorker {
         const reason = orphaned ? "worker died on its last attempt" : "build heartbeat stopped for too long";
         const transition = await queue.failReaped(row.id, row.workspaceId, reason);
         if (transition) {
-          this.#o.metrics.buildsTotal.inc({ transition, status: "failed" });
-          this.#o.metrics.transitionFailures.inc({ transition });
+          const operation = await queue.operationOf(row.id);
+          this.#o.metrics.buildsTotal.inc({ transition, operation, status: "failed" });
+          this.#o.metrics.transitionFailures.inc({ transition, operation });
           const log = await DbBuildLog.open(queue, row.id);
           log.line("error", reason);
           await log.flush().catch(() => {});

@@ -38,6 +38,7 @@ export function agentRouter(deps: AppDeps): Router {
       tailnetClaims: deps.tailnetClaims,
       heartbeatIntervalSeconds: deps.agentHeartbeatSeconds,
       backups: deps.backups,
+      diskWarnPercent: deps.config.diskWarnPercent,
     });
   });
 

@@ -7,6 +7,7 @@ import type { HeartbeatRequest, HeartbeatResponseInput, OnboardAction } from "..
 import { isUuid } from "../../platform/ids.ts";
 import type { Metrics } from "../../platform/metrics.ts";
 import type { BackupService } from "../backups/service.ts";
+import { recordTelemetry } from "../telemetry/record.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
 import { markAgentReady } from "./readiness.ts";
 import type { TailnetClaims } from "./tailnet-claims.ts";
@@ -22,6 +23,8 @@ export async function acceptHeartbeat(
     tailnetClaims: TailnetClaims;
     heartbeatIntervalSeconds: number;
     backups?: BackupService;
+    /** The disk-nearly-full threshold (percent); the heartbeat's load, memory and disk are stored. */
+    diskWarnPercent: number;
   },
 ): Promise<HeartbeatResponseInput> {
   const { scope, instance, workspace } = agent;
@@ -30,6 +33,7 @@ export async function acceptHeartbeat(
     agentVersion: hb.agentVersion,
     lastError: hb.lastError,
   });
+  await recordTelemetry(scope, hb.metrics, { diskWarnPercent: deps.diskWarnPercent });
   // Never stored as claimed: the box must prove the address first (tailnet-claims.ts).
   if (hb.tailnetIp && hb.tailnetIp !== instance.tailnetIp) {
     deps.tailnetClaims.consider(

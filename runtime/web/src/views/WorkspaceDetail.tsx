@@ -14,6 +14,7 @@ import { onSessionChange, patchSessions } from "../live.ts";
 import { href } from "../router.ts";
 import { Field, fieldAria } from "../ui/Field.tsx";
 import { Backups } from "./Backups.tsx";
+import { BoxTelemetry, type Telemetry } from "./BoxTelemetry.tsx";
 import { BuildLog } from "./BuildLog.tsx";
 import { ClaudeBadge } from "./ClaudeBadge.tsx";
 import { Previews } from "./Previews.tsx";
@@ -36,6 +37,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
   const [builds, setBuilds] = useState<Build[]>([]);
   const [sessions, setSessions] = useState<Session[]>([]);
   const [overview, setOverview] = useState<Overview | null>(null);
+  const [telemetry, setTelemetry] = useState<Telemetry | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [confirming, setConfirming] = useState(false);
   const [newSession, setNewSession] = useState("");
@@ -43,14 +45,17 @@ export function WorkspaceDetail({ id }: { id: string }) {
 
   const load = async () => {
     try {
-      const [w, b, s] = await Promise.all([
+      const [w, b, s, t] = await Promise.all([
         api<{ workspace: Workspace }>(`/api/v1/workspaces/${id}`),
         api<{ builds: Build[] }>(`/api/v1/workspaces/${id}/builds`),
         api<{ sessions: Session[] }>(`/api/v1/workspaces/${id}/sessions`),
+        // The box's figures ride on the same refresh; missing ones never hide the rest of the view.
+        api<Telemetry>(`/api/v1/workspaces/${id}/telemetry`).catch(() => null),
       ]);
       setWs(w.workspace);
       setBuilds(b.builds);
       setSessions(s.sessions);
+      if (t) setTelemetry(t);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) location.hash = href.workspaces();
       else setError(humanError(e));
@@ -219,6 +224,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
         </p>
       )}
       {latest && <BuildLog key={latest.id} build={latest} onEnd={() => load()} />}
+      <BoxTelemetry telemetry={telemetry} running={running} />
 
       <section class="panel" aria-labelledby="sessions-h">
         <h2 id="sessions-h">Sessions</h2>

@@ -1,0 +1,67 @@
+/**
+ * A heartbeat's load, memory and disk figures (box/protocol.ts `metrics`), stored as the box's telemetry,
+ * and the disk-nearly-full notification: when the volume's usage crosses the threshold the owner is told
+ * once (inbox and Web Push), not once per heartbeat; the alert re-arms when usage falls below the threshold
+ * minus a hysteresis, so a disk hovering at the line does not notify on every wobble. The alert's state
+ * lives in the database (store/telemetry.ts), so a restart neither repeats nor loses it.
+ */
+import type { MetricsSnapshot } from "../../../box/protocol.ts";
+import type { AuthorizedStore } from "../../store/store.ts";
+
+/** Percentage points below the threshold that usage must fall to re-arm the alert. */
+export const DISK_WARN_HYSTERESIS = 5;
+
+/** Percent of the volume in use, or null when the agent did not report its disk. */
+export function diskUsedPercent(m: Pick<MetricsSnapshot, "diskTotalBytes" | "diskFreeBytes">): number | null {
+  if (m.diskTotalBytes === undefined || m.diskFreeBytes === undefined || m.diskTotalBytes <= 0) return null;
+  return (100 * Math.max(0, m.diskTotalBytes - m.diskFreeBytes)) / m.diskTotalBytes;
+}
+
+/** `agent` is the store as the reporting agent: it writes its own instance's sample only. */
+export async function recordTelemetry(
+  agent: AuthorizedStore,
+  m: MetricsSnapshot,
+  options: { diskWarnPercent: number; now?: Date },
+): Promise<void> {
+  const sampledAt = options.now ?? new Date();
+  const used = diskUsedPercent(m);
+  // One transaction: the alert is marked "warned" only together with the notification that says so.
+  await agent.transaction(async (tx) => {
+    const change = await tx.telemetry.record(
+      {
+        sampledAt,
+        loadAvg1: m.loadAvg1 ?? null,
+        memTotalBytes: m.memTotalBytes ?? null,
+        memAvailableBytes: m.memAvailableBytes ?? null,
+        diskTotalBytes: m.diskTotalBytes ?? null,
+        diskFreeBytes: m.diskFreeBytes ?? null,
+      },
+      {
+        over: used !== null && used >= options.diskWarnPercent,
+        under: used !== null && used < options.diskWarnPercent - DISK_WARN_HYSTERESIS,
+      },
+    );
+    if (change !== "warned" || used === null) return;
+    const free = formatBytes(m.diskFreeBytes ?? 0);
+    await tx.notifications.createForOwner({
+      sessionId: null,
+      kind: "disk_nearly_full",
+      title: "Disk nearly full",
+      body: `The workspace's volume is ${Math.floor(used)}% full (${free} free). Free some space or grow the volume before builds and sessions start failing.`,
+      // One per crossing: the alert's own test-and-set already guarantees it, the key makes a retry harmless.
+      dedupeKey: `disk-nearly-full-${sampledAt.getTime()}`,
+      createdAt: sampledAt,
+      push: true,
+    });
+  });
+}
+
+function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
