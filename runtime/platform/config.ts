@@ -65,6 +65,18 @@ export const ENV_DOCS: Record<string, string> = {
     "how minutes are sent: v2 (default; the meter event stream, 100 per call) or v1 (billing.meterEvents.create, one per call)",
   STRIPE_METER_EVENT_NAME: "event name of the compute-minute meter in Stripe (default berth_compute_minute)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+  OTEL_EXPORTER_OTLP_ENDPOINT:
+    "OTLP/HTTP base URL (e.g. http://collector:4318): spans go to <url>/v1/traces; unset: tracing off (no SDK)",
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:
+    "full OTLP/HTTP traces URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT for spans",
+  OTEL_SERVICE_NAME: "service.name of the spans (default berth-control-plane)",
+  BERTH_LOG_RETENTION_DAYS:
+    "days the central log store keeps lines, 1-365 (default 7); whole days are dropped",
+  BERTH_LOG_OTLP_ENDPOINT:
+    "also ship stored log lines to this OTLP/HTTP logs URL (e.g. Loki's http://loki:3100/otlp/v1/logs); default OTEL_EXPORTER_OTLP_LOGS_ENDPOINT; unset: none",
+  OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "full OTLP/HTTP logs URL, used when BERTH_LOG_OTLP_ENDPOINT is unset",
+  BERTH_AGENT_LOG_STDOUT:
+    "1: also print box agents' shipped lines on the control plane's stdout (debugging; default: stored only)",
   BERTH_VAPID_PUBLIC_KEY:
     "Web Push VAPID public key (base64url, `npx web-push generate-vapid-keys`); set it with the private key on every replica; unset: generated into BERTH_DATA_DIR/vapid-keys.json",
   BERTH_VAPID_PRIVATE_KEY: "Web Push VAPID private key (base64url), with BERTH_VAPID_PUBLIC_KEY",
@@ -169,6 +181,18 @@ const schema = z
       .regex(/^[a-z0-9_]{1,100}$/, "must be 1-100 of a-z, 0-9 and _")
       .default("berth_compute_minute"),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+    OTEL_SERVICE_NAME: z.string().min(1).max(100).default("berth-control-plane"),
+    BERTH_LOG_RETENTION_DAYS: z.coerce
+      .number({ error: "must be a whole number of days" })
+      .int("must be a whole number of days")
+      .min(1, "must be between 1 and 365")
+      .max(365, "must be between 1 and 365")
+      .default(7),
+    BERTH_LOG_OTLP_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: httpUrl.optional(),
+    BERTH_AGENT_LOG_STDOUT: z.enum(["0", "1"], { error: "must be 0 or 1" }).default("0"),
     BERTH_VAPID_PUBLIC_KEY: z
       .string()
       .regex(/^[A-Za-z0-9_-]{80,100}$/, "must be a base64url P-256 public key")
@@ -314,6 +338,10 @@ export interface Config {
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
   terminal: string;
   logLevel: string;
+  /** OpenTelemetry: where spans go (null: tracing off) and under which service name. */
+  tracing: { tracesUrl: string | null; serviceName: string };
+  /** The central log store: retention, an optional OTLP logs URL, and whether agent lines also go to stdout. */
+  logStore: { retentionDays: number; otlpUrl: string | null; agentLinesToStdout: boolean };
   /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
   /** Voice input (domain/voice): off without a Deepgram key. */
@@ -389,6 +417,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,
+    tracing: {
+      tracesUrl:
+        e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+        (e.OTEL_EXPORTER_OTLP_ENDPOINT
+          ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`
+          : null),
+      serviceName: e.OTEL_SERVICE_NAME,
+    },
+    logStore: {
+      retentionDays: e.BERTH_LOG_RETENTION_DAYS,
+      otlpUrl: e.BERTH_LOG_OTLP_ENDPOINT ?? e.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT ?? null,
+      agentLinesToStdout: e.BERTH_AGENT_LOG_STDOUT === "1",
+    },
     vapid: {
       publicKey: e.BERTH_VAPID_PUBLIC_KEY,
       privateKey: e.BERTH_VAPID_PRIVATE_KEY,

@@ -25,7 +25,8 @@ export interface UserActor {
  * - `operator`: `berth stacks` and the admin API (list, diff, repair, forget any workspace);
  * - `billing`, `autostop`: stop workspaces for their reasons (autostop: runtime/workers/autostop.ts);
  * - `push`: sends Web Push for stored notifications (runtime/domain/push);
- * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password).
+ * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password);
+ * - `logs`: writes the control plane's own lines to the central log store and applies its retention.
  */
 export const SYSTEM_ROLES = [
   "auth",
@@ -38,6 +39,7 @@ export const SYSTEM_ROLES = [
   "autostop",
   "push",
   "backups",
+  "logs",
 ] as const;
 export type SystemRole = (typeof SYSTEM_ROLES)[number];
 

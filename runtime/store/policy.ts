@@ -82,6 +82,12 @@ export const RIGHTS = [
   "billing.read",
   /** Change a user's plan (operators). */
   "billing.manage",
+  /** Search the central log store: one's own workspaces' lines (users), every line (operators). */
+  "log.read",
+  /** Add lines to the central log store: an agent its own workspace's, the log writer any. */
+  "log.write",
+  /** Create the log store's daily partitions and drop those past retention. */
+  "log.retain",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
   "credentials.verify",
 ] as const;
@@ -116,6 +122,7 @@ const USER_RIGHTS: readonly Right[] = [
   "backup.run",
   "account.manage",
   "billing.read",
+  "log.read",
 ];
 
 const AGENT_RIGHTS: readonly Right[] = [
@@ -127,6 +134,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "notification.create",
   "agent.report",
   "user_secret.deliver",
+  "log.write",
 ];
 
 const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
@@ -142,11 +150,13 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
     "secret.read",
     "billing.read",
     "billing.manage",
+    "log.read",
   ],
   billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
   push: ["push.send"],
   backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
+  logs: ["log.write", "log.retain"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

@@ -21,6 +21,7 @@ import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
 import { HealthStore } from "./health.ts";
+import { LogStore } from "./logs.ts";
 import { NotificationStore } from "./notifications.ts";
 import { OnboardingStore } from "./onboarding.ts";
 import { OperatorStore } from "./operators.ts";
@@ -96,6 +97,7 @@ export class AuthorizedStore {
   readonly billing: BillingStore;
   readonly voice: VoiceStore;
   readonly backups: BackupStore;
+  readonly logs: LogStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -119,6 +121,7 @@ export class AuthorizedStore {
     this.billing = new BillingStore(access);
     this.voice = new VoiceStore(access);
     this.backups = new BackupStore(access);
+    this.logs = new LogStore(access);
   }
 
   get actor(): Actor {
