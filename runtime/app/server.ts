@@ -172,8 +172,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     if (logSink) {
       const writer = store.as(SYSTEM.logs).logs;
       logSink.attach(async (lines) => {
-        await writer.append(lines);
-        await logExporter?.export(lines).catch(() => {});
+        const stored = await writer.append(lines);
+        await logExporter?.export(stored).catch(() => {});
       });
       // Runs before the database closes (cleanup is reversed): the last lines are written.
       cleanup.push(() => logSink.close());

@@ -4,8 +4,10 @@
  * lines carry request and trace ids and are stored when they concern a workspace; retention drops
  * whole days.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { AGENT_API_PATHS, type AgentEvent } from "../../box/protocol.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { LogStoreSink } from "../platform/log-sink.ts";
@@ -22,9 +24,23 @@ describe("central log store", async () => {
       done();
     },
   });
+  // A loopback OTLP logs backend that records what it got (BERTH_LOG_OTLP_ENDPOINT).
+  const shipped: string[] = [];
+  const backend = createServer((req, res) => {
+    let raw = "";
+    req.on("data", (c) => {
+      raw += c;
+    });
+    req.on("end", () => {
+      shipped.push(raw);
+      res.end("{}");
+    });
+  });
+  await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
+  afterAll(() => new Promise<void>((r) => backend.close(() => r())));
   const sink = new LogStoreSink({ flushMs: 20 });
   const cp = await startTestControlPlane(
-    {},
+    { BERTH_LOG_OTLP_ENDPOINT: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/v1/logs` },
     { logger: createLogger("debug", stdout, { stream: sink }), logSink: sink },
   );
   let agentToken = "";
@@ -87,6 +103,10 @@ describe("central log store", async () => {
     // Nowhere in the table either, whatever the query.
     const raw = await pool.query("SELECT message, fields::text AS f FROM log_entries");
     expect(JSON.stringify(raw.rows)).not.toMatch(/ghp_abc|hunter2/);
+    // Shipped to the OTLP backend too, redacted as stored.
+    const otlp = await waitFor("the shipped line", () => shipped.find((b) => b.includes("git push with")));
+    expect(otlp).toContain("Bearer [redacted]");
+    expect(otlp).not.toMatch(/ghp_abc|hunter2/);
     // Out of the time range: not there.
     const earlier = await json(await logs(`?until=${encodeURIComponent(before)}&q=git%20push`));
     expect(earlier.entries).toHaveLength(0);

@@ -86,10 +86,13 @@ export class LogStore {
     this.#access = access;
   }
 
-  /** Stores lines, redacted, in one statement. An agent's lines must be its own workspace's. */
-  async append(records: LogRecord[], now = new Date()): Promise<number> {
+  /**
+   * Stores lines, redacted, in one statement, and returns them as stored (what may be shipped on). An
+   * agent's lines must be its own workspace's.
+   */
+  async append(records: LogRecord[], now = new Date()): Promise<LogRecord[]> {
     const scope = this.#access.scopeOf("log.write", "log");
-    if (records.length === 0) return 0;
+    if (records.length === 0) return [];
     const earliest = dayStart(new Date(now.getTime() - DAY_MS));
     const latest = new Date(now.getTime() + FUTURE_SKEW_MS);
     const rows = records.map((r) => {
@@ -110,7 +113,7 @@ export class LogStore {
       };
     });
     await this.#access.db.insert(logEntries).values(rows);
-    return rows.length;
+    return rows;
   }
 
   /** Newest first, a page at a time. A workspace the actor does not reach is NotFound. */

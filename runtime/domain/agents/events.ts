@@ -28,6 +28,7 @@ export async function applyAgentEvents(
   logs: AgentLogOptions = {},
 ): Promise<EventsResponse> {
   const lines: LogLine[] = [];
+  let stored: LogLine[] = [];
   const result = await agent.scope.transaction(async (tx) => {
     const ackedThrough = await tx.agents.lockEventCursor();
     const plan = planEventBatch(ackedThrough, events);
@@ -36,19 +37,19 @@ export async function applyAgentEvents(
       else await applyOne(tx, log, agent, event, backups);
     }
     // One statement for the batch's lines, committed with the cursor: stored exactly once.
-    await tx.logs.append(lines);
+    stored = await tx.logs.append(lines);
     if (plan.ackedThrough !== ackedThrough) await tx.agents.advanceEventCursor(plan.ackedThrough);
     return { ackedThrough: plan.ackedThrough, replayed: plan.replayed };
   });
   if (logs.toStdout)
-    for (const line of lines)
+    for (const line of stored)
       log[line.level](
         { ...line.fields, source: "agent", workspaceId: line.workspaceId, agentAt: line.time },
         line.message,
       );
-  if (logs.exporter && lines.length)
+  if (logs.exporter && stored.length)
     logs.exporter
-      .export(lines)
+      .export(stored)
       .catch((err: Error) => log.warn({ err: err.message }, "shipping agent log lines failed"));
   return result;
 }
