@@ -42,8 +42,10 @@ export interface TracingOptions {
   /** OTLP traces URL (`…/v1/traces`); null or absent: tracing off unless `exporter` is given. */
   tracesUrl?: string | null;
   serviceName?: string;
-  /** Tests and benchmarks: export here, one span at a time, instead of OTLP. */
+  /** Tests and benchmarks: export here instead of OTLP, one span at a time unless `batch`. */
   exporter?: SpanExporter;
+  /** With `exporter`: batch like production (the benchmark measures that path). */
+  batch?: boolean;
 }
 
 export interface Tracing {
@@ -84,7 +86,9 @@ export function tracingEnabled(): boolean {
 export function startTracing(options: TracingOptions = {}): Tracing {
   ensureTraceContext();
   const processor = options.exporter
-    ? new SimpleSpanProcessor(options.exporter)
+    ? options.batch
+      ? new BatchSpanProcessor(options.exporter)
+      : new SimpleSpanProcessor(options.exporter)
     : options.tracesUrl
       ? new BatchSpanProcessor(new OTLPTraceExporter({ url: options.tracesUrl }))
       : null;
