@@ -4,9 +4,11 @@
  * lines carry request and trace ids and are stored when they concern a workspace; retention drops
  * whole days.
  */
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { AGENT_API_PATHS, type AgentEvent } from "../../box/protocol.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
@@ -14,6 +16,7 @@ import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger } from "../platform/logger.ts";
 import { SYSTEM } from "../store/actors.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { waitFor } from "../test/wait.ts";
 
 describe("central log store", async () => {
@@ -142,6 +145,30 @@ describe("central log store", async () => {
       "paging line 3",
       "paging line 1",
     ]);
+  });
+
+  it("prints lines for operators with `berth logs`, oldest of the page first, and the next cursor", () => {
+    const cli = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
+    const run = spawnSync(
+      process.execPath,
+      [cli, "logs", "--workspace", workspaceId, "--q", "paging", "--limit", "2"],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: cp.deps.database.url,
+          BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
+          BERTH_LOG_LEVEL: "error",
+        },
+        encoding: "utf8",
+        timeout: 90_000,
+      },
+    );
+    expect(run.stderr).toMatch(/^older lines: --cursor \S+\n$/);
+    expect(run.status).toBe(0);
+    const lines = run.stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^\\S+Z WARN  agent +${workspaceId} paging line 3$`));
+    expect(lines[1]).toMatch(/INFO {2}agent .* paging line 4$/);
   });
 
   it("answers bad queries with a 400 naming the field", async () => {
