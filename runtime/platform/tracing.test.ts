@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { trace } from "@opentelemetry/api";
 import { describe, expect, it } from "vitest";
@@ -77,5 +79,35 @@ describe("tracing off (no OTEL_EXPORTER_OTLP_ENDPOINT)", () => {
     });
     expect(lines[1]).not.toHaveProperty("traceId");
     expect(lines[1]).not.toHaveProperty("requestId");
+  });
+});
+
+describe("tracing on, over OTLP", () => {
+  it("exports spans as OTLP http/json to the configured URL", async () => {
+    const got: Array<{ path: string; type: string | undefined; bytes: number }> = [];
+    const collector = createServer((req, res) => {
+      let bytes = 0;
+      req.on("data", (c: Buffer) => {
+        bytes += c.length;
+      });
+      req.on("end", () => {
+        got.push({ path: req.url ?? "", type: req.headers["content-type"], bytes });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
+    const port = (collector.address() as AddressInfo).port;
+    const tracing = startTracing({ tracesUrl: `http://127.0.0.1:${port}/v1/traces` });
+    try {
+      expect(tracingEnabled()).toBe(true);
+      await inSpan("exported", {}, async (span) => expect(span.isRecording()).toBe(true));
+    } finally {
+      await tracing.shutdown(); // flushes the batch
+      collector.close();
+    }
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({ path: "/v1/traces", type: "application/json" });
+    expect(got[0]!.bytes).toBeGreaterThan(0);
+    expect(tracingEnabled()).toBe(false);
   });
 });

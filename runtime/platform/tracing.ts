@@ -5,7 +5,7 @@
  *
  * Two modes:
  * - on (`OTEL_EXPORTER_OTLP_ENDPOINT`, or a test's exporter): a tracer provider exports spans over OTLP
- *   (http/protobuf) in batches;
+ *   (http/json, which every collector and Grafana Tempo accept) in batches;
  * - off: no SDK at all. The API's no-op tracer answers, and a request still gets a trace id (the caller's
  *   `traceparent`, or fresh random ids marked not sampled), so log lines, builds and the box agent still
  *   share one id to search by. pg and fetch spans are skipped outright.
