@@ -59,8 +59,21 @@ class TracedClient extends pg.Client {
   }
 }
 
+/**
+ * `pool.query` waits for a free client with a callback that pg-pool calls from whoever releases one: the
+ * wrong async context. Binding it to the caller's keeps each query span under the request that asked.
+ */
+class TracedPool extends pg.Pool {
+  // biome-ignore lint/suspicious/noExplicitAny: pg's connect overloads; this only wraps the callback form
+  override connect(...args: any[]): any {
+    if (tracingEnabled() && typeof args[0] === "function") args[0] = context.bind(context.active(), args[0]);
+    // @ts-expect-error: forwarding whichever overload the caller used
+    return super.connect(...args);
+  }
+}
+
 export function connectDatabase(url: string, options: { max?: number } = {}): Database {
-  const pool = new pg.Pool({
+  const pool = new TracedPool({
     connectionString: url,
     max: options.max ?? 10,
     // Fail fast instead of queueing forever when Postgres is down, so /readyz can answer 503.
