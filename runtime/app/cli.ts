@@ -17,6 +17,7 @@ import {
 } from "../domain/operators/stacks.ts";
 import { type Config, ConfigError, ENV_DOCS, loadConfig } from "../platform/config.ts";
 import { DomainError } from "../platform/errors.ts";
+import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { SYSTEM } from "../store/actors.ts";
@@ -140,7 +141,9 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig();
-  const log = createLogger(config.logLevel);
+  // The server keeps its warnings and workspace lines in the log store; one-shot commands print only.
+  const logSink = command === "serve" ? new LogStoreSink() : undefined;
+  const log = createLogger(config.logLevel, undefined, logSink ? { stream: logSink } : undefined);
 
   if (command === "migrate") {
     const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
@@ -165,7 +168,7 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGTERM", resolve);
   });
   await ensureWebBuild(log);
-  const cp = await startControlPlane(config, { logger: log });
+  const cp = await startControlPlane(config, { logger: log, ...(logSink ? { logSink } : {}) });
   if (cp.loginUrl) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
     process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
