@@ -46,6 +46,7 @@ import { NotificationCenter } from "./notifications/notification-center.ts";
 import { type PreviewOwnership, PreviewScanner } from "./previews/preview-scanner.ts";
 import { type AgentEventDraft, type AgentLifecycle, type LogPayload, SESSION_NAME_RE } from "./protocol.ts";
 import { systemMetrics } from "./telemetry/metrics.ts";
+import { parseTraceparent } from "./telemetry/trace.ts";
 
 export const AGENT_VERSION = readVersion();
 
@@ -438,6 +439,7 @@ export class Agent {
       }),
       outbox,
       applier: this.applier,
+      bootTrace: parseTraceparent(this.o.config.settings.BERTH_TRACEPARENT),
       status: () => this.heartbeatStatus(),
       log: this.log,
       ...(this.o.heartbeatIntervalMs ? { heartbeatIntervalMs: this.o.heartbeatIntervalMs } : {}),

@@ -53,6 +53,14 @@ export const agentSettingsSchema = z.object({
   BERTH_TAILSCALE_TAGS: envValue.default("tag:workspace"),
   /** restic repository, e.g. `s3:https://<account>.r2.cloudflarestorage.com/<bucket>` or a local path. */
   BERTH_RESTIC_REPOSITORY: envValue.optional(),
+  /**
+   * W3C `traceparent` of the build that started this box: the first heartbeat is a child of it, so the
+   * control plane's trace runs from the request through the build to the box checking in.
+   */
+  BERTH_TRACEPARENT: z
+    .string()
+    .regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, "must be a W3C traceparent")
+    .optional(),
 });
 export type AgentSettings = z.infer<typeof agentSettingsSchema>;
 

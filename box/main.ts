@@ -51,6 +51,7 @@ Settings (environment):
   BERTH_RESTIC_REPOSITORY   backups: a local path or s3:https://host/bucket[/prefix] (unset: no backups)
   BERTH_BACKUP_RETRY_ATTEMPTS  tries of one restic operation on network/403 errors (default 7, backoff 2-30 s)
   BERTH_RESTIC              the restic binary (default restic on PATH)
+  BERTH_TRACEPARENT         W3C traceparent of the build that started this box: the first heartbeat joins its trace
 
 Secrets (one file each in $CREDENTIALS_DIRECTORY, never in the environment or argv):
   agent-token, ttyd-credential (user:password), restic-password; optional r2-access-key-id,

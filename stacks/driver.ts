@@ -30,6 +30,11 @@ export interface WorkspaceSpec {
   /** Base URL the box agent calls home to. */
   controlPlaneUrl: string;
   secrets: WorkspaceSecrets;
+  /**
+   * W3C `traceparent` of the build: a driver that can hands it to the box at boot (`BERTH_TRACEPARENT`),
+   * so the agent's first heartbeat joins the build's trace.
+   */
+  traceparent?: string;
 }
 
 /** What a successful `apply` reports. Addresses stay server-side: never send them to a client. */

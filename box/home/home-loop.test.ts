@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AgentEventDraft } from "../protocol.ts";
+import { parseTraceparent, type TraceContext } from "../telemetry/trace.ts";
 import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
 import { waitUntil } from "../testing/wait.ts";
 import { ControlPlaneClient } from "./client.ts";
@@ -38,7 +39,7 @@ class MemorySessions implements SessionManager {
   }
 }
 
-function makeAgent(dir: string, url: string, token = TOKEN) {
+function makeAgent(dir: string, url: string, token = TOKEN, bootTrace: TraceContext | null = null) {
   const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
   const sessions = new MemorySessions();
   const applier = new DesiredStateApplier({ sessions, statePath: join(dir, "actions.json"), log });
@@ -61,6 +62,7 @@ function makeAgent(dir: string, url: string, token = TOKEN) {
     minBackoffMs: 10,
     maxBackoffMs: 100,
     onAuthFailure: (e) => authFailures.push(e),
+    bootTrace,
   });
   const stop = async () => {
     await loop.stop();
@@ -79,6 +81,22 @@ const msgs = (cp: FakeControlPlane) =>
   cp.state.applied.map((e) => (e.type === "log" ? e.payload.msg : `${e.type}`));
 
 describe("HomeLoop against a fake control plane", () => {
+  it("sends its first heartbeat in the build's trace (BERTH_TRACEPARENT), later ones in their own", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const boot = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    const agent = makeAgent(dir, cp.url, TOKEN, boot);
+    cleanups.push(agent.stop);
+    agent.loop.start();
+    await waitFor(() => state.traceparents.length >= 3, "three heartbeats");
+    const [first, ...later] = state.traceparents.map((t) => parseTraceparent(t)!);
+    expect(first!.traceId).toBe(boot!.traceId);
+    expect(first!.spanId).not.toBe(boot!.spanId); // the agent's own span, a child of the build's
+    for (const t of later) expect(t.traceId).not.toBe(boot!.traceId);
+  });
+
   it("delivers every event exactly once across a control-plane restart and a lost response", async () => {
     const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
     const state = newFakeState(TOKEN);

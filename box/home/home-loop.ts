@@ -6,6 +6,7 @@
  */
 import type { Logger } from "pino";
 import type { AgentEvent, HeartbeatRequestInput, HeartbeatResponse } from "../protocol.ts";
+import type { TraceContext } from "../telemetry/trace.ts";
 import { AgentAuthError, AgentRequestRejectedError, type ControlPlaneClient } from "./client.ts";
 import type { DesiredStateApplier } from "./desired-state.ts";
 import type { Outbox } from "./outbox.ts";
@@ -25,6 +26,8 @@ export interface HomeLoopOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   onAuthFailure?: (err: AgentAuthError) => void;
+  /** The build's trace context from boot (BERTH_TRACEPARENT): heartbeats join it until one succeeds. */
+  bootTrace?: TraceContext | null;
 }
 
 export interface HomeStatus {
@@ -49,8 +52,9 @@ export class HomeLoop {
     failures: 0,
     eventsSent: 0,
   };
-  private readonly o: Required<Omit<HomeLoopOptions, "onAuthFailure">> &
+  private readonly o: Required<Omit<HomeLoopOptions, "onAuthFailure" | "bootTrace">> &
     Pick<HomeLoopOptions, "onAuthFailure">;
+  private bootTrace: TraceContext | null;
   private heartbeatInterval: number;
   private heartbeatDueAt = 0;
   private heartbeatRequested = false;
@@ -73,6 +77,7 @@ export class HomeLoop {
       ...options,
     };
     this.heartbeatInterval = this.o.heartbeatIntervalMs;
+    this.bootTrace = options.bootTrace ?? null;
   }
 
   start(): void {
@@ -175,7 +180,8 @@ export class HomeLoop {
       ...(await this.o.status()),
       completed: this.o.applier.completedToReport(),
     };
-    const res = await this.o.client.heartbeat(body);
+    const res = await this.o.client.heartbeat(body, this.bootTrace ?? undefined);
+    this.bootTrace = null;
     this.noteSuccess();
     this.status.lastHeartbeatAt = new Date();
     if (res.heartbeatIntervalSeconds) this.heartbeatInterval = res.heartbeatIntervalSeconds * 1000;

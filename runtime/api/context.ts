@@ -11,6 +11,7 @@ import type { WorkspaceService } from "../domain/workspaces/service.ts";
 import type { TerminalGateway } from "../gateway/terminal/gateway.ts";
 import type { VoiceGateway } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
+import type { LogExporter } from "../platform/log-line.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
 import type { SecretBox } from "../platform/secret-box.ts";
@@ -65,4 +66,6 @@ export interface AppDeps {
   billing: { plans: Plans; webhooks: StripeWebhooks | null };
   /** Backups: on demand, restore, export; the agent's reports (domain/backups/service.ts). */
   backups: BackupService;
+  /** Ships stored log lines to an OTLP logs backend (BERTH_LOG_OTLP_ENDPOINT); null when none is set. */
+  logExporter: LogExporter | null;
 }

@@ -17,10 +17,12 @@ import {
 } from "../domain/operators/stacks.ts";
 import { type Config, ConfigError, ENV_DOCS, loadConfig } from "../platform/config.ts";
 import { DomainError } from "../platform/errors.ts";
+import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { SYSTEM } from "../store/actors.ts";
 import { ClusterBusyError } from "../store/embedded.ts";
+import { LOG_LEVELS, LOG_SOURCES, type LogQuery } from "../store/logs.ts";
 import { runMigrations } from "../store/migrate.ts";
 import { type AuthorizedStore, Store } from "../store/store.ts";
 import { CLIENT_COMMANDS, CLIENT_HELP, runClient } from "./client/main.ts";
@@ -39,6 +41,7 @@ Commands:
   stacks    operators: list | diff <workspace> [start|stop] | repair <workspace> | forget <workspace>
   doctor    self-hosters: check every credential, DNS, the box image, the state backend and the clock
   billing   operators: usage <user> | plan <user> <plan|default> | plans
+  logs      operators: search the central log store (every workspace's and the control plane's lines)
 
 ${CLIENT_HELP}
 
@@ -98,6 +101,15 @@ ${Object.entries(DOCTOR_ENV_DOCS)
 <user> is a user id, their external (Clerk) id, or their email. Uses the same DATABASE_URL/BERTH_DATA_DIR
 and BERTH_BILLING_PLANS as 'serve'.
 `,
+  logs: `Usage: npm run berth -- logs [--workspace <id>] [--since <time>] [--until <time>] [--level <level>]
+                             [--source agent|control-plane] [--q <text>] [--limit <n>] [--cursor <c>]
+
+Prints stored log lines, oldest of the page first: box agents' lines and the control plane's warnings and
+workspace lines, secrets already redacted. Times are ISO 8601 (2026-12-05T12:00:00Z); --level means that
+level and above (trace debug info warn error fatal); --q a case-insensitive substring; --limit 1-500
+(default 100) newest lines. When more are older, the cursor for the next page is printed on stderr. Uses
+the same DATABASE_URL/BERTH_DATA_DIR as 'serve'.
+`,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -130,7 +142,9 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig();
-  const log = createLogger(config.logLevel);
+  // The server keeps its warnings and workspace lines in the log store; one-shot commands print only.
+  const logSink = command === "serve" ? new LogStoreSink() : undefined;
+  const log = createLogger(config.logLevel, undefined, logSink ? { stream: logSink } : undefined);
 
   if (command === "migrate") {
     const { database, stopEmbedded } = await openDatabase(config, log, { joinRunning: true });
@@ -146,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === "stacks") return stacksCommand(config, log, positionals.slice(1));
   if (command === "billing") return billingCommand(config, log, positionals.slice(1));
+  if (command === "logs") return logsCommand(config, log, argv.slice(argv.indexOf("logs") + 1));
 
   // Listen before starting: a SIGINT during startup would otherwise kill the process the default way and
   // orphan the embedded Postgres it already started. Such a signal stops the server once it is up.
@@ -154,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGTERM", resolve);
   });
   await ensureWebBuild(log);
-  const cp = await startControlPlane(config, { logger: log });
+  const cp = await startControlPlane(config, { logger: log, ...(logSink ? { logSink } : {}) });
   if (cp.loginUrl) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
     process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
@@ -191,6 +206,61 @@ async function asOperator(
     await database.close();
     await stopEmbedded?.();
   }
+}
+
+async function logsCommand(config: Config, log: Logger, argv: string[]): Promise<number> {
+  let query: LogQuery;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        workspace: { type: "string" },
+        since: { type: "string" },
+        until: { type: "string" },
+        level: { type: "string" },
+        source: { type: "string" },
+        q: { type: "string" },
+        limit: { type: "string", default: "100" },
+        cursor: { type: "string" },
+      },
+    });
+    const time = (name: string, v: string | undefined) => {
+      if (v === undefined) return undefined;
+      const t = new Date(v);
+      if (Number.isNaN(t.getTime())) throw new Error(`--${name}: not a time: ${v}`);
+      return t;
+    };
+    const limit = Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new Error("--limit: must be 1-500");
+    if (values.level !== undefined && !(LOG_LEVELS as readonly string[]).includes(values.level))
+      throw new Error(`--level: one of ${LOG_LEVELS.join(", ")}`);
+    if (values.source !== undefined && !(LOG_SOURCES as readonly string[]).includes(values.source))
+      throw new Error(`--source: one of ${LOG_SOURCES.join(", ")}`);
+    query = {
+      limit,
+      ...(values.workspace ? { workspaceId: values.workspace } : {}),
+      ...(values.since ? { since: time("since", values.since)! } : {}),
+      ...(values.until ? { until: time("until", values.until)! } : {}),
+      ...(values.level ? { level: values.level as LogQuery["level"] & string } : {}),
+      ...(values.source ? { source: values.source as LogQuery["source"] & string } : {}),
+      ...(values.q ? { q: values.q } : {}),
+      ...(values.cursor ? { cursor: values.cursor } : {}),
+    };
+  } catch (err) {
+    process.stderr.write(`berth: ${(err as Error).message}\n\n${COMMAND_HELP.logs}`);
+    return 2;
+  }
+  return asOperator(config, log, async (scope) => {
+    const page = await scope.logs.search(query);
+    for (const e of page.entries.toReversed()) {
+      const fields = Object.keys(e.fields).length ? ` ${JSON.stringify(e.fields)}` : "";
+      process.stdout.write(
+        `${e.time.toISOString()} ${e.level.toUpperCase().padEnd(5)} ${e.source.padEnd(13)} ${e.workspaceId ?? "-"} ${e.message}${fields}\n`,
+      );
+    }
+    if (page.nextCursor) process.stderr.write(`older lines: --cursor ${page.nextCursor}\n`);
+    return 0;
+  });
 }
 
 async function stacksCommand(config: Config, log: Logger, args: string[]): Promise<number> {

@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import Koa from "koa";
 import helmet from "koa-helmet";
 import type { AppDeps, AppState } from "../api/context.ts";
@@ -15,6 +16,7 @@ import { STRIPE_WEBHOOK_PATH, stripeWebhookRoutes, usageRoutes } from "../api/ro
 import { buildRoutes } from "../api/routes/builds.ts";
 import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
+import { logRoutes } from "../api/routes/logs.ts";
 import { metricsRoutes } from "../api/routes/metrics.ts";
 import { notificationRoutes } from "../api/routes/notifications.ts";
 import { onboardingRoutes } from "../api/routes/onboarding.ts";
@@ -31,6 +33,7 @@ import { webRoutes } from "../api/routes/web-client.ts";
 import { workspaceRoutes } from "../api/routes/workspaces.ts";
 import { PreviewGateway } from "../gateway/preview/gateway.ts";
 import { requestContext } from "../platform/request-context.ts";
+import { contextFromTraceparent, inSpan } from "../platform/tracing.ts";
 import { cspDirectives } from "./csp.ts";
 
 export const BODY_LIMIT = "256kb";
@@ -73,7 +76,32 @@ export function buildApp(deps: AppDeps): BuiltApp {
     const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set("X-Request-Id", requestId);
-    await requestContext.run({ requestId }, next);
+    // The server span: it continues the caller's trace (a box agent's heartbeat, a traced client), and
+    // everything below (queries, builds this request queues, log lines) is under it.
+    const parent = contextFromTraceparent(ctx.get("traceparent"), ctx.get("tracestate") || undefined);
+    await inSpan(
+      `${ctx.method}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "http.request.method": ctx.method,
+          "url.path": ctx.path,
+          "berth.request_id": requestId,
+        },
+      },
+      async (span) => {
+        try {
+          await requestContext.run({ requestId }, next);
+        } finally {
+          const route = routeLabel(ctx);
+          span.updateName(`${ctx.method} ${route}`);
+          span.setAttribute("http.route", route);
+          span.setAttribute("http.response.status_code", ctx.status);
+          if (ctx.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+      },
+      parent,
+    );
   });
 
   app.use(async (ctx, next) => {
@@ -148,6 +176,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     serverUrl: deps.publicUrl,
   }));
   backupRoutes(apiRouter, deps);
+  logRoutes(apiRouter, deps);
 
   const agents = agentRouter(deps);
   app.use(agents.routes()).use(agents.allowedMethods());

@@ -27,9 +27,12 @@ import { WorkspaceService } from "../domain/workspaces/service.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
 import { VoiceGateway, type VoiceGatewayOptions } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
+import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { createMetrics } from "../platform/metrics.ts";
+import { OtlpLogExporter } from "../platform/otlp-log-exporter.ts";
 import { SecretBox } from "../platform/secret-box.ts";
+import { startTracing } from "../platform/tracing.ts";
 import { UpgradeDispatcher } from "../platform/upgrade-dispatcher.ts";
 import { loadVapidKeys } from "../platform/vapid.ts";
 import { SYSTEM, type UserActor } from "../store/actors.ts";
@@ -41,6 +44,7 @@ import { Store } from "../store/store.ts";
 import { Autostop } from "../workers/autostop.ts";
 import { BuildWorker, type BuildWorkerOptions } from "../workers/build-worker.ts";
 import { type HealthOptions, HealthProber } from "../workers/health-prober.ts";
+import { LogRetention } from "../workers/log-retention.ts";
 import { MeterTicker } from "../workers/metering.ts";
 import { QuotaEnforcer } from "../workers/quota-enforcer.ts";
 import { Reconciler } from "../workers/reconciler.ts";
@@ -70,6 +74,8 @@ export interface ControlPlane {
   push: PushSender;
   /** Billing's jobs (scheduled every minute; tests call them directly). `outbox` is null without STRIPE_SECRET_KEY. */
   billing: { meter: MeterTicker; enforcer: QuotaEnforcer; outbox: MeterOutbox | null };
+  /** The log store's partitions and retention (scheduled hourly; tests call `tick()` directly). */
+  logRetention: LogRetention;
   /** Local mode only: the link that signs the owner in. Secret: print it, never log it. */
   loginUrl: string | null;
   close(): Promise<void>;
@@ -103,6 +109,11 @@ export interface StartOptions {
   push?: { agent?: HttpsAgent; allowIpEndpoints?: boolean };
   /** Billing: a controllable clock, and Stripe at another address (tests run a fake there). */
   billing?: { clock?: () => Date; stripeEndpoint?: StripeEndpoint; outbox?: Partial<OutboxOptions> };
+  /**
+   * The central log store's sink for the control plane's own lines; by default one is made with the
+   * logger (a test that passes its own logger passes the sink it gave that logger, if any).
+   */
+  logSink?: LogStoreSink;
   /** Backup timings (tests shorten the poll and the nightly window). */
   backups?: Partial<Pick<BackupServiceOptions, "pollMs" | "nightlyWindow" | "retry">>;
 }
@@ -123,8 +134,15 @@ export async function openDatabase(
 }
 
 export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
-  const log = options.logger ?? createLogger(config.logLevel);
-  const cleanup: Array<() => Promise<void>> = [];
+  // The process-wide tracer: OTLP when configured; otherwise only the context that carries trace ids.
+  const tracing = startTracing({
+    tracesUrl: config.tracing.tracesUrl,
+    serviceName: config.tracing.serviceName,
+  });
+  const logSink = options.logSink ?? (options.logger ? null : new LogStoreSink());
+  const log =
+    options.logger ?? createLogger(config.logLevel, undefined, logSink ? { stream: logSink } : undefined);
+  const cleanup: Array<() => Promise<void>> = [async () => tracing.shutdown()];
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
@@ -144,6 +162,22 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       : SecretBox.fromFile(join(config.dataDir, "secret-keys"));
 
     const store = new Store(database, { secretBox });
+
+    // The log store: today's partitions before the first line, then the sink writes in batches.
+    const logRetention = new LogRetention({ store, log, retentionDays: config.logStore.retentionDays });
+    await logRetention.tick();
+    const logExporter = config.logStore.otlpUrl
+      ? new OtlpLogExporter({ url: config.logStore.otlpUrl, serviceName: config.tracing.serviceName })
+      : null;
+    if (logSink) {
+      const writer = store.as(SYSTEM.logs).logs;
+      logSink.attach(async (lines) => {
+        const stored = await writer.append(lines);
+        await logExporter?.export(stored).catch(() => {});
+      });
+      // Runs before the database closes (cleanup is reversed): the last lines are written.
+      cleanup.push(() => logSink.close());
+    }
 
     let localOwner: UserActor | null = null;
     let localToken: string | null = null;
@@ -243,6 +277,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
           : null,
       },
       backups,
+      logExporter,
     };
 
     const { app, previews } = buildApp(deps);
@@ -369,6 +404,8 @@ export async function startControlPlane(config: Config, options: StartOptions = 
           cron: "17 * * * *",
           run: () => store.as(SYSTEM.metrics).telemetry.prune(),
         },
+        // Hourly: tomorrow's log partitions exist well before midnight; expired days go.
+        { name: "log-retention", cron: "7 * * * *", run: () => logRetention.tick() },
       ]);
       cleanup.push(() => scheduler.stop());
     }
@@ -385,6 +422,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       health,
       push,
       billing,
+      logRetention,
       loginUrl: localToken ? `${publicUrl}/login#token=${localToken}` : null,
       close,
     };

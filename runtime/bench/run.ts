@@ -2,7 +2,7 @@
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
  *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop billing
- *   client-attach voice telemetry
+ *   client-attach voice backups telemetry tracing
  */
 
 import { benchAutostop } from "./autostop.ts";
@@ -17,6 +17,7 @@ import { benchReconciler } from "./reconciler.ts";
 import { benchSessionEnvironment } from "./session-environment.ts";
 import { benchTelemetry } from "./telemetry.ts";
 import { benchTerminalRelay } from "./terminal.ts";
+import { benchTracing } from "./tracing.ts";
 import { benchVoice } from "./voice.ts";
 
 const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) => Promise<void>> = {
@@ -32,6 +33,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   voice: benchVoice,
   backups: benchBackups,
   telemetry: benchTelemetry,
+  tracing: benchTracing,
 };
 
 const wanted = process.argv.slice(2);

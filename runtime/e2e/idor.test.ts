@@ -44,6 +44,7 @@ const OWNED_TABLES = [
   "api_tokens",
   "box_telemetry",
   "box_telemetry_history",
+  "log_entries",
 ];
 
 const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -206,6 +207,21 @@ describe("write routes refuse someone else's resources (IDOR)", async () => {
       });
     }
   }
+
+  it("keeps A's logs from B: the workspace's search and the admin search are 404 for B", async () => {
+    for (const path of [
+      `/api/v1/workspaces/${ws.id}/logs`,
+      "/api/v1/admin/logs",
+      `/api/v1/admin/logs?workspace=${ws.id}`,
+    ]) {
+      const res = await cp.api(path, { headers: { cookie: await cookieOf(bob) } });
+      expect(res.status, path).toBe(404);
+    }
+    expect(
+      (await cp.api(`/api/v1/workspaces/${ws.id}/logs`, { headers: { cookie: await cookieOf(alice) } }))
+        .status,
+    ).toBe(200);
+  });
 
   it("lets A do the same (the 404s are about ownership, not broken routes)", async () => {
     // In an order where each request still finds its resource: the preview is closed and the workspace

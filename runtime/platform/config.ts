@@ -71,6 +71,18 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_DISK_WARN_PERCENT:
     "volume disk usage (percent) at which a box's owner is notified once (default 90; re-armed 5 points below)",
   BERTH_LOG_LEVEL: "pino level: fatal, error, warn, info (default), debug, trace, silent",
+  OTEL_EXPORTER_OTLP_ENDPOINT:
+    "OTLP/HTTP base URL (e.g. http://collector:4318): spans go to <url>/v1/traces; unset: tracing off (no SDK)",
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:
+    "full OTLP/HTTP traces URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT for spans",
+  OTEL_SERVICE_NAME: "service.name of the spans (default berth-control-plane)",
+  BERTH_LOG_RETENTION_DAYS:
+    "days the central log store keeps lines, 1-365 (default 7); whole days are dropped",
+  BERTH_LOG_OTLP_ENDPOINT:
+    "also ship stored log lines to this OTLP/HTTP logs URL (e.g. Loki's http://loki:3100/otlp/v1/logs); default OTEL_EXPORTER_OTLP_LOGS_ENDPOINT; unset: none",
+  OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: "full OTLP/HTTP logs URL, used when BERTH_LOG_OTLP_ENDPOINT is unset",
+  BERTH_AGENT_LOG_STDOUT:
+    "1: also print box agents' shipped lines on the control plane's stdout (debugging; default: stored only)",
   BERTH_VAPID_PUBLIC_KEY:
     "Web Push VAPID public key (base64url, `npx web-push generate-vapid-keys`); set it with the private key on every replica; unset: generated into BERTH_DATA_DIR/vapid-keys.json",
   BERTH_VAPID_PRIVATE_KEY: "Web Push VAPID private key (base64url), with BERTH_VAPID_PUBLIC_KEY",
@@ -182,6 +194,18 @@ const schema = z
       .max(99, "must be between 50 and 99")
       .default(90),
     BERTH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+    OTEL_SERVICE_NAME: z.string().min(1).max(100).default("berth-control-plane"),
+    BERTH_LOG_RETENTION_DAYS: z.coerce
+      .number({ error: "must be a whole number of days" })
+      .int("must be a whole number of days")
+      .min(1, "must be between 1 and 365")
+      .max(365, "must be between 1 and 365")
+      .default(7),
+    BERTH_LOG_OTLP_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: httpUrl.optional(),
+    BERTH_AGENT_LOG_STDOUT: z.enum(["0", "1"], { error: "must be 0 or 1" }).default("0"),
     BERTH_VAPID_PUBLIC_KEY: z
       .string()
       .regex(/^[A-Za-z0-9_-]{80,100}$/, "must be a base64url P-256 public key")
@@ -331,6 +355,10 @@ export interface Config {
   metrics: { token: string | null; perWorkspace: boolean };
   /** The disk-nearly-full notification's threshold, percent of the box's volume used. */
   diskWarnPercent: number;
+  /** OpenTelemetry: where spans go (null: tracing off) and under which service name. */
+  tracing: { tracesUrl: string | null; serviceName: string };
+  /** The central log store: retention, an optional OTLP logs URL, and whether agent lines also go to stdout. */
+  logStore: { retentionDays: number; otlpUrl: string | null; agentLinesToStdout: boolean };
   /** Web Push VAPID keys and contact from the environment; unset keys are generated into the data dir. */
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string | undefined };
   /** Voice input (domain/voice): off without a Deepgram key. */
@@ -408,6 +436,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.BERTH_LOG_LEVEL,
     metrics: { token: e.BERTH_METRICS_TOKEN ?? null, perWorkspace: e.BERTH_METRICS_PER_WORKSPACE === "1" },
     diskWarnPercent: e.BERTH_DISK_WARN_PERCENT,
+    tracing: {
+      tracesUrl:
+        e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+        (e.OTEL_EXPORTER_OTLP_ENDPOINT
+          ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`
+          : null),
+      serviceName: e.OTEL_SERVICE_NAME,
+    },
+    logStore: {
+      retentionDays: e.BERTH_LOG_RETENTION_DAYS,
+      otlpUrl: e.BERTH_LOG_OTLP_ENDPOINT ?? e.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT ?? null,
+      agentLinesToStdout: e.BERTH_AGENT_LOG_STDOUT === "1",
+    },
     vapid: {
       publicKey: e.BERTH_VAPID_PUBLIC_KEY,
       privateKey: e.BERTH_VAPID_PRIVATE_KEY,

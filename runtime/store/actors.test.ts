@@ -129,6 +129,36 @@ describe("named actors", async () => {
       expect(rows).toEqual([{ user_id: x.user.userId, workspace_id: x.workspace.id }]);
     });
 
+    it("stores log lines for its own workspace only, and reads none", async () => {
+      const line = (workspaceId: string) => ({
+        time: new Date(),
+        workspaceId,
+        instanceId: x.instance.id,
+        source: "agent" as const,
+        level: "info" as const,
+        message: `line for ${workspaceId}`,
+        fields: {},
+        traceId: null,
+      });
+      await store.as(SYSTEM.logs).logs.ensurePartitions();
+      await expect(agentX.logs.append([line(y.workspace.id)])).rejects.toEqual(notFound);
+      await expect(agentX.logs.append([line(x.workspace.id), line(y.workspace.id)])).rejects.toEqual(
+        notFound,
+      );
+      await agentX.logs.append([line(x.workspace.id)]);
+      await expect(agentX.logs.search({ workspaceId: x.workspace.id, limit: 10 })).rejects.toEqual(notFound);
+      // The owner of X reads it; the owner of Y reads neither X's lines nor every line.
+      expect(
+        (await store.as(x.user).logs.search({ workspaceId: x.workspace.id, limit: 10 })).entries,
+      ).toHaveLength(1);
+      await expect(store.as(y.user).logs.search({ workspaceId: x.workspace.id, limit: 10 })).rejects.toEqual(
+        notFound,
+      );
+      await expect(store.as(y.user).logs.search({ limit: 10 })).rejects.toEqual(notFound);
+      const { rows } = await pool.query("SELECT count(*)::int AS n FROM log_entries");
+      expect(rows[0].n).toBe(1);
+    });
+
     it("has no user rights on its own workspace either", async () => {
       await expect(agentX.sessions.close(x.session.id)).rejects.toEqual(notFound);
       await expect(agentX.previews.declare(x.workspace.id, 3000)).rejects.toEqual(notFound);
@@ -254,6 +284,9 @@ describe("named actors", async () => {
       expect(holders("backup.run")).toEqual(["user", "system:backups"]);
       expect(holders("telemetry.report")).toEqual(["agent"]);
       expect(holders("telemetry.read")).toEqual(["user", "system:operator", "system:metrics"]);
+      expect(holders("log.write")).toEqual(["agent", "system:logs"]);
+      expect(holders("log.read")).toEqual(["user", "system:operator"]);
+      expect(holders("log.retain")).toEqual(["system:logs"]);
       // Every right is held by someone (a right nobody holds is dead code in the policy).
       expect(RIGHTS.filter((r) => holders(r).length === 0)).toEqual([]);
     });

@@ -27,6 +27,7 @@ export interface UserActor {
  * - `push`: sends Web Push for stored notifications (runtime/domain/push);
  * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password);
  * - `metrics`: the fleet-wide figures `/metrics` computes when scraped (box telemetry, backup age).
+ * - `logs`: writes the control plane's own lines to the central log store and applies its retention.
  */
 export const SYSTEM_ROLES = [
   "auth",
@@ -40,6 +41,7 @@ export const SYSTEM_ROLES = [
   "push",
   "backups",
   "metrics",
+  "logs",
 ] as const;
 export type SystemRole = (typeof SYSTEM_ROLES)[number];
 

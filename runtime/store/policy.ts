@@ -87,6 +87,12 @@ export const RIGHTS = [
   /** A box's load, memory and disk samples: the agent reports its own, owners and operators read them. */
   "telemetry.report",
   "telemetry.read",
+  /** Search the central log store: one's own workspaces' lines (users), every line (operators). */
+  "log.read",
+  /** Add lines to the central log store: an agent its own workspace's, the log writer any. */
+  "log.write",
+  /** Create the log store's daily partitions and drop those past retention. */
+  "log.retain",
   /** Look up credentials before an actor exists: agent tokens, terminal tokens, preview codes, users. */
   "credentials.verify",
 ] as const;
@@ -123,6 +129,7 @@ const USER_RIGHTS: readonly Right[] = [
   "api_token.manage",
   "billing.read",
   "telemetry.read",
+  "log.read",
 ];
 
 const AGENT_RIGHTS: readonly Right[] = [
@@ -135,6 +142,7 @@ const AGENT_RIGHTS: readonly Right[] = [
   "agent.report",
   "user_secret.deliver",
   "telemetry.report",
+  "log.write",
 ];
 
 const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
@@ -151,6 +159,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
     "billing.read",
     "billing.manage",
     "telemetry.read",
+    "log.read",
   ],
   billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
@@ -158,6 +167,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
   /** Aggregates computed at scrape time and the telemetry history's pruning. */
   metrics: ["telemetry.read", "backup.read"],
+  logs: ["log.write", "log.retain"],
 };
 
 const USER: ReadonlySet<Right> = new Set(USER_RIGHTS);

@@ -30,6 +30,8 @@ export function createLimiter(pool: pg.Pool, rule: RateLimitRule): Limiter {
   const make = (keyPrefix: string, points: number, duration: number) =>
     new RateLimiterPostgres({
       storeClient: pool,
+      // Said, not guessed from the constructor's name: the pool is a subclass (client.ts, query spans).
+      storeType: "pool",
       tableName: "rate_limits",
       tableCreated: true,
       keyPrefix,

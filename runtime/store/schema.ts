@@ -247,6 +247,8 @@ export const workspaceBuilds = pgTable(
     startedAt: ts("started_at"),
     heartbeatAt: ts("heartbeat_at"),
     finishedAt: ts("finished_at"),
+    /** W3C `traceparent` of the request that queued the build: the build's span continues its trace. */
+    traceContext: text("trace_context"),
   },
   (t) => [
     uniqueIndex("workspace_builds_number_uniq").on(t.workspaceId, t.number),
@@ -730,5 +732,35 @@ export const boxTelemetryHistory = pgTable(
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.minute] }),
     index("box_telemetry_history_minute_idx").on(t.minute),
+  ],
+);
+
+export const LOG_SOURCES = ["agent", "control-plane"] as const;
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+
+/**
+ * The central log store: box agents' shipped lines and the control plane's warnings and workspace lines,
+ * secrets redacted (store/logs.ts). The migration partitions it by day on `time` (RANGE), which Drizzle
+ * cannot declare; retention drops whole partitions.
+ */
+export const logEntries = pgTable(
+  "log_entries",
+  {
+    id: bigserial("id", { mode: "number" }).notNull(),
+    time: ts("time").notNull(),
+    workspaceId: uuid("workspace_id"),
+    instanceId: uuid("instance_id"),
+    source: text("source", { enum: LOG_SOURCES }).notNull(),
+    level: text("level", { enum: LOG_LEVELS }).notNull(),
+    message: text("message").notNull(),
+    fields: jsonb("fields").$type<Record<string, unknown>>().notNull().default({}),
+    traceId: text("trace_id"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.time, t.id] }),
+    index("log_entries_workspace_time_idx").on(t.workspaceId, t.time.desc(), t.id.desc()),
+    index("log_entries_time_idx").on(t.time.desc(), t.id.desc()),
+    check("log_entries_source_check", inList("source", LOG_SOURCES)),
+    check("log_entries_level_check", inList("level", LOG_LEVELS)),
   ],
 );

@@ -22,6 +22,7 @@ import { BuildQueue } from "./build-queue.ts";
 import { BuildStore } from "./builds.ts";
 import type { Database, Executor } from "./client.ts";
 import { HealthStore } from "./health.ts";
+import { LogStore } from "./logs.ts";
 import { NotificationStore } from "./notifications.ts";
 import { OnboardingStore } from "./onboarding.ts";
 import { OperatorStore } from "./operators.ts";
@@ -100,6 +101,7 @@ export class AuthorizedStore {
   readonly backups: BackupStore;
   readonly apiTokens: ApiTokenStore;
   readonly telemetry: TelemetryStore;
+  readonly logs: LogStore;
 
   constructor(access: Access) {
     this.#access = access;
@@ -125,6 +127,7 @@ export class AuthorizedStore {
     this.backups = new BackupStore(access);
     this.apiTokens = new ApiTokenStore(access);
     this.telemetry = new TelemetryStore(access);
+    this.logs = new LogStore(access);
   }
 
   get actor(): Actor {

@@ -7,6 +7,7 @@
 import { and, asc, desc, eq, ne, sql } from "drizzle-orm";
 import { NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
+import { currentTraceparent } from "../platform/tracing.ts";
 import type { Access } from "./access.ts";
 import { BUILD_QUEUED_CHANNEL } from "./channels.ts";
 import type { BuildReason, BuildRow, BuildTransition, WorkspaceRow, WorkspaceState } from "./rows.ts";
@@ -174,6 +175,8 @@ export class WorkspaceStore {
         transition,
         reason,
         initiatorId: this.#access.initiatorId,
+        // The build's span continues the request's trace, though a worker runs it later.
+        traceContext: currentTraceparent(),
         number: sql`(SELECT coalesce(max(number), 0) + 1 FROM workspace_builds WHERE workspace_id = ${workspaceId})`,
       })
       .returning();

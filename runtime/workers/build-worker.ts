@@ -10,6 +10,7 @@
  * - Cancel: `cancel_requested_at` plus a NOTIFY; the running worker aborts the driver's AbortSignal.
  */
 import { hostname } from "node:os";
+import { SpanKind } from "@opentelemetry/api";
 import type { WorkspaceDriver, WorkspaceOutputs } from "../../stacks/driver.ts";
 import { OperationCanceledError } from "../../stacks/errors.ts";
 import { DbBuildLog } from "../domain/builds/build-log.ts";
@@ -18,6 +19,7 @@ import { generateAgentToken, hashAgentToken } from "../domain/workspaces/secrets
 import { stateAfterBuild } from "../domain/workspaces/state-machine.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
+import { contextFromTraceparent, currentTraceparent, inSpan } from "../platform/tracing.ts";
 import { SYSTEM } from "../store/actors.ts";
 import type { WorkspaceLock } from "../store/build-queue.ts";
 import { BUILD_CANCEL_CHANNEL, BUILD_QUEUED_CHANNEL } from "../store/channels.ts";
@@ -136,7 +138,24 @@ export class BuildWorker {
     return this.#builds.buildQueue.claim(this.#o.workerId);
   }
 
-  async #execute(build: BuildRow, lock: WorkspaceLock): Promise<void> {
+  /** A build's span continues the trace of the request that queued it (`trace_context`). */
+  #execute(build: BuildRow, lock: WorkspaceLock): Promise<void> {
+    return inSpan(
+      `build ${build.transition}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "berth.build_id": build.id,
+          "berth.workspace_id": build.workspaceId,
+          "berth.build_attempt": build.attempt,
+        },
+      },
+      () => this.#executeInSpan(build, lock),
+      contextFromTraceparent(build.traceContext),
+    );
+  }
+
+  async #executeInSpan(build: BuildRow, lock: WorkspaceLock): Promise<void> {
     const queue = this.#builds.buildQueue;
     const controller = new AbortController();
     this.#running.set(build.id, controller);
@@ -201,6 +220,9 @@ export class BuildWorker {
     const workspace = await this.#builds.buildQueue.workspaceOf(build);
     const agentToken = generateAgentToken();
     const spec = await workspaceSpec(this.#builds.secrets, workspace, this.#o.controlPlaneUrl, agentToken);
+    // The box's first heartbeat joins this build's trace (the driver hands it over at boot).
+    const traceparent = currentTraceparent();
+    if (traceparent) spec.traceparent = traceparent;
     const driver = this.#o.driver;
     if (build.transition !== "start" && this.#o.beforeStop && !signal.aborted) {
       log.stage("pre-stop backup");

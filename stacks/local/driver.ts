@@ -174,6 +174,7 @@ export class LocalDriver implements WorkspaceDriver {
       BERTH_TMUX_SOCKET: p.tmuxSocket,
       BERTH_RESTIC_REPOSITORY: backups.url,
       CREDENTIALS_DIRECTORY: p.credentials,
+      ...(spec.traceparent ? { BERTH_TRACEPARENT: spec.traceparent } : {}),
     };
     const out = openSync(p.log, "a", 0o600);
     const child = spawn(this.#o.nodePath, [this.#o.agentEntry], {

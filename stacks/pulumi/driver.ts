@@ -352,6 +352,7 @@ export class PulumiDriver implements WorkspaceDriver {
       cloudflareAccountId: o.cloudflare.accountId,
       bucketLocation: o.cloudflare.bucketLocation,
       namePrefix: o.namePrefix,
+      ...(spec.traceparent ? { traceparent: spec.traceparent } : {}),
       secrets: spec.secrets,
       credentials: {
         hcloudToken: o.hcloudToken,

@@ -265,6 +265,22 @@ describe("workspace program (options)", () => {
     expect(getImage?.inputs.withArchitecture).toBe("arm");
   });
 
+  it("hands the build's traceparent to the box at boot, when there is one", async () => {
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const envOf = () => {
+      const doc = parse(String(run.one(T.server).inputs.userData)) as {
+        write_files: { path: string; content: string }[];
+      };
+      return parseAgentEnv(doc.write_files.find((f) => f.path === AGENT_ENV_PATH)!.content);
+    };
+    await runProgram({ traceparent });
+    expect(envOf().BERTH_TRACEPARENT).toBe(traceparent);
+    await runProgram();
+    expect(envOf()).not.toHaveProperty("BERTH_TRACEPARENT");
+    // The server ignores later user-data changes: a new traceparent never replaces a running box.
+    expect(run.one(T.server).ignoreChanges).toContain("userData");
+  });
+
   it("refuses a control-plane range that is the world", async () => {
     for (const world of WORLD_CIDRS) {
       await expect(runProgram({ controlPlaneCidrs: [world] })).rejects.toThrow(/not the world/);

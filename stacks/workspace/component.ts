@@ -52,6 +52,11 @@ export interface WorkspaceArgs {
   bucketLocation?: string;
   /** Prefix of the volume, server, hostname and bucket names. Default `berth`. */
   namePrefix?: string;
+  /**
+   * The build's W3C `traceparent`, handed to the agent at boot (`BERTH_TRACEPARENT`) so its first heartbeat
+   * joins the build's trace. Only a new server reads it: the server ignores later user-data changes.
+   */
+  traceparent?: string;
   secrets: WorkspaceSecretsInput;
 }
 
@@ -218,6 +223,7 @@ export class Workspace extends pulumi.ComponentResource {
               BERTH_VOLUME_DEVICE: device,
               BERTH_TAILSCALE_TAGS: tailnetTags.join(","),
               BERTH_RESTIC_REPOSITORY: repository,
+              ...(args.traceparent ? { BERTH_TRACEPARENT: args.traceparent } : {}),
             },
             credentials: {
               "agent-token": agentToken,

@@ -45,7 +45,10 @@ export function agentRouter(deps: AppDeps): Router {
   router.post(AGENT_API_PATHS.events, async (ctx) => {
     const agent = await authenticateAgent(deps.store, ctx.get("authorization") || undefined);
     const { events } = parse(eventsRequest, ctx.request.body);
-    ctx.body = await applyAgentEvents(agent, deps.log, events, deps.backups);
+    ctx.body = await applyAgentEvents(agent, deps.log, events, deps.backups, {
+      toStdout: deps.config.logStore.agentLinesToStdout,
+      exporter: deps.logExporter,
+    });
   });
 
   return router;

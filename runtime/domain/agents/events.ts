@@ -6,24 +6,67 @@
  */
 import type { AgentEvent, EventsResponse, NotificationPayload } from "../../../box/protocol.ts";
 import { planEventBatch } from "../../../box/protocol.ts";
+import type { LogExporter, LogLine } from "../../platform/log-line.ts";
 import type { Logger } from "../../platform/logger.ts";
+import { currentTraceIds } from "../../platform/tracing.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
 import type { BackupService } from "../backups/service.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
+
+/** Where the agent's shipped log lines go besides the log store. */
+export interface AgentLogOptions {
+  /** Also print them on the control plane's stdout (BERTH_AGENT_LOG_STDOUT, for debugging). */
+  toStdout?: boolean;
+  exporter?: LogExporter | null;
+}
 
 export async function applyAgentEvents(
   agent: AuthenticatedAgent,
   log: Logger,
   events: AgentEvent[],
   backups?: BackupService,
+  logs: AgentLogOptions = {},
 ): Promise<EventsResponse> {
-  return agent.scope.transaction(async (tx) => {
+  const lines: LogLine[] = [];
+  let stored: LogLine[] = [];
+  const result = await agent.scope.transaction(async (tx) => {
     const ackedThrough = await tx.agents.lockEventCursor();
     const plan = planEventBatch(ackedThrough, events);
-    for (const event of plan.toApply) await applyOne(tx, log, agent, event, backups);
+    for (const event of plan.toApply) {
+      if (event.type === "log") lines.push(agentLogLine(agent, event));
+      else await applyOne(tx, log, agent, event, backups);
+    }
+    // One statement for the batch's lines, committed with the cursor: stored exactly once.
+    stored = await tx.logs.append(lines);
     if (plan.ackedThrough !== ackedThrough) await tx.agents.advanceEventCursor(plan.ackedThrough);
     return { ackedThrough: plan.ackedThrough, replayed: plan.replayed };
   });
+  if (logs.toStdout)
+    for (const line of stored)
+      log[line.level](
+        { ...line.fields, source: "agent", workspaceId: line.workspaceId, agentAt: line.time },
+        line.message,
+      );
+  if (logs.exporter && stored.length)
+    logs.exporter
+      .export(stored)
+      .catch((err: Error) => log.warn({ err: err.message }, "shipping agent log lines failed"));
+  return result;
+}
+
+/** A shipped agent line as the log store keeps it, in the trace of the agent's request. */
+function agentLogLine(agent: AuthenticatedAgent, event: Extract<AgentEvent, { type: "log" }>): LogLine {
+  const { level, msg, fields } = event.payload;
+  return {
+    time: new Date(event.at),
+    workspaceId: agent.workspace.id,
+    instanceId: agent.instance.id,
+    source: "agent",
+    level,
+    message: msg,
+    fields,
+    traceId: currentTraceIds()?.traceId ?? null,
+  };
 }
 
 async function applyOne(
@@ -56,14 +99,8 @@ async function applyOne(
       else await tx.previews.closeDetected(p.port, new Date(event.at));
       return;
     }
-    case "log": {
-      const { level, msg, fields } = event.payload;
-      log[level](
-        { ...fields, source: "agent", workspaceId: workspace.id, instanceId: instance.id, agentAt: event.at },
-        msg,
-      );
-      return;
-    }
+    case "log":
+      return; // collected by applyAgentEvents into one insert
     case "lifecycle":
       log.info({ workspaceId: workspace.id, instanceId: instance.id, ...event.payload }, "agent lifecycle");
       return;
