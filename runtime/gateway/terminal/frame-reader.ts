@@ -73,6 +73,13 @@ export interface FrameReaderOptions {
 type Disposition = "forward" | "drop" | "collect" | "control" | "hold";
 
 const MAX_HEADER = 14;
+/** Where headers are assembled (see FrameReader.#partialHead). */
+const HEAD = Buffer.alloc(MAX_HEADER);
+
+/** Byte `i & 3` of a big-endian mask key. */
+function maskByte(mask: number, i: number): number {
+  return (mask >>> (24 - 8 * (i & 3))) & 0xff;
+}
 
 export class FrameReader {
   /** Payload bytes of forwarded data frames so far (the relay's byte counters). */
@@ -85,8 +92,10 @@ export class FrameReader {
   readonly #max: number;
   readonly #scan: boolean;
 
-  // The header being read: its bytes so far (a header can straddle chunks).
-  readonly #head = Buffer.alloc(MAX_HEADER);
+  // The header being read. It is parsed in one buffer shared by every reader (reading is synchronous);
+  // only a header cut by a chunk's end keeps its first bytes in a buffer of its own until the rest comes.
+  // An idle terminal has two readers, so this saves their memory, not time.
+  #partialHead: Buffer | null = null;
   #headLen = 0;
   /** Where the current header started in the current chunk, or -1 if it started in an earlier one. */
   #headStart = -1;
@@ -96,7 +105,8 @@ export class FrameReader {
   #opcode = 0;
   #fin = false;
   #remaining = 0;
-  readonly #mask = Buffer.alloc(4);
+  /** The frame's mask key, big-endian. */
+  #mask = 0;
   #hasMask = false;
   /** Payload bytes of this frame consumed so far: the mask key's offset. */
   #payloadOffset = 0;
@@ -233,7 +243,7 @@ export class FrameReader {
     if (this.#hasMask) {
       const mask = this.#mask;
       const offset = this.#payloadOffset;
-      for (let i = 0; i < len; i++) out[i]! ^= mask[(offset + i) & 3]!;
+      for (let i = 0; i < len; i++) out[i]! ^= maskByte(mask, offset + i);
     }
     return out;
   }
@@ -241,7 +251,8 @@ export class FrameReader {
   /** Reads header bytes; false when the chunk ended first. Validates and routes the frame once complete. */
   #readHeader(chunk: Buffer): boolean {
     if (this.#headLen === 0) this.#headStart = this.#pos;
-    const head = this.#head;
+    const head = HEAD;
+    if (this.#headLen > 0) this.#partialHead!.copy(head, 0, 0, this.#headLen);
     const need = (): number => {
       if (this.#headLen < 2) return 2;
       const len7 = head[1]! & 0x7f;
@@ -249,7 +260,11 @@ export class FrameReader {
     };
     let want = need();
     while (this.#headLen < want) {
-      if (this.#pos >= chunk.length) return false;
+      if (this.#pos >= chunk.length) {
+        this.#partialHead ??= Buffer.alloc(MAX_HEADER);
+        head.copy(this.#partialHead, 0, 0, this.#headLen);
+        return false;
+      }
       const copy = Math.min(want - this.#headLen, chunk.length - this.#pos);
       chunk.copy(head, this.#headLen, this.#pos, this.#pos + copy);
       this.#headLen += copy;
@@ -268,7 +283,7 @@ export class FrameReader {
   }
 
   #headerComplete(): void {
-    const head = this.#head;
+    const head = HEAD;
     const headerLength = this.#headLen;
     this.#headLen = 0;
     const b0 = head[0]!;
@@ -305,7 +320,7 @@ export class FrameReader {
       // Anything past 2^32 is far past any limit; the exact value does not matter.
       length = high > 0 ? Number.MAX_SAFE_INTEGER : low;
     }
-    if (masked) head.copy(this.#mask, 0, headerLength - 4, headerLength);
+    if (masked) this.#mask = head.readUInt32BE(headerLength - 4);
 
     const control = opcode >= 0x8;
     if (control) {
@@ -403,7 +418,7 @@ export class FrameReader {
   }
 
   #firstPayloadByte(wire: number): number {
-    return this.#hasMask ? wire ^ this.#mask[this.#payloadOffset & 3]! : wire;
+    return this.#hasMask ? wire ^ maskByte(this.#mask, this.#payloadOffset) : wire;
   }
 
   #decide(command: number | undefined): void {

@@ -375,7 +375,14 @@ export class TerminalRelay {
     this.#initTimer = setTimeout(() => {
       if (!this.#initSeen) this.end(close.initTimeout);
     }, this.#settings.initTimeoutMs);
+    this.#connect();
+  }
 
+  /**
+   * Opens the upstream and takes its socket once open. Its own method, so that the closures here (which
+   * hold the WebSocket used for the handshake) share no scope with the long-lived ones in `start`.
+   */
+  #connect(): void {
     this.#connectStartedAt = performance.now();
     let upstream: WebSocket;
     try {
@@ -404,11 +411,14 @@ export class TerminalRelay {
       before = snapshotListeners(res.socket);
     });
     upstream.on("open", () => {
-      if (!upSocket || !before) return void upstream.terminate();
-      detachAddedListeners(upSocket, before);
+      const socket = upSocket;
+      if (!socket || !before) return void upstream.terminate();
+      detachAddedListeners(socket, before);
+      upSocket = null;
+      before = null;
       upstream.removeAllListeners();
       upstream.on("error", () => {});
-      this.#onUpstreamOpen(upSocket);
+      this.#onUpstreamOpen(socket);
     });
     upstream.on("close", (code: number) => this.#onUpstreamEnd(code));
     // Only the error code: a connect error's message names the box address, which stays out of logs.
