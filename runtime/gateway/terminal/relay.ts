@@ -721,6 +721,8 @@ export class TerminalRelay {
     this.#log.info({ code, reason }, "terminal client protocol error");
     this.#fromClient.discard();
     if (!this.client.closeSent) this.#sendClientClose(code, reason);
+    // Its answer cannot be read any more (the reader stopped at the error): hang up after the close frame.
+    this.#clientSocket.end();
     this.#closeUpstream();
   }
 
