@@ -749,7 +749,8 @@ describe("terminal rate limits", async () => {
 });
 
 describe("terminal relay as a frame passthrough", async () => {
-  const t = await setup();
+  const upstreamMaxPayload = 64 * 1024;
+  const t = await setup({ upstreamMaxPayload });
   const gateway = t.cp.deps.terminal;
 
   beforeEach(async () => {
@@ -786,6 +787,23 @@ describe("terminal relay as a frame passthrough", async () => {
     const { client, box } = await t.openReady();
     client.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(1024 * 1024)]));
     expect((await client.closed).code).toBe(1009);
+    await waitFor("the box's leg closed", () => box.ws.readyState === box.ws.CLOSED);
+    expect(box.messages).toEqual([]);
+  });
+
+  it("closes the box's leg with 1009 when a box message passes its size limit, and tells the client", async () => {
+    const { client, box } = await t.openReady();
+    box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(upstreamMaxPayload)]));
+    expect(await client.closed).toEqual({ code: 1009, reason: "terminal closed" });
+    expect((await box.closed).code).toBe(1009);
+  });
+
+  it("closes a client that sends an unmasked frame with 1002 (protocol error), and forwards nothing of it", async () => {
+    const { client, box } = await t.openReady();
+    // `ws` always masks; write the raw frame under it (a binary "0oops", FIN, no mask bit).
+    const raw = (client.ws as unknown as { _socket: import("node:net").Socket })._socket;
+    raw.write(Buffer.concat([Buffer.of(0x82, 5), Buffer.from("0oops")]));
+    expect((await client.closed).code).toBe(1002);
     await waitFor("the box's leg closed", () => box.ws.readyState === box.ws.CLOSED);
     expect(box.messages).toEqual([]);
   });
