@@ -465,7 +465,8 @@ describe("terminal relay against a scripted box endpoint", async () => {
     box.ws.pause(); // the box stops reading
     const relay = [...gateway.relays][0]!;
     let maxUp = 0;
-    afterEverySend(t.upstreamSockets.at(-1)!, () => {
+    // The relay writes the box's socket itself after the handshake (a frame passthrough): sample that.
+    afterEverySend(relay.upstream, () => {
       maxUp = Math.max(maxUp, relay.buffered.upstream);
     });
     try {
@@ -744,5 +745,76 @@ describe("terminal rate limits", async () => {
     const res = await mintTerminalToken(t.cp.url, t.sessionId, t.cp.localToken);
     expect(res.status).toBe(429);
     expect(res.body.error.code).toBe("rate_limited");
+  });
+});
+
+describe("terminal relay as a frame passthrough", async () => {
+  const upstreamMaxPayload = 64 * 1024;
+  const t = await setup({ upstreamMaxPayload });
+  const gateway = t.cp.deps.terminal;
+
+  beforeEach(async () => {
+    t.box.onReady = () => {};
+    await waitFor("no relayed sockets", () => gateway.socketCount === 0);
+  });
+
+  it("forwards a fragmented message whole with the client's ping between its fragments, and answers the ping itself", async () => {
+    const { client, box } = await t.openReady();
+    try {
+      const pong = new Promise<Buffer>((resolve) => client.ws.once("pong", resolve));
+      client.ws.send(Buffer.from("0first "), { binary: true, fin: false });
+      client.ws.ping(Buffer.from("are you there"));
+      client.ws.send(Buffer.from("second "), { binary: true, fin: false });
+      client.ws.send(Buffer.from("third"), { binary: true, fin: true });
+      expect((await pong).toString()).toBe("are you there");
+      await waitFor("the message at the box", () => box.messages.length === 1);
+      expect(box.messages[0]).toEqual({ data: Buffer.from("0first second third"), binary: true });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("sees the attach-ended marker when it straddles two box messages: session ended (1000)", async () => {
+    const { client, box } = await t.openReady();
+    const cut = 9;
+    box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.from(`bye\r\n${ATTACH_ENDED_MARKER.slice(0, cut)}`)]));
+    box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.from(ATTACH_ENDED_MARKER.slice(cut))]));
+    expect(await client.closed).toEqual({ code: 1000, reason: "session ended" });
+    await waitFor("the relay to close the box's leg", () => box.ws.readyState === box.ws.CLOSED);
+  });
+
+  it("closes a client whose message passes the size limit with 1009, and hangs up the box", async () => {
+    const { client, box } = await t.openReady();
+    client.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(1024 * 1024)]));
+    expect((await client.closed).code).toBe(1009);
+    await waitFor("the box's leg closed", () => box.ws.readyState === box.ws.CLOSED);
+    expect(box.messages).toEqual([]);
+  });
+
+  it("closes the box's leg with 1009 when a box message passes its size limit, and tells the client", async () => {
+    const { client, box } = await t.openReady();
+    box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(upstreamMaxPayload)]));
+    expect(await client.closed).toEqual({ code: 1009, reason: "terminal closed" });
+    expect((await box.closed).code).toBe(1009);
+  });
+
+  it("closes a client that sends an unmasked frame with 1002 (protocol error), and forwards nothing of it", async () => {
+    const { client, box } = await t.openReady();
+    // `ws` always masks; write the raw frame under it (a binary "0oops", FIN, no mask bit).
+    const raw = (client.ws as unknown as { _socket: import("node:net").Socket })._socket;
+    raw.write(Buffer.concat([Buffer.of(0x82, 5), Buffer.from("0oops")]));
+    expect((await client.closed).code).toBe(1002);
+    await waitFor("the box's leg closed", () => box.ws.readyState === box.ws.CLOSED);
+    expect(box.messages).toEqual([]);
+  });
+
+  it("neither leg negotiates compression: the upgrade answers carry no permessage-deflate", async () => {
+    const { client, box } = await t.openReady();
+    try {
+      expect(client.ws.extensions).toBe("");
+      expect(box.ws.extensions).toBe("");
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -1,5 +1,4 @@
 /** Shared by the terminal relay's tests and its benchmark: mint a token, open a terminal through the relay. */
-import type { WebSocket } from "ws";
 import { TtydClient } from "../../box/terminal/client.ts";
 import type { TerminalSize } from "../../box/terminal/protocol.ts";
 import { RECONNECT_PROTOCOL_PREFIX, TOKEN_PROTOCOL_PREFIX } from "../gateway/terminal/gateway.ts";
@@ -68,10 +67,13 @@ export function connectThroughRelay(opts: RelayConnectOptions): Promise<TtydClie
  * Calls `sample` right after every send on `ws` (e.g. a relay's leg). A socket's bufferedAmount only grows
  * by a send, so sampling there sees its true peak, which a timer-driven sampler can miss on a busy machine.
  */
-export function afterEverySend(ws: WebSocket, sample: () => void): void {
+export function afterEverySend<T extends { send: (...args: never[]) => unknown }>(
+  ws: T,
+  sample: () => void,
+): void {
   const send = ws.send.bind(ws) as (...args: unknown[]) => void;
   ws.send = ((...args: unknown[]) => {
     send(...args);
     sample();
-  }) as WebSocket["send"];
+  }) as T["send"];
 }

@@ -41,7 +41,8 @@ import type { BoxTerminalAddress } from "../../store/workspaces.ts";
 import { boxTerminalUrl } from "./box-endpoint.ts";
 import { type CloseSpec, close } from "./close-codes.ts";
 import { createTerminalMetrics, type TerminalMetrics } from "./metrics.ts";
-import { type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
+import { CLIENT_MAX_PAYLOAD, type ConnectUpstream, type RelaySettings, TerminalRelay } from "./relay.ts";
+import { detachAddedListeners, snapshotListeners } from "./socket-takeover.ts";
 import { TerminalTokens, type TokenRefusal } from "./tokens.ts";
 
 export const TERMINAL_PATH = /^\/api\/v1\/sessions\/([^/]+)\/terminal$/;
@@ -94,9 +95,6 @@ export const DEFAULT_TERMINAL_OPTIONS: TerminalGatewayOptions = {
   sweepIntervalMs: 1_000,
   connectUpstream: defaultConnectUpstream,
 };
-
-/** Largest message a browser may send (a paste); ttyd's own default is similar. */
-const CLIENT_MAX_PAYLOAD = 1024 * 1024;
 
 export interface OfferedProtocols {
   tty: boolean;
@@ -272,9 +270,12 @@ export class TerminalGateway {
     if (this.#closed || socket.destroyed) return verdict.release();
 
     let accepted = false;
-    this.#wss.handleUpgrade(req, socket, head, (client) => {
+    // `ws` does the handshake only; the relay takes the socket from it (socket-takeover.ts).
+    const before = snapshotListeners(socket);
+    this.#wss.handleUpgrade(req, socket, head, () => {
       accepted = true;
-      this.#startRelay(client, verdict, offered.reconnect);
+      detachAddedListeners(socket, before);
+      this.#startRelay(socket, verdict, offered.reconnect);
     });
     // ws refused the handshake itself (bad key or version) or the socket died: give the slot back.
     if (!accepted) verdict.release();
@@ -363,9 +364,9 @@ export class TerminalGateway {
     }
   }
 
-  #startRelay(client: WebSocket, v: Extract<Verdict, { ok: true }>, reconnect: number | null): void {
+  #startRelay(socket: Duplex, v: Extract<Verdict, { ok: true }>, reconnect: number | null): void {
     const relay = new TerminalRelay({
-      client,
+      socket,
       identity: {
         userId: v.userId,
         workspaceId: v.workspaceId,
