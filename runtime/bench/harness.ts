@@ -127,15 +127,18 @@ export async function destroyBenchBoxes(
 /**
  * nginx as a plain keep-alive reverse proxy (WebSocket upgrades included) in front of a loopback port: the
  * baseline the control plane's proxies are compared with. Null when no `nginx` binary is installed
- * (Debian package `nginx`).
+ * (Debian package `nginx`). `workers`: nginx's worker_processes (1 unless a bench compares processes).
  */
-export async function startNginxProxy(upstreamPort: number): Promise<{ port: number; stop(): void } | null> {
+export async function startNginxProxy(
+  upstreamPort: number,
+  options: { workers?: number } = {},
+): Promise<{ port: number; stop(): void } | null> {
   if (spawnSync("nginx", ["-v"], { stdio: "ignore" }).error) return null;
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
   const port = await freePort();
   writeFileSync(
     join(dir, "nginx.conf"),
-    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+    `worker_processes ${options.workers ?? 1}; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http {
   access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};

@@ -12,6 +12,7 @@ import autocannon from "autocannon";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { connectDatabase } from "../store/client.ts";
+import { freePort } from "../store/embedded.ts";
 import { Store } from "../store/store.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
@@ -35,6 +36,10 @@ export interface PreviewBenchOptions {
   databaseUrl: string;
   durationSeconds?: number;
   connections?: number;
+  /** Control-plane processes sharing one port (BERTH_WORKERS), and nginx's worker_processes alike. */
+  processes?: number;
+  /** Only these routes and bodies (all by default): a profile of one case. */
+  only?: { via?: PreviewBenchRow["via"][]; body?: PreviewBenchRow["body"][] };
 }
 
 async function load(
@@ -65,69 +70,124 @@ async function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> 
   return { port, child };
 }
 
+/** A preview of a loopback dev server, opened the way a browser opens one, on a running control plane. */
+export interface BenchPreview {
+  previewId: string;
+  /** The control plane's URL. */
+  url: string;
+  /** `<previewId>.preview.localhost:<port>`: the host form's Host header. */
+  hostHeader: string;
+  /** The host form's cookie (`name=value`), from the sign-in redirect. */
+  cookie: string;
+  /** The API's Bearer header (local mode's token): the path form's credential. */
+  bearer: Record<string, string>;
+}
+
+/**
+ * A control plane in its own process (as in production and like nginx) with a preview of `devPort`.
+ * `processes` > 1 starts that many replicas on one port (BERTH_WORKERS: SO_REUSEPORT, one database).
+ */
+export async function startBenchPreview(
+  databaseUrl: string,
+  devPort: number,
+  options: { processes?: number } = {},
+): Promise<BenchPreview & { stop(): Promise<void> }> {
+  const processes = options.processes ?? 1;
+  const shared: Record<string, string> =
+    processes > 1 ? { BERTH_WORKERS: String(processes), BERTH_PORT: String(await freePort()) } : {};
+  const children: Array<Awaited<ReturnType<typeof spawnBenchControlPlane>>> = [];
+  const database = connectDatabase(databaseUrl, { max: 2 });
+  const stop = async () => {
+    await Promise.all(children.map((c) => c.stop()));
+    await database.close();
+  };
+  try {
+    // One after the other: the first runs the migrations the others then find applied.
+    for (let i = 0; i < processes; i++) {
+      children.push(
+        await spawnBenchControlPlane({
+          databaseUrl,
+          env: { BERTH_PREVIEW_DOMAIN: DOMAIN, BERTH_LOCAL_TOKEN: BENCH_TOKEN, ...shared },
+          options: { runBuilds: false },
+        }),
+      );
+    }
+    const preview = await createPreview(children[0]!.ready.url, database, devPort);
+    return { ...preview, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function createPreview(
+  url: string,
+  database: ReturnType<typeof connectDatabase>,
+  devPort: number,
+): Promise<BenchPreview> {
+  const { pool } = database;
+  const store = new Store(database, { secretBox: SecretBox.fromSpec(TEST_SECRET_KEYS) });
+  await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+  const owner = await pool.query("SELECT id FROM users LIMIT 1");
+  const ws = await pool.query(
+    `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)
+     VALUES ($1, $2, 'ready', 'local', 'l', 's', 10) RETURNING id`,
+    [owner.rows[0].id, `bench-${devPort}`],
+  );
+  const workspaceId: string = ws.rows[0].id;
+  await pool.query(
+    `INSERT INTO workspace_instances (workspace_id, public_ip, agent_token_hash, agent_lifecycle)
+     VALUES ($1, '127.0.0.1', md5(random()::text), 'ready')`,
+    [workspaceId],
+  );
+  const preview = await pool.query(
+    "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'declared') RETURNING id",
+    [workspaceId, devPort],
+  );
+  const previewId: string = preview.rows[0].id;
+  const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
+
+  // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
+  const opened = (await (
+    await fetch(`${url}/api/v1/previews/${previewId}/open`, {
+      method: "POST",
+      headers: { ...bearer, "content-type": "application/json" },
+      body: "{}",
+    })
+  ).json()) as { url: string };
+  const code = new URL(opened.url);
+  const cpPort = new URL(url).port;
+  const hostHeader = `${previewId}.${DOMAIN}:${cpPort}`;
+  const cookie = await new Promise<string>((resolve, reject) => {
+    request(
+      {
+        host: "127.0.0.1",
+        port: cpPort,
+        path: `${code.pathname}${code.search}`,
+        headers: { host: hostHeader },
+      },
+      (res) => {
+        res.resume();
+        resolve(String(res.headers["set-cookie"]).split(";", 1)[0]!);
+      },
+    )
+      .on("error", reject)
+      .end();
+  });
+  return { previewId, url, hostHeader, cookie, bearer };
+}
+
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {
   const seconds = opts.durationSeconds ?? 5;
   const connections = opts.connections ?? 32;
   const dev = await spawnDevServer();
-  // The control plane in its own process, as in production and like nginx; autocannon runs here.
-  const child = await spawnBenchControlPlane({
-    databaseUrl: opts.databaseUrl,
-    env: { BERTH_PREVIEW_DOMAIN: DOMAIN, BERTH_LOCAL_TOKEN: BENCH_TOKEN },
-    options: { runBuilds: false },
-  });
-  const cp = { url: child.ready.url };
-  const database = connectDatabase(opts.databaseUrl, { max: 2 });
-  const nginx = await startNginxProxy(dev.port);
+  const processes = opts.processes ?? 1;
+  const nginx = await startNginxProxy(dev.port, { workers: processes });
+  let cp: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
   try {
-    const { pool } = database;
-    const store = new Store(database, { secretBox: SecretBox.fromSpec(TEST_SECRET_KEYS) });
-    await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-    const owner = await pool.query("SELECT id FROM users LIMIT 1");
-    const ws = await pool.query(
-      `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)
-       VALUES ($1, 'bench', 'ready', 'local', 'l', 's', 10) RETURNING id`,
-      [owner.rows[0].id],
-    );
-    const workspaceId: string = ws.rows[0].id;
-    await pool.query(
-      `INSERT INTO workspace_instances (workspace_id, public_ip, agent_token_hash, agent_lifecycle)
-       VALUES ($1, '127.0.0.1', md5(random()::text), 'ready')`,
-      [workspaceId],
-    );
-    const preview = await pool.query(
-      "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'declared') RETURNING id",
-      [workspaceId, dev.port],
-    );
-    const previewId: string = preview.rows[0].id;
-    const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
-
-    // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
-    const opened = (await (
-      await fetch(`${cp.url}/api/v1/previews/${previewId}/open`, {
-        method: "POST",
-        headers: { ...bearer, "content-type": "application/json" },
-        body: "{}",
-      })
-    ).json()) as { url: string };
-    const code = new URL(opened.url);
-    const cpPort = new URL(cp.url).port;
-    const hostHeader = `${previewId}.${DOMAIN}:${cpPort}`;
-    const signIn = await new Promise<string>((resolve, reject) => {
-      request(
-        {
-          host: "127.0.0.1",
-          port: cpPort,
-          path: `${code.pathname}${code.search}`,
-          headers: { host: hostHeader },
-        },
-        (res) => {
-          res.resume();
-          resolve(String(res.headers["set-cookie"]).split(";", 1)[0]!);
-        },
-      )
-        .on("error", reject)
-        .end();
-    });
+    cp = await startBenchPreview(opts.databaseUrl, dev.port, { processes });
+    const { previewId, bearer, hostHeader } = cp;
+    const signIn = cp.cookie;
 
     const cases: Array<{ via: PreviewBenchRow["via"]; base: string; headers: Record<string, string> }> = [
       { via: "direct", base: `http://127.0.0.1:${dev.port}`, headers: {} },
@@ -141,7 +201,9 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
       ["small", "/small"],
       ["1MB", "/mb"],
     ] as const) {
+      if (opts.only?.body && !opts.only.body.includes(body)) continue;
       for (const c of cases) {
+        if (opts.only?.via && !opts.only.via.includes(c.via)) continue;
         await load(`${c.base}${path}`, c.headers, 1, connections); // warm-up: connections, JIT, caches
         const r = await load(`${c.base}${path}`, c.headers, seconds, connections);
         rows.push({
@@ -158,19 +220,17 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     return rows;
   } finally {
     nginx?.stop();
-    await child.stop();
-    await database.close();
+    await cp?.stop();
     dev.child.kill();
   }
 }
 
-/** The `npm run bench` section. */
-export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
-  const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
+function printRows(title: string, rows: PreviewBenchRow[]): void {
   const direct = (body: string) => rows.find((r) => r.body === body && r.via === "direct")!;
+  const nginx = (body: string) => rows.find((r) => r.body === body && r.via === "nginx");
   table(
-    "Preview proxy (32 connections, 5 s each; ratio = proxied req/s ÷ direct req/s)",
-    ["body", "via", "req/s", "p50 ms", "p99 ms", "ratio", "errors"],
+    title,
+    ["body", "via", "req/s", "p50 ms", "p99 ms", "÷ direct", "÷ nginx", "p99 ÷ nginx", "errors"],
     rows.map((r) => [
       r.body,
       r.via,
@@ -178,9 +238,31 @@ export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
       fmt(r.p50Ms),
       fmt(r.p99Ms),
       fmt(r.requestsPerSecond / direct(r.body).requestsPerSecond, 2),
+      nginx(r.body) ? fmt(r.requestsPerSecond / nginx(r.body)!.requestsPerSecond, 2) : "-",
+      nginx(r.body) ? fmt(r.p99Ms / Math.max(nginx(r.body)!.p99Ms, 1), 2) : "-",
       r.errors + r.non2xx,
     ]),
   );
+}
+
+/** The `npm run bench` section. */
+export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
+  const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
+  printRows(
+    "Preview proxy (32 connections, 5 s each; one control-plane process, nginx worker_processes 1)",
+    rows,
+  );
   if (!rows.some((r) => r.via === "nginx"))
     console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
+  // Two processes on one port against nginx with two workers. On a 2-core machine the load generator and
+  // the dev server share those cores too: this shows whether a second process adds or only contends.
+  const two = await runPreviewBench({
+    databaseUrl: await pgs.database("preview2"),
+    processes: 2,
+    only: { via: ["direct", "host form", "nginx"], body: ["small"] },
+  });
+  printRows(
+    "Preview proxy, 2 processes (BERTH_WORKERS=2, SO_REUSEPORT) vs nginx worker_processes 2 — autocannon and the dev server share the same cores",
+    two,
+  );
 }

@@ -53,10 +53,11 @@ export class PreviewForwarder {
     target: ForwardTarget,
     hooks: ForwardHooks,
   ): Promise<void> {
-    const headers: IncomingHttpHeaders = { ...req.headers };
-    for (const name of REQUEST_FRAMING) delete headers[name];
     const hasBody =
       req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+    // The gateway has already rewritten the request's headers in place for the dev server: no copy.
+    const headers: IncomingHttpHeaders = req.headers;
+    for (const name of REQUEST_FRAMING) delete headers[name];
     // The client went away before the response ended: stop the upstream request too.
     const abort = new AbortController();
     const onClose = () => {
