@@ -28,6 +28,7 @@ import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
+import { isClusterWorker, superviseWorkers } from "./workers.ts";
 
 const HELP = `berth — the Berth control plane
 
@@ -58,6 +59,7 @@ const COMMAND_HELP: Record<string, string> = {
 
 Runs the control plane. With no configuration: local mode on http://127.0.0.1:7600, embedded Postgres under
 ./.berth, and a login link printed on start. Stop with Ctrl-C. See 'berth --help' for the environment.
+BERTH_WORKERS=N runs N processes on one port (SO_REUSEPORT), each a full replica sharing DATABASE_URL.
 `,
   migrate: `Usage: npm run berth -- migrate
 
@@ -152,6 +154,11 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
+  if (config.workers > 1 && !isClusterWorker()) {
+    // Built once here, not raced by every worker.
+    await ensureWebBuild(log);
+    return superviseWorkers(config.workers, log);
+  }
   await ensureWebBuild(log);
   const cp = await startControlPlane(config, { logger: log });
   if (cp.loginUrl) {

@@ -6,7 +6,7 @@
  * disabled. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all three. Rounds
  * alternate the three ways in, so a noisy moment on a shared machine hits each of them alike.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser } from "playwright-core";
 import { HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
 import { type BenchPostgres, fmt, startNginxProxy, table } from "./harness.ts";
-import { startBenchPreview } from "./preview.ts";
+import { spawnPortPrinter, startBenchPreview } from "./preview.ts";
 
 const MODULES = 300;
 const FAN_OUT = 3;
@@ -44,14 +44,9 @@ globalThis.__modules = (globalThis.__modules ?? 0) + 1;
   }
 }
 
-async function spawnStaticDevServer(dir: string): Promise<{ port: number; child: ChildProcess }> {
+function spawnStaticDevServer(dir: string): Promise<{ port: number; child: ChildProcess }> {
   const module = fileURLToPath(new URL("./static-dev-server.ts", import.meta.url));
-  const child = spawn(process.execPath, [module, dir], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once("exit", (code) => reject(new Error(`static dev server exited (${code})`)));
-  });
-  return { port, child };
+  return spawnPortPrinter("static dev server", [module, dir]);
 }
 
 interface Target {

@@ -24,7 +24,7 @@ const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
   body: "small" | "1MB";
-  via: "direct" | "path form" | "host form" | "nginx";
+  via: "direct" | "path form" | "host form" | "bare undici" | "nginx";
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -51,23 +51,33 @@ async function load(
   return autocannon({ url, headers, duration: seconds, connections, workers: 1 });
 }
 
-/** The dev server in its own process, so it does not share the control plane's event loop. */
-async function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> {
-  const module = fileURLToPath(new URL("../test/dev-server.ts", import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [
-      "--input-type=module",
-      "-e",
-      `const { startDevServer } = await import(${JSON.stringify(module)}); const s = await startDevServer(); console.log(s.port);`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
+/** A Node process started with `args` that prints the port it listens on, as its first line. */
+export async function spawnPortPrinter(
+  what: string,
+  args: string[],
+): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once("exit", (code) => reject(new Error(`dev server exited (${code})`)));
+    child.once("exit", (code) => reject(new Error(`${what} exited (${code})`)));
   });
   return { port, child };
+}
+
+/** The dev server in its own process, so it does not share the control plane's event loop. */
+function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> {
+  const module = fileURLToPath(new URL("../test/dev-server.ts", import.meta.url));
+  return spawnPortPrinter("dev server", [
+    "--input-type=module",
+    "-e",
+    `const { startDevServer } = await import(${JSON.stringify(module)}); const s = await startDevServer(); console.log(s.port);`,
+  ]);
+}
+
+/** The bare undici proxy (bare-proxy.ts) in front of `upstreamPort`, in its own process. */
+function spawnBareProxy(upstreamPort: number): Promise<{ port: number; child: ChildProcess }> {
+  const module = fileURLToPath(new URL("./bare-proxy.ts", import.meta.url));
+  return spawnPortPrinter("bare proxy", [module, String(upstreamPort)]);
 }
 
 /** A preview of a loopback dev server, opened the way a browser opens one, on a running control plane. */
@@ -183,6 +193,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
   const dev = await spawnDevServer();
   const processes = opts.processes ?? 1;
   const nginx = await startNginxProxy(dev.port, { workers: processes });
+  const bare = processes === 1 ? await spawnBareProxy(dev.port) : undefined;
   let cp: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
   try {
     cp = await startBenchPreview(opts.databaseUrl, dev.port, { processes });
@@ -194,6 +205,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
       { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer },
       { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn } },
     ];
+    if (bare) cases.push({ via: "bare undici", base: `http://127.0.0.1:${bare.port}`, headers: {} });
     if (nginx) cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {} });
 
     const rows: PreviewBenchRow[] = [];
@@ -220,6 +232,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     return rows;
   } finally {
     nginx?.stop();
+    bare?.child.kill();
     await cp?.stop();
     dev.child.kill();
   }

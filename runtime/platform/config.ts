@@ -53,7 +53,7 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_PREVIEW_LISTEN:
     "host:port of a second listener that serves the preview domain only (host form, its sign-in paths and HMR sockets; any other host is a 404 page, never the API), for a front proxy that sends *.<preview domain> there; unset: previews share the API's listener",
   BERTH_WORKERS:
-    "control-plane processes on this host, 1-64 (default 1); more than one shares BERTH_PORT through SO_REUSEPORT, each a full replica coordinating through Postgres; needs DATABASE_URL and a fixed BERTH_PORT",
+    "control-plane processes on this host, 1-64 (default 1); more than one shares BERTH_PORT through SO_REUSEPORT, each a full replica coordinating through Postgres; needs DATABASE_URL, BERTH_SECRET_KEYS, a fixed BERTH_PORT and, in local mode, BERTH_LOCAL_TOKEN",
   BERTH_TERMINAL:
     "local driver: the boxes' terminal endpoint: auto (default: ttyd if one is on PATH, else the built-in server), builtin, or the path of a ttyd binary",
   BERTH_BOX_PATHS:
@@ -303,12 +303,18 @@ const schema = z
         message: "serves the preview domain: set BERTH_PREVIEW_DOMAIN too",
       });
     }
-    if (env.BERTH_WORKERS > 1 && (!env.DATABASE_URL || env.BERTH_PORT === 0)) {
+    // Every process must share what one process would otherwise make up for itself at start.
+    const missing = [
+      !env.DATABASE_URL && "DATABASE_URL (embedded Postgres belongs to one process)",
+      env.BERTH_PORT === 0 && "a fixed BERTH_PORT (not 0) to share",
+      !env.BERTH_SECRET_KEYS && "BERTH_SECRET_KEYS (else each process would generate its own)",
+      !hosted && !env.BERTH_LOCAL_TOKEN && "BERTH_LOCAL_TOKEN (else each process would generate its own)",
+    ].filter(Boolean);
+    if (env.BERTH_WORKERS > 1 && missing.length > 0) {
       ctx.addIssue({
         code: "custom",
         path: ["BERTH_WORKERS"],
-        message:
-          "more than one process needs DATABASE_URL (embedded Postgres belongs to one process) and a fixed BERTH_PORT to share",
+        message: `more than one process needs ${missing.join(", ")}`,
       });
     }
     if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {

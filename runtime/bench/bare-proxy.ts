@@ -1,0 +1,34 @@
+/**
+ * The floor under the preview proxy's figures in `npm run bench`: a node:http server forwarding every
+ * request to one loopback port with undici, the way the proxy's lean path does, but with no checks, no
+ * routing and no header rewriting. What separates it from nginx is Node's HTTP stack; what separates the
+ * proxy from it is Berth's own work. Run as its own process, `node bare-proxy.ts <upstream port>`; prints
+ * its port on stdout.
+ */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Agent, type Dispatcher } from "undici";
+
+if (import.meta.main) {
+  const origin = `http://127.0.0.1:${process.argv[2]}`;
+  const agent = new Agent({ connections: 256 });
+  const server = createServer((req, res) => {
+    agent.stream(
+      {
+        origin,
+        path: req.url ?? "/",
+        method: (req.method ?? "GET") as Dispatcher.HttpMethod,
+        headers: req.headers as Record<string, string>,
+      },
+      ({ statusCode, headers }) => {
+        delete headers["transfer-encoding"];
+        res.writeHead(statusCode, headers as Record<string, string>);
+        return res;
+      },
+      (err) => {
+        if (err) res.destroy();
+      },
+    );
+  });
+  server.listen(0, "127.0.0.1", () => console.log((server.address() as AddressInfo).port));
+}
