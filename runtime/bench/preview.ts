@@ -17,9 +17,13 @@ import { Store } from "../store/store.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
 import type { BenchPostgres } from "./harness.ts";
-import { fmt, startNginxProxy, table } from "./harness.ts";
+import { cpuSeconds, fmt, startNginxProxy, table } from "./harness.ts";
 
 const DOMAIN = "preview.localhost";
+/** Each case's measuring time is split into this many rounds that alternate with the other cases'. */
+const ROUNDS = 3;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
@@ -28,12 +32,15 @@ export interface PreviewBenchRow {
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time (user + system) the serving process(es) spent per request: the dev server's for direct. */
+  cpuUsPerRequest: number;
   errors: number;
   non2xx: number;
 }
 
 export interface PreviewBenchOptions {
   databaseUrl: string;
+  /** Measuring time per case, split into rounds (default 6 s: 3 rounds of 2 s). */
   durationSeconds?: number;
   connections?: number;
   /** Control-plane processes sharing one port (BERTH_WORKERS), and nginx's worker_processes alike. */
@@ -101,7 +108,7 @@ export async function startBenchPreview(
   databaseUrl: string,
   devPort: number,
   options: { processes?: number } = {},
-): Promise<BenchPreview & { stop(): Promise<void> }> {
+): Promise<BenchPreview & { pids: number[]; stop(): Promise<void> }> {
   const processes = options.processes ?? 1;
   const shared: Record<string, string> =
     processes > 1 ? { BERTH_WORKERS: String(processes), BERTH_PORT: String(await freePort()) } : {};
@@ -123,7 +130,7 @@ export async function startBenchPreview(
       );
     }
     const preview = await createPreview(children[0]!.ready.url, database, devPort);
-    return { ...preview, stop };
+    return { ...preview, pids: children.map((c) => c.pid), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -188,7 +195,7 @@ async function createPreview(
 }
 
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {
-  const seconds = opts.durationSeconds ?? 5;
+  const seconds = opts.durationSeconds ?? 6;
   const connections = opts.connections ?? 32;
   const dev = await spawnDevServer();
   const processes = opts.processes ?? 1;
@@ -200,32 +207,63 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     const { previewId, bearer, hostHeader } = cp;
     const signIn = cp.cookie;
 
-    const cases: Array<{ via: PreviewBenchRow["via"]; base: string; headers: Record<string, string> }> = [
-      { via: "direct", base: `http://127.0.0.1:${dev.port}`, headers: {} },
-      { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer },
-      { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn } },
+    const cases: Array<{
+      via: PreviewBenchRow["via"];
+      base: string;
+      headers: Record<string, string>;
+      pids: number[];
+    }> = [
+      { via: "direct", base: `http://127.0.0.1:${dev.port}`, headers: {}, pids: [dev.child.pid!] },
+      { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer, pids: cp.pids },
+      { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn }, pids: cp.pids },
     ];
-    if (bare) cases.push({ via: "bare undici", base: `http://127.0.0.1:${bare.port}`, headers: {} });
-    if (nginx) cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {} });
+    if (bare)
+      cases.push({
+        via: "bare undici",
+        base: `http://127.0.0.1:${bare.port}`,
+        headers: {},
+        pids: [bare.child.pid!],
+      });
+    if (nginx)
+      cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {}, pids: [nginx.pid] });
 
+    // Rounds alternate the cases, so a noisy moment on a shared machine (other processes, other tests)
+    // lands on all of them alike instead of on whichever case happened to run then.
     const rows: PreviewBenchRow[] = [];
+    const roundSeconds = Math.max(1, Math.round(seconds / ROUNDS));
     for (const [body, path] of [
       ["small", "/small"],
       ["1MB", "/mb"],
     ] as const) {
       if (opts.only?.body && !opts.only.body.includes(body)) continue;
-      for (const c of cases) {
-        if (opts.only?.via && !opts.only.via.includes(c.via)) continue;
-        await load(`${c.base}${path}`, c.headers, 1, connections); // warm-up: connections, JIT, caches
-        const r = await load(`${c.base}${path}`, c.headers, seconds, connections);
+      const active = cases.filter((c) => !opts.only?.via || opts.only.via.includes(c.via));
+      // Warm-up: connections, JIT, caches.
+      for (const c of active) await load(`${c.base}${path}`, c.headers, 1, connections);
+      const results = new Map<string, autocannon.Result[]>(active.map((c) => [c.via, []]));
+      const cpu = new Map<string, number>(active.map((c) => [c.via, 0]));
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const c of active) {
+          const before = cpuSeconds(c.pids);
+          results.get(c.via)!.push(await load(`${c.base}${path}`, c.headers, roundSeconds, connections));
+          cpu.set(c.via, cpu.get(c.via)! + cpuSeconds(c.pids) - before);
+        }
+      }
+      for (const c of active) {
+        const rs = results.get(c.via)!;
         rows.push({
           body,
           via: c.via,
-          requestsPerSecond: r.requests.average,
-          p50Ms: r.latency.p50,
-          p99Ms: r.latency.p99,
-          errors: r.errors,
-          non2xx: r.non2xx,
+          requestsPerSecond: rs.reduce((sum, x) => sum + x.requests.average, 0) / rs.length,
+          p50Ms: median(rs.map((x) => x.latency.p50)),
+          p99Ms: median(rs.map((x) => x.latency.p99)),
+          cpuUsPerRequest:
+            (cpu.get(c.via)! * 1e6) /
+            Math.max(
+              1,
+              rs.reduce((sum, x) => sum + x.requests.total, 0),
+            ),
+          errors: rs.reduce((sum, x) => sum + x.errors, 0),
+          non2xx: rs.reduce((sum, x) => sum + x.non2xx, 0),
         });
       }
     }
@@ -243,7 +281,18 @@ function printRows(title: string, rows: PreviewBenchRow[]): void {
   const nginx = (body: string) => rows.find((r) => r.body === body && r.via === "nginx");
   table(
     title,
-    ["body", "via", "req/s", "p50 ms", "p99 ms", "÷ direct", "÷ nginx", "p99 ÷ nginx", "errors"],
+    [
+      "body",
+      "via",
+      "req/s",
+      "p50 ms",
+      "p99 ms",
+      "÷ direct",
+      "÷ nginx",
+      "p99 ÷ nginx",
+      "CPU µs/req",
+      "errors",
+    ],
     rows.map((r) => [
       r.body,
       r.via,
@@ -253,6 +302,7 @@ function printRows(title: string, rows: PreviewBenchRow[]): void {
       fmt(r.requestsPerSecond / direct(r.body).requestsPerSecond, 2),
       nginx(r.body) ? fmt(r.requestsPerSecond / nginx(r.body)!.requestsPerSecond, 2) : "-",
       nginx(r.body) ? fmt(r.p99Ms / Math.max(nginx(r.body)!.p99Ms, 1), 2) : "-",
+      fmt(r.cpuUsPerRequest, 0),
       r.errors + r.non2xx,
     ]),
   );
@@ -262,7 +312,7 @@ function printRows(title: string, rows: PreviewBenchRow[]): void {
 export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
   const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
   printRows(
-    "Preview proxy (32 connections, 5 s each; one control-plane process, nginx worker_processes 1)",
+    "Preview proxy (32 connections; per case 1 s warm-up, then 3 alternating rounds of 2 s: mean req/s, median p50/p99; one control-plane process, nginx worker_processes 1)",
     rows,
   );
   if (!rows.some((r) => r.via === "nginx"))

@@ -288,21 +288,31 @@ export class PreviewGateway {
         return fallback(req, res);
       }
       const started = onServed ? performance.now() : 0;
-      this.#admit(req, target).then(
-        (admission) => {
-          if (!admission.ok) return fallback(req, res);
-          return this.#forward(req, res, target, admission).then(() => {
-            onServed?.(
-              req.method ?? "GET",
-              target.form,
-              res.statusCode,
-              (performance.now() - started) / 1000,
-            );
-          });
-        },
-        // A failure to admit (the database unreachable while loading a route): Koa's error handling answers.
-        () => fallback(req, res),
-      );
+      this.#admit(req, target)
+        .then(
+          (admission) => {
+            if (!admission.ok) return fallback(req, res);
+            return this.#forward(req, res, target, admission).then(() => {
+              onServed?.(
+                req.method ?? "GET",
+                target.form,
+                res.statusCode,
+                (performance.now() - started) / 1000,
+              );
+            });
+          },
+          // A failure to admit (the database unreachable while loading a route): Koa's error handling answers.
+          () => fallback(req, res),
+        )
+        .catch((err: unknown) => {
+          // Not expected (the forwarder reports upstream failures itself): never leave the client hanging.
+          this.#deps.log.error({ err }, "preview request failed");
+          if (res.headersSent) res.destroy();
+          else {
+            res.writeHead(500, { "content-type": "text/plain", "cache-control": "no-store" });
+            res.end("Internal Server Error");
+          }
+        });
     };
   }
 
