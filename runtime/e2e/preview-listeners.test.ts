@@ -3,7 +3,8 @@
  * (BERTH_PREVIEW_LISTEN), request metrics for requests that never enter Koa, and two processes sharing
  * one port (BERTH_WORKERS, SO_REUSEPORT) over one database.
  */
-import { request } from "node:http";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { freePort } from "../store/embedded.ts";
@@ -148,6 +149,49 @@ describe("the preview domain on its own listener (BERTH_PREVIEW_LISTEN)", async 
     const res = await raw(new URL(cp.url).port, "/", { host, cookie });
     expect(res.status).toBe(403);
     expect(res.body).toContain("This port cannot be previewed");
+  });
+
+  it("relays only the final response after a 103, and stops the upstream request when the client leaves", async () => {
+    let upstreamClosed = false;
+    let hangArrived = false;
+    const upstream = createServer((req, res) => {
+      if (req.url === "/hints") {
+        res.writeEarlyHints({ link: "</app.js>; rel=preload; as=script" });
+        res.writeHead(200, { "content-type": "text/plain" });
+        return res.end("final");
+      }
+      // /hang: never answers; the proxy must give the request up once the browser does.
+      hangArrived = true;
+      req.socket.once("close", () => {
+        upstreamClosed = true;
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (upstream.address() as AddressInfo).port;
+      const id = await addPreview(cp, workspaceId, port);
+      const host = `${id}.${DOMAIN}:${new URL(cp.url).port}`;
+      const cookie = await signIn(cp, id, previewPort, host);
+
+      const hints = await raw(previewPort, "/hints", { host, cookie });
+      expect(hints.status).toBe(200);
+      expect(hints.body).toBe("final");
+
+      const client = request({
+        host: "127.0.0.1",
+        port: previewPort,
+        path: "/hang",
+        headers: { host, cookie },
+      });
+      client.on("error", () => {});
+      client.end();
+      await waitFor("the request to reach the dev server", () => hangArrived);
+      client.destroy();
+      await waitFor("the proxy to close the upstream request", () => upstreamClosed);
+    } finally {
+      upstream.closeAllConnections();
+      upstream.close();
+    }
   });
 
   it("counts requests the lean path served in the request metrics, by form", async () => {
