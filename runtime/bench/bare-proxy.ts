@@ -13,20 +13,34 @@ if (import.meta.main) {
   const origin = `http://127.0.0.1:${process.argv[2]}`;
   const agent = new Agent({ connections: 256 });
   const server = createServer((req, res) => {
-    agent.stream(
+    // undici's dispatch() with a minimal handler, as the lean path's forwarder.ts does, minus its checks.
+    agent.dispatch(
       {
         origin,
         path: req.url ?? "/",
         method: (req.method ?? "GET") as Dispatcher.HttpMethod,
         headers: req.headers as Record<string, string>,
       },
-      ({ statusCode, headers }) => {
-        delete headers["transfer-encoding"];
-        res.writeHead(statusCode, headers as Record<string, string>);
-        return res;
-      },
-      (err) => {
-        if (err) res.destroy();
+      {
+        // Its presence tells undici this handler speaks the controller API (as forwarder.ts's does).
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode, headers) {
+          if (statusCode < 200) return;
+          delete headers["transfer-encoding"];
+          res.writeHead(statusCode, headers as Record<string, string>);
+        },
+        onResponseData(controller, chunk) {
+          if (!res.write(chunk)) {
+            controller.pause();
+            res.once("drain", () => controller.resume());
+          }
+        },
+        onResponseEnd() {
+          res.end();
+        },
+        onResponseError() {
+          res.destroy();
+        },
       },
     );
   });
