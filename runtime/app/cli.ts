@@ -28,7 +28,7 @@ import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
-import { isClusterWorker, superviseWorkers } from "./workers.ts";
+import { isClusterWorker, isFirstWorker, superviseWorkers } from "./workers.ts";
 
 const HELP = `berth — the Berth control plane
 
@@ -161,7 +161,8 @@ async function main(argv: string[]): Promise<number> {
   }
   await ensureWebBuild(log);
   const cp = await startControlPlane(config, { logger: log });
-  if (cp.loginUrl) {
+  // With BERTH_WORKERS, the first worker prints it for all (they share BERTH_LOCAL_TOKEN).
+  if (cp.loginUrl && isFirstWorker()) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
     process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
   }

@@ -16,6 +16,11 @@ export function isClusterWorker(): boolean {
   return cluster.isWorker;
 }
 
+/** The only process, or the supervisor's first worker: where once-per-host output (the login link) goes. */
+export function isFirstWorker(): boolean {
+  return !cluster.isWorker || cluster.worker?.id === 1;
+}
+
 /** In the supervisor: runs `count` workers until SIGINT/SIGTERM, then stops them and resolves. */
 export async function superviseWorkers(count: number, log: Logger): Promise<number> {
   let stopping = false;
