@@ -30,6 +30,7 @@ import { DOCTOR_ENV_DOCS, formatResults, runDoctor } from "./doctor.ts";
 import { createDriver, PULUMI_ENV_DOCS } from "./drivers.ts";
 import { openDatabase, startControlPlane } from "./server.ts";
 import { ensureWebBuild } from "./web-build.ts";
+import { isClusterWorker, isFirstWorker, superviseWorkers } from "./workers.ts";
 
 const HELP = `berth — the Berth control plane
 
@@ -61,6 +62,7 @@ const COMMAND_HELP: Record<string, string> = {
 
 Runs the control plane. With no configuration: local mode on http://127.0.0.1:7600, embedded Postgres under
 ./.berth, and a login link printed on start. Stop with Ctrl-C. See 'berth --help' for the environment.
+BERTH_WORKERS=N runs N processes on one port (SO_REUSEPORT), each a full replica sharing DATABASE_URL.
 `,
   migrate: `Usage: npm run berth -- migrate
 
@@ -168,9 +170,15 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
+  if (config.workers > 1 && !isClusterWorker()) {
+    // Built once here, not raced by every worker.
+    await ensureWebBuild(log);
+    return superviseWorkers(config.workers, log);
+  }
   await ensureWebBuild(log);
   const cp = await startControlPlane(config, { logger: log, ...(logSink ? { logSink } : {}) });
-  if (cp.loginUrl) {
+  // With BERTH_WORKERS, the first worker prints it for all (they share BERTH_LOCAL_TOKEN).
+  if (cp.loginUrl && isFirstWorker()) {
     // Printed, not logged: log lines are shipped and kept, and this link is a credential.
     process.stderr.write(`\n  Berth is running (local mode). Sign in: ${cp.loginUrl}\n\n`);
   }

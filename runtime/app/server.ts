@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, ListenOptions } from "node:net";
 import { join } from "node:path";
 import type { WorkspaceDriver } from "../../stacks/driver.ts";
 import type { AppDeps } from "../api/context.ts";
@@ -24,6 +24,7 @@ import { SessionTokens } from "../domain/identity/session-cookie.ts";
 import { PushSender } from "../domain/push/push-sender.ts";
 import { DeepgramClient } from "../domain/voice/deepgram.ts";
 import { WorkspaceService } from "../domain/workspaces/service.ts";
+import type { ServedHook } from "../gateway/preview/gateway.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
 import { VoiceGateway, type VoiceGatewayOptions } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
@@ -131,6 +132,23 @@ export async function openDatabase(
     joinRunning: options.joinRunning,
   });
   return { database: connectDatabase(embedded.url), stopEmbedded: embedded.stop };
+}
+
+function listen(server: Server, options: ListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
 
 export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
@@ -282,23 +300,37 @@ export async function startControlPlane(config: Config, options: StartOptions = 
 
     const { app, previews } = buildApp(deps);
     await previews.start();
-    const server = createServer(app.callback());
+    // The preview proxy's lean path answers admitted preview requests itself; everything else is Koa's.
+    const onServed: ServedHook = (method, form, status, seconds) =>
+      metrics.httpRequestDuration.observe(
+        { method, route: `preview:${form}`, status: String(status) },
+        seconds,
+      );
+    const koa = app.callback();
+    const server = createServer(previews.requestListener(koa, { onServed }));
     const upgrades = new UpgradeDispatcher(log);
     upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
     terminal.register(upgrades);
     voice.register(upgrades);
     upgrades.attach(server);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.port, config.host, resolve);
-    });
-    cleanup.push(
-      () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }),
-    );
+    // Several processes (BERTH_WORKERS) each bind the port with SO_REUSEPORT; the kernel spreads connections.
+    const reusePort = config.workers > 1;
+    await listen(server, { port: config.port, host: config.host, reusePort, exclusive: true });
+    cleanup.push(() => closeServer(server));
+    previews.reservePort((server.address() as AddressInfo).port);
+    if (config.previewListen) {
+      const previewServer = createServer(previews.requestListener(koa, { previewOnly: true, onServed }));
+      const previewUpgrades = new UpgradeDispatcher(log);
+      previewUpgrades.register(previews.matchUpgrade, previews.handleUpgrade);
+      previewUpgrades.attach(previewServer);
+      await listen(previewServer, { ...config.previewListen, reusePort, exclusive: true });
+      cleanup.push(() => closeServer(previewServer));
+      previews.reservePort((previewServer.address() as AddressInfo).port);
+      log.info(
+        { port: (previewServer.address() as AddressInfo).port, domain: config.previewDomain },
+        "preview listener",
+      );
+    }
     // Before the server closes: proxied HMR sockets are no longer the server's and would hold its close.
     cleanup.push(async () => previews.stop());
     // Before the server closes: terminal sockets get 1001 and their activity is recorded.

@@ -1,6 +1,6 @@
 /** Shared pieces for `npm run bench`: a private Postgres, quiet control planes, and result printing. */
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -92,6 +92,36 @@ export function table(title: string, header: string[], rows: Array<Array<string 
 
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU seconds (user + system) used so far by these processes and their children (nginx's workers, say),
+ * from /proc. Unlike requests per second, CPU per request barely moves when other processes compete for the
+ * cores, so it compares servers fairly on a busy machine. 0 where /proc is not Linux's.
+ */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  const seen = new Set<number>();
+  const visit = (pid: number) => {
+    if (seen.has(pid)) return;
+    seen.add(pid);
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+      for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ")) {
+        if (child.trim()) visit(Number(child));
+      }
+    } catch {
+      // gone, or not Linux
+    }
+  };
+  for (const pid of pids) visit(pid);
+  return ticks / TICKS_PER_SECOND;
+}
+
 /** A local driver with real box agents (built-in terminal server) under a fresh temp root. */
 export function benchLocalDriver(name: string): { root: string; driver: LocalDriver } {
   const root = mkdtempSync(join(tmpdir(), `berth-bench-${name}-`));
@@ -127,15 +157,18 @@ export async function destroyBenchBoxes(
 /**
  * nginx as a plain keep-alive reverse proxy (WebSocket upgrades included) in front of a loopback port: the
  * baseline the control plane's proxies are compared with. Null when no `nginx` binary is installed
- * (Debian package `nginx`).
+ * (Debian package `nginx`). `workers`: nginx's worker_processes (1 unless a bench compares processes).
  */
-export async function startNginxProxy(upstreamPort: number): Promise<{ port: number; stop(): void } | null> {
+export async function startNginxProxy(
+  upstreamPort: number,
+  options: { workers?: number } = {},
+): Promise<{ port: number; pid: number; stop(): void } | null> {
   if (spawnSync("nginx", ["-v"], { stdio: "ignore" }).error) return null;
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
   const port = await freePort();
   writeFileSync(
     join(dir, "nginx.conf"),
-    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+    `worker_processes ${options.workers ?? 1}; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http {
   access_log off; client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir};
@@ -160,6 +193,7 @@ http {
   }
   return {
     port,
+    pid: child.pid!,
     stop: () => {
       child.kill();
       rmSync(dir, { recursive: true, force: true });

@@ -12,29 +12,41 @@ import autocannon from "autocannon";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { SecretBox } from "../platform/secret-box.ts";
 import { connectDatabase } from "../store/client.ts";
+import { freePort } from "../store/embedded.ts";
 import { Store } from "../store/store.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
 import type { BenchPostgres } from "./harness.ts";
-import { fmt, startNginxProxy, table } from "./harness.ts";
+import { cpuSeconds, fmt, startNginxProxy, table } from "./harness.ts";
 
 const DOMAIN = "preview.localhost";
+/** Each case's measuring time is split into this many rounds that alternate with the other cases'. */
+const ROUNDS = 3;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
   body: "small" | "1MB";
-  via: "direct" | "path form" | "host form" | "nginx";
+  via: "direct" | "path form" | "host form" | "bare undici" | "nginx";
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time (user + system) the serving process(es) spent per request: the dev server's for direct. */
+  cpuUsPerRequest: number;
   errors: number;
   non2xx: number;
 }
 
 export interface PreviewBenchOptions {
   databaseUrl: string;
+  /** Measuring time per case, split into rounds (default 6 s: 3 rounds of 2 s). */
   durationSeconds?: number;
   connections?: number;
+  /** Control-plane processes sharing one port (BERTH_WORKERS), and nginx's worker_processes alike. */
+  processes?: number;
+  /** Only these routes and bodies (all by default): a profile of one case. */
+  only?: { via?: PreviewBenchRow["via"][]; body?: PreviewBenchRow["body"][] };
 }
 
 async function load(
@@ -46,131 +58,241 @@ async function load(
   return autocannon({ url, headers, duration: seconds, connections, workers: 1 });
 }
 
-/** The dev server in its own process, so it does not share the control plane's event loop. */
-async function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> {
-  const module = fileURLToPath(new URL("../test/dev-server.ts", import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [
-      "--input-type=module",
-      "-e",
-      `const { startDevServer } = await import(${JSON.stringify(module)}); const s = await startDevServer(); console.log(s.port);`,
-    ],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
+/** A Node process started with `args` that prints the port it listens on, as its first line. */
+export async function spawnPortPrinter(
+  what: string,
+  args: string[],
+): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once("exit", (code) => reject(new Error(`dev server exited (${code})`)));
+    child.once("exit", (code) => reject(new Error(`${what} exited (${code})`)));
   });
   return { port, child };
 }
 
+/** The dev server in its own process, so it does not share the control plane's event loop. */
+function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> {
+  const module = fileURLToPath(new URL("../test/dev-server.ts", import.meta.url));
+  return spawnPortPrinter("dev server", [
+    "--input-type=module",
+    "-e",
+    `const { startDevServer } = await import(${JSON.stringify(module)}); const s = await startDevServer(); console.log(s.port);`,
+  ]);
+}
+
+/** The bare undici proxy (bare-proxy.ts) in front of `upstreamPort`, in its own process. */
+function spawnBareProxy(upstreamPort: number): Promise<{ port: number; child: ChildProcess }> {
+  const module = fileURLToPath(new URL("./bare-proxy.ts", import.meta.url));
+  return spawnPortPrinter("bare proxy", [module, String(upstreamPort)]);
+}
+
+/** A preview of a loopback dev server, opened the way a browser opens one, on a running control plane. */
+export interface BenchPreview {
+  previewId: string;
+  /** The control plane's URL. */
+  url: string;
+  /** `<previewId>.preview.localhost:<port>`: the host form's Host header. */
+  hostHeader: string;
+  /** The host form's cookie (`name=value`), from the sign-in redirect. */
+  cookie: string;
+  /** The API's Bearer header (local mode's token): the path form's credential. */
+  bearer: Record<string, string>;
+}
+
+/**
+ * A control plane in its own process (as in production and like nginx) with a preview of `devPort`.
+ * `processes` > 1 starts that many replicas on one port (BERTH_WORKERS: SO_REUSEPORT, one database).
+ */
+export async function startBenchPreview(
+  databaseUrl: string,
+  devPort: number,
+  options: { processes?: number } = {},
+): Promise<BenchPreview & { pids: number[]; stop(): Promise<void> }> {
+  const processes = options.processes ?? 1;
+  const shared: Record<string, string> =
+    processes > 1 ? { BERTH_WORKERS: String(processes), BERTH_PORT: String(await freePort()) } : {};
+  const children: Array<Awaited<ReturnType<typeof spawnBenchControlPlane>>> = [];
+  const database = connectDatabase(databaseUrl, { max: 2 });
+  const stop = async () => {
+    await Promise.all(children.map((c) => c.stop()));
+    await database.close();
+  };
+  try {
+    // One after the other: the first runs the migrations the others then find applied.
+    for (let i = 0; i < processes; i++) {
+      children.push(
+        await spawnBenchControlPlane({
+          databaseUrl,
+          env: { BERTH_PREVIEW_DOMAIN: DOMAIN, BERTH_LOCAL_TOKEN: BENCH_TOKEN, ...shared },
+          options: { runBuilds: false },
+        }),
+      );
+    }
+    const preview = await createPreview(children[0]!.ready.url, database, devPort);
+    return { ...preview, pids: children.map((c) => c.pid), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function createPreview(
+  url: string,
+  database: ReturnType<typeof connectDatabase>,
+  devPort: number,
+): Promise<BenchPreview> {
+  const { pool } = database;
+  const store = new Store(database, { secretBox: SecretBox.fromSpec(TEST_SECRET_KEYS) });
+  await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
+  const owner = await pool.query("SELECT id FROM users LIMIT 1");
+  const ws = await pool.query(
+    `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)
+     VALUES ($1, $2, 'ready', 'local', 'l', 's', 10) RETURNING id`,
+    [owner.rows[0].id, `bench-${devPort}`],
+  );
+  const workspaceId: string = ws.rows[0].id;
+  await pool.query(
+    `INSERT INTO workspace_instances (workspace_id, public_ip, agent_token_hash, agent_lifecycle)
+     VALUES ($1, '127.0.0.1', md5(random()::text), 'ready')`,
+    [workspaceId],
+  );
+  const preview = await pool.query(
+    "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'declared') RETURNING id",
+    [workspaceId, devPort],
+  );
+  const previewId: string = preview.rows[0].id;
+  const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
+
+  // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
+  const opened = (await (
+    await fetch(`${url}/api/v1/previews/${previewId}/open`, {
+      method: "POST",
+      headers: { ...bearer, "content-type": "application/json" },
+      body: "{}",
+    })
+  ).json()) as { url: string };
+  const code = new URL(opened.url);
+  const cpPort = new URL(url).port;
+  const hostHeader = `${previewId}.${DOMAIN}:${cpPort}`;
+  const cookie = await new Promise<string>((resolve, reject) => {
+    request(
+      {
+        host: "127.0.0.1",
+        port: cpPort,
+        path: `${code.pathname}${code.search}`,
+        headers: { host: hostHeader },
+      },
+      (res) => {
+        res.resume();
+        resolve(String(res.headers["set-cookie"]).split(";", 1)[0]!);
+      },
+    )
+      .on("error", reject)
+      .end();
+  });
+  return { previewId, url, hostHeader, cookie, bearer };
+}
+
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {
-  const seconds = opts.durationSeconds ?? 5;
+  const seconds = opts.durationSeconds ?? 6;
   const connections = opts.connections ?? 32;
   const dev = await spawnDevServer();
-  // The control plane in its own process, as in production and like nginx; autocannon runs here.
-  const child = await spawnBenchControlPlane({
-    databaseUrl: opts.databaseUrl,
-    env: { BERTH_PREVIEW_DOMAIN: DOMAIN, BERTH_LOCAL_TOKEN: BENCH_TOKEN },
-    options: { runBuilds: false },
-  });
-  const cp = { url: child.ready.url };
-  const database = connectDatabase(opts.databaseUrl, { max: 2 });
-  const nginx = await startNginxProxy(dev.port);
+  const processes = opts.processes ?? 1;
+  const nginx = await startNginxProxy(dev.port, { workers: processes });
+  const bare = processes === 1 ? await spawnBareProxy(dev.port) : undefined;
+  let cp: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
   try {
-    const { pool } = database;
-    const store = new Store(database, { secretBox: SecretBox.fromSpec(TEST_SECRET_KEYS) });
-    await upsertUser(store, LOCAL_OWNER_EXTERNAL_ID, { isAdmin: true });
-    const owner = await pool.query("SELECT id FROM users LIMIT 1");
-    const ws = await pool.query(
-      `INSERT INTO workspaces (owner_id, name, state, driver, location, server_type, volume_size_gb)
-       VALUES ($1, 'bench', 'ready', 'local', 'l', 's', 10) RETURNING id`,
-      [owner.rows[0].id],
-    );
-    const workspaceId: string = ws.rows[0].id;
-    await pool.query(
-      `INSERT INTO workspace_instances (workspace_id, public_ip, agent_token_hash, agent_lifecycle)
-       VALUES ($1, '127.0.0.1', md5(random()::text), 'ready')`,
-      [workspaceId],
-    );
-    const preview = await pool.query(
-      "INSERT INTO previews (workspace_id, port, source) VALUES ($1, $2, 'declared') RETURNING id",
-      [workspaceId, dev.port],
-    );
-    const previewId: string = preview.rows[0].id;
-    const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
+    cp = await startBenchPreview(opts.databaseUrl, dev.port, { processes });
+    const { previewId, bearer, hostHeader } = cp;
+    const signIn = cp.cookie;
 
-    // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
-    const opened = (await (
-      await fetch(`${cp.url}/api/v1/previews/${previewId}/open`, {
-        method: "POST",
-        headers: { ...bearer, "content-type": "application/json" },
-        body: "{}",
-      })
-    ).json()) as { url: string };
-    const code = new URL(opened.url);
-    const cpPort = new URL(cp.url).port;
-    const hostHeader = `${previewId}.${DOMAIN}:${cpPort}`;
-    const signIn = await new Promise<string>((resolve, reject) => {
-      request(
-        {
-          host: "127.0.0.1",
-          port: cpPort,
-          path: `${code.pathname}${code.search}`,
-          headers: { host: hostHeader },
-        },
-        (res) => {
-          res.resume();
-          resolve(String(res.headers["set-cookie"]).split(";", 1)[0]!);
-        },
-      )
-        .on("error", reject)
-        .end();
-    });
-
-    const cases: Array<{ via: PreviewBenchRow["via"]; base: string; headers: Record<string, string> }> = [
-      { via: "direct", base: `http://127.0.0.1:${dev.port}`, headers: {} },
-      { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer },
-      { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn } },
+    const cases: Array<{
+      via: PreviewBenchRow["via"];
+      base: string;
+      headers: Record<string, string>;
+      pids: number[];
+    }> = [
+      { via: "direct", base: `http://127.0.0.1:${dev.port}`, headers: {}, pids: [dev.child.pid!] },
+      { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer, pids: cp.pids },
+      { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn }, pids: cp.pids },
     ];
-    if (nginx) cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {} });
+    if (bare)
+      cases.push({
+        via: "bare undici",
+        base: `http://127.0.0.1:${bare.port}`,
+        headers: {},
+        pids: [bare.child.pid!],
+      });
+    if (nginx)
+      cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {}, pids: [nginx.pid] });
 
+    // Rounds alternate the cases, so a noisy moment on a shared machine (other processes, other tests)
+    // lands on all of them alike instead of on whichever case happened to run then.
     const rows: PreviewBenchRow[] = [];
+    const roundSeconds = Math.max(1, Math.round(seconds / ROUNDS));
     for (const [body, path] of [
       ["small", "/small"],
       ["1MB", "/mb"],
     ] as const) {
-      for (const c of cases) {
-        await load(`${c.base}${path}`, c.headers, 1, connections); // warm-up: connections, JIT, caches
-        const r = await load(`${c.base}${path}`, c.headers, seconds, connections);
+      if (opts.only?.body && !opts.only.body.includes(body)) continue;
+      const active = cases.filter((c) => !opts.only?.via || opts.only.via.includes(c.via));
+      // Warm-up: connections, JIT, caches.
+      for (const c of active) await load(`${c.base}${path}`, c.headers, 1, connections);
+      const results = new Map<string, autocannon.Result[]>(active.map((c) => [c.via, []]));
+      const cpu = new Map<string, number>(active.map((c) => [c.via, 0]));
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const c of active) {
+          const before = cpuSeconds(c.pids);
+          results.get(c.via)!.push(await load(`${c.base}${path}`, c.headers, roundSeconds, connections));
+          cpu.set(c.via, cpu.get(c.via)! + cpuSeconds(c.pids) - before);
+        }
+      }
+      for (const c of active) {
+        const rs = results.get(c.via)!;
         rows.push({
           body,
           via: c.via,
-          requestsPerSecond: r.requests.average,
-          p50Ms: r.latency.p50,
-          p99Ms: r.latency.p99,
-          errors: r.errors,
-          non2xx: r.non2xx,
+          requestsPerSecond: rs.reduce((sum, x) => sum + x.requests.average, 0) / rs.length,
+          p50Ms: median(rs.map((x) => x.latency.p50)),
+          p99Ms: median(rs.map((x) => x.latency.p99)),
+          cpuUsPerRequest:
+            (cpu.get(c.via)! * 1e6) /
+            Math.max(
+              1,
+              rs.reduce((sum, x) => sum + x.requests.total, 0),
+            ),
+          errors: rs.reduce((sum, x) => sum + x.errors, 0),
+          non2xx: rs.reduce((sum, x) => sum + x.non2xx, 0),
         });
       }
     }
     return rows;
   } finally {
     nginx?.stop();
-    await child.stop();
-    await database.close();
+    bare?.child.kill();
+    await cp?.stop();
     dev.child.kill();
   }
 }
 
-/** The `npm run bench` section. */
-export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
-  const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
+function printRows(title: string, rows: PreviewBenchRow[]): void {
   const direct = (body: string) => rows.find((r) => r.body === body && r.via === "direct")!;
+  const nginx = (body: string) => rows.find((r) => r.body === body && r.via === "nginx");
   table(
-    "Preview proxy (32 connections, 5 s each; ratio = proxied req/s ÷ direct req/s)",
-    ["body", "via", "req/s", "p50 ms", "p99 ms", "ratio", "errors"],
+    title,
+    [
+      "body",
+      "via",
+      "req/s",
+      "p50 ms",
+      "p99 ms",
+      "÷ direct",
+      "÷ nginx",
+      "p99 ÷ nginx",
+      "CPU µs/req",
+      "errors",
+    ],
     rows.map((r) => [
       r.body,
       r.via,
@@ -178,9 +300,32 @@ export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
       fmt(r.p50Ms),
       fmt(r.p99Ms),
       fmt(r.requestsPerSecond / direct(r.body).requestsPerSecond, 2),
+      nginx(r.body) ? fmt(r.requestsPerSecond / nginx(r.body)!.requestsPerSecond, 2) : "-",
+      nginx(r.body) ? fmt(r.p99Ms / Math.max(nginx(r.body)!.p99Ms, 1), 2) : "-",
+      fmt(r.cpuUsPerRequest, 0),
       r.errors + r.non2xx,
     ]),
   );
+}
+
+/** The `npm run bench` section. */
+export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
+  const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
+  printRows(
+    "Preview proxy (32 connections; per case 1 s warm-up, then 3 alternating rounds of 2 s: mean req/s, median p50/p99; one control-plane process, nginx worker_processes 1)",
+    rows,
+  );
   if (!rows.some((r) => r.via === "nginx"))
     console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
+  // Two processes on one port against nginx with two workers. On a 2-core machine the load generator and
+  // the dev server share those cores too: this shows whether a second process adds or only contends.
+  const two = await runPreviewBench({
+    databaseUrl: await pgs.database("preview2"),
+    processes: 2,
+    only: { via: ["direct", "host form", "nginx"], body: ["small"] },
+  });
+  printRows(
+    "Preview proxy, 2 processes (BERTH_WORKERS=2, SO_REUSEPORT) vs nginx worker_processes 2 — autocannon and the dev server share the same cores",
+    two,
+  );
 }

@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: prints figures and ratios against baselines measured in the same run, on this machine.
  * Benchmarks are not tests: nothing here asserts a time. Pass section names to run only some:
- *   npm run bench -- builds reconciler local-box terminal-relay previews session-environment autostop billing
- *   client-attach voice backups telemetry tracing
+ *   npm run bench -- builds reconciler local-box terminal-relay previews preview-page session-environment
+ *   autostop billing client-attach voice backups telemetry tracing
  */
 
 import { benchAutostop } from "./autostop.ts";
@@ -13,6 +13,7 @@ import { benchClientAttach } from "./client-attach.ts";
 import { benchPostgres } from "./harness.ts";
 import { benchLocalBox } from "./local-box.ts";
 import { benchPreviewProxy } from "./preview.ts";
+import { benchPreviewPage } from "./preview-page.ts";
 import { benchReconciler } from "./reconciler.ts";
 import { benchSessionEnvironment } from "./session-environment.ts";
 import { benchTelemetry } from "./telemetry.ts";
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, (pgs: Awaited<ReturnType<typeof benchPostgres>>) 
   "local-box": benchLocalBox,
   "terminal-relay": benchTerminalRelay,
   previews: benchPreviewProxy,
+  "preview-page": benchPreviewPage,
   "session-environment": benchSessionEnvironment,
   autostop: benchAutostop,
   billing: benchBilling,

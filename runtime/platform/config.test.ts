@@ -40,6 +40,44 @@ describe("loadConfig", () => {
     });
   });
 
+  it("takes a preview-only listener from BERTH_PREVIEW_LISTEN, loopback only in local mode", () => {
+    expect(loadConfig({}).previewListen).toBeUndefined();
+    expect(loadConfig({ BERTH_PREVIEW_LISTEN: "127.0.0.1:7601" }).previewListen).toEqual({
+      host: "127.0.0.1",
+      port: 7601,
+    });
+    expect(loadConfig({ BERTH_PREVIEW_LISTEN: "[::1]:7601" }).previewListen).toEqual({
+      host: "::1",
+      port: 7601,
+    });
+    expect(() => loadConfig({ BERTH_PREVIEW_LISTEN: "7601" })).toThrow(
+      /^BERTH_PREVIEW_LISTEN: must be host:port/,
+    );
+    expect(() => loadConfig({ BERTH_PREVIEW_LISTEN: "127.0.0.1:70000" })).toThrow(
+      /^BERTH_PREVIEW_LISTEN: port must be at most 65535/,
+    );
+    expect(() => loadConfig({ BERTH_PREVIEW_LISTEN: "0.0.0.0:7601" })).toThrow(
+      /^BERTH_PREVIEW_LISTEN: local mode binds loopback only/,
+    );
+  });
+
+  it("runs more than one process only with what every process must share", () => {
+    expect(loadConfig({}).workers).toBe(1);
+    const shared = {
+      DATABASE_URL: "postgres://db/berth",
+      BERTH_SECRET_KEYS: "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+      BERTH_LOCAL_TOKEN: "t".repeat(40),
+    };
+    expect(loadConfig({ ...shared, BERTH_WORKERS: "2" }).workers).toBe(2);
+    expect(() => loadConfig({ BERTH_WORKERS: "2" })).toThrow(
+      /^BERTH_WORKERS: more than one process needs DATABASE_URL .*BERTH_SECRET_KEYS .*BERTH_LOCAL_TOKEN/,
+    );
+    expect(() => loadConfig({ ...shared, BERTH_WORKERS: "2", BERTH_PORT: "0" })).toThrow(
+      /^BERTH_WORKERS: more than one process needs a fixed BERTH_PORT/,
+    );
+    expect(() => loadConfig({ BERTH_WORKERS: "65" })).toThrow(/^BERTH_WORKERS: must be between 1 and 64/);
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ BERTH_PORT: "", DATABASE_URL: "" }).port).toBe(7600);
   });

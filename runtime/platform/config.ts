@@ -50,6 +50,10 @@ export const ENV_DOCS: Record<string, string> = {
   BERTH_MAX_WORKSPACES_PER_USER: "live workspaces one user may have (default 1)",
   BERTH_PREVIEW_DOMAIN:
     "previews' own hosts, <previewId>.<domain>; default preview.localhost in local mode; in hosted mode use another registrable domain than the API's so preview code never shares a site with it (unset: path form /api/v1/previews/<id>/ only)",
+  BERTH_PREVIEW_LISTEN:
+    "host:port of a second listener that serves the preview domain only (host form, its sign-in paths and HMR sockets; any other host is a 404 page, never the API), for a front proxy that sends *.<preview domain> there; unset: previews share the API's listener",
+  BERTH_WORKERS:
+    "control-plane processes on this host, 1-64 (default 1); more than one shares BERTH_PORT through SO_REUSEPORT, each a full replica coordinating through Postgres; needs DATABASE_URL, BERTH_SECRET_KEYS, a fixed BERTH_PORT and, in local mode, BERTH_LOCAL_TOKEN",
   BERTH_TERMINAL:
     "local driver: the boxes' terminal endpoint: auto (default: ttyd if one is on PATH, else the built-in server), builtin, or the path of a ttyd binary",
   BERTH_BOX_PATHS:
@@ -153,6 +157,21 @@ const schema = z
         message: "must be a DNS name with at least two labels, without scheme or port",
       })
       .optional(),
+    BERTH_PREVIEW_LISTEN: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):([0-9]{1,5})$/, {
+        message: "must be host:port, e.g. 127.0.0.1:7601",
+      })
+      .refine((v) => Number(v.slice(v.lastIndexOf(":") + 1)) <= 65535, {
+        message: "port must be at most 65535",
+      })
+      .optional(),
+    BERTH_WORKERS: z.coerce
+      .number({ error: "must be a whole number" })
+      .int("must be a whole number")
+      .min(1, "must be between 1 and 64")
+      .max(64, "must be between 1 and 64")
+      .default(1),
     BERTH_TERMINAL: z
       .string()
       .refine((v) => v === "auto" || v === "builtin" || v.startsWith("/"), {
@@ -306,6 +325,35 @@ const schema = z
         message: `must be on another registrable domain than the API host ${apiHost} (both are under ${getDomain(apiHost)}): preview code would share its site and cookies`,
       });
     }
+    const previewListenHost = env.BERTH_PREVIEW_LISTEN?.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+    if (!hosted && previewListenHost !== undefined && !LOOPBACK_HOSTS.has(previewListenHost)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_LISTEN"],
+        message: "local mode binds loopback only (127.0.0.1, ::1 or localhost)",
+      });
+    }
+    if (env.BERTH_PREVIEW_LISTEN && !env.BERTH_PREVIEW_DOMAIN && hosted) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_PREVIEW_LISTEN"],
+        message: "serves the preview domain: set BERTH_PREVIEW_DOMAIN too",
+      });
+    }
+    // Every process must share what one process would otherwise make up for itself at start.
+    const missing = [
+      !env.DATABASE_URL && "DATABASE_URL (embedded Postgres belongs to one process)",
+      env.BERTH_PORT === 0 && "a fixed BERTH_PORT (not 0) to share",
+      !env.BERTH_SECRET_KEYS && "BERTH_SECRET_KEYS (else each process would generate its own)",
+      !hosted && !env.BERTH_LOCAL_TOKEN && "BERTH_LOCAL_TOKEN (else each process would generate its own)",
+    ].filter(Boolean);
+    if (env.BERTH_WORKERS > 1 && missing.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["BERTH_WORKERS"],
+        message: `more than one process needs ${missing.join(", ")}`,
+      });
+    }
     if (!hosted && env.BERTH_HOST !== "localhost" && !isIP(env.BERTH_HOST)) {
       ctx.addIssue({ code: "custom", path: ["BERTH_HOST"], message: "must be an IP address" });
     }
@@ -346,6 +394,10 @@ export interface Config {
   workspaceDefaults: { location: string; serverType: string; volumeSizeGb: number; maxPerUser: number };
   /** Host form of previews, `<previewId>.<previewDomain>`; undefined turns the host form off. */
   previewDomain: string | undefined;
+  /** BERTH_PREVIEW_LISTEN: a second listener for the preview domain only. */
+  previewListen: { host: string; port: number } | undefined;
+  /** BERTH_WORKERS: control-plane processes sharing the port (cli.ts forks them). */
+  workers: number;
   /** Paths to a box, primary first (boxnet/path-resolver.ts). */
   boxPaths: Array<"public" | "tailnet">;
   /** Local driver: which terminal endpoint its box agents run (BERTH_TERMINAL). */
@@ -431,6 +483,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     // Browsers resolve *.localhost to loopback, so local mode gets previews on their own origin for free.
     previewDomain: e.BERTH_PREVIEW_DOMAIN ?? (hosted ? undefined : "preview.localhost"),
+    previewListen: e.BERTH_PREVIEW_LISTEN
+      ? {
+          host: e.BERTH_PREVIEW_LISTEN.slice(0, e.BERTH_PREVIEW_LISTEN.lastIndexOf(":")).replace(
+            /^\[(.*)\]$/,
+            "$1",
+          ),
+          port: Number(e.BERTH_PREVIEW_LISTEN.slice(e.BERTH_PREVIEW_LISTEN.lastIndexOf(":") + 1)),
+        }
+      : undefined,
+    workers: e.BERTH_WORKERS,
     boxPaths: e.BERTH_BOX_PATHS.split(",") as Array<"public" | "tailnet">,
     terminal: e.BERTH_TERMINAL,
     logLevel: e.BERTH_LOG_LEVEL,

@@ -1,10 +1,12 @@
 /**
- * The preview proxy: a Koa middleware for HTTP (forwarded with undici, forwarder.ts) and an
- * UpgradeDispatcher handler for WebSockets (HMR, through `http-proxy-3`). Each request is classified (path form on the API's host, or host form
- * on the preview domain), admitted (credentials, ownership, share state, box and port), then forwarded
- * with its headers rewritten. Bodies stream in both directions; nothing is buffered whole.
+ * The preview proxy: a plain `node:http` request listener in front of Koa (the lean path: admitted
+ * requests are forwarded with undici, forwarder.ts, and never enter Koa), a Koa middleware for what the
+ * lean path hands on (refusals, the sign-in paths), and an UpgradeDispatcher handler for WebSockets (HMR,
+ * through `http-proxy-3`). Each request is classified (path form on the API's host, or host form on the
+ * preview domain), admitted (credentials, ownership, share state, box and port), then forwarded with its
+ * headers rewritten. Bodies stream in both directions; nothing is buffered whole.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
@@ -87,6 +89,15 @@ interface PreviewState {
   requestId: string;
 }
 
+/** Called once per request the lean path forwarded: the API's request metrics count previews too. */
+export type ServedHook = (method: string, form: "path" | "host", status: number, seconds: number) => void;
+
+export interface LeanListenerOptions {
+  /** A listener for the preview domain only: anything but a preview host is a 404 page, never the API. */
+  previewOnly?: boolean;
+  onServed?: ServedHook;
+}
+
 export class PreviewGateway {
   readonly routes: PreviewRoutes;
   readonly tokens: PreviewTokens;
@@ -102,6 +113,8 @@ export class PreviewGateway {
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
+  /** Every port the control plane listens on (API, preview listener): never a preview's upstream. */
+  readonly #ownPorts = new Set<number>();
   /** When each workspace's preview traffic was last recorded as activity (autostop), at most once a minute. */
   readonly #trafficRecorded = new Map<string, number>();
 
@@ -193,7 +206,7 @@ export class PreviewGateway {
     // Which address answers is the resolver's business (and its address policy refuses metadata, private
     // and, outside local mode, loopback addresses); here only: may this port be dialled on this box at all.
     const local = [instance.publicIp, instance.tailnetIp].some((ip) => ip !== null && isLoopback(ip));
-    const reserved = new Set([req.socket.localPort ?? 0, this.#databasePort]);
+    const reserved = new Set([req.socket.localPort ?? 0, this.#databasePort, ...this.#ownPorts]);
     if (
       !isAllowedUpstream(local ? "127.0.0.1" : "box", route.port, instance, { controlPlaneLocal: reserved })
     ) {
@@ -249,6 +262,82 @@ export class PreviewGateway {
     }
   }
 
+  /** A port this control plane listens on (server.ts, once listening): refused as a preview's port. */
+  reservePort(port: number): void {
+    this.#ownPorts.add(port);
+  }
+
+  /**
+   * The lean path, the HTTP server's request listener: a preview request is classified and admitted here
+   * and, once admitted, forwarded straight from node:http to the box, without Koa's context, middleware
+   * chain and async-local request context (a Vite page is hundreds of such requests). The checks are the
+   * same functions the Koa middleware runs. Everything else goes to `fallback` (the Koa app): API routes,
+   * the host form's sign-in paths, and refusals, which Koa renders as before (the JSON error shape on the
+   * path form, the proxy's pages on the host form) after admitting the request a second time.
+   */
+  requestListener(fallback: RequestListener, options: LeanListenerOptions = {}): RequestListener {
+    const { previewOnly = false, onServed } = options;
+    return (req, res) => {
+      const target = this.#classify(req);
+      if (!target || target.form === "refused") {
+        if (previewOnly && target?.form !== "refused") return this.#writePage(res, "not_found");
+        return fallback(req, res);
+      }
+      if (target.form === "path" && previewOnly) return this.#writePage(res, "not_found");
+      if (target.form === "host" && target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) {
+        return fallback(req, res);
+      }
+      const started = onServed ? performance.now() : 0;
+      this.#admit(req, target)
+        .then(
+          (admission) => {
+            if (!admission.ok) return fallback(req, res);
+            return this.#forward(req, res, target, admission).then(() => {
+              onServed?.(
+                req.method ?? "GET",
+                target.form,
+                res.statusCode,
+                (performance.now() - started) / 1000,
+              );
+            });
+          },
+          // A failure to admit (the database unreachable while loading a route): Koa's error handling answers.
+          () => fallback(req, res),
+        )
+        .catch((err: unknown) => {
+          // Not expected (the forwarder reports upstream failures itself): never leave the client hanging.
+          this.#deps.log.error({ err }, "preview request failed");
+          if (res.headersSent) res.destroy();
+          else {
+            res.writeHead(500, { "content-type": "text/plain", "cache-control": "no-store" });
+            res.end("Internal Server Error");
+          }
+        });
+    };
+  }
+
+  /** Forwards an admitted request; resolves once the response has ended or failed. */
+  #forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: PreviewTarget,
+    admission: Extract<Admission, { ok: true }>,
+  ): Promise<void> {
+    const { route, authorities } = admission;
+    this.#prepare(req, target, false);
+    const fwd: Forwarding = { prefix: target.form === "path" ? target.prefix : undefined, authorities };
+    return this.#forwarder.forward(req, res, admission.target, {
+      onResponseHeaders: (headers) => this.#rewriteResponseHeaders(headers, fwd),
+      onError: (err) => this.#upstreamFailed(err, route, res),
+    });
+  }
+
+  #writePage(res: ServerResponse, name: PageName): void {
+    const p = page(name);
+    res.writeHead(p.status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+    res.end(p.html);
+  }
+
   middleware(): Middleware<PreviewState> {
     return async (ctx, next) => {
       const target = this.#classify(ctx.req);
@@ -265,15 +354,8 @@ export class PreviewGateway {
         if ("error" in r) throw r.error; // path form: the API's JSON error shape
         return this.#page(ctx, r.page);
       }
-      const { route, authorities } = admission;
-      this.#prepare(ctx.req, target, false);
       ctx.respond = false;
-      const res = ctx.res;
-      const fwd: Forwarding = { prefix: target.form === "path" ? target.prefix : undefined, authorities };
-      await this.#forwarder.forward(ctx.req, res, admission.target, {
-        onResponseHeaders: (headers) => this.#rewriteResponseHeaders(headers, fwd),
-        onError: (err) => this.#upstreamFailed(err, route, res),
-      });
+      await this.#forward(ctx.req, ctx.res, target, admission);
     };
   }
 
@@ -288,9 +370,7 @@ export class PreviewGateway {
     const boxAnswered =
       !(err instanceof BoxUnreachableError) || err.attempts.some((a) => a.result === "refused");
     if ("writeHead" in res && !res.headersSent) {
-      const p = page(boxAnswered ? "upstream_down" : "box_not_running");
-      res.writeHead(p.status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
-      res.end(p.html);
+      this.#writePage(res, boxAnswered ? "upstream_down" : "box_not_running");
     } else if ("writeHead" in res) {
       res.destroy();
     } else {

@@ -1,0 +1,136 @@
+/**
+ * `npm run bench -- preview-page`: what a user waits for. A generated Vite-style page (index.html and
+ * 300 small ES modules importing each other in a tree, fan-out 3, so the browser discovers them level by
+ * level) served by a stand-in dev server on loopback, loaded in Chromium straight from the dev server,
+ * through the host form of the preview proxy, and through nginx, timed to the `load` event with the cache
+ * disabled. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all three. Rounds
+ * alternate the three ways in, so a noisy moment on a shared machine hits each of them alike.
+ */
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Browser } from "playwright-core";
+import { HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
+import { type BenchPostgres, fmt, startNginxProxy, table } from "./harness.ts";
+import { spawnPortPrinter, startBenchPreview } from "./preview.ts";
+
+const MODULES = 300;
+const FAN_OUT = 3;
+/** About what a small Vite-transformed component weighs. */
+const FILLER = "x".repeat(1500);
+
+/** index.html + `src/m0.js` … `src/m<count-1>.js`; module i imports modules FAN_OUT·i+1 … FAN_OUT·i+FAN_OUT. */
+export function generateModulePage(dir: string, count = MODULES): void {
+  mkdirSync(join(dir, "src"), { recursive: true });
+  writeFileSync(
+    join(dir, "index.html"),
+    `<!doctype html><html><head><meta charset="utf-8"><title>bench</title>
+<script type="module" src="/src/m0.js"></script></head><body><div id="app"></div></body></html>\n`,
+  );
+  for (let i = 0; i < count; i++) {
+    const children = Array.from({ length: FAN_OUT }, (_, k) => FAN_OUT * i + k + 1).filter((c) => c < count);
+    const imports = children.map((c) => `import { v as v${c} } from "./m${c}.js";`).join("\n");
+    const sum = ["0", ...children.map((c) => `v${c}`)].join(" + ");
+    writeFileSync(
+      join(dir, "src", `m${i}.js`),
+      `${imports}
+export const filler = "${FILLER}";
+export const v = ${sum} + 1;
+globalThis.__modules = (globalThis.__modules ?? 0) + 1;
+`,
+    );
+  }
+}
+
+function spawnStaticDevServer(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  const module = fileURLToPath(new URL("./static-dev-server.ts", import.meta.url));
+  return spawnPortPrinter("static dev server", [module, dir]);
+}
+
+interface Target {
+  via: "direct" | "host form" | "nginx";
+  url: string;
+  cookie?: { name: string; value: string; url: string };
+}
+
+/** One cold load (cache disabled) to `load`, in ms from navigation start, as the browser measured it. */
+async function loadOnce(browser: Browser, t: Target): Promise<number> {
+  const context = await browser.newContext();
+  try {
+    if (t.cookie) await context.addCookies([t.cookie]);
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+    await page.goto(t.url, { waitUntil: "load" });
+    const { ms, modules } = await page.evaluate(() => {
+      const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
+      return { ms: nav.loadEventStart, modules: (globalThis as { __modules?: number }).__modules ?? 0 };
+    });
+    if (modules !== MODULES) throw new Error(`${t.via}: ${modules} of ${MODULES} modules ran`);
+    return ms;
+  } finally {
+    await context.close();
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export async function benchPreviewPage(pgs: BenchPostgres, rounds = 9): Promise<void> {
+  if (!HAVE_CHROMIUM) {
+    console.log("\nPreview page load: skipped (no Chromium at /usr/bin/chromium or BERTH_CHROMIUM)");
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "berth-bench-page-"));
+  generateModulePage(dir);
+  const dev = await spawnStaticDevServer(dir);
+  const nginx = await startNginxProxy(dev.port);
+  let preview: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
+  let browser: Browser | undefined;
+  try {
+    preview = await startBenchPreview(await pgs.database("preview_page"), dev.port);
+    const [name, value] = preview.cookie.split(/=(.*)/s) as [string, string];
+    // Chromium resolves *.localhost to loopback itself, so the host form is reached by its real name.
+    const hostUrl = `http://${preview.hostHeader}/`;
+    const targets: Target[] = [
+      { via: "direct", url: `http://127.0.0.1:${dev.port}/` },
+      { via: "host form", url: hostUrl, cookie: { name, value, url: hostUrl } },
+    ];
+    if (nginx) targets.push({ via: "nginx", url: `http://127.0.0.1:${nginx.port}/` });
+    browser = await launchChromium();
+    for (const t of targets) await loadOnce(browser, t); // warm-up: JIT, pools, the route cache
+    const times = new Map<string, number[]>(targets.map((t) => [t.via, []]));
+    for (let r = 0; r < rounds; r++)
+      for (const t of targets) times.get(t.via)!.push(await loadOnce(browser, t));
+    const nginxMs = nginx ? median(times.get("nginx")!) : undefined;
+    const directMs = median(times.get("direct")!);
+    table(
+      `Preview page load: index.html + ${MODULES} ES modules (tree, fan-out ${FAN_OUT}), Chromium, cache disabled, median of ${rounds} (ms to load)`,
+      ["via", "median ms", "min ms", "max ms", "÷ direct", "÷ nginx"],
+      targets.map((t) => {
+        const xs = times.get(t.via)!;
+        const m = median(xs);
+        return [
+          t.via,
+          fmt(m),
+          fmt(Math.min(...xs)),
+          fmt(Math.max(...xs)),
+          fmt(m / directMs, 2),
+          nginxMs ? fmt(m / nginxMs, 2) : "-",
+        ];
+      }),
+    );
+    if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
+  } finally {
+    await browser?.close();
+    await preview?.stop();
+    nginx?.stop();
+    dev.child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
