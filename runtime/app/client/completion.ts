@@ -2,26 +2,16 @@
  * Completion scripts for `berth`. Workspace names are completed live (`berth ws list --names`), so they
  * follow what exists; everything else is the fixed command tree.
  */
+import { CLIENT_COMMANDS, OPERATOR_COMMANDS } from "./commands.ts";
+
 const TREE: Record<string, string[]> = {
-  "": [
-    "login",
-    "logout",
-    "ws",
-    "attach",
-    "preview",
-    "backup",
-    "export",
-    "completion",
-    "serve",
-    "migrate",
-    "stacks",
-    "--help",
-  ],
+  "": [...CLIENT_COMMANDS, ...OPERATOR_COMMANDS, "--help"],
   ws: ["list", "create", "hibernate", "wake", "rm"],
   preview: ["list", "open", "share"],
   backup: ["list", "create", "restore"],
   completion: ["bash", "zsh"],
   stacks: ["list", "diff", "repair", "forget"],
+  billing: ["usage", "plan", "plans"],
 };
 
 /** Positions that take a workspace name: `attach <ws>`, `ws hibernate|wake|rm <ws>`, `preview|backup * <ws>`, `export <ws>`. */

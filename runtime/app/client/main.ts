@@ -11,20 +11,10 @@ import { ApiClient, ClientError, Exit } from "./api.ts";
 import { attachTerminal } from "./attach.ts";
 import { backupCommand, exportCommand } from "./backups.ts";
 import { followBuild } from "./build-progress.ts";
+import { CLIENT_COMMANDS } from "./commands.ts";
 import { completionScript } from "./completion.ts";
 import { credentialsPath, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
 import { findWorkspace, table, type WorkspaceSummary } from "./workspace-ref.ts";
-
-export const CLIENT_COMMANDS = [
-  "login",
-  "logout",
-  "ws",
-  "attach",
-  "preview",
-  "backup",
-  "export",
-  "completion",
-] as const;
 
 /** Personal API tokens start with this (runtime/domain/identity/api-tokens.ts; the client imports no server code). */
 const API_TOKEN_PREFIX = "berth_pat_";
