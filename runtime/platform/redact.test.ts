@@ -29,6 +29,7 @@ describe("redactSecrets", () => {
       ["aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key = [redacted]"],
       ["clone https://user:s3cr3tpw@github.com/x", "clone https://user:[redacted]@github.com/x"],
       ["gh ghp_abcdefghijklmnopqrstuvwxyz0123 here", "gh [redacted-token] here"],
+      ["berth berth_pat_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA used", "berth [redacted-token] used"],
       [
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U end",
         "jwt [redacted-jwt] end",

@@ -27,6 +27,8 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   // Stripe, Anthropic, OpenAI and similar prefixed keys
   [/\b(sk|rk|pk)[_-](live|test|ant|proj)?[_-]?[A-Za-z0-9_-]{16,}/g, "[redacted-key]"],
   [/\bwhsec_[A-Za-z0-9]{16,}/g, "[redacted-key]"],
+  // Berth's own personal API tokens (runtime/domain/identity/api-tokens.ts)
+  [/\bberth_pat_[A-Za-z0-9_-]{16,}/g, "[redacted-token]"],
   // GitHub, Slack, Tailscale, npm tokens
   [/\b(ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}/g, "[redacted-token]"],
   [/\bxox[abposr]-[A-Za-z0-9-]{10,}/g, "[redacted-token]"],
