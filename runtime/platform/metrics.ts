@@ -126,7 +126,7 @@ export function createMetrics() {
   });
   const billingUnsent = new Gauge({
     name: "billing_meter_events_unsent",
-    help: "Compute minutes waiting for delivery to Stripe, after the last drain",
+    help: "Compute minutes waiting for delivery to Stripe; computed at scrape from the database",
     registers: [registry],
   });
   const backup = backupMetrics(registry);

@@ -287,6 +287,9 @@ describe("named actors", async () => {
       expect(holders("log.write")).toEqual(["agent", "system:logs"]);
       expect(holders("log.read")).toEqual(["user", "system:operator"]);
       expect(holders("log.retain")).toEqual(["system:logs"]);
+      // /metrics reads the meter outbox's size, not anyone's usage.
+      expect(holders("billing.backlog")).toEqual(["system:billing", "system:metrics"]);
+      expect(holders("billing.read")).not.toContain("system:metrics");
       // Every right is held by someone (a right nobody holds is dead code in the policy).
       expect(RIGHTS.filter((r) => holders(r).length === 0)).toEqual([]);
     });
