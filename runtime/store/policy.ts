@@ -82,7 +82,7 @@ export const RIGHTS = [
   "billing.meter",
   /** A user's usage, plan and quota standing: their own (users), anyone's (operator, billing). */
   "billing.read",
-  /** How many meter events wait for delivery to Stripe: a count, nobody's usage (the billing jobs, /metrics). */
+  /** How many meter events wait for delivery to Stripe: a count, nobody's usage (/metrics). */
   "billing.backlog",
   /** Change a user's plan (operators). */
   "billing.manage",
@@ -163,7 +163,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
     "telemetry.read",
     "log.read",
   ],
-  billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read", "billing.backlog"],
+  billing: ["workspace.read", "workspace.transition", "billing.meter", "billing.read"],
   autostop: ["workspace.read", "workspace.transition", "workspace.autostop"],
   push: ["push.send"],
   backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],

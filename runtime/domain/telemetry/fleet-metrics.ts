@@ -45,7 +45,7 @@ export async function refreshFleetMetrics(
   }
 
   metrics.backupOldestSuccessAge.set(await scope.backups.oldestLastSuccessAgeSeconds(now));
-  metrics.billingUnsent.set((await scope.billing.backlog()).unsent);
+  metrics.billingUnsent.set(await scope.billing.unsentCount());
 }
 
 function diskRatio(b: FleetSample): number | null {
