@@ -3,8 +3,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { loadConfig } from "../runtime/platform/config.ts";
 import { installMocks, type Registration, resolved, settle } from "../stacks/workspace/test/pulumi-mocks.ts";
-import { secretsOutsideCredentialFiles } from "./control-plane/cloud-init.ts";
+import { CREDENTIALS_DIR, secretsOutsideCredentialFiles } from "./control-plane/cloud-init.ts";
 import { CONTROL_PLANE_TAG, type InfraConfig, infraProgram, RELEASE_LABELS } from "./program.ts";
 import { infraConfig, RELEASE, SECRETS } from "./test/fixtures.ts";
 
@@ -152,6 +153,34 @@ describe("an upgrade: a new berthVersion and berthSha256 in stack config", () =>
     const others = (r: typeof before) =>
       r.registrations.filter((x) => x.type !== SERVER).map((x) => [x.type, x.name, stable(x.inputs)]);
     expect(others(after)).toEqual(others(before));
+  });
+
+  it("passes the worker count and the preview listener to the host, and refuses a bad count before any resource", async () => {
+    const { run: r } = await run({}, { workers: 3, previewListener: true });
+    const doc = parse(userDataOf(r.one(SERVER))) as { write_files: { path: string; content: string }[] };
+    const env = doc.write_files.find((f) => f.path === "/etc/berth/berth.env")!.content;
+    expect(env).toMatch(/^BERTH_WORKERS=3$/m);
+    expect(env).toMatch(/^BERTH_PREVIEW_LISTEN=127\.0\.0\.1:7601$/m);
+    const caddyfile = doc.write_files.find((f) => f.path === "/etc/berth/Caddyfile")!.content;
+    expect(caddyfile).toContain("reverse_proxy 127.0.0.1:7601");
+    // What berth.service starts with (berth.env, plus each credential file berth-start exports) passes the
+    // control plane's own checks, those BERTH_WORKERS > 1 adds included: the host always has them.
+    const settings = Object.fromEntries(
+      env
+        .trim()
+        .split("\n")
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+    const credentials = Object.fromEntries(
+      doc.write_files
+        .filter((f) => f.path.startsWith(`${CREDENTIALS_DIR}/`))
+        .map((f) => [f.path.slice(CREDENTIALS_DIR.length + 1), f.content]),
+    );
+    const config = loadConfig({ ...settings, ...credentials });
+    expect(config.workers).toBe(3);
+    expect(config.previewListen).toEqual({ host: "127.0.0.1", port: 7601 });
+    await installMocks({ project: "berth-infra", stack: "prod" });
+    expect(() => infraProgram(infraConfig({}, { workers: 0 }))).toThrow(/workers/);
   });
 
   it("refuses a version a Hetzner label cannot hold, or a malformed sha256", async () => {

@@ -17,7 +17,11 @@ import { R2_PERMISSION_GROUPS, r2BucketResource, r2Endpoint } from "../stacks/wo
 import { boxFirewallRules, DEFAULT_PREVIEW_PORTS, type PortRange } from "../stacks/workspace/firewall.ts";
 import { ROLE_LABEL, TTYD_PORT, WORKSPACE_ROLE } from "../stacks/workspace/names.ts";
 import { TLS_MODES, type TlsMode } from "./control-plane/caddyfile.ts";
-import { type ControlPlaneCredential, renderControlPlaneUserData } from "./control-plane/cloud-init.ts";
+import {
+  assertWorkers,
+  type ControlPlaneCredential,
+  renderControlPlaneUserData,
+} from "./control-plane/cloud-init.ts";
 
 /** Pinned defaults: the Node the repo runs (package.json's `node`) and the Pulumi CLI its SDK matches. */
 export const DEFAULT_NODE = {
@@ -70,6 +74,10 @@ export interface HostConfig {
   databaseVolumeGb: number;
   tailscaleOauthClientId: string;
   clerkPublishableKey?: string;
+  /** BERTH_WORKERS: control-plane processes sharing the port, 1 to 64 (default 1). */
+  workers: number;
+  /** BERTH_PREVIEW_LISTEN on loopback, with Caddy sending the preview domain there (default false). */
+  previewListener: boolean;
   secrets: HostSecrets;
 }
 
@@ -117,6 +125,8 @@ function readHostConfig(c: pulumi.Config): HostConfig {
     databaseVolumeGb: c.getNumber("databaseVolumeGb") ?? 20,
     tailscaleOauthClientId: new pulumi.Config("tailscale").require("oauthClientId"),
     clerkPublishableKey: c.get("clerkPublishableKey"),
+    workers: c.getNumber("workers") ?? 1,
+    previewListener: c.getBoolean("previewListener") ?? false,
     secrets: {
       hcloudToken: new pulumi.Config("hcloud").requireSecret("token"),
       cloudflareApiToken: new pulumi.Config("cloudflare").requireSecret("apiToken"),
@@ -225,6 +235,7 @@ export function infraProgram(cfg: InfraConfig) {
   assertSeparateDomains(cfg.apiDomain, cfg.previewDomain, cfg.apiZoneId, cfg.previewZoneId);
   // Before any resource: a bad pin must stop the program, not fail inside an output later.
   const hostLabels = releaseLabels(cfg.host.release);
+  assertWorkers(cfg.host.workers);
   const labels = { "managed-by": "berth-infra" };
 
   const network = new hcloud.Network(
@@ -414,6 +425,8 @@ export function infraProgram(cfg: InfraConfig) {
             },
             tailnet: { tags: [CONTROL_PLANE_TAG] },
             database: v.volumeDevice ? { mode: "local", volumeDevice: v.volumeDevice } : { mode: "managed" },
+            workers: host.workers,
+            previewListener: host.previewListener,
             settings: {
               BERTH_AUTHORIZED_PARTIES: `https://${cfg.apiDomain}`,
               ...(host.clerkPublishableKey ? { CLERK_PUBLISHABLE_KEY: host.clerkPublishableKey } : {}),

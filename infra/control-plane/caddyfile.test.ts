@@ -73,6 +73,22 @@ describe("renderCaddyfile", () => {
     expect(text).not.toContain("dns cloudflare");
   });
 
+  it("with the preview-only listener: the wildcard goes there, the API to the main listener, in both TLS choices", () => {
+    const dns01 = renderCaddyfile({ ...base, previewUpstream: "127.0.0.1:7601" });
+    expect(dns01).toContain("api.berth.example {\n\treverse_proxy 127.0.0.1:7600\n}");
+    expect(dns01).toContain(
+      "*.preview.berthbox.dev {\n\ttls {\n\t\tdns cloudflare {env.CF_API_TOKEN}\n\t}\n\treverse_proxy 127.0.0.1:7601\n}",
+    );
+    const proxied = renderCaddyfile({ ...base, tls: "cloudflare-proxy", previewUpstream: "127.0.0.1:7601" });
+    const tls =
+      "\ttls /run/credentials/caddy.service/caddy_origin.pem /run/credentials/caddy.service/caddy_origin-key.pem\n";
+    expect(proxied).toContain(`api.berth.example {\n${tls}\treverse_proxy 127.0.0.1:7600\n}`);
+    expect(proxied).toContain(`*.preview.berthbox.dev {\n${tls}\treverse_proxy 127.0.0.1:7601\n}`);
+    expect(() => renderCaddyfile({ ...base, previewUpstream: "127.0.0.1:7601 {" })).toThrow(
+      /previewUpstream/,
+    );
+  });
+
   it("refuses names and addresses that would change the config's meaning", () => {
     expect(() => renderCaddyfile({ ...base, apiDomain: "api.example.com {\n}" })).toThrow(CaddyfileError);
     expect(() => renderCaddyfile({ ...base, previewDomain: "*.x.dev" })).toThrow(/previewDomain/);
@@ -87,6 +103,20 @@ describe.skipIf(!caddy)("caddy validate", () => {
     const r = validate(renderCaddyfile({ ...base, tls: "cloudflare-proxy", credentialsDir: dir }));
     expect(r.stdout).toContain("Valid configuration");
     expect(r.stderr).toContain("enabling automatic HTTP->HTTPS redirects");
+    expect(r.status).toBe(0);
+  });
+
+  it("accepts the cloudflare-proxy config with the preview domain on the preview-only listener", () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-origin-"));
+    originCertificate(dir);
+    const text = renderCaddyfile({
+      ...base,
+      tls: "cloudflare-proxy",
+      credentialsDir: dir,
+      previewUpstream: "127.0.0.1:7601",
+    });
+    const r = validate(text);
+    expect(r.stdout).toContain("Valid configuration");
     expect(r.status).toBe(0);
   });
 
@@ -112,6 +142,9 @@ describe.skipIf(!caddy)("caddy validate", () => {
       expect(r.stdout).toContain("Valid configuration");
       expect(r.stderr).toContain("enabling automatic HTTP->HTTPS redirects");
       expect(r.status).toBe(0);
+      // And with the preview domain on the preview-only listener.
+      const split = renderCaddyfile({ ...base, previewUpstream: "127.0.0.1:7601" });
+      expect(validate(split.replace(dnsLine, "\t\tissuer internal\n")).status).toBe(0);
     },
   );
 

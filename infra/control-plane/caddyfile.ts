@@ -1,7 +1,8 @@
 /**
  * The control-plane host's Caddy configuration: TLS for the API and the wildcard preview domain in front of
- * the control plane on loopback. Caddy's automatic HTTPS redirects HTTP to HTTPS, and `reverse_proxy` passes
- * WebSocket upgrades (terminals, previews, voice) through as they are.
+ * the control plane on loopback (the preview domain on the preview-only listener when the host runs one).
+ * Caddy's automatic HTTPS redirects HTTP to HTTPS, and `reverse_proxy` passes WebSocket upgrades
+ * (terminals, previews, voice) through as they are.
  *
  * Two TLS choices:
  * - `dns01` (the default): Caddy gets Let's Encrypt certificates itself, the wildcard through the DNS-01
@@ -33,6 +34,12 @@ export interface CaddyfileInput {
   previewDomain: string;
   /** The control plane, e.g. `127.0.0.1:7600`. */
   upstream: string;
+  /**
+   * The control plane's preview-only listener (BERTH_PREVIEW_LISTEN), e.g. `127.0.0.1:7601`: the wildcard
+   * preview domain goes there, so preview traffic and API traffic are separate sockets, and a request on a
+   * preview host cannot reach an API route (that listener answers 404). Unset: previews go to `upstream`.
+   */
+  previewUpstream?: string;
   /** Let's Encrypt account contact (dns01). */
   acmeEmail: string;
   /** Overridable for validation on a machine without systemd credentials. */
@@ -57,11 +64,17 @@ export function renderCaddyfile(input: CaddyfileInput): string {
   if (!/^[\w.-]+@[\w.-]+$/.test(input.acmeEmail)) {
     throw new CaddyfileError(`acmeEmail ${JSON.stringify(input.acmeEmail)} is not an e-mail address`);
   }
-  if (!/^[\w.:[\]-]+$/.test(input.upstream)) throw new CaddyfileError("upstream must be host:port");
+  for (const [name, upstream] of [
+    ["upstream", input.upstream],
+    ["previewUpstream", input.previewUpstream ?? input.upstream],
+  ] as const) {
+    if (!/^[\w.:[\]-]+$/.test(upstream)) throw new CaddyfileError(`${name} must be host:port`);
+  }
   const dir = input.credentialsDir ?? CADDY_CREDENTIALS_DIR;
   // LoadCredential on a directory names each file caddy_<file>.
   const cred = (file: string) => `${dir}/caddy_${file}`;
   const proxy = `\treverse_proxy ${input.upstream}\n`;
+  const previewProxy = `\treverse_proxy ${input.previewUpstream ?? input.upstream}\n`;
   const wildcard = `*.${input.previewDomain}`;
 
   const ports = input.ports
@@ -74,12 +87,14 @@ export function renderCaddyfile(input: CaddyfileInput): string {
       `${input.apiDomain} {\n${proxy}}\n`,
       // The token is read from the environment when the config loads (berth-caddy-start exports it from
       // Caddy's systemd credential); it never sits in this file.
-      `${wildcard} {\n\ttls {\n\t\tdns cloudflare {env.CF_API_TOKEN}\n\t}\n${proxy}}\n`,
+      `${wildcard} {\n\ttls {\n\t\tdns cloudflare {env.CF_API_TOKEN}\n\t}\n${previewProxy}}\n`,
     ].join("\n");
   }
-  return [
-    // Cloudflare connects to us; no ACME here, the origin certificate covers both names.
-    globals,
-    `${input.apiDomain}, ${wildcard} {\n\ttls ${cred(CADDY_CREDENTIAL_FILES.originCertificate)} ${cred(CADDY_CREDENTIAL_FILES.originPrivateKey)}\n${proxy}}\n`,
-  ].join("\n");
+  // Cloudflare connects to us; no ACME here, the origin certificate covers both names.
+  const tls = `\ttls ${cred(CADDY_CREDENTIAL_FILES.originCertificate)} ${cred(CADDY_CREDENTIAL_FILES.originPrivateKey)}\n`;
+  if (previewProxy === proxy)
+    return [globals, `${input.apiDomain}, ${wildcard} {\n${tls}${proxy}}\n`].join("\n");
+  return [globals, `${input.apiDomain} {\n${tls}${proxy}}\n`, `${wildcard} {\n${tls}${previewProxy}}\n`].join(
+    "\n",
+  );
 }

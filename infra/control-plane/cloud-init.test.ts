@@ -12,6 +12,7 @@ import {
   HOST_CREDENTIALS_DIR,
   HOST_FILES,
   LOCAL_DATABASE_URL,
+  PREVIEW_LISTENER_PORT,
   renderControlPlaneUserData,
   secretsOutsideCredentialFiles,
 } from "./cloud-init.ts";
@@ -170,6 +171,31 @@ describe("renderControlPlaneUserData", () => {
       TAILSCALE_TAGS: "tag:control-plane",
       CADDY_MODE: "dns01",
     });
+  });
+
+  it("runs one control-plane process and no preview listener by default, the line to edit already in berth.env", () => {
+    const { config } = render();
+    const env = envOf(file(config, "/etc/berth/berth.env")!.content);
+    expect(env.BERTH_WORKERS).toBe("1");
+    expect(env.BERTH_PREVIEW_LISTEN).toBeUndefined();
+    const caddyfile = file(config, "/etc/berth/Caddyfile")!.content;
+    expect(caddyfile).not.toContain(`${PREVIEW_LISTENER_PORT}`);
+  });
+
+  it("sets BERTH_WORKERS and the preview-only listener, and Caddy sends the preview domain to that listener", () => {
+    const { config } = render({ workers: 4, previewListener: true });
+    const env = envOf(file(config, "/etc/berth/berth.env")!.content);
+    expect(env).toMatchObject({ BERTH_WORKERS: "4", BERTH_PREVIEW_LISTEN: "127.0.0.1:7601" });
+    const caddyfile = file(config, "/etc/berth/Caddyfile")!.content;
+    expect(caddyfile).toContain("api.berth.example {\n\treverse_proxy 127.0.0.1:7600\n}");
+    const wildcardSite = caddyfile.slice(caddyfile.indexOf("*.preview.berthbox.dev {"));
+    expect(wildcardSite.slice(0, wildcardSite.indexOf("\n}\n"))).toContain("\treverse_proxy 127.0.0.1:7601");
+  });
+
+  it("refuses a worker count the control plane would refuse", () => {
+    for (const workers of [0, 65, 1.5, Number.NaN]) {
+      expect(() => render({ workers })).toThrow(/workers must be a whole number from 1 to 64/);
+    }
   });
 
   it("with a managed database: its URL is a credential, no volume, no local URL", () => {

@@ -68,6 +68,10 @@ export const HOST_FILES: readonly { source: string; path: string; permissions: s
 ];
 
 export const CONTROL_PLANE_PORT = 7600;
+/** The preview-only listener (BERTH_PREVIEW_LISTEN) when the self-hoster turns it on; loopback, behind Caddy. */
+export const PREVIEW_LISTENER_PORT = 7601;
+/** BERTH_WORKERS' range (runtime/platform/config.ts). */
+export const MAX_WORKERS = 64;
 /** The local database, reached over Postgres's socket with peer authentication: no password exists. */
 export const LOCAL_DATABASE_URL = "postgresql:///berth?host=/var/run/postgresql";
 
@@ -81,6 +85,10 @@ export interface ControlPlaneUserDataInput {
   caddy: { tls: TlsMode; version: string; sha256?: string; acmeEmail: string };
   tailnet: { tags: string[] };
   database: { mode: "local"; volumeDevice: string } | { mode: "managed" };
+  /** BERTH_WORKERS: control-plane processes sharing the port (default 1). */
+  workers?: number;
+  /** Run the preview-only listener on PREVIEW_LISTENER_PORT and have Caddy send the preview domain to it. */
+  previewListener?: boolean;
   /** Non-secret settings for berth.env, beyond those derived here. */
   settings: Record<string, string>;
   credentials: Partial<Record<ControlPlaneCredential, string>>;
@@ -98,6 +106,17 @@ export class ControlPlaneUserDataError extends Error {
 const fail = (message: string): never => {
   throw new ControlPlaneUserDataError(message);
 };
+
+/**
+ * Control-plane processes on the host. More than one is safe here: what config.ts requires for it
+ * (DATABASE_URL, BERTH_SECRET_KEYS, a fixed BERTH_PORT) the host always has. Thrown as soon as the stack
+ * config is read, before any resource.
+ */
+export function assertWorkers(workers: number): void {
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    fail(`workers must be a whole number from 1 to ${MAX_WORKERS}, not ${workers}`);
+  }
+}
 
 const ENV_NAME = /^[A-Z][A-Z0-9_]*$/;
 // What a systemd EnvironmentFile reads as it is, unquoted: no spaces, quotes or expansions. `sh .` (the
@@ -202,6 +221,9 @@ export function renderControlPlaneUserData(input: ControlPlaneUserDataInput): st
   if (!/^[0-9a-f]{64}$/.test(input.release.sha256))
     fail("release sha256 must be 64 lower-case hex characters");
   if (!input.release.url.includes("{version}")) fail("release url must contain {version}");
+  const workers = input.workers ?? 1;
+  assertWorkers(workers);
+  const previewListen = input.previewListener ? `127.0.0.1:${PREVIEW_LISTENER_PORT}` : undefined;
 
   const settings = envFile({
     BERTH_HOST: "127.0.0.1",
@@ -216,6 +238,9 @@ export function renderControlPlaneUserData(input: ControlPlaneUserDataInput): st
     PULUMI_HOME: "/var/lib/berth/pulumi",
     PATH: "/opt/berth/pulumi:/opt/berth/node/bin:/usr/bin:/bin",
     ...(input.database.mode === "local" ? { DATABASE_URL: LOCAL_DATABASE_URL } : {}),
+    // Written even at 1, so the line to edit on the host (berth.env) is already there.
+    BERTH_WORKERS: String(workers),
+    ...(previewListen ? { BERTH_PREVIEW_LISTEN: previewListen } : {}),
     ...input.settings,
   });
   const release = envFile(
@@ -242,6 +267,7 @@ export function renderControlPlaneUserData(input: ControlPlaneUserDataInput): st
     apiDomain: input.apiDomain,
     previewDomain: input.previewDomain,
     upstream: `127.0.0.1:${CONTROL_PLANE_PORT}`,
+    previewUpstream: previewListen,
     acmeEmail: input.caddy.acmeEmail,
   });
 

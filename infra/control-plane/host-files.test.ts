@@ -99,6 +99,8 @@ describe("control-plane host units", () => {
       expect(value(u, "Service", key!), key).toBe(v);
     }
     expect(value(u, "Install", "WantedBy")).toBe("multi-user.target");
+    // BERTH_WORKERS > 1: the supervisor alone is signalled and stops its workers once each (see the unit).
+    expect(value(u, "Service", "KillMode")).toBe("mixed");
     for (const text of Object.values(texts)) expect(text).not.toContain("/etc/environment");
   });
 

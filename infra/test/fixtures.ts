@@ -51,6 +51,8 @@ export function infraConfig(
       databaseVolumeGb: 20,
       tailscaleOauthClientId: "kOAUTH1CNTRL",
       clerkPublishableKey: "pk_live_Y2xlcmsuYmVydGguZXhhbXBsZSQ",
+      workers: 1,
+      previewListener: false,
       secrets: Object.fromEntries(
         Object.entries(SECRETS).map(([k, v]) => [k, secret(v)]),
       ) as unknown as InfraConfig["host"]["secrets"],

@@ -2,7 +2,8 @@
  * Issue 23, part A, end to end over HTTP: a heartbeat's load, memory and disk reach the workspace's
  * telemetry API and /metrics' fleet aggregates; a disk over BERTH_DISK_WARN_PERCENT notifies the owner
  * once however many heartbeats repeat it, and again only after it fell below the hysteresis and rose;
- * /metrics wants its bearer token; failed wakes and failed creates are counted apart.
+ * /metrics wants its bearer token; every replica reports the same meter outbox backlog; failed wakes and
+ * failed creates are counted apart.
  */
 import { describe, expect, it } from "vitest";
 import { AGENT_API_PATHS, type HeartbeatRequestInput } from "../../box/protocol.ts";
@@ -181,6 +182,31 @@ describe("box telemetry, disk alert and /metrics", async () => {
     await beat(50);
     await beat(96);
     expect(await diskNotifications()).toHaveLength(before + 1);
+  });
+
+  it("every replica reports the same meter outbox backlog, read from the database at scrape", async () => {
+    // Seven undelivered minutes, one delivered; no replica drains them (schedules are off in tests), so
+    // a gauge set by the draining replica would still read 0 everywhere.
+    const { rows } = await pool.query("SELECT id FROM workspace_instances WHERE workspace_id = $1 LIMIT 1", [
+      workspaceId,
+    ]);
+    await pool.query(
+      `INSERT INTO meter_events (workspace_instance_id, minute_ts, sent_at)
+       SELECT $1, date_trunc('minute', now()) - g * interval '1 minute', CASE WHEN g = 0 THEN now() END
+       FROM generate_series(0, 7) g`,
+      [rows[0].id],
+    );
+    const other = await startTestControlPlane(
+      { DATABASE_URL: cp.deps.database.url, BERTH_LOCAL_TOKEN: cp.localToken },
+      { runBuilds: false },
+    );
+    const text = await (await scrape()).text();
+    const otherText = await (await fetch(`${other.url}/metrics`)).text();
+    expect(sample(text, "billing_meter_events_unsent")).toBe(7);
+    expect(sample(otherText, "billing_meter_events_unsent")).toBe(7);
+    await pool.query("UPDATE meter_events SET sent_at = now() WHERE sent_at IS NULL");
+    expect(sample(await (await fetch(`${other.url}/metrics`)).text(), "billing_meter_events_unsent")).toBe(0);
+    await pool.query("DELETE FROM meter_events");
   });
 
   it("counts a failed create and a failed wake apart", async () => {

@@ -39,7 +39,8 @@ export function createMetrics() {
   });
   const timeToReady = new Histogram({
     name: "workspace_time_to_ready_seconds",
-    help: "From the start build's claim to the box agent reporting ready",
+    help: "From the start build's claim to the box agent reporting ready, by operation (create|wake)",
+    labelNames: ["operation"] as const,
     buckets: [5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600],
     registers: [registry],
   });
@@ -125,7 +126,7 @@ export function createMetrics() {
   });
   const billingUnsent = new Gauge({
     name: "billing_meter_events_unsent",
-    help: "Compute minutes waiting for delivery to Stripe, after the last drain",
+    help: "Compute minutes waiting for delivery to Stripe; computed at scrape from the database",
     registers: [registry],
   });
   const backup = backupMetrics(registry);

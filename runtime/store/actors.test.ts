@@ -259,6 +259,13 @@ describe("named actors", async () => {
     });
   });
 
+  it("/metrics' actor counts the meter backlog and reads nothing else of billing", async () => {
+    expect(await store.as(SYSTEM.metrics).billing.unsentCount()).toBeGreaterThanOrEqual(0);
+    await expect(store.as(SYSTEM.metrics).billing.backlog()).rejects.toEqual(notFound);
+    await expect(store.as(SYSTEM.metrics).billing.claimUnsent(new Date(), 1, 1000)).rejects.toEqual(notFound);
+    await expect(store.as(x.user).billing.unsentCount()).rejects.toEqual(notFound);
+  });
+
   describe("the rights table", () => {
     it("names every actor", () => {
       expect(actorName(agentActor(x.instance))).toBe(`system:agent(${x.instance.id})`);
@@ -287,6 +294,9 @@ describe("named actors", async () => {
       expect(holders("log.write")).toEqual(["agent", "system:logs"]);
       expect(holders("log.read")).toEqual(["user", "system:operator"]);
       expect(holders("log.retain")).toEqual(["system:logs"]);
+      // /metrics reads the meter outbox's size, not anyone's usage.
+      expect(holders("billing.backlog")).toEqual(["system:metrics"]);
+      expect(holders("billing.read")).not.toContain("system:metrics");
       // Every right is held by someone (a right nobody holds is dead code in the policy).
       expect(RIGHTS.filter((r) => holders(r).length === 0)).toEqual([]);
     });

@@ -26,7 +26,8 @@ export interface UserActor {
  * - `billing`, `autostop`: stop workspaces for their reasons (autostop: runtime/workers/autostop.ts);
  * - `push`: sends Web Push for stored notifications (runtime/domain/push);
  * - `backups`: the nightly backup job, the pre-stop backup and exports (reads the repository password);
- * - `metrics`: the fleet-wide figures `/metrics` computes when scraped (box telemetry, backup age).
+ * - `metrics`: the fleet-wide figures `/metrics` computes when scraped (box telemetry, backup age, the
+ *   meter outbox backlog);
  * - `logs`: writes the control plane's own lines to the central log store and applies its retention.
  */
 export const SYSTEM_ROLES = [

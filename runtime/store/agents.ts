@@ -3,7 +3,7 @@
  * that instance's agent actor, only that instance and its workspace: heartbeats, readiness, the event
  * cursor, the actions it was asked to run, and the tailnet address it claims.
  */
-import { and, asc, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lt, ne, sql } from "drizzle-orm";
 import { NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
 import type { Access } from "./access.ts";
@@ -54,9 +54,11 @@ export class AgentStore {
   /**
    * The agent reports `ready`: its open instance is marked ready, a workspace waiting for it (`starting`,
    * or `unhealthy` unless the health probes marked it so) becomes `ready`, and on the instance's first
-   * ready, the seconds since its start build started are returned (time-to-ready), else null.
+   * ready, the seconds since its start build started are returned (time-to-ready) with the operation that
+   * build was (`create`: the workspace had no earlier successful start; `wake`: it had, the same rule as
+   * BuildQueue.operationOf), else null.
    */
-  async markReady(): Promise<number | null> {
+  async markReady(): Promise<{ seconds: number; operation: "create" | "wake" } | null> {
     const instanceId = this.#instance();
     return this.#access.db.transaction(async (tx) => {
       const open = and(eq(workspaceInstances.id, instanceId), isNull(workspaceInstances.stoppedAt));
@@ -81,7 +83,23 @@ export class AgentStore {
         .returning();
       if (!first?.readyAt || !first.buildId) return null;
       const [build] = await tx.select().from(workspaceBuilds).where(eq(workspaceBuilds.id, first.buildId));
-      return build?.startedAt ? (first.readyAt.getTime() - build.startedAt.getTime()) / 1000 : null;
+      if (!build?.startedAt) return null;
+      const [earlier] = await tx
+        .select({ id: workspaceBuilds.id })
+        .from(workspaceBuilds)
+        .where(
+          and(
+            eq(workspaceBuilds.workspaceId, build.workspaceId),
+            eq(workspaceBuilds.transition, "start"),
+            eq(workspaceBuilds.status, "succeeded"),
+            lt(workspaceBuilds.number, build.number),
+          ),
+        )
+        .limit(1);
+      return {
+        seconds: (first.readyAt.getTime() - build.startedAt.getTime()) / 1000,
+        operation: earlier ? "wake" : "create",
+      };
     });
   }
 

@@ -345,6 +345,19 @@ export class BillingStore {
     return { unsent: Number(rows[0]!.n), oldest: rows[0]!.oldest };
   }
 
+  /**
+   * How many minutes wait for delivery: /metrics' backlog gauge, read at every scrape by the `metrics`
+   * actor, which may read this count and nothing else of billing. Only the count, so Postgres answers from
+   * the partial unsent index alone (an index-only scan); `backlog()`'s oldest minute needs every row.
+   */
+  async unsentCount(): Promise<number> {
+    this.#access.require("billing.backlog", "billing");
+    const { rows } = await this.#access.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM meter_events WHERE sent_at IS NULL",
+    );
+    return Number(rows[0]!.n);
+  }
+
   /** The email Stripe's customer record is created with (null when the identity provider gave none). */
   async userEmail(userId: string): Promise<string | null> {
     const { rows } = await this.#pool.query<{ email: string | null }>(

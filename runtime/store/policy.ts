@@ -82,6 +82,8 @@ export const RIGHTS = [
   "billing.meter",
   /** A user's usage, plan and quota standing: their own (users), anyone's (operator, billing). */
   "billing.read",
+  /** How many meter events wait for delivery to Stripe: a count, nobody's usage (/metrics). */
+  "billing.backlog",
   /** Change a user's plan (operators). */
   "billing.manage",
   /** A box's load, memory and disk samples: the agent reports its own, owners and operators read them. */
@@ -166,7 +168,7 @@ const SYSTEM_RIGHTS: Record<SystemRole, readonly Right[]> = {
   push: ["push.send"],
   backups: ["workspace.read", "backup.read", "backup.run", "secret.read"],
   /** Aggregates computed at scrape time and the telemetry history's pruning. */
-  metrics: ["telemetry.read", "backup.read"],
+  metrics: ["telemetry.read", "backup.read", "billing.backlog"],
   logs: ["log.write", "log.retain"],
 };
 

@@ -6,8 +6,8 @@ import { HttpError } from "../errors.ts";
 /**
  * Prometheus scrape endpoint. With BERTH_METRICS_TOKEN set it requires `Authorization: Bearer <token>`
  * (401 otherwise); unset, it is open as before, so bind the control plane privately or filter /metrics at
- * the load balancer. The fleet-wide figures (box telemetry, backup age) are computed from the database
- * per scrape.
+ * the load balancer. The fleet-wide figures (box telemetry, backup age, meter outbox backlog) are computed
+ * from the database per scrape.
  */
 export function metricsRoutes(router: ApiRouter, { metrics, store, config, log }: AppDeps): void {
   const expected = config.metrics.token === null ? null : digest(config.metrics.token);

@@ -7,6 +7,7 @@ import { useDatabase } from "../../test/database.ts";
 import { FakeStripe } from "../../test/fake-stripe.ts";
 import { insertWorkspace } from "../../test/fixtures.ts";
 import { MeterTicker } from "../../workers/metering.ts";
+import { refreshFleetMetrics } from "../telemetry/fleet-metrics.ts";
 import { createStripe } from "./stripe-client.ts";
 import { MeterOutbox, meterIdentifier } from "./stripe-meter.ts";
 
@@ -106,6 +107,7 @@ describe.each(["v2", "v1"] as const)("the compute-minute outbox to Stripe (%s)",
     // lost answer apart; the v2 stream cannot), nothing left.
     const sentMetric = (await metrics.billingEventsSent.get()).values;
     expect(sentMetric.reduce((n, v) => n + v.value, 0)).toBe(accepted.size);
+    await refreshFleetMetrics(store, metrics, { diskWarnPercent: 90, perWorkspace: false });
     expect((await metrics.billingUnsent.get()).values[0]?.value).toBe(0);
     // Voice seconds went to their own meter with their seconds as the value.
     for (const v of voice) {

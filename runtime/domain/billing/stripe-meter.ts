@@ -182,7 +182,6 @@ export class MeterOutbox {
       this.#metrics.billingEventsSent.inc({ outcome: "accepted" }, report.sent - report.duplicates);
       this.#metrics.billingEventsSent.inc({ outcome: "duplicate" }, report.duplicates);
       this.#metrics.billingEventsFailed.inc(report.failed);
-      this.#metrics.billingUnsent.set((await this.#billing.backlog()).unsent);
     }
     if (report.failed > 0) this.#log.warn({ ...report }, "some meter events could not be sent to Stripe yet");
     return report;

@@ -1,7 +1,9 @@
 /**
  * The fleet-wide figures /metrics shows, computed from the database when Prometheus scrapes (as the
  * `metrics` system actor), so every replica answers the same and nothing is lost between scrapes: box
- * telemetry aggregates (and, opted in, per-workspace gauges) and the age of the oldest last good backup.
+ * telemetry aggregates (and, opted in, per-workspace gauges), the age of the oldest last good backup, and
+ * the meter outbox backlog (were it set by the replica that drains the outbox, the others would report
+ * their stale or zero value and the alert would need to guess which replica is right).
  */
 import { DISK_RATIO_BOUNDS, type Metrics } from "../../platform/metrics.ts";
 import { SYSTEM } from "../../store/actors.ts";
@@ -43,6 +45,7 @@ export async function refreshFleetMetrics(
   }
 
   metrics.backupOldestSuccessAge.set(await scope.backups.oldestLastSuccessAgeSeconds(now));
+  metrics.billingUnsent.set(await scope.billing.unsentCount());
 }
 
 function diskRatio(b: FleetSample): number | null {
