@@ -28,6 +28,7 @@ import type { ServedHook } from "../gateway/preview/gateway.ts";
 import { TerminalGateway, type TerminalGatewayOptions } from "../gateway/terminal/gateway.ts";
 import { VoiceGateway, type VoiceGatewayOptions } from "../gateway/voice/gateway.ts";
 import type { Config } from "../platform/config.ts";
+import { tuneGarbageCollector } from "../platform/gc-tuning.ts";
 import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { createMetrics } from "../platform/metrics.ts";
@@ -152,6 +153,8 @@ function closeServer(server: Server): Promise<void> {
 }
 
 export async function startControlPlane(config: Config, options: StartOptions = {}): Promise<ControlPlane> {
+  // Before any traffic: proxied bodies would otherwise cost a full collection every ~64 MB (gc-tuning.ts).
+  tuneGarbageCollector();
   // The process-wide tracer: OTLP when configured; otherwise only the context that carries trace ids.
   const tracing = startTracing({
     tracesUrl: config.tracing.tracesUrl,

@@ -2,14 +2,17 @@
  * The floor under the preview proxy's figures in `npm run bench`: a node:http server forwarding every
  * request to one loopback port with undici, the way the proxy's lean path does, but with no checks, no
  * routing and no header rewriting. What separates it from nginx is Node's HTTP stack; what separates the
- * proxy from it is Berth's own work. Run as its own process, `node bare-proxy.ts <upstream port>`; prints
+ * proxy from it is Berth's own work (it runs with the control plane's GC setting, gc-tuning.ts). Run as its own process, `node bare-proxy.ts <upstream port>`; prints
  * its port on stdout.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, type Dispatcher } from "undici";
+import { tuneGarbageCollector } from "../platform/gc-tuning.ts";
 
 if (import.meta.main) {
+  // The control plane's own GC setting (gc-tuning.ts), so the floor differs from it by Berth's work alone.
+  tuneGarbageCollector();
   const origin = `http://127.0.0.1:${process.argv[2]}`;
   const agent = new Agent({ connections: 256 });
   const server = createServer((req, res) => {

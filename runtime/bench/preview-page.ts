@@ -3,8 +3,10 @@
  * 300 small ES modules importing each other in a tree, fan-out 3, so the browser discovers them level by
  * level) served by a stand-in dev server on loopback, loaded in Chromium straight from the dev server,
  * through the host form of the preview proxy, and through nginx, timed to the `load` event with the cache
- * disabled. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all three. Rounds
- * alternate the three ways in, so a noisy moment on a shared machine hits each of them alike.
+ * disabled. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all. Rounds alternate
+ * the ways in, each round starting at the next one, so a noisy moment on a shared machine hits each of them
+ * alike; the median of 15 rounds keeps the section near a minute. The TTFB column (Resource Timing, request
+ * sent to first response byte) is the per-request latency the proxy adds, apart from the browser's work.
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -57,8 +59,16 @@ interface Target {
   mapped?: boolean;
 }
 
-/** One cold load (cache disabled) to `load`, in ms from navigation start, as the browser measured it. */
-async function loadOnce(browsers: { plain: Browser; mapped: Browser }, t: Target): Promise<number> {
+/** One cold load's figures, as the browser measured them. */
+interface Load {
+  /** ms from navigation start to `load`. */
+  ms: number;
+  /** Mean ms from sending a module's request to its response's first byte: the proxy's share per request. */
+  ttfbMs: number;
+}
+
+/** One cold load (cache disabled) to `load`. */
+async function loadOnce(browsers: { plain: Browser; mapped: Browser }, t: Target): Promise<Load> {
   const context = await (t.mapped ? browsers.mapped : browsers.plain).newContext();
   try {
     if (t.cookie) await context.addCookies([t.cookie]);
@@ -67,12 +77,18 @@ async function loadOnce(browsers: { plain: Browser; mapped: Browser }, t: Target
     await cdp.send("Network.enable");
     await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
     await page.goto(t.url, { waitUntil: "load" });
-    const { ms, modules } = await page.evaluate(() => {
+    const { ms, ttfbMs, modules } = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
-      return { ms: nav.loadEventStart, modules: (globalThis as { __modules?: number }).__modules ?? 0 };
+      const resources = performance.getEntriesByType("resource") as PerformanceResourceTiming[];
+      const waits = resources.map((r) => r.responseStart - r.requestStart);
+      return {
+        ms: nav.loadEventStart,
+        ttfbMs: waits.reduce((a, b) => a + b, 0) / Math.max(1, waits.length),
+        modules: (globalThis as { __modules?: number }).__modules ?? 0,
+      };
     });
     if (modules !== MODULES) throw new Error(`${t.via}: ${modules} of ${MODULES} modules ran`);
-    return ms;
+    return { ms, ttfbMs };
   } finally {
     await context.close();
   }
@@ -83,7 +99,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-export async function benchPreviewPage(pgs: BenchPostgres, rounds = 9): Promise<void> {
+export async function benchPreviewPage(pgs: BenchPostgres, rounds = 15): Promise<void> {
   if (!HAVE_CHROMIUM) {
     console.log("\nPreview page load: skipped (no Chromium at /usr/bin/chromium or BERTH_CHROMIUM)");
     return;
@@ -115,14 +131,20 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 9): Promise<
       ]),
     };
     for (const t of targets) await loadOnce(browsers, t); // warm-up: JIT, pools, the route cache
-    const times = new Map<string, number[]>(targets.map((t) => [t.via, []]));
-    for (let r = 0; r < rounds; r++)
-      for (const t of targets) times.get(t.via)!.push(await loadOnce(browsers, t));
+    // Each round starts at the next target, so no way in always runs first or right after another one.
+    const loads = new Map<string, Load[]>(targets.map((t) => [t.via, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[(r + i) % targets.length]!;
+        loads.get(t.via)!.push(await loadOnce(browsers, t));
+      }
+    }
+    const times = new Map([...loads].map(([via, ls]) => [via, ls.map((l) => l.ms)]));
     const nginxMs = nginx ? median(times.get("nginx")!) : undefined;
     const directMs = median(times.get("direct")!);
     table(
-      `Preview page load: index.html + ${MODULES} ES modules (tree, fan-out ${FAN_OUT}), Chromium, cache disabled, median of ${rounds} (ms to load)`,
-      ["via", "median ms", "min ms", "max ms", "÷ direct", "÷ nginx"],
+      `Preview page load: index.html + ${MODULES} ES modules (tree, fan-out ${FAN_OUT}), Chromium, cache disabled, median of ${rounds} rounds in rotating order (ms to load; TTFB: request sent to first response byte, mean per request, median over rounds)`,
+      ["via", "median ms", "min ms", "max ms", "÷ direct", "÷ nginx", "TTFB ms"],
       targets.map((t) => {
         const xs = times.get(t.via)!;
         const m = median(xs);
@@ -133,6 +155,7 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 9): Promise<
           fmt(Math.max(...xs)),
           fmt(m / directMs, 2),
           nginxMs ? fmt(m / nginxMs, 2) : "-",
+          fmt(median(loads.get(t.via)!.map((l) => l.ttfbMs)), 2),
         ];
       }),
     );
