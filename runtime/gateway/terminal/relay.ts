@@ -25,6 +25,7 @@
  * - The client is connected while the upstream connects; its first messages wait (bounded) meanwhile.
  * - Neither leg negotiates permessage-deflate: compressed frames could not pass through.
  */
+import type { OnReadOpts } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import {
@@ -45,6 +46,7 @@ import { FrameReader, type FrameSink, type MessageAction, Opcode } from "./frame
 import { encodeClose, encodeFrame, parseClose } from "./frames.ts";
 import type { TerminalMetrics } from "./metrics.ts";
 import { detachAddedListeners, type ListenerSnapshot, snapshotListeners } from "./socket-takeover.ts";
+import { UpstreamReads } from "./upstream-reads.ts";
 
 export interface RelaySettings {
   /** Stop reading the other leg when a leg's send buffer holds more than this many bytes… */
@@ -76,6 +78,11 @@ export interface UpstreamConnectOptions {
   followRedirects: false;
   /** Dials the box's socket (the upstream resolver's path choice); the URL's host is only the Host header. */
   createConnection?: typeof import("node:net").createConnection;
+  /**
+   * For the socket `createConnection` dials: box output is read into a reused buffer (upstream-reads.ts).
+   * A connector that dials otherwise ignores it and the relay reads as usual.
+   */
+  onread?: OnReadOpts;
 }
 
 /** Opens the upstream WebSocket (only its handshake is used); tests wrap it to count or refuse connections. */
@@ -263,6 +270,8 @@ export class TerminalRelay {
   /** Reads the box's frames (→ browser). */
   readonly #fromBox: FrameReader;
   #upstreamWs: WebSocket | null = null;
+  /** How the box's socket is read when the connector dials it with our `onread` (the gateway's does). */
+  readonly #reads = new UpstreamReads();
   #state: "connecting" | "open" | "ending" | "ended" = "connecting";
   #initSeen = false;
   /** The client's own last PAUSE/RESUME: the relay's backpressure never resumes what the client paused. */
@@ -393,6 +402,7 @@ export class TerminalRelay {
         maxPayload: this.#settings.upstreamMaxPayload,
         perMessageDeflate: false,
         followRedirects: false,
+        onread: this.#reads.onread,
       });
     } catch (err) {
       this.#log.warn(
@@ -534,6 +544,9 @@ export class TerminalRelay {
     this.#upstreamWs = null;
     this.#metrics.upstreamConnect.observe((performance.now() - this.#connectStartedAt) / 1000);
     this.upstream.socket = socket;
+    // Reads into the reused buffer come straight here (if the socket was dialled with it), bytes the
+    // socket's stream still holds through 'data'. A view may be referenced until the browser's write is done.
+    this.#reads.attach(this.#onUpstreamData, () => this.client.bufferedAmount > 0);
     socket.on("data", this.#onUpstreamData);
     socket.on("close", () => this.#onUpstreamEnd(1006));
     socket.on("end", () => socket.end());
