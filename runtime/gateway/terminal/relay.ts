@@ -25,7 +25,7 @@
  * - The client is connected while the upstream connects; its first messages wait (bounded) meanwhile.
  * - Neither leg negotiates permessage-deflate: compressed frames could not pass through.
  */
-import type { OnReadOpts } from "node:net";
+import { type OnReadOpts, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import {
@@ -46,7 +46,7 @@ import { FrameReader, type FrameSink, type MessageAction, Opcode } from "./frame
 import { encodeClose, encodeFrame, parseClose } from "./frames.ts";
 import type { TerminalMetrics } from "./metrics.ts";
 import { detachAddedListeners, type ListenerSnapshot, snapshotListeners } from "./socket-takeover.ts";
-import { UpstreamReads } from "./upstream-reads.ts";
+import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
 
 export interface RelaySettings {
   /** Stop reading the other leg when a leg's send buffer holds more than this many bytes… */
@@ -270,8 +270,6 @@ export class TerminalRelay {
   /** Reads the box's frames (→ browser). */
   readonly #fromBox: FrameReader;
   #upstreamWs: WebSocket | null = null;
-  /** How the box's socket is read when the connector dials it with our `onread` (the gateway's does). */
-  readonly #reads = new UpstreamReads();
   #state: "connecting" | "open" | "ending" | "ended" = "connecting";
   #initSeen = false;
   /** The client's own last PAUSE/RESUME: the relay's backpressure never resumes what the client paused. */
@@ -402,7 +400,7 @@ export class TerminalRelay {
         maxPayload: this.#settings.upstreamMaxPayload,
         perMessageDeflate: false,
         followRedirects: false,
-        onread: this.#reads.onread,
+        onread: UPSTREAM_ONREAD,
       });
     } catch (err) {
       this.#log.warn(
@@ -546,7 +544,7 @@ export class TerminalRelay {
     this.upstream.socket = socket;
     // Reads into the reused buffer come straight here (if the socket was dialled with it), bytes the
     // socket's stream still holds through 'data'. A view may be referenced until the browser's write is done.
-    this.#reads.attach(this.#onUpstreamData, () => this.client.bufferedAmount > 0);
+    if (socket instanceof Socket) attachUpstreamReads(socket, this.#onUpstreamData, this.client);
     socket.on("data", this.#onUpstreamData);
     socket.on("close", () => this.#onUpstreamEnd(1006));
     socket.on("end", () => socket.end());

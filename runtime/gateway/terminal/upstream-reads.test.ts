@@ -7,19 +7,18 @@
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { UpstreamReads } from "./upstream-reads.ts";
+import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
 
 const HEAD = Buffer.from("HTTP/1.1 101 Switching Protocols\r\n\r\n");
 
-let server: Server | null = null;
+const servers: Server[] = [];
 afterEach(() => {
-  server?.close();
-  server = null;
+  for (const s of servers.splice(0)) s.close();
 });
 
 /** A server that sends HEAD, then `payload` in `writes` pieces, then ends. */
 async function serve(payload: Buffer, writes: number[]): Promise<number> {
-  server = createServer((socket) => {
+  const server = createServer((socket) => {
     socket.write(HEAD);
     let at = 0;
     for (const n of writes) {
@@ -28,7 +27,8 @@ async function serve(payload: Buffer, writes: number[]): Promise<number> {
     }
     socket.end(payload.subarray(at));
   });
-  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return (server.address() as AddressInfo).port;
 }
 
@@ -37,8 +37,7 @@ async function serve(payload: Buffer, writes: number[]): Promise<number> {
  * Every other chunk is kept as a view (not copied) and reported as retained, as a queued write would be.
  */
 async function receive(port: number): Promise<{ body: Buffer; direct: number }> {
-  const reads = new UpstreamReads();
-  const socket: Socket = connect({ host: "127.0.0.1", port, onread: reads.onread });
+  const socket: Socket = connect({ host: "127.0.0.1", port, onread: UPSTREAM_ONREAD });
   const parts: Buffer[] = [];
   let keptLast = false;
   let direct = 0;
@@ -56,12 +55,18 @@ async function receive(port: number): Promise<{ body: Buffer; direct: number }> 
     socket.pause();
     const rest = head.subarray(end + 4);
     if (rest.length > 0) socket.unshift(rest);
-    reads.attach(
+    attachUpstreamReads(
+      socket,
       (chunk) => {
         direct++;
         take(chunk);
       },
-      () => keptLast,
+      // As a queued write towards the browser would be: the view kept last may still be read.
+      {
+        get bufferedAmount() {
+          return keptLast ? 1 : 0;
+        },
+      },
     );
     socket.on("data", take);
     socket.resume();
@@ -93,5 +98,12 @@ describe("upstream reads into reused buffers", () => {
     );
     const { body } = await receive(port);
     expect(body.equals(payload)).toBe(true);
+  });
+
+  it("keeps sockets reading at the same time apart (the shared buffer is copied out of at once)", async () => {
+    const payloads = [randomBytes(3 * 1024 * 1024), randomBytes(3 * 1024 * 1024), randomBytes(5000)];
+    const ports = await Promise.all(payloads.map((p) => serve(p, [100, 4096, 70_000])));
+    const bodies = await Promise.all(ports.map(receive));
+    for (const [i, p] of payloads.entries()) expect(bodies[i]!.body.equals(p)).toBe(true);
   });
 });

@@ -28,60 +28,69 @@ const SHARED_SIZE = 4 * 1024;
 const OWN_SIZE = 64 * 1024;
 const shared = Buffer.allocUnsafeSlow(SHARED_SIZE);
 
-export class UpstreamReads {
-  #own: Buffer | null = null;
-  #next: Buffer = shared;
-  #handler: ((chunk: Buffer) => void) | null = null;
-  #retained: () => boolean = () => true;
+/** Where a taken-over socket's reads go (`attachUpstreamReads`). */
+interface Reader {
+  handler: (chunk: Buffer) => void;
+  /** Whose writes may still refer to the last view handed over: any bytes queued mean yes. */
+  holder: { readonly bufferedAmount: number };
+  own: Buffer | null;
+}
 
-  /** For `net.connect({ onread })` (DialOptions.onread). */
-  readonly onread: OnReadOpts;
+// One `onread` for every upstream socket, and no state per socket until the relay takes it over: an idle
+// terminal costs no more memory than without it. net calls `callback` (as a method of the socket that
+// read) and then `buffer` for that socket's next read, synchronously, so `next` carries the answer from one
+// to the other; anything else asking (a new socket's first read) gets the shared buffer.
+const readers = new WeakMap<Socket, Reader>();
+let next: Buffer = shared;
 
-  constructor() {
-    const reads = this;
-    this.onread = {
-      buffer: () => reads.#next,
-      // net calls it as a method of the socket: `this` is the socket that read.
-      callback(this: Socket, n: number, buf: Uint8Array): boolean {
-        return reads.#read(this, n, buf as Buffer);
-      },
-    };
-  }
+/** For `net.connect({ onread })` (DialOptions.onread): the relay's sockets to boxes. */
+export const UPSTREAM_ONREAD: OnReadOpts = {
+  buffer: () => {
+    const buf = next;
+    next = shared;
+    return buf;
+  },
+  callback(this: Socket, n: number, buf: Uint8Array): boolean {
+    return read(this, n, buf as Buffer);
+  },
+};
 
-  /**
-   * From now on, reads go to `handler` as views of the buffer (after any bytes still buffered in the
-   * socket's stream, which its 'data' listener gets). `retained` says whether the last view handed over may
-   * still be referenced (a write towards the browser is queued).
-   */
-  attach(handler: (chunk: Buffer) => void, retained: () => boolean): void {
-    this.#handler = handler;
-    this.#retained = retained;
-  }
+/**
+ * From now on, reads from `socket` go to `handler` as views of the buffer they were read into (after any
+ * bytes still buffered in the socket's stream, which its 'data' listener gets). While `holder` has bytes
+ * queued, the last view may still be referenced, and the next read gets a fresh buffer.
+ */
+export function attachUpstreamReads(
+  socket: Socket,
+  handler: (chunk: Buffer) => void,
+  holder: { readonly bufferedAmount: number },
+): void {
+  readers.set(socket, { handler, holder, own: null });
+}
 
-  #read(socket: Socket, n: number, buf: Buffer): boolean {
-    const handler = this.#handler;
-    let keep = true;
-    if (buf === shared) {
-      const copy = Buffer.from(buf.subarray(0, n));
-      if (handler && socket.readableLength === 0) handler(copy);
-      else keep = socket.push(copy);
-      // A full shared buffer: bulk output is coming, read it into a buffer of our own.
-      this.#next = n === SHARED_SIZE ? this.#ownBuffer(false) : shared;
-      return keep;
-    }
-    const view = buf.subarray(0, n);
-    if (handler && socket.readableLength === 0) handler(view);
-    else keep = socket.push(Buffer.from(view));
-    // A short read: output slowed down, give the socket's own buffer back.
-    if (n < SHARED_SIZE) {
-      this.#own = null;
-      this.#next = shared;
-    } else this.#next = this.#ownBuffer(handler !== null && this.#retained());
+function read(socket: Socket, n: number, buf: Buffer): boolean {
+  const reader = readers.get(socket);
+  const direct = reader !== undefined && socket.readableLength === 0;
+  let keep = true;
+  if (buf === shared) {
+    const copy = Buffer.from(buf.subarray(0, n));
+    if (direct) reader.handler(copy);
+    else keep = socket.push(copy);
+    // A full shared buffer once taken over: bulk output is coming, read it into a buffer of its own.
+    if (reader && n === SHARED_SIZE) next = reader.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
     return keep;
   }
-
-  #ownBuffer(retained: boolean): Buffer {
-    if (!this.#own || retained) this.#own = Buffer.allocUnsafeSlow(OWN_SIZE);
-    return this.#own;
+  // Only a taken-over socket reads into a buffer of its own.
+  const own = reader!;
+  const view = buf.subarray(0, n);
+  if (direct) own.handler(view);
+  else keep = socket.push(Buffer.from(view));
+  if (n < SHARED_SIZE) {
+    // A short read: output slowed down, give the socket's own buffer back.
+    own.own = null;
+  } else {
+    if (direct && own.holder.bufferedAmount > 0) own.own = Buffer.allocUnsafeSlow(OWN_SIZE);
+    next = own.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
   }
+  return keep;
 }
