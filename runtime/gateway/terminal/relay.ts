@@ -24,6 +24,8 @@
  *   reaches the process. The relay never holds more than about one high-water mark of output per socket.
  * - The client is connected while the upstream connects; its first messages wait (bounded) meanwhile.
  * - Neither leg negotiates permessage-deflate: compressed frames could not pass through.
+ * - The box's socket is read into reused buffers (upstream-reads.ts), not a new 64 KiB one per read: those
+ *   made V8 mark the control plane's whole heap every ~64 MB of output.
  */
 import { type OnReadOpts, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -79,8 +81,8 @@ export interface UpstreamConnectOptions {
   /** Dials the box's socket (the upstream resolver's path choice); the URL's host is only the Host header. */
   createConnection?: typeof import("node:net").createConnection;
   /**
-   * For the socket `createConnection` dials: box output is read into a reused buffer (upstream-reads.ts).
-   * A connector that dials otherwise ignores it and the relay reads as usual.
+   * For the socket dialled (by `createConnection`, or by `ws` itself, which hands it to net.connect): box
+   * output is read into reused buffers (upstream-reads.ts). A socket made without it is read as usual.
    */
   onread?: OnReadOpts;
 }
