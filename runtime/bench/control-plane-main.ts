@@ -1,6 +1,6 @@
 /**
  * A control plane in its own process for `npm run bench` (see child-process.ts for why). Started with
- * `spawnBenchControlPlane`; answers `heap` and `terminalSockets`.
+ * `spawnBenchControlPlane`; answers `heap`, `terminalSockets` and `cpuMs`.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +14,7 @@ import { createLogger } from "../platform/logger.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
 import { type BenchChild, forkBenchChild, serveParent } from "./child-process.ts";
+import { cpuMs, startTcpPipe } from "./tcp-pipe.ts";
 
 export interface BenchControlPlaneSpec {
   databaseUrl: string;
@@ -22,9 +23,13 @@ export interface BenchControlPlaneSpec {
   options?: Pick<StartOptions, "agentHeartbeatSeconds" | "runBuilds" | "terminal">;
   /** A local driver with real box agents under this root; otherwise a scripted driver. */
   localRoot?: string;
+  /** Also run a bare TCP pipe to this port in the control plane's process (tcp-pipe.ts); its port is ready.pipePort. */
+  pipeUpstreamPort?: number;
 }
 
-export function spawnBenchControlPlane(spec: BenchControlPlaneSpec): Promise<BenchChild<{ url: string }>> {
+export function spawnBenchControlPlane(
+  spec: BenchControlPlaneSpec,
+): Promise<BenchChild<{ url: string; pipePort: number | null }>> {
   return forkBenchChild(fileURLToPath(import.meta.url), { BERTH_BENCH_SPEC: JSON.stringify(spec) });
 }
 
@@ -52,5 +57,13 @@ if (import.meta.main) {
     runSchedules: false,
     ...spec.options,
   });
-  serveParent({ url: cp.url }, { terminalSockets: () => cp.deps.terminal.socketCount }, () => cp.close());
+  const pipe = spec.pipeUpstreamPort ? await startTcpPipe(spec.pipeUpstreamPort) : null;
+  serveParent(
+    { url: cp.url, pipePort: pipe?.port ?? null },
+    { terminalSockets: () => cp.deps.terminal.socketCount, cpuMs },
+    async () => {
+      pipe?.server.close();
+      await cp.close();
+    },
+  );
 }

@@ -147,7 +147,13 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   const { root, driver } = benchLocalDriver("term");
   const databaseUrl = await pgs.database("terminal_relay");
   // The relay runs in its own process, as in production and as nginx does below.
+  // The raw-throughput endpoint starts first: the control plane also runs a bare pipe to it in its own
+  // process (section 3).
+  const blastBytes = 200 * 1024 * 1024;
+  const blastCredential = `berth:${randomBytes(12).toString("hex")}`;
+  const blast = await spawnBlastEndpoint(blastCredential, blastBytes);
   const cp = await spawnBenchControlPlane({
+    pipeUpstreamPort: blast.ready.port,
     databaseUrl,
     env: { BERTH_LOCAL_TOKEN: BENCH_TOKEN },
     localRoot: root,
@@ -163,7 +169,6 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
   const cpUrl = cp.ready.url;
   const database = connectDatabase(databaseUrl, { max: 2 });
   const secretBox = SecretBox.fromSpec(TEST_SECRET_KEYS);
-  let blast: BenchChild<{ port: number }> | null = null;
   let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   let blastNginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   let pipe: BenchChild<{ port: number }> | null = null;
@@ -338,9 +343,6 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     );
 
     // 3. Raw relay throughput: a box endpoint with no tmux behind it.
-    const blastBytes = 200 * 1024 * 1024;
-    const blastCredential = `berth:${randomBytes(12).toString("hex")}`;
-    blast = await spawnBlastEndpoint(blastCredential, blastBytes);
     const blastPort = blast.ready.port;
     blastNginx = await startNginxProxy(blastPort);
     const [blastWs] = await db
@@ -378,27 +380,46 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       headers: { Authorization: basicAuthHeader(blastCredential) },
       authToken: encodeCredential(blastCredential),
     });
-    const rawDirect = await best(() => blastOnce(blastDirectTarget(blastPort)));
-    const rawRelay = await best(async () => blastOnce(await relayTarget(blastSession!.id)));
-    const rawNginx = blastNginx ? await best(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
+    // CPU time of the process in the middle, per run (least of 3): on a loaded machine, where MB/s drifts
+    // with the neighbours, what each byte costs the relay's process still shows.
+    const withCpu = async (
+      run: () => Promise<{ seconds: number; bytes: number }>,
+      middle?: BenchChild<unknown>,
+    ) => {
+      let cpu = Number.POSITIVE_INFINITY;
+      const top = await best(async () => {
+        const before = middle ? await middle.ask("cpuMs") : 0;
+        const r = await run();
+        if (middle) cpu = Math.min(cpu, (await middle.ask("cpuMs")) - before);
+        return r;
+      });
+      return { ...top, cpu: middle ? cpu : null };
+    };
     blastPipe = await spawnTcpPipe(blastPort);
-    const rawPipe = await best(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)));
-    const rawRow = (label: string, r: { seconds: number; bytes: number }) => [
+    const rawDirect = await withCpu(() => blastOnce(blastDirectTarget(blastPort)));
+    const rawRelay = await withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp);
+    const rawNginx = blastNginx ? await withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
+    const rawPipe = await withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe);
+    const rawCpPipe = await withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp);
+    const rawRow = (label: string, r: { seconds: number; bytes: number; cpu: number | null }) => [
       label,
       fmt(r.seconds, 2),
       fmt(mbps(r.bytes, r.seconds)),
       `${fmt(rawDirect.seconds / r.seconds, 2)}x`,
+      r.cpu === null ? "-" : fmt(r.cpu, 0),
     ];
     table(
       "Terminal relay raw throughput: 200 MB of OUTPUT from a box endpoint without tmux (best of 3)",
-      ["path", "seconds", "MB/s", "speed vs direct"],
+      ["path", "seconds", "MB/s", "speed vs direct", "CPU ms of the middle process"],
       [
         rawRow("straight to the endpoint (baseline)", rawDirect),
         rawRow("through the relay", rawRelay),
         rawRow("through a bare Node TCP pipe", rawPipe),
+        rawRow("through a bare Node TCP pipe inside the control plane's process", rawCpPipe),
         ...(rawNginx ? [rawRow("through nginx", rawNginx)] : []),
       ],
     );
+    if (rawNginx) console.log(`  relay ÷ nginx: ${fmt(rawNginx.seconds / rawRelay.seconds, 2)}x`);
 
     // 4. Memory of idle terminal sockets: what the server process holding them gains per socket. The box
     // endpoint holds one WebSocket end per terminal; the relay two (client leg and upstream leg) plus its
@@ -431,7 +452,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       ],
     );
   } finally {
-    await blast?.stop();
+    await blast.stop();
     await pipe?.stop();
     await blastPipe?.stop();
     nginx?.stop();

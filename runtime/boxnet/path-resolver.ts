@@ -17,7 +17,7 @@
  * protocol); `connect()` for a raw socket; `connectTarget()` when a library insists on a URL.
  */
 import type { ClientRequestArgs } from "node:http";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, type OnReadOpts, type Socket } from "node:net";
 import type { Logger } from "../platform/logger.ts";
 import type { Metrics } from "../platform/metrics.ts";
 import type { AddressPolicy, UpstreamPath } from "./address-policy.ts";
@@ -55,6 +55,11 @@ export interface UpstreamConnection {
 export interface DialOptions {
   /** Aborts the dial (the client went away); rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * net's `onread` for the socket dialled (the terminal relay reads the box into a reused buffer:
+   * runtime/gateway/terminal/upstream-reads.ts). Must be set when the socket is created.
+   */
+  onread?: OnReadOpts;
 }
 
 /** The async (callback) form of `createConnection` that `http.request` and `ws` accept. */
@@ -130,9 +135,15 @@ function classify(err: unknown): ConnectResult {
 }
 
 /** One TCP connect with a deadline. Errors carry no address (`ConnectFailure` or the errno code only). */
-function dial(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+function dial(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  onread?: OnReadOpts,
+): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect({ host, port, noDelay: true });
+    const socket = netConnect({ host, port, noDelay: true, ...(onread ? { onread } : {}) });
     const finish = (err: Error | null) => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -197,7 +208,7 @@ export class UpstreamResolver {
       options.signal?.throwIfAborted();
       const started = performance.now();
       try {
-        const socket = await dial(host, port, this.#timeoutMs, options.signal);
+        const socket = await dial(host, port, this.#timeoutMs, options.signal, options.onread);
         this.#metrics.upstreamConnections.inc({ path, result: "ok" });
         this.#metrics.upstreamConnectSeconds.observe({ path }, (performance.now() - started) / 1000);
         this.#remember(box, path, port);

@@ -395,6 +395,7 @@ export class TerminalGateway {
                   probePort: v.box.port,
                 },
                 v.box.port,
+                { onread: options.onread },
               ),
             ),
           }),

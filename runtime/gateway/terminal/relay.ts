@@ -24,7 +24,10 @@
  *   reaches the process. The relay never holds more than about one high-water mark of output per socket.
  * - The client is connected while the upstream connects; its first messages wait (bounded) meanwhile.
  * - Neither leg negotiates permessage-deflate: compressed frames could not pass through.
+ * - The box's socket is read into reused buffers (upstream-reads.ts), not a new 64 KiB one per read: those
+ *   made V8 mark the control plane's whole heap every ~64 MB of output.
  */
+import { type OnReadOpts, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import {
@@ -45,6 +48,7 @@ import { FrameReader, type FrameSink, type MessageAction, Opcode } from "./frame
 import { encodeClose, encodeFrame, parseClose } from "./frames.ts";
 import type { TerminalMetrics } from "./metrics.ts";
 import { detachAddedListeners, type ListenerSnapshot, snapshotListeners } from "./socket-takeover.ts";
+import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
 
 export interface RelaySettings {
   /** Stop reading the other leg when a leg's send buffer holds more than this many bytes… */
@@ -76,6 +80,11 @@ export interface UpstreamConnectOptions {
   followRedirects: false;
   /** Dials the box's socket (the upstream resolver's path choice); the URL's host is only the Host header. */
   createConnection?: typeof import("node:net").createConnection;
+  /**
+   * For the socket dialled (by `createConnection`, or by `ws` itself, which hands it to net.connect): box
+   * output is read into reused buffers (upstream-reads.ts). A socket made without it is read as usual.
+   */
+  onread?: OnReadOpts;
 }
 
 /** Opens the upstream WebSocket (only its handshake is used); tests wrap it to count or refuse connections. */
@@ -393,6 +402,7 @@ export class TerminalRelay {
         maxPayload: this.#settings.upstreamMaxPayload,
         perMessageDeflate: false,
         followRedirects: false,
+        onread: UPSTREAM_ONREAD,
       });
     } catch (err) {
       this.#log.warn(
@@ -534,6 +544,9 @@ export class TerminalRelay {
     this.#upstreamWs = null;
     this.#metrics.upstreamConnect.observe((performance.now() - this.#connectStartedAt) / 1000);
     this.upstream.socket = socket;
+    // Reads into the reused buffer come straight here (if the socket was dialled with it), bytes the
+    // socket's stream still holds through 'data'. A view may be referenced until the browser's write is done.
+    if (socket instanceof Socket) attachUpstreamReads(socket, this.#onUpstreamData, this.client);
     socket.on("data", this.#onUpstreamData);
     socket.on("close", () => this.#onUpstreamEnd(1006));
     socket.on("end", () => socket.end());

@@ -1,0 +1,109 @@
+/**
+ * Reading the box's socket into reused buffers (upstream-reads.ts) over a real loopback TCP socket: every
+ * byte arrives once and in order through the handshake phase (copies pushed into the stream), bytes handed
+ * back with `unshift` (as `ws` does), and direct reads; and a view the reader said it still holds is never
+ * overwritten by a later read.
+ */
+import { randomBytes } from "node:crypto";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
+
+const HEAD = Buffer.from("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+
+const servers: Server[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+/** A server that sends HEAD, then `payload` in `writes` pieces, then ends. */
+async function serve(payload: Buffer, writes: number[]): Promise<number> {
+  const server = createServer((socket) => {
+    socket.write(HEAD);
+    let at = 0;
+    for (const n of writes) {
+      socket.write(payload.subarray(at, at + n));
+      at += n;
+    }
+    socket.end(payload.subarray(at));
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return (server.address() as AddressInfo).port;
+}
+
+/**
+ * Reads like the relay: 'data' until the head is complete, hands the rest back with `unshift`, then attaches.
+ * Every other chunk is kept as a view (not copied) and reported as retained, as a queued write would be.
+ */
+async function receive(port: number): Promise<{ body: Buffer; direct: number }> {
+  const socket: Socket = connect({ host: "127.0.0.1", port, onread: UPSTREAM_ONREAD });
+  const parts: Buffer[] = [];
+  let keptLast = false;
+  let direct = 0;
+  let n = 0;
+  const take = (chunk: Buffer) => {
+    keptLast = n++ % 2 === 0;
+    parts.push(keptLast ? chunk : Buffer.from(chunk));
+  };
+  let head = Buffer.alloc(0);
+  const onHandshake = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk]);
+    const end = head.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    socket.removeListener("data", onHandshake);
+    socket.pause();
+    const rest = head.subarray(end + 4);
+    if (rest.length > 0) socket.unshift(rest);
+    attachUpstreamReads(
+      socket,
+      (chunk) => {
+        direct++;
+        take(chunk);
+      },
+      // As a queued write towards the browser would be: the view kept last may still be read.
+      {
+        get bufferedAmount() {
+          return keptLast ? 1 : 0;
+        },
+      },
+    );
+    socket.on("data", take);
+    socket.resume();
+  };
+  socket.on("data", onHandshake);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("end", resolve);
+    socket.once("error", reject);
+  });
+  socket.destroy();
+  return { body: Buffer.concat(parts), direct };
+}
+
+describe("upstream reads into reused buffers", () => {
+  it("delivers bulk output whole and in order, never overwriting a view still held", async () => {
+    const payload = randomBytes(6 * 1024 * 1024);
+    const port = await serve(payload, [10, 3000, 5000, 1024 * 1024, 17]);
+    const { body, direct } = await receive(port);
+    expect(body.length).toBe(payload.length);
+    expect(body.equals(payload)).toBe(true);
+    expect(direct).toBeGreaterThan(0);
+  });
+
+  it("delivers small writes (keystroke echo) whole and in order", async () => {
+    const payload = randomBytes(2000);
+    const port = await serve(
+      payload,
+      Array.from({ length: 199 }, () => 10),
+    );
+    const { body } = await receive(port);
+    expect(body.equals(payload)).toBe(true);
+  });
+
+  it("keeps sockets reading at the same time apart (the shared buffer is copied out of at once)", async () => {
+    const payloads = [randomBytes(3 * 1024 * 1024), randomBytes(3 * 1024 * 1024), randomBytes(5000)];
+    const ports = await Promise.all(payloads.map((p) => serve(p, [100, 4096, 70_000])));
+    const bodies = await Promise.all(ports.map(receive));
+    for (const [i, p] of payloads.entries()) expect(bodies[i]!.body.equals(p)).toBe(true);
+  });
+});

@@ -1,0 +1,96 @@
+/**
+ * Reads the box's socket into a reused buffer (net's `onread`) instead of a new one per read.
+ *
+ * Each ordinary socket read allocates a 64 KiB ArrayBuffer. Garbage is cheap, but V8 counts those bytes
+ * as external memory and starts a full mark-compact of the whole heap every ~64 MB of them. In a bare
+ * pipe process that heap is a few MB; in the control plane it is tens of MB, so relaying 200 MB cost the
+ * control plane's process about 2.5x the CPU of a bare pipe, most of it marking (`--trace-gc`, CPU
+ * profiles and the bench's "pipe inside the control plane's process" row). Reading into a buffer the relay
+ * keeps removes that allocation, so the collector has nothing to chase.
+ *
+ * Two buffers, so that an idle terminal holds none of its own:
+ * - a small one shared by every upstream socket of the process. Reads are synchronous (one socket at a time
+ *   reads into it, and its callback runs before the next read anywhere), and what arrives in it is copied
+ *   out before the callback returns, so nothing ever refers to it later. Small reads (keystroke echo,
+ *   control frames) cost a small copy, as the default path costs a small allocation.
+ * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output). The relay forwards
+ *   views of it without copying; the next read reuses it when the write towards the browser completed
+ *   synchronously (nothing refers to it any more), and gets a fresh one when the write is still queued.
+ *   A short read goes back to the shared buffer and lets the socket's own go.
+ *
+ * Before the relay takes the socket over (the `ws` handshake), and while bytes `ws` handed back are still
+ * buffered in the socket, reads are pushed into the socket's stream as copies: its 'data' listeners get
+ * everything in order, as without `onread`.
+ */
+import type { OnReadOpts, Socket } from "node:net";
+
+const SHARED_SIZE = 4 * 1024;
+const OWN_SIZE = 64 * 1024;
+const shared = Buffer.allocUnsafeSlow(SHARED_SIZE);
+
+/** Where a taken-over socket's reads go (`attachUpstreamReads`). */
+interface Reader {
+  handler: (chunk: Buffer) => void;
+  /** Whose writes may still refer to the last view handed over: any bytes queued mean yes. */
+  holder: { readonly bufferedAmount: number };
+  own: Buffer | null;
+}
+
+// One `onread` for every upstream socket, and no state per socket until the relay takes it over: an idle
+// terminal costs no more memory than without it. net calls `callback` (as a method of the socket that
+// read) and then `buffer` for that socket's next read, synchronously, so `next` carries the answer from one
+// to the other; anything else asking (a new socket's first read) gets the shared buffer.
+const readers = new WeakMap<Socket, Reader>();
+let next: Buffer = shared;
+
+/** For `net.connect({ onread })` (DialOptions.onread): the relay's sockets to boxes. */
+export const UPSTREAM_ONREAD: OnReadOpts = {
+  buffer: () => {
+    const buf = next;
+    next = shared;
+    return buf;
+  },
+  callback(this: Socket, n: number, buf: Uint8Array): boolean {
+    return read(this, n, buf as Buffer);
+  },
+};
+
+/**
+ * From now on, reads from `socket` go to `handler` as views of the buffer they were read into (after any
+ * bytes still buffered in the socket's stream, which its 'data' listener gets). While `holder` has bytes
+ * queued, the last view may still be referenced, and the next read gets a fresh buffer.
+ */
+export function attachUpstreamReads(
+  socket: Socket,
+  handler: (chunk: Buffer) => void,
+  holder: { readonly bufferedAmount: number },
+): void {
+  readers.set(socket, { handler, holder, own: null });
+}
+
+function read(socket: Socket, n: number, buf: Buffer): boolean {
+  const reader = readers.get(socket);
+  const direct = reader !== undefined && socket.readableLength === 0;
+  let keep = true;
+  if (buf === shared) {
+    const copy = Buffer.from(buf.subarray(0, n));
+    if (direct) reader.handler(copy);
+    else keep = socket.push(copy);
+    // A full shared buffer once taken over: bulk output is coming, read it into a buffer of its own.
+    if (reader && n === SHARED_SIZE) next = reader.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
+    return keep;
+  }
+  // Only a taken-over socket reads into a buffer of its own.
+  const own = reader!;
+  const view = buf.subarray(0, n);
+  if (direct) own.handler(view);
+  else keep = socket.push(Buffer.from(view));
+  if (n < SHARED_SIZE) {
+    // A short read: output slowed down, give the socket's own buffer back.
+    own.own = null;
+  } else {
+    if (direct && own.holder.bufferedAmount > 0) own.own = Buffer.allocUnsafeSlow(OWN_SIZE);
+    next = own.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
+  }
+  return keep;
+}
