@@ -342,9 +342,21 @@ export const claudeStatePayload = z.object({
 });
 export type ClaudeStatePayload = z.infer<typeof claudeStatePayload>;
 
+/** Log levels are pino's, on both sides of the API: its names, and the numbers it writes them as. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const PINO_LEVELS: Readonly<Record<number, LogLevel>> = {
+  10: "trace",
+  20: "debug",
+  30: "info",
+  40: "warn",
+  50: "error",
+  60: "fatal",
+};
+
 const fieldValue = z.union([boundedText(LIMITS.maxFieldValue), z.number(), z.boolean(), z.null()]);
 export const logPayload = z.object({
-  level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]),
+  level: z.enum(LOG_LEVELS),
   msg: boundedText(LIMITS.maxLogMessage),
   fields: z
     .record(z.string().max(64), fieldValue)

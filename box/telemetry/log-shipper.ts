@@ -6,16 +6,8 @@
  * counted and reported in one line once shipping resumes.
  */
 import { Writable } from "node:stream";
-import { LIMITS, type LogPayload } from "../protocol.ts";
+import { LIMITS, type LogPayload, PINO_LEVELS } from "../protocol.ts";
 
-const LEVELS: Record<number, LogPayload["level"]> = {
-  10: "trace",
-  20: "debug",
-  30: "info",
-  40: "warn",
-  50: "error",
-  60: "fatal",
-};
 const SKIP = new Set(["level", "time", "msg", "pid", "hostname", "v"]);
 
 export interface LogShipperOptions {
@@ -94,7 +86,7 @@ export class LogShipper extends Writable {
     }
     this.publish(
       {
-        level: LEVELS[level] ?? "info",
+        level: PINO_LEVELS[level] ?? "info",
         msg: String(rec.msg ?? "").slice(0, LIMITS.maxLogMessage),
         fields: fields(rec),
       },

@@ -6,8 +6,9 @@
  * counted, never queued without limit. The sink's own failures go to stderr, not back into the logger.
  */
 import { Writable } from "node:stream";
+import { PINO_LEVELS } from "../../box/protocol.ts";
 import { isUuid } from "./ids.ts";
-import { type LogLine, PINO_LEVELS } from "./log-line.ts";
+import type { LogLine } from "./log-line.ts";
 
 /** pino's bookkeeping and what becomes a column, not a field. */
 const NOT_FIELDS = new Set([

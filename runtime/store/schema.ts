@@ -26,6 +26,7 @@ import {
   AGENT_LIFECYCLES,
   BACKUP_TRIGGERS,
   CLAUDE_STATES,
+  LOG_LEVELS,
   MAX_TASK_CHARS,
   PROJECT_NAME_PATTERN,
   SESSION_MODES,
@@ -588,50 +589,36 @@ export const backups = pgTable(
   ],
 );
 
+/** A named secret of a workspace, sealed by the secret box under the key `keyId` names. */
+const sealedNamedSecret = () => ({
+  workspaceId: uuid("workspace_id")
+    .notNull()
+    .references(() => workspaces.id),
+  name: text("name").notNull(),
+  keyId: text("key_id").notNull(),
+  sealed: bytea("sealed").notNull(),
+  createdAt: createdAt(),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});
+
 /**
  * Per-workspace secrets (ttyd credential, restic password, R2 keys), AES-256-GCM sealed by the secret box;
  * `keyId` names the key so keys can rotate.
  */
-export const workspaceSecrets = pgTable(
-  "workspace_secrets",
-  {
-    workspaceId: uuid("workspace_id")
-      .notNull()
-      .references(() => workspaces.id),
-    name: text("name").notNull(),
-    keyId: text("key_id").notNull(),
-    sealed: bytea("sealed").notNull(),
-    createdAt: createdAt(),
-    updatedAt: ts("updated_at").notNull().defaultNow(),
-  },
-  (t) => [
-    primaryKey({ columns: [t.workspaceId, t.name] }),
-    check("workspace_secrets_name_check", sql.raw(`name ~ '^[a-z0-9-]{1,64}$'`)),
-  ],
-);
+export const workspaceSecrets = pgTable("workspace_secrets", sealedNamedSecret(), (t) => [
+  primaryKey({ columns: [t.workspaceId, t.name] }),
+  check("workspace_secrets_name_check", sql.raw(`name ~ '^[a-z0-9-]{1,64}$'`)),
+]);
 
 /**
  * The user's own named secrets of a workspace (API keys, tokens), kept apart from the workspace's
  * infrastructure secrets above: the agent receives these, in memory, and injects them into the
  * environment of new tmux sessions. Sealed with a context naming the table, workspace and name.
  */
-export const userSecrets = pgTable(
-  "user_secrets",
-  {
-    workspaceId: uuid("workspace_id")
-      .notNull()
-      .references(() => workspaces.id),
-    name: text("name").notNull(),
-    keyId: text("key_id").notNull(),
-    sealed: bytea("sealed").notNull(),
-    createdAt: createdAt(),
-    updatedAt: ts("updated_at").notNull().defaultNow(),
-  },
-  (t) => [
-    primaryKey({ columns: [t.workspaceId, t.name] }),
-    check("user_secrets_name_check", sql.raw(`name ~ '${USER_SECRET_NAME_PATTERN}'`)),
-  ],
-);
+export const userSecrets = pgTable("user_secrets", sealedNamedSecret(), (t) => [
+  primaryKey({ columns: [t.workspaceId, t.name] }),
+  check("user_secrets_name_check", sql.raw(`name ~ '${USER_SECRET_NAME_PATTERN}'`)),
+]);
 
 /** Append-only record of sensitive actions: who did what to which resource, from which request. */
 export const auditLog = pgTable(
@@ -686,6 +673,15 @@ export const agentActions = pgTable(
   ],
 );
 
+/** A box's figures from one heartbeat, as both telemetry tables keep them (null: not reported). */
+const telemetryFigures = () => ({
+  loadAvg1: real("load_avg1"),
+  memTotalBytes: bigint("mem_total_bytes", { mode: "number" }),
+  memAvailableBytes: bigint("mem_available_bytes", { mode: "number" }),
+  diskTotalBytes: bigint("disk_total_bytes", { mode: "number" }),
+  diskFreeBytes: bigint("disk_free_bytes", { mode: "number" }),
+});
+
 /**
  * Box telemetry (issue 23): the latest load, memory and volume disk sample of each workspace's box, from
  * its agent's heartbeats, and the disk-nearly-full alert's state. One row per workspace (the volume is the
@@ -701,11 +697,7 @@ export const boxTelemetry = pgTable("box_telemetry", {
     .notNull()
     .references(() => workspaceInstances.id),
   sampledAt: ts("sampled_at").notNull(),
-  loadAvg1: real("load_avg1"),
-  memTotalBytes: bigint("mem_total_bytes", { mode: "number" }),
-  memAvailableBytes: bigint("mem_available_bytes", { mode: "number" }),
-  diskTotalBytes: bigint("disk_total_bytes", { mode: "number" }),
-  diskFreeBytes: bigint("disk_free_bytes", { mode: "number" }),
+  ...telemetryFigures(),
   diskWarnedAt: ts("disk_warned_at"),
 });
 
@@ -723,11 +715,7 @@ export const boxTelemetryHistory = pgTable(
     instanceId: uuid("instance_id")
       .notNull()
       .references(() => workspaceInstances.id),
-    loadAvg1: real("load_avg1"),
-    memTotalBytes: bigint("mem_total_bytes", { mode: "number" }),
-    memAvailableBytes: bigint("mem_available_bytes", { mode: "number" }),
-    diskTotalBytes: bigint("disk_total_bytes", { mode: "number" }),
-    diskFreeBytes: bigint("disk_free_bytes", { mode: "number" }),
+    ...telemetryFigures(),
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.minute] }),
@@ -736,7 +724,7 @@ export const boxTelemetryHistory = pgTable(
 );
 
 export const LOG_SOURCES = ["agent", "control-plane"] as const;
-export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+export { LOG_LEVELS };
 
 /**
  * The central log store: box agents' shipped lines and the control plane's warnings and workspace lines,

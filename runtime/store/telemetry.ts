@@ -30,14 +30,8 @@ export interface TelemetryPoint extends Omit<TelemetrySample, "sampledAt"> {
 }
 
 /** One live box's latest figures, for the fleet aggregates of /metrics. */
-export interface FleetSample {
+export interface FleetSample extends TelemetrySample {
   workspaceId: string;
-  sampledAt: Date;
-  loadAvg1: number | null;
-  memTotalBytes: number | null;
-  memAvailableBytes: number | null;
-  diskTotalBytes: number | null;
-  diskFreeBytes: number | null;
 }
 
 export interface FleetSummary {
