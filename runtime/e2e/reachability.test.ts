@@ -20,6 +20,7 @@ import { TtydClient } from "../../box/terminal/client.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
 import { BoxUnreachableError } from "../boxnet/path-resolver.ts";
+import { SYSTEM } from "../store/actors.ts";
 import { readWorkspaceSecret, storeWorkspaceSecrets } from "../store/secrets.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { TcpLink } from "../test/link.ts";
@@ -346,8 +347,20 @@ describe("box reachability in local mode: public first, tailnet fallback, health
   });
 
   it("runs one probe run at a time across replicas", async () => {
-    const [a, b] = await Promise.all([cp.health.probeAll(), cp.health.probeAll()]);
-    expect([a.skipped, b.skipped].sort()).toEqual([false, true]);
+    // Another replica's run, held open until the test lets it end: two runs started together could
+    // otherwise both finish unhindered, the first done before the second asks for the lock.
+    let release!: () => void;
+    let holding!: () => void;
+    const held = new Promise<void>((r) => (holding = r));
+    const otherReplica = cp.deps.store.as(SYSTEM.health).health.exclusiveRun(() => {
+      holding();
+      return new Promise<string>((r) => (release = () => r("done")));
+    });
+    await held;
+    expect((await cp.health.probeAll()).skipped).toBe(true);
+    release();
+    expect(await otherReplica).toBe("done");
+    expect((await cp.health.probeAll()).skipped).toBe(false);
   });
 
   it("ends a run that is still spreading its probes when the control plane stops", async () => {
