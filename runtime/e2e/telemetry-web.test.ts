@@ -67,7 +67,7 @@ describe.skipIf(!HAVE_CHROMIUM)("the Box panel on a phone", async () => {
     await page.getByRole("heading", { name: "Workspaces" }).waitFor();
     await page.goto(`${cp.url}/#/w/${workspaceId}`);
     const panel = page.getByRole("region", { name: "Box" });
-    await panel.getByText("24.0 GB free of 40.0 GB").waitFor();
+    await panel.getByText("24 GB free of 40 GB").waitFor();
     await panel.getByText("25%").waitFor(); // memory
     expect(await panel.getByRole("alert").count()).toBe(0);
 

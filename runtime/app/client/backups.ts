@@ -5,11 +5,13 @@
  * "failed") notification for the workspace arrives, since that is the only place the outcome is recorded.
  * An export streams the snapshot's .tar.gz to a file, never to a terminal.
  */
+
 import { createWriteStream, openSync, rmSync } from "node:fs";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { parseArgs } from "node:util";
+import prettyBytes from "pretty-bytes";
 import { type ApiClient, ClientError, Exit, errorFrom } from "./api.ts";
 import { findWorkspace, table } from "./workspace-ref.ts";
 
@@ -59,15 +61,7 @@ const POLL_MS = 1_000;
 const FOLLOW_TIMEOUT_MS = 30 * 60_000;
 
 export function size(n: number | null): string {
-  if (n === null) return "-";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+  return n === null ? "-" : prettyBytes(n, { maximumFractionDigits: 1 });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,6 +5,7 @@
  * minus a hysteresis, so a disk hovering at the line does not notify on every wobble. The alert's state
  * lives in the database (store/telemetry.ts), so a restart neither repeats nor loses it.
  */
+import prettyBytes from "pretty-bytes";
 import type { MetricsSnapshot } from "../../../box/protocol.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
 
@@ -42,7 +43,7 @@ export async function recordTelemetry(
       },
     );
     if (change !== "warned" || used === null) return;
-    const free = formatBytes(m.diskFreeBytes ?? 0);
+    const free = prettyBytes(m.diskFreeBytes ?? 0, { maximumFractionDigits: 1 });
     await tx.notifications.createForOwner({
       sessionId: null,
       kind: "disk_nearly_full",
@@ -54,14 +55,4 @@ export async function recordTelemetry(
       push: true,
     });
   });
-}
-
-function formatBytes(n: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }

@@ -1,4 +1,5 @@
 /** Words and numbers for people: relative times, sizes, and what a workspace's state means. */
+import prettyBytes from "pretty-bytes";
 import type { Overview, Workspace } from "./api.ts";
 
 const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [
@@ -21,17 +22,10 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   return relative.format(Math.round(seconds / 60), "minute");
 }
 
-/** 1536 → "1.5 KB" (decimal units, as disks are sold). */
+/** 1536 → "1.5 kB" (decimal units, as disks are sold); "?" when unknown. */
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return "?";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  return prettyBytes(n, { maximumFractionDigits: 1 });
 }
 
 export const BUSY_STATES = new Set(["provisioning", "starting", "waking", "hibernating", "destroying"]);
