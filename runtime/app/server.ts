@@ -311,6 +311,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       );
     const koa = app.callback();
     const server = createServer(previews.requestListener(koa, { onServed }));
+    previews.attachRelay(server, { onServed });
     const upgrades = new UpgradeDispatcher(log);
     upgrades.register(previews.matchUpgrade, previews.handleUpgrade);
     terminal.register(upgrades);
@@ -323,6 +324,7 @@ export async function startControlPlane(config: Config, options: StartOptions = 
     previews.reservePort((server.address() as AddressInfo).port);
     if (config.previewListen) {
       const previewServer = createServer(previews.requestListener(koa, { previewOnly: true, onServed }));
+      previews.attachRelay(previewServer, { onServed });
       const previewUpgrades = new UpgradeDispatcher(log);
       previewUpgrades.register(previews.matchUpgrade, previews.handleUpgrade);
       previewUpgrades.attach(previewServer);

@@ -6,7 +6,14 @@
  * preview domain), admitted (credentials, ownership, share state, box and port), then forwarded with its
  * headers rewritten. Bodies stream in both directions; nothing is buffered whole.
  */
-import type { IncomingHttpHeaders, IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type {
+  IncomingHttpHeaders,
+  IncomingMessage,
+  RequestListener,
+  Server,
+  ServerResponse,
+} from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyServer } from "http-proxy-3";
 import type { Middleware } from "koa";
@@ -24,7 +31,9 @@ import { SYSTEM, type UserActor } from "../../store/actors.ts";
 import type { PgListener } from "../../store/listener.ts";
 import { allows } from "../../store/policy.ts";
 import type { Store } from "../../store/store.ts";
+import { ByteRelay, type RelayExchange } from "./byte-relay.ts";
 import { PreviewForwarder } from "./forwarder.ts";
+import type { RequestHead } from "./http1.ts";
 import { type PageName, page, REASONS } from "./pages.ts";
 import { isAllowedUpstream, isLoopback } from "./port-policy.ts";
 import {
@@ -50,14 +59,47 @@ type Refusal = { status: number; page: PageName } | { status: number; error: Dom
 type UpstreamTarget = ReturnType<UpstreamAgent["target"]>;
 
 type Admission =
-  | { ok: true; route: PreviewRoute; target: UpstreamTarget; authorities: string[] }
+  | {
+      ok: true;
+      route: PreviewRoute;
+      target: UpstreamTarget;
+      authorities: string[];
+      /** When the credential stops granting the route (ms; Infinity when it does not expire on its own). */
+      grantedUntil: number;
+      /** Decided by asking who listens on the port now (local mode): true of this request only. */
+      askedListener: boolean;
+    }
   | { ok: false; refusal: Refusal };
+
+/**
+ * A byte-relay exchange, with what its admission rested on: the next request on the same connection
+ * reuses the decision when it carries the same Host and Cookie and the preview's cached route is the same
+ * object (nothing about it changed since).
+ */
+interface HostExchange extends RelayExchange {
+  hostHeader: string | undefined;
+  cookieHeader: string | undefined;
+  previewId: string;
+  admission: Extract<Admission, { ok: true }>;
+}
+
+/** What admission reads of a request: node:http's IncomingMessage, or the byte relay's parsed head. */
+type AdmittedRequest = Pick<IncomingMessage, "method" | "headers"> & { socket: { localPort?: number } };
 
 /** Per-request facts the proxy's response hook needs. */
 interface Forwarding {
   prefix: string | undefined;
   /** Every `host:port` the box may be reached on for this preview: redirects to any of them are ours. */
   authorities: string[];
+}
+
+/** A local box's port whose listener is gone, or not the workspace's, found when the relay was about to dial it. */
+class ListenerRefused extends Error {
+  readonly page: "upstream_down" | "not_own_listener";
+  constructor(page: "upstream_down" | "not_own_listener") {
+    super(page);
+    this.page = page;
+  }
 }
 
 const refuse = (status: number, pageName: PageName): Admission => ({
@@ -110,6 +152,13 @@ export class PreviewGateway {
    */
   readonly #agent: UpstreamAgent;
   readonly #forwarder: PreviewForwarder;
+  readonly #relay: ByteRelay<HostExchange>;
+  #onRelayed: ServedHook | undefined;
+  /**
+   * Boxes on this machine (local mode), by the relay's pool key: their workspace, whose listener every new
+   * connection the relay dials there must be (see #relayDial).
+   */
+  readonly #localPoolKeys = new Map<string, string>();
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
@@ -129,6 +178,10 @@ export class PreviewGateway {
     this.#databasePort = deps.store.databasePort;
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
     this.#forwarder = new PreviewForwarder(this.#agent, { connectionsPerUpstream: 256 });
+    this.#relay = new ByteRelay({
+      dial: (host, port) => this.#relayDial(host, port),
+      admit: (head, client, previous) => this.#relayAdmit(head, client, previous),
+    });
     // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
     this.#proxy.on("error", (err) =>
       deps.log.warn({ code: (err as { code?: string }).code }, "preview proxy error"),
@@ -156,6 +209,7 @@ export class PreviewGateway {
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     this.#agent.destroy();
+    this.#relay.close();
     void this.#forwarder.close();
   }
 
@@ -168,14 +222,16 @@ export class PreviewGateway {
     return this.#secure ? "__Host-berth_preview" : "berth_preview";
   }
 
-  #classify(req: IncomingMessage): Classified {
+  #classify(req: Pick<IncomingMessage, "method" | "url" | "headers">): Classified {
     return classify(req.method ?? "GET", req.url ?? "/", req.headers.host, this.#deps.config.previewDomain);
   }
 
   /** Credentials, ownership and share state, then the upstream: refused before any connection opens. */
-  async #admit(req: IncomingMessage, target: PreviewTarget): Promise<Admission> {
+  async #admit(req: AdmittedRequest, target: PreviewTarget): Promise<Admission> {
     if (!isSafePath(target.forwardPath)) return refuse(400, "bad_path");
     let route: PreviewRoute | null;
+    // The path form's credential is checked on every request (no connection reuses the decision).
+    let grantedUntil: number | null = target.form === "path" ? Number.POSITIVE_INFINITY : null;
     if (target.form === "path") {
       let actor: UserActor;
       try {
@@ -196,10 +252,10 @@ export class PreviewGateway {
       const cookies = cookieValues(req.headers.cookie, this.hostCookieName);
       if (cookies.length === 0) return refuse(401, "sign_in");
       route = await this.routes.get(target.previewId);
-      let granted = false;
-      for (const c of cookies) if (route && !granted) granted = await this.tokens.verifyHostCookie(c, route);
+      for (const c of cookies)
+        if (route && grantedUntil === null) grantedUntil = await this.tokens.hostCookieGrant(c, route);
       // One answer for "no such preview" and "not for you": a cookie holder learns nothing either way.
-      if (!route || !granted) return refuse(401, "sign_in");
+      if (!route || grantedUntil === null) return refuse(401, "sign_in");
     }
     const instance = route.instance;
     if (!instance || (!instance.publicIp && !instance.tailnetIp)) return refuse(502, "box_not_running");
@@ -229,7 +285,14 @@ export class PreviewGateway {
       .filter((ip): ip is string => ip !== null)
       .map((ip) => formatAuthority(ip, route.port));
     this.#noteTraffic(route.workspaceId);
-    return { ok: true, route, target: this.#agent.target(box, route.port), authorities };
+    return {
+      ok: true,
+      route,
+      target: this.#agent.target(box, route.port),
+      authorities,
+      grantedUntil: grantedUntil ?? 0,
+      askedListener: local,
+    };
   }
 
   #prepare(req: IncomingMessage, target: PreviewTarget, websocket: boolean): void {
@@ -316,6 +379,97 @@ export class PreviewGateway {
     };
   }
 
+  /**
+   * Lets the byte relay (byte-relay.ts) take `server`'s connections: host-form GET and HEAD requests it
+   * admits are forwarded as bytes, and everything else reaches `server`'s request listener (the lean path,
+   * then Koa) and upgrade handlers as before.
+   */
+  attachRelay(server: Server, options: Pick<LeanListenerOptions, "onServed"> = {}): void {
+    this.#relay.attach(server);
+    this.#onRelayed = options.onServed;
+  }
+
+  /**
+   * The byte relay's admission: the same checks as the lean path's, on a parsed head; null hands the
+   * request to node:http. A decision made for the connection's previous request is reused when nothing it
+   * rests on changed (see HostExchange), which spares the route lookup and the cookie check.
+   */
+  #relayAdmit(
+    head: RequestHead,
+    client: Socket,
+    previous: HostExchange | null,
+  ): HostExchange | Promise<HostExchange | null> | null {
+    const target = this.#classify({ method: head.method, url: head.target, headers: head.headers });
+    // Only the host form: the path form's answers carry the API's error shape and sandbox, Koa's to render.
+    if (target?.form !== "host" || target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) return null;
+    const hostHeader = head.headers.host;
+    const cookieHeader = head.headers.cookie;
+    const prior = previous?.admission;
+    if (
+      prior &&
+      previous.previewId === target.previewId &&
+      previous.hostHeader === hostHeader &&
+      previous.cookieHeader === cookieHeader &&
+      this.routes.peek(target.previewId) === prior.route &&
+      Date.now() < prior.grantedUntil &&
+      isSafePath(target.forwardPath)
+    ) {
+      this.#noteTraffic(prior.route.workspaceId);
+      return this.#hostExchange(head, client, target, prior, hostHeader, cookieHeader);
+    }
+    const request = { method: head.method, headers: head.headers, socket: client };
+    return this.#admit(request, target).then((admission) =>
+      admission.ok ? this.#hostExchange(head, client, target, admission, hostHeader, cookieHeader) : null,
+    );
+  }
+
+  /**
+   * The relay's new connections to dev servers. On this machine (local mode), loopback reaches every
+   * process, so the port's listener is checked again right before each dial: a decision reused for a
+   * connection's later requests (#relayAdmit) never lets the relay dial a process that is not the
+   * workspace's, and connections already pooled lead to the process checked when they were made.
+   */
+  async #relayDial(host: string, port: number): Promise<Socket> {
+    const workspaceId = this.#localPoolKeys.get(host);
+    if (workspaceId) {
+      const owner = await this.#deps.driver.localBoxes?.listenerOwner(workspaceId, port);
+      if (owner !== "workspace")
+        throw new ListenerRefused(owner === "none" ? "upstream_down" : "not_own_listener");
+    }
+    return this.#agent.dial(host, port);
+  }
+
+  #hostExchange(
+    head: RequestHead,
+    client: Socket,
+    target: Extract<PreviewTarget, { form: "host" }>,
+    admission: Extract<Admission, { ok: true }>,
+    hostHeader: string | undefined,
+    cookieHeader: string | undefined,
+  ): HostExchange {
+    const started = performance.now();
+    sanitizeRequestHeaders(head.headers, {
+      remoteAddress: client.remoteAddress,
+      proto: this.#secure ? "https" : "http",
+      websocket: false,
+    });
+    const fwd: Forwarding = { prefix: undefined, authorities: admission.authorities };
+    if (admission.askedListener) this.#localPoolKeys.set(admission.target.host, admission.route.workspaceId);
+    return {
+      hostHeader,
+      cookieHeader,
+      previewId: target.previewId,
+      admission,
+      upstream: admission.target,
+      target: target.forwardPath,
+      headers: head.headers,
+      rewriteResponse: (headers) => this.#rewriteResponseHeaders(headers, fwd),
+      failed: (err) => page(this.#failurePage(err, admission.route)),
+      served: (status) =>
+        this.#onRelayed?.(head.method, "host", status, (performance.now() - started) / 1000),
+    };
+  }
+
   /** Forwards an admitted request; resolves once the response has ended or failed. */
   #forward(
     req: IncomingMessage,
@@ -359,8 +513,9 @@ export class PreviewGateway {
     };
   }
 
-  #upstreamFailed(err: Error, route: PreviewRoute, res: ServerResponse | Duplex): void {
-    // The error's message names the box address: log its code only, and answer with a static page.
+  /** Logs an upstream failure (its code only: the message names the box address) and picks the page to answer. */
+  #failurePage(err: Error, route: PreviewRoute): PageName {
+    if (err instanceof ListenerRefused) return err.page;
     this.#deps.log.warn(
       { previewId: route.previewId, code: (err as { code?: string }).code ?? err.name },
       "preview upstream unavailable",
@@ -369,8 +524,13 @@ export class PreviewGateway {
     // reach (asleep, or no address the resolver may dial).
     const boxAnswered =
       !(err instanceof BoxUnreachableError) || err.attempts.some((a) => a.result === "refused");
+    return boxAnswered ? "upstream_down" : "box_not_running";
+  }
+
+  #upstreamFailed(err: Error, route: PreviewRoute, res: ServerResponse | Duplex): void {
+    const pageName = this.#failurePage(err, route);
     if ("writeHead" in res && !res.headersSent) {
-      this.#writePage(res, boxAnswered ? "upstream_down" : "box_not_running");
+      this.#writePage(res, pageName);
     } else if ("writeHead" in res) {
       res.destroy();
     } else {

@@ -76,6 +76,9 @@ export function classify(
   };
 }
 
+/** A `.` or `..` segment. */
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+
 /**
  * Whether a path may be forwarded: origin-form only (no absolute URI, no `*`), and no segment that a
  * server could resolve upward (`..`, `.`, their percent-encodings, backslashes, encoded slashes around dots).
@@ -84,6 +87,8 @@ export function isSafePath(path: string): boolean {
   if (!path.startsWith("/") || path.startsWith("//")) return false;
   const pathname = path.split("?", 1)[0]!;
   if (pathname.includes("\\")) return false;
+  // Nothing percent-encoded (most requests): the segments are as written.
+  if (!pathname.includes("%")) return !DOT_SEGMENT.test(pathname);
   for (const segment of pathname.split("/")) {
     let decoded: string;
     try {

@@ -57,6 +57,16 @@ export class PreviewRoutes {
     }
   }
 
+  /**
+   * The cached route object, while it is fresh: the same object for as long as nothing about the preview
+   * changed (an invalidation or the TTL replaces it), so holding it is enough to know a decision made
+   * on it still stands. Undefined when not cached.
+   */
+  peek(previewId: string): PreviewRoute | null | undefined {
+    const hit = this.#cache.get(previewId);
+    return hit && Date.now() - hit.at < TTL_MS ? hit.route : undefined;
+  }
+
   /** The open preview's route, or null when there is no such open preview (callers answer 404). */
   async get(previewId: string): Promise<PreviewRoute | null> {
     if (!isUuid(previewId)) return null;

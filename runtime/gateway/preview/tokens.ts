@@ -71,9 +71,10 @@ export class PreviewTokens {
 
   /**
    * Checked against the current route on every request, so a revoke or a change of owner applies at
-   * once to cookies already handed out.
+   * once to cookies already handed out. Returns when the cookie stops granting the route (its expiry, in
+   * ms), or null when it grants nothing.
    */
-  async verifyHostCookie(token: string, route: PreviewRoute): Promise<boolean> {
+  async hostCookieGrant(token: string, route: PreviewRoute): Promise<number | null> {
     let p: JWTPayload | null | undefined = this.#verified.get(token);
     if (p && (p.exp ?? 0) * 1000 <= Date.now()) {
       this.#verified.delete(token);
@@ -86,9 +87,12 @@ export class PreviewTokens {
         this.#verified.set(token, p);
       }
     }
-    if (!p || p.sub !== route.previewId) return false;
-    if (p.k === "owner") return p.uid === route.ownerId;
-    return p.k === "link" && route.share === "link" && p.ver === route.shareVersion;
+    if (!p || p.sub !== route.previewId) return null;
+    const granted =
+      p.k === "owner"
+        ? p.uid === route.ownerId
+        : p.k === "link" && route.share === "link" && p.ver === route.shareVersion;
+    return granted ? (p.exp ?? 0) * 1000 : null;
   }
 
   /**

@@ -1,0 +1,641 @@
+/**
+ * The preview proxy's byte relay: host-form GET and HEAD requests forwarded between the client's TCP
+ * connection and a pooled connection to the dev server, with heads parsed and rewritten by http1.ts and
+ * bodies passed through as bytes. It takes the connections of the control plane's HTTP server before
+ * Node's HTTP stack sees them (`attach`): that stack (an IncomingMessage and a ServerResponse per request,
+ * and undici's client towards the dev server) cost about three times nginx's CPU per small request, and a
+ * Vite page is hundreds of them.
+ *
+ * The relay forwards only what it fully understands: a request head that http1.ts does not accept, or one
+ * the gateway does not admit (refusals, the sign-in paths, the API, path-form previews, upgrades), hands
+ * the connection to Node's HTTP server with the bytes read so far put back, and Node owns it from then on.
+ * One request at a time per connection: pipelined requests wait, unparsed, until the response before them
+ * has ended.
+ *
+ * Per request the relay allocates little and registers no listener or timer: each connection's listeners
+ * are set once, and one sweep a second enforces the timeouts (keep-alive, head, dev server's answer).
+ */
+import { type IncomingHttpHeaders, type Server, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import {
+  ChunkedBodyTracker,
+  MAX_HEAD_BYTES,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+  serializeRequestHead,
+  serializeResponseHead,
+} from "./http1.ts";
+
+/** What the gateway decided for one admitted request. */
+export interface RelayExchange {
+  /** The dev server's pool key and port (from `UpstreamAgent.target()`: names the box, never an address). */
+  upstream: { host: string; port: number };
+  /** The request target and fields to send, already rewritten for the dev server. */
+  target: string;
+  headers: IncomingHttpHeaders;
+  /** Rewrites the response's fields in place for the client. */
+  rewriteResponse(headers: IncomingHttpHeaders): void;
+  /** The dev server could not be reached, or failed before its head: the page to answer with. */
+  failed(err: Error): { status: number; html: string };
+  /** The response has ended (or failed); for the request metrics. */
+  served(status: number): void;
+}
+
+export interface ByteRelayOptions<E extends RelayExchange = RelayExchange> {
+  /** A new connection to the dev server (`UpstreamAgent.dial`). */
+  dial(host: string, port: number): Promise<Socket>;
+  /**
+   * Admits a request head: its exchange, or null to leave the request (and the connection) to Node's HTTP
+   * server, which answers it as the gateway's lean path and Koa do. `previous` is the last exchange
+   * admitted on this connection, for the gateway to reuse its decision when nothing it rests on changed.
+   */
+  admit(head: RequestHead, client: Socket, previous: E | null): E | null | Promise<E | null>;
+  /** Connections per dev server, as undici's pool had (beyond it, requests wait for one to be free). */
+  connectionsPerUpstream?: number;
+  /** Waiting for the dev server's response head (undici's default headersTimeout). */
+  upstreamHeadTimeoutMs?: number;
+  /** An idle pooled connection to a dev server is closed after this long (undici's keep-alive default). */
+  upstreamIdleMs?: number;
+}
+
+const SWEEP_MS = 1_000;
+
+export class ByteRelay<E extends RelayExchange = RelayExchange> {
+  readonly options: Required<ByteRelayOptions<E>>;
+  readonly pool: UpstreamPool;
+  readonly #clients = new Set<ClientConnection<E>>();
+  keepAliveTimeoutMs = 5_000;
+  headersTimeoutMs = 60_000;
+  #sweeper: NodeJS.Timeout | null = null;
+
+  constructor(options: ByteRelayOptions<E>) {
+    this.options = {
+      connectionsPerUpstream: 256,
+      upstreamHeadTimeoutMs: 300_000,
+      upstreamIdleMs: 4_000,
+      ...options,
+    };
+    this.pool = new UpstreamPool(options.dial, this.options.connectionsPerUpstream);
+  }
+
+  /**
+   * Takes `server`'s new connections: each is read here first and handed to the server's own connection
+   * handling (Node's HTTP parser) when the relay does not forward its request. The server's keep-alive
+   * and header timeouts apply to the connections the relay keeps.
+   */
+  attach(server: Server): void {
+    const listeners = server.listeners("connection");
+    // node:http registers exactly one: its own connection handler. Anything else means this Node works
+    // differently from the one the relay was written for; better to fail at start than to lose requests.
+    if (listeners.length !== 1) {
+      throw new Error(`expected node:http's one 'connection' listener, found ${listeners.length}`);
+    }
+    const http = listeners[0] as (socket: Socket) => void;
+    server.removeAllListeners("connection");
+    this.keepAliveTimeoutMs = server.keepAliveTimeout;
+    this.headersTimeoutMs = server.headersTimeout;
+    server.on("connection", (socket: Socket) => {
+      const client = new ClientConnection(this, socket, (bytes) => {
+        this.#clients.delete(client);
+        // The socket is paused, and unshift puts the bytes in front of anything read later: Node's parser
+        // reads the request from its first byte.
+        if (bytes) socket.unshift(bytes);
+        http.call(server, socket);
+        socket.resume();
+      });
+      this.#clients.add(client);
+      socket.once("close", () => this.#clients.delete(client));
+      this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
+    });
+  }
+
+  /** Timeouts, once a second for every connection (no timer per request). */
+  #sweep(): void {
+    const now = Date.now();
+    for (const client of this.#clients) client.checkTimeouts(now);
+    this.pool.sweep(now, this.options.upstreamIdleMs, this.options.upstreamHeadTimeoutMs);
+  }
+
+  /** Ends every connection the relay holds (the server's close waits for them otherwise). */
+  close(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    for (const client of this.#clients) client.socket.destroy();
+    this.#clients.clear();
+    this.pool.close();
+  }
+}
+
+/** One client connection while the relay holds it. */
+class ClientConnection<E extends RelayExchange> {
+  readonly socket: Socket;
+  readonly #relay: ByteRelay<E>;
+  readonly #handover: (bytes: Buffer | null) => void;
+  /** Bytes read and not yet consumed: the start of the next request head (or pipelined requests). */
+  #buffered: Buffer | null = null;
+  /** When the connection went idle, or the current partial head began (for the sweep's timeouts). */
+  #since = Date.now();
+  /** The request being admitted or answered: no other is parsed until it ends. */
+  #busy = false;
+  #exchange: Exchange<E> | null = null;
+  /** The last exchange admitted here, offered to the gateway with the next request. */
+  #previous: E | null = null;
+  #handedOver = false;
+
+  constructor(relay: ByteRelay<E>, socket: Socket, handover: (bytes: Buffer | null) => void) {
+    this.#relay = relay;
+    this.socket = socket;
+    this.#handover = handover;
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("drain", this.#onDrain);
+    socket.on("close", this.#onClose);
+    // Errors end in 'close'.
+    socket.on("error", noop);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (!this.#buffered) this.#since = Date.now();
+    this.#buffered = this.#buffered ? Buffer.concat([this.#buffered, chunk]) : chunk;
+    if (!this.#busy) this.#next();
+    // Pipelined bytes wait for the response in flight; more than a head's worth waits in the kernel.
+    else if (this.#buffered.length > MAX_HEAD_BYTES) this.socket.pause();
+  };
+
+  /**
+   * The client sent FIN. As Node's HTTP server does (httpAllowHalfOpen off), that ends the connection:
+   * a request in flight is abandoned, and its upstream request stopped.
+   */
+  readonly #onEnd = (): void => {
+    if (this.#busy || this.#buffered) this.socket.destroy();
+    else this.socket.end();
+  };
+
+  readonly #onDrain = (): void => this.#exchange?.clientDrained();
+
+  readonly #onClose = (): void => this.#exchange?.clientGone();
+
+  checkTimeouts(now: number): void {
+    if (this.#busy || this.#handedOver) return;
+    const limit = this.#buffered ? this.#relay.headersTimeoutMs : this.#relay.keepAliveTimeoutMs;
+    if (now - this.#since > limit) this.socket.destroy();
+  }
+
+  /** Parses the next request in the buffer, if any, and forwards it or hands the connection over. */
+  #next(): void {
+    const buffered = this.#buffered;
+    if (!buffered) {
+      this.#since = Date.now();
+      this.socket.resume();
+      return;
+    }
+    const parsed = parseRequestHead(buffered);
+    if (parsed.kind === "handover") {
+      this.#giveUp();
+      return;
+    }
+    if (parsed.kind === "incomplete") {
+      this.socket.resume();
+      return;
+    }
+    this.#busy = true;
+    const head = parsed.head;
+    const decided = this.#relay.options.admit(head, this.socket, this.#previous);
+    if (decided === null || !("then" in decided)) {
+      this.#admitted(head, decided);
+      return;
+    }
+    decided.then(
+      (exchange) => this.#admitted(head, exchange),
+      // Admission failed (the database unreachable): Node's side answers it, through Koa's error handling.
+      () => this.#giveUp(),
+    );
+  }
+
+  #admitted(head: RequestHead, exchange: E | null): void {
+    if (this.socket.destroyed) return;
+    if (!exchange) {
+      this.#giveUp();
+      return;
+    }
+    this.#previous = exchange;
+    const rest = this.#buffered!.subarray(head.length);
+    this.#buffered = rest.length ? rest : null;
+    this.#since = Date.now();
+    this.#exchange = new Exchange(this.#relay.pool, this.socket, head, exchange, this);
+    this.#exchange.send();
+  }
+
+  /** The exchange is over; the connection goes on to the next request unless it must close. */
+  exchangeEnded(close: boolean): void {
+    this.#exchange = null;
+    if (close) {
+      this.socket.end();
+      return;
+    }
+    this.#busy = false;
+    this.#next();
+  }
+
+  /** Everything read so far goes back to the socket, and Node's HTTP server takes it. */
+  #giveUp(): void {
+    if (this.#handedOver) return;
+    this.#handedOver = true;
+    // A client that half-closed while its request was being admitted: its bytes can no longer be put back
+    // into an ended stream (rare: a refused preview request from a client that sends FIN after it).
+    if (this.socket.readableEnded) {
+      this.socket.destroy();
+      return;
+    }
+    this.socket.off("data", this.#onData);
+    this.socket.off("end", this.#onEnd);
+    this.socket.off("drain", this.#onDrain);
+    this.socket.off("close", this.#onClose);
+    this.socket.off("error", noop);
+    this.socket.pause();
+    const bytes = this.#buffered;
+    this.#buffered = null;
+    this.#handover(bytes);
+  }
+}
+
+/** One request and its response, between the client and a pooled connection to the dev server. */
+class Exchange<E extends RelayExchange> {
+  readonly #pool: UpstreamPool;
+  readonly #client: Socket;
+  readonly #head: RequestHead;
+  readonly #exchange: E;
+  readonly #owner: ClientConnection<E>;
+  #upstream: UpstreamConnection | null = null;
+  #retried = false;
+  #received: Buffer | null = null;
+  #response: ResponseHead | null = null;
+  #remaining = 0;
+  #chunked: ChunkedBodyTracker | null = null;
+  /** Whether anything of the response reached the client (then a failure can only close the connection). */
+  #started = false;
+  #finished = false;
+  /** Whether the dev server's connection can serve another request once this response ends. */
+  #upstreamReusable = true;
+
+  constructor(
+    pool: UpstreamPool,
+    client: Socket,
+    head: RequestHead,
+    exchange: E,
+    owner: ClientConnection<E>,
+  ) {
+    this.#pool = pool;
+    this.#client = client;
+    this.#head = head;
+    this.#exchange = exchange;
+    this.#owner = owner;
+  }
+
+  send(): void {
+    const { host, port } = this.#exchange.upstream;
+    const idle = this.#pool.idle(host, port);
+    if (idle) {
+      this.#use(idle);
+      return;
+    }
+    this.#pool.open(host, port).then(
+      (upstream) => {
+        if (this.#finished) this.#pool.release(upstream, false);
+        else this.#use(upstream);
+      },
+      (err: Error) => this.#fail(err, 502),
+    );
+  }
+
+  #use(upstream: UpstreamConnection): void {
+    this.#upstream = upstream;
+    upstream.exchange = this;
+    upstream.since = Date.now();
+    upstream.socket.write(
+      serializeRequestHead(this.#head.method, this.#exchange.target, this.#exchange.headers),
+      "latin1",
+    );
+  }
+
+  /** Bytes from the dev server. */
+  upstreamData(chunk: Buffer): void {
+    if (this.#finished) return;
+    if (this.#response) {
+      this.#body(chunk);
+      return;
+    }
+    this.#received = this.#received ? Buffer.concat([this.#received, chunk]) : chunk;
+    for (;;) {
+      const parsed = parseResponseHead(this.#received, this.#head.method);
+      if (parsed.kind === "incomplete") return;
+      if (parsed.kind === "invalid") {
+        this.#fail(new Error(`dev server response: ${parsed.reason}`), 502);
+        return;
+      }
+      const head = parsed.head;
+      const rest = this.#received.subarray(head.length);
+      // Interim responses (103 Early Hints, 100): only the final response is relayed, as undici does.
+      if (head.status < 200) {
+        this.#received = rest;
+        continue;
+      }
+      this.#received = null;
+      this.#startResponse(head, rest);
+      return;
+    }
+  }
+
+  /** Whether the dev server is late with its head (the pool's sweep asks). */
+  get awaitingHead(): boolean {
+    return !this.#response && !this.#finished;
+  }
+
+  #startResponse(head: ResponseHead, rest: Buffer): void {
+    this.#response = head;
+    try {
+      this.#exchange.rewriteResponse(head.headers);
+    } catch (err) {
+      this.#fail(err as Error, 502);
+      return;
+    }
+    if (head.framing.kind === "length") this.#remaining = head.framing.length;
+    else if (head.framing.kind === "chunked") this.#chunked = new ChunkedBodyTracker();
+    this.#started = true;
+    this.#client.cork();
+    this.#client.write(
+      serializeResponseHead(head, head.framing.kind === "close" || this.#head.close),
+      "latin1",
+    );
+    if (head.framing.kind === "none") {
+      if (rest.length) this.#upstreamReusable = false;
+      this.#client.uncork();
+      this.#end();
+      return;
+    }
+    if (rest.length) this.#body(rest);
+    this.#client.uncork();
+    if (head.framing.kind === "length" && this.#remaining === 0) this.#end();
+  }
+
+  #body(chunk: Buffer): void {
+    const framing = this.#response!.framing;
+    let take = chunk.length;
+    if (framing.kind === "length") take = Math.min(take, this.#remaining);
+    else if (framing.kind === "chunked") {
+      take = this.#chunked!.push(chunk);
+      if (take < 0) {
+        this.#fail(new Error("dev server response: malformed chunked body"), 502);
+        return;
+      }
+    }
+    if (take < chunk.length) this.#upstreamReusable = false; // bytes beyond the response: don't trust it again
+    if (take > 0 && !this.#client.write(take === chunk.length ? chunk : chunk.subarray(0, take))) {
+      // Backpressure: stop reading the dev server until the client has taken what was written.
+      this.#upstream?.socket.pause();
+    }
+    if (framing.kind === "length") {
+      this.#remaining -= take;
+      if (this.#remaining === 0) this.#end();
+    } else if (framing.kind === "chunked" && this.#chunked!.done) this.#end();
+  }
+
+  clientDrained(): void {
+    this.#upstream?.socket.resume();
+  }
+
+  /** The dev server ended or closed its connection. */
+  upstreamEnded(): void {
+    if (this.#finished) return;
+    if (this.#response?.framing.kind === "close") {
+      this.#upstreamReusable = false;
+      this.#end();
+      return;
+    }
+    // A reused connection that the dev server closed before answering (its keep-alive ran out as the
+    // request left): GET and HEAD are safe to send again, once, on a fresh connection.
+    if (!this.#response && this.#upstream?.reused && !this.#received && !this.#retried) {
+      this.#retried = true;
+      this.#detachUpstream(false);
+      this.send();
+      return;
+    }
+    this.#fail(new Error("dev server closed the connection before the response ended"), 502);
+  }
+
+  upstreamTimedOut(): void {
+    this.#fail(
+      Object.assign(new Error("dev server sent no response head in time"), { code: "ETIMEDOUT" }),
+      504,
+    );
+  }
+
+  /** The response ended: the upstream connection goes back to the pool (or is closed), the client goes on. */
+  #end(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#detachUpstream(this.#upstreamReusable && this.#response!.reusable);
+    this.#exchange.served(this.#response!.status);
+    this.#owner.exchangeEnded(this.#response!.framing.kind === "close" || this.#head.close);
+  }
+
+  #detachUpstream(reusable: boolean): void {
+    const upstream = this.#upstream;
+    if (!upstream) return;
+    this.#upstream = null;
+    upstream.exchange = null;
+    this.#pool.release(upstream, reusable);
+  }
+
+  /** The client went away: whatever the dev server still sends is dropped with its connection. */
+  clientGone(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#detachUpstream(false);
+    this.#exchange.served(499);
+  }
+
+  #fail(err: Error, status: number): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#detachUpstream(false);
+    if (this.#started || this.#client.destroyed) {
+      // Part of the response is out: the only honest signal left is a cut connection.
+      this.#client.destroy();
+      this.#exchange.served(status);
+      return;
+    }
+    const page = this.#exchange.failed(err);
+    const code = status === 504 ? 504 : page.status;
+    const body = Buffer.from(page.html);
+    const close = this.#head.close ? "connection: close\r\n" : "";
+    this.#client.write(
+      `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: ${body.length}\r\n${close}\r\n`,
+      "latin1",
+    );
+    if (this.#head.method !== "HEAD") this.#client.write(body);
+    this.#exchange.served(code);
+    this.#owner.exchangeEnded(this.#head.close);
+  }
+}
+
+/** What a connection to a dev server reports to the exchange using it. */
+interface UpstreamUser {
+  upstreamData(chunk: Buffer): void;
+  upstreamEnded(): void;
+  upstreamTimedOut(): void;
+  readonly awaitingHead: boolean;
+}
+
+/** A connection to a dev server, with its listeners set once: they report to the exchange using it. */
+class UpstreamConnection {
+  readonly socket: Socket;
+  readonly host: string;
+  readonly port: number;
+  exchange: UpstreamUser | null = null;
+  /** Whether it served an exchange before (a dev server may have closed it meanwhile). */
+  reused = false;
+  /** When it went idle, or when its current request was sent. */
+  since = Date.now();
+
+  constructor(socket: Socket, host: string, port: number, onClose: (c: UpstreamConnection) => void) {
+    this.socket = socket;
+    this.host = host;
+    this.port = port;
+    socket.setNoDelay(true);
+    // Anything an idle connection receives is a protocol error (or its server's goodbye): close it.
+    socket.on("data", (chunk: Buffer) =>
+      this.exchange ? this.exchange.upstreamData(chunk) : socket.destroy(),
+    );
+    socket.on("end", () => this.exchange?.upstreamEnded());
+    socket.on("close", () => {
+      this.exchange?.upstreamEnded();
+      onClose(this);
+    });
+    // Errors end in 'close'.
+    socket.on("error", noop);
+  }
+}
+
+interface PoolEntry {
+  idle: UpstreamConnection[];
+  /** Connections open or being dialled, idle ones included. */
+  open: number;
+  waiting: Array<{ resolve: (c: UpstreamConnection) => void; reject: (err: Error) => void }>;
+}
+
+/** Keep-alive connections per dev server (pool key and port), at most `limit` each. */
+export class UpstreamPool {
+  readonly #dial: (host: string, port: number) => Promise<Socket>;
+  readonly #limit: number;
+  readonly #entries = new Map<string, PoolEntry>();
+  readonly #busy = new Set<UpstreamConnection>();
+  #closed = false;
+
+  constructor(dial: (host: string, port: number) => Promise<Socket>, limit: number) {
+    this.#dial = dial;
+    this.#limit = limit;
+  }
+
+  #entry(key: string): PoolEntry {
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      entry = { idle: [], open: 0, waiting: [] };
+      this.#entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** An idle connection to this dev server, if one is parked (taken out of the pool). */
+  idle(host: string, port: number): UpstreamConnection | null {
+    const entry = this.#entries.get(`${host}:${port}`);
+    if (!entry) return null;
+    for (let c = entry.idle.pop(); c; c = entry.idle.pop()) {
+      // One the dev server closed a moment ago is still listed until its 'close' event runs.
+      if (c.socket.destroyed) continue;
+      c.reused = true;
+      this.#busy.add(c);
+      return c;
+    }
+    return null;
+  }
+
+  /** A new connection, or the next one released when the dev server already has `limit`. */
+  open(host: string, port: number): Promise<UpstreamConnection> {
+    const key = `${host}:${port}`;
+    const entry = this.#entry(key);
+    if (entry.open >= this.#limit)
+      return new Promise((resolve, reject) => entry.waiting.push({ resolve, reject }));
+    entry.open++;
+    return this.#dial(host, port).then(
+      (socket) => {
+        const c = new UpstreamConnection(socket, host, port, (closed) => this.#forget(closed));
+        this.#busy.add(c);
+        return c;
+      },
+      (err: Error) => {
+        entry.open--;
+        throw err;
+      },
+    );
+  }
+
+  /** Back from an exchange: handed to a request waiting for one, parked for the next, or closed. */
+  release(c: UpstreamConnection, reusable: boolean): void {
+    this.#busy.delete(c);
+    if (!reusable || this.#closed || c.socket.destroyed) {
+      c.socket.destroy();
+      return;
+    }
+    c.socket.resume();
+    c.since = Date.now();
+    const entry = this.#entry(`${c.host}:${c.port}`);
+    const waiter = entry.waiting.shift();
+    if (waiter) {
+      c.reused = true;
+      this.#busy.add(c);
+      waiter.resolve(c);
+      return;
+    }
+    entry.idle.push(c);
+  }
+
+  #forget(c: UpstreamConnection): void {
+    this.#busy.delete(c);
+    const key = `${c.host}:${c.port}`;
+    const entry = this.#entries.get(key);
+    if (!entry) return;
+    entry.open--;
+    const i = entry.idle.indexOf(c);
+    if (i >= 0) entry.idle.splice(i, 1);
+    // A request waiting for a free connection gets a fresh one.
+    const waiter = entry.waiting.shift();
+    if (waiter && !this.#closed) this.open(c.host, c.port).then(waiter.resolve, waiter.reject);
+    if (entry.open === 0 && entry.waiting.length === 0) this.#entries.delete(key);
+  }
+
+  /** Closes idle connections past `idleMs`, and fails exchanges whose dev server is late past `headMs`. */
+  sweep(now: number, idleMs: number, headMs: number): void {
+    for (const entry of this.#entries.values()) {
+      for (const c of entry.idle) if (now - c.since > idleMs) c.socket.destroy();
+    }
+    for (const c of this.#busy) {
+      if (c.exchange?.awaitingHead && now - c.since > headMs) c.exchange.upstreamTimedOut();
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const entry of this.#entries.values()) {
+      for (const c of entry.idle) c.socket.destroy();
+      for (const waiter of entry.waiting) waiter.reject(new Error("preview proxy stopped"));
+    }
+    for (const c of this.#busy) c.socket.destroy();
+    this.#entries.clear();
+    this.#busy.clear();
+  }
+}
+
+function noop(): void {}
