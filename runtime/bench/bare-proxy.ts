@@ -1,51 +1,40 @@
 /**
- * The floor under the preview proxy's figures in `npm run bench`: a node:http server forwarding every
- * request to one loopback port with undici, the way the proxy's lean path does, but with no checks, no
- * routing and no header rewriting. What separates it from nginx is Node's HTTP stack; what separates the
- * proxy from it is Berth's own work (it runs with the control plane's GC setting, gc-tuning.ts). Run as its own process, `node bare-proxy.ts <upstream port>`; prints
- * its port on stdout.
+ * The floor under the preview proxy's figures in `npm run bench`: the control plane's byte relay
+ * (gateway/preview/byte-relay.ts) in front of one loopback port, forwarding every GET and HEAD with no
+ * admission, no routing and no header rewriting, in a process of its own with the control plane's GC
+ * setting. What separates it from nginx is Node (its event loop, streams and sockets) and the relay's
+ * parsing; what separates the host form from it is Berth's own work: classification, admission, header
+ * rewriting both ways, metrics. Run as `node bare-proxy.ts <upstream port>`; prints its port on stdout.
  */
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { Agent, type Dispatcher } from "undici";
+import { type AddressInfo, connect } from "node:net";
+import { ByteRelay } from "../gateway/preview/byte-relay.ts";
 import { tuneGarbageCollector } from "../platform/gc-tuning.ts";
 
 if (import.meta.main) {
-  // The control plane's own GC setting (gc-tuning.ts), so the floor differs from it by Berth's work alone.
   tuneGarbageCollector();
-  const origin = `http://127.0.0.1:${process.argv[2]}`;
-  const agent = new Agent({ connections: 256 });
-  const server = createServer((req, res) => {
-    // undici's dispatch() with a minimal handler, as the lean path's forwarder.ts does, minus its checks.
-    agent.dispatch(
-      {
-        origin,
-        path: req.url ?? "/",
-        method: (req.method ?? "GET") as Dispatcher.HttpMethod,
-        headers: req.headers as Record<string, string>,
-      },
-      {
-        // Its presence tells undici this handler speaks the controller API (as forwarder.ts's does).
-        onRequestStart() {},
-        onResponseStart(_controller, statusCode, headers) {
-          if (statusCode < 200) return;
-          delete headers["transfer-encoding"];
-          res.writeHead(statusCode, headers as Record<string, string>);
-        },
-        onResponseData(controller, chunk) {
-          if (!res.write(chunk)) {
-            controller.pause();
-            res.once("drain", () => controller.resume());
-          }
-        },
-        onResponseEnd() {
-          res.end();
-        },
-        onResponseError() {
-          res.destroy();
-        },
-      },
-    );
+  const upstreamPort = Number(process.argv[2]);
+  // Requests the relay does not forward (none in the bench) would land here.
+  const server = createServer((_req, res) => {
+    res.writeHead(501);
+    res.end();
   });
+  const relay = new ByteRelay({
+    dial: (host, port) =>
+      new Promise((resolve, reject) => {
+        const socket = connect(port, host);
+        socket.once("connect", () => resolve(socket));
+        socket.once("error", reject);
+      }),
+    admit: (head) => ({
+      upstream: { host: "127.0.0.1", port: upstreamPort },
+      target: head.target,
+      headers: head.headers,
+      rewriteResponse() {},
+      failed: () => ({ status: 502, html: "" }),
+      served() {},
+    }),
+  });
+  relay.attach(server);
   server.listen(0, "127.0.0.1", () => console.log((server.address() as AddressInfo).port));
 }

@@ -28,7 +28,7 @@ const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
   body: "small" | "1MB";
-  via: "direct" | "path form" | "host form" | "bare undici" | "nginx";
+  via: "direct" | "path form" | "host form" | "bare relay" | "nginx";
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -81,7 +81,7 @@ function spawnDevServer(): Promise<{ port: number; child: ChildProcess }> {
   ]);
 }
 
-/** The bare undici proxy (bare-proxy.ts) in front of `upstreamPort`, in its own process. */
+/** The bare byte relay (bare-proxy.ts) in front of `upstreamPort`, in its own process. */
 function spawnBareProxy(upstreamPort: number): Promise<{ port: number; child: ChildProcess }> {
   const module = fileURLToPath(new URL("./bare-proxy.ts", import.meta.url));
   return spawnPortPrinter("bare proxy", [module, String(upstreamPort)]);
@@ -219,7 +219,7 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     ];
     if (bare)
       cases.push({
-        via: "bare undici",
+        via: "bare relay",
         base: `http://127.0.0.1:${bare.port}`,
         headers: {},
         pids: [bare.child.pid!],

@@ -303,7 +303,8 @@ class Exchange<E extends RelayExchange> {
     }
     this.#pool.open(host, port).then(
       (upstream) => {
-        if (this.#finished) this.#pool.release(upstream, false);
+        // The client left while the connection was being made: it stays good for the next request.
+        if (this.#finished) this.#pool.release(upstream, true);
         else this.#use(upstream);
       },
       (err: Error) => this.#fail(err, 502),
@@ -577,6 +578,10 @@ export class UpstreamPool {
       },
       (err: Error) => {
         entry.open--;
+        // A request waiting for a free connection would wait for this one forever: it dials its own.
+        const waiter = entry.waiting.shift();
+        if (waiter && !this.#closed) this.open(host, port).then(waiter.resolve, waiter.reject);
+        else if (entry.open === 0 && entry.waiting.length === 0) this.#entries.delete(key);
         throw err;
       },
     );

@@ -1,10 +1,13 @@
 /**
- * The preview proxy: a plain `node:http` request listener in front of Koa (the lean path: admitted
- * requests are forwarded with undici, forwarder.ts, and never enter Koa), a Koa middleware for what the
- * lean path hands on (refusals, the sign-in paths), and an UpgradeDispatcher handler for WebSockets (HMR,
- * through `http-proxy-3`). Each request is classified (path form on the API's host, or host form on the
- * preview domain), admitted (credentials, ownership, share state, box and port), then forwarded with its
- * headers rewritten. Bodies stream in both directions; nothing is buffered whole.
+ * The preview proxy, with four ways in: the byte relay (byte-relay.ts), which takes the HTTP server's
+ * connections and forwards the host form's GET and HEAD requests itself (`attachRelay`, `#relayAdmit`);
+ * a plain `node:http` request listener in front of Koa for the requests the relay hands over (the lean
+ * path: admitted requests are forwarded with undici, forwarder.ts, and never enter Koa); a Koa middleware
+ * for what the lean path hands on (refusals, the sign-in paths); and an UpgradeDispatcher handler for
+ * WebSockets (HMR, through `http-proxy-3`). Each request is classified (path form on the API's host, or
+ * host form on the preview domain), admitted by the one `#admit` (credentials, ownership, share state, box
+ * and port), then forwarded with its headers rewritten. Bodies stream in both directions; nothing is
+ * buffered whole.
  */
 import type {
   IncomingHttpHeaders,

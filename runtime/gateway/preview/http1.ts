@@ -130,7 +130,7 @@ export function parseRequestHead(buf: Buffer): RequestParse {
   if (!all) return { kind: "handover", reason: "bare CR or LF, or a control character" };
   const m = REQUEST_LINE.exec(all[0]!);
   if (!m) return { kind: "handover", reason: "not a GET or HEAD in origin-form over HTTP/1.1" };
-  const headers: IncomingHttpHeaders = {};
+  const headers: IncomingHttpHeaders = Object.create(null);
   for (let i = 1; i < all.length; i++) {
     const f = field(all[i]!);
     if (!f) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
@@ -195,7 +195,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
   if (!m) return { kind: "invalid", reason: "malformed status line" };
   const http10 = m[1] === "0";
   const status = Number(m[2]);
-  const headers: IncomingHttpHeaders = {};
+  const headers: IncomingHttpHeaders = Object.create(null);
   const lengths: string[] = [];
   const codings: string[] = [];
   for (let i = 1; i < all.length; i++) {
