@@ -8,7 +8,7 @@
  */
 import { type Agent, Agent as HttpAgent, request as httpRequest } from "node:http";
 import { afterAll, describe, expect, it } from "vitest";
-import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { createLoopbackWorkspace, json, startTestControlPlane } from "../test/control-plane.ts";
 import { type DevServer, startDevServer } from "../test/dev-server.ts";
 import { waitFor } from "../test/wait.ts";
 
@@ -56,22 +56,9 @@ describe("the preview byte relay on a keep-alive connection", async () => {
   const devServers: DevServer[] = [];
   afterAll(() => Promise.all(devServers.map((d) => d.close())));
   const token = cp.localToken;
-  const { pool } = cp.deps.database;
   const port = new URL(cp.url).port;
 
-  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
-  const workspaceId: string = created.workspace.id;
-  await waitFor("the start build", async () => {
-    const r = await pool.query(
-      "SELECT 1 FROM workspace_builds WHERE workspace_id = $1 AND status = 'succeeded'",
-      [workspaceId],
-    );
-    return r.rowCount === 1;
-  });
-  await pool.query(
-    "UPDATE workspace_instances SET public_ip = '127.0.0.1' WHERE workspace_id = $1 AND stopped_at IS NULL",
-    [workspaceId],
-  );
+  const workspaceId = await createLoopbackWorkspace(cp);
 
   /** A preview of a dev server of its own (declaring a port twice answers the existing preview). */
   async function preview(): Promise<{ id: string; host: string; dev: DevServer }> {

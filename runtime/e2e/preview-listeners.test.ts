@@ -8,7 +8,12 @@ import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { freePort } from "../store/embedded.ts";
-import { json, startTestControlPlane, type TestControlPlane } from "../test/control-plane.ts";
+import {
+  createLoopbackWorkspace,
+  json,
+  startTestControlPlane,
+  type TestControlPlane,
+} from "../test/control-plane.ts";
 import { createTestDatabase } from "../test/database.ts";
 import { startDevServer } from "../test/dev-server.ts";
 import { waitFor } from "../test/wait.ts";
@@ -41,22 +46,7 @@ async function declarePreview(
   cp: TestControlPlane,
   port: number,
 ): Promise<{ previewId: string; workspaceId: string }> {
-  const token = cp.localToken;
-  const { pool } = cp.deps.database;
-  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
-  const workspaceId: string = created.workspace.id;
-  // Wait for the start build to write the instance's addresses, or it would overwrite ours.
-  await waitFor("the start build", async () => {
-    const r = await pool.query(
-      "SELECT 1 FROM workspace_builds WHERE workspace_id = $1 AND status = 'succeeded'",
-      [workspaceId],
-    );
-    return r.rowCount === 1;
-  });
-  await pool.query(
-    "UPDATE workspace_instances SET public_ip = '127.0.0.1' WHERE workspace_id = $1 AND stopped_at IS NULL",
-    [workspaceId],
-  );
+  const workspaceId = await createLoopbackWorkspace(cp);
   return { previewId: await addPreview(cp, workspaceId, port), workspaceId };
 }
 

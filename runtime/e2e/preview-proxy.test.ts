@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { PATH_FORM_SANDBOX } from "../gateway/preview/gateway.ts";
-import { json, startTestControlPlane } from "../test/control-plane.ts";
+import { createLoopbackWorkspace, json, startTestControlPlane } from "../test/control-plane.ts";
 import { MEGABYTE_BODY, startDevServer } from "../test/dev-server.ts";
 import { waitFor } from "../test/wait.ts";
 
@@ -94,21 +94,8 @@ describe("preview proxy", async () => {
   const bearer = { authorization: `Bearer ${token}` };
   const cpPort = new URL(cp.url).port;
 
-  const created = await json(await cp.api("/api/v1/workspaces", { method: "POST", token, json: {} }));
-  const workspaceId: string = created.workspace.id;
-  // Wait for the start build to write the instance's addresses, or it would overwrite ours.
-  await waitFor("the start build", async () => {
-    const r = await pool.query(
-      "SELECT 1 FROM workspace_builds WHERE workspace_id = $1 AND status = 'succeeded'",
-      [workspaceId],
-    );
-    return r.rowCount === 1;
-  });
   // The box is this machine's loopback, where the dev server listens.
-  await pool.query(
-    "UPDATE workspace_instances SET public_ip = '127.0.0.1' WHERE workspace_id = $1 AND stopped_at IS NULL",
-    [workspaceId],
-  );
+  const workspaceId = await createLoopbackWorkspace(cp);
   const declared = await cp.api(`/api/v1/workspaces/${workspaceId}/previews`, {
     method: "POST",
     token,

@@ -10,6 +10,7 @@ import { createTestDatabase } from "./database.ts";
 import { TEST_SECRET_KEYS } from "./keys.ts";
 import { ApiContract } from "./openapi.ts";
 import { ScriptedDriver } from "./scripted-driver.ts";
+import { waitFor } from "./wait.ts";
 
 export interface TestControlPlane extends ControlPlane {
   localToken: string;
@@ -79,3 +80,28 @@ export type JsonBody = any;
 
 /** The parsed JSON body, typed loosely for assertions. */
 export const json = (res: Response): Promise<JsonBody> => res.json();
+
+/**
+ * A new workspace whose box is this machine's loopback, where a test's dev servers listen: created
+ * through the API, its start build waited for (it would overwrite the address), then its instance's
+ * public address set to 127.0.0.1. Returns its id.
+ */
+export async function createLoopbackWorkspace(cp: TestControlPlane): Promise<string> {
+  const { pool } = cp.deps.database;
+  const created = await json(
+    await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} }),
+  );
+  const workspaceId: string = created.workspace.id;
+  await waitFor("the start build", async () => {
+    const r = await pool.query(
+      "SELECT 1 FROM workspace_builds WHERE workspace_id = $1 AND status = 'succeeded'",
+      [workspaceId],
+    );
+    return r.rowCount === 1;
+  });
+  await pool.query(
+    "UPDATE workspace_instances SET public_ip = '127.0.0.1' WHERE workspace_id = $1 AND stopped_at IS NULL",
+    [workspaceId],
+  );
+  return workspaceId;
+}

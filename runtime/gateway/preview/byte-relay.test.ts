@@ -10,6 +10,7 @@ import { once } from "node:events";
 import http, { type IncomingHttpHeaders } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { prng } from "../../test/prng.ts";
 import { waitFor } from "../../test/wait.ts";
 import { ByteRelay, type ByteRelayOptions, type RelayExchange } from "./byte-relay.ts";
 import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "./request.ts";
@@ -208,18 +209,6 @@ class Client {
 }
 
 const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\nHost: ${HOST}\r\n${extra}\r\n`;
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Resolves on the socket's 'close' (its 'error', a reset, is expected on the way). */
 const closeOf = (socket: net.Socket) => new Promise<void>((resolve) => socket.once("close", () => resolve()));

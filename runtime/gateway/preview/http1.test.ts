@@ -6,6 +6,7 @@
  * re-serializes to a head that parses to exactly the same fields.
  */
 import { describe, expect, it } from "vitest";
+import { prng } from "../../test/prng.ts";
 import {
   ChunkedBodyTracker,
   MAX_HEAD_BYTES,
@@ -474,18 +475,6 @@ describe("ChunkedBodyTracker", () => {
     expect(t.done).toBe(true);
   });
 });
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("heads (seeded fuzz)", () => {
   const SEED = 0x6b657931;

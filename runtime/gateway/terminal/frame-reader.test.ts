@@ -6,19 +6,8 @@
  * out; random bytes must never throw.
  */
 import { describe, expect, it } from "vitest";
+import { prng } from "../../test/prng.ts";
 import { FrameReader, type FrameSink, type MessageAction, Opcode } from "./frame-reader.ts";
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rand = () => number;
 const int = (r: Rand, n: number) => Math.floor(r() * n);
