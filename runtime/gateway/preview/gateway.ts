@@ -457,7 +457,12 @@ export class PreviewGateway {
       websocket: false,
     });
     const fwd: Forwarding = { prefix: undefined, authorities: admission.authorities };
-    if (admission.askedListener) this.#localPoolKeys.set(admission.target.host, admission.route.workspaceId);
+    if (admission.askedListener) {
+      // Set before every exchange, reused or not, so the entry is there when the exchange dials: clearing
+      // the table now and then (old instances' keys) loses nothing.
+      if (this.#localPoolKeys.size > 1_000) this.#localPoolKeys.clear();
+      this.#localPoolKeys.set(admission.target.host, admission.route.workspaceId);
+    }
     return {
       hostHeader,
       cookieHeader,
