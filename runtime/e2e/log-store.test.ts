@@ -4,11 +4,12 @@
  * lines carry request and trace ids and are stored when they concern a workspace; retention drops
  * whole days.
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { AGENT_API_PATHS, type AgentEvent } from "../../box/protocol.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
@@ -18,6 +19,9 @@ import { SYSTEM } from "../store/actors.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { waitFor } from "../test/wait.ts";
+
+/** Rejects on a non-zero exit, so resolving means the command exited 0. */
+const execFileAsync = promisify(execFile);
 
 describe("central log store", async () => {
   const printed: Array<Record<string, unknown>> = [];
@@ -147,9 +151,11 @@ describe("central log store", async () => {
     ]);
   });
 
-  it("prints lines for operators with `berth logs`, oldest of the page first, and the next cursor", () => {
+  it("prints lines for operators with `berth logs`, oldest of the page first, and the next cursor", async () => {
     const cli = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
-    const run = spawnSync(
+    // Run asynchronously: this process hosts the control plane, whose event loop (and its keep-alive
+    // timers) a synchronous spawn would stop for as long as the CLI runs.
+    const run = await execFileAsync(
       process.execPath,
       [cli, "logs", "--workspace", workspaceId, "--q", "paging", "--limit", "2"],
       {
@@ -164,7 +170,6 @@ describe("central log store", async () => {
       },
     );
     expect(run.stderr).toMatch(/^older lines: --cursor \S+\n$/);
-    expect(run.status).toBe(0);
     const lines = run.stdout.trim().split("\n");
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(new RegExp(`^\\S+Z WARN  agent +${workspaceId} paging line 3$`));
