@@ -297,11 +297,11 @@ describe("ByteRelay", () => {
   }
 
   it("answers two GETs on one keep-alive connection over one upstream connection, without hop-by-hop fields", async () => {
-    const { upstream, served, port } = await setup();
+    const { upstream, server, served, port } = await setup();
     upstream.handler = (socket, req) => {
       const body = `up: ${req.target}`;
       socket.write(
-        `HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        `HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=17\r\nX-Hop: 1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
       );
     };
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -339,14 +339,15 @@ describe("ByteRelay", () => {
     ]);
     await waitFor("served twice", () => served.length === 2);
     expect(served).toEqual([200, 200]);
-    // Hop-by-hop fields go neither way (the exchange's sanitizers drop them; the relay adds none of its own).
+    // The dev server's hop-by-hop fields go neither way (the exchange's sanitizers drop them).
     for (const req of upstream.requests) {
       expect(req.headers.connection).toBeUndefined();
       expect(req.headers["keep-alive"]).toBeUndefined();
       expect(req.headers.host).toBe(HOST);
     }
     for (const res of [one, two]) {
-      expect(res.headers["keep-alive"]).toBeUndefined();
+      // The relay's own keep-alive hint (the server's keepAliveTimeout, as node:http sends it), not the dev server's.
+      expect(res.headers["keep-alive"]).toBe(`timeout=${Math.floor(server.keepAliveTimeout / 1000)}`);
       expect(res.headers["x-hop"]).toBeUndefined();
       // Node's client reports the connection as kept: no Connection: close from the relay.
       expect(res.headers.connection).toBeUndefined();

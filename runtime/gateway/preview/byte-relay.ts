@@ -224,7 +224,7 @@ class ClientConnection<E extends RelayExchange> {
     const rest = this.#buffered!.subarray(head.length);
     this.#buffered = rest.length ? rest : null;
     this.#since = Date.now();
-    this.#exchange = new Exchange(this.#relay.pool, this.socket, head, exchange, this);
+    this.#exchange = new Exchange(this.#relay, this.socket, head, exchange, this);
     this.#exchange.send();
   }
 
@@ -264,6 +264,8 @@ class ClientConnection<E extends RelayExchange> {
 /** One request and its response, between the client and a pooled connection to the dev server. */
 class Exchange<E extends RelayExchange> {
   readonly #pool: UpstreamPool;
+  /** The server's keep-alive timeout, announced to the client in each response that keeps the connection. */
+  readonly #keepAliveMs: number;
   readonly #client: Socket;
   readonly #head: RequestHead;
   readonly #exchange: E;
@@ -281,13 +283,14 @@ class Exchange<E extends RelayExchange> {
   #upstreamReusable = true;
 
   constructor(
-    pool: UpstreamPool,
+    relay: ByteRelay<E>,
     client: Socket,
     head: RequestHead,
     exchange: E,
     owner: ClientConnection<E>,
   ) {
-    this.#pool = pool;
+    this.#pool = relay.pool;
+    this.#keepAliveMs = relay.keepAliveTimeoutMs;
     this.#client = client;
     this.#head = head;
     this.#exchange = exchange;
@@ -367,7 +370,11 @@ class Exchange<E extends RelayExchange> {
     this.#started = true;
     this.#client.cork();
     this.#client.write(
-      serializeResponseHead(head, head.framing.kind === "close" || this.#head.close),
+      serializeResponseHead(
+        head,
+        head.framing.kind === "close" || this.#head.close,
+        Math.floor(this.#keepAliveMs / 1000),
+      ),
       "latin1",
     );
     if (head.framing.kind === "none") {

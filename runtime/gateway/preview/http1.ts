@@ -265,15 +265,19 @@ export function serializeRequestHead(method: string, target: string, headers: In
 }
 
 /**
- * The response head to send the client: the framing the relay will honour (the body's own, re-stated) and
- * `Connection: close` when this is the connection's last response.
+ * The response head to send the client: the framing the relay will honour (the body's own, re-stated),
+ * and either `Connection: close` when this is the connection's last response, or, given
+ * `keepAliveSeconds`, the `Keep-Alive: timeout=N` node:http sends, so a client stops reusing an idle
+ * connection before the server closes it.
  */
-export function serializeResponseHead(head: ResponseHead, close: boolean): string {
+export function serializeResponseHead(head: ResponseHead, close: boolean, keepAliveSeconds?: number): string {
   let framing = "";
   if (head.framing.kind === "length") framing = `content-length: ${head.framing.length}\r\n`;
   else if (head.framing.kind === "chunked") framing = "transfer-encoding: chunked\r\n";
-  const reason = head.reason || "";
-  return `HTTP/1.1 ${head.status} ${reason}\r\n${fieldLines(head.headers)}${framing}${close ? "connection: close\r\n" : ""}\r\n`;
+  let connection = "";
+  if (close) connection = "connection: close\r\n";
+  else if (keepAliveSeconds) connection = `keep-alive: timeout=${keepAliveSeconds}\r\n`;
+  return `HTTP/1.1 ${head.status} ${head.reason}\r\n${fieldLines(head.headers)}${framing}${connection}\r\n`;
 }
 
 /**
