@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { AGENT_API_PATHS, type AgentEvent, type HeartbeatRequestInput } from "../../box/protocol.ts";
+import { sendHeartbeat } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
@@ -27,16 +28,7 @@ describe("agent API", async () => {
 
   const agent = (path: string, body: unknown, token = agentToken) =>
     cp.api(path, { method: "POST", json: body, headers: { authorization: `Bearer ${token}` } });
-  const heartbeat = (over: Partial<HeartbeatRequestInput> = {}) =>
-    agent(AGENT_API_PATHS.heartbeat, {
-      lifecycle: "ready",
-      agentVersion: "test",
-      uptimeSeconds: 3,
-      startedAt: new Date().toISOString(),
-      lastError: null,
-      metrics: {},
-      ...over,
-    });
+  const heartbeat = (over: Partial<HeartbeatRequestInput> = {}) => sendHeartbeat(cp, agentToken, {}, over);
   const note = (seq: number, dedupeKey: string, session: string | null = "main"): AgentEvent => ({
     seq,
     at: new Date().toISOString(),

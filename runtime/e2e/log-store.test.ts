@@ -16,6 +16,7 @@ import { upsertUser } from "../domain/identity/actor.ts";
 import { LogStoreSink } from "../platform/log-sink.ts";
 import { createLogger } from "../platform/logger.ts";
 import { SYSTEM } from "../store/actors.ts";
+import { sendHeartbeat } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { waitFor } from "../test/wait.ts";
@@ -192,18 +193,7 @@ describe("central log store", async () => {
 
   it("puts the request id and trace id on the control plane's lines, and stores those about a workspace", async () => {
     // The box checks in ready, so the workspace can be hibernated.
-    await cp.api(AGENT_API_PATHS.heartbeat, {
-      method: "POST",
-      headers: { authorization: `Bearer ${agentToken}` },
-      json: {
-        lifecycle: "ready",
-        agentVersion: "test",
-        uptimeSeconds: 1,
-        startedAt: new Date().toISOString(),
-        lastError: null,
-        metrics: {},
-      },
-    });
+    await sendHeartbeat(cp, agentToken, {}, { uptimeSeconds: 1 });
     await waitFor(
       "ready",
       async () =>

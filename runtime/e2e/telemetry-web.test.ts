@@ -6,9 +6,9 @@
 import { fileURLToPath } from "node:url";
 import type { Browser } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
-import { AGENT_API_PATHS } from "../../box/protocol.ts";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
+import { sendHeartbeat } from "../test/agent.ts";
 import { HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
@@ -33,23 +33,12 @@ describe.skipIf(!HAVE_CHROMIUM)("the Box panel on a phone", async () => {
   const workspaceId: string = created.workspace.id;
   await waitFor("the agent token", () => agentToken);
   const heartbeat = async (diskUsedPercent: number) => {
-    const res = await cp.api(AGENT_API_PATHS.heartbeat, {
-      method: "POST",
-      headers: { authorization: `Bearer ${agentToken}` },
-      json: {
-        lifecycle: "ready",
-        agentVersion: "test",
-        uptimeSeconds: 3,
-        startedAt: new Date().toISOString(),
-        lastError: null,
-        metrics: {
-          loadAvg1: 0.5,
-          memTotalBytes: 4 * GB,
-          memAvailableBytes: 3 * GB,
-          diskTotalBytes: 40 * GB,
-          diskFreeBytes: ((100 - diskUsedPercent) / 100) * 40 * GB,
-        },
-      },
+    const res = await sendHeartbeat(cp, agentToken, {
+      loadAvg1: 0.5,
+      memTotalBytes: 4 * GB,
+      memAvailableBytes: 3 * GB,
+      diskTotalBytes: 40 * GB,
+      diskFreeBytes: ((100 - diskUsedPercent) / 100) * 40 * GB,
     });
     expect(res.status).toBe(200);
   };

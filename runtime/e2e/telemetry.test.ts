@@ -6,8 +6,9 @@
  * failed creates are counted apart.
  */
 import { describe, expect, it } from "vitest";
-import { AGENT_API_PATHS, type HeartbeatRequestInput } from "../../box/protocol.ts";
+import type { HeartbeatRequestInput } from "../../box/protocol.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
+import { sendHeartbeat } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
@@ -37,19 +38,7 @@ describe("box telemetry, disk alert and /metrics", async () => {
   await waitFor("the start build", async () => (await stateOf(workspaceId)) === "starting");
 
   const heartbeat = async (metrics: HeartbeatRequestInput["metrics"]) => {
-    const res = await cp.api(AGENT_API_PATHS.heartbeat, {
-      method: "POST",
-      headers: { authorization: `Bearer ${agentToken}` },
-      json: {
-        lifecycle: "ready",
-        agentVersion: "test",
-        uptimeSeconds: 3,
-        startedAt: new Date().toISOString(),
-        lastError: null,
-        metrics,
-      },
-    });
-    expect(res.status).toBe(200);
+    expect((await sendHeartbeat(cp, agentToken, metrics)).status).toBe(200);
   };
   const disk = (usedPercent: number) => ({
     loadAvg1: 0.42,
@@ -162,19 +151,7 @@ describe("box telemetry, disk alert and /metrics", async () => {
       { runBuilds: false },
     );
     const beat = async (used: number) => {
-      const res = await fresh.api(AGENT_API_PATHS.heartbeat, {
-        method: "POST",
-        headers: { authorization: `Bearer ${agentToken}` },
-        json: {
-          lifecycle: "ready",
-          agentVersion: "test",
-          uptimeSeconds: 3,
-          startedAt: new Date().toISOString(),
-          lastError: null,
-          metrics: disk(used),
-        },
-      });
-      expect(res.status).toBe(200);
+      expect((await sendHeartbeat(fresh, agentToken, disk(used))).status).toBe(200);
     };
     const before = (await diskNotifications()).length;
     await beat(97); // still over since the last test: already warned

@@ -8,6 +8,14 @@ import { NotFound } from "../platform/errors.ts";
 import type { Access } from "./access.ts";
 import { boxTelemetry, boxTelemetryHistory, workspaceInstances, workspaces } from "./schema.ts";
 
+type FigureName = "loadAvg1" | "memTotalBytes" | "memAvailableBytes" | "diskTotalBytes" | "diskFreeBytes";
+
+/** The figure columns both telemetry tables hold (schema.ts `telemetryFigures()`), as a select list. */
+function figures<T extends Record<FigureName, unknown>>(table: T): Pick<T, FigureName> {
+  const { loadAvg1, memTotalBytes, memAvailableBytes, diskTotalBytes, diskFreeBytes } = table;
+  return { loadAvg1, memTotalBytes, memAvailableBytes, diskTotalBytes, diskFreeBytes };
+}
+
 /** How long the per-minute history is kept. */
 export const TELEMETRY_HISTORY_MS = 24 * 3600_000;
 
@@ -119,11 +127,7 @@ export class TelemetryStore {
       .select({
         instanceId: boxTelemetry.instanceId,
         sampledAt: boxTelemetry.sampledAt,
-        loadAvg1: boxTelemetry.loadAvg1,
-        memTotalBytes: boxTelemetry.memTotalBytes,
-        memAvailableBytes: boxTelemetry.memAvailableBytes,
-        diskTotalBytes: boxTelemetry.diskTotalBytes,
-        diskFreeBytes: boxTelemetry.diskFreeBytes,
+        ...figures(boxTelemetry),
         diskWarnedAt: boxTelemetry.diskWarnedAt,
       })
       .from(boxTelemetry)
@@ -131,11 +135,7 @@ export class TelemetryStore {
     const history = await this.#access.db
       .select({
         minute: boxTelemetryHistory.minute,
-        loadAvg1: boxTelemetryHistory.loadAvg1,
-        memTotalBytes: boxTelemetryHistory.memTotalBytes,
-        memAvailableBytes: boxTelemetryHistory.memAvailableBytes,
-        diskTotalBytes: boxTelemetryHistory.diskTotalBytes,
-        diskFreeBytes: boxTelemetryHistory.diskFreeBytes,
+        ...figures(boxTelemetryHistory),
       })
       .from(boxTelemetryHistory)
       .where(
@@ -159,11 +159,7 @@ export class TelemetryStore {
       .select({
         workspaceId: boxTelemetry.workspaceId,
         sampledAt: boxTelemetry.sampledAt,
-        loadAvg1: boxTelemetry.loadAvg1,
-        memTotalBytes: boxTelemetry.memTotalBytes,
-        memAvailableBytes: boxTelemetry.memAvailableBytes,
-        diskTotalBytes: boxTelemetry.diskTotalBytes,
-        diskFreeBytes: boxTelemetry.diskFreeBytes,
+        ...figures(boxTelemetry),
       })
       .from(boxTelemetry)
       .innerJoin(workspaces, eq(workspaces.id, boxTelemetry.workspaceId))
