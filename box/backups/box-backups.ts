@@ -66,7 +66,7 @@ export class BoxBackups {
     };
     try {
       const summary = await this.#backup(
-        ["trigger:" + action.trigger],
+        [`trigger:${action.trigger}`],
         (percent) => report({ phase: "running", percent }),
         signal,
       );

@@ -12,14 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BoxBackups } from "../../box/backups/box-backups.ts";
 import { Restic } from "../../box/backups/restic.ts";
+import { RESTIC_MISSING } from "../../box/testing/restic.ts";
 
 const FILES = 20_000;
 
 export async function benchBackups(): Promise<void> {
-  try {
-    execFileSync("restic", ["version"], { stdio: "ignore" });
-  } catch {
-    console.log("backups: skipped (restic not on PATH)");
+  if (RESTIC_MISSING) {
+    console.log(`backups: skipped (${RESTIC_MISSING})`);
     return;
   }
   const work = mkdtempSync(join(tmpdir(), "berth-bench-backup-"));

@@ -3,27 +3,20 @@
  * repository under the data dir (the local-repository kind, end to end): back up now shows its live state,
  * the snapshot appears with its size, and its download is the snapshot as .tar.gz.
  */
-import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import type { Browser } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
+import { RESTIC_MISSING } from "../../box/testing/restic.ts";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
 import { HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
 import { createReadyWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 
-const haveRestic = (() => {
-  try {
-    execFileSync("restic", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!haveRestic) console.warn("backups web test skipped: restic is not on PATH");
+const haveRestic = RESTIC_MISSING === null;
+if (!haveRestic) console.warn(`backups web test skipped: ${RESTIC_MISSING}`);
 
 describe.skipIf(!HAVE_CHROMIUM || !haveRestic)("the Backups panel on a phone", async () => {
   if (!HAVE_CHROMIUM || !haveRestic) return;

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { RESTIC_MISSING } from "../../box/testing/restic.ts";
 import {
   type FaultProxy,
   motoUnavailable,
@@ -30,15 +31,7 @@ import {
 } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
-const resticMissing = (() => {
-  try {
-    execFileSync("restic", ["version"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "restic is not on PATH";
-  }
-})();
-const skip = resticMissing ?? motoUnavailable();
+const skip = RESTIC_MISSING ?? motoUnavailable();
 if (skip) console.warn(`backup e2e skipped: ${skip}`);
 
 /** Every line the control plane logs, to grep for secrets. */

@@ -5,26 +5,20 @@
  * then the restore, followed to its end), export the snapshot to a 0600 file and to a pipe; refusals with
  * the documented exit codes.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { RESTIC_MISSING } from "../../box/testing/restic.ts";
 import { createReadyWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
 
 const CLIENT = fileURLToPath(new URL("../app/client/main.ts", import.meta.url));
 
-const haveRestic = (() => {
-  try {
-    execFileSync("restic", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!haveRestic) console.warn("berth backup client test skipped: restic is not on PATH");
+const haveRestic = RESTIC_MISSING === null;
+if (!haveRestic) console.warn(`berth backup client test skipped: ${RESTIC_MISSING}`);
 
 interface Run {
   code: number | null;
