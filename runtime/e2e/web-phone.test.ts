@@ -13,19 +13,17 @@
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
 import { freePort } from "../store/embedded.ts";
-import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { accessibilityProblems, HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
 import { waitFor } from "../test/wait.ts";
 
 const DOCS = fileURLToPath(new URL("../web/docs/", import.meta.url));
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const PHONE = { width: 390, height: 844 };
 const SMALL_PHONE = { width: 360, height: 740 };
 const DESKTOP = { width: 1440, height: 900 };
@@ -73,18 +71,6 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
       .map((l) => l.split(" "));
     const active = rows.find((r) => r[1] === "1")!;
     return { zoomed: active[0] === "1", role: active[2], width: Number(active[3]), panes: rows.length };
-  };
-  /** axe-core's serious and critical violations on the page as it is now (needs a bypassCSP context). */
-  const accessibility = async (p: Page, where: string): Promise<string[]> => {
-    await p.addScriptTag({ path: AXE });
-    const found = await p.evaluate(async () => {
-      type Violation = { id: string; impact: string | null; nodes: Array<{ target: string[] }> };
-      const axe = (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe;
-      return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-    });
-    return found.map(
-      (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
-    );
   };
   const phoneContext = async (viewport: { width: number; height: number }) => {
     // bypassCSP: axe is injected as an inline script, which the control plane's CSP rightly forbids.
@@ -267,7 +253,7 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
     await phone.getByRole("button", { name: "More" }).click();
     await phone.getByRole("region", { name: "terminal menu" }).waitFor();
     await phone.screenshot({ path: `${RESULTS}terminal-menu-phone.png` });
-    expect(await accessibility(phone, "phone terminal with its menu")).toEqual([]);
+    expect(await accessibilityProblems(phone, "phone terminal with its menu")).toEqual([]);
     await phone.keyboard.press("Escape");
     await phone.getByRole("region", { name: "terminal menu" }).waitFor({ state: "hidden" });
     // Touch selection: the screen as native text, which a phone can select; Copy puts it on the clipboard.
@@ -353,7 +339,7 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
     await phone.getByRole("heading", { name: "This workspace is hibernated" }).waitFor();
     expect(await phone.getByText("Retry now").count()).toBe(0);
     await phone.screenshot({ path: `${RESULTS}terminal-hibernated-phone.png` });
-    expect(await accessibility(phone, "hibernated terminal")).toEqual([]);
+    expect(await accessibilityProblems(phone, "hibernated terminal")).toEqual([]);
     await phone.getByRole("button", { name: "Wake workspace" }).click();
     await phone.getByRole("heading", { name: "Waking up…" }).waitFor();
     await phone.screenshot({ path: `${RESULTS}terminal-waking-phone.png` });

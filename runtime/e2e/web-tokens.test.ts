@@ -3,15 +3,12 @@
  * with the `berth login` line, and it then authenticates the API; revoking it in the UI stops it. Nothing
  * is wider than the screen, and axe-core finds no serious accessibility problem.
  */
-import { createRequire } from "node:module";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
-import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { accessibilityProblems, HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
-
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
   if (!HAVE_CHROMIUM) return;
@@ -54,14 +51,7 @@ describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
       await page.getByRole("listitem").filter({ hasText: "phone" }).getByText("never used").waitFor();
 
       expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
-      await page.addScriptTag({ path: AXE });
-      const serious = await page.evaluate(async () => {
-        type Violation = { id: string; impact: string | null };
-        const axe = (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe;
-        return (await axe.run()).violations
-          .filter((v) => v.impact === "serious" || v.impact === "critical")
-          .map((v) => v.id);
-      });
+      const serious = await accessibilityProblems(page, "tokens");
       expect(serious).toEqual([]);
       await page.screenshot({ path: `${RESULTS}tokens-phone.png`, fullPage: true });
 

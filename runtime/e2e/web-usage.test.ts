@@ -4,18 +4,15 @@
  * no serious accessibility problem (axe-core). Minutes are metered by the real tick from an instance's
  * interval; the control plane is a test one (scripted driver: no box is needed to show usage).
  */
-import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
 import { insertInstance } from "../test/billing.ts";
-import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { accessibilityProblems, HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { startTestControlPlane } from "../test/control-plane.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
-
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 describe.skipIf(!HAVE_CHROMIUM)("the Usage page in Chromium", async () => {
   if (!HAVE_CHROMIUM) return;
@@ -71,14 +68,7 @@ describe.skipIf(!HAVE_CHROMIUM)("the Usage page in Chromium", async () => {
         expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(
           viewport.width,
         );
-        await page.addScriptTag({ path: AXE });
-        const serious = await page.evaluate(async () => {
-          type Violation = { id: string; impact: string | null };
-          const axe = (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe;
-          return (await axe.run()).violations
-            .filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => v.id);
-        });
+        const serious = await accessibilityProblems(page, "usage");
         expect(serious).toEqual([]);
         await page.screenshot({ path: `${RESULTS}usage-${name}.png`, fullPage: true });
       } finally {

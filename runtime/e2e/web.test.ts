@@ -5,34 +5,13 @@
  * Screenshots of the desktop and 375-px layouts land in test-results/.
  */
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
 import { freePort } from "../store/embedded.ts";
-import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
+import { accessibilityProblems, HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { startLocalControlPlane } from "../test/local-control-plane.ts";
-
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
-
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  nodes: Array<{ target: string[] }>;
-}
-
-/** axe-core's serious and critical violations on the page as it is now, one line each. */
-async function accessibilityProblems(p: Page, where: string): Promise<string[]> {
-  await p.addScriptTag({ path: AXE });
-  const found = await p.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(): Promise<{ violations: AxeViolation[] }> } }).axe;
-    return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  });
-  return found.map(
-    (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
-  );
-}
 
 describe.skipIf(!HAVE_CHROMIUM)("web client in Chromium", async () => {
   if (!HAVE_CHROMIUM) return;

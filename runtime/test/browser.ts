@@ -1,10 +1,14 @@
 /**
  * Debian's Chromium for the browser tests, driven by playwright-core (no browser download): where it is,
- * whether it is there, how it is launched (the env notes' flags), and where screenshots go.
+ * whether it is there, how it is launched (the env notes' flags), where screenshots go, and axe-core's
+ * accessibility check of a page.
  */
 import { existsSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 export const CHROMIUM = process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium";
 export const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -28,4 +32,21 @@ export async function launchChromium(extraArgs: string[] = []): Promise<Browser>
       ...extraArgs,
     ],
   });
+}
+
+/**
+ * axe-core's serious and critical violations on the page as it is now, one line each (`where: id (impact)
+ * at selectors`). axe is injected as an inline script, which the control plane's CSP rightly forbids: the
+ * page's context needs `bypassCSP`.
+ */
+export async function accessibilityProblems(p: Page, where: string): Promise<string[]> {
+  await p.addScriptTag({ path: AXE });
+  const found = await p.evaluate(async () => {
+    type Violation = { id: string; impact: string | null; nodes: Array<{ target: string[] }> };
+    const axe = (window as unknown as { axe: { run(): Promise<{ violations: Violation[] }> } }).axe;
+    return (await axe.run()).violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  });
+  return found.map(
+    (v) => `${where}: ${v.id} (${v.impact}) at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+  );
 }
