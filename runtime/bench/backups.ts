@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { BoxBackups } from "../../box/backups/box-backups.ts";
 import { Restic } from "../../box/backups/restic.ts";
 import { RESTIC_MISSING } from "../../box/testing/restic.ts";
+import { median } from "./harness.ts";
 
 const FILES = 20_000;
 
@@ -90,7 +91,6 @@ export async function benchBackups(): Promise<void> {
       await runner.runBackup(action);
       ours.push(performance.now() - t);
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const o = median(ours);
     const b = median(baseline);
     console.log(`backups: ${FILES} files, ${(bytes / 1e6).toFixed(0)} MB`);

@@ -13,7 +13,7 @@ type Reply = { id: number; value: number } | { id: 0; ready: unknown };
 export interface BenchChild<Ready> {
   ready: Ready;
   pid: number;
-  /** Asks the child one of the questions it answers (`heap` always). */
+  /** Asks the child one of the questions it answers (`heap` always; `name:argument` for some). */
   ask(question: string): Promise<number>;
   stop(): Promise<void>;
 }
@@ -32,15 +32,19 @@ export function heapAfterGc(): number {
   return m.heapUsed + m.external;
 }
 
-/** In the child: announce readiness and answer questions until the parent disconnects. */
+/**
+ * In the child: announce readiness and answer questions until the parent disconnects. A question is an
+ * answer's name, or `name:argument` for one that takes an argument.
+ */
 export function serveParent(
   ready: unknown,
-  answers: Record<string, () => number>,
+  answers: Record<string, (argument: string) => number | Promise<number>>,
   onDisconnect: () => Promise<void>,
 ): void {
-  const all: Record<string, () => number> = { heap: heapAfterGc, ...answers };
-  process.on("message", (m: { id: number; question: string }) => {
-    process.send!({ id: m.id, value: all[m.question]?.() ?? Number.NaN } satisfies Reply);
+  const all: typeof answers = { heap: heapAfterGc, ...answers };
+  process.on("message", async (m: { id: number; question: string }) => {
+    const [name, argument = ""] = m.question.split(/:(.*)/s) as [string, string?];
+    process.send!({ id: m.id, value: (await all[name]?.(argument)) ?? Number.NaN } satisfies Reply);
   });
   process.on("disconnect", () => {
     void onDisconnect().finally(() => process.exit(0));

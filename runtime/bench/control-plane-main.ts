@@ -58,11 +58,21 @@ if (import.meta.main) {
     ...spec.options,
   });
   const pipe = spec.pipeUpstreamPort ? await startTcpPipe(spec.pipeUpstreamPort) : null;
+  const morePipes: Array<Awaited<ReturnType<typeof startTcpPipe>>> = [];
   serveParent(
     { url: cp.url, pipePort: pipe?.port ?? null },
-    { terminalSockets: () => cp.deps.terminal.socketCount, cpuMs },
+    {
+      terminalSockets: () => cp.deps.terminal.socketCount,
+      cpuMs,
+      // `pipeTo:<port>`: one more bare pipe in this process, to a port known only once a box is up.
+      pipeTo: async (port) => {
+        const started = await startTcpPipe(Number(port));
+        morePipes.push(started);
+        return started.port;
+      },
+    },
     async () => {
-      pipe?.server.close();
+      for (const p of [pipe, ...morePipes]) p?.server.close();
       await cp.close();
     },
   );

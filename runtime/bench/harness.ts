@@ -200,3 +200,20 @@ http {
     },
   };
 }
+
+/**
+ * `items` in `rounds` rounds, each round starting one item later than the one before, so no item always runs
+ * first or always right after the same other one.
+ */
+export function inRotatingOrder<T>(items: T[], rounds: number): T[] {
+  const order: T[] = [];
+  for (let r = 0; r < rounds; r++)
+    for (let i = 0; i < items.length; i++) order.push(items[(r + i) % items.length]!);
+  return order;
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}

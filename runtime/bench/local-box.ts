@@ -10,7 +10,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import { measureEchoRoundTrip } from "../../box/bench/terminal.ts";
 import type { WorkspaceSpec } from "../../stacks/driver.ts";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
-import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, table } from "./harness.ts";
+import { type BenchPostgres, benchControlPlane, benchLocalDriver, fmt, median, table } from "./harness.ts";
 
 const QUIET = { stage() {}, line() {} };
 const BENCH_CREDENTIAL = "bench:bench";
@@ -26,8 +26,6 @@ function benchSpec(workspaceId: string, controlPlaneUrl: string): WorkspaceSpec 
     secrets: { agentToken: "bench-agent-token", ttydCredential: BENCH_CREDENTIAL, resticPassword: "bench" },
   };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function wsEchoFloor(n: number): Promise<{ p50: number; p99: number }> {
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });

@@ -17,13 +17,12 @@ import { Store } from "../store/store.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { spawnBenchControlPlane } from "./control-plane-main.ts";
 import type { BenchPostgres } from "./harness.ts";
-import { cpuSeconds, fmt, startNginxProxy, table } from "./harness.ts";
+import { cpuSeconds, fmt, inRotatingOrder, median, startNginxProxy, table } from "./harness.ts";
 
 const DOMAIN = "preview.localhost";
 /** Each case's measuring time is split into this many rounds that alternate with the other cases'. */
-const ROUNDS = 3;
+const ROUNDS = 5;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
@@ -40,7 +39,7 @@ export interface PreviewBenchRow {
 
 export interface PreviewBenchOptions {
   databaseUrl: string;
-  /** Measuring time per case, split into rounds (default 6 s: 3 rounds of 2 s). */
+  /** Measuring time per case, split into rounds (default 10 s: 5 rounds of 2 s). */
   durationSeconds?: number;
   connections?: number;
   /** Control-plane processes sharing one port (BERTH_WORKERS), and nginx's worker_processes alike. */
@@ -195,7 +194,7 @@ async function createPreview(
 }
 
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {
-  const seconds = opts.durationSeconds ?? 6;
+  const seconds = opts.durationSeconds ?? 10;
   const connections = opts.connections ?? 32;
   const dev = await spawnDevServer();
   const processes = opts.processes ?? 1;
@@ -227,8 +226,9 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
     if (nginx)
       cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {}, pids: [nginx.pid] });
 
-    // Rounds alternate the cases, so a noisy moment on a shared machine (other processes, other tests)
-    // lands on all of them alike instead of on whichever case happened to run then.
+    // Rounds take turns in rotating order, so a noisy moment on a shared machine (other processes, other
+    // tests) lands on all cases alike instead of on whichever case happened to run then; the median round
+    // leaves out what is left of it.
     const rows: PreviewBenchRow[] = [];
     const roundSeconds = Math.max(1, Math.round(seconds / ROUNDS));
     for (const [body, path] of [
@@ -241,19 +241,17 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
       for (const c of active) await load(`${c.base}${path}`, c.headers, 1, connections);
       const results = new Map<string, autocannon.Result[]>(active.map((c) => [c.via, []]));
       const cpu = new Map<string, number>(active.map((c) => [c.via, 0]));
-      for (let r = 0; r < ROUNDS; r++) {
-        for (const c of active) {
-          const before = cpuSeconds(c.pids);
-          results.get(c.via)!.push(await load(`${c.base}${path}`, c.headers, roundSeconds, connections));
-          cpu.set(c.via, cpu.get(c.via)! + cpuSeconds(c.pids) - before);
-        }
+      for (const c of inRotatingOrder(active, ROUNDS)) {
+        const before = cpuSeconds(c.pids);
+        results.get(c.via)!.push(await load(`${c.base}${path}`, c.headers, roundSeconds, connections));
+        cpu.set(c.via, cpu.get(c.via)! + cpuSeconds(c.pids) - before);
       }
       for (const c of active) {
         const rs = results.get(c.via)!;
         rows.push({
           body,
           via: c.via,
-          requestsPerSecond: rs.reduce((sum, x) => sum + x.requests.average, 0) / rs.length,
+          requestsPerSecond: median(rs.map((x) => x.requests.average)),
           p50Ms: median(rs.map((x) => x.latency.p50)),
           p99Ms: median(rs.map((x) => x.latency.p99)),
           cpuUsPerRequest:
@@ -312,7 +310,7 @@ function printRows(title: string, rows: PreviewBenchRow[]): void {
 export async function benchPreviewProxy(pgs: BenchPostgres): Promise<void> {
   const rows = await runPreviewBench({ databaseUrl: await pgs.database("preview") });
   printRows(
-    "Preview proxy (32 connections; per case 1 s warm-up, then 3 alternating rounds of 2 s: mean req/s, median p50/p99; one control-plane process, nginx worker_processes 1)",
+    "Preview proxy (32 connections; per case 1 s warm-up, then 5 rounds of 2 s in rotating order: median req/s, p50 and p99 over the rounds; one control-plane process, nginx worker_processes 1)",
     rows,
   );
   if (!rows.some((r) => r.via === "nginx"))

@@ -9,10 +9,9 @@ import { join } from "node:path";
 import { MAX_USER_SECRET_BYTES, MAX_USER_SECRETS } from "../../box/protocol.ts";
 import { environmentScript } from "../../box/tmux/environment.ts";
 import { TmuxSessions } from "../../box/tmux/sessions.ts";
-import { fmt, table } from "./harness.ts";
+import { fmt, median, table } from "./harness.ts";
 
 const RUNS = 7;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function benchSessionEnvironment(): Promise<void> {
   const dir = mkdtempSync(join("/tmp", "berth-bench-env-"));

@@ -11,9 +11,8 @@ import { recordTelemetry } from "../domain/telemetry/record.ts";
 import { DISK_RATIO_BOUNDS } from "../platform/metrics.ts";
 import { agentActor, SYSTEM } from "../store/actors.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
-import { type BenchPostgres, benchControlPlane, fmt, table } from "./harness.ts";
+import { type BenchPostgres, benchControlPlane, fmt, median, table } from "./harness.ts";
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 async function time(runs: number, fn: () => Promise<unknown>): Promise<number> {
   await fn(); // warm
   const ms: number[] = [];

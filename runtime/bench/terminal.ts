@@ -40,6 +40,7 @@ import {
   benchLocalDriver,
   destroyBenchBoxes,
   fmt,
+  inRotatingOrder,
   startNginxProxy,
   table,
 } from "./harness.ts";
@@ -232,29 +233,48 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         size: { columns: 200, rows: 50 },
       });
 
-    // 1. Echo.
-    const n = 300;
+    // The same pipe inside the control plane's process: what sharing that process costs, apart from the relay.
+    const cpPipePort = await cp.ask(`pipeTo:${inst[0].terminal_port}`);
+    const viaCpPipe = () =>
+      TtydClient.connect({
+        url: `ws://127.0.0.1:${cpPipePort}/ws`,
+        session: "bench",
+        credential,
+        size: { columns: 200, rows: 50 },
+      });
+
+    // 1. Echo. Through tmux a keystroke's round trip is mostly the shell and tmux, and it drifts with them
+    // and with the machine: many short rounds in rotating order spread that drift over every path alike.
+    const rounds = 8;
+    const perRound = 60;
     const paths: Array<{ label: string; connect: () => Promise<TtydClient>; times: number[] }> = [
       { label: "straight to the box endpoint (baseline)", connect: direct, times: [] },
       { label: "through the relay", connect: relayed, times: [] },
       { label: "through a bare Node TCP pipe (no WebSocket, no checks)", connect: viaPipe, times: [] },
+      {
+        label: "through a bare Node TCP pipe inside the control plane's process",
+        connect: viaCpPipe,
+        times: [],
+      },
       ...(nginx ? [{ label: "through nginx (no auth, no token checks)", connect: viaNginx, times: [] }] : []),
     ];
     for (const p of paths) await measureEcho(p.connect, 20); // warm up tmux, the shell and every path
-    // Interleaved forwards then backwards, so drift in tmux or the machine hits every path alike.
-    for (const p of [...paths, ...paths.toReversed()]) p.times.push(...(await measureEcho(p.connect, n / 2)));
-    const echoDirect = summarizeEcho(paths[0]!.times);
+    for (const p of inRotatingOrder(paths, rounds)) p.times.push(...(await measureEcho(p.connect, perRound)));
+    const echo = paths.map((p) => summarizeEcho(p.times));
+    const [echoDirect, , echoPipe, , echoNginx] = echo;
     table(
-      `Terminal keystroke echo (${n} keystrokes per path, interleaved; tmux + shell on a local box)`,
-      ["path", "p50 ms", "p99 ms", "p50 vs direct", "p99 vs direct"],
-      paths.map((p) => {
-        const e = summarizeEcho(p.times);
+      `Terminal keystroke echo (${rounds * perRound} keystrokes per path in ${rounds} rounds of ${perRound}, rotating order; tmux + shell on a local box)`,
+      ["path", "p50 ms", "p99 ms", "p50 ÷ direct", "p50 ÷ pipe", "p50 ÷ nginx", "p99 ÷ direct"],
+      paths.map((p, i) => {
+        const e = echo[i]!;
         return [
           p.label,
           fmt(e.p50, 3),
           fmt(e.p99, 3),
-          `${fmt(e.p50 / echoDirect.p50, 2)}x`,
-          `${fmt(e.p99 / echoDirect.p99, 2)}x`,
+          `${fmt(e.p50 / echoDirect!.p50, 2)}x`,
+          `${fmt(e.p50 / echoPipe!.p50, 2)}x`,
+          echoNginx ? `${fmt(e.p50 / echoNginx.p50, 2)}x` : "-",
+          `${fmt(e.p99 / echoDirect!.p99, 2)}x`,
         ];
       }),
     );
@@ -296,49 +316,42 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       headers: { Origin: origin },
       authToken: "",
     });
-    const best = async (run: () => Promise<{ seconds: number; bytes: number }>, times = 3) => {
-      let top = { seconds: Number.POSITIVE_INFINITY, bytes: 0 };
-      for (let i = 0; i < times; i++) {
-        const r = await run();
-        if (r.seconds < top.seconds) top = r;
+    // Each path's fastest of `rounds` runs, the paths taking turns in rotating order: the fastest run is the
+    // path's own speed with the least of the machine's noise in it, and taking turns spreads drift alike.
+    const fastestOf = async <T extends { seconds: number }>(runs: Array<() => Promise<T>>, rounds = 5) => {
+      const top: Array<T | null> = runs.map(() => null);
+      for (const i of inRotatingOrder(
+        runs.map((_, i) => i),
+        rounds,
+      )) {
+        const r = await runs[i]!();
+        if (!top[i] || r.seconds < top[i]!.seconds) top[i] = r;
       }
-      return top;
+      return top as T[];
     };
-    const bulkDirect = await best(() => catOnce(directTarget()));
-    const bulkRelay = await best(async () => catOnce(await relayTarget(session!.id)));
-    const bulkNginx = nginx
-      ? await best(() => catOnce({ ...directTarget(), url: `ws://127.0.0.1:${nginx!.port}/ws?arg=bench` }))
-      : null;
+    const [bulkDirect, bulkRelay, bulkNginx] = await fastestOf([
+      () => catOnce(directTarget()),
+      async () => catOnce(await relayTarget(session!.id)),
+      ...(nginx
+        ? [() => catOnce({ ...directTarget(), url: `ws://127.0.0.1:${nginx!.port}/ws?arg=bench` })]
+        : []),
+    ]);
     const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
+    const bulkRow = (label: string, r: { seconds: number; bytes: number }) => [
+      label,
+      fmt(r.seconds, 2),
+      fmt(mbps(fileBytes, r.seconds)),
+      fmt(r.bytes / 1e6),
+      `${fmt(bulkDirect!.seconds / r.seconds, 2)}x`,
+      bulkNginx ? `${fmt(bulkNginx.seconds / r.seconds, 2)}x` : "-",
+    ];
     table(
-      "Terminal bulk output through tmux: cat of a 20 MB file (best of 3; MB/s of file)",
-      ["path", "seconds", "file MB/s", "wire MB", "speed vs direct"],
+      "Terminal bulk output through tmux: cat of a 20 MB file (fastest of 5 rounds, rotating order; MB/s of file)",
+      ["path", "seconds", "file MB/s", "wire MB", "speed ÷ direct", "speed ÷ nginx"],
       [
-        [
-          "straight to the box endpoint (baseline)",
-          fmt(bulkDirect.seconds, 2),
-          fmt(mbps(fileBytes, bulkDirect.seconds)),
-          fmt(bulkDirect.bytes / 1e6),
-          "1.00x",
-        ],
-        [
-          "through the relay",
-          fmt(bulkRelay.seconds, 2),
-          fmt(mbps(fileBytes, bulkRelay.seconds)),
-          fmt(bulkRelay.bytes / 1e6),
-          `${fmt(bulkDirect.seconds / bulkRelay.seconds, 2)}x`,
-        ],
-        ...(bulkNginx
-          ? [
-              [
-                "through nginx",
-                fmt(bulkNginx.seconds, 2),
-                fmt(mbps(fileBytes, bulkNginx.seconds)),
-                fmt(bulkNginx.bytes / 1e6),
-                `${fmt(bulkDirect.seconds / bulkNginx.seconds, 2)}x`,
-              ],
-            ]
-          : []),
+        bulkRow("straight to the box endpoint (baseline)", bulkDirect!),
+        bulkRow("through the relay", bulkRelay!),
+        ...(bulkNginx ? [bulkRow("through nginx", bulkNginx)] : []),
       ],
     );
 
@@ -380,46 +393,47 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       headers: { Authorization: basicAuthHeader(blastCredential) },
       authToken: encodeCredential(blastCredential),
     });
-    // CPU time of the process in the middle, per run (least of 3): on a loaded machine, where MB/s drifts
-    // with the neighbours, what each byte costs the relay's process still shows.
-    const withCpu = async (
+    // CPU time of the process in the middle, per run (least of the rounds): on a loaded machine, where MB/s
+    // drifts with the neighbours, what each byte costs the relay's process still shows.
+    const withCpu = (
       run: () => Promise<{ seconds: number; bytes: number }>,
       middle?: BenchChild<unknown>,
     ) => {
       let cpu = Number.POSITIVE_INFINITY;
-      const top = await best(async () => {
+      return async () => {
         const before = middle ? await middle.ask("cpuMs") : 0;
         const r = await run();
         if (middle) cpu = Math.min(cpu, (await middle.ask("cpuMs")) - before);
-        return r;
-      });
-      return { ...top, cpu: middle ? cpu : null };
+        return { ...r, cpu: middle ? cpu : null };
+      };
     };
     blastPipe = await spawnTcpPipe(blastPort);
-    const rawDirect = await withCpu(() => blastOnce(blastDirectTarget(blastPort)));
-    const rawRelay = await withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp);
-    const rawNginx = blastNginx ? await withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port))) : null;
-    const rawPipe = await withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe);
-    const rawCpPipe = await withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp);
+    const [rawDirect, rawRelay, rawPipe, rawCpPipe, rawNginx] = await fastestOf([
+      withCpu(() => blastOnce(blastDirectTarget(blastPort))),
+      withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp),
+      withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe),
+      withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp),
+      ...(blastNginx ? [withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port)))] : []),
+    ]);
     const rawRow = (label: string, r: { seconds: number; bytes: number; cpu: number | null }) => [
       label,
       fmt(r.seconds, 2),
       fmt(mbps(r.bytes, r.seconds)),
-      `${fmt(rawDirect.seconds / r.seconds, 2)}x`,
+      `${fmt(rawDirect!.seconds / r.seconds, 2)}x`,
+      rawNginx ? `${fmt(rawNginx.seconds / r.seconds, 2)}x` : "-",
       r.cpu === null ? "-" : fmt(r.cpu, 0),
     ];
     table(
-      "Terminal relay raw throughput: 200 MB of OUTPUT from a box endpoint without tmux (best of 3)",
-      ["path", "seconds", "MB/s", "speed vs direct", "CPU ms of the middle process"],
+      "Terminal relay raw throughput: 200 MB of OUTPUT from a box endpoint without tmux (fastest of 5 rounds, rotating order)",
+      ["path", "seconds", "MB/s", "speed ÷ direct", "speed ÷ nginx", "CPU ms of the middle process (least)"],
       [
-        rawRow("straight to the endpoint (baseline)", rawDirect),
-        rawRow("through the relay", rawRelay),
-        rawRow("through a bare Node TCP pipe", rawPipe),
-        rawRow("through a bare Node TCP pipe inside the control plane's process", rawCpPipe),
+        rawRow("straight to the endpoint (baseline)", rawDirect!),
+        rawRow("through the relay", rawRelay!),
+        rawRow("through a bare Node TCP pipe", rawPipe!),
+        rawRow("through a bare Node TCP pipe inside the control plane's process", rawCpPipe!),
         ...(rawNginx ? [rawRow("through nginx", rawNginx)] : []),
       ],
     );
-    if (rawNginx) console.log(`  relay ÷ nginx: ${fmt(rawNginx.seconds / rawRelay.seconds, 2)}x`);
 
     // 4. Memory of idle terminal sockets: what the server process holding them gains per socket. The box
     // endpoint holds one WebSocket end per terminal; the relay two (client leg and upstream leg) plus its
