@@ -15,11 +15,14 @@ export const HAVE_CHROMIUM = existsSync(CHROMIUM);
 /** Screenshots land here on every run (`test-results/` at the repository root). */
 export const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
 
-/** `extraArgs`: e.g. the fake microphone flags of the voice test. */
-export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+/**
+ * `extraArgs`: e.g. the fake microphone flags of the voice test. `executablePath`: a wrapper that starts
+ * CHROMIUM (the page-load bench's, which gives it cores of its own).
+ */
+export async function launchChromium(extraArgs: string[] = [], executablePath = CHROMIUM): Promise<Browser> {
   mkdirSync(RESULTS, { recursive: true });
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [
       "--no-sandbox",
