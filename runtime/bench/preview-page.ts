@@ -2,11 +2,12 @@
  * `npm run bench -- preview-page`: what a user waits for. A generated Vite-style page (index.html and
  * 300 small ES modules importing each other in a tree, fan-out 3, so the browser discovers them level by
  * level) served by a stand-in dev server on loopback, loaded in Chromium straight from the dev server,
- * through the host form of the preview proxy, and through nginx, timed to the `load` event with the cache
- * disabled. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all. Rounds alternate
+ * through the host form of the preview proxy, and through nginx, timed to the `load` event with an empty
+ * cache. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all. Rounds alternate
  * the ways in, each round starting at the next one, so a noisy moment on a shared machine hits each of them
- * alike; the median of 21 rounds keeps the section near three minutes. The TTFB column (Resource Timing, request
- * sent to first response byte) is the per-request latency the proxy adds, apart from the browser's work.
+ * alike; the median of 21 rounds keeps the section near four minutes. The TTFB column (Resource Timing,
+ * request sent to first response byte) is the per-request latency the proxy adds, apart from the browser's
+ * work.
  * Chromium runs on cores of its own, the servers on the first core (separateCores), as a user's browser
  * runs on the user's machine: sharing the cores, the browser's parsing and compiling delayed whichever
  * server process it preempted, and the figures measured that more than the servers. Each load gets a new
