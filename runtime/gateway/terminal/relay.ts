@@ -145,13 +145,13 @@ function pickSize(init: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+/** An empty write, queued behind bytes that did not go out at once, to learn when they have. */
+const NOTHING = Buffer.alloc(0);
+
 /**
  * One leg's socket as the relay writes to it: wire bytes only (`send`), and the relay's own frames placed
  * between the frames forwarded into it (`insert`). Before the upstream socket exists, writes are held.
  */
-/** An empty write, queued behind bytes that did not go out at once, to learn when they have. */
-const NOTHING = Buffer.alloc(0);
-
 export class WireSocket {
   socket: Duplex | null = null;
   /** The reader whose forwarded frames come out here: inserted frames wait for its frame boundaries. */
