@@ -18,6 +18,10 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // expect.poll waits on a condition; its default of 1 s turned it into a speed target on a loaded two-core
+    // machine (a fresh-clone run once saw a service worker's notification arrive later than that). The
+    // same bound as test/wait.ts's waitFor.
+    expect: { poll: { timeout: 30_000 } },
     projects: [
       {
         extends: true,
