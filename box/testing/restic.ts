@@ -1,11 +1,6 @@
-import { execFileSync } from "node:child_process";
+import { commandRuns } from "./command-runs.ts";
 
 /** Why restic cannot run here (backup tests and benches skip, saying so), or null when it is on PATH. */
-export const RESTIC_MISSING: string | null = (() => {
-  try {
-    execFileSync("restic", ["version"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "restic is not on PATH";
-  }
-})();
+export const RESTIC_MISSING: string | null = commandRuns("restic", ["version"])
+  ? null
+  : "restic is not on PATH";

@@ -2,21 +2,16 @@
  * Test support shared by the tmux and terminal suites: a throwaway tmux server in a temp dir. Wait for what
  * tmux does with waitUntil (./wait.ts), never with a fixed sleep.
  */
-import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TmuxSessions, type TmuxSessionsOptions } from "../tmux/sessions.ts";
 import type { TmuxSocket } from "../tmux/tmux-command.ts";
+import { commandRuns } from "./command-runs.ts";
 
-/** Why tmux-backed tests cannot run here (a message naming the package), or false when they can. */
-export const TMUX_MISSING: string | false = (() => {
-  try {
-    execFileSync("tmux", ["-V"], { stdio: "ignore" });
-    return false;
-  } catch {
-    return "tmux is not installed (Debian package tmux)";
-  }
-})();
+/** Why tmux-backed tests cannot run here (a message naming the package), or null when they can. */
+export const TMUX_MISSING: string | null = commandRuns("tmux", ["-V"])
+  ? null
+  : "tmux is not installed (Debian package tmux)";
 
 const TEST_SHELL = ["/bin/bash", "--norc", "--noprofile", "-i"];
 

@@ -1,9 +1,10 @@
 /** Shared pieces for `npm run bench`: a private Postgres, quiet control planes, and result printing. */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import { commandRuns } from "../../box/testing/command-runs.ts";
 import type { WorkspaceDriver, WorkspaceSpec } from "../../stacks/driver.ts";
 import { LocalDriver } from "../../stacks/local/driver.ts";
 import { AGENT_ENTRY } from "../app/drivers.ts";
@@ -163,7 +164,7 @@ export async function startNginxProxy(
   upstreamPort: number,
   options: { workers?: number } = {},
 ): Promise<{ port: number; pid: number; stop(): void } | null> {
-  if (spawnSync("nginx", ["-v"], { stdio: "ignore" }).error) return null;
+  if (!commandRuns("nginx", ["-v"])) return null;
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
   const port = await freePort();
   writeFileSync(

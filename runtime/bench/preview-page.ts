@@ -14,12 +14,13 @@
  * browser context, whose cache starts empty; no DevTools session listens, so nothing on the servers' core
  * handles an event per request.
  */
-import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser } from "playwright-core";
+import { commandRuns } from "../../box/testing/command-runs.ts";
 import { CHROMIUM, HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
 import { type BenchPostgres, fmt, inRotatingOrder, median, startNginxProxy, table } from "./harness.ts";
 import { spawnPortPrinter, startBenchPreview } from "./preview.ts";
@@ -105,7 +106,7 @@ async function loadOnce(browsers: { plain: Browser; mapped: Browser }, t: Target
  */
 function separateCores(dir: string): { chromium: string; restore(): void } | null {
   const cores = availableParallelism();
-  if (cores < 2 || spawnSync("taskset", ["-V"], { stdio: "ignore" }).error) return null;
+  if (cores < 2 || !commandRuns("taskset", ["-V"])) return null;
   const pin = (list: string) =>
     execFileSync("taskset", ["-a", "-p", "-c", list, String(process.pid)], { stdio: "ignore" });
   const chromium = join(dir, "chromium-on-its-own-cores");

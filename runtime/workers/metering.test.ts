@@ -4,22 +4,11 @@ import { users } from "../store/schema.ts";
 import { insertInstance, owedMinutes, replicaStore } from "../test/billing.ts";
 import { useDatabase } from "../test/database.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
+import { prng } from "../test/prng.ts";
 import { MeterTicker } from "./metering.ts";
 
 const log = createLogger("silent");
 const db = await useDatabase();
-
-/** A deterministic PRNG, so a failing run can be replayed from its seed. */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function metered(): Promise<Map<string, number[]>> {
   const { rows } = await db.pool.query<{ workspace_instance_id: string; minute_ts: Date }>(
