@@ -20,9 +20,9 @@ if (import.meta.main) {
     res.end();
   });
   const relay = new ByteRelay({
-    dial: (host, port) =>
+    dial: ({ upstream }) =>
       new Promise((resolve, reject) => {
-        const socket = connect(port, host);
+        const socket = connect(upstream.port, upstream.host);
         socket.once("connect", () => resolve(socket));
         socket.once("error", reject);
       }),

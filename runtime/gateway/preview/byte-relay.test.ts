@@ -243,9 +243,9 @@ describe("ByteRelay", () => {
     const failures: Error[] = [];
     const admitted: Array<{ headers: IncomingHttpHeaders }> = [];
     const relay = new ByteRelay({
-      dial: (_host, port) =>
+      dial: ({ upstream }) =>
         new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(port, "127.0.0.1");
+          const socket = net.connect(upstream.port, "127.0.0.1");
           socket.once("connect", () => resolve(socket));
           socket.once("error", reject);
         }),

@@ -44,8 +44,11 @@ export interface RelayExchange {
 }
 
 export interface ByteRelayOptions<E extends RelayExchange = RelayExchange> {
-  /** A new connection to the dev server (`UpstreamAgent.dial`). */
-  dial(host: string, port: number): Promise<Socket>;
+  /**
+   * A new connection to `exchange.upstream` (`UpstreamAgent.dial`), made for that exchange: the gateway
+   * checks, per exchange, what it may dial.
+   */
+  dial(exchange: E): Promise<Socket>;
   /**
    * Admits a request head: its exchange, or null to leave the request (and the connection) to Node's HTTP
    * server, which answers it as the gateway's lean path and Koa do. `previous` is the last exchange
@@ -64,7 +67,7 @@ const SWEEP_MS = 1_000;
 
 export class ByteRelay<E extends RelayExchange = RelayExchange> {
   readonly options: Required<ByteRelayOptions<E>>;
-  readonly pool: UpstreamPool;
+  readonly pool: UpstreamPool<E>;
   readonly #clients = new Set<ClientConnection<E>>();
   keepAliveTimeoutMs = 5_000;
   headersTimeoutMs = 60_000;
@@ -263,7 +266,7 @@ class ClientConnection<E extends RelayExchange> {
 
 /** One request and its response, between the client and a pooled connection to the dev server. */
 class Exchange<E extends RelayExchange> {
-  readonly #pool: UpstreamPool;
+  readonly #pool: UpstreamPool<E>;
   /** The server's keep-alive timeout, announced to the client in each response that keeps the connection. */
   readonly #keepAliveMs: number;
   readonly #client: Socket;
@@ -304,7 +307,7 @@ class Exchange<E extends RelayExchange> {
       this.#use(idle);
       return;
     }
-    this.#pool.open(host, port).then(
+    this.#pool.open(this.#exchange).then(
       (upstream) => {
         // The client left while the connection was being made: it stays good for the next request.
         if (this.#finished) this.#pool.release(upstream, true);
@@ -527,27 +530,27 @@ class UpstreamConnection {
   }
 }
 
-interface PoolEntry {
+interface PoolEntry<E> {
   idle: UpstreamConnection[];
   /** Connections open or being dialled, idle ones included. */
   open: number;
-  waiting: Array<{ resolve: (c: UpstreamConnection) => void; reject: (err: Error) => void }>;
+  waiting: Array<{ exchange: E; resolve: (c: UpstreamConnection) => void; reject: (err: Error) => void }>;
 }
 
 /** Keep-alive connections per dev server (pool key and port), at most `limit` each. */
-export class UpstreamPool {
-  readonly #dial: (host: string, port: number) => Promise<Socket>;
+export class UpstreamPool<E extends RelayExchange> {
+  readonly #dial: (exchange: E) => Promise<Socket>;
   readonly #limit: number;
-  readonly #entries = new Map<string, PoolEntry>();
+  readonly #entries = new Map<string, PoolEntry<E>>();
   readonly #busy = new Set<UpstreamConnection>();
   #closed = false;
 
-  constructor(dial: (host: string, port: number) => Promise<Socket>, limit: number) {
+  constructor(dial: (exchange: E) => Promise<Socket>, limit: number) {
     this.#dial = dial;
     this.#limit = limit;
   }
 
-  #entry(key: string): PoolEntry {
+  #entry(key: string): PoolEntry<E> {
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = { idle: [], open: 0, waiting: [] };
@@ -570,14 +573,18 @@ export class UpstreamPool {
     return null;
   }
 
-  /** A new connection, or the next one released when the dev server already has `limit`. */
-  open(host: string, port: number): Promise<UpstreamConnection> {
+  /**
+   * A new connection to `exchange.upstream`, dialled for `exchange`, or the next one released when the
+   * dev server already has `limit`.
+   */
+  open(exchange: E): Promise<UpstreamConnection> {
+    const { host, port } = exchange.upstream;
     const key = `${host}:${port}`;
     const entry = this.#entry(key);
     if (entry.open >= this.#limit)
-      return new Promise((resolve, reject) => entry.waiting.push({ resolve, reject }));
+      return new Promise((resolve, reject) => entry.waiting.push({ exchange, resolve, reject }));
     entry.open++;
-    return this.#dial(host, port).then(
+    return this.#dial(exchange).then(
       (socket) => {
         const c = new UpstreamConnection(socket, host, port, (closed) => this.#forget(closed));
         this.#busy.add(c);
@@ -587,7 +594,7 @@ export class UpstreamPool {
         entry.open--;
         // A request waiting for a free connection would wait for this one forever: it dials its own.
         const waiter = entry.waiting.shift();
-        if (waiter && !this.#closed) this.open(host, port).then(waiter.resolve, waiter.reject);
+        if (waiter && !this.#closed) this.open(waiter.exchange).then(waiter.resolve, waiter.reject);
         else if (entry.open === 0 && entry.waiting.length === 0) this.#entries.delete(key);
         throw err;
       },
@@ -624,7 +631,7 @@ export class UpstreamPool {
     if (i >= 0) entry.idle.splice(i, 1);
     // A request waiting for a free connection gets a fresh one.
     const waiter = entry.waiting.shift();
-    if (waiter && !this.#closed) this.open(c.host, c.port).then(waiter.resolve, waiter.reject);
+    if (waiter && !this.#closed) this.open(waiter.exchange).then(waiter.resolve, waiter.reject);
     if (entry.open === 0 && entry.waiting.length === 0) this.#entries.delete(key);
   }
 

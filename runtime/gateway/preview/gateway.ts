@@ -157,11 +157,6 @@ export class PreviewGateway {
   readonly #forwarder: PreviewForwarder;
   readonly #relay: ByteRelay<HostExchange>;
   #onRelayed: ServedHook | undefined;
-  /**
-   * Boxes on this machine (local mode), by the relay's pool key: their workspace, whose listener every new
-   * connection the relay dials there must be (see #relayDial).
-   */
-  readonly #localPoolKeys = new Map<string, string>();
   /** Clients' proxied WebSockets: the HTTP server no longer tracks upgraded sockets, so stop() ends them. */
   readonly #sockets = new Set<Duplex>();
   readonly #databasePort: number;
@@ -182,7 +177,7 @@ export class PreviewGateway {
     this.#proxy = new ProxyServer({ xfwd: false, changeOrigin: false });
     this.#forwarder = new PreviewForwarder(this.#agent, { connectionsPerUpstream: 256 });
     this.#relay = new ByteRelay({
-      dial: (host, port) => this.#relayDial(host, port),
+      dial: (exchange) => this.#relayDial(exchange),
       admit: (head, client, previous) => this.#relayAdmit(head, client, previous),
     });
     // Callbacks handle every proxied request's errors; this only keeps an unexpected one from crashing.
@@ -432,14 +427,17 @@ export class PreviewGateway {
    * connection's later requests (#relayAdmit) never lets the relay dial a process that is not the
    * workspace's, and connections already pooled lead to the process checked when they were made.
    */
-  async #relayDial(host: string, port: number): Promise<Socket> {
-    const workspaceId = this.#localPoolKeys.get(host);
-    if (workspaceId) {
-      const owner = await this.#deps.driver.localBoxes?.listenerOwner(workspaceId, port);
+  async #relayDial(exchange: HostExchange): Promise<Socket> {
+    const { admission, upstream } = exchange;
+    if (admission.askedListener) {
+      const owner = await this.#deps.driver.localBoxes?.listenerOwner(
+        admission.route.workspaceId,
+        upstream.port,
+      );
       if (owner !== "workspace")
         throw new ListenerRefused(owner === "none" ? "upstream_down" : "not_own_listener");
     }
-    return this.#agent.dial(host, port);
+    return this.#agent.dial(upstream.host, upstream.port);
   }
 
   #hostExchange(
@@ -457,12 +455,6 @@ export class PreviewGateway {
       websocket: false,
     });
     const fwd: Forwarding = { prefix: undefined, authorities: admission.authorities };
-    if (admission.askedListener) {
-      // Set before every exchange, reused or not, so the entry is there when the exchange dials: clearing
-      // the table now and then (old instances' keys) loses nothing.
-      if (this.#localPoolKeys.size > 1_000) this.#localPoolKeys.clear();
-      this.#localPoolKeys.set(admission.target.host, admission.route.workspaceId);
-    }
     return {
       hostHeader,
       cookieHeader,
