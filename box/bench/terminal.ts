@@ -36,8 +36,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted[index]!;
 }
 
+/** What the echo loop uses of a terminal: a TtydClient, or anything that types and shows output like one. */
+export type EchoTerminal = Pick<TtydClient, "type" | "mark" | "waitFor">;
+
 /** Runs a command and waits for its output: the shell is idle and the screen settled afterwards. */
-async function settled(client: TtydClient, marker: string): Promise<void> {
+async function settled(client: EchoTerminal, marker: string): Promise<void> {
   // A fresh nonce each time: tmux may skip redrawing cells a client already shows, so text equal to an
   // earlier run's could never arrive.
   const nonce = `${marker}-${randomBytes(4).toString("hex")}`;
@@ -48,18 +51,29 @@ async function settled(client: TtydClient, marker: string): Promise<void> {
 }
 
 /**
- * Typing `n` characters one at a time on an open terminal: each sample is the milliseconds from sending a
- * character until its echo is on screen. Leaves an empty, idle line for the next user of the session.
+ * Typing on one open terminal, a character at a time. `begin` clears the line and waits for a settled
+ * screen, each `keystroke` times one character until its echo is on screen, and `end` leaves an empty,
+ * idle line for the next user of the session.
  */
-export async function echoTimes(client: TtydClient, n: number): Promise<number[]> {
-  if (!Number.isInteger(n) || n < 1)
-    throw new RangeError(`sample count must be a positive integer, got ${n}`);
-  // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
-  // arrives just before a close), and they would turn the marker command into garbage.
-  client.type("\x15");
-  await settled(client, "bench-ready");
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
+class EchoTyping {
+  readonly client: EchoTerminal;
+  #typed = 0;
+
+  constructor(client: EchoTerminal) {
+    this.client = client;
+  }
+
+  async begin(): Promise<void> {
+    // Ctrl-U first: a previous client's last keystrokes may still sit on the line (ttyd drops input that
+    // arrives just before a close), and they would turn the marker command into garbage.
+    this.client.type("\x15");
+    await settled(this.client, "bench-ready");
+  }
+
+  /** Milliseconds from sending one character until its echo is on screen. */
+  async keystroke(): Promise<number> {
+    const client = this.client;
+    const i = this.#typed++;
     if (i > 0 && i % CLEAR_EVERY === 0) {
       client.type("\x15"); // Ctrl-U: clear the typed line
       await settled(client, `bench-${i}`);
@@ -69,10 +83,53 @@ export async function echoTimes(client: TtydClient, n: number): Promise<number[]
     const start = performance.now();
     client.type(ch);
     await client.waitFor((output) => output.replace(ESCAPES, "").includes(ch), { since });
-    times.push(performance.now() - start);
+    return performance.now() - start;
   }
-  client.type("\x15");
-  await settled(client, "bench-done");
+
+  async end(): Promise<void> {
+    this.client.type("\x15");
+    await settled(this.client, "bench-done");
+  }
+}
+
+function checkCount(n: number): void {
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`sample count must be a positive integer, got ${n}`);
+}
+
+/**
+ * Typing `n` characters one at a time on an open terminal: each sample is the milliseconds from sending a
+ * character until its echo is on screen. Leaves an empty, idle line for the next user of the session.
+ */
+export async function echoTimes(client: EchoTerminal, n: number): Promise<number[]> {
+  checkCount(n);
+  const typing = new EchoTyping(client);
+  await typing.begin();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) times.push(await typing.keystroke());
+  await typing.end();
+  return times;
+}
+
+/**
+ * `n` keystrokes on each of several open terminals, taking turns keystroke by keystroke (each turn starting
+ * one terminal later), so that whatever the machine does meanwhile lands on every terminal alike: when the
+ * paths compared are a fraction of a millisecond apart, drift between rounds of many keystrokes is larger
+ * than the difference measured. Each terminal should be attached to a session of its own: one keystroke's
+ * echo must not reach the others' screens. Returns each terminal's samples, in the order given.
+ */
+export async function interleavedEchoTimes(clients: EchoTerminal[], n: number): Promise<number[][]> {
+  checkCount(n);
+  const typing = clients.map((c) => new EchoTyping(c));
+  for (const t of typing) await t.begin();
+  const times: number[][] = clients.map(() => []);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < typing.length; j++) {
+      const k = (i + j) % typing.length;
+      times[k]!.push(await typing[k]!.keystroke());
+    }
+  }
+  for (const t of typing) await t.end();
   return times;
 }
 

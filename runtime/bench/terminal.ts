@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket } from "ws";
-import { echoTimes, summarizeEcho } from "../../box/bench/terminal.ts";
+import { interleavedEchoTimes, summarizeEcho } from "../../box/bench/terminal.ts";
 import { TtydClient } from "../../box/terminal/client.ts";
 import {
   basicAuthHeader,
@@ -47,15 +47,6 @@ import {
 import { spawnTcpPipe } from "./tcp-pipe.ts";
 
 const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
-/** Keystroke echo samples (ms) over any connection, direct or relayed (box/bench/terminal.ts). */
-async function measureEcho(connect: () => Promise<TtydClient>, n: number): Promise<number[]> {
-  const client = await connect();
-  try {
-    return await echoTimes(client, n);
-  } finally {
-    await client.close();
-  }
-}
 
 interface RawTarget {
   url: string;
@@ -207,63 +198,65 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     const origin = new URL(cpUrl).origin;
     const token = async (sessionId: string) =>
       (await mintTerminalToken(cpUrl, sessionId, BENCH_TOKEN)).token!;
-    const direct = () =>
-      TtydClient.connect({ url: boxUrl, session: "bench", credential, size: { columns: 200, rows: 50 } });
     // nginx in front of the same box endpoint, when installed: the proxy the relay should beat.
     nginx = await startNginxProxy(inst[0].terminal_port);
-    const nginxUrl = nginx ? `ws://127.0.0.1:${nginx.port}/ws` : null;
-    const viaNginx = () =>
-      TtydClient.connect({ url: nginxUrl!, session: "bench", credential, size: { columns: 200, rows: 50 } });
-    const relayed = async () =>
-      TtydClient.connect({
-        url: relayUrl(session!.id),
-        protocols: ["tty", `${TOKEN_PROTOCOL_PREFIX}${await token(session!.id)}`],
-        headers: { Origin: origin },
-        authToken: "",
-        size: { columns: 200, rows: 50 },
-      });
-
     // A bare Node TCP pipe in front of the same endpoint: what one more Node process hop costs at least.
     pipe = await spawnTcpPipe(inst[0].terminal_port);
-    const viaPipe = () =>
-      TtydClient.connect({
-        url: `ws://127.0.0.1:${pipe!.ready.port}/ws`,
-        session: "bench",
-        credential,
-        size: { columns: 200, rows: 50 },
-      });
-
     // The same pipe inside the control plane's process: what sharing that process costs, apart from the relay.
     const cpPipePort = await cp.ask(`pipeTo:${inst[0].terminal_port}`);
-    const viaCpPipe = () =>
-      TtydClient.connect({
-        url: `ws://127.0.0.1:${cpPipePort}/ws`,
-        session: "bench",
-        credential,
-        size: { columns: 200, rows: 50 },
-      });
 
     // 1. Echo. Through tmux a keystroke's round trip is mostly the shell and tmux, and it drifts with them
-    // and with the machine: many short rounds in rotating order spread that drift over every path alike.
-    const rounds = 8;
-    const perRound = 60;
-    const paths: Array<{ label: string; connect: () => Promise<TtydClient>; times: number[] }> = [
-      { label: "straight to the box endpoint (baseline)", connect: direct, times: [] },
-      { label: "through the relay", connect: relayed, times: [] },
-      { label: "through a bare Node TCP pipe (no WebSocket, no checks)", connect: viaPipe, times: [] },
+    // and with the machine by more than the paths differ: every path has a terminal open, each on a tmux
+    // session of its own, and they take turns keystroke by keystroke, so the drift lands on all alike.
+    const size = { columns: 200, rows: 50 };
+    const attach = (port: number | string, name: string) => () =>
+      TtydClient.connect({ url: `ws://127.0.0.1:${port}/ws`, session: name, credential, size });
+    // Sessions the box knows of (it ends tmux sessions that are not in the database).
+    const echoNames = ["echo-direct", "echo-relay", "echo-pipe", "echo-cp-pipe", "echo-nginx"];
+    const [, echoSession] = await db
+      .insert(sessions)
+      .values(echoNames.map((name) => ({ workspaceId: workspace.id, name, createdById: owner.userId })))
+      .returning();
+    const relayed = async () =>
+      TtydClient.connect({
+        url: relayUrl(echoSession!.id),
+        protocols: ["tty", `${TOKEN_PROTOCOL_PREFIX}${await token(echoSession!.id)}`],
+        headers: { Origin: origin },
+        authToken: "",
+        size,
+      });
+    const keystrokes = 1000;
+    const paths: Array<{ label: string; connect: () => Promise<TtydClient> }> = [
+      {
+        label: "straight to the box endpoint (baseline)",
+        connect: attach(inst[0].terminal_port, "echo-direct"),
+      },
+      { label: "through the relay", connect: relayed },
+      {
+        label: "through a bare Node TCP pipe (no WebSocket, no checks)",
+        connect: attach(pipe.ready.port, "echo-pipe"),
+      },
       {
         label: "through a bare Node TCP pipe inside the control plane's process",
-        connect: viaCpPipe,
-        times: [],
+        connect: attach(cpPipePort, "echo-cp-pipe"),
       },
-      ...(nginx ? [{ label: "through nginx (no auth, no token checks)", connect: viaNginx, times: [] }] : []),
+      ...(nginx
+        ? [{ label: "through nginx (no auth, no token checks)", connect: attach(nginx.port, "echo-nginx") }]
+        : []),
     ];
-    for (const p of paths) await measureEcho(p.connect, 20); // warm up tmux, the shell and every path
-    for (const p of inRotatingOrder(paths, rounds)) p.times.push(...(await measureEcho(p.connect, perRound)));
-    const echo = paths.map((p) => summarizeEcho(p.times));
+    const terminals: TtydClient[] = [];
+    let echoTimes: number[][];
+    try {
+      for (const p of paths) terminals.push(await p.connect());
+      await interleavedEchoTimes(terminals, 20); // warm up tmux, the shells and every path
+      echoTimes = await interleavedEchoTimes(terminals, keystrokes);
+    } finally {
+      await Promise.all(terminals.map((t) => t.close()));
+    }
+    const echo = echoTimes.map(summarizeEcho);
     const [echoDirect, , echoPipe, , echoNginx] = echo;
     table(
-      `Terminal keystroke echo (${rounds * perRound} keystrokes per path in ${rounds} rounds of ${perRound}, rotating order; tmux + shell on a local box)`,
+      `Terminal keystroke echo (${keystrokes} keystrokes per path, the paths taking turns keystroke by keystroke; tmux + shell on a local box)`,
       ["path", "p50 ms", "p99 ms", "p50 ÷ direct", "p50 ÷ pipe", "p50 ÷ nginx", "p99 ÷ direct"],
       paths.map((p, i) => {
         const e = echo[i]!;
