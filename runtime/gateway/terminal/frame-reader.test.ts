@@ -54,6 +54,8 @@ interface Seen {
   ends: number[];
   errors: number[];
   boundaries: number;
+  /** Payload bytes of forwarded frames, as `forwardedPayload` saw them pass. */
+  payload: Buffer[];
 }
 
 /** Routes by command byte: 0x00–0x9f forward, 0xa0–0xcf drop, 0xd0–0xff collect; empty forwards. */
@@ -66,6 +68,7 @@ function sink(r: Rand, seen: Seen): FrameSink {
   return {
     decide: (command) => ({ action: route(command), notify: true }),
     forward: (b) => seen.out.push(Buffer.from(b)),
+    forwardedPayload: (chunk, start, end) => seen.payload.push(Buffer.from(chunk.subarray(start, end))),
     collected: (payload) => seen.collected.push(Buffer.from(payload)),
     messageEnd: (_c, length) => seen.ends.push(length),
     control: (opcode, payload) => seen.controls.push({ opcode, payload: Buffer.from(payload) }),
@@ -79,11 +82,19 @@ function sink(r: Rand, seen: Seen): FrameSink {
 }
 
 function newSeen(): Seen {
-  return { out: [], collected: [], controls: [], ends: [], errors: [], boundaries: 0 };
+  return { out: [], collected: [], controls: [], ends: [], errors: [], boundaries: 0, payload: [] };
 }
 
-/** Feeds `wire` in random chunk sizes (1 byte to 70 kB, small ones often). */
-function feed(reader: FrameReader, wire: Buffer, r: Rand): void {
+/**
+ * Feeds `wire` in random chunk sizes (1 byte to 70 kB, small ones often), or, given its `frames`, half the
+ * time one frame per chunk, as a socket usually reads a terminal's keystrokes and echoes (the reader's
+ * one-step path for a whole message).
+ */
+function feed(reader: FrameReader, wire: Buffer, r: Rand, frames?: Buffer[]): void {
+  if (frames && r() < 0.5) {
+    for (const f of frames) reader.push(f);
+    return;
+  }
   let at = 0;
   while (at < wire.length) {
     const size = r() < 0.5 ? 1 + int(r, 16) : 1 + int(r, 70_000);
@@ -98,6 +109,7 @@ const LENGTHS = [0, 1, 2, 3, 125, 126, 127, 65535, 65536, 70_000];
 function traffic(r: Rand, masked: boolean) {
   const wire: Buffer[] = [];
   const forwarded: Buffer[] = [];
+  const forwardedPayloads: Buffer[] = [];
   const collected: Buffer[] = [];
   const controls: Array<{ opcode: number; payload: Buffer }> = [];
   const ends: number[] = [];
@@ -134,9 +146,20 @@ function traffic(r: Rand, masked: boolean) {
     const action = route(payload[0]);
     if (action === "collect") collected.push(payload);
     else ends.push(total);
-    if (action === "forward") forwarded.push(...messageFrames(wire, payload.length));
+    if (action === "forward") {
+      forwarded.push(...messageFrames(wire, payload.length));
+      forwardedPayloads.push(payload);
+    }
   }
-  return { wire: Buffer.concat(wire), forwarded: Buffer.concat(forwarded), collected, controls, ends };
+  return {
+    frames: wire,
+    wire: Buffer.concat(wire),
+    forwarded: Buffer.concat(forwarded),
+    forwardedPayload: Buffer.concat(forwardedPayloads),
+    collected,
+    controls,
+    ends,
+  };
 }
 
 /** The data frames of the message just pushed to `wire` (walking back over its frames). */
@@ -159,11 +182,17 @@ describe("frame reader (seeded fuzz)", () => {
       const masked = seed % 2 === 0;
       const t = traffic(r, masked);
       const seen = newSeen();
-      const reader = new FrameReader(sink(r, seen), { masked, maxMessageBytes: 1 << 20 });
-      feed(reader, t.wire, r);
+      // Payload scanning is for the box's leg, whose frames are not masked.
+      const reader = new FrameReader(sink(r, seen), {
+        masked,
+        maxMessageBytes: 1 << 20,
+        scanPayload: !masked,
+      });
+      feed(reader, t.wire, r, t.frames);
       const ctx = `seed ${seed}`;
       expect(seen.errors, ctx).toEqual([]);
       expect(Buffer.concat(seen.out).equals(t.forwarded), ctx).toBe(true);
+      if (!masked) expect(Buffer.concat(seen.payload).equals(t.forwardedPayload), ctx).toBe(true);
       expect(seen.collected, ctx).toEqual(t.collected);
       expect(seen.controls, ctx).toEqual(t.controls);
       expect(seen.ends, ctx).toEqual(t.ends);
@@ -268,7 +297,7 @@ describe("frame reader (seeded fuzz)", () => {
           const wire = Buffer.concat([t.wire, c.wire(masked ? bytes(r, 4) : null), after]);
           const seen = newSeen();
           const reader = new FrameReader(sink(r, seen), { masked, maxMessageBytes: 70_000 });
-          feed(reader, wire, r);
+          feed(reader, wire, r, [...t.frames, c.wire(masked ? bytes(r, 4) : null), after]);
           const ctx = `seed ${seed}`;
           expect(seen.errors, ctx).toEqual([c.code]);
           expect(reader.failed, ctx).toBe(true);

@@ -145,6 +145,18 @@ function pickSize(init: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+const ESC = 0x1b;
+
+/** Whether `chunk[start, end)` holds an ESC byte: a loop for the few bytes of an echo, indexOf for more. */
+function includesEsc(chunk: Buffer, start: number, end: number): boolean {
+  if (end - start > 32) {
+    const at = chunk.indexOf(ESC, start);
+    return at >= 0 && at < end;
+  }
+  for (let i = start; i < end; i++) if (chunk[i] === ESC) return true;
+  return false;
+}
+
 /** An empty write, queued behind bytes that did not go out at once, to learn when they have. */
 const NOTHING = Buffer.alloc(0);
 
@@ -601,7 +613,7 @@ export class TerminalRelay {
         this.#atMessageStart = false;
         start++; // the command byte
       }
-      if (start < end && this.#sawAttachEnded(chunk.subarray(start, end))) this.#onAttachEnded();
+      if (start < end && this.#sawAttachEnded(chunk, start, end)) this.#onAttachEnded();
     },
     collected: () => {},
     messageEnd: (command) => {
@@ -627,9 +639,12 @@ export class TerminalRelay {
    * closes without a close frame, which would read as a lost box. The marker may straddle frames and
    * messages, so the last bytes that could begin it are kept.
    */
-  #sawAttachEnded(content: Buffer): boolean {
-    const keep = ATTACH_ENDED.length - 1;
+  #sawAttachEnded(chunk: Buffer, start: number, end: number): boolean {
     const tail = this.#markerTail;
+    // The marker begins with ESC: output without one (most of it) holds none of it and begins none.
+    if (!tail && !includesEsc(chunk, start, end)) return false;
+    const content = chunk.subarray(start, end);
+    const keep = ATTACH_ENDED.length - 1;
     if (tail && Buffer.concat([tail, content.subarray(0, keep)]).includes(ATTACH_ENDED)) return true;
     if (content.includes(ATTACH_ENDED)) return true;
     let last: Buffer;
@@ -638,7 +653,7 @@ export class TerminalRelay {
       const joined = tail ? Buffer.concat([tail, content]) : content;
       last = joined.subarray(Math.max(0, joined.length - keep));
     }
-    this.#markerTail = last.includes(0x1b) ? Buffer.from(last) : null;
+    this.#markerTail = last.includes(ESC) ? Buffer.from(last) : null;
     return false;
   }
 
