@@ -309,26 +309,33 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       headers: { Origin: origin },
       authToken: "",
     });
-    // Each path's fastest of `rounds` runs, the paths taking turns in rotating order: the fastest run is the
-    // path's own speed with the least of the machine's noise in it, and taking turns spreads drift alike.
-    const fastestOf = async <T extends { seconds: number }>(runs: Array<() => Promise<T>>, rounds = 5) => {
-      const top: Array<T | null> = runs.map(() => null);
+    // Each path `rounds` times, the paths taking turns in rotating order, so that drift on the machine lands
+    // on every path alike: each path's runs.
+    const inTurns = async <T>(runs: Array<() => Promise<T>>, rounds: number): Promise<T[][]> => {
+      const results: T[][] = runs.map(() => []);
       for (const i of inRotatingOrder(
         runs.map((_, i) => i),
         rounds,
-      )) {
-        const r = await runs[i]!();
-        if (!top[i] || r.seconds < top[i]!.seconds) top[i] = r;
-      }
-      return top as T[];
+      ))
+        results[i]!.push(await runs[i]!());
+      return results;
     };
-    const [bulkDirect, bulkRelay, bulkNginx] = await fastestOf([
+    const bySeconds = <T extends { seconds: number }>(runs: T[]) =>
+      [...runs].sort((a, b) => a.seconds - b.seconds);
+    // Through tmux one run's time moves by ±25 % (tmux skips drawing what a client falls behind on, so the
+    // work itself changes from run to run): each path's median run of many, after one run each to warm up.
+    const catRuns = [
       () => catOnce(directTarget()),
       async () => catOnce(await relayTarget(session!.id)),
       ...(nginx
         ? [() => catOnce({ ...directTarget(), url: `ws://127.0.0.1:${nginx!.port}/ws?arg=bench` })]
         : []),
-    ]);
+    ];
+    const catRounds = 15;
+    await inTurns(catRuns, 1);
+    const [bulkDirect, bulkRelay, bulkNginx] = (await inTurns(catRuns, catRounds)).map(
+      (runs) => bySeconds(runs)[runs.length >> 1]!,
+    );
     const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
     const bulkRow = (label: string, r: { seconds: number; bytes: number }) => [
       label,
@@ -339,7 +346,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       bulkNginx ? `${fmt(bulkNginx.seconds / r.seconds, 2)}x` : "-",
     ];
     table(
-      "Terminal bulk output through tmux: cat of a 20 MB file (fastest of 5 rounds, rotating order; MB/s of file)",
+      `Terminal bulk output through tmux: cat of a 20 MB file (median of ${catRounds} rounds, rotating order; MB/s of file)`,
       ["path", "seconds", "file MB/s", "wire MB", "speed ÷ direct", "speed ÷ nginx"],
       [
         bulkRow("straight to the box endpoint (baseline)", bulkDirect!),
@@ -386,28 +393,31 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       headers: { Authorization: basicAuthHeader(blastCredential) },
       authToken: encodeCredential(blastCredential),
     });
-    // CPU time of the process in the middle, per run (least of the rounds): on a loaded machine, where MB/s
-    // drifts with the neighbours, what each byte costs the relay's process still shows.
-    const withCpu = (
-      run: () => Promise<{ seconds: number; bytes: number }>,
-      middle?: BenchChild<unknown>,
-    ) => {
-      let cpu = Number.POSITIVE_INFINITY;
-      return async () => {
+    // CPU time of the process in the middle, per run: on a loaded machine, where MB/s drifts with the
+    // neighbours, what each byte costs the relay's process still shows.
+    const withCpu =
+      (run: () => Promise<{ seconds: number; bytes: number }>, middle?: BenchChild<unknown>) => async () => {
         const before = middle ? await middle.ask("cpuMs") : 0;
         const r = await run();
-        if (middle) cpu = Math.min(cpu, (await middle.ask("cpuMs")) - before);
-        return { ...r, cpu: middle ? cpu : null };
+        return { ...r, cpu: middle ? (await middle.ask("cpuMs")) - before : null };
       };
-    };
     blastPipe = await spawnTcpPipe(blastPort);
-    const [rawDirect, rawRelay, rawPipe, rawCpPipe, rawNginx] = await fastestOf([
-      withCpu(() => blastOnce(blastDirectTarget(blastPort))),
-      withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp),
-      withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe),
-      withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp),
-      ...(blastNginx ? [withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port)))] : []),
-    ]);
+    // Without tmux the paths are steady: each one's fastest run, and its least CPU time.
+    const [rawDirect, rawRelay, rawPipe, rawCpPipe, rawNginx] = (
+      await inTurns(
+        [
+          withCpu(() => blastOnce(blastDirectTarget(blastPort))),
+          withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp),
+          withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe),
+          withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp),
+          ...(blastNginx ? [withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port)))] : []),
+        ],
+        5,
+      )
+    ).map((runs) => ({
+      ...bySeconds(runs)[0]!,
+      cpu: runs[0]!.cpu === null ? null : Math.min(...runs.map((r) => r.cpu!)),
+    }));
     const rawRow = (label: string, r: { seconds: number; bytes: number; cpu: number | null }) => [
       label,
       fmt(r.seconds, 2),
