@@ -2,6 +2,7 @@ import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import { afterAll, describe, expect, it } from "vitest";
 import { inSpan, startTracing } from "../platform/tracing.ts";
 import { createTestDatabase } from "../test/database.ts";
+import { waitFor } from "../test/wait.ts";
 import { connectDatabase } from "./client.ts";
 
 describe("query spans", async () => {
@@ -30,5 +31,26 @@ describe("query spans", async () => {
     // The statement, never its values.
     expect(JSON.stringify(queries.map((s) => s.attributes))).not.toContain("not in the span");
     expect(queries.map((s) => s.attributes["db.query.text"])).toContain("SELECT $1::text AS secret");
+  });
+});
+
+describe("a checked-out client whose server connection ends", async () => {
+  const { url } = await createTestDatabase();
+  const database = connectDatabase(url, { max: 2 });
+  afterAll(() => database.close());
+
+  it("does not crash the process between queries; its next query fails and the pool serves on", async () => {
+    const client = await database.pool.connect();
+    const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+    let ended = false;
+    client.once("end", () => {
+      ended = true;
+    });
+    // Terminated while no query is running on it: Postgres sends FATAL 57P01, as on a restart.
+    await database.pool.query("SELECT pg_terminate_backend($1)", [rows[0]!.pid]);
+    await waitFor("the terminated connection to end", () => ended);
+    await expect(client.query("SELECT 1")).rejects.toThrow();
+    client.release(true);
+    expect((await database.pool.query("SELECT 1 AS one")).rows[0].one).toBe(1);
   });
 });

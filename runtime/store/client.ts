@@ -81,8 +81,12 @@ export function connectDatabase(url: string, options: { max?: number } = {}): Da
     application_name: "berth",
     Client: TracedClient,
   });
-  // An idle client losing its server must not crash the process; the next query reports the error.
+  // A client losing its server (a Postgres restart, a failover, a dropped database) must not crash the
+  // process; the next query on it reports the error. The pool's own listener covers idle clients only:
+  // pg-pool removes it while a client is checked out, and one checked out between queries (a transaction
+  // waiting on other work, an advisory lock held while boxes are probed) would emit 'error' to nobody.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   return { url, pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }
 
