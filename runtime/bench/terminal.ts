@@ -213,10 +213,12 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       TtydClient.connect({ url: `ws://127.0.0.1:${port}/ws`, session: name, credential, size });
     // Sessions the box knows of (it ends tmux sessions that are not in the database).
     const echoNames = ["echo-direct", "echo-relay", "echo-pipe", "echo-cp-pipe", "echo-nginx"];
-    const [, echoSession] = await db
-      .insert(sessions)
-      .values(echoNames.map((name) => ({ workspaceId: workspace.id, name, createdById: owner.userId })))
-      .returning();
+    const echoSession = (
+      await db
+        .insert(sessions)
+        .values(echoNames.map((name) => ({ workspaceId: workspace.id, name, createdById: owner.userId })))
+        .returning()
+    ).find((s) => s.name === "echo-relay");
     const relayed = async () =>
       TtydClient.connect({
         url: relayUrl(echoSession!.id),
