@@ -296,7 +296,14 @@ describe("web push", async () => {
             if (r) resolve(r.registrationId);
           }),
         );
+        // Chromium drops a DevTools push, without a word, for a registration with no activated version.
+        const activated = new Set<string>();
+        cdp.on("ServiceWorker.workerVersionUpdated", (e) => {
+          for (const v of e.versions) if (v.status === "activated") activated.add(v.registrationId);
+        });
         await cdp.send("ServiceWorker.enable");
+        const registration = await registrationId;
+        await waitFor("the service worker's version activated", () => activated.has(registration));
         const message = {
           title: "Claude needs your permission: Bash",
           body: "main: npm test",
@@ -306,7 +313,7 @@ describe("web push", async () => {
         };
         await cdp.send("ServiceWorker.deliverPushMessage", {
           origin: cp.url,
-          registrationId: await registrationId,
+          registrationId: registration,
           data: JSON.stringify(message),
         });
         const shown = () =>
@@ -324,7 +331,7 @@ describe("web push", async () => {
         // A newer push for the same session replaces it (same tag).
         await cdp.send("ServiceWorker.deliverPushMessage", {
           origin: cp.url,
-          registrationId: await registrationId,
+          registrationId: registration,
           data: JSON.stringify({ ...message, title: "Claude finished", kind: "stop" }),
         });
         await expect.poll(async () => (await shown()).map((n) => n.title)).toEqual(["Claude finished"]);
