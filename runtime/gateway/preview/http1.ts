@@ -14,8 +14,21 @@ import type { IncomingHttpHeaders } from "node:http";
 export const MAX_HEAD_BYTES = 16 * 1024;
 
 const HEAD_END = Buffer.from("\r\n\r\n");
-/** RFC 9110 §5.6.2 token. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.6.2 tchar, per ASCII code: a field name is checked without slicing it out first. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TCHAR[c.charCodeAt(0)] = 1;
+}
+
+/** Whether `line[0, end)` is a token (RFC 9110 §5.6.2): one or more tchar. */
+function isToken(line: string, end: number): boolean {
+  if (end === 0) return false;
+  for (let i = 0; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
 /** Origin-form targets only (RFC 9112 §3.2.1): no absolute-form, no `*`, visible ASCII only. */
 const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
@@ -102,17 +115,22 @@ function lines(buf: Buffer, end: number): string[] | null {
   return buf.toString("latin1", 0, end).split("\r\n");
 }
 
-/** A field line split as RFC 9112 §5 allows: no whitespace before the colon, optional SP or HTAB around the value. */
-function field(line: string): [string, string] | null {
+/**
+ * Where a field line's name ends (the colon), or -1 when the line is not `token ":" …`: RFC 9112 §5
+ * allows no whitespace before the colon.
+ */
+function nameEnd(line: string): number {
   const colon = line.indexOf(":");
-  if (colon <= 0) return null;
-  const name = line.slice(0, colon);
-  if (!TOKEN.test(name)) return null;
+  return colon > 0 && isToken(line, colon) ? colon : -1;
+}
+
+/** A field line's value: what follows the colon, without the optional SP or HTAB around it. */
+function fieldValue(line: string, colon: number): string {
   let start = colon + 1;
   let end = line.length;
   while (start < end && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
   while (end > start && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
-  return [name.toLowerCase(), line.slice(start, end)];
+  return line.slice(start, end);
 }
 
 function hasToken(value: string | string[] | undefined, token: string): boolean {
@@ -132,9 +150,11 @@ export function parseRequestHead(buf: Buffer): RequestParse {
   if (!m) return { kind: "handover", reason: "not a GET or HEAD in origin-form over HTTP/1.1" };
   const headers: IncomingHttpHeaders = Object.create(null);
   for (let i = 1; i < all.length; i++) {
-    const f = field(all[i]!);
-    if (!f) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
-    const [name, value] = f;
+    const line = all[i]!;
+    const colon = nameEnd(line);
+    if (colon < 0) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
+    const name = line.slice(0, colon).toLowerCase();
+    const value = fieldValue(line, colon);
     if (HANDED_OVER_FIELDS.has(name)) return { kind: "handover", reason: `request has ${name}` };
     const existing = headers[name];
     if (existing === undefined) headers[name] = value;
@@ -199,9 +219,11 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
   const lengths: string[] = [];
   const codings: string[] = [];
   for (let i = 1; i < all.length; i++) {
-    const f = field(all[i]!);
-    if (!f) return { kind: "invalid", reason: "malformed field line (or obs-fold)" };
-    const [name, value] = f;
+    const line = all[i]!;
+    const colon = nameEnd(line);
+    if (colon < 0) return { kind: "invalid", reason: "malformed field line (or obs-fold)" };
+    const name = line.slice(0, colon).toLowerCase();
+    const value = fieldValue(line, colon);
     if (name === "content-length") lengths.push(value);
     else if (name === "transfer-encoding") codings.push(value);
     else if (name === "set-cookie") headers["set-cookie"] = [...(headers["set-cookie"] ?? []), value];
@@ -340,7 +362,7 @@ export class ChunkedBodyTracker {
     if (line.includes("\r")) return false;
     if (this.#state === "trailer") {
       if (line === "") this.#state = "done";
-      else if (!field(line)) return false;
+      else if (nameEnd(line) < 0) return false;
       return true;
     }
     const m = /^([0-9A-Fa-f]{1,12})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?$/.exec(line);

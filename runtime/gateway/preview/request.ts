@@ -114,13 +114,19 @@ const HOP_BY_HOP = [
   "upgrade",
 ];
 
-/** Names listed in a Connection header are hop-by-hop too. */
-function connectionTokens(headers: IncomingHttpHeaders): string[] {
-  const value = headers.connection;
-  return (Array.isArray(value) ? value.join(",") : (value ?? ""))
-    .split(",")
-    .map((t) => t.trim().toLowerCase())
-    .filter(Boolean);
+/**
+ * Removes the hop-by-hop fields: the standard ones and the names a Connection header lists (each preview
+ * request and response passes here, so no arrays are built when there is no Connection header).
+ */
+function deleteHopByHop(headers: IncomingHttpHeaders): void {
+  const connection = headers.connection;
+  if (connection !== undefined) {
+    for (const token of (Array.isArray(connection) ? connection.join(",") : connection).split(",")) {
+      const name = token.trim().toLowerCase();
+      if (name) delete headers[name];
+    }
+  }
+  for (const name of HOP_BY_HOP) delete headers[name];
 }
 
 /** Ours, whichever form set them: the API session, the host-form preview cookie in both spellings. */
@@ -138,7 +144,7 @@ const CLERK_COOKIE =
  * never settable by one (a planted `__session` would make the user's next API GET run as the planter).
  */
 export function isCredentialCookie(name: string): boolean {
-  return OUR_COOKIES.has(name) || CLERK_COOKIE.test(name);
+  return OUR_COOKIES.has(name) || (name.startsWith("__") && CLERK_COOKIE.test(name));
 }
 
 const cookieName = (c: string) => c.slice(0, Math.max(0, c.indexOf("="))).trim();
@@ -149,11 +155,12 @@ export function withoutCookies(
   drop: (name: string) => boolean = isCredentialCookie,
 ): string | undefined {
   if (!header) return undefined;
-  const kept = header
-    .split(";")
-    .map((c) => c.trim())
-    .filter((c) => c && !drop(cookieName(c)));
-  return kept.length ? kept.join("; ") : undefined;
+  let kept: string | undefined;
+  for (const part of header.split(";")) {
+    const c = part.trim();
+    if (c && !drop(cookieName(c))) kept = kept === undefined ? c : `${kept}; ${c}`;
+  }
+  return kept;
 }
 
 export interface ForwardContext {
@@ -172,8 +179,8 @@ export interface ForwardContext {
  */
 export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: ForwardContext): void {
   const upgrade = headers.upgrade;
-  for (const name of [...connectionTokens(headers), ...HOP_BY_HOP]) delete headers[name];
-  for (const name of Object.keys(headers)) {
+  deleteHopByHop(headers);
+  for (const name in headers) {
     if (name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip") delete headers[name];
   }
   delete headers.authorization;
@@ -192,7 +199,7 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
 
 /** Response headers the client must not get from the dev server. */
 export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
-  for (const name of [...connectionTokens(headers), ...HOP_BY_HOP]) delete headers[name];
+  deleteHopByHop(headers);
   // A dev server must not overwrite or plant our credentials (session fixation on the API's host).
   // Node's parser always gives an array; undici gives a lone Set-Cookie as a plain string.
   const setCookie = headers["set-cookie"] as string | string[] | undefined;
