@@ -14,9 +14,16 @@
  *   out before the callback returns, so nothing ever refers to it later. Small reads (keystroke echo,
  *   control frames) cost a small copy, as the default path costs a small allocation.
  * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output). The relay forwards
- *   views of it without copying; the next read reuses it when the write towards the browser completed
- *   synchronously (nothing refers to it any more), and gets a fresh one when the write is still queued.
- *   A short read goes back to the shared buffer and lets the socket's own go.
+ *   views of it without copying, and the next read reuses it, as long as the write towards the browser
+ *   completes at once (nothing refers to it any more). A short read goes back to the shared buffer and
+ *   lets the socket's own go.
+ *
+ * While writes towards the browser are queued (a browser slower than the box), whatever the relay is
+ * handed now stays referenced until the queue drains. A read of up to half the socket's buffer is then
+ * handed over as a copy of exactly its bytes, and the buffer is read into again; only a larger read is
+ * handed over as it is, the buffer going with it. A fresh 64 KiB buffer for every read of a few KiB
+ * (`cat` through tmux reads the box a screenful at a time) had put the external memory, and the full
+ * collections, back.
  *
  * Before the relay takes the socket over (the `ws` handshake), and while bytes `ws` handed back are still
  * buffered in the socket, reads are pushed into the socket's stream as copies: its 'data' listeners get
@@ -26,6 +33,12 @@ import type { OnReadOpts, Socket } from "node:net";
 
 const SHARED_SIZE = 4 * 1024;
 const OWN_SIZE = 64 * 1024;
+/**
+ * A read smaller than this lets the socket's own buffer go. Not any read short of the shared buffer:
+ * tmux redraws a few KiB at a time, and reads alternating around that size would each allocate a
+ * fresh buffer.
+ */
+const RELEASE_BELOW = 1024;
 const shared = Buffer.allocUnsafeSlow(SHARED_SIZE);
 
 /** Where a taken-over socket's reads go (`attachUpstreamReads`). */
@@ -83,14 +96,15 @@ function read(socket: Socket, n: number, buf: Buffer): boolean {
   // Only a taken-over socket reads into a buffer of its own.
   const own = reader!;
   const view = buf.subarray(0, n);
-  if (direct) own.handler(view);
-  else keep = socket.push(Buffer.from(view));
-  if (n < SHARED_SIZE) {
-    // A short read: output slowed down, give the socket's own buffer back.
-    own.own = null;
-  } else {
-    if (direct && own.holder.bufferedAmount > 0) own.own = Buffer.allocUnsafeSlow(OWN_SIZE);
-    next = own.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
+  if (!direct) keep = socket.push(Buffer.from(view));
+  else if (own.holder.bufferedAmount > 0 && n <= OWN_SIZE / 2) own.handler(Buffer.from(view));
+  else {
+    own.handler(view);
+    // The write that took the view queued it: the buffer is the queue's now.
+    if (own.holder.bufferedAmount > 0) own.own = null;
   }
+  // A small read (an echo, a status line): the output stopped, give the socket's own buffer back.
+  if (n < RELEASE_BELOW) own.own = null;
+  else next = own.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
   return keep;
 }
