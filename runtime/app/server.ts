@@ -254,7 +254,12 @@ export async function startControlPlane(config: Config, options: StartOptions = 
       maxBlockSeconds: 24 * 3600,
       ...(options.loginRateLimit ?? { points: 10, durationSeconds: 15 * 60 }),
     };
-    const vapid = loadVapidKeys({ dataDir: config.dataDir, ...config.vapid, publicUrl: config.publicUrl });
+    const vapid = loadVapidKeys({
+      dataDir: config.dataDir,
+      secretBox,
+      ...config.vapid,
+      publicUrl: config.publicUrl,
+    });
     const plans = new Plans(config.billing, options.billing?.clock);
     const backups = new BackupService({ store, driver, metrics, log, ...options.backups });
     const deps: ControlPlaneDeps = {

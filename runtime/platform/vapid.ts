@@ -1,11 +1,16 @@
 /**
  * The control plane's VAPID identity for Web Push (RFC 8292): from the environment (every replica must
  * share it: a browser's subscription is bound to the public key it subscribed with), or generated once into
- * the data dir (`vapid-keys.json`, mode 0600) for a single-process install.
+ * the data dir (`vapid-keys.json`, mode 0600) for a single-host install. The file holds the private key
+ * sealed with the install's secret box, as every other secret at rest is: a copy of the data dir without
+ * the secret keys (a backup, a hosted install whose keys live in BERTH_SECRET_KEYS) cannot sign pushes.
+ * A file written in clear by an earlier version is sealed on first start, and one sealed under a key that
+ * is no longer the first is sealed again under the first.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import webpush from "web-push";
+import { type SecretBox, SecretBoxError } from "./secret-box.ts";
 
 export interface VapidKeys {
   publicKey: string;
@@ -14,8 +19,18 @@ export interface VapidKeys {
   subject: string;
 }
 
+/** What `vapid-keys.json` holds. `privateKey` is a string only in a file an earlier version wrote. */
+interface StoredKeys {
+  publicKey: string;
+  privateKey: string | { keyId: string; sealed: string };
+}
+
+/** Authenticated with the sealed key, so a value sealed for another purpose cannot be put in its place. */
+const CONTEXT = "vapid-private-key";
+
 export function loadVapidKeys(options: {
   dataDir: string;
+  secretBox: SecretBox;
   publicKey?: string | undefined;
   privateKey?: string | undefined;
   subject?: string | undefined;
@@ -24,19 +39,49 @@ export function loadVapidKeys(options: {
   const subject = options.subject ?? contactFor(options.publicUrl);
   if (options.publicKey && options.privateKey)
     return { publicKey: options.publicKey, privateKey: options.privateKey, subject };
+  const { secretBox } = options;
   const path = join(options.dataDir, "vapid-keys.json");
+  const seal = (keys: { publicKey: string; privateKey: string }): string => {
+    const { keyId, sealed } = secretBox.seal(keys.privateKey, CONTEXT);
+    const stored: StoredKeys = {
+      publicKey: keys.publicKey,
+      privateKey: { keyId, sealed: sealed.toString("base64") },
+    };
+    return `${JSON.stringify(stored)}\n`;
+  };
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const keys = webpush.generateVAPIDKeys();
     try {
-      writeFileSync(path, `${JSON.stringify(keys)}\n`, { mode: 0o600, flag: "wx" });
+      writeFileSync(path, seal(webpush.generateVAPIDKeys()), { mode: 0o600, flag: "wx" });
     } catch (err) {
       // Another process of this install wrote it first: use theirs.
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
   }
-  const stored = JSON.parse(readFileSync(path, "utf8")) as { publicKey: string; privateKey: string };
-  return { publicKey: stored.publicKey, privateKey: stored.privateKey, subject };
+  const stored = JSON.parse(readFileSync(path, "utf8")) as StoredKeys;
+  let privateKey: string;
+  if (typeof stored.privateKey === "string") privateKey = stored.privateKey;
+  else {
+    const sealed = {
+      keyId: stored.privateKey.keyId,
+      sealed: Buffer.from(stored.privateKey.sealed, "base64"),
+    };
+    try {
+      privateKey = secretBox.open(sealed, CONTEXT);
+    } catch (err) {
+      if (!(err instanceof SecretBoxError)) throw err;
+      throw new Error(
+        `${path}: the Web Push private key cannot be opened with this install's secret keys (${err.message}); restore the secret keys it was sealed with, or delete the file to make a new identity (browsers then subscribe again)`,
+      );
+    }
+    if (!secretBox.needsRotation(sealed)) return { publicKey: stored.publicKey, privateKey, subject };
+  }
+  // In clear, or sealed under an older key: sealed again under the first. A rename, so that a process
+  // reading the file at the same moment sees the old file or the new one, never half of one.
+  const fresh = `${path}.${process.pid}.tmp`;
+  writeFileSync(fresh, seal({ publicKey: stored.publicKey, privateKey }), { mode: 0o600 });
+  renameSync(fresh, path);
+  return { publicKey: stored.publicKey, privateKey, subject };
 }
 
 /** Push services want a contact; an https URL of this install is one (a local one is not, but works). */
