@@ -2,7 +2,7 @@
  * A control plane in its own process for `npm run bench` (see child-process.ts for why). Started with
  * `spawnBenchControlPlane`; answers `heap`, `terminalSockets` and `cpuMs`.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,10 +35,11 @@ export function spawnBenchControlPlane(
 
 if (import.meta.main) {
   const spec = JSON.parse(process.env.BERTH_BENCH_SPEC!) as BenchControlPlaneSpec;
+  const dataDir = mkdtempSync(join(tmpdir(), "berth-bench-cp-"));
   const config = loadConfig({
     DATABASE_URL: spec.databaseUrl,
     BERTH_PORT: "0",
-    BERTH_DATA_DIR: mkdtempSync(join(tmpdir(), "berth-bench-cp-")),
+    BERTH_DATA_DIR: dataDir,
     BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
     BERTH_MAX_WORKSPACES_PER_USER: "1000",
     ...spec.env,
@@ -74,6 +75,7 @@ if (import.meta.main) {
     async () => {
       for (const p of [pipe, ...morePipes]) p?.server.close();
       await cp.close();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   );
 }

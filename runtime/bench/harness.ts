@@ -64,21 +64,30 @@ export async function benchControlPlane(
   env: Record<string, string> = {},
   options: StartOptions = {},
 ): Promise<ControlPlane> {
+  const dataDir = mkdtempSync(join(tmpdir(), "berth-bench-cp-"));
   const config = loadConfig({
     DATABASE_URL: databaseUrl,
     BERTH_PORT: "0",
-    BERTH_DATA_DIR: mkdtempSync(join(tmpdir(), "berth-bench-cp-")),
+    BERTH_DATA_DIR: dataDir,
     BERTH_SECRET_KEYS: TEST_SECRET_KEYS,
     BERTH_LOCAL_TOKEN: "bench-token-bench-token-bench-token-bench",
     BERTH_MAX_WORKSPACES_PER_USER: "1000",
     ...env,
   });
-  return startControlPlane(config, {
+  const cp = await startControlPlane(config, {
     driver,
     logger: createLogger("silent"),
     runSchedules: false,
     ...options,
   });
+  // Its data dir (the generated keys) goes with it.
+  return {
+    ...cp,
+    close: async () => {
+      await cp.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 export function table(title: string, header: string[], rows: Array<Array<string | number>>): void {
