@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
+import { attachUpstreamReads, holdsOwnReadBuffer, UPSTREAM_ONREAD } from "./upstream-reads.ts";
 
 const HEAD = Buffer.from("HTTP/1.1 101 Switching Protocols\r\n\r\n");
 
@@ -155,7 +155,8 @@ describe("upstream reads into reused buffers", () => {
         const end = head.indexOf("\r\n\r\n");
         if (end < 0) return;
         socket.removeListener("data", onHandshake);
-        attachUpstreamReads(socket, take, { bufferedAmount: behind ? 1 : 0 });
+        // A clock that stands still: no pause in the output, however slow the machine.
+        attachUpstreamReads(socket, take, { bufferedAmount: behind ? 1 : 0 }, () => 0);
         const rest = head.subarray(end + 4);
         if (rest.length > 0) take(Buffer.from(rest));
       };
@@ -172,6 +173,62 @@ describe("upstream reads into reused buffers", () => {
       expect(bytes).toBeLessThan(2 * payload.length);
     },
   );
+
+  it.each([
+    ["a short read after a pause gives it back", 1_000, false],
+    ["short reads in a burst keep it", 0, true],
+  ])("a socket's own read buffer: %s", async (_, pauseMs, held) => {
+    // Bulk output (a read fills the shared buffer, then the socket reads into its own), then 500 bytes:
+    // after a pause in the output (an echo, a pong, a status line) or straight after, as tmux's redraws
+    // come. No handshake here: the reader is attached as the socket connects.
+    const pieces = [6000, 500];
+    const payload = randomBytes(6500);
+    // Each piece once the client asks for it (a byte back), then the end.
+    const server = createServer((socket) => {
+      let sent = 0;
+      let at = 0;
+      socket.on("data", () => {
+        if (sent === pieces.length) {
+          socket.end();
+          return;
+        }
+        const size = pieces[sent++]!;
+        socket.write(payload.subarray(at, at + size));
+        at += size;
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const socket: Socket = connect({
+      host: "127.0.0.1",
+      port: (server.address() as AddressInfo).port,
+      onread: UPSTREAM_ONREAD,
+    });
+    let now = 0;
+    const parts: Buffer[] = [];
+    let received = 0;
+    const take = (chunk: Buffer) => {
+      parts.push(Buffer.from(chunk));
+      received += chunk.length;
+      if (received === 6000) {
+        // Where the output pauses, if it does: the next read comes `pauseMs` later.
+        now += pauseMs;
+        socket.write("k");
+      } else if (received === 6500) socket.write("k");
+    };
+    socket.once("connect", () => {
+      attachUpstreamReads(socket, take, { bufferedAmount: 0 }, () => now);
+      socket.resume(); // reading starts with a flowing stream
+      socket.write("k");
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("end", resolve);
+      socket.once("error", reject);
+    });
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+    expect(holdsOwnReadBuffer(socket)).toBe(held);
+    socket.destroy();
+  });
 
   it("keeps sockets reading at the same time apart (the shared buffer is copied out of at once)", async () => {
     const payloads = [randomBytes(3 * 1024 * 1024), randomBytes(3 * 1024 * 1024), randomBytes(5000)];

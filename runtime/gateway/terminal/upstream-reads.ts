@@ -15,8 +15,11 @@
  *   control frames) cost a small copy, as the default path costs a small allocation.
  * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output). The relay forwards
  *   views of it without copying, and the next read reuses it, as long as the write towards the browser
- *   completes at once (nothing refers to it any more). A short read goes back to the shared buffer and
- *   lets the socket's own go.
+ *   completes at once (nothing refers to it any more). A short read that comes after a pause (an echo, a
+ *   status line, the pong of the relay's ping: the output had stopped) goes back to the shared buffer and
+ *   lets the socket's own go, so a terminal holds one for at most a ping interval after its output ends.
+ *   Not any short read: tmux redraws a few KiB at a time, and a fresh buffer after each of them put the
+ *   external memory back.
  *
  * While writes towards the browser are queued (a browser slower than the box), whatever the relay is
  * handed now stays referenced until the queue drains. A read of up to half the socket's buffer is then
@@ -33,12 +36,8 @@ import type { OnReadOpts, Socket } from "node:net";
 
 const SHARED_SIZE = 4 * 1024;
 const OWN_SIZE = 64 * 1024;
-/**
- * A read smaller than this lets the socket's own buffer go. Not any read short of the shared buffer:
- * tmux redraws a few KiB at a time, and reads alternating around that size would each allocate a
- * fresh buffer.
- */
-const RELEASE_BELOW = 1024;
+/** A read this long after the one before it follows a pause in the output. */
+const PAUSE_MS = 100;
 const shared = Buffer.allocUnsafeSlow(SHARED_SIZE);
 
 /** Where a taken-over socket's reads go (`attachUpstreamReads`). */
@@ -47,6 +46,9 @@ interface Reader {
   /** Whose writes may still refer to the last view handed over: any bytes queued mean yes. */
   holder: { readonly bufferedAmount: number };
   own: Buffer | null;
+  /** When the socket last read, on `clock`. */
+  lastReadAt: number;
+  clock: () => number;
 }
 
 // One `onread` for every upstream socket, and no state per socket until the relay takes it over: an idle
@@ -69,21 +71,34 @@ export const UPSTREAM_ONREAD: OnReadOpts = {
 };
 
 /**
- * From now on, reads from `socket` go to `handler` as views of the buffer they were read into (after any
- * bytes still buffered in the socket's stream, which its 'data' listener gets). While `holder` has bytes
- * queued, the last view may still be referenced, and the next read gets a fresh buffer.
+ * From now on, reads from `socket` go to `handler` (after any bytes still buffered in the socket's stream,
+ * which its 'data' listener gets), as views of the buffer they were read into or as copies. While `holder`
+ * has bytes queued, whatever was handed over may still be referenced, and no later read overwrites it.
+ * `clock` (milliseconds) tells pauses in the output.
  */
 export function attachUpstreamReads(
   socket: Socket,
   handler: (chunk: Buffer) => void,
   holder: { readonly bufferedAmount: number },
+  clock: () => number = () => performance.now(),
 ): void {
-  readers.set(socket, { handler, holder, own: null });
+  readers.set(socket, { handler, holder, own: null, lastReadAt: clock(), clock });
+}
+
+/** Whether `socket` holds a read buffer of its own now (what an idle terminal should not). */
+export function holdsOwnReadBuffer(socket: Socket): boolean {
+  return readers.get(socket)?.own != null;
 }
 
 function read(socket: Socket, n: number, buf: Buffer): boolean {
   const reader = readers.get(socket);
   const direct = reader !== undefined && socket.readableLength === 0;
+  let resumed = false;
+  if (reader) {
+    const at = reader.clock();
+    resumed = at - reader.lastReadAt >= PAUSE_MS;
+    reader.lastReadAt = at;
+  }
   let keep = true;
   if (buf === shared) {
     const copy = Buffer.from(buf.subarray(0, n));
@@ -103,8 +118,8 @@ function read(socket: Socket, n: number, buf: Buffer): boolean {
     // The write that took the view queued it: the buffer is the queue's now.
     if (own.holder.bufferedAmount > 0) own.own = null;
   }
-  // A small read (an echo, a status line): the output stopped, give the socket's own buffer back.
-  if (n < RELEASE_BELOW) own.own = null;
+  // A short read after a pause: the output had stopped, give the socket's own buffer back.
+  if (n < SHARED_SIZE && resumed) own.own = null;
   else next = own.own ??= Buffer.allocUnsafeSlow(OWN_SIZE);
   return keep;
 }
