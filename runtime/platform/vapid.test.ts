@@ -65,6 +65,20 @@ describe("VAPID keys in the data dir", () => {
     );
   });
 
+  it("names the file when it is not a key file, and leaves no temporary file behind", () => {
+    const dir = dataDir();
+    const secretBox = SecretBox.fromSpec(spec("k1"));
+    writeFileSync(join(dir, "vapid-keys.json"), "");
+    expect(() => loadVapidKeys({ dataDir: dir, secretBox })).toThrow(/vapid-keys\.json: not JSON/);
+    writeFileSync(join(dir, "vapid-keys.json"), '{"publicKey":"B","privateKey":null}');
+    expect(() => loadVapidKeys({ dataDir: dir, secretBox })).toThrow(
+      /vapid-keys\.json: expected \{ publicKey, privateKey \}/,
+    );
+    const fresh = dataDir();
+    loadVapidKeys({ dataDir: fresh, secretBox });
+    expect(readdirSync(fresh)).toEqual(["vapid-keys.json"]);
+  });
+
   it("takes the pair from the environment without touching the data dir", () => {
     const dir = join(dataDir(), "unused");
     const env = webpush.generateVAPIDKeys();

@@ -7,7 +7,7 @@
  * A file written in clear by an earlier version is sealed on first start, and one sealed under a key that
  * is no longer the first is sealed again under the first.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import webpush from "web-push";
 import { type SecretBox, SecretBoxError } from "./secret-box.ts";
@@ -49,16 +49,22 @@ export function loadVapidKeys(options: {
     };
     return `${JSON.stringify(stored)}\n`;
   };
+  // Every write goes to a file of this process's own first, then into place whole: a process reading the
+  // file at the same moment (BERTH_WORKERS share the data dir) never sees half of one.
+  const fresh = `${path}.${process.pid}.tmp`;
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(fresh, seal(webpush.generateVAPIDKeys()), { mode: 0o600 });
     try {
-      writeFileSync(path, seal(webpush.generateVAPIDKeys()), { mode: 0o600, flag: "wx" });
+      linkSync(fresh, path); // unlike a rename, fails if the file exists
     } catch (err) {
       // Another process of this install wrote it first: use theirs.
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    } finally {
+      rmSync(fresh, { force: true });
     }
   }
-  const stored = JSON.parse(readFileSync(path, "utf8")) as StoredKeys;
+  const stored = readStored(path);
   let privateKey: string;
   if (typeof stored.privateKey === "string") privateKey = stored.privateKey;
   else {
@@ -76,12 +82,30 @@ export function loadVapidKeys(options: {
     }
     if (!secretBox.needsRotation(sealed)) return { publicKey: stored.publicKey, privateKey, subject };
   }
-  // In clear, or sealed under an older key: sealed again under the first. A rename, so that a process
-  // reading the file at the same moment sees the old file or the new one, never half of one.
-  const fresh = `${path}.${process.pid}.tmp`;
+  // In clear, or sealed under an older key: sealed again under the first.
   writeFileSync(fresh, seal({ publicKey: stored.publicKey, privateKey }), { mode: 0o600 });
   renameSync(fresh, path);
   return { publicKey: stored.publicKey, privateKey, subject };
+}
+
+/** The file's keys, or an error naming the file when it is not what this module writes. */
+function readStored(path: string): StoredKeys {
+  let stored: unknown;
+  try {
+    stored = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new Error(`${path}: not JSON (${(err as Error).message}); delete it to make a new identity`);
+  }
+  const { publicKey, privateKey } = (stored ?? {}) as Partial<StoredKeys>;
+  const sealedShape =
+    typeof privateKey === "object" &&
+    privateKey !== null &&
+    typeof privateKey.keyId === "string" &&
+    typeof privateKey.sealed === "string";
+  if (typeof publicKey !== "string" || !(typeof privateKey === "string" || sealedShape)) {
+    throw new Error(`${path}: expected { publicKey, privateKey }; delete it to make a new identity`);
+  }
+  return { publicKey, privateKey };
 }
 
 /** Push services want a contact; an https URL of this install is one (a local one is not, but works). */
