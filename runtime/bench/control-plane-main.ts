@@ -74,8 +74,7 @@ if (import.meta.main) {
     },
     async () => {
       for (const p of [pipe, ...morePipes]) p?.server.close();
-      await cp.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      await cp.close().finally(() => rmSync(dataDir, { recursive: true, force: true }));
     },
   );
 }

@@ -74,19 +74,20 @@ export async function benchControlPlane(
     BERTH_MAX_WORKSPACES_PER_USER: "1000",
     ...env,
   });
+  // Its data dir (the generated keys) goes with it, whether it starts or not.
+  const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
   const cp = await startControlPlane(config, {
     driver,
     logger: createLogger("silent"),
     runSchedules: false,
     ...options,
+  }).catch((err: unknown) => {
+    removeDataDir();
+    throw err;
   });
-  // Its data dir (the generated keys) goes with it.
   return {
     ...cp,
-    close: async () => {
-      await cp.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    close: () => cp.close().finally(removeDataDir),
   };
 }
 
