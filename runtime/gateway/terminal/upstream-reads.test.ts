@@ -80,6 +80,34 @@ async function receive(port: number): Promise<{ body: Buffer; direct: number }> 
   return { body: Buffer.concat(parts), direct };
 }
 
+/**
+ * A server that sends `payload` in `pieces`, each when the client sends a byte, then ends: reads of known
+ * sizes. Connected to with the relay's `onread`; the test attaches its reader as the socket connects (no
+ * handshake), so every byte is read directly.
+ */
+async function connectToPieces(payload: Buffer, pieces: number[]): Promise<Socket> {
+  const server = createServer((socket) => {
+    let sent = 0;
+    let at = 0;
+    socket.on("data", () => {
+      if (sent === pieces.length) {
+        socket.end();
+        return;
+      }
+      const size = pieces[sent++]!;
+      socket.write(payload.subarray(at, at + size));
+      at += size;
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return connect({
+    host: "127.0.0.1",
+    port: (server.address() as AddressInfo).port,
+    onread: UPSTREAM_ONREAD,
+  });
+}
+
 describe("upstream reads into reused buffers", () => {
   it("delivers bulk output whole and in order, never overwriting a view still held", async () => {
     const payload = randomBytes(6 * 1024 * 1024);
@@ -110,29 +138,7 @@ describe("upstream reads into reused buffers", () => {
       // KiB, as tmux's redraws give, on both sides of the shared buffer's 4 KiB.
       const pieces = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 6000 : 2000));
       const payload = randomBytes(pieces.reduce((a, b) => a + b, 0));
-      const server = createServer((socket) => {
-        socket.write(HEAD);
-        let sent = 0;
-        let at = 0;
-        const sendNext = () => {
-          if (sent === pieces.length) {
-            socket.end();
-            return;
-          }
-          const size = pieces[sent++]!;
-          socket.write(payload.subarray(at, at + size));
-          at += size;
-        };
-        socket.on("data", sendNext); // one byte back per piece received
-        sendNext();
-      });
-      servers.push(server);
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      const socket: Socket = connect({
-        host: "127.0.0.1",
-        port: (server.address() as AddressInfo).port,
-        onread: UPSTREAM_ONREAD,
-      });
+      const socket = await connectToPieces(payload, pieces);
       const parts: Buffer[] = [];
       // The memory behind what was handed over: what the collector has to chase.
       const handedOver = new Set<ArrayBufferLike>();
@@ -149,18 +155,12 @@ describe("upstream reads into reused buffers", () => {
           socket.write("k");
         }
       };
-      let head = Buffer.alloc(0);
-      const onHandshake = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        socket.removeListener("data", onHandshake);
+      socket.once("connect", () => {
         // A clock that stands still: no pause in the output, however slow the machine.
         attachUpstreamReads(socket, take, { bufferedAmount: behind ? 1 : 0 }, () => 0);
-        const rest = head.subarray(end + 4);
-        if (rest.length > 0) take(Buffer.from(rest));
-      };
-      socket.on("data", onHandshake);
+        socket.resume(); // reading starts with a flowing stream
+        socket.write("k");
+      });
       await new Promise<void>((resolve, reject) => {
         socket.once("end", resolve);
         socket.once("error", reject);
@@ -183,27 +183,7 @@ describe("upstream reads into reused buffers", () => {
     // come. No handshake here: the reader is attached as the socket connects.
     const pieces = [6000, 500];
     const payload = randomBytes(6500);
-    // Each piece once the client asks for it (a byte back), then the end.
-    const server = createServer((socket) => {
-      let sent = 0;
-      let at = 0;
-      socket.on("data", () => {
-        if (sent === pieces.length) {
-          socket.end();
-          return;
-        }
-        const size = pieces[sent++]!;
-        socket.write(payload.subarray(at, at + size));
-        at += size;
-      });
-    });
-    servers.push(server);
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const socket: Socket = connect({
-      host: "127.0.0.1",
-      port: (server.address() as AddressInfo).port,
-      onread: UPSTREAM_ONREAD,
-    });
+    const socket = await connectToPieces(payload, pieces);
     let now = 0;
     const parts: Buffer[] = [];
     let received = 0;
