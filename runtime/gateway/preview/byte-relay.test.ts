@@ -400,7 +400,7 @@ describe("ByteRelay", () => {
     const { upstream, client } = await setup();
     const chunked = "4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: yes\r\n\r\n";
     upstream.handler = (socket, req) => {
-      if (req.index > 0) return answer(socket, req);
+      if (req.connection > 1 || req.index > 0) return answer(socket, req);
       const bytes = Buffer.from(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}`, "latin1");
       void (async () => {
         for (let i = 0; i < bytes.length; i++) {
@@ -582,6 +582,38 @@ describe("ByteRelay", () => {
     expect(b.body.toString()).toBe("up: /after-304");
     expect(c.pending.length).toBe(0);
     expect(upstream.sockets).toHaveLength(1);
+  });
+
+  it("never reuses an upstream connection that sent bytes beyond a response, whether with its head or later", async () => {
+    const { upstream, client } = await setup();
+    // The first answer on each of the first two connections carries a forged second response behind its
+    // body: in the same write as its head, or in a write of its own once the client has the head.
+    const forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+    let later: net.Socket | null = null;
+    upstream.handler = (socket, req) => {
+      if (req.connection > 1 || req.index > 0) answer(socket, req);
+      else if (req.connection === 0) socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok${forged}`);
+      else {
+        socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        later = socket;
+      }
+    };
+    const c = await client();
+    c.write(get("/a"));
+    expect((await c.response()).body.toString()).toBe("ok");
+    c.write(get("/b"));
+    await waitFor("the head of /b's answer", () => c.pending.includes("\r\n\r\n"));
+    later!.write(`ok${forged}`);
+    expect((await c.response()).body.toString()).toBe("ok");
+    c.write(get("/c"));
+    expect((await c.response()).body.toString()).toBe("up: /c");
+    // Each of the first two answers cost its connection: every request went out on a fresh one.
+    expect(upstream.requests.map((r) => [r.connection, r.index])).toEqual([
+      [0, 0],
+      [1, 0],
+      [2, 0],
+    ]);
+    expect(c.pending.length).toBe(0);
   });
 
   it("drops a 103 Early Hints and relays only the final 200", async () => {
