@@ -222,9 +222,19 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
 
     // The prompt is short: `ls -la ~` and its prompt stay on one row of the phone's pane.
     await phone.locator(".xterm-helper-textarea").focus();
+    const shell = panes().shell;
+    // The zoom resized the shell's pane, and bash redraws its line on the resize: keys typed during that
+    // redraw can garble the screen (a prompt row cut short, rows of output drawn over). An empty command
+    // first: once its fresh prompt is on screen, bash has the new size and is waiting for input.
+    const prompts = () =>
+      tmux("capture-pane", "-p", "-J", "-S", "-", "-t", shell)
+        .split("\n")
+        .filter((r) => /^~\/projects[#$]\s*$/.test(r)).length;
+    const promptsBefore = prompts();
+    await phone.keyboard.press("Enter");
+    await waitFor("a fresh prompt in the shell pane", () => prompts() > promptsBefore);
     await phone.keyboard.type("ls -la ~");
     await phone.keyboard.press("Enter");
-    const shell = panes().shell;
     await waitFor("ls output", () =>
       tmux("capture-pane", "-p", "-J", "-t", shell).includes("projects -> ../projects"),
     );
