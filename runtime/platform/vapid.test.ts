@@ -68,8 +68,10 @@ describe("VAPID keys in the data dir", () => {
   it("names the file when it is not a key file, and leaves no temporary file behind", () => {
     const dir = dataDir();
     const secretBox = SecretBox.fromSpec(spec("k1"));
-    writeFileSync(join(dir, "vapid-keys.json"), "");
-    expect(() => loadVapidKeys({ dataDir: dir, secretBox })).toThrow(/vapid-keys\.json: not JSON/);
+    // A clear key with its opening quote lost: JSON.parse's own message would quote it.
+    writeFileSync(join(dir, "vapid-keys.json"), '{"publicKey":"B","privateKey":secret-part"}');
+    expect(() => loadVapidKeys({ dataDir: dir, secretBox })).toThrow(/vapid-keys\.json: not JSON;/);
+    expect(() => loadVapidKeys({ dataDir: dir, secretBox })).not.toThrow(/secret/);
     writeFileSync(join(dir, "vapid-keys.json"), '{"publicKey":"B","privateKey":null}');
     expect(() => loadVapidKeys({ dataDir: dir, secretBox })).toThrow(
       /vapid-keys\.json: expected \{ publicKey, privateKey \}/,

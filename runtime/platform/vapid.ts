@@ -93,8 +93,9 @@ function readStored(path: string): StoredKeys {
   let stored: unknown;
   try {
     stored = JSON.parse(readFileSync(path, "utf8"));
-  } catch (err) {
-    throw new Error(`${path}: not JSON (${(err as Error).message}); delete it to make a new identity`);
+  } catch {
+    // Not the parser's message: it quotes the text, which may hold a key in clear.
+    throw new Error(`${path}: not JSON; delete it to make a new identity`);
   }
   const { publicKey, privateKey } = (stored ?? {}) as Partial<StoredKeys>;
   const sealedShape =
