@@ -221,23 +221,27 @@ describe.skipIf(!HAVE_CHROMIUM)("phone-first web client in Chromium", async () =
     expect(layout().width).toBe(cols);
 
     // The prompt is short: `ls -la ~` and its prompt stay on one row of the phone's pane.
-    await phone.locator(".xterm-helper-textarea").focus();
     const shell = panes().shell;
+    const shellText = () => tmux("capture-pane", "-p", "-J", "-S", "-", "-t", shell);
+    /** Waits until the shell pane's text (scrollback too) passes `test`; a timeout shows the pane's end. */
+    const shellShows = (what: string, test: (text: string) => boolean) =>
+      waitFor(what, () => {
+        const text = shellText();
+        if (test(text)) return true;
+        throw new Error(`the shell pane ends with:\n${text.trimEnd().split("\n").slice(-12).join("\n")}`);
+      });
     // The zoom resized the shell's pane, and bash redraws its line on the resize: keys typed during that
     // redraw can garble the screen (a prompt row cut short, rows of output drawn over). An empty command
-    // first: once its fresh prompt is on screen, bash has the new size and is waiting for input.
-    const prompts = () =>
-      tmux("capture-pane", "-p", "-J", "-S", "-", "-t", shell)
-        .split("\n")
-        .filter((r) => /^~\/projects[#$]\s*$/.test(r)).length;
-    const promptsBefore = prompts();
-    await phone.keyboard.press("Enter");
-    await waitFor("a fresh prompt in the shell pane", () => prompts() > promptsBefore);
+    // first, typed into the pane by tmux itself: tmux resized the pane (and bash got its SIGWINCH) before
+    // the key, so once the fresh prompt is on screen bash has the new size and is waiting for input.
+    const prompts = (text: string) => text.split("\n").filter((r) => /^~\/projects[#$]\s*$/.test(r)).length;
+    const promptsBefore = prompts(shellText());
+    tmux("send-keys", "-t", shell, "Enter");
+    await shellShows("a fresh prompt in the shell pane", (text) => prompts(text) > promptsBefore);
+    await phone.locator(".xterm-helper-textarea").focus();
     await phone.keyboard.type("ls -la ~");
     await phone.keyboard.press("Enter");
-    await waitFor("ls output", () =>
-      tmux("capture-pane", "-p", "-J", "-t", shell).includes("projects -> ../projects"),
-    );
+    await shellShows("ls output", (text) => text.includes("projects -> ../projects"));
     // Rows as the phone shows them (not joined): the command's row starts with the whole prompt.
     const screen = tmux("capture-pane", "-p", "-t", shell);
     const rows = screen.split("\n");
