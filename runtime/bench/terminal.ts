@@ -41,6 +41,7 @@ import {
   destroyBenchBoxes,
   fmt,
   inRotatingOrder,
+  median,
   startNginxProxy,
   table,
 } from "./harness.ts";
@@ -55,6 +56,12 @@ interface RawTarget {
   authToken: string;
 }
 
+/** One timed receive: how long it took and the bytes on the wire. */
+interface ReceiveRun {
+  seconds: number;
+  bytes: number;
+}
+
 /**
  * Opens a bare ttyd-protocol socket and counts OUTPUT bytes until `until` says stop; no string building,
  * so the client costs as little as possible. Returns the seconds from `start()` to the end.
@@ -63,7 +70,7 @@ async function rawReceive(
   target: RawTarget,
   start: (ws: WebSocket) => void,
   until: (chunk: Buffer, total: number) => boolean,
-): Promise<{ seconds: number; bytes: number }> {
+): Promise<ReceiveRun> {
   const ws = new WebSocket(target.url, target.protocols, {
     headers: target.headers,
     perMessageDeflate: false,
@@ -335,11 +342,10 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     ];
     const catRounds = 15;
     await inTurns(catRuns, 1);
-    const [bulkDirect, bulkRelay, bulkNginx] = (await inTurns(catRuns, catRounds)).map(
-      (runs) => bySeconds(runs)[runs.length >> 1]!,
-    );
+    const catByPath = await inTurns(catRuns, catRounds);
+    const [bulkDirect, bulkRelay, bulkNginx] = catByPath.map((runs) => bySeconds(runs)[runs.length >> 1]!);
     const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
-    const bulkRow = (label: string, r: { seconds: number; bytes: number }) => [
+    const bulkRow = (label: string, r: ReceiveRun) => [
       label,
       fmt(r.seconds, 2),
       fmt(mbps(fileBytes, r.seconds)),
@@ -356,6 +362,19 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
         ...(bulkNginx ? [bulkRow("through nginx", bulkNginx)] : []),
       ],
     );
+    if (bulkNginx) {
+      // The same comparison round by round: the paths of one round ran back to back, so a slow stretch of
+      // the machine lands on all of them, and the spread shows how far one round's ratio can be trusted.
+      const [direct, relay, viaNginx] = catByPath as [ReceiveRun[], ReceiveRun[], ReceiveRun[]];
+      const perRound = (runs: ReceiveRun[]) => {
+        const ratios = runs.map((r, i) => viaNginx[i]!.seconds / r.seconds).sort((a, b) => a - b);
+        const at = (q: number) => ratios[Math.round(q * (ratios.length - 1))]!;
+        return `median ${fmt(median(ratios), 2)}x, middle half ${fmt(at(0.25), 2)}–${fmt(at(0.75), 2)}x`;
+      };
+      console.log(
+        `  speed ÷ nginx round by round: through the relay ${perRound(relay)}; straight ${perRound(direct)}`,
+      );
+    }
 
     // 3. Raw relay throughput: a box endpoint with no tmux behind it.
     const blastPort = blast.ready.port;
