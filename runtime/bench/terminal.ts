@@ -416,12 +416,11 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     });
     // CPU time of the process in the middle, per run: on a loaded machine, where MB/s drifts with the
     // neighbours, what each byte costs the relay's process still shows.
-    const withCpu =
-      (run: () => Promise<{ seconds: number; bytes: number }>, middle?: BenchChild<unknown>) => async () => {
-        const before = middle ? await middle.ask("cpuMs") : 0;
-        const r = await run();
-        return { ...r, cpu: middle ? (await middle.ask("cpuMs")) - before : null };
-      };
+    const withCpu = (run: () => Promise<ReceiveRun>, middle?: BenchChild<unknown>) => async () => {
+      const before = middle ? await middle.ask("cpuMs") : 0;
+      const r = await run();
+      return { ...r, cpu: middle ? (await middle.ask("cpuMs")) - before : null };
+    };
     blastPipe = await spawnTcpPipe(blastPort);
     // Without tmux the paths are steady: each one's fastest run, and its least CPU time.
     const [rawDirect, rawRelay, rawPipe, rawCpPipe, rawNginx] = (
@@ -439,7 +438,7 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       ...bySeconds(runs)[0]!,
       cpu: runs[0]!.cpu === null ? null : Math.min(...runs.map((r) => r.cpu!)),
     }));
-    const rawRow = (label: string, r: { seconds: number; bytes: number; cpu: number | null }) => [
+    const rawRow = (label: string, r: ReceiveRun & { cpu: number | null }) => [
       label,
       fmt(r.seconds, 2),
       fmt(mbps(r.bytes, r.seconds)),
