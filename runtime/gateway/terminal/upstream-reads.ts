@@ -24,9 +24,9 @@
  * While writes towards the browser are queued (a browser slower than the box), whatever the relay is
  * handed now stays referenced until the queue drains. A read of up to half the socket's buffer is then
  * handed over as a copy of exactly its bytes, and the buffer is read into again; only a larger read is
- * handed over as it is, the buffer going with it (as a view does whose write queued after all). A fresh 64 KiB buffer for every read of a few KiB
- * (`cat` through tmux reads the box a screenful at a time) had put the external memory, and the full
- * collections, back.
+ * handed over as it is, the buffer going with it (as a view does whose write queued after all). A fresh
+ * 64 KiB buffer for every read of a few KiB (`cat` through tmux reads the box a screenful at a time) had
+ * put the external memory, and the full collections, back.
  *
  * Before the relay takes the socket over (the `ws` handshake), and while bytes `ws` handed back are still
  * buffered in the socket, reads are pushed into the socket's stream as copies: its 'data' listeners get
