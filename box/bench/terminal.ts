@@ -47,7 +47,22 @@ async function settled(client: EchoTerminal, marker: string): Promise<void> {
   const expected = `${nonce}-42`; // the typed line holds `$((6*7))`, so its echo never matches
   const since = client.mark();
   client.type(`echo ${nonce}-$((6*7))\r`);
-  await client.waitFor((output) => output.replace(ESCAPES, "").includes(expected), { since });
+  let shown = "";
+  await client
+    .waitFor(
+      (output) => {
+        shown = output.replace(ESCAPES, "");
+        return shown.includes(expected);
+      },
+      { since },
+    )
+    .catch((err: Error) => {
+      // What the terminal showed instead says whether the keys were lost, garbled or never answered.
+      const why = err.message.split(" waiting for ")[0];
+      throw new Error(
+        `${expected} never showed (${why}); the terminal showed ${JSON.stringify(shown.slice(-600))}`,
+      );
+    });
 }
 
 /**

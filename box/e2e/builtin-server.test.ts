@@ -184,6 +184,25 @@ describe.skipIf(TMUX_MISSING)(
       expect(screen).toMatch(/bench-40-[0-9a-f]{8}-42/);
     });
 
+    it("keeps keys typed before tmux is attached away from the kernel's line editing", async () => {
+      // A session whose shell is at its prompt, so that the key below is for tmux and then the shell.
+      await t.sessions.ensure("early-1");
+      await waitUntil(
+        async () => /bash-[0-9.]+[$#]\s*$/m.test(await t.sessions.capture("early-1")),
+        "the shell's prompt",
+      );
+      // Sent at once, so it reaches the server while the attach starts. Written to the pty before tmux
+      // has made it raw, ^C would be the kernel's SIGINT for the tmux client, ending the terminal.
+      const c = await TtydClient.connect({ url: endpoint.wsUrl, credential, session: "early-1" });
+      c.type("\x03");
+      // The shell's answer to ^C. Only then the command: the kernel drops keys queued behind a ^C.
+      await c.waitFor("^C");
+      c.type("echo early-$((5*5))\r");
+      await c.waitFor("early-25");
+      expect(c.isOpen).toBe(true);
+      await c.close();
+    });
+
     it("closes with 1009 on an oversized message", async () => {
       const c = await TtydClient.connect({ url: endpoint.wsUrl, credential, session: "big-1" });
       c.type("echo big-$((2*2))\r");

@@ -153,9 +153,12 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
   });
 
   function serve(ws: WebSocket, session: string, remote: string | undefined): void {
+    // "starting" lasts until tmux's first output, not just until it is spawned: until tmux has attached,
+    // the pty is in the kernel's cooked mode, where a ^C typed early is a SIGINT that kills the attach,
+    // ^U erases the line and everything is echoed. tmux writes nothing before it has made the pty raw.
     let state: "init" | "starting" | "running" | "closed" = "init";
     let pty: IPty | null = null;
-    // Messages that arrive while onAttach prepares the session; bounded like a single message.
+    // Messages that arrive before the terminal is up (see `state`); bounded like a single message.
     const queued: Buffer[] = [];
     let queuedBytes = 0;
     let clientPaused = false;
@@ -268,13 +271,16 @@ export async function startBuiltinTerminalServer(opts: BuiltinServerOptions): Pr
       // Same order as ttyd: title, preferences, then output.
       send(ServerCommand.SET_WINDOW_TITLE, title(session));
       send(ServerCommand.SET_PREFERENCES, preferences);
-      term.onData((data) => send(ServerCommand.OUTPUT, data as unknown as Buffer));
+      term.onData((data) => {
+        send(ServerCommand.OUTPUT, data as unknown as Buffer);
+        if (state !== "starting") return;
+        state = "running";
+        for (const msg of queued.splice(0)) handle(msg);
+      });
       if (state !== "starting") {
         term.kill("SIGHUP");
         return;
       }
-      state = "running";
-      for (const msg of queued.splice(0)) handle(msg);
       log.info({ session, remote }, "terminal attached");
     };
 
