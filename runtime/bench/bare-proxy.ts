@@ -5,15 +5,19 @@
  * setting. What separates it from nginx is Node (its event loop, streams and sockets) and the relay's
  * parsing; what separates the host form from it is Berth's own work: classification, admission, header
  * rewriting both ways, metrics. Run as `node bare-proxy.ts <upstream port>`; prints its port on stdout.
+ * The bench control plane also starts one in its own process on request (control-plane-main.ts), to tell
+ * what sharing that process costs from what Berth's own work costs.
  */
-import { createServer } from "node:http";
+import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { ByteRelay } from "../gateway/preview/byte-relay.ts";
+import { serializeRequestHead, serializeResponseHead } from "../gateway/preview/http1.ts";
 import { tuneGarbageCollector } from "../platform/gc-tuning.ts";
 
-if (import.meta.main) {
-  tuneGarbageCollector();
-  const upstreamPort = Number(process.argv[2]);
+/** A bare relay to `upstreamPort` on a free loopback port. */
+export async function startBareRelay(
+  upstreamPort: number,
+): Promise<{ server: Server; relay: ByteRelay; port: number }> {
   // Requests the relay does not forward (none in the bench) would land here.
   const server = createServer((_req, res) => {
     res.writeHead(501);
@@ -28,13 +32,19 @@ if (import.meta.main) {
       }),
     admit: (head) => ({
       upstream: { host: "127.0.0.1", port: upstreamPort },
-      target: head.target,
-      headers: head.headers,
-      rewriteResponse() {},
+      requestHead: serializeRequestHead(head),
+      responseHead: serializeResponseHead,
       failed: () => ({ status: 502, html: "" }),
       served() {},
     }),
   });
   relay.attach(server);
-  server.listen(0, "127.0.0.1", () => console.log((server.address() as AddressInfo).port));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, relay, port: (server.address() as AddressInfo).port };
+}
+
+if (import.meta.main) {
+  tuneGarbageCollector();
+  const { port } = await startBareRelay(Number(process.argv[2]));
+  console.log(port);
 }

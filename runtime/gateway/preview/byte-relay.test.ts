@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { prng } from "../../test/prng.ts";
 import { waitFor } from "../../test/wait.ts";
 import { ByteRelay, type ByteRelayOptions, type RelayExchange } from "./byte-relay.ts";
-import { sanitizeRequestHeaders, sanitizeResponseHeaders } from "./request.ts";
+import { forwardedRequestHead, forwardedResponseHead } from "./request.ts";
 
 const HOST = "relay.test";
 
@@ -241,7 +241,7 @@ describe("ByteRelay", () => {
     });
     const served: number[] = [];
     const failures: Error[] = [];
-    const admitted: Array<{ headers: IncomingHttpHeaders }> = [];
+    const admitted: Array<{ requestHead: string }> = [];
     const relay = new ByteRelay({
       dial: ({ upstream }) =>
         new Promise<net.Socket>((resolve, reject) => {
@@ -250,18 +250,17 @@ describe("ByteRelay", () => {
           socket.once("error", reject);
         }),
       admit: (head, client) => {
-        if (head.headers.host !== HOST) return null;
-        sanitizeRequestHeaders(head.headers, {
+        if (head.host !== HOST) return null;
+        const requestHead = forwardedRequestHead(head, {
           remoteAddress: client.remoteAddress,
           proto: "http",
-          websocket: false,
         });
-        admitted.push({ headers: { ...head.headers } });
+        admitted.push({ requestHead });
         const exchange: RelayExchange = {
           upstream: { host: "box", port: upstream.port },
-          target: head.target,
-          headers: head.headers,
-          rewriteResponse: (headers) => sanitizeResponseHeaders(headers),
+          requestHead,
+          responseHead: (response, close, keepAliveSeconds) =>
+            forwardedResponseHead(response, close, keepAliveSeconds, (location) => location),
           failed: (err) => {
             failures.push(err);
             return { status: 502, html: `<p>upstream failed: ${err.message}</p>` };

@@ -15,7 +15,7 @@
  * Per request the relay allocates little and registers no listener or timer: each connection's listeners
  * are set once, and one sweep a second enforces the timeouts (keep-alive, head, dev server's answer).
  */
-import { type IncomingHttpHeaders, type Server, STATUS_CODES } from "node:http";
+import { type Server, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import {
   ChunkedBodyTracker,
@@ -24,19 +24,19 @@ import {
   parseResponseHead,
   type RequestHead,
   type ResponseHead,
-  serializeRequestHead,
-  serializeResponseHead,
 } from "./http1.ts";
 
 /** What the gateway decided for one admitted request. */
 export interface RelayExchange {
   /** The dev server's pool key and port (from `UpstreamAgent.target()`: names the box, never an address). */
   upstream: { host: string; port: number };
-  /** The request target and fields to send, already rewritten for the dev server. */
-  target: string;
-  headers: IncomingHttpHeaders;
-  /** Rewrites the response's fields in place for the client. */
-  rewriteResponse(headers: IncomingHttpHeaders): void;
+  /** The request head to send the dev server (`serializeRequestHead`, with the gateway's rewriting). */
+  requestHead: string;
+  /**
+   * The response head to send the client (`serializeResponseHead` with these arguments, and the gateway's
+   * rewriting); throwing makes the response a 502.
+   */
+  responseHead(head: ResponseHead, close: boolean, keepAliveSeconds: number): string;
   /** The dev server could not be reached, or failed before its head: the page to answer with. */
   failed(err: Error): { status: number; html: string };
   /** The response has ended (or failed); for the request metrics. */
@@ -321,10 +321,7 @@ class Exchange<E extends RelayExchange> {
     this.#upstream = upstream;
     upstream.exchange = this;
     upstream.since = Date.now();
-    upstream.socket.write(
-      serializeRequestHead(this.#head.method, this.#exchange.target, this.#exchange.headers),
-      "latin1",
-    );
+    upstream.socket.write(this.#exchange.requestHead, "latin1");
   }
 
   /** Bytes from the dev server. */
@@ -362,8 +359,13 @@ class Exchange<E extends RelayExchange> {
 
   #startResponse(head: ResponseHead, rest: Buffer): void {
     this.#response = head;
+    let wire: string;
     try {
-      this.#exchange.rewriteResponse(head.headers);
+      wire = this.#exchange.responseHead(
+        head,
+        head.framing.kind === "close" || this.#head.close,
+        Math.floor(this.#keepAliveMs / 1000),
+      );
     } catch (err) {
       this.#fail(err as Error, 502);
       return;
@@ -372,14 +374,7 @@ class Exchange<E extends RelayExchange> {
     else if (head.framing.kind === "chunked") this.#chunked = new ChunkedBodyTracker();
     this.#started = true;
     this.#client.cork();
-    this.#client.write(
-      serializeResponseHead(
-        head,
-        head.framing.kind === "close" || this.#head.close,
-        Math.floor(this.#keepAliveMs / 1000),
-      ),
-      "latin1",
-    );
+    this.#client.write(wire, "latin1");
     if (head.framing.kind === "none") {
       if (rest.length) this.#upstreamReusable = false;
       this.#client.uncork();

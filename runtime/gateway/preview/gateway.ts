@@ -43,6 +43,8 @@ import {
   API_SESSION_COOKIE,
   type Classified,
   classify,
+  forwardedRequestHead,
+  forwardedResponseHead,
   HOST_RESERVED_PREFIX,
   isSafePath,
   type PreviewTarget,
@@ -397,11 +399,10 @@ export class PreviewGateway {
     client: Socket,
     previous: HostExchange | null,
   ): HostExchange | Promise<HostExchange | null> | null {
-    const target = this.#classify({ method: head.method, url: head.target, headers: head.headers });
+    const { host: hostHeader, cookie: cookieHeader } = head;
+    const target = this.#classify({ method: head.method, url: head.target, headers: { host: hostHeader } });
     // Only the host form: the path form's answers carry the API's error shape and sandbox, Koa's to render.
     if (target?.form !== "host" || target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) return null;
-    const hostHeader = head.headers.host;
-    const cookieHeader = head.headers.cookie;
     const prior = previous?.admission;
     if (
       prior &&
@@ -413,11 +414,11 @@ export class PreviewGateway {
       isSafePath(target.forwardPath)
     ) {
       this.#noteTraffic(prior.route.workspaceId);
-      return this.#hostExchange(head, client, target, prior, hostHeader, cookieHeader);
+      return this.#hostExchange(head, client, target, prior);
     }
-    const request = { method: head.method, headers: head.headers, socket: client };
+    const request = { method: head.method, headers: { cookie: cookieHeader }, socket: client };
     return this.#admit(request, target).then((admission) =>
-      admission.ok ? this.#hostExchange(head, client, target, admission, hostHeader, cookieHeader) : null,
+      admission.ok ? this.#hostExchange(head, client, target, admission) : null,
     );
   }
 
@@ -445,25 +446,23 @@ export class PreviewGateway {
     client: Socket,
     target: Extract<PreviewTarget, { form: "host" }>,
     admission: Extract<Admission, { ok: true }>,
-    hostHeader: string | undefined,
-    cookieHeader: string | undefined,
   ): HostExchange {
     const started = performance.now();
-    sanitizeRequestHeaders(head.headers, {
-      remoteAddress: client.remoteAddress,
-      proto: this.#secure ? "https" : "http",
-      websocket: false,
-    });
-    const fwd: Forwarding = { prefix: undefined, authorities: admission.authorities };
+    const { authorities } = admission;
     return {
-      hostHeader,
-      cookieHeader,
+      hostHeader: head.host,
+      cookieHeader: head.cookie,
       previewId: target.previewId,
       admission,
       upstream: admission.target,
-      target: target.forwardPath,
-      headers: head.headers,
-      rewriteResponse: (headers) => this.#rewriteResponseHeaders(headers, fwd),
+      requestHead: forwardedRequestHead(head, {
+        remoteAddress: client.remoteAddress,
+        proto: this.#secure ? "https" : "http",
+      }),
+      responseHead: (response, close, keepAliveSeconds) =>
+        forwardedResponseHead(response, close, keepAliveSeconds, (location) =>
+          rewriteLocation(location, authorities, undefined),
+        ),
       failed: (err) => page(this.#failurePage(err, admission.route)),
       served: (status) =>
         this.#onRelayed?.(head.method, "host", status, (performance.now() - started) / 1000),

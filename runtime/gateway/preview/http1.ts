@@ -1,15 +1,15 @@
 /**
  * Strict HTTP/1.1 message heads and body framing for the preview proxy's byte relay (byte-relay.ts).
  *
- * The relay forwards only what this module understands completely, and re-serializes every head it
- * forwards, so the dev server and the client each see exactly the message boundaries the proxy decided on
- * (no request smuggling: RFC 9112 §11.2). Anything unusual in a request (a body, an upgrade, HTTP/1.0,
+ * The relay forwards only what this module understands completely: every byte of a head it forwards has
+ * been checked (field names are tokens; no control character, bare CR or LF, or obs-fold), its start line
+ * and body framing are re-stated by the relay, and its other field lines pass as they came or as the
+ * caller rewrote them. So the dev server and the client each see exactly the message boundaries the proxy
+ * decided on (no request smuggling: RFC 9112 §11.2). Anything unusual in a request (a body, an upgrade, HTTP/1.0,
  * obs-fold, a bare CR or LF, a duplicated singleton header, a head that does not fit) is not refused here:
  * the connection is handed to Node's HTTP server, whose parser and the proxy's lean path answer it as
  * before. A response head that breaks these rules is the dev server's fault and becomes a 502.
  */
-import type { IncomingHttpHeaders } from "node:http";
-
 /** Node's default `maxHeaderSize`: a longer request head is Node's to refuse (431). */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
@@ -20,14 +20,23 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
   TCHAR[c.charCodeAt(0)] = 1;
 }
 
-/** Whether `line[0, end)` is a token (RFC 9110 §5.6.2): one or more tchar. */
-function isToken(line: string, end: number): boolean {
-  if (end === 0) return false;
-  for (let i = 0; i < end; i++) {
-    const c = line.charCodeAt(i);
+/** Whether `text[start, end)` is a token (RFC 9110 §5.6.2): one or more tchar. */
+function isToken(text: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
     if (c >= 128 || TCHAR[c] === 0) return false;
   }
   return true;
+}
+
+/**
+ * Where a field line's name ends (the colon), or -1 when the line is not `token ":" …`: RFC 9112 §5
+ * allows no whitespace before the colon, and a line starting with whitespace is obs-fold.
+ */
+function nameEnd(text: string, start: number, end: number): number {
+  const colon = text.indexOf(":", start);
+  return colon > start && colon < end && isToken(text, start, colon) ? colon : -1;
 }
 /** Origin-form targets only (RFC 9112 §3.2.1): no absolute-form, no `*`, visible ASCII only. */
 const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
@@ -70,10 +79,16 @@ export interface RequestHead {
   method: "GET" | "HEAD";
   /** Origin-form: `/path?query`. */
   target: string;
-  /** Field names lowercased; repeats joined as Node joins them (`; ` for Cookie, `, ` otherwise). */
-  headers: IncomingHttpHeaders;
+  /** The Host field's value (a request without one, or with two, is handed over). */
+  host: string;
+  /** The Cookie fields' values joined as Node joins them (`; `), or undefined without one. */
+  cookie: string | undefined;
+  /** The Connection field's tokens, lowercased: fields they name are hop-by-hop. */
+  connection: string[];
   /** Whether the client asked to close the connection after this exchange. */
   close: boolean;
+  /** All field lines, as they came. */
+  fields: FieldLines;
   /** Bytes of the head, final CRLF CRLF included. */
   length: number;
 }
@@ -91,6 +106,92 @@ function headEnd(buf: Buffer, limit: number): number {
   return buf.length >= limit ? 0 : -1;
 }
 
+/**
+ * Lowercased field names by spelling. Clients and dev servers use a handful of spellings, so a name is
+ * lowercased once, not once per request; the map is emptied when a peer sends too many distinct names.
+ */
+const LOWER_NAMES = new Map<string, string>();
+const MAX_CACHED_NAMES = 1024;
+
+function lowerName(raw: string): string {
+  let name = LOWER_NAMES.get(raw);
+  if (name === undefined) {
+    name = raw.toLowerCase();
+    if (LOWER_NAMES.size >= MAX_CACHED_NAMES) LOWER_NAMES.clear();
+    LOWER_NAMES.set(raw, name);
+  }
+  return name;
+}
+
+/**
+ * A head's field lines as they came: the head's text, and per line its lowercased name and where its value
+ * is. Nothing is copied per field: a forwarded head is the kept lines' text, so the relay builds no object
+ * per field and lowercases no name twice (a dictionary of fields, built and re-serialized per request,
+ * cost more CPU than the rest of the relay's work on a small request).
+ */
+export class FieldLines {
+  /** The head from its first byte through the CRLF of its last field line (no final empty line). */
+  readonly text: string;
+  /** Lowercased names, in order. */
+  readonly names: string[] = [];
+  /** Per field: line start, value start, value end (optional whitespace excluded), line end (after CRLF). */
+  readonly #bounds: number[] = [];
+
+  constructor(text: string) {
+    this.text = text;
+  }
+
+  get count(): number {
+    return this.names.length;
+  }
+
+  add(name: string, lineStart: number, valueStart: number, valueEnd: number, lineEnd: number): void {
+    this.names.push(name);
+    this.#bounds.push(lineStart, valueStart, valueEnd, lineEnd);
+  }
+
+  value(i: number): string {
+    return this.text.slice(this.#bounds[4 * i + 1], this.#bounds[4 * i + 2]);
+  }
+
+  lineStart(i: number): number {
+    return this.#bounds[4 * i]!;
+  }
+
+  lineEnd(i: number): number {
+    return this.#bounds[4 * i + 3]!;
+  }
+
+  /** `[lowercased name, value]` per line, in order. */
+  entries(): Array<[string, string]> {
+    return this.names.map((name, i) => [name, this.value(i)]);
+  }
+}
+
+/**
+ * What to do with one field line when a head is forwarded: undefined keeps it as it came, null drops it,
+ * and a string replaces it (a whole `name: value` line without its CRLF; the caller's own value, which
+ * must hold no CR or LF).
+ */
+export type FieldEdit = (name: string, fields: FieldLines, i: number) => string | null | undefined;
+
+/** The field lines `edit` keeps, each ending in CRLF; runs of lines kept as they came are one slice. */
+function forwardedLines(fields: FieldLines, edit: FieldEdit | undefined): string {
+  const { text, names } = fields;
+  if (names.length === 0) return "";
+  if (!edit) return text.slice(fields.lineStart(0));
+  let out = "";
+  let run = fields.lineStart(0);
+  for (let i = 0; i < names.length; i++) {
+    const change = edit(names[i]!, fields, i);
+    if (change === undefined) continue;
+    out += text.slice(run, fields.lineStart(i));
+    if (change !== null) out += `${change}\r\n`;
+    run = fields.lineEnd(i);
+  }
+  return out + text.slice(run);
+}
+
 /** Per byte: 0 allowed, 1 never (a control character other than HTAB), 2 CR, 3 LF. */
 const BYTE_CLASS = new Uint8Array(256);
 for (let b = 0; b < 0x20; b++) BYTE_CLASS[b] = 1;
@@ -100,43 +201,50 @@ BYTE_CLASS[0x0d] = 2;
 BYTE_CLASS[0x0a] = 3;
 
 /**
- * The lines of the head in `buf[0, end)` (its final CRLF CRLF excluded), or null when it holds a control
- * character other than HTAB, or a CR or LF that is not part of a CRLF (RFC 9112 §2.2: a recipient may not
- * treat a bare CR as a line end; treating it as anything else is how two parsers come to disagree). One
- * pass over the bytes (a regular expression over the string took about twice as long).
+ * Where each line of the head in `buf[0, end)` ends (the offset of its CR; the final CRLF CRLF's second
+ * line excluded), or null when the head holds a control character other than HTAB, or a CR or LF that is
+ * not part of a CRLF (RFC 9112 §2.2: a recipient may not treat a bare CR as a line end; treating it as
+ * anything else is how two parsers come to disagree). One pass over the bytes.
  */
-function lines(buf: Buffer, end: number): string[] | null {
-  for (let i = 0; i < end; i++) {
+function lineEnds(buf: Buffer, end: number): number[] | null {
+  const ends: number[] = [];
+  const last = end - 2;
+  for (let i = 0; i < last; i++) {
     const k = BYTE_CLASS[buf[i]!]!;
     if (k === 0) continue;
-    if (k === 2 && buf[i + 1] === 0x0a && i + 1 < end) i++;
-    else return null;
+    if (k === 2 && buf[i + 1] === 0x0a) {
+      ends.push(i);
+      i++;
+    } else return null;
   }
-  return buf.toString("latin1", 0, end).split("\r\n");
+  return ends;
 }
 
-/**
- * Where a field line's name ends (the colon), or -1 when the line is not `token ":" …`: RFC 9112 §5
- * allows no whitespace before the colon.
- */
-function nameEnd(line: string): number {
-  const colon = line.indexOf(":");
-  return colon > 0 && isToken(line, colon) ? colon : -1;
+/** The head's field lines (each `token ":" OWS value OWS`), or null when one is malformed. */
+function fieldLinesOf(text: string, ends: number[]): FieldLines | null {
+  const fields = new FieldLines(text);
+  for (let k = 1; k < ends.length; k++) {
+    const start = ends[k - 1]! + 2;
+    const end = ends[k]!;
+    const colon = nameEnd(text, start, end);
+    if (colon < 0) return null;
+    let valueStart = colon + 1;
+    let valueEnd = end;
+    while (valueStart < valueEnd && isOws(text.charCodeAt(valueStart))) valueStart++;
+    while (valueEnd > valueStart && isOws(text.charCodeAt(valueEnd - 1))) valueEnd--;
+    fields.add(lowerName(text.slice(start, colon)), start, valueStart, valueEnd, end + 2);
+  }
+  return fields;
 }
 
-/** A field line's value: what follows the colon, without the optional SP or HTAB around it. */
-function fieldValue(line: string, colon: number): string {
-  let start = colon + 1;
-  let end = line.length;
-  while (start < end && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
-  while (end > start && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
-  return line.slice(start, end);
-}
+const isOws = (c: number) => c === 0x20 || c === 0x09;
 
-function hasToken(value: string | string[] | undefined, token: string): boolean {
-  if (value === undefined) return false;
-  const joined = Array.isArray(value) ? value.join(",") : value;
-  return joined.split(",").some((t) => t.trim().toLowerCase() === token);
+/** The comma-separated tokens of `value`, trimmed and lowercased, added to `into`. */
+function addTokens(into: string[], value: string): void {
+  for (const token of value.split(",")) {
+    const t = token.trim().toLowerCase();
+    if (t) into.push(t);
+  }
 }
 
 /** Parses the request head at the start of `buf`, if the byte relay may forward it. */
@@ -144,31 +252,41 @@ export function parseRequestHead(buf: Buffer): RequestParse {
   const end = headEnd(buf, MAX_HEAD_BYTES);
   if (end < 0) return { kind: "incomplete" };
   if (end === 0) return { kind: "handover", reason: "head too large" };
-  const all = lines(buf, end - 4);
-  if (!all) return { kind: "handover", reason: "bare CR or LF, or a control character" };
-  const m = REQUEST_LINE.exec(all[0]!);
+  const ends = lineEnds(buf, end);
+  if (!ends) return { kind: "handover", reason: "bare CR or LF, or a control character" };
+  const text = buf.toString("latin1", 0, end - 2);
+  const m = REQUEST_LINE.exec(text.slice(0, ends[0]));
   if (!m) return { kind: "handover", reason: "not a GET or HEAD in origin-form over HTTP/1.1" };
-  const headers: IncomingHttpHeaders = Object.create(null);
-  for (let i = 1; i < all.length; i++) {
-    const line = all[i]!;
-    const colon = nameEnd(line);
-    if (colon < 0) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
-    const name = line.slice(0, colon).toLowerCase();
-    const value = fieldValue(line, colon);
+  const fields = fieldLinesOf(text, ends);
+  if (!fields) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
+  let host: string | undefined;
+  let cookie: string | undefined;
+  const connection: string[] = [];
+  const seen: string[] = [];
+  const { names } = fields;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
     if (HANDED_OVER_FIELDS.has(name)) return { kind: "handover", reason: `request has ${name}` };
-    const existing = headers[name];
-    if (existing === undefined) headers[name] = value;
-    else if (SINGLETON_REQUEST_FIELDS.has(name)) return { kind: "handover", reason: `repeated ${name}` };
-    else headers[name] = `${existing as string}${name === "cookie" ? "; " : ", "}${value}`;
+    if (SINGLETON_REQUEST_FIELDS.has(name)) {
+      if (seen.includes(name)) return { kind: "handover", reason: `repeated ${name}` };
+      seen.push(name);
+    }
+    if (name === "host") host = fields.value(i);
+    else if (name === "cookie")
+      cookie = cookie === undefined ? fields.value(i) : `${cookie}; ${fields.value(i)}`;
+    else if (name === "connection") addTokens(connection, fields.value(i));
   }
-  if (headers.host === undefined) return { kind: "handover", reason: "no Host" };
+  if (host === undefined) return { kind: "handover", reason: "no Host" };
   return {
     kind: "request",
     head: {
       method: m[1] as "GET" | "HEAD",
       target: m[2]!,
-      headers,
-      close: hasToken(headers.connection, "close"),
+      host,
+      cookie,
+      connection,
+      close: connection.includes("close"),
+      fields,
       length: end,
     },
   };
@@ -185,8 +303,12 @@ export type BodyFraming =
 export interface ResponseHead {
   status: number;
   reason: string;
-  /** Field names lowercased; Set-Cookie as an array, other repeats joined with `, `; framing fields removed. */
-  headers: IncomingHttpHeaders;
+  /** All field lines as they came, framing and connection fields included (serializing re-states those). */
+  fields: FieldLines;
+  /** The Connection field's tokens, lowercased: fields they name are hop-by-hop. */
+  connection: string[];
+  /** A HEAD or 304 answer's Content-Length (no body follows it), passed on to the client. */
+  contentLength: string | undefined;
   framing: BodyFraming;
   /** Whether the upstream connection may carry another request after this response. */
   reusable: boolean;
@@ -201,6 +323,14 @@ export type ResponseParse =
 /** Enough for any dev server's head (cookies, CSP); more is a broken or hostile upstream. */
 export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 
+const CONTENT_LENGTH = /^\d{1,15}$/;
+
+/** The one Content-Length all of `lengths` agree on, or null when they disagree or one is malformed. */
+function agreedLength(lengths: string[]): string | null {
+  const first = lengths[0]!;
+  return lengths.every((l) => l === first) && CONTENT_LENGTH.test(first) ? first : null;
+}
+
 /**
  * Parses the response head at the start of `buf`, for a request with `method`. 1xx heads are parsed like
  * any other; the caller skips them (status < 200).
@@ -209,97 +339,108 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
   const end = headEnd(buf, MAX_RESPONSE_HEAD_BYTES);
   if (end < 0) return { kind: "incomplete" };
   if (end === 0) return { kind: "invalid", reason: "response head too large" };
-  const all = lines(buf, end - 4);
-  if (!all) return { kind: "invalid", reason: "bare CR or LF, or a control character" };
-  const m = STATUS_LINE.exec(all[0]!);
+  const ends = lineEnds(buf, end);
+  if (!ends) return { kind: "invalid", reason: "bare CR or LF, or a control character" };
+  const text = buf.toString("latin1", 0, end - 2);
+  const m = STATUS_LINE.exec(text.slice(0, ends[0]));
   if (!m) return { kind: "invalid", reason: "malformed status line" };
+  const fields = fieldLinesOf(text, ends);
+  if (!fields) return { kind: "invalid", reason: "malformed field line (or obs-fold)" };
   const http10 = m[1] === "0";
   const status = Number(m[2]);
-  const headers: IncomingHttpHeaders = Object.create(null);
   const lengths: string[] = [];
   const codings: string[] = [];
-  for (let i = 1; i < all.length; i++) {
-    const line = all[i]!;
-    const colon = nameEnd(line);
-    if (colon < 0) return { kind: "invalid", reason: "malformed field line (or obs-fold)" };
-    const name = line.slice(0, colon).toLowerCase();
-    const value = fieldValue(line, colon);
-    if (name === "content-length") lengths.push(value);
-    else if (name === "transfer-encoding") codings.push(value);
-    else if (name === "set-cookie") headers["set-cookie"] = [...(headers["set-cookie"] ?? []), value];
-    else {
-      const existing = headers[name];
-      headers[name] = existing === undefined ? value : `${existing as string}, ${value}`;
-    }
+  const connection: string[] = [];
+  const { names } = fields;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if (name === "content-length") lengths.push(fields.value(i));
+    else if (name === "transfer-encoding") addTokens(codings, fields.value(i));
+    else if (name === "connection") addTokens(connection, fields.value(i));
   }
   let framing: BodyFraming;
+  let contentLength: string | undefined;
   if (status < 200 || status === 204 || status === 304 || method === "HEAD") {
     if (status === 101) return { kind: "invalid", reason: "101 to a request that asked for no upgrade" };
     // No body whatever the fields say; a HEAD or 304 answer keeps its Content-Length for the client.
     framing = { kind: "none" };
     if (lengths.length && status >= 200) {
-      if (!lengths.every((l) => l === lengths[0]) || !/^\d{1,15}$/.test(lengths[0]!)) {
-        return { kind: "invalid", reason: "bad Content-Length" };
-      }
-      headers["content-length"] = lengths[0];
+      const agreed = agreedLength(lengths);
+      if (agreed === null) return { kind: "invalid", reason: "bad Content-Length" };
+      contentLength = agreed;
     }
-  } else if (codings.length) {
+  } else if (codings.length || names.includes("transfer-encoding")) {
     // Chunked must be the only and final coding, and no Content-Length beside it (RFC 9112 §6.3 items 3, 4).
     if (http10 || lengths.length)
       return { kind: "invalid", reason: "Transfer-Encoding with Content-Length or HTTP/1.0" };
-    if (
-      codings
-        .join(",")
-        .split(",")
-        .map((c) => c.trim().toLowerCase())
-        .join(",") !== "chunked"
-    ) {
+    if (codings.length !== 1 || codings[0] !== "chunked") {
       return { kind: "invalid", reason: "a transfer coding other than chunked" };
     }
     framing = { kind: "chunked" };
   } else if (lengths.length) {
-    if (!lengths.every((l) => l === lengths[0]) || !/^\d{1,15}$/.test(lengths[0]!)) {
-      return { kind: "invalid", reason: "bad Content-Length" };
-    }
-    framing = { kind: "length", length: Number(lengths[0]) };
+    const agreed = agreedLength(lengths);
+    if (agreed === null) return { kind: "invalid", reason: "bad Content-Length" };
+    framing = { kind: "length", length: Number(agreed) };
   } else {
     framing = { kind: "close" };
   }
-  const reusable = !http10 && framing.kind !== "close" && !hasToken(headers.connection, "close");
-  return { kind: "response", head: { status, reason: m[3] ?? "", headers, framing, reusable, length: end } };
-}
-
-/** `name: value` lines for `headers` (arrays as repeated lines), each ending in CRLF. */
-function fieldLines(headers: IncomingHttpHeaders): string {
-  let out = "";
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out += `${name}: ${v}\r\n`;
-    else out += `${name}: ${value}\r\n`;
-  }
-  return out;
-}
-
-/** The request head to send upstream. Values come from a parsed head or the proxy itself: no CR or LF. */
-export function serializeRequestHead(method: string, target: string, headers: IncomingHttpHeaders): string {
-  return `${method} ${target} HTTP/1.1\r\n${fieldLines(headers)}\r\n`;
+  const reusable = !http10 && framing.kind !== "close" && !connection.includes("close");
+  return {
+    kind: "response",
+    head: {
+      status,
+      reason: m[3] ?? "",
+      fields,
+      connection,
+      contentLength,
+      framing,
+      reusable,
+      length: end,
+    },
+  };
 }
 
 /**
- * The response head to send the client: the framing the relay will honour (the body's own, re-stated),
- * and either `Connection: close` when this is the connection's last response, or, given
- * `keepAliveSeconds`, the `Keep-Alive: timeout=N` node:http sends, so a client stops reusing an idle
- * connection before the server closes it.
+ * The request head to send upstream: the request line, the field lines `edit` keeps (as they came, or
+ * rewritten), then `extra` (whole lines, each ending in CRLF, of the caller's own making: no CR or LF in
+ * a value).
  */
-export function serializeResponseHead(head: ResponseHead, close: boolean, keepAliveSeconds?: number): string {
+export function serializeRequestHead(head: RequestHead, edit?: FieldEdit, extra = ""): string {
+  return `${head.method} ${head.target} HTTP/1.1\r\n${forwardedLines(head.fields, edit)}${extra}\r\n`;
+}
+
+/** Fields about the dev server's connection and framing: the relay re-states its own for the client. */
+const FRAMING_AND_CONNECTION: ReadonlySet<string> = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+]);
+
+/**
+ * The response head to send the client: the status line, the field lines `edit` keeps (framing and
+ * connection fields never: they describe the dev server's connection), the framing the relay will honour
+ * (the body's own, re-stated), and either `Connection: close` when this is the connection's last
+ * response, or, given `keepAliveSeconds`, the `Keep-Alive: timeout=N` node:http sends, so a client stops
+ * reusing an idle connection before the server closes it.
+ */
+export function serializeResponseHead(
+  head: ResponseHead,
+  close: boolean,
+  keepAliveSeconds?: number,
+  edit?: FieldEdit,
+): string {
+  const lines = forwardedLines(head.fields, (name, fields, i) =>
+    FRAMING_AND_CONNECTION.has(name) ? null : edit?.(name, fields, i),
+  );
   let framing = "";
   if (head.framing.kind === "length") framing = `content-length: ${head.framing.length}\r\n`;
   else if (head.framing.kind === "chunked") framing = "transfer-encoding: chunked\r\n";
+  else if (head.contentLength !== undefined) framing = `content-length: ${head.contentLength}\r\n`;
   let connection = "";
   if (close) connection = "connection: close\r\n";
   else if (keepAliveSeconds) connection = `keep-alive: timeout=${keepAliveSeconds}\r\n`;
-  return `HTTP/1.1 ${head.status} ${head.reason}\r\n${fieldLines(head.headers)}${framing}${connection}\r\n`;
+  return `HTTP/1.1 ${head.status} ${head.reason}\r\n${lines}${framing}${connection}\r\n`;
 }
 
 /**
@@ -362,7 +503,7 @@ export class ChunkedBodyTracker {
     if (line.includes("\r")) return false;
     if (this.#state === "trailer") {
       if (line === "") this.#state = "done";
-      else if (nameEnd(line) < 0) return false;
+      else if (nameEnd(line, 0, line.length) < 0) return false;
       return true;
     }
     const m = /^([0-9A-Fa-f]{1,12})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?$/.exec(line);

@@ -1,14 +1,23 @@
 import type { IncomingHttpHeaders } from "node:http";
-/** The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled. */
+/**
+ * The proxy's pure decisions: which requests are its, which paths are safe, which addresses are dialled,
+ * and which fields reach the dev server and the client (the byte relay's line-based forwarding checked
+ * against the object-based sanitizers the other paths use, on seeded random heads).
+ */
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../platform/config.ts";
+import { prng } from "../../test/prng.ts";
+import { type FieldLines, parseRequestHead, parseResponseHead } from "./http1.ts";
 import { isAllowedUpstream } from "./port-policy.ts";
 import {
   classify,
+  forwardedRequestHead,
+  forwardedResponseHead,
   isCredentialCookie,
   isSafePath,
   rewriteLocation,
   safeNext,
+  sanitizeRequestHeaders,
   sanitizeResponseHeaders,
   withoutCookies,
 } from "./request.ts";
@@ -180,6 +189,139 @@ describe("BERTH_PREVIEW_DOMAIN", () => {
       expect(() => loadConfig({ BERTH_PUBLIC_URL: api!, BERTH_PREVIEW_DOMAIN: preview! }), preview).toThrow(
         /^BERTH_PREVIEW_DOMAIN: must not contain or sit under the API host/,
       );
+    }
+  });
+});
+
+/** The fields as node:http gives them: names lowercased, repeats joined (Cookie with `; `), Set-Cookie an array. */
+function headersOf(fields: FieldLines, omit: readonly string[] = []): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = Object.create(null);
+  for (const [name, value] of fields.entries()) {
+    if (omit.includes(name)) continue;
+    const existing = out[name];
+    if (name === "set-cookie") out[name] = [...((existing as string[] | undefined) ?? []), value];
+    else out[name] = existing === undefined ? value : `${existing}${name === "cookie" ? "; " : ", "}${value}`;
+  }
+  return out;
+}
+
+/** A field name in a random spelling: proxies meet every case. */
+function spell(r: () => number, name: string): string {
+  return [...name].map((c) => (r() < 0.5 ? c.toUpperCase() : c)).join("");
+}
+
+const REQUEST_FIELDS: Array<[string, string[]]> = [
+  ["accept", ["*/*", "text/javascript"]],
+  ["user-agent", ["Mozilla/5.0 (X11; Linux x86_64)"]],
+  ["connection", ["keep-alive", "close", "x-secret, keep-alive", "TE, X-Drop"]],
+  ["keep-alive", ["timeout=5"]],
+  ["te", ["trailers"]],
+  ["trailer", ["x-t"]],
+  ["proxy-authorization", ["Basic Zm9vOmJhcg=="]],
+  ["proxy-connection", ["keep-alive"]],
+  ["x-secret", ["dropped when Connection names it"]],
+  ["x-drop", ["likewise"]],
+  ["x-forwarded-for", ["6.6.6.6"]],
+  ["x-forwarded-host", ["evil.test"]],
+  ["x-forwarded-anything", ["1"]],
+  ["forwarded", ["for=6.6.6.6"]],
+  ["x-real-ip", ["6.6.6.6"]],
+  ["authorization", ["Bearer berth_pat_x"]],
+  [
+    "cookie",
+    ["berth_preview=v1.x; theme=dark", "__session=clerk", "a=1", "berth_session=s; __Host-berth_preview=h"],
+  ],
+  ["if-none-match", ['W/"1"']],
+  ["x-app", ["a", "b"]],
+];
+
+const RESPONSE_FIELDS: Array<[string, string[]]> = [
+  ["content-type", ["text/javascript"]],
+  ["etag", ['W/"1"']],
+  ["cache-control", ["no-cache"]],
+  ["connection", ["keep-alive", "x-internal", "Keep-Alive, X-Internal"]],
+  ["keep-alive", ["timeout=5"]],
+  ["x-internal", ["dropped when Connection names it"]],
+  ["proxy-authenticate", ["Basic"]],
+  ["trailer", ["x-t"]],
+  ["upgrade", ["h2c"]],
+  ["set-cookie", ["app=1; Path=/", "berth_session=planted; Path=/", "__session=x", "theme=dark"]],
+  ["location", ["http://10.0.0.5:5173/next?a=1", "/relative", "https://elsewhere.test/"]],
+  ["vary", ["Accept", "Origin"]],
+];
+
+/** A head with 0 to 10 fields picked from `pool` in random spellings, after `first` (and `last`). */
+function randomHead(r: () => number, first: string, pool: Array<[string, string[]]>, last: string): string {
+  const lines = [first];
+  for (let n = Math.floor(r() * 11); n > 0; n--) {
+    const [name, values] = pool[Math.floor(r() * pool.length)]!;
+    // Node keeps one Authorization or User-Agent: the relay hands a repeated one over, untested here.
+    if (
+      ["authorization", "user-agent", "proxy-authorization"].includes(name) &&
+      lines.some((l) => l.toLowerCase().startsWith(`${name}:`))
+    )
+      continue;
+    lines.push(`${spell(r, name)}:${r() < 0.5 ? " " : ""}${values[Math.floor(r() * values.length)]!}`);
+  }
+  return `${[...lines, last].join("\r\n")}\r\n\r\n`;
+}
+
+describe("forwarding a relayed head", () => {
+  const SEED = 0x4ead;
+  const CASES = 600;
+
+  it(`leaves the request fields sanitizeRequestHeaders leaves, plus the same forwarding fields (seed ${SEED})`, () => {
+    const r = prng(SEED);
+    for (let n = 0; n < CASES; n++) {
+      const text = randomHead(
+        r,
+        "GET /src/a.ts?x=1 HTTP/1.1",
+        REQUEST_FIELDS,
+        `${spell(r, "host")}: ${ID}.preview.test`,
+      );
+      const label = `case ${n}: ${JSON.stringify(text)}`;
+      const parsed = parseRequestHead(Buffer.from(text, "latin1"));
+      expect(parsed.kind, label).toBe("request");
+      if (parsed.kind !== "request") continue;
+      const wire = forwardedRequestHead(parsed.head, { remoteAddress: "127.0.0.1", proto: "https" });
+      const forwarded = parseRequestHead(Buffer.from(wire, "latin1"));
+      expect(forwarded.kind, label).toBe("request");
+      if (forwarded.kind !== "request") continue;
+      const expected = headersOf(parsed.head.fields);
+      sanitizeRequestHeaders(expected, { remoteAddress: "127.0.0.1", proto: "https", websocket: false });
+      expect({ ...headersOf(forwarded.head.fields) }, label).toEqual({ ...expected });
+      expect(forwarded.head.target).toBe("/src/a.ts?x=1");
+    }
+  });
+
+  it(`leaves the response fields sanitizeResponseHeaders leaves, Location rewritten alike (seed ${SEED})`, () => {
+    const r = prng(SEED + 1);
+    const authorities = ["10.0.0.5:5173"];
+    const location = (l: string) => rewriteLocation(l, authorities, undefined);
+    for (let n = 0; n < CASES; n++) {
+      const text = randomHead(r, "HTTP/1.1 200 OK", RESPONSE_FIELDS, "Content-Length: 0");
+      const label = `case ${n}: ${JSON.stringify(text)}`;
+      const parsed = parseResponseHead(Buffer.from(text, "latin1"), "GET");
+      expect(parsed.kind, label).toBe("response");
+      if (parsed.kind !== "response") continue;
+      const wire = forwardedResponseHead(parsed.head, false, 5, location);
+      const forwarded = parseResponseHead(Buffer.from(wire, "latin1"), "GET");
+      expect(forwarded.kind, label).toBe("response");
+      if (forwarded.kind !== "response") continue;
+      // What the relay re-states itself: its framing and its own keep-alive hint.
+      const restated = ["content-length", "keep-alive"];
+      const expected = headersOf(parsed.head.fields, restated);
+      sanitizeResponseHeaders(expected);
+      const locations = parsed.head.fields.entries().filter(([name]) => name === "location");
+      if (locations.length) expected.location = locations.map(([, l]) => location(l)).join(", ");
+      expect({ ...headersOf(forwarded.head.fields, restated) }, label).toEqual({ ...expected });
+      expect(
+        forwarded.head.fields.entries().filter(([name]) => restated.includes(name)),
+        label,
+      ).toEqual([
+        ["content-length", "0"],
+        ["keep-alive", "timeout=5"],
+      ]);
     }
   });
 });

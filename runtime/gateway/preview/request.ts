@@ -4,6 +4,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { isUuid } from "../../platform/ids.ts";
+import { type RequestHead, type ResponseHead, serializeRequestHead, serializeResponseHead } from "./http1.ts";
 
 export const PATH_PREFIX = "/api/v1/previews/";
 /** Paths on a preview's own host that the proxy answers itself (sign-in code, share link). */
@@ -114,19 +115,39 @@ const HOP_BY_HOP = [
   "upgrade",
 ];
 
-/**
- * Removes the hop-by-hop fields: the standard ones and the names a Connection header lists (each preview
- * request and response passes here, so no arrays are built when there is no Connection header).
- */
-function deleteHopByHop(headers: IncomingHttpHeaders): void {
-  const connection = headers.connection;
-  if (connection !== undefined) {
-    for (const token of (Array.isArray(connection) ? connection.join(",") : connection).split(",")) {
-      const name = token.trim().toLowerCase();
-      if (name) delete headers[name];
-    }
+/** The comma-separated tokens of a Connection field, trimmed and lowercased. */
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const tokens: string[] = [];
+  for (const token of (Array.isArray(value) ? value.join(",") : value).split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name) tokens.push(name);
   }
-  for (const name of HOP_BY_HOP) delete headers[name];
+  return tokens;
+}
+
+/** Client-supplied claims about the client (ours replace them): `X-Forwarded-*`, `Forwarded`, `X-Real-IP`. */
+const isForwardingField = (name: string) =>
+  name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip";
+
+/**
+ * Whether a request field (lowercased name) stays out of what a dev server gets: hop-by-hop ones,
+ * including the names the request's Connection field lists (`connection`: its tokens), the client's
+ * forwarding claims, and Authorization (the API's credential). The Cookie field is filtered, not dropped
+ * (`withoutCookies`).
+ */
+export function dropsRequestField(name: string, connection: readonly string[]): boolean {
+  return (
+    HOP_BY_HOP.includes(name) ||
+    connection.includes(name) ||
+    isForwardingField(name) ||
+    name === "authorization"
+  );
+}
+
+/** Whether a response field (lowercased name) stays out of what the client gets: the hop-by-hop ones. */
+export function dropsResponseField(name: string, connection: readonly string[]): boolean {
+  return HOP_BY_HOP.includes(name) || connection.includes(name);
 }
 
 /** Ours, whichever form set them: the API session, the host-form preview cookie in both spellings. */
@@ -179,11 +200,8 @@ export interface ForwardContext {
  */
 export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: ForwardContext): void {
   const upgrade = headers.upgrade;
-  deleteHopByHop(headers);
-  for (const name in headers) {
-    if (name.startsWith("x-forwarded-") || name === "forwarded" || name === "x-real-ip") delete headers[name];
-  }
-  delete headers.authorization;
+  const connection = connectionTokens(headers.connection);
+  for (const name in headers) if (dropsRequestField(name, connection)) delete headers[name];
   const cookie = withoutCookies(headers.cookie);
   if (cookie) headers.cookie = cookie;
   else delete headers.cookie;
@@ -197,9 +215,30 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
   if (fwd.prefix) headers["x-forwarded-prefix"] = fwd.prefix;
 }
 
+/**
+ * The byte relay's request head for the dev server (host form, no upgrade): the same fields
+ * `sanitizeRequestHeaders` leaves, with the client's other lines as they came.
+ */
+export function forwardedRequestHead(
+  head: RequestHead,
+  fwd: Pick<ForwardContext, "remoteAddress" | "proto">,
+): string {
+  const cookie = withoutCookies(head.cookie);
+  let extra = cookie ? `cookie: ${cookie}\r\n` : "";
+  if (fwd.remoteAddress) extra += `x-forwarded-for: ${fwd.remoteAddress}\r\n`;
+  extra += `x-forwarded-proto: ${fwd.proto}\r\nx-forwarded-host: ${head.host}\r\n`;
+  const { connection } = head;
+  return serializeRequestHead(
+    head,
+    (name) => (name === "cookie" || dropsRequestField(name, connection) ? null : undefined),
+    extra,
+  );
+}
+
 /** Response headers the client must not get from the dev server. */
 export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
-  deleteHopByHop(headers);
+  const connection = connectionTokens(headers.connection);
+  for (const name in headers) if (dropsResponseField(name, connection)) delete headers[name];
   // A dev server must not overwrite or plant our credentials (session fixation on the API's host).
   // Node's parser always gives an array; undici gives a lone Set-Cookie as a plain string.
   const setCookie = headers["set-cookie"] as string | string[] | undefined;
@@ -210,6 +249,27 @@ export function sanitizeResponseHeaders(headers: IncomingHttpHeaders): void {
     if (kept.length) headers["set-cookie"] = kept;
     else delete headers["set-cookie"];
   }
+}
+
+/**
+ * The byte relay's response head for the client: the same fields `sanitizeResponseHeaders` leaves (the
+ * dev server's other lines as they came), each Location passed through `location`.
+ */
+export function forwardedResponseHead(
+  head: ResponseHead,
+  close: boolean,
+  keepAliveSeconds: number,
+  location: (value: string) => string,
+): string {
+  const { connection } = head;
+  return serializeResponseHead(head, close, keepAliveSeconds, (name, fields, i) => {
+    if (dropsResponseField(name, connection)) return null;
+    if (name === "set-cookie") return isCredentialCookie(cookieName(fields.value(i))) ? null : undefined;
+    if (name !== "location") return undefined;
+    const value = fields.value(i);
+    const rewritten = location(value);
+    return rewritten === value ? undefined : `location: ${rewritten}`;
+  });
 }
 
 /** Keeps a dev server's redirect inside the preview and free of the box's address. */
