@@ -52,6 +52,7 @@ import {
   safeNext,
   sanitizeRequestHeaders,
   sanitizeResponseHeaders,
+  withoutCookies,
 } from "./request.ts";
 import { type PreviewRoute, PreviewRoutes } from "./routing.ts";
 import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
@@ -82,8 +83,10 @@ type Admission =
  * object (nothing about it changed since).
  */
 interface HostExchange extends RelayExchange {
-  hostHeader: string | undefined;
+  hostHeader: string;
   cookieHeader: string | undefined;
+  /** The Cookie the dev server gets (credentials removed), reused with the same Cookie header. */
+  forwardedCookie: string | undefined;
   previewId: string;
   admission: Extract<Admission, { ok: true }>;
 }
@@ -399,26 +402,31 @@ export class PreviewGateway {
     client: Socket,
     previous: HostExchange | null,
   ): HostExchange | Promise<HostExchange | null> | null {
-    const { host: hostHeader, cookie: cookieHeader } = head;
-    const target = this.#classify({ method: head.method, url: head.target, headers: { host: hostHeader } });
-    // Only the host form: the path form's answers carry the API's error shape and sandbox, Koa's to render.
-    if (target?.form !== "host" || target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) return null;
+    const { host, cookie, target: path } = head;
     const prior = previous?.admission;
+    // The same Host and Cookie as the connection's previous request: the same preview and credential, so
+    // only what can change between requests is checked again: the path, the route, the grant's expiry.
     if (
       prior &&
-      previous.previewId === target.previewId &&
-      previous.hostHeader === hostHeader &&
-      previous.cookieHeader === cookieHeader &&
-      this.routes.peek(target.previewId) === prior.route &&
-      Date.now() < prior.grantedUntil &&
-      isSafePath(target.forwardPath)
+      previous.hostHeader === host &&
+      previous.cookieHeader === cookie &&
+      this.routes.peek(previous.previewId) === prior.route &&
+      Date.now() < prior.grantedUntil
     ) {
-      this.#noteTraffic(prior.route.workspaceId);
-      return this.#hostExchange(head, client, target, prior);
+      if (path.startsWith(HOST_RESERVED_PREFIX)) return null;
+      if (isSafePath(path)) {
+        this.#noteTraffic(prior.route.workspaceId);
+        return this.#hostExchange(head, client, previous.previewId, prior, previous.forwardedCookie);
+      }
     }
-    const request = { method: head.method, headers: { cookie: cookieHeader }, socket: client };
+    const target = this.#classify({ method: head.method, url: path, headers: { host } });
+    // Only the host form: the path form's answers carry the API's error shape and sandbox, Koa's to render.
+    if (target?.form !== "host" || target.forwardPath.startsWith(HOST_RESERVED_PREFIX)) return null;
+    const request = { method: head.method, headers: { cookie }, socket: client };
     return this.#admit(request, target).then((admission) =>
-      admission.ok ? this.#hostExchange(head, client, target, admission) : null,
+      admission.ok
+        ? this.#hostExchange(head, client, target.previewId, admission, withoutCookies(cookie))
+        : null,
     );
   }
 
@@ -444,21 +452,24 @@ export class PreviewGateway {
   #hostExchange(
     head: RequestHead,
     client: Socket,
-    target: Extract<PreviewTarget, { form: "host" }>,
+    previewId: string,
     admission: Extract<Admission, { ok: true }>,
+    forwardedCookie: string | undefined,
   ): HostExchange {
     const started = performance.now();
     const { authorities } = admission;
     return {
       hostHeader: head.host,
       cookieHeader: head.cookie,
-      previewId: target.previewId,
+      forwardedCookie,
+      previewId,
       admission,
       upstream: admission.target,
-      requestHead: forwardedRequestHead(head, {
-        remoteAddress: client.remoteAddress,
-        proto: this.#secure ? "https" : "http",
-      }),
+      requestHead: forwardedRequestHead(
+        head,
+        { remoteAddress: client.remoteAddress, proto: this.#secure ? "https" : "http" },
+        forwardedCookie,
+      ),
       responseHead: (response, close, keepAliveSeconds) =>
         forwardedResponseHead(response, close, keepAliveSeconds, (location) =>
           rewriteLocation(location, authorities, undefined),

@@ -217,13 +217,14 @@ export function sanitizeRequestHeaders(headers: IncomingHttpHeaders, fwd: Forwar
 
 /**
  * The byte relay's request head for the dev server (host form, no upgrade): the same fields
- * `sanitizeRequestHeaders` leaves, with the client's other lines as they came.
+ * `sanitizeRequestHeaders` leaves, with the client's other lines as they came. `cookie` is what
+ * `withoutCookies` leaves of the request's Cookie (a caller that has it from an identical header passes it).
  */
 export function forwardedRequestHead(
   head: RequestHead,
   fwd: Pick<ForwardContext, "remoteAddress" | "proto">,
+  cookie: string | undefined = withoutCookies(head.cookie),
 ): string {
-  const cookie = withoutCookies(head.cookie);
   let extra = cookie ? `cookie: ${cookie}\r\n` : "";
   if (fwd.remoteAddress) extra += `x-forwarded-for: ${fwd.remoteAddress}\r\n`;
   extra += `x-forwarded-proto: ${fwd.proto}\r\nx-forwarded-host: ${head.host}\r\n`;
