@@ -1,6 +1,7 @@
 /**
  * A control plane in its own process for `npm run bench` (see child-process.ts for why). Started with
- * `spawnBenchControlPlane`; answers `heap`, `terminalSockets` and `cpuMs`.
+ * `spawnBenchControlPlane`; answers `heap`, `terminalSockets`, `cpuMs`, and starts a TCP pipe (`pipeTo`) or a
+ * bare preview relay (`bareRelayTo`) in its own process on request.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +14,7 @@ import { loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import { TEST_SECRET_KEYS } from "../test/keys.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
+import { startBareRelay } from "./bare-proxy.ts";
 import { type BenchChild, forkBenchChild, serveParent } from "./child-process.ts";
 import { cpuMs, startTcpPipe } from "./tcp-pipe.ts";
 
@@ -60,6 +62,7 @@ if (import.meta.main) {
   });
   const pipe = spec.pipeUpstreamPort ? await startTcpPipe(spec.pipeUpstreamPort) : null;
   const morePipes: Array<Awaited<ReturnType<typeof startTcpPipe>>> = [];
+  const bareRelays: Array<Awaited<ReturnType<typeof startBareRelay>>> = [];
   serveParent(
     { url: cp.url, pipePort: pipe?.port ?? null },
     {
@@ -71,9 +74,19 @@ if (import.meta.main) {
         morePipes.push(started);
         return started.port;
       },
+      // `bareRelayTo:<port>`: the preview proxy's byte relay with no checks (bare-proxy.ts), in this process.
+      bareRelayTo: async (port) => {
+        const started = await startBareRelay(Number(port));
+        bareRelays.push(started);
+        return started.port;
+      },
     },
     async () => {
       for (const p of [pipe, ...morePipes]) p?.server.close();
+      for (const b of bareRelays) {
+        b.relay.close();
+        b.server.close();
+      }
       await cp.close().finally(() => rmSync(dataDir, { recursive: true, force: true }));
     },
   );

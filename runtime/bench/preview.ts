@@ -27,7 +27,7 @@ const BENCH_TOKEN = "bench-token-bench-token-bench-token-bench";
 
 export interface PreviewBenchRow {
   body: "small" | "1MB";
-  via: "direct" | "path form" | "host form" | "bare relay" | "nginx";
+  via: "direct" | "path form" | "host form" | "bare relay" | "bare relay in the control plane" | "nginx";
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -107,7 +107,7 @@ export async function startBenchPreview(
   databaseUrl: string,
   devPort: number,
   options: { processes?: number } = {},
-): Promise<BenchPreview & { pids: number[]; stop(): Promise<void> }> {
+): Promise<BenchPreview & { pids: number[]; ask(question: string): Promise<number>; stop(): Promise<void> }> {
   const processes = options.processes ?? 1;
   const shared: Record<string, string> =
     processes > 1 ? { BERTH_WORKERS: String(processes), BERTH_PORT: String(await freePort()) } : {};
@@ -129,7 +129,7 @@ export async function startBenchPreview(
       );
     }
     const preview = await createPreview(children[0]!.ready.url, database, devPort);
-    return { ...preview, pids: children.map((c) => c.pid), stop };
+    return { ...preview, pids: children.map((c) => c.pid), ask: (q) => children[0]!.ask(q), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -216,13 +216,23 @@ export async function runPreviewBench(opts: PreviewBenchOptions): Promise<Previe
       { via: "path form", base: `${cp.url}/api/v1/previews/${previewId}`, headers: bearer, pids: cp.pids },
       { via: "host form", base: cp.url, headers: { host: hostHeader, cookie: signIn }, pids: cp.pids },
     ];
-    if (bare)
+    if (bare) {
       cases.push({
         via: "bare relay",
         base: `http://127.0.0.1:${bare.port}`,
         headers: {},
         pids: [bare.child.pid!],
       });
+      // The same relay inside the control plane's process: what sharing that process (its heap, its other
+      // work) costs, apart from what Berth's own work on a request costs.
+      const inProcess = await cp.ask(`bareRelayTo:${dev.port}`);
+      cases.push({
+        via: "bare relay in the control plane",
+        base: `http://127.0.0.1:${inProcess}`,
+        headers: {},
+        pids: cp.pids,
+      });
+    }
     if (nginx)
       cases.push({ via: "nginx", base: `http://127.0.0.1:${nginx.port}`, headers: {}, pids: [nginx.pid] });
 
