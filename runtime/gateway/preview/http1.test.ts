@@ -6,10 +6,10 @@
  * re-serializes to a head that parses to exactly the same fields.
  */
 import { describe, expect, it } from "vitest";
+import { headersOf } from "../../test/field-lines.ts";
 import { prng } from "../../test/prng.ts";
 import {
   ChunkedBodyTracker,
-  type FieldLines,
   MAX_HEAD_BYTES,
   parseRequestHead,
   parseResponseHead,
@@ -31,18 +31,6 @@ function response(text: string, method = "GET"): ResponseHead {
   const parsed = parseResponseHead(b(text), method);
   if (parsed.kind !== "response") throw new Error(`expected a response, got ${JSON.stringify(parsed)}`);
   return parsed.head;
-}
-
-/** The fields as node:http gives them: names lowercased, repeats joined (Cookie with `; `), Set-Cookie an array. */
-function headersOf(fields: FieldLines, omit: readonly string[] = []): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = Object.create(null);
-  for (const [name, value] of fields.entries()) {
-    if (omit.includes(name)) continue;
-    const existing = out[name];
-    if (name === "set-cookie") out[name] = [...((existing as string[] | undefined) ?? []), value];
-    else out[name] = existing === undefined ? value : `${existing}${name === "cookie" ? "; " : ", "}${value}`;
-  }
-  return out;
 }
 
 /** The fields a forwarded request carries (its length is the wire's, not the request's). */

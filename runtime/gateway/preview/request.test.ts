@@ -6,8 +6,9 @@ import type { IncomingHttpHeaders } from "node:http";
  */
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../platform/config.ts";
+import { headersOf } from "../../test/field-lines.ts";
 import { prng } from "../../test/prng.ts";
-import { type FieldLines, parseRequestHead, parseResponseHead } from "./http1.ts";
+import { parseRequestHead, parseResponseHead } from "./http1.ts";
 import { isAllowedUpstream } from "./port-policy.ts";
 import {
   classify,
@@ -192,18 +193,6 @@ describe("BERTH_PREVIEW_DOMAIN", () => {
     }
   });
 });
-
-/** The fields as node:http gives them: names lowercased, repeats joined (Cookie with `; `), Set-Cookie an array. */
-function headersOf(fields: FieldLines, omit: readonly string[] = []): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = Object.create(null);
-  for (const [name, value] of fields.entries()) {
-    if (omit.includes(name)) continue;
-    const existing = out[name];
-    if (name === "set-cookie") out[name] = [...((existing as string[] | undefined) ?? []), value];
-    else out[name] = existing === undefined ? value : `${existing}${name === "cookie" ? "; " : ", "}${value}`;
-  }
-  return out;
-}
 
 /** A field name in a random spelling: proxies meet every case. */
 function spell(r: () => number, name: string): string {
