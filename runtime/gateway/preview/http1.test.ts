@@ -5,6 +5,8 @@
  * case and replays) mutates valid heads: the parsers never throw, and every request they accept
  * re-serializes to a head that parses to exactly the same fields.
  */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { headersOf } from "../../test/field-lines.ts";
 import { prng } from "../../test/prng.ts";
@@ -132,6 +134,20 @@ describe("parseRequestHead", () => {
     ]);
     const again = request(serializeRequestHead(head));
     expect(again.fields.entries()).toEqual(head.fields.entries());
+  });
+
+  it("keeps no head alive through the cache of lowercased names", () => {
+    // A name sliced from a head is a view that keeps the whole head; the cache must hold copies.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const pad = "p".repeat(15_000);
+    for (let i = 0; i < 200; i++)
+      request(`GET / HTTP/1.1\r\nHost: a\r\nX-Distinct-Name-${i}: 1\r\nX-Pad: ${pad}\r\n\r\n`);
+    gc();
+    // 200 heads of 15 KB would be 3 MB; the names alone are a few KB.
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(1_000_000);
   });
 
   it("is incomplete until the head's CRLF CRLF arrives", () => {

@@ -116,12 +116,17 @@ const MAX_CACHED_NAMES = 1024;
 function lowerName(raw: string): string {
   let name = LOWER_NAMES.get(raw);
   if (name === undefined) {
-    name = raw.toLowerCase();
+    // `raw` is a slice of a whole head, and V8 keeps the head alive as long as the slice (and its
+    // lowercase form, which can be the very same string): the cache keeps copies of the name alone.
+    name = ownCopy(raw.toLowerCase());
     if (LOWER_NAMES.size >= MAX_CACHED_NAMES) LOWER_NAMES.clear();
-    LOWER_NAMES.set(raw, name);
+    LOWER_NAMES.set(ownCopy(raw), name);
   }
   return name;
 }
+
+/** A string with storage of its own, not a view into a larger one. */
+const ownCopy = (s: string): string => Buffer.from(s, "latin1").toString("latin1");
 
 /**
  * A head's field lines as they came: the head's text, and per line its lowercased name and where its value
