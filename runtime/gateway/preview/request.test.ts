@@ -202,7 +202,7 @@ function spell(r: () => number, name: string): string {
 const REQUEST_FIELDS: Array<[string, string[]]> = [
   ["accept", ["*/*", "text/javascript"]],
   ["user-agent", ["Mozilla/5.0 (X11; Linux x86_64)"]],
-  ["connection", ["keep-alive", "close", "x-secret, keep-alive", "TE, X-Drop"]],
+  ["connection", ["keep-alive", "close", "x-secret, keep-alive", "TE, X-Drop", "Cookie, keep-alive"]],
   ["keep-alive", ["timeout=5"]],
   ["te", ["trailers"]],
   ["trailer", ["x-t"]],
@@ -256,6 +256,22 @@ function randomHead(r: () => number, first: string, pool: Array<[string, string[
 }
 
 describe("forwarding a relayed head", () => {
+  it("drops a Host the client's Connection names, as sanitizeRequestHeaders does (no X-Forwarded-Host)", () => {
+    const text = `GET / HTTP/1.1\r\nHost: ${ID}.preview.test\r\nConnection: host\r\nAccept: */*\r\n\r\n`;
+    const parsed = parseRequestHead(Buffer.from(text, "latin1"));
+    if (parsed.kind !== "request") throw new Error(parsed.kind);
+    const expected = headersOf(parsed.head.fields);
+    sanitizeRequestHeaders(expected, { remoteAddress: "127.0.0.1", proto: "http", websocket: false });
+    expect(forwardedRequestHead(parsed.head, { remoteAddress: "127.0.0.1", proto: "http" })).toBe(
+      "GET / HTTP/1.1\r\nAccept: */*\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n",
+    );
+    expect({ ...expected }).toEqual({
+      accept: "*/*",
+      "x-forwarded-for": "127.0.0.1",
+      "x-forwarded-proto": "http",
+    });
+  });
+
   const SEED = 0x4ead;
   const CASES = 600;
 

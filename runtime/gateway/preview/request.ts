@@ -225,10 +225,14 @@ export function forwardedRequestHead(
   fwd: Pick<ForwardContext, "remoteAddress" | "proto">,
   cookie: string | undefined = withoutCookies(head.cookie),
 ): string {
-  let extra = cookie ? `cookie: ${cookie}\r\n` : "";
-  if (fwd.remoteAddress) extra += `x-forwarded-for: ${fwd.remoteAddress}\r\n`;
-  extra += `x-forwarded-proto: ${fwd.proto}\r\nx-forwarded-host: ${head.host}\r\n`;
   const { connection } = head;
+  // Fields the client's Connection names are hop-by-hop, Cookie and Host among them.
+  const hopCookie = connection.includes("cookie");
+  const hopHost = connection.includes("host");
+  let extra = cookie && !hopCookie ? `cookie: ${cookie}\r\n` : "";
+  if (fwd.remoteAddress) extra += `x-forwarded-for: ${fwd.remoteAddress}\r\n`;
+  extra += `x-forwarded-proto: ${fwd.proto}\r\n`;
+  if (!hopHost) extra += `x-forwarded-host: ${head.host}\r\n`;
   return serializeRequestHead(
     head,
     (name) => (name === "cookie" || dropsRequestField(name, connection) ? null : undefined),
