@@ -1,12 +1,13 @@
 /**
  * The floor under the preview proxy's figures in `npm run bench`: the control plane's byte relay
  * (gateway/preview/byte-relay.ts) in front of one loopback port, forwarding every GET and HEAD with no
- * admission, no routing and no header rewriting, in a process of its own with the control plane's GC
- * setting. What separates it from nginx is Node (its event loop, streams and sockets) and the relay's
- * parsing; what separates the host form from it is Berth's own work: classification, admission, header
- * rewriting both ways, metrics. Run as `node bare-proxy.ts <upstream port>`; prints its port on stdout.
- * The bench control plane also starts one in its own process on request (control-plane-main.ts), to tell
- * what sharing that process costs from what Berth's own work costs.
+ * admission, no routing and no header policy (the relay itself still re-states each head's start line,
+ * framing and connection fields), in a process of its own with the control plane's GC setting. What
+ * separates it from nginx is Node (its event loop, streams and sockets) and the relay's parsing; what
+ * separates the host form from it is Berth's own work: classification, admission, header rewriting both
+ * ways, metrics. Run as `node bare-proxy.ts <upstream port>`; prints its port on stdout.
+ * The bench control plane also starts one inside its own process on request (control-plane-main.ts), to
+ * tell what sharing that process costs from what Berth's own work costs.
  */
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";

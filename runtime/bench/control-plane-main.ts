@@ -1,7 +1,7 @@
 /**
  * A control plane in its own process for `npm run bench` (see child-process.ts for why). Started with
- * `spawnBenchControlPlane`; answers `heap`, `terminalSockets`, `cpuMs`, and starts a TCP pipe (`pipeTo`) or a
- * bare preview relay (`bareRelayTo`) in its own process on request.
+ * `spawnBenchControlPlane`; answers `heap`, `terminalSockets` and `cpuMs`, and on request starts a TCP
+ * pipe (`pipeTo`) or a bare preview relay (`bareRelayTo`) inside the control plane's process.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -74,7 +74,7 @@ if (import.meta.main) {
         morePipes.push(started);
         return started.port;
       },
-      // `bareRelayTo:<port>`: the preview proxy's byte relay with no checks (bare-proxy.ts), in this process.
+      // `bareRelayTo:<port>`: the preview proxy's byte relay without checks (bare-proxy.ts), in this process.
       bareRelayTo: async (port) => {
         const started = await startBareRelay(Number(port));
         bareRelays.push(started);
