@@ -43,7 +43,7 @@ export function makeScriptedClaude(): ScriptedClaude {
 
   const script = `#!${process.execPath}
 const { execFileSync, spawnSync } = require("node:child_process");
-const { appendFileSync, readFileSync, writeFileSync } = require("node:fs");
+const { appendFileSync, readFileSync, renameSync, writeFileSync } = require("node:fs");
 const { join } = require("node:path");
 const readline = require("node:readline");
 const report = ${JSON.stringify(reportDir)};
@@ -51,13 +51,15 @@ const report = ${JSON.stringify(reportDir)};
 let prefix = "";
 try { prefix = execFileSync("npm", ["prefix", "--global"], { encoding: "utf8" }).trim(); } catch {}
 const install = spawnSync("npm", ["install", "--global", "--offline", "--no-audit", "--no-fund", ${JSON.stringify(tarball)}], { encoding: "utf8" });
-writeFileSync(join(report, "env.json"), JSON.stringify({
+// Written whole, then renamed into place: the test reads env.json as soon as it exists.
+writeFileSync(join(report, "env.json.partial"), JSON.stringify({
   DISABLE_AUTOUPDATER: process.env.DISABLE_AUTOUPDATER ?? null,
   NPM_CONFIG_PREFIX: process.env.NPM_CONFIG_PREFIX ?? null,
   npmGlobalPrefix: prefix,
   installStatus: install.status,
   installStderr: (install.stderr || "").slice(-2000),
 }));
+renameSync(join(report, "env.json.partial"), join(report, "env.json"));
 const configDir = process.env.CLAUDE_CONFIG_DIR || join(process.env.HOME, ".claude");
 process.stdout.write("scripted claude ready\\n");
 const rl = readline.createInterface({ input: process.stdin });
