@@ -146,10 +146,6 @@ export class FieldLines {
     this.text = text;
   }
 
-  get count(): number {
-    return this.names.length;
-  }
-
   add(name: string, lineStart: number, valueStart: number, valueEnd: number, lineEnd: number): void {
     this.names.push(name);
     this.#bounds.push(lineStart, valueStart, valueEnd, lineEnd);
@@ -165,11 +161,6 @@ export class FieldLines {
 
   lineEnd(i: number): number {
     return this.#bounds[4 * i + 3]!;
-  }
-
-  /** `[lowercased name, value]` per line, in order. */
-  entries(): Array<[string, string]> {
-    return this.names.map((name, i) => [name, this.value(i)]);
   }
 }
 
@@ -244,8 +235,8 @@ function fieldLinesOf(text: string, ends: number[]): FieldLines | null {
 
 const isOws = (c: number) => c === 0x20 || c === 0x09;
 
-/** The comma-separated tokens of `value`, trimmed and lowercased, added to `into`. */
-function addTokens(into: string[], value: string): void {
+/** The comma-separated tokens of a list field's `value`, trimmed and lowercased, added to `into`. */
+export function addTokens(into: string[], value: string): void {
   for (const token of value.split(",")) {
     const t = token.trim().toLowerCase();
     if (t) into.push(t);
@@ -355,13 +346,16 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
   const status = Number(m[2]);
   const lengths: string[] = [];
   const codings: string[] = [];
+  let transferEncoding = false;
   const connection: string[] = [];
   const { names } = fields;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     if (name === "content-length") lengths.push(fields.value(i));
-    else if (name === "transfer-encoding") addTokens(codings, fields.value(i));
-    else if (name === "connection") addTokens(connection, fields.value(i));
+    else if (name === "transfer-encoding") {
+      transferEncoding = true;
+      addTokens(codings, fields.value(i));
+    } else if (name === "connection") addTokens(connection, fields.value(i));
   }
   let framing: BodyFraming;
   let contentLength: string | undefined;
@@ -374,7 +368,7 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
       if (agreed === null) return { kind: "invalid", reason: "bad Content-Length" };
       contentLength = agreed;
     }
-  } else if (codings.length || names.includes("transfer-encoding")) {
+  } else if (transferEncoding) {
     // Chunked must be the only and final coding, and no Content-Length beside it (RFC 9112 §6.3 items 3, 4).
     if (http10 || lengths.length)
       return { kind: "invalid", reason: "Transfer-Encoding with Content-Length or HTTP/1.0" };

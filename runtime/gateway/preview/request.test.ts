@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders } from "node:http";
  */
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../platform/config.ts";
-import { headersOf } from "../../test/field-lines.ts";
+import { entriesOf, headersOf } from "../../test/field-lines.ts";
 import { prng } from "../../test/prng.ts";
 import { parseRequestHead, parseResponseHead } from "./http1.ts";
 import { isAllowedUpstream } from "./port-policy.ts";
@@ -244,7 +244,7 @@ function randomHead(r: () => number, first: string, pool: Array<[string, string[
   const lines = [first];
   for (let n = Math.floor(r() * 11); n > 0; n--) {
     const [name, values] = pool[Math.floor(r() * pool.length)]!;
-    // Node keeps one Authorization or User-Agent: the relay hands a repeated one over, untested here.
+    // A repeated singleton (Authorization, User-Agent) is handed over, not relayed (http1.test.ts).
     if (
       ["authorization", "user-agent", "proxy-authorization"].includes(name) &&
       lines.some((l) => l.toLowerCase().startsWith(`${name}:`))
@@ -317,11 +317,11 @@ describe("forwarding a relayed head", () => {
       const restated = ["content-length", "keep-alive"];
       const expected = headersOf(parsed.head.fields, restated);
       sanitizeResponseHeaders(expected);
-      const locations = parsed.head.fields.entries().filter(([name]) => name === "location");
+      const locations = entriesOf(parsed.head.fields).filter(([name]) => name === "location");
       if (locations.length) expected.location = locations.map(([, l]) => location(l)).join(", ");
       expect({ ...headersOf(forwarded.head.fields, restated) }, label).toEqual({ ...expected });
       expect(
-        forwarded.head.fields.entries().filter(([name]) => restated.includes(name)),
+        entriesOf(forwarded.head.fields).filter(([name]) => restated.includes(name)),
         label,
       ).toEqual([
         ["content-length", "0"],

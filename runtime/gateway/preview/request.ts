@@ -4,7 +4,13 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { isUuid } from "../../platform/ids.ts";
-import { type RequestHead, type ResponseHead, serializeRequestHead, serializeResponseHead } from "./http1.ts";
+import {
+  addTokens,
+  type RequestHead,
+  type ResponseHead,
+  serializeRequestHead,
+  serializeResponseHead,
+} from "./http1.ts";
 
 export const PATH_PREFIX = "/api/v1/previews/";
 /** Paths on a preview's own host that the proxy answers itself (sign-in code, share link). */
@@ -115,14 +121,10 @@ const HOP_BY_HOP = [
   "upgrade",
 ];
 
-/** The comma-separated tokens of a Connection field, trimmed and lowercased. */
+/** The tokens of a Connection field as node:http and undici give it (a string, or an array of repeats). */
 function connectionTokens(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
   const tokens: string[] = [];
-  for (const token of (Array.isArray(value) ? value.join(",") : value).split(",")) {
-    const name = token.trim().toLowerCase();
-    if (name) tokens.push(name);
-  }
+  if (value !== undefined) addTokens(tokens, Array.isArray(value) ? value.join(",") : value);
   return tokens;
 }
 
