@@ -228,3 +228,13 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
+
+/**
+ * Ratios taken round by round (the ways of one round ran back to back, so a slow stretch of the machine
+ * lands on all of them): their median and middle half, which shows how far one round can be trusted.
+ */
+export function roundByRound(ratios: number[]): string {
+  const s = [...ratios].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.round(q * (s.length - 1))]!;
+  return `median ${fmt(median(s), 2)}x, middle half ${fmt(at(0.25), 2)}–${fmt(at(0.75), 2)}x`;
+}

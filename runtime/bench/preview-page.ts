@@ -2,17 +2,18 @@
  * `npm run bench -- preview-page`: what a user waits for. A generated Vite-style page (index.html and
  * 300 small ES modules importing each other in a tree, fan-out 3, so the browser discovers them level by
  * level) served by a stand-in dev server on loopback, loaded in Chromium straight from the dev server,
- * through the host form of the preview proxy, and through nginx, timed to the `load` event with an empty
- * cache. Chromium opens at most 6 HTTP/1.1 connections per host, the same for all. Rounds alternate
- * the ways in, each round starting at the next one, so a noisy moment on a shared machine hits each of them
- * alike; the median of 21 rounds keeps the section near four minutes. The TTFB column (Resource Timing,
- * request sent to first response byte) is the per-request latency the proxy adds, apart from the browser's
- * work.
+ * through the host form of the preview proxy, through a bare Node TCP pipe (the floor for a proxy written
+ * in Node) and through nginx, timed to the `load` event with an empty cache. Chromium opens at most 6
+ * HTTP/1.1 connections per host, the same for all. Rounds alternate the ways in, each round starting at
+ * the next one, so a noisy moment on a shared machine hits each of them alike; the median of 21 rounds
+ * keeps the section near four minutes. The TTFB column (Resource Timing, request sent to first response
+ * byte) is the per-request latency the proxy adds, apart from the browser's work.
  * Chromium runs on cores of its own, the servers on the first core (separateCores), as a user's browser
  * runs on the user's machine: sharing the cores, the browser's parsing and compiling delayed whichever
  * server process it preempted, and the figures measured that more than the servers. Each load gets a new
- * browser context, whose cache starts empty; no DevTools session listens, so nothing on the servers' core
- * handles an event per request.
+ * browser context, whose cache starts empty. Playwright drives it from this process, which stays on the
+ * servers' core: it enables the Network domain and handles events for every request, 115–200 ms of CPU
+ * per load here, the same for every way in.
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -22,8 +23,17 @@ import { fileURLToPath } from "node:url";
 import type { Browser } from "playwright-core";
 import { commandRuns } from "../../box/testing/command-runs.ts";
 import { CHROMIUM, HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
-import { type BenchPostgres, fmt, inRotatingOrder, median, startNginxProxy, table } from "./harness.ts";
+import {
+  type BenchPostgres,
+  fmt,
+  inRotatingOrder,
+  median,
+  roundByRound,
+  startNginxProxy,
+  table,
+} from "./harness.ts";
 import { spawnPortPrinter, startBenchPreview } from "./preview.ts";
+import { spawnTcpPipe } from "./tcp-pipe.ts";
 
 const MODULES = 300;
 const FAN_OUT = 3;
@@ -59,7 +69,7 @@ function spawnStaticDevServer(dir: string): Promise<{ port: number; child: Child
 }
 
 interface Target {
-  via: "direct" | "host form" | "host form, DNS" | "nginx";
+  via: "direct" | "host form" | "host form, DNS" | "bare Node TCP pipe" | "nginx" | "nginx, same cookie";
   url: string;
   cookie?: { name: string; value: string; url: string };
   /** The browser that loads it: Chromium as it comes, or one that resolves *.localhost like a DNS name. */
@@ -126,6 +136,7 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
   const cores = separateCores(dir);
   const dev = await spawnStaticDevServer(dir);
   const nginx = await startNginxProxy(dev.port);
+  const pipe = await spawnTcpPipe(dev.port);
   let preview: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
   let browsers: { plain: Browser; mapped: Browser } | undefined;
   try {
@@ -141,7 +152,16 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
       // DNS would, so it measures the proxy alone.
       { via: "host form, DNS", url: hostUrl, cookie: { name, value, url: hostUrl }, mapped: true },
     ];
-    if (nginx) targets.push({ via: "nginx", url: `http://127.0.0.1:${nginx.port}/` });
+    // The floor for any proxy written in Node: one more Node process hop, parsing and checking nothing.
+    targets.push({ via: "bare Node TCP pipe", url: `http://127.0.0.1:${pipe.ready.port}/` });
+    if (nginx) {
+      const nginxUrl = `http://127.0.0.1:${nginx.port}/`;
+      targets.push({ via: "nginx", url: nginxUrl });
+      // nginx with the host form's cookie in the browser (nginx ignores it): a request that carries a cookie
+      // costs Chromium itself about 3 ms more to first byte on this machine, so this row tells the proxy's
+      // share of the host form's time from the credential's.
+      targets.push({ via: "nginx, same cookie", url: nginxUrl, cookie: { name, value, url: nginxUrl } });
+    }
     browsers = {
       plain: await launchChromium([], cores?.chromium),
       mapped: await launchChromium(
@@ -172,12 +192,26 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
         ];
       }),
     );
+    if (nginx) {
+      // Load times swing by more than the ways in differ (see min and max); the ways of one round ran back
+      // to back, so the ratio round by round is steadier than the ratio of two medians.
+      const perRound = (via: Target["via"]) =>
+        roundByRound(loads.get(via)!.map((l, i) => l.ms / loads.get("nginx")![i]!.ms));
+      console.log(
+        `  ÷ nginx round by round: host form ${perRound("host form")}; host form, DNS ${perRound("host form, DNS")}; bare Node TCP pipe ${perRound("bare Node TCP pipe")}; direct ${perRound("direct")}; nginx, same cookie ${perRound("nginx, same cookie")}`,
+      );
+      const cookied = loads.get("nginx, same cookie")!;
+      console.log(
+        `  host form ÷ nginx with the same cookie, round by round: ${roundByRound(loads.get("host form")!.map((l, i) => l.ms / cookied[i]!.ms))}`,
+      );
+    }
     if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
   } finally {
     await browsers?.plain.close();
     await browsers?.mapped.close();
     await preview?.stop();
     nginx?.stop();
+    await pipe.stop();
     dev.child.kill();
     cores?.restore();
     rmSync(dir, { recursive: true, force: true });

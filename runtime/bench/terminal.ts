@@ -41,7 +41,7 @@ import {
   destroyBenchBoxes,
   fmt,
   inRotatingOrder,
-  median,
+  roundByRound,
   startNginxProxy,
   table,
 } from "./harness.ts";
@@ -366,11 +366,8 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
       // The same comparison round by round: the paths of one round ran back to back, so a slow stretch of
       // the machine lands on all of them, and the spread shows how far one round's ratio can be trusted.
       const [direct, relay, viaNginx] = catByPath as [ReceiveRun[], ReceiveRun[], ReceiveRun[]];
-      const perRound = (runs: ReceiveRun[]) => {
-        const ratios = runs.map((r, i) => viaNginx[i]!.seconds / r.seconds).sort((a, b) => a - b);
-        const at = (q: number) => ratios[Math.round(q * (ratios.length - 1))]!;
-        return `median ${fmt(median(ratios), 2)}x, middle half ${fmt(at(0.25), 2)}–${fmt(at(0.75), 2)}x`;
-      };
+      const perRound = (runs: ReceiveRun[]) =>
+        roundByRound(runs.map((r, i) => viaNginx[i]!.seconds / r.seconds));
       console.log(
         `  speed ÷ nginx round by round: through the relay ${perRound(relay)}; straight ${perRound(direct)}`,
       );
