@@ -157,9 +157,9 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
     if (nginx) {
       const nginxUrl = `http://127.0.0.1:${nginx.port}/`;
       targets.push({ via: "nginx", url: nginxUrl });
-      // nginx with the host form's cookie in the browser (nginx ignores it): a request that carries a cookie
-      // costs Chromium itself about 3 ms more to first byte on this machine, so this row tells the proxy's
-      // share of the host form's time from the credential's.
+      // nginx with the host form's cookie in the browser (nginx ignores it): Chromium spends more on a
+      // request that carries a cookie (1.05x plain nginx's time in a run on a 2-core machine), so this row
+      // tells the proxy's share of the host form's time from the credential's.
       targets.push({ via: "nginx, same cookie", url: nginxUrl, cookie: { name, value, url: nginxUrl } });
     }
     browsers = {
