@@ -7,7 +7,8 @@
  * HTTP/1.1 connections per host, the same for all. Rounds alternate the ways in, each round starting at
  * the next one, so a noisy moment on a shared machine hits each of them alike; the median of 21 rounds
  * keeps the section near four minutes. The TTFB column (Resource Timing, request sent to first response
- * byte) is the per-request latency the proxy adds, apart from the browser's work.
+ * byte) is the per-request latency the proxy adds, plus what the browser spends on the request itself
+ * (more with a cookie: the "nginx, same cookie" row).
  * Chromium runs on cores of its own, the servers on the first core (separateCores), as a user's browser
  * runs on the user's machine: sharing the cores, the browser's parsing and compiling delayed whichever
  * server process it preempted, and the figures measured that more than the servers. Each load gets a new
@@ -195,14 +196,13 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
     if (nginx) {
       // Load times swing by more than the ways in differ (see min and max); the ways of one round ran back
       // to back, so the ratio round by round is steadier than the ratio of two medians.
-      const perRound = (via: Target["via"]) =>
-        roundByRound(loads.get(via)!.map((l, i) => l.ms / loads.get("nginx")![i]!.ms));
+      const perRound = (via: Target["via"], base: Target["via"] = "nginx") =>
+        roundByRound(loads.get(via)!.map((l, i) => l.ms / loads.get(base)![i]!.ms));
       console.log(
         `  ÷ nginx round by round: host form ${perRound("host form")}; host form, DNS ${perRound("host form, DNS")}; bare Node TCP pipe ${perRound("bare Node TCP pipe")}; direct ${perRound("direct")}; nginx, same cookie ${perRound("nginx, same cookie")}`,
       );
-      const cookied = loads.get("nginx, same cookie")!;
       console.log(
-        `  host form ÷ nginx with the same cookie, round by round: ${roundByRound(loads.get("host form")!.map((l, i) => l.ms / cookied[i]!.ms))}`,
+        `  host form ÷ nginx with the same cookie, round by round: ${perRound("host form", "nginx, same cookie")}`,
       );
     }
     if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
