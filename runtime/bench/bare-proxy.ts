@@ -11,6 +11,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
+import { UPSTREAM_ONREAD } from "../boxnet/upstream-reads.ts";
 import { ByteRelay } from "../gateway/preview/byte-relay.ts";
 import { serializeRequestHead, serializeResponseHead } from "../gateway/preview/http1.ts";
 import { tuneGarbageCollector } from "../platform/gc-tuning.ts";
@@ -27,7 +28,7 @@ export async function startBareRelay(
   const relay = new ByteRelay({
     dial: ({ upstream }) =>
       new Promise((resolve, reject) => {
-        const socket = connect(upstream.port, upstream.host);
+        const socket = connect({ port: upstream.port, host: upstream.host, onread: UPSTREAM_ONREAD });
         socket.once("connect", () => resolve(socket));
         socket.once("error", reject);
       }),

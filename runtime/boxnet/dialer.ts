@@ -10,7 +10,12 @@ import { createHash } from "node:crypto";
 import { Agent, type AgentOptions, type ClientRequestArgs } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { type BoxAddresses, BoxUnreachableError, type UpstreamResolver } from "./path-resolver.ts";
+import {
+  type BoxAddresses,
+  BoxUnreachableError,
+  type DialOptions,
+  type UpstreamResolver,
+} from "./path-resolver.ts";
 
 /** Boxes not named for this long are dropped from the agent's table (their pooled sockets age out anyway). */
 const FORGET_AFTER_MS = 10 * 60_000;
@@ -59,11 +64,11 @@ export class UpstreamAgent extends Agent {
    * A new socket to the box a `target()` host names, through the resolver; for clients that pool their own
    * connections (undici's connector) as well as for this agent.
    */
-  async dial(host: string, port: number): Promise<Socket> {
+  async dial(host: string, port: number, options: DialOptions = {}): Promise<Socket> {
     const entry = this.#boxes.get(host);
     // Not a box named through target(): never fall back to resolving the host as a name.
     if (!entry) throw new BoxUnreachableError([]);
-    return (await this.#resolver.connect(entry.box, port)).socket;
+    return (await this.#resolver.connect(entry.box, port, options)).socket;
   }
 
   override createConnection(

@@ -56,8 +56,8 @@ export interface DialOptions {
   /** Aborts the dial (the client went away); rejects with the signal's reason. */
   signal?: AbortSignal;
   /**
-   * net's `onread` for the socket dialled (the terminal relay reads the box into a reused buffer:
-   * runtime/gateway/terminal/upstream-reads.ts). Must be set when the socket is created.
+   * net's `onread` for the socket dialled (the terminal and preview relays read the box into reused buffers:
+   * runtime/boxnet/upstream-reads.ts). Must be set when the socket is created.
    */
   onread?: OnReadOpts;
 }

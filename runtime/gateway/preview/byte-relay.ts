@@ -17,6 +17,7 @@
  */
 import { type Server, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
+import { attachUpstreamReads } from "../../boxnet/upstream-reads.ts";
 import {
   ChunkedBodyTracker,
   MAX_HEAD_BYTES,
@@ -271,6 +272,10 @@ class Exchange<E extends RelayExchange> {
   readonly #keepAliveMs: number;
   readonly #client: Socket;
   readonly #head: RequestHead;
+  /** The client's socket: what the dev server's bytes are written to (the read buffer's holder). */
+  get client(): Socket {
+    return this.#client;
+  }
   readonly #exchange: E;
   readonly #owner: ClientConnection<E>;
   #upstream: UpstreamConnection | null = null;
@@ -331,22 +336,27 @@ class Exchange<E extends RelayExchange> {
       this.#body(chunk);
       return;
     }
-    this.#received = this.#received ? Buffer.concat([this.#received, chunk]) : chunk;
+    let received = this.#received ? Buffer.concat([this.#received, chunk]) : chunk;
+    this.#received = null;
     for (;;) {
-      const parsed = parseResponseHead(this.#received, this.#head.method);
-      if (parsed.kind === "incomplete") return;
+      const parsed = parseResponseHead(received, this.#head.method);
+      if (parsed.kind === "incomplete") {
+        // Kept as a copy (a head rarely spans reads): `chunk` may be a view of a read buffer that the dev
+        // server's next read reuses (boxnet/upstream-reads.ts).
+        this.#received = Buffer.from(received);
+        return;
+      }
       if (parsed.kind === "invalid") {
         this.#fail(new Error(`dev server response: ${parsed.reason}`), 502);
         return;
       }
       const head = parsed.head;
-      const rest = this.#received.subarray(head.length);
+      const rest = received.subarray(head.length);
       // Interim responses (103 Early Hints, 100): only the final response is relayed, as undici does.
       if (head.status < 200) {
-        this.#received = rest;
+        received = rest;
         continue;
       }
-      this.#received = null;
       this.#startResponse(head, rest);
       return;
     }
@@ -489,6 +499,7 @@ class Exchange<E extends RelayExchange> {
 
 /** What a connection to a dev server reports to the exchange using it. */
 interface UpstreamUser {
+  readonly client: Socket;
   upstreamData(chunk: Buffer): void;
   upstreamEnded(): void;
   upstreamTimedOut(): void;
@@ -505,6 +516,13 @@ class UpstreamConnection {
   reused = false;
   /** When it went idle, or when its current request was sent. */
   since = Date.now();
+  /** The client socket the last bytes read were written to. */
+  #writtenTo: Socket | null = null;
+
+  /** Bytes still queued towards the client that took the last read: while any, that read's buffer is theirs. */
+  get bufferedAmount(): number {
+    return this.#writtenTo?.writableLength ?? 0;
+  }
 
   constructor(socket: Socket, host: string, port: number, onClose: (c: UpstreamConnection) => void) {
     this.socket = socket;
@@ -512,9 +530,16 @@ class UpstreamConnection {
     this.port = port;
     socket.setNoDelay(true);
     // Anything an idle connection receives is a protocol error (or its server's goodbye): close it.
-    socket.on("data", (chunk: Buffer) =>
-      this.exchange ? this.exchange.upstreamData(chunk) : socket.destroy(),
-    );
+    const onData = (chunk: Buffer) => {
+      if (!this.exchange) {
+        socket.destroy();
+        return;
+      }
+      this.#writtenTo = this.exchange.client;
+      this.exchange.upstreamData(chunk);
+    };
+    socket.on("data", onData);
+    attachUpstreamReads(socket, onData, this);
     socket.on("end", () => this.exchange?.upstreamEnded());
     socket.on("close", () => {
       this.exchange?.upstreamEnded();

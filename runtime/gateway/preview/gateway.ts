@@ -23,6 +23,7 @@ import type { Middleware } from "koa";
 import type { WorkspaceDriver } from "../../../stacks/driver.ts";
 import { UpstreamAgent } from "../../boxnet/dialer.ts";
 import { BoxUnreachableError, formatAuthority, type UpstreamResolver } from "../../boxnet/path-resolver.ts";
+import { UPSTREAM_ONREAD } from "../../boxnet/upstream-reads.ts";
 import { type Authenticator, CLERK_SESSION_COOKIE } from "../../domain/identity/authenticate.ts";
 import type { Config } from "../../platform/config.ts";
 import { cookieValues } from "../../platform/cookies.ts";
@@ -446,7 +447,7 @@ export class PreviewGateway {
       if (owner !== "workspace")
         throw new ListenerRefused(owner === "none" ? "upstream_down" : "not_own_listener");
     }
-    return this.#agent.dial(upstream.host, upstream.port);
+    return this.#agent.dial(upstream.host, upstream.port, { onread: UPSTREAM_ONREAD });
   }
 
   #hostExchange(

@@ -24,7 +24,7 @@
  *   reaches the process. The relay never holds more than about one high-water mark of output per socket.
  * - The client is connected while the upstream connects; its first messages wait (bounded) meanwhile.
  * - Neither leg negotiates permessage-deflate: compressed frames could not pass through.
- * - The box's socket is read into reused buffers (upstream-reads.ts), not a new 64 KiB one per read: those
+ * - The box's socket is read into reused buffers (boxnet/upstream-reads.ts), not a new 64 KiB one per read: those
  *   made V8 mark the control plane's whole heap every ~64 MB of output.
  */
 import { type OnReadOpts, Socket } from "node:net";
@@ -42,13 +42,13 @@ import {
   ServerCommand,
   type TerminalSize,
 } from "../../../box/terminal/protocol.ts";
+import { attachUpstreamReads, UPSTREAM_ONREAD } from "../../boxnet/upstream-reads.ts";
 import type { Logger } from "../../platform/logger.ts";
 import { type CloseSpec, close, mapUpstreamClose } from "./close-codes.ts";
 import { FrameReader, type FrameSink, type MessageAction, Opcode } from "./frame-reader.ts";
 import { encodeClose, encodeFrame, parseClose } from "./frames.ts";
 import type { TerminalMetrics } from "./metrics.ts";
 import { detachAddedListeners, type ListenerSnapshot, snapshotListeners } from "./socket-takeover.ts";
-import { attachUpstreamReads, UPSTREAM_ONREAD } from "./upstream-reads.ts";
 
 export interface RelaySettings {
   /** Stop reading the other leg when a leg's send buffer holds more than this many bytes… */
@@ -82,7 +82,7 @@ export interface UpstreamConnectOptions {
   createConnection?: typeof import("node:net").createConnection;
   /**
    * For the socket dialled (by `createConnection`, or by `ws` itself, which hands it to net.connect): box
-   * output is read into reused buffers (upstream-reads.ts). A socket made without it is read as usual.
+   * output is read into reused buffers (boxnet/upstream-reads.ts). A socket made without it is read as usual.
    */
   onread?: OnReadOpts;
 }

@@ -1,23 +1,29 @@
 /**
- * Reads the box's socket into a reused buffer (net's `onread`) instead of a new one per read.
+ * Reads a box's socket into a reused buffer (net's `onread`) instead of a new one per read: the terminal
+ * relay's sockets to ttyd and the preview relay's to dev servers.
  *
  * Each ordinary socket read allocates a 64 KiB ArrayBuffer. Garbage is cheap, but V8 counts those bytes
  * as external memory and starts a full mark-compact of the whole heap every ~64 MB of them. In a bare
  * pipe process that heap is a few MB; in the control plane it is tens of MB, so relaying 200 MB cost the
  * control plane's process about 2.5x the CPU of a bare pipe, most of it marking (`--trace-gc`, CPU
- * profiles and the bench's "pipe inside the control plane's process" row). Reading into a buffer the relay
- * keeps removes that allocation, so the collector has nothing to chase.
+ * profiles and the bench's "pipe inside the control plane's process" row). A preview of 1 MB responses
+ * did the same: the byte relay inside the control plane took about twice the CPU per response of the same
+ * relay in a process of its own, the difference being the collector (its helper threads alone about 0.6 ms
+ * per response). Reading into a buffer the relay keeps removes that allocation, so the collector has
+ * nothing to chase.
  *
  * Two buffers, so that an idle terminal holds none of its own:
  * - a small one shared by every upstream socket of the process. Reads are synchronous (one socket at a time
  *   reads into it, and its callback runs before the next read anywhere), and what arrives in it is copied
  *   out before the callback returns, so nothing ever refers to it later. Small reads (keystroke echo,
- *   control frames) cost a small copy, as the default path costs a small allocation.
- * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output). The relay forwards
- *   views of it without copying, and the next read reuses it, as long as the write towards the browser
- *   completes at once (nothing refers to it any more). A short read that comes after a pause (an echo, a
+ *   control frames, a dev server's small responses) cost a small copy, as the default path costs a small
+ *   allocation.
+ * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output, a large response
+ *   body). The relay forwards views of it without copying, and the next read reuses it, as long as the
+ *   write towards the browser completes at once (nothing refers to it any more). A short read that comes after a pause (an echo, a
  *   status line, the pong of the relay's ping: the output had stopped) goes back to the shared buffer and
- *   lets the socket's own go, so a terminal holds one for at most a ping interval after its output ends.
+ *   lets the socket's own go, so a terminal holds one for at most a ping interval after its output ends
+ *   (and a pooled dev-server connection until its next small response after a pause, or its idle close).
  *   Not any short read: tmux redraws a few KiB at a time, and a fresh buffer after each of them put the
  *   external memory back.
  *
