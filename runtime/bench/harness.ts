@@ -172,9 +172,19 @@ export async function destroyBenchBoxes(
  */
 export async function startNginxProxy(
   upstreamPort: number,
-  options: { workers?: number } = {},
+  options: {
+    workers?: number;
+    /** `name=value`: `GET /__login` sets this cookie (as a sign-in would) and redirects to `/`. */
+    loginCookie?: string;
+  } = {},
 ): Promise<{ port: number; pid: number; stop(): void } | null> {
   if (!commandRuns("nginx", ["-v"])) return null;
+  if (options.loginCookie && !/^[\w.~=-]+$/.test(options.loginCookie)) {
+    throw new Error("loginCookie: only name=value of token characters fits in nginx's config unquoted");
+  }
+  const login = options.loginCookie
+    ? `location = /__login { add_header Set-Cookie "${options.loginCookie}; Path=/; HttpOnly; SameSite=Lax"; return 302 /; }`
+    : "";
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-nginx-"));
   const port = await freePort();
   writeFileSync(
@@ -186,7 +196,7 @@ http {
   uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
   map $http_upgrade $connection_upgrade { default upgrade; '' ""; }
   upstream box { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  server { listen 127.0.0.1:${port};
+  server { listen 127.0.0.1:${port}; ${login}
     location / { proxy_pass http://box; proxy_http_version 1.1; proxy_buffering off;
       proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
       proxy_read_timeout 1h; } }

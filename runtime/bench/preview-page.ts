@@ -5,25 +5,31 @@
  * through the host form of the preview proxy, through a bare Node TCP pipe (the floor for a proxy written
  * in Node) and through nginx, timed to the `load` event with an empty cache. Chromium opens at most 6
  * HTTP/1.1 connections per host, the same for all. Rounds alternate the ways in, each round starting at
- * the next one, so a noisy moment on a shared machine hits each of them alike; the median of 21 rounds
- * keeps the section near four minutes. The TTFB column (Resource Timing, request sent to first response
- * byte) is the per-request latency the proxy adds, plus what the browser spends on the request itself
- * (more with a cookie: the "nginx, same cookie" row).
+ * the next one, so a noisy moment on a shared machine hits each of them alike. The TTFB column (Resource
+ * Timing, request sent to first response byte) is the per-request latency the proxy adds, plus what the
+ * browser spends on the request itself (more with a cookie: the "nginx, same cookie" row).
+ *
+ * Nothing drives the browser while it loads (PageLoader): each load is a new headless Chromium process
+ * with a new profile (an empty cache), started at a launcher page that then navigates to the page, which
+ * reports its own navigation timing to the bench with a beacon after `load`. A DevTools client, as
+ * playwright is, has the browser report every request to it: that cost 115–200 ms of the bench process's
+ * CPU per load and added 4–7 ms to every request's time to first byte, much the same for every way in,
+ * so it hid how the ways differ (host form ÷ nginx 1.07–1.10 with it, 1.25 without, on one machine in
+ * one hour).
  * Chromium runs on cores of its own, the servers on the first core (separateCores), as a user's browser
  * runs on the user's machine: sharing the cores, the browser's parsing and compiling delayed whichever
- * server process it preempted, and the figures measured that more than the servers. Each load gets a new
- * browser context, whose cache starts empty. Playwright drives it from this process, which stays on the
- * servers' core: it enables the Network domain and handles events for every request, 115–200 ms of CPU
- * per load here, the same for every way in.
+ * server process it preempted, and the figures measured that more than the servers.
  */
-import { type ChildProcess, execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Browser } from "playwright-core";
 import { commandRuns } from "../../box/testing/command-runs.ts";
-import { CHROMIUM, HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
+import { CHROMIUM, CHROMIUM_FLAGS, HAVE_CHROMIUM } from "../test/browser.ts";
 import {
   type BenchPostgres,
   fmt,
@@ -41,12 +47,26 @@ const FAN_OUT = 3;
 /** About what a small Vite-transformed component weighs. */
 const FILLER = "x".repeat(1500);
 
-/** index.html + `src/m0.js` … `src/m<count-1>.js`; module i imports modules FAN_OUT·i+1 … FAN_OUT·i+FAN_OUT. */
-export function generateModulePage(dir: string, count = MODULES): void {
+/**
+ * index.html + `src/m0.js` … `src/m<count-1>.js`; module i imports modules FAN_OUT·i+1 … FAN_OUT·i+FAN_OUT.
+ * After `load`, the page sends its figures (a `Load` as JSON) to `reportTo` with a beacon.
+ */
+export function generateModulePage(dir: string, reportTo: string, count = MODULES): void {
   mkdirSync(join(dir, "src"), { recursive: true });
+  // From the final document's fetch (after the host form's sign-in redirect) to `load`.
+  const report = `addEventListener("load", () => setTimeout(() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const waits = performance.getEntriesByType("resource").map((r) => r.responseStart - r.requestStart);
+  navigator.sendBeacon(${JSON.stringify(reportTo)}, JSON.stringify({
+    ms: nav.loadEventStart - nav.fetchStart,
+    ttfbMs: waits.reduce((a, b) => a + b, 0) / Math.max(1, waits.length),
+    modules: globalThis.__modules ?? 0,
+  }));
+}));`;
   writeFileSync(
     join(dir, "index.html"),
     `<!doctype html><html><head><meta charset="utf-8"><title>bench</title>
+<script>${report}</script>
 <script type="module" src="/src/m0.js"></script></head><body><div id="app"></div></body></html>\n`,
   );
   for (let i = 0; i < count; i++) {
@@ -71,42 +91,107 @@ function spawnStaticDevServer(dir: string): Promise<{ port: number; child: Child
 
 interface Target {
   via: "direct" | "host form" | "host form, DNS" | "bare Node TCP pipe" | "nginx" | "nginx, same cookie";
-  url: string;
-  cookie?: { name: string; value: string; url: string };
-  /** The browser that loads it: Chromium as it comes, or one that resolves *.localhost like a DNS name. */
-  mapped?: boolean;
+  /** Where the browser goes: the page, or a sign-in that sets a cookie and redirects to it. */
+  url: () => Promise<string>;
+  /** Chromium flags for this way in (the DNS-like name mapping). */
+  flags?: string[];
 }
 
-/** One cold load's figures, as the browser measured them. */
+/** One cold load's figures, as the page measured them. */
 interface Load {
-  /** ms from navigation start to `load`. */
+  /** ms from the page's fetch to `load`. */
   ms: number;
   /** Mean ms from sending a module's request to its response's first byte: the proxy's share per request. */
   ttfbMs: number;
+  modules: number;
 }
 
-/** One cold load (a new context: empty cache) to `load`. */
-async function loadOnce(browsers: { plain: Browser; mapped: Browser }, t: Target): Promise<Load> {
-  const context = await (t.mapped ? browsers.mapped : browsers.plain).newContext();
-  try {
-    if (t.cookie) await context.addCookies([t.cookie]);
-    // A new context's cache is empty: every module is fetched, as with the cache disabled.
-    const page = await context.newPage();
-    await page.goto(t.url, { waitUntil: "load" });
-    const { ms, ttfbMs, modules } = await page.evaluate(() => {
-      const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
-      const resources = performance.getEntriesByType("resource") as PerformanceResourceTiming[];
-      const waits = resources.map((r) => r.responseStart - r.requestStart);
-      return {
-        ms: nav.loadEventStart,
-        ttfbMs: waits.reduce((a, b) => a + b, 0) / Math.max(1, waits.length),
-        modules: (globalThis as { __modules?: number }).__modules ?? 0,
-      };
+/**
+ * Cold page loads in Chromium with nothing attached to the browser: a loopback server that serves the
+ * launcher page (`/go?to=<url>`: once the new browser is idle, it navigates to the page) and receives the
+ * page's beacon. One load at a time.
+ */
+class PageLoader {
+  readonly #server: Server;
+  readonly #chromium: string;
+  #pending: ((load: Load) => void) | null = null;
+
+  private constructor(server: Server, chromium: string) {
+    this.#server = server;
+    this.#chromium = chromium;
+  }
+
+  /** `chromium`: the executable (or a wrapper that starts it on cores of its own). */
+  static async start(chromium: string): Promise<PageLoader> {
+    const server = createServer((req, res) => {
+      if (req.method === "GET" && req.url?.startsWith("/go?")) {
+        const to = new URL(req.url, "http://launcher").searchParams.get("to") ?? "";
+        res.setHeader("content-type", "text/html; charset=utf-8");
+        res.end(
+          `<!doctype html><script>addEventListener("load", () => requestIdleCallback(() => { location.href = ${JSON.stringify(to)}; }));</script>`,
+        );
+        return;
+      }
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        res.end();
+        if (req.method === "POST") loader.#pending?.(JSON.parse(body) as Load);
+      });
     });
-    if (modules !== MODULES) throw new Error(`${t.via}: ${modules} of ${MODULES} modules ran`);
-    return { ms, ttfbMs };
-  } finally {
-    await context.close();
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const loader = new PageLoader(server, chromium);
+    return loader;
+  }
+
+  /** Where the page sends its figures. */
+  get reportUrl(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/report`;
+  }
+
+  /** One cold load: a new browser and profile, the launcher, then the page; the page's own figures. */
+  async load(t: Target): Promise<Load> {
+    const profile = mkdtempSync(join(tmpdir(), "berth-bench-chromium-"));
+    const url = await t.url();
+    const launcher = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/go?to=${encodeURIComponent(url)}`;
+    const reported = new Promise<Load>((resolve) => {
+      this.#pending = resolve;
+    });
+    // Its own process group, so that the browser and every process it started are stopped together.
+    const browser = spawn(
+      this.#chromium,
+      ["--headless", ...CHROMIUM_FLAGS, ...(t.flags ?? []), `--user-data-dir=${profile}`, launcher],
+      { detached: true, stdio: "ignore" },
+    );
+    const exited = once(browser, "exit");
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const load = await Promise.race([
+        reported,
+        exited.then(() => Promise.reject(new Error(`${t.via}: Chromium exited before the page reported`))),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${t.via}: no report within 60 s`)), 60_000);
+        }),
+      ]);
+      if (load.modules !== MODULES) throw new Error(`${t.via}: ${load.modules} of ${MODULES} modules ran`);
+      return load;
+    } finally {
+      clearTimeout(timer);
+      this.#pending = null;
+      if (browser.exitCode === null && browser.signalCode === null) {
+        process.kill(-browser.pid!, "SIGKILL");
+        await exited;
+      }
+      rmSync(profile, { recursive: true, force: true });
+    }
+  }
+
+  async stop(): Promise<void> {
+    await new Promise((resolve) => this.#server.close(resolve));
   }
 }
 
@@ -127,57 +212,56 @@ function separateCores(dir: string): { chromium: string; restore(): void } | nul
   return { chromium, restore: () => pin(`0-${cores - 1}`) };
 }
 
-export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise<void> {
+export async function benchPreviewPage(pgs: BenchPostgres, rounds = 15): Promise<void> {
   if (!HAVE_CHROMIUM) {
     console.log("\nPreview page load: skipped (no Chromium at /usr/bin/chromium or BERTH_CHROMIUM)");
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-page-"));
-  generateModulePage(dir);
   const cores = separateCores(dir);
+  const loader = await PageLoader.start(cores?.chromium ?? CHROMIUM);
+  generateModulePage(dir, loader.reportUrl);
   const dev = await spawnStaticDevServer(dir);
-  const nginx = await startNginxProxy(dev.port);
   const pipe = await spawnTcpPipe(dev.port);
   let preview: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
-  let browsers: { plain: Browser; mapped: Browser } | undefined;
+  let nginx: Awaited<ReturnType<typeof startNginxProxy>> = null;
   try {
     preview = await startBenchPreview(await pgs.database("preview_page"), dev.port);
-    const [name, value] = preview.cookie.split(/=(.*)/s) as [string, string];
-    // Chromium resolves *.localhost to loopback itself, so the host form is reached by its real name.
-    const hostUrl = `http://${preview.hostHeader}/`;
+    const signIn = preview.signInUrl;
+    // nginx with the host form's cookie in the browser (it ignores it), set by a sign-in redirect as the
+    // host form's is: Chromium spends more on a request that carries a cookie, so this row tells the
+    // proxy's share of the host form's time from the credential's.
+    nginx = await startNginxProxy(dev.port, { loginCookie: preview.cookie });
+    const page = (port: number) => async () => `http://127.0.0.1:${port}/`;
+    // Chromium resolves *.localhost to loopback itself, so the host form is reached by its real name, each
+    // load through a new one-time sign-in, as the UI opens a preview.
     const targets: Target[] = [
-      { via: "direct", url: `http://127.0.0.1:${dev.port}/` },
-      { via: "host form", url: hostUrl, cookie: { name, value, url: hostUrl } },
+      { via: "direct", url: page(dev.port) },
+      { via: "host form", url: signIn },
       // A hosted preview domain resolves through DNS to one address; Chromium's own handling of *.localhost
       // (local mode's preview names) costs more per connection. This row maps the name to 127.0.0.1 the way
       // DNS would, so it measures the proxy alone.
-      { via: "host form, DNS", url: hostUrl, cookie: { name, value, url: hostUrl }, mapped: true },
+      {
+        via: "host form, DNS",
+        url: signIn,
+        flags: [`--host-resolver-rules=MAP ${preview.hostHeader.split(":")[0]} 127.0.0.1`],
+      },
+      // The floor for any proxy written in Node: one more Node process hop, parsing and checking nothing.
+      { via: "bare Node TCP pipe", url: page(pipe.ready.port) },
     ];
-    // The floor for any proxy written in Node: one more Node process hop, parsing and checking nothing.
-    targets.push({ via: "bare Node TCP pipe", url: `http://127.0.0.1:${pipe.ready.port}/` });
     if (nginx) {
-      const nginxUrl = `http://127.0.0.1:${nginx.port}/`;
-      targets.push({ via: "nginx", url: nginxUrl });
-      // nginx with the host form's cookie in the browser (nginx ignores it): Chromium spends more on a
-      // request that carries a cookie (1.05x plain nginx's time in a run on a 2-core machine), so this row
-      // tells the proxy's share of the host form's time from the credential's.
-      targets.push({ via: "nginx, same cookie", url: nginxUrl, cookie: { name, value, url: nginxUrl } });
+      const port = nginx.port;
+      targets.push({ via: "nginx", url: page(port) });
+      targets.push({ via: "nginx, same cookie", url: async () => `http://127.0.0.1:${port}/__login` });
     }
-    browsers = {
-      plain: await launchChromium([], cores?.chromium),
-      mapped: await launchChromium(
-        [`--host-resolver-rules=MAP ${preview.hostHeader.split(":")[0]} 127.0.0.1`],
-        cores?.chromium,
-      ),
-    };
-    for (const t of targets) await loadOnce(browsers, t); // warm-up: JIT, pools, the route cache
+    for (const t of targets) await loader.load(t); // warm-up: JIT, pools, the route cache
     const loads = new Map<string, Load[]>(targets.map((t) => [t.via, []]));
-    for (const t of inRotatingOrder(targets, rounds)) loads.get(t.via)!.push(await loadOnce(browsers, t));
+    for (const t of inRotatingOrder(targets, rounds)) loads.get(t.via)!.push(await loader.load(t));
     const times = new Map([...loads].map(([via, ls]) => [via, ls.map((l) => l.ms)]));
     const nginxMs = nginx ? median(times.get("nginx")!) : undefined;
     const directMs = median(times.get("direct")!);
     table(
-      `Preview page load: index.html + ${MODULES} ES modules (tree, fan-out ${FAN_OUT}), Chromium on ${cores ? "cores of its own" : "the same cores"}, empty cache, median of ${rounds} rounds in rotating order (ms to load; TTFB: request sent to first response byte, mean per request, median over rounds)`,
+      `Preview page load: index.html + ${MODULES} ES modules (tree, fan-out ${FAN_OUT}), a new headless Chromium per load (nothing attached) on ${cores ? "cores of its own" : "the same cores"}, empty cache, median of ${rounds} rounds in rotating order (ms from the page's fetch to load; TTFB: request sent to first response byte, mean per request, median over rounds)`,
       ["via", "median ms", "min ms", "max ms", "÷ direct", "÷ nginx", "TTFB ms"],
       targets.map((t) => {
         const xs = times.get(t.via)!;
@@ -207,12 +291,11 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 21): Promise
     }
     if (!nginx) console.log("  (nginx not on PATH: no nginx baseline; Debian package `nginx`)");
   } finally {
-    await browsers?.plain.close();
-    await browsers?.mapped.close();
     await preview?.stop();
     nginx?.stop();
     await pipe.stop();
     dev.child.kill();
+    await loader.stop();
     cores?.restore();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -97,6 +97,8 @@ export interface BenchPreview {
   cookie: string;
   /** The API's Bearer header (local mode's token): the path form's credential. */
   bearer: Record<string, string>;
+  /** A new one-time sign-in URL of the host form (`http://<hostHeader>/__berth/auth?code=…`), as the UI opens. */
+  signInUrl(): Promise<string>;
 }
 
 /**
@@ -163,17 +165,21 @@ async function createPreview(
   const previewId: string = preview.rows[0].id;
   const bearer = { authorization: `Bearer ${BENCH_TOKEN}` };
 
-  // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
-  const opened = (await (
-    await fetch(`${url}/api/v1/previews/${previewId}/open`, {
-      method: "POST",
-      headers: { ...bearer, "content-type": "application/json" },
-      body: "{}",
-    })
-  ).json()) as { url: string };
-  const code = new URL(opened.url);
   const cpPort = new URL(url).port;
   const hostHeader = `${previewId}.${DOMAIN}:${cpPort}`;
+  const signInUrl = async () => {
+    const opened = (await (
+      await fetch(`${url}/api/v1/previews/${previewId}/open`, {
+        method: "POST",
+        headers: { ...bearer, "content-type": "application/json" },
+        body: "{}",
+      })
+    ).json()) as { url: string };
+    const code = new URL(opened.url);
+    return `http://${hostHeader}${code.pathname}${code.search}`;
+  };
+  // A host cookie the way a browser gets one: one-time code, then the redirect's Set-Cookie.
+  const code = new URL(await signInUrl());
   const cookie = await new Promise<string>((resolve, reject) => {
     request(
       {
@@ -190,7 +196,7 @@ async function createPreview(
       .on("error", reject)
       .end();
   });
-  return { previewId, url, hostHeader, cookie, bearer };
+  return { previewId, url, hostHeader, cookie, bearer, signInUrl };
 }
 
 export async function runPreviewBench(opts: PreviewBenchOptions): Promise<PreviewBenchRow[]> {

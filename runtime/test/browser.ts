@@ -15,25 +15,24 @@ export const HAVE_CHROMIUM = existsSync(CHROMIUM);
 /** Screenshots land here on every run (`test-results/` at the repository root). */
 export const RESULTS = fileURLToPath(new URL("../../test-results/", import.meta.url));
 
-/**
- * `extraArgs`: e.g. the fake microphone flags of the voice test. `executablePath`: a wrapper that starts
- * CHROMIUM (the page-load bench's, which gives it cores of its own).
- */
-export async function launchChromium(extraArgs: string[] = [], executablePath = CHROMIUM): Promise<Browser> {
+/** Chromium's flags here: no sandbox (root in a container), no GPU, nothing that calls the internet. */
+export const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** `extraArgs`: e.g. the fake microphone flags of the voice test. */
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   mkdirSync(RESULTS, { recursive: true });
   return chromium.launch({
-    executablePath,
+    executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      ...extraArgs,
-    ],
+    args: [...CHROMIUM_FLAGS, ...extraArgs],
   });
 }
 
