@@ -1,7 +1,9 @@
 /**
  * V8 garbage-collector settings for the control plane's process, applied once when it starts.
  *
- * Proxied bodies (previews, downloads) arrive as one new 64 KB Buffer per socket read, outside the V8 heap.
+ * Proxied bodies (the path form's undici, downloads) arrive as one new 64 KB Buffer per socket read, outside
+ * the V8 heap (the byte relay and the terminal relay read boxes into reused buffers instead:
+ * boxnet/upstream-reads.ts).
  * By default V8 answers every ~64 MB of such external memory with a full mark-compact, whatever the heap's
  * size: for a process with a small heap that is cheap, but the control plane keeps ~40 MB live (its
  * modules, pools, caches), so a 1 MB preview response paid ~450 µs of marking: a full collection every
