@@ -570,67 +570,92 @@ describe.each([
     upstream.handler = (socket, req) => {
       const body = bodies.get(req.target)!;
       void (async () => {
-        // The head in two reads: the first must be kept as a copy, as the second may reuse its buffer.
+        // The head in two reads: the first must be kept as a copy, as the second may reuse its buffer. Two
+        // turns of the event loop, so that the relay (in this process) polls and reads between the pieces.
         socket.write("HTTP/1.1 200 OK\r\nContent-");
         await nextTick();
+        await nextTick();
         socket.write(`Length: ${body.length}\r\n\r\n`);
-        // In pieces of up to 200 KB: the relay's reads both fill its buffers and fall short of them.
+        // In pieces of up to 16 KB or up to 200 KB: the relay's reads both fill its buffers and fall short
+        // of them, and a short one can queue behind the paused client without the write reporting it full.
         for (let at = 0; at < body.length; ) {
-          const n = 1 + Math.floor(r() * 200_000);
+          const n = 1 + Math.floor(r() * (r() < 0.5 ? 16_000 : 200_000));
           socket.write(body.subarray(at, at + n));
           at += n;
           if (r() < 0.5) await nextTick();
         }
       })();
     };
-    const socket = net.connect(port, "127.0.0.1");
-    cleanups.push(() => socket.destroy());
-    await once(socket, "connect");
-    await waitFor("the relay's side of the client connection", () => accepted.length === 1);
-    const relaySide = accepted[0]!;
+    /** The bodies of the responses in `wire`, in order (Content-Length framed), or null while incomplete. */
+    const bodiesOf = (wire: Buffer, count: number): Buffer[] | null => {
+      const out: Buffer[] = [];
+      let at = 0;
+      while (out.length < count) {
+        const end = wire.indexOf("\r\n\r\n", at);
+        if (end < 0) return null;
+        const length = Number(/content-length: (\d+)/.exec(wire.toString("latin1", at, end))?.[1]);
+        if (wire.length < end + 4 + length) return null;
+        out.push(wire.subarray(end + 4, end + 4 + length));
+        at = end + 4 + length;
+      }
+      return at === wire.length ? out : null;
+    };
     let queued = 0;
-    for (let i = 0; i < 16; i++) {
-      const large = i % 2 === 1;
-      // Large: beyond what the kernel buffers for a client that does not read (4 MB send buffer at most).
-      const size = large ? 6_000_000 + Math.floor(r() * 2_000_000) : Math.floor(r() * 3_000);
-      const body = randomBytes(size);
-      bodies.set(`/${i}`, body);
+    for (let pair = 0; pair < 8; pair++) {
+      // A large body, beyond what the kernel buffers on a fresh connection whose client never read (its
+      // receive buffer grows only as the client reads; the relay's send buffer grows to 4 MB at most), then
+      // a small one on the same connection once the client has read it all: the relay's pooled upstream
+      // connection reads the small one's split head into the buffer the large one left (the client's queue
+      // is empty by then, so the relay hands over views, not copies).
+      const large = randomBytes(6_000_000 + Math.floor(r() * 2_000_000));
+      const small = randomBytes(Math.floor(r() * 3_000));
+      bodies.set(`/${pair}/large`, large);
+      bodies.set(`/${pair}/small`, small);
+      const socket = net.connect(port, "127.0.0.1");
+      cleanups.push(() => socket.destroy());
+      socket.pause();
+      await once(socket, "connect");
+      await waitFor("the relay's side of the client connection", () => accepted.length === pair + 1);
+      const relaySide = accepted[pair]!;
       const chunks: Buffer[] = [];
       let received = 0;
-      let expected = -1;
-      const done = new Promise<void>((resolve) => {
-        const onData = (chunk: Buffer) => {
-          chunks.push(chunk);
-          received += chunk.length;
-          if (expected < 0) {
-            const all = Buffer.concat(chunks);
-            const end = all.indexOf("\r\n\r\n");
-            if (end < 0) return;
-            const length = /content-length: (\d+)/.exec(all.toString("latin1", 0, end))?.[1];
-            expected = end + 4 + Number(length);
-          }
-          if (received >= expected) {
-            socket.off("data", onData);
-            resolve();
-          }
-        };
-        socket.on("data", onData);
+      socket.on("data", (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
       });
-      if (large) socket.pause();
-      socket.write(get(`/${i}`));
-      if (large) {
-        await waitFor(
-          "the relay's writes queued behind the paused client",
-          () => relaySide.writableLength > 0,
-        );
-        queued++;
-        socket.resume();
-      }
-      await done;
-      const response = Buffer.concat(chunks);
-      const label = `seed ${SEED}, response ${i} (${size} bytes)`;
-      expect(response.length, label).toBe(expected);
-      expect(response.subarray(response.indexOf("\r\n\r\n") + 4).equals(body), label).toBe(true);
+      /** Resolves, on the 'data' event that completes them (no polling delay), with the first `count` bodies. */
+      const responses = (count: number, atLeast: number) =>
+        new Promise<Buffer[]>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            socket.off("data", check);
+            reject(new Error(`${count} response(s) not complete after 20 s (${received} bytes received)`));
+          }, 20_000);
+          const check = () => {
+            const got = received >= atLeast ? bodiesOf(Buffer.concat(chunks), count) : null;
+            if (!got) return;
+            clearTimeout(timer);
+            socket.off("data", check);
+            resolve(got);
+          };
+          socket.on("data", check);
+        });
+      socket.write(get(`/${pair}/large`));
+      await waitFor(
+        "the relay's writes queued behind the paused client",
+        () => relaySide.writableLength > 0,
+        20_000,
+      );
+      queued++;
+      const first = responses(1, large.length);
+      socket.resume();
+      await first;
+      const both = responses(2, large.length + small.length);
+      socket.write(get(`/${pair}/small`));
+      const got = await both;
+      socket.destroy();
+      const label = `seed ${SEED}, pair ${pair} (${large.length} and ${small.length} bytes)`;
+      expect(got[0]!.equals(large), label).toBe(true);
+      expect(got[1]!.equals(small), label).toBe(true);
     }
     expect(queued).toBe(8);
   });
