@@ -148,16 +148,20 @@ class PageLoader {
     return loader;
   }
 
+  get #origin(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
   /** Where the page sends its figures. */
   get reportUrl(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/report`;
+    return `${this.#origin}/report`;
   }
 
   /** One cold load: a new browser and profile, the launcher, then the page; the page's own figures. */
   async load(t: Target): Promise<Load> {
     const profile = mkdtempSync(join(tmpdir(), "berth-bench-chromium-"));
     const url = await t.url();
-    const launcher = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/go?to=${encodeURIComponent(url)}`;
+    const launcher = `${this.#origin}/go?to=${encodeURIComponent(url)}`;
     const reported = new Promise<Load>((resolve) => {
       this.#pending = resolve;
     });

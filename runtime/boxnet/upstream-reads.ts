@@ -20,12 +20,12 @@
  *   allocation.
  * - a 64 KiB one of the socket's own once a read fills the shared one (bulk output, a large response
  *   body). The relay forwards views of it without copying, and the next read reuses it, as long as the
- *   write towards the browser completes at once (nothing refers to it any more). A short read that comes after a pause (an echo, a
- *   status line, the pong of the relay's ping: the output had stopped) goes back to the shared buffer and
- *   lets the socket's own go, so a terminal holds one for at most a ping interval after its output ends
- *   (and a pooled dev-server connection until its next small response after a pause, or its idle close).
- *   Not any short read: tmux redraws a few KiB at a time, and a fresh buffer after each of them put the
- *   external memory back.
+ *   write towards the browser completes at once (nothing refers to it any more). A short read that comes
+ *   after a pause (an echo, a status line, the pong of the relay's ping: the output had stopped) goes back
+ *   to the shared buffer and lets the socket's own go, so a terminal holds one for at most a ping interval
+ *   after its output ends (and a pooled dev-server connection until its next small response after a
+ *   pause, or its idle close). Not any short read: tmux redraws a few KiB at a time, and a fresh buffer
+ *   after each of them put the external memory back.
  *
  * While writes towards the browser are queued (a browser slower than the box), whatever the relay is
  * handed now stays referenced until the queue drains. A read of up to half the socket's buffer is then

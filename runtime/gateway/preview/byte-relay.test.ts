@@ -565,6 +565,8 @@ describe.each([
     // large body is sent to a paused client until the relay's writes queue, then the client reads.
     const SEED = 0xb0d1;
     const r = prng(SEED);
+    // The upstream's own sequence: its writes interleave with the test's turns in whatever order.
+    const cut = prng(SEED + 1);
     const { upstream, port, accepted } = await setup();
     const bodies = new Map<string, Buffer>();
     upstream.handler = (socket, req) => {
@@ -579,10 +581,10 @@ describe.each([
         // In pieces of up to 16 KB or up to 200 KB: the relay's reads both fill its buffers and fall short
         // of them, and a short one can queue behind the paused client without the write reporting it full.
         for (let at = 0; at < body.length; ) {
-          const n = 1 + Math.floor(r() * (r() < 0.5 ? 16_000 : 200_000));
+          const n = 1 + Math.floor(cut() * (cut() < 0.5 ? 16_000 : 200_000));
           socket.write(body.subarray(at, at + n));
           at += n;
-          if (r() < 0.5) await nextTick();
+          if (cut() < 0.5) await nextTick();
         }
       })();
     };

@@ -272,10 +272,6 @@ class Exchange<E extends RelayExchange> {
   readonly #keepAliveMs: number;
   readonly #client: Socket;
   readonly #head: RequestHead;
-  /** The client's socket: what the dev server's bytes are written to (the read buffer's holder). */
-  get client(): Socket {
-    return this.#client;
-  }
   readonly #exchange: E;
   readonly #owner: ClientConnection<E>;
   #upstream: UpstreamConnection | null = null;
@@ -303,6 +299,11 @@ class Exchange<E extends RelayExchange> {
     this.#head = head;
     this.#exchange = exchange;
     this.#owner = owner;
+  }
+
+  /** The client's socket: what the dev server's bytes are written to (the read buffer's holder). */
+  get client(): Socket {
+    return this.#client;
   }
 
   send(): void {
