@@ -88,6 +88,28 @@ describe("the preview byte relay on a keep-alive connection", async () => {
     return String(visit.headers["set-cookie"]).split(";", 1)[0]!;
   }
 
+  it("ends the sign-in's connection, so the page it leads to comes over a new one the relay takes", async () => {
+    const { id, host } = await preview();
+    const opened = await cp.api(`/api/v1/previews/${id}/open`, { method: "POST", token, json: {} });
+    const u = new URL((await json(opened)).url);
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const visit = await send(agent, port, `${u.pathname}${u.search}`, { host });
+      expect(visit).toMatchObject({ status: 303, headers: { connection: "close" } });
+      const cookie = String(visit.headers["set-cookie"]).split(";", 1)[0]!;
+      const page = await send(agent, port, "/small", { host, cookie });
+      expect(page).toMatchObject({ status: 200, reused: false });
+      // node:http names `connection: keep-alive` in its responses; the relay's keep-alive responses don't.
+      expect(page.headers.connection).toBeUndefined();
+      expect(await send(agent, port, "/small", { host, cookie })).toMatchObject({
+        status: 200,
+        reused: true,
+      });
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it("refuses the next request on the same connection once the share link is revoked", async () => {
     const { id, host } = await preview();
     const cookie = await cookieFor(id, host, "link");
