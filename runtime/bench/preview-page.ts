@@ -2,8 +2,9 @@
  * `npm run bench -- preview-page`: what a user waits for. A generated Vite-style page (index.html and
  * 300 small ES modules importing each other in a tree, fan-out 3, so the browser discovers them level by
  * level) served by a stand-in dev server on loopback, loaded in Chromium straight from the dev server,
- * through the host form of the preview proxy, through a bare Node TCP pipe (the floor for a proxy written
- * in Node) and through nginx, timed to the `load` event with an empty cache. Chromium opens at most 6
+ * through the host form of the preview proxy, through its byte relay with no checks (in the control
+ * plane's process), through a bare Node TCP pipe (the floor for a proxy written in Node) and through
+ * nginx, timed to the `load` event with an empty cache. Chromium opens at most 6
  * HTTP/1.1 connections per host, the same for all. Rounds alternate the ways in, each round starting at
  * the next one, so a noisy moment on a shared machine hits each of them alike. The TTFB column (Resource
  * Timing, request sent to first response byte) is the per-request latency the proxy adds, plus what the
@@ -14,8 +15,9 @@
  * reports its own navigation timing to the bench with a beacon after `load`. A DevTools client, as
  * playwright is, has the browser report every request to it: that cost 115–200 ms of the bench process's
  * CPU per load and added 4–7 ms to every request's time to first byte, much the same for every way in,
- * so it hid how the ways differ (host form ÷ nginx 1.07–1.10 with it, 1.25 without, on one machine in
- * one hour).
+ * so it hid how the ways differ. Every way in is reached by the preview's host name, and the launcher is
+ * served from that name too (PageLoader.load): the browser keeps one renderer process from the launcher
+ * to the page for all of them alike.
  * Chromium runs on cores of its own, the servers on the first core (separateCores), as a user's browser
  * runs on the user's machine: sharing the cores, the browser's parsing and compiling delayed whichever
  * server process it preempted, and the figures measured that more than the servers.
@@ -49,15 +51,16 @@ const FILLER = "x".repeat(1500);
 
 /**
  * index.html + `src/m0.js` … `src/m<count-1>.js`; module i imports modules FAN_OUT·i+1 … FAN_OUT·i+FAN_OUT.
- * After `load`, the page sends its figures (a `Load` as JSON) to `reportTo` with a beacon.
+ * After `load`, the page sends its figures (a `Load` as JSON) with a beacon to port `reportPort` of its own
+ * host name (the PageLoader's, which serves every page's launcher from that name).
  */
-export function generateModulePage(dir: string, reportTo: string, count = MODULES): void {
+export function generateModulePage(dir: string, reportPort: number, count = MODULES): void {
   mkdirSync(join(dir, "src"), { recursive: true });
   // From the final document's fetch (after the host form's sign-in redirect) to `load`.
   const report = `addEventListener("load", () => setTimeout(() => {
   const nav = performance.getEntriesByType("navigation")[0];
   const waits = performance.getEntriesByType("resource").map((r) => r.responseStart - r.requestStart);
-  navigator.sendBeacon(${JSON.stringify(reportTo)}, JSON.stringify({
+  navigator.sendBeacon("http://" + location.hostname + ":${reportPort}/report", JSON.stringify({
     ms: nav.loadEventStart - nav.fetchStart,
     ttfbMs: waits.reduce((a, b) => a + b, 0) / Math.max(1, waits.length),
     modules: globalThis.__modules ?? 0,
@@ -90,11 +93,18 @@ function spawnStaticDevServer(dir: string): Promise<{ port: number; child: Child
 }
 
 interface Target {
-  via: "direct" | "host form" | "host form, DNS" | "bare Node TCP pipe" | "nginx" | "nginx, same cookie";
-  /** Where the browser goes: the page, or a sign-in that sets a cookie and redirects to it. */
+  via:
+    | "direct"
+    | "host form"
+    | "bare relay in the control plane"
+    | "bare Node TCP pipe"
+    | "nginx"
+    | "nginx, same cookie";
+  /**
+   * Where the browser goes: the page, or a sign-in that sets a cookie and redirects to it. Every way in is
+   * reached by the same host name (the preview's), on its own port.
+   */
   url: () => Promise<string>;
-  /** Chromium flags for this way in (the DNS-like name mapping). */
-  flags?: string[];
 }
 
 /** One cold load's figures, as the page measured them. */
@@ -148,27 +158,39 @@ class PageLoader {
     return loader;
   }
 
-  get #origin(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  /** The launcher's port, and the one the page sends its figures to (on its own host name). */
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
   }
 
-  /** Where the page sends its figures. */
-  get reportUrl(): string {
-    return `${this.#origin}/report`;
-  }
-
-  /** One cold load: a new browser and profile, the launcher, then the page; the page's own figures. */
+  /**
+   * One cold load: a new browser and profile, the launcher, then the page; the page's own figures. The
+   * launcher is served from the page's own host name, so the navigation stays on one site: Chromium keeps
+   * the launcher's renderer process for the page. A navigation to another site starts a new one, which
+   * costs about 100 ms of the browser's core before the page's first module is even asked for (on one
+   * machine, with the launcher on 127.0.0.1: 1.29x nginx for the host form alone, then the only way on
+   * another site; 1.03-1.07x with the launcher on a third site, where every way paid for a new process).
+   * The name resolves to 127.0.0.1 by a resolver rule, as DNS answers for a hosted preview domain,
+   * rather than by Chromium's own handling of *.localhost names.
+   */
   async load(t: Target): Promise<Load> {
     const profile = mkdtempSync(join(tmpdir(), "berth-bench-chromium-"));
     const url = await t.url();
-    const launcher = `${this.#origin}/go?to=${encodeURIComponent(url)}`;
+    const { hostname } = new URL(url);
+    const launcher = `http://${hostname}:${this.port}/go?to=${encodeURIComponent(url)}`;
     const reported = new Promise<Load>((resolve) => {
       this.#pending = resolve;
     });
     // Its own process group, so that the browser and every process it started are stopped together.
     const browser = spawn(
       this.#chromium,
-      ["--headless", ...CHROMIUM_FLAGS, ...(t.flags ?? []), `--user-data-dir=${profile}`, launcher],
+      [
+        "--headless",
+        ...CHROMIUM_FLAGS,
+        `--host-resolver-rules=MAP ${hostname} 127.0.0.1`,
+        `--user-data-dir=${profile}`,
+        launcher,
+      ],
       { detached: true, stdio: "ignore" },
     );
     const exited = once(browser, "exit");
@@ -224,7 +246,7 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 15): Promise
   const dir = mkdtempSync(join(tmpdir(), "berth-bench-page-"));
   const cores = separateCores(dir);
   const loader = await PageLoader.start(cores?.chromium ?? CHROMIUM);
-  generateModulePage(dir, loader.reportUrl);
+  generateModulePage(dir, loader.port);
   const dev = await spawnStaticDevServer(dir);
   const pipe = await spawnTcpPipe(dev.port);
   let preview: Awaited<ReturnType<typeof startBenchPreview>> | undefined;
@@ -236,27 +258,26 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 15): Promise
     // host form's is: Chromium spends more on a request that carries a cookie, so this row tells the
     // proxy's share of the host form's time from the credential's.
     nginx = await startNginxProxy(dev.port, { loginCookie: preview.cookie });
-    const page = (port: number) => async () => `http://127.0.0.1:${port}/`;
-    // Chromium resolves *.localhost to loopback itself, so the host form is reached by its real name, each
-    // load through a new one-time sign-in, as the UI opens a preview.
+    // The host form needs its preview's name; the other ways answer any name, so every way is reached by
+    // that one, each on its port: the browser treats them alike (one site, one way of resolving).
+    const name = new URL(`http://${preview.hostHeader}`).hostname;
+    const page =
+      (port: number, path = "/") =>
+      async () =>
+        `http://${name}:${port}${path}`;
     const targets: Target[] = [
       { via: "direct", url: page(dev.port) },
+      // Each load through a new one-time sign-in, as the UI opens a preview.
       { via: "host form", url: signIn },
-      // A hosted preview domain resolves through DNS to one address; Chromium's own handling of *.localhost
-      // (local mode's preview names) costs more per connection. This row maps the name to 127.0.0.1 the way
-      // DNS would, so it measures the proxy alone.
-      {
-        via: "host form, DNS",
-        url: signIn,
-        flags: [`--host-resolver-rules=MAP ${preview.hostHeader.split(":")[0]} 127.0.0.1`],
-      },
+      // The host form's byte relay with no checks and no rewriting, in the control plane's process: the
+      // relay's share of the host form's time, apart from the gateway's.
+      { via: "bare relay in the control plane", url: page(await preview.ask(`bareRelayTo:${dev.port}`)) },
       // The floor for any proxy written in Node: one more Node process hop, parsing and checking nothing.
       { via: "bare Node TCP pipe", url: page(pipe.ready.port) },
     ];
     if (nginx) {
-      const port = nginx.port;
-      targets.push({ via: "nginx", url: page(port) });
-      targets.push({ via: "nginx, same cookie", url: async () => `http://127.0.0.1:${port}/__login` });
+      targets.push({ via: "nginx", url: page(nginx.port) });
+      targets.push({ via: "nginx, same cookie", url: page(nginx.port, "/__login") });
     }
     for (const t of targets) await loader.load(t); // warm-up: JIT, pools, the route cache
     const loads = new Map<string, Load[]>(targets.map((t) => [t.via, []]));
@@ -287,7 +308,7 @@ export async function benchPreviewPage(pgs: BenchPostgres, rounds = 15): Promise
       const perRound = (via: Target["via"], base: Target["via"] = "nginx") =>
         roundByRound(loads.get(via)!.map((l, i) => l.ms / loads.get(base)![i]!.ms));
       console.log(
-        `  ÷ nginx round by round: host form ${perRound("host form")}; host form, DNS ${perRound("host form, DNS")}; bare Node TCP pipe ${perRound("bare Node TCP pipe")}; direct ${perRound("direct")}; nginx, same cookie ${perRound("nginx, same cookie")}`,
+        `  ÷ nginx round by round: host form ${perRound("host form")}; bare relay in the control plane ${perRound("bare relay in the control plane")}; bare Node TCP pipe ${perRound("bare Node TCP pipe")}; direct ${perRound("direct")}; nginx, same cookie ${perRound("nginx, same cookie")}`,
       );
       console.log(
         `  host form ÷ nginx with the same cookie, round by round: ${perRound("host form", "nginx, same cookie")}`,
