@@ -1,7 +1,7 @@
 import "@xterm/xterm/css/xterm.css";
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, type Build, humanError } from "../api.ts";
 import { href } from "../router.ts";
 import { copyText, pasteText } from "../ui/clipboard.ts";
@@ -302,10 +302,11 @@ export function TerminalView({ sessionId }: { sessionId: string }) {
     return () => clearTimeout(t);
   }, [toast]);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (!menu && selecting === null) return;
     // Capture phase, and swallowed: the Escape that closes a menu must not also reach the terminal (a
-    // lone ESC would sit in readline and turn the next key into a Meta chord).
+    // lone ESC would sit in readline and turn the next key into a Meta chord). A layout effect, so it is
+    // attached as the menu renders, not after the next paint: an Escape in between went to the terminal.
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape") return;
       e.preventDefault();

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api, type Notification, type Workspace } from "../api.ts";
 import { ago } from "../format.ts";
 import { enablePush, pushEnabled, pushSupported, registerServiceWorker, startPresence } from "../push.ts";
@@ -82,7 +82,9 @@ export function NotificationBell() {
     };
   }, []);
 
-  useEffect(() => {
+  // A layout effect: attached as the feed renders. Preact runs plain effects after the next paint, and an
+  // Escape pressed in between (right after opening) was lost and left the feed open.
+  useLayoutEffect(() => {
     if (!open) return;
     const onKey = (e: KeyboardEvent) => {
       if (e.key !== "Escape") return;
