@@ -602,7 +602,6 @@ describe.each([
       }
       return at === wire.length ? out : null;
     };
-    let queued = 0;
     for (let pair = 0; pair < 8; pair++) {
       // A large body, beyond what the kernel buffers on a fresh connection whose client never read (its
       // receive buffer grows only as the client reads; the relay's send buffer grows to 4 MB at most), then
@@ -647,7 +646,6 @@ describe.each([
         () => relaySide.writableLength > 0,
         20_000,
       );
-      queued++;
       const first = responses(1, large.length);
       socket.resume();
       await first;
@@ -659,7 +657,6 @@ describe.each([
       expect(got[0]!.equals(large), label).toBe(true);
       expect(got[1]!.equals(small), label).toBe(true);
     }
-    expect(queued).toBe(8);
   });
 
   it("relays a HEAD answer's Content-Length without a body, and a 304, then serves the next request", async () => {
