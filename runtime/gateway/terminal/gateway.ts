@@ -77,8 +77,11 @@ export const defaultConnectUpstream: ConnectUpstream = (url, options) =>
   new WebSocket(url, options.protocols, options);
 
 export const DEFAULT_TERMINAL_OPTIONS: TerminalGatewayOptions = {
-  highWaterMark: 1024 * 1024,
-  lowWaterMark: 256 * 1024,
+  // Small, as nginx's one buffer per connection: a megabyte queued here kept ttyd reading its pty at full
+  // speed while the browser fell behind, so tmux drew every intermediate screen instead of skipping to
+  // the current one, and a Ctrl-C showed only after the queue drained (README, Terminal relay).
+  highWaterMark: 64 * 1024,
+  lowWaterMark: 16 * 1024,
   initTimeoutMs: 10_000,
   maxEarlyBytes: 256 * 1024,
   upstreamHandshakeTimeoutMs: 10_000,
