@@ -548,6 +548,99 @@ describe("ChunkedBodyTracker", () => {
   });
 });
 
+describe("start lines against their grammar (seeded)", () => {
+  // The grammar the parsers check by hand, as regular expressions: RFC 9112 §3 with origin-form only
+  // (§3.2.1) for the request line, §4 for the status line (a reason of HTAB, SP, VCHAR and obs-text).
+  const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
+  const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+  const SEED = 0x73746c6e;
+  const CASES = 20_000;
+  const pick = (r: () => number, options: string[]) => options[Math.floor(r() * options.length)]!;
+  // Valid characters weighted up, so that a fair share of lines is valid.
+  const TARGET_CHARS = [
+    "/",
+    "a",
+    "?",
+    "=",
+    "%",
+    "*",
+    "~",
+    "!",
+    "a",
+    "b",
+    " ",
+    "\x7f",
+    "\x80",
+    "\xe9",
+    "\t",
+    ":",
+  ];
+  const target = (r: () => number) => {
+    let t = pick(r, ["/", "/", "/", "/", "", "*", "http://a/", "//", "a"]);
+    const n = Math.floor(r() * 4);
+    for (let i = 0; i < n; i++) t += pick(r, TARGET_CHARS);
+    return t;
+  };
+
+  it(`accepts a request line exactly when the grammar does, with its method and target (seed ${SEED})`, () => {
+    const r = prng(SEED);
+    let accepted = 0;
+    for (let i = 0; i < CASES; i++) {
+      const line =
+        pick(r, ["GET", "HEAD", "GET", "HEAD", "POST", "get", "GETS", "", "HEA"]) +
+        pick(r, [" ", " ", " ", "  ", "", "\t"]) +
+        target(r) +
+        pick(r, [" ", " ", " ", "  ", ""]) +
+        pick(r, [
+          "HTTP/1.1",
+          "HTTP/1.1",
+          "HTTP/1.1",
+          "HTTP/1.0",
+          "HTTP/1.1 ",
+          "HTTP/2",
+          "HTTP/1.11",
+          "http/1.1",
+          "",
+        ]);
+      const parsed = parseRequestHead(b(`${line}\r\nHost: a\r\n\r\n`));
+      const m = REQUEST_LINE.exec(line);
+      const got = parsed.kind === "request" ? [parsed.head.method, parsed.head.target] : null;
+      expect(got, JSON.stringify(line)).toEqual(m ? [m[1], m[2]] : null);
+      if (m) accepted++;
+    }
+    // Both outcomes are well represented, or the comparison would prove little.
+    expect(accepted).toBeGreaterThan(CASES / 100);
+    expect(accepted).toBeLessThan(CASES / 2);
+  });
+
+  it(`accepts a status line exactly when the grammar does, with its version, status and reason (seed ${SEED})`, () => {
+    const r = prng(SEED + 1);
+    let accepted = 0;
+    for (let i = 0; i < CASES; i++) {
+      const line =
+        pick(r, ["HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "HTTP/2", "http/1.1", "HTTP/1.", ""]) +
+        pick(r, [" ", "  ", "", "\t"]) +
+        pick(r, ["200", "204", "099", "100", "1000", "20", "abc", "999", "0200", "404", "2x0", ""]) +
+        pick(r, ["", " ", " OK", " Not Found", "\tX", " \xe9t\xe9", "  two", "X", " a\tb", " ~"]);
+      const parsed = parseResponseHead(b(`${line}\r\nContent-Length: 0\r\n\r\n`), "GET");
+      const m = STATUS_LINE.exec(line);
+      const got =
+        parsed.kind === "response"
+          ? [parsed.head.reusable, parsed.head.status, parsed.head.reason]
+          : parsed.kind === "invalid" && parsed.reason === "malformed status line"
+            ? null
+            : parsed.kind;
+      // 101 is refused for another reason (no upgrade was asked for); every other line the grammar takes
+      // is a response, HTTP/1.0 never reused.
+      const expected = !m ? null : m[2] === "101" ? "invalid" : [m[1] === "1", Number(m[2]), m[3] ?? ""];
+      expect(got, JSON.stringify(line)).toEqual(expected);
+      if (m) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(CASES / 50);
+    expect(accepted).toBeLessThan(CASES / 2);
+  });
+});
+
 describe("heads (seeded fuzz)", () => {
   const SEED = 0x6b657931;
   const CASES = 2_000;

@@ -12,6 +12,8 @@
  */
 /** Node's default `maxHeaderSize`: a longer request head is Node's to refuse (431). */
 export const MAX_HEAD_BYTES = 16 * 1024;
+/** Enough for any dev server's head (cookies, CSP); more is a broken or hostile upstream. */
+export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 
 const HEAD_END = Buffer.from("\r\n\r\n");
 /** RFC 9110 §5.6.2 tchar, per ASCII code: a field name is checked without slicing it out first. */
@@ -38,16 +40,23 @@ function nameEnd(text: string, start: number, end: number): number {
   const colon = text.indexOf(":", start);
   return colon > start && colon < end && isToken(text, start, colon) ? colon : -1;
 }
-/** Origin-form targets only (RFC 9112 §3.2.1): no absolute-form, no `*`, visible ASCII only. */
-const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+
+/**
+ * What a parse allocates is most of the relay's garbage on a small request (a heap profile gave about a
+ * third of its 6.4 KB per request to the two heads), so the parsers below allocate only what they return:
+ * lines are found in a scratch array reused from parse to parse, per-field arrays are sized once, start
+ * lines are checked without a regular expression, and a head with no Connection field shares one empty
+ * token list.
+ */
+const NO_TOKENS: readonly string[] = Object.freeze([]);
+const INCOMPLETE = Object.freeze({ kind: "incomplete" as const });
 
 /**
  * Request fields Node's HTTP server keeps once (it discards repeats); a repeated one is left to Node, so a
  * dev server never sees a value Node would not have given it. Framing fields never reach this list: any
- * request that carries one is handed over.
+ * request that carries one is handed over. Each has a bit of its own, for a parse to note the ones seen.
  */
-const SINGLETON_REQUEST_FIELDS: ReadonlySet<string> = new Set([
+const SINGLETON_REQUEST_FIELDS: ReadonlyMap<string, number> = bitPerName([
   "age",
   "authorization",
   "content-type",
@@ -67,6 +76,11 @@ const SINGLETON_REQUEST_FIELDS: ReadonlySet<string> = new Set([
   "user-agent",
 ]);
 
+function bitPerName(names: string[]): ReadonlyMap<string, number> {
+  if (names.length > 31) throw new Error("one bit per name: at most 31 names");
+  return new Map(names.map((name, i) => [name, 1 << i]));
+}
+
 /** Request fields that make a message something other than a bodiless exchange of one request and one response. */
 const HANDED_OVER_FIELDS: ReadonlySet<string> = new Set([
   "content-length",
@@ -84,7 +98,7 @@ export interface RequestHead {
   /** The Cookie fields' values joined as Node joins them (`; `), or undefined without one. */
   cookie: string | undefined;
   /** The Connection field's tokens, lowercased: fields they name are hop-by-hop. */
-  connection: string[];
+  connection: readonly string[];
   /** Whether the client asked to close the connection after this exchange. */
   close: boolean;
   /** All field lines, as they came. */
@@ -138,17 +152,31 @@ export class FieldLines {
   /** The head from its first byte through the CRLF of its last field line (no final empty line). */
   readonly text: string;
   /** Lowercased names, in order. */
-  readonly names: string[] = [];
+  readonly names: string[];
   /** Per field: line start, value start, value end (optional whitespace excluded), line end (after CRLF). */
-  readonly #bounds: number[] = [];
+  readonly #bounds: number[];
 
-  constructor(text: string) {
+  /** Room for `count` fields, each then set once (`set`). */
+  constructor(text: string, count: number) {
     this.text = text;
+    this.names = new Array(count);
+    this.#bounds = new Array(4 * count);
   }
 
-  add(name: string, lineStart: number, valueStart: number, valueEnd: number, lineEnd: number): void {
-    this.names.push(name);
-    this.#bounds.push(lineStart, valueStart, valueEnd, lineEnd);
+  set(
+    i: number,
+    name: string,
+    lineStart: number,
+    valueStart: number,
+    valueEnd: number,
+    lineEnd: number,
+  ): void {
+    this.names[i] = name;
+    const b = 4 * i;
+    this.#bounds[b] = lineStart;
+    this.#bounds[b + 1] = valueStart;
+    this.#bounds[b + 2] = valueEnd;
+    this.#bounds[b + 3] = lineEnd;
   }
 
   value(i: number): string {
@@ -197,91 +225,131 @@ BYTE_CLASS[0x0d] = 2;
 BYTE_CLASS[0x0a] = 3;
 
 /**
- * Where each line of the head in `buf[0, end)` ends (the offset of its CR; the final CRLF CRLF's second
- * line excluded), or null when the head holds a control character other than HTAB, or a CR or LF that is
- * not part of a CRLF (RFC 9112 §2.2: a recipient may not treat a bare CR as a line end; treating it as
- * anything else is how two parsers come to disagree). One pass over the bytes.
+ * Line ends found by `lineEnds`, valid until its next call: parsing is synchronous, and each parse is done
+ * with them before it returns. A head has at most one line per two bytes.
  */
-function lineEnds(buf: Buffer, end: number): number[] | null {
-  const ends: number[] = [];
+const LINE_ENDS = new Int32Array(MAX_RESPONSE_HEAD_BYTES / 2);
+
+/**
+ * How many lines the head in `buf[0, end)` has, with where each ends in `LINE_ENDS` (the offset of its CR;
+ * the final CRLF CRLF's second line excluded), or -1 when the head holds a control character other than
+ * HTAB, or a CR or LF that is not part of a CRLF (RFC 9112 §2.2: a recipient may not treat a bare CR as a
+ * line end; treating it as anything else is how two parsers come to disagree). One pass over the bytes.
+ */
+function lineEnds(buf: Buffer, end: number): number {
+  let count = 0;
   const last = end - 2;
   for (let i = 0; i < last; i++) {
     const k = BYTE_CLASS[buf[i]!]!;
     if (k === 0) continue;
     if (k === 2 && buf[i + 1] === 0x0a) {
-      ends.push(i);
+      LINE_ENDS[count++] = i;
       i++;
-    } else return null;
+    } else return -1;
   }
-  return ends;
+  return count;
 }
 
-/** The head's field lines (each `token ":" OWS value OWS`), or null when one is malformed. */
-function fieldLinesOf(text: string, ends: number[]): FieldLines | null {
-  const fields = new FieldLines(text);
-  for (let k = 1; k < ends.length; k++) {
-    const start = ends[k - 1]! + 2;
-    const end = ends[k]!;
+/**
+ * The field lines (each `token ":" OWS value OWS`) of a head of `lines` lines (`LINE_ENDS`), the start line
+ * first, or null when one is malformed.
+ */
+function fieldLinesOf(text: string, lines: number): FieldLines | null {
+  const fields = new FieldLines(text, lines - 1);
+  for (let k = 1; k < lines; k++) {
+    const start = LINE_ENDS[k - 1]! + 2;
+    const end = LINE_ENDS[k]!;
     const colon = nameEnd(text, start, end);
     if (colon < 0) return null;
     let valueStart = colon + 1;
     let valueEnd = end;
     while (valueStart < valueEnd && isOws(text.charCodeAt(valueStart))) valueStart++;
     while (valueEnd > valueStart && isOws(text.charCodeAt(valueEnd - 1))) valueEnd--;
-    fields.add(lowerName(text.slice(start, colon)), start, valueStart, valueEnd, end + 2);
+    fields.set(k - 1, lowerName(text.slice(start, colon)), start, valueStart, valueEnd, end + 2);
   }
   return fields;
 }
 
+/** Whether `text[start, end)` is all visible ASCII (RFC 9110 VCHAR without obs-text): an origin-form target. */
+function isVisibleAscii(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+
 const isOws = (c: number) => c === 0x20 || c === 0x09;
 
-/** The comma-separated tokens of a list field's `value`, trimmed and lowercased, added to `into`. */
-export function addTokens(into: string[], value: string): void {
+/**
+ * The comma-separated tokens of a list field's `value`, trimmed and lowercased, added to `into` (a new
+ * array when null); returns the array.
+ */
+export function addTokens(into: string[] | null, value: string): string[] {
+  const tokens = into ?? [];
   for (const token of value.split(",")) {
     const t = token.trim().toLowerCase();
-    if (t) into.push(t);
+    if (t) tokens.push(t);
   }
+  return tokens;
 }
+
+const VERSION_SUFFIX = " HTTP/1.1";
 
 /** Parses the request head at the start of `buf`, if the byte relay may forward it. */
 export function parseRequestHead(buf: Buffer): RequestParse {
   const end = headEnd(buf, MAX_HEAD_BYTES);
-  if (end < 0) return { kind: "incomplete" };
+  if (end < 0) return INCOMPLETE;
   if (end === 0) return { kind: "handover", reason: "head too large" };
-  const ends = lineEnds(buf, end);
-  if (!ends) return { kind: "handover", reason: "bare CR or LF, or a control character" };
+  const lines = lineEnds(buf, end);
+  if (lines < 0) return { kind: "handover", reason: "bare CR or LF, or a control character" };
   const text = buf.toString("latin1", 0, end - 2);
-  const m = REQUEST_LINE.exec(text.slice(0, ends[0]));
-  if (!m) return { kind: "handover", reason: "not a GET or HEAD in origin-form over HTTP/1.1" };
-  const fields = fieldLinesOf(text, ends);
+  // `GET|HEAD SP origin-form SP HTTP/1.1`: origin-form only (RFC 9112 §3.2.1), so no absolute-form, no
+  // `*`, and a target of visible ASCII.
+  const method = text.startsWith("GET ") ? "GET" : text.startsWith("HEAD ") ? "HEAD" : null;
+  const targetStart = method === "GET" ? 4 : 5;
+  const targetEnd = LINE_ENDS[0]! - VERSION_SUFFIX.length;
+  if (
+    method === null ||
+    targetEnd <= targetStart ||
+    text.charCodeAt(targetStart) !== 0x2f ||
+    !text.startsWith(VERSION_SUFFIX, targetEnd) ||
+    !isVisibleAscii(text, targetStart, targetEnd)
+  ) {
+    return { kind: "handover", reason: "not a GET or HEAD in origin-form over HTTP/1.1" };
+  }
+  const fields = fieldLinesOf(text, lines);
   if (!fields) return { kind: "handover", reason: "malformed field line (or obs-fold)" };
   let host: string | undefined;
   let cookie: string | undefined;
-  const connection: string[] = [];
-  const seen: string[] = [];
+  let connection: string[] | null = null;
+  let seen = 0;
   const { names } = fields;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     if (HANDED_OVER_FIELDS.has(name)) return { kind: "handover", reason: `request has ${name}` };
-    if (SINGLETON_REQUEST_FIELDS.has(name)) {
-      if (seen.includes(name)) return { kind: "handover", reason: `repeated ${name}` };
-      seen.push(name);
+    const bit = SINGLETON_REQUEST_FIELDS.get(name);
+    if (bit !== undefined) {
+      if (seen & bit) return { kind: "handover", reason: `repeated ${name}` };
+      seen |= bit;
     }
     if (name === "host") host = fields.value(i);
     else if (name === "cookie")
       cookie = cookie === undefined ? fields.value(i) : `${cookie}; ${fields.value(i)}`;
-    else if (name === "connection") addTokens(connection, fields.value(i));
+    else if (name === "connection") connection = addTokens(connection, fields.value(i));
   }
   if (host === undefined) return { kind: "handover", reason: "no Host" };
   return {
     kind: "request",
     head: {
-      method: m[1] as "GET" | "HEAD",
-      target: m[2]!,
+      method,
+      target: text.slice(targetStart, targetEnd),
       host,
       cookie,
-      connection,
-      close: connection.includes("close"),
+      connection: connection ?? NO_TOKENS,
+      close: connection?.includes("close") ?? false,
       fields,
       length: end,
     },
@@ -302,7 +370,7 @@ export interface ResponseHead {
   /** All field lines as they came, framing and connection fields included (serializing re-states those). */
   fields: FieldLines;
   /** The Connection field's tokens, lowercased: fields they name are hop-by-hop. */
-  connection: string[];
+  connection: readonly string[];
   /** A HEAD or 304 answer's Content-Length (no body follows it), passed on to the client. */
   contentLength: string | undefined;
   framing: BodyFraming;
@@ -316,16 +384,7 @@ export type ResponseParse =
   | { kind: "invalid"; reason: string }
   | { kind: "response"; head: ResponseHead };
 
-/** Enough for any dev server's head (cookies, CSP); more is a broken or hostile upstream. */
-export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
-
 const CONTENT_LENGTH = /^\d{1,15}$/;
-
-/** The one Content-Length all of `lengths` agree on, or null when they disagree or one is malformed. */
-function agreedLength(lengths: string[]): string | null {
-  const first = lengths[0]!;
-  return lengths.every((l) => l === first) && CONTENT_LENGTH.test(first) ? first : null;
-}
 
 /**
  * Parses the response head at the start of `buf`, for a request with `method`. 1xx heads are parsed like
@@ -333,64 +392,79 @@ function agreedLength(lengths: string[]): string | null {
  */
 export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
   const end = headEnd(buf, MAX_RESPONSE_HEAD_BYTES);
-  if (end < 0) return { kind: "incomplete" };
+  if (end < 0) return INCOMPLETE;
   if (end === 0) return { kind: "invalid", reason: "response head too large" };
-  const ends = lineEnds(buf, end);
-  if (!ends) return { kind: "invalid", reason: "bare CR or LF, or a control character" };
+  const lines = lineEnds(buf, end);
+  if (lines < 0) return { kind: "invalid", reason: "bare CR or LF, or a control character" };
   const text = buf.toString("latin1", 0, end - 2);
-  const m = STATUS_LINE.exec(text.slice(0, ends[0]));
-  if (!m) return { kind: "invalid", reason: "malformed status line" };
-  const fields = fieldLinesOf(text, ends);
+  // `HTTP/1.x SP 3DIGIT [SP reason]`; the reason's characters are the head's (no control character but
+  // HTAB, as lineEnds checked).
+  const lineEnd = LINE_ENDS[0]!;
+  if (
+    !text.startsWith("HTTP/1.") ||
+    (text.charCodeAt(7) !== 0x30 && text.charCodeAt(7) !== 0x31) ||
+    text.charCodeAt(8) !== 0x20 ||
+    !(text.charCodeAt(9) >= 0x31 && text.charCodeAt(9) <= 0x39) ||
+    !isDigit(text.charCodeAt(10)) ||
+    !isDigit(text.charCodeAt(11)) ||
+    (lineEnd !== 12 && (lineEnd < 12 || text.charCodeAt(12) !== 0x20))
+  ) {
+    return { kind: "invalid", reason: "malformed status line" };
+  }
+  const fields = fieldLinesOf(text, lines);
   if (!fields) return { kind: "invalid", reason: "malformed field line (or obs-fold)" };
-  const http10 = m[1] === "0";
-  const status = Number(m[2]);
-  const lengths: string[] = [];
-  const codings: string[] = [];
-  let transferEncoding = false;
-  const connection: string[] = [];
+  const http10 = text.charCodeAt(7) === 0x30;
+  const status =
+    (text.charCodeAt(9) - 0x30) * 100 + (text.charCodeAt(10) - 0x30) * 10 + text.charCodeAt(11) - 0x30;
+  // Content-Length: the first value, and whether any other differs.
+  let length: string | undefined;
+  let lengthsDiffer = false;
+  let codings: string[] | null = null;
+  let connection: string[] | null = null;
   const { names } = fields;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
-    if (name === "content-length") lengths.push(fields.value(i));
-    else if (name === "transfer-encoding") {
-      transferEncoding = true;
-      addTokens(codings, fields.value(i));
-    } else if (name === "connection") addTokens(connection, fields.value(i));
+    if (name === "content-length") {
+      const value = fields.value(i);
+      if (length === undefined) length = value;
+      else if (value !== length) lengthsDiffer = true;
+    } else if (name === "transfer-encoding") codings = addTokens(codings, fields.value(i));
+    else if (name === "connection") connection = addTokens(connection, fields.value(i));
   }
+  // The one Content-Length all the fields agree on, or null when they disagree or it is malformed.
+  const agreed = length !== undefined && !lengthsDiffer && CONTENT_LENGTH.test(length) ? length : null;
   let framing: BodyFraming;
   let contentLength: string | undefined;
   if (status < 200 || status === 204 || status === 304 || method === "HEAD") {
     if (status === 101) return { kind: "invalid", reason: "101 to a request that asked for no upgrade" };
     // No body whatever the fields say; a HEAD or 304 answer keeps its Content-Length for the client.
-    framing = { kind: "none" };
-    if (lengths.length && status >= 200) {
-      const agreed = agreedLength(lengths);
+    framing = NO_BODY;
+    if (length !== undefined && status >= 200) {
       if (agreed === null) return { kind: "invalid", reason: "bad Content-Length" };
       contentLength = agreed;
     }
-  } else if (transferEncoding) {
+  } else if (codings !== null) {
     // Chunked must be the only and final coding, and no Content-Length beside it (RFC 9112 §6.3 items 3, 4).
-    if (http10 || lengths.length)
+    if (http10 || length !== undefined)
       return { kind: "invalid", reason: "Transfer-Encoding with Content-Length or HTTP/1.0" };
     if (codings.length !== 1 || codings[0] !== "chunked") {
       return { kind: "invalid", reason: "a transfer coding other than chunked" };
     }
-    framing = { kind: "chunked" };
-  } else if (lengths.length) {
-    const agreed = agreedLength(lengths);
+    framing = CHUNKED;
+  } else if (length !== undefined) {
     if (agreed === null) return { kind: "invalid", reason: "bad Content-Length" };
     framing = { kind: "length", length: Number(agreed) };
   } else {
-    framing = { kind: "close" };
+    framing = UNTIL_CLOSE;
   }
-  const reusable = !http10 && framing.kind !== "close" && !connection.includes("close");
+  const reusable = !http10 && framing.kind !== "close" && !connection?.includes("close");
   return {
     kind: "response",
     head: {
       status,
-      reason: m[3] ?? "",
+      reason: lineEnd > 12 ? text.slice(13, lineEnd) : "",
       fields,
-      connection,
+      connection: connection ?? NO_TOKENS,
       contentLength,
       framing,
       reusable,
@@ -398,6 +472,10 @@ export function parseResponseHead(buf: Buffer, method: string): ResponseParse {
     },
   };
 }
+
+const NO_BODY: BodyFraming = Object.freeze({ kind: "none" });
+const CHUNKED: BodyFraming = Object.freeze({ kind: "chunked" });
+const UNTIL_CLOSE: BodyFraming = Object.freeze({ kind: "close" });
 
 /**
  * The request head to send upstream: the request line, the field lines `edit` keeps (as they came, or
