@@ -18,6 +18,7 @@
 import { type Server, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { attachUpstreamReads } from "../../boxnet/upstream-reads.ts";
+import { releaseClientReads, takeClientReads } from "./client-reads.ts";
 import {
   ChunkedBodyTracker,
   MAX_HEAD_BYTES,
@@ -154,7 +155,8 @@ class ClientConnection<E extends RelayExchange> {
     this.#relay = relay;
     this.socket = socket;
     this.#handover = handover;
-    socket.on("data", this.#onData);
+    // Reads into a shared buffer where this Node allows it (client-reads.ts), else 'data' events.
+    if (!takeClientReads(socket, this.#onData)) socket.on("data", this.#onData);
     socket.on("end", this.#onEnd);
     socket.on("drain", this.#onDrain);
     socket.on("close", this.#onClose);
@@ -255,6 +257,7 @@ class ClientConnection<E extends RelayExchange> {
       this.socket.destroy();
       return;
     }
+    releaseClientReads(this.socket);
     this.socket.off("data", this.#onData);
     this.socket.off("end", this.#onEnd);
     this.socket.off("drain", this.#onDrain);
