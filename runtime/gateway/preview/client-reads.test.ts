@@ -36,14 +36,20 @@ async function pair(onAccept: (accepted: Socket) => void): Promise<{ accepted: S
   return { accepted: accepted!, client };
 }
 
+/** A connected pair whose accepted side's reads were taken, collected in `got`. */
+async function takenPair(): Promise<{ accepted: Socket; client: Socket; got: Buffer[]; taken: boolean }> {
+  const got: Buffer[] = [];
+  let taken = false;
+  const { accepted, client } = await pair((s) => {
+    taken = takeClientReads(s, (chunk) => got.push(chunk));
+  });
+  return { accepted, client, got, taken };
+}
+
 describe("takeClientReads", () => {
   it("takes an accepted socket's reads on this Node: every byte to the reader, in order, none as 'data'", async () => {
-    const got: Buffer[] = [];
     const events: Buffer[] = [];
-    let taken = false;
-    const { accepted, client } = await pair((s) => {
-      taken = takeClientReads(s, (chunk) => got.push(chunk));
-    });
+    const { accepted, client, got, taken } = await takenPair();
     expect(taken).toBe(true);
     accepted.on("data", (chunk: Buffer) => events.push(chunk));
     const sent: Buffer[] = [];
@@ -71,10 +77,7 @@ describe("takeClientReads", () => {
   });
 
   it("stops reading while the socket is paused, and reads the rest once resumed", async () => {
-    const got: Buffer[] = [];
-    const { accepted, client } = await pair((s) => {
-      takeClientReads(s, (chunk) => got.push(chunk));
-    });
+    const { accepted, client, got } = await takenPair();
     client.write("first");
     await waitFor("the first read", () => got.length === 1);
     accepted.pause();
@@ -90,10 +93,7 @@ describe("takeClientReads", () => {
   });
 
   it("hands a released socket back as a stream, the bytes put back first", async () => {
-    const got: Buffer[] = [];
-    const { accepted, client } = await pair((s) => {
-      takeClientReads(s, (chunk) => got.push(chunk));
-    });
+    const { accepted, client, got } = await takenPair();
     client.write("GET / HTTP/1.1\r\n");
     await waitFor("the first read", () => got.length === 1);
     accepted.pause();
