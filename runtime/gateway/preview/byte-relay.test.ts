@@ -243,6 +243,14 @@ describe.each([
       });
       req.on("end", () => res.end(`node: ${req.method} ${req.url} ${length}`));
     });
+    // node:http's own connection handler, wrapped before the relay takes it: the sockets handed to it.
+    const handedOver: net.Socket[] = [];
+    const [httpConnection] = server.listeners("connection") as Array<(socket: net.Socket) => void>;
+    server.removeAllListeners("connection");
+    server.on("connection", (socket: net.Socket) => {
+      handedOver.push(socket);
+      httpConnection!.call(server, socket);
+    });
     const served: number[] = [];
     const failures: Error[] = [];
     const admitted: Array<{ requestHead: string }> = [];
@@ -296,7 +304,7 @@ describe.each([
       await once(c.socket, "connect");
       return c;
     };
-    return { upstream, server, relay, served, failures, admitted, accepted, port, client };
+    return { upstream, server, relay, served, failures, admitted, accepted, handedOver, port, client };
   }
 
   it("answers two GETs on one keep-alive connection over one upstream connection, without hop-by-hop fields", async () => {
@@ -440,6 +448,44 @@ describe.each([
     expect(res.body.toString()).toBe(body);
     await c.closed();
     expect(served).toEqual([200]);
+  });
+
+  it("closes the connection after a Connection: close response although the client keeps its side open", async () => {
+    const { port, accepted, served } = await setup();
+    // allowHalfOpen: the client's socket does not end its side when the relay's FIN arrives.
+    const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    cleanups.push(() => socket.destroy());
+    await once(socket, "connect");
+    const received: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    const ended = once(socket, "end");
+    socket.write(get("/a", "Connection: close\r\n"));
+    await ended;
+    expect(Buffer.concat(received).toString("latin1")).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    // Not left half-open for as long as the client likes: the sweep leaves a closing connection alone.
+    await waitFor("the relay's side of the connection closed", () => accepted[0]!.destroyed, 10_000);
+    expect(served).toEqual([200]);
+  });
+
+  it("frees a connection the client reset during its admission, rather than hand it to node:http", async () => {
+    let refuse: ((err: Error) => void) | undefined;
+    const { client, accepted, handedOver } = await setup({
+      admit: () =>
+        new Promise<RelayExchange | null>((_resolve, reject) => {
+          refuse = reject;
+        }),
+    });
+    const c = await client();
+    c.write(get("/a"));
+    await waitFor("the admission to start", () => refuse !== undefined);
+    const gone = closeOf(accepted[0]!);
+    c.socket.resetAndDestroy();
+    await gone;
+    // Admission fails only now (the database unreachable, say), which hands a request to node:http: a
+    // socket whose 'close' has passed would get a parser that nothing ever frees.
+    refuse!(new Error("database unreachable"));
+    await nextTick();
+    expect(handedOver).toEqual([]);
   });
 
   it("answers 502 to a response with both Content-Length and Transfer-Encoding, and serves the next request", async () => {
@@ -772,6 +818,16 @@ describe.each([
     const upClosed = upstream.sockets.map(closeOf);
     relay.close();
     await Promise.all([idle.closed(), waiting.closed(), third.closed(), ...upClosed]);
+  });
+
+  it("leaves connections that arrive after close() to node:http", async () => {
+    const { relay, client, handedOver, upstream } = await setup();
+    relay.close();
+    const c = await client();
+    c.write(get("/a"));
+    expect((await c.response()).body.toString()).toBe("node: GET /a 0");
+    expect(handedOver).toHaveLength(1);
+    expect(upstream.requests).toEqual([]);
   });
 
   it("fails a request waiting for a pooled connection when the dial it waited on fails", async () => {

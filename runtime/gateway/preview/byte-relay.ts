@@ -76,6 +76,7 @@ export class ByteRelay<E extends RelayExchange = RelayExchange> {
   keepAliveTimeoutMs = 5_000;
   headersTimeoutMs = 60_000;
   #sweeper: NodeJS.Timeout | null = null;
+  #closed = false;
 
   constructor(options: ByteRelayOptions<E>) {
     this.options = {
@@ -104,8 +105,16 @@ export class ByteRelay<E extends RelayExchange = RelayExchange> {
     this.keepAliveTimeoutMs = server.keepAliveTimeout;
     this.headersTimeoutMs = server.headersTimeout;
     server.on("connection", (socket: Socket) => {
+      // Stopped (the server is closing): what still arrives is node:http's, as without the relay.
+      if (this.#closed) {
+        http.call(server, socket);
+        return;
+      }
+      const forget = () => this.#clients.delete(client);
       const client = new ClientConnection(this, socket, (bytes) => {
-        this.#clients.delete(client);
+        forget();
+        // Nothing of the relay's stays on a connection node:http owns (a WebSocket may stay for hours).
+        socket.off("close", forget);
         // The socket is paused, and unshift puts the bytes in front of anything read later: Node's parser
         // reads the request from its first byte.
         if (bytes) socket.unshift(bytes);
@@ -113,7 +122,7 @@ export class ByteRelay<E extends RelayExchange = RelayExchange> {
         socket.resume();
       });
       this.#clients.add(client);
-      socket.once("close", () => this.#clients.delete(client));
+      socket.once("close", forget);
       this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
     });
   }
@@ -127,6 +136,7 @@ export class ByteRelay<E extends RelayExchange = RelayExchange> {
 
   /** Ends every connection the relay holds (the server's close waits for them otherwise). */
   close(): void {
+    this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = null;
     for (const client of this.#clients) client.socket.destroy();
@@ -240,7 +250,10 @@ class ClientConnection<E extends RelayExchange> {
   exchangeEnded(close: boolean): void {
     this.#exchange = null;
     if (close) {
-      this.socket.end();
+      // As node:http does: closed once the response is written, whether or not the client ends its side
+      // (the server allows half-open connections, and a client that never closed would keep it forever;
+      // the sweep leaves a busy connection alone).
+      this.socket.destroySoon();
       return;
     }
     this.#busy = false;
@@ -251,9 +264,10 @@ class ClientConnection<E extends RelayExchange> {
   #giveUp(): void {
     if (this.#handedOver) return;
     this.#handedOver = true;
-    // A client that half-closed while its request was being admitted: its bytes can no longer be put back
-    // into an ended stream (rare: a refused preview request from a client that sends FIN after it).
-    if (this.socket.readableEnded) {
+    // A client that reset the connection, or half-closed it, while its request was being admitted: node:http
+    // would set up a parser for a socket whose 'close' has already passed and never free it, and an ended
+    // stream takes no bytes back (rare: a refused or failed admission, from a client that gave up on it).
+    if (this.socket.destroyed || this.socket.readableEnded) {
       this.socket.destroy();
       return;
     }

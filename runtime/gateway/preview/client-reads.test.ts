@@ -110,6 +110,26 @@ describe("takeClientReads", () => {
     expect(got).toHaveLength(1);
   });
 
+  it.each(["taken", "released"])(
+    "reports a client's reset as ECONNRESET on a socket whose reads were %s",
+    async (state) => {
+      const { accepted, client } = await takenPair();
+      if (state === "released") {
+        accepted.pause();
+        releaseClientReads(accepted);
+        accepted.on("data", () => {});
+        accepted.resume();
+      }
+      const failed = once(accepted, "error");
+      // Not events.once: its promise for 'close' rejects on the 'error' that comes first.
+      const closed = new Promise((resolve) => accepted.once("close", resolve));
+      client.resetAndDestroy();
+      const [err] = (await failed) as [NodeJS.ErrnoException];
+      expect(err.code).toBe("ECONNRESET");
+      await closed;
+    },
+  );
+
   it("still ends the stream when the client sends FIN", async () => {
     const { accepted, client } = await pair((s) => {
       takeClientReads(s, () => {});
