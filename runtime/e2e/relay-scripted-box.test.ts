@@ -303,11 +303,16 @@ describe("terminal relay against a scripted box endpoint", async () => {
         "box connection",
         () => t.box.connections[before]?.init && t.box.connections[before],
       );
+      const relay = [...gateway.relays].find((r) => r.identity.readOnly)!;
+      const idleSince = relay.lastActivityAt;
+      await waitFor("the clock to move on", () => Date.now() > idleSince);
       viewer.type("rm -rf ~\r");
       viewer.resize({ columns: 100, rows: 30 }); // a viewer must not shrink the owner's screen
       viewer.pause(); // passes: what arrives first proves the two before it were dropped
       await waitFor("the viewer's PAUSE at the box", () => c.messages.length === 1);
       expect(c.messages.map((m) => m.data.toString())).toEqual(["2"]);
+      // Nothing a viewer sends is activity: its socket idles, and autostop goes ahead, as without it.
+      expect(relay.lastActivityAt).toBe(idleSince);
       c.ws.send(Buffer.from("0what the owner typed"));
       await viewer.waitFor("what the owner typed");
     } finally {
@@ -490,6 +495,29 @@ describe("terminal relay against a scripted box endpoint", async () => {
     } finally {
       await client.close();
     }
+  });
+
+  it("ends at once when the box dies while the client's input is held back (the paused leg still reads its close answer)", async () => {
+    const { client, box } = await t.openReady();
+    const relay = [...gateway.relays][0]!;
+    box.ws.pause(); // the box stops reading
+    for (let i = 0; i < 200; i++) client.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024)]));
+    await waitFor("the relay to stop reading the client", () => relay.buffered.clientPaused);
+    box.ws.terminate();
+    // Nothing would resume the client's leg once the box was gone: the close waited for CLOSE_TIMEOUT_MS (30 s).
+    await waitFor("the relay to end", () => gateway.socketCount === 0, 10_000);
+    expect(await client.closed).toEqual({ code: 4502, reason: "box connection lost" });
+  });
+
+  it("hangs up the box at once when a client whose output is held back goes away", async () => {
+    const { client, box } = await t.openReady();
+    const relay = [...gateway.relays][0]!;
+    client.ws.pause(); // the browser stops reading
+    for (let i = 0; i < 100; i++) box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024)]));
+    await waitFor("the relay to stop reading the box", () => relay.buffered.upstreamPaused);
+    client.ws.terminate();
+    // The box's answer to the relay's close frame is read although the box's leg was paused.
+    await waitFor("the box's leg closed", () => box.ws.readyState === WebSocket.CLOSED, 10_000);
   });
 
   describe("close codes and reasons", () => {
@@ -705,8 +733,31 @@ describe("terminal relay against a scripted box endpoint", async () => {
   it("sends 1001 to every socket when the control plane shuts down, and records their activity", async () => {
     const { client } = await t.openReady();
     client.type("x");
+    // A second socket still being authorized when the shutdown comes (its token held at the database).
+    const consume = gateway.tokens.consume.bind(gateway.tokens);
+    let letThrough!: () => void;
+    const held = new Promise<void>((resolve) => {
+      letThrough = resolve;
+    });
+    let consuming = false;
+    gateway.tokens.consume = async (claims) => {
+      consuming = true;
+      await held;
+      return consume(claims);
+    };
+    const late = connectThroughRelay({
+      baseUrl: t.cp.url,
+      sessionId: t.sessionId,
+      token: await t.mint(),
+    }).catch((e) => e);
+    await waitFor("the second socket's authorization", () => consuming);
     await gateway.close();
+    letThrough();
     expect(await client.closed).toEqual({ code: 1001, reason: "server restarting" });
+    // Answered, not left open for the client to give up on (the HTTP server's close would wait for it).
+    const lateRefusal = await late;
+    expect(lateRefusal).toBeInstanceOf(TtydConnectError);
+    expect(lateRefusal.status).toBe(503);
     const refused = await connectThroughRelay({
       baseUrl: t.cp.url,
       sessionId: t.sessionId,

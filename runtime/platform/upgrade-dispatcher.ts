@@ -50,10 +50,15 @@ export class UpgradeDispatcher {
   }
 }
 
-/** Answers an upgrade with a plain HTTP error and closes; safe to call on an already closed socket. */
+/**
+ * Answers an upgrade with a plain HTTP error and closes; safe to call on an already closed socket. Closed
+ * once the answer is written, not only ended: the HTTP server allows half-open connections, and a client
+ * that never closed its side would otherwise hold the socket for good.
+ */
 export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = reason): void {
   if (!socket.writable) return void socket.destroy();
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
 }

@@ -270,7 +270,13 @@ export class TerminalGateway {
       verdict = { ok: false, spec: close.terminalError, label: "internal" };
     }
     if (!verdict.ok) return this.#closeRefuse(req, socket, head, verdict.spec, verdict.label);
-    if (this.#closed || socket.destroyed) return verdict.release();
+    if (this.#closed || socket.destroyed) {
+      verdict.release();
+      // Shut down while it was being authorized: answered and closed, or the HTTP server's close (which
+      // does not reach upgrade requests) would wait for this client to give up.
+      if (!socket.destroyed) this.#httpRefuse(socket, 503, "Service Unavailable", "shutting_down");
+      return;
+    }
 
     let accepted = false;
     // `ws` does the handshake only; the relay takes the socket from it (socket-takeover.ts).

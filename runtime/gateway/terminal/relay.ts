@@ -308,6 +308,12 @@ export class TerminalRelay {
   #upstreamOpened = false;
   /** The upstream's end was reported (its close frame or its socket's close), once. */
   #upstreamEnded = false;
+  /**
+   * The browser's messages that count as activity, as they start: those the relay forwards or reads from
+   * a socket that may write. A read-only viewer changes nothing on the box (its keystrokes and resizes are
+   * dropped), so nothing it sends holds off the idle timeout or autostop; output still does.
+   */
+  #clientMessagesKept = 0;
   #connectStartedAt = 0;
   #initTimer: NodeJS.Timeout | null = null;
   #clientCloseTimer: NodeJS.Timeout | null = null;
@@ -476,19 +482,26 @@ export class TerminalRelay {
   readonly #onClientData = (chunk: Buffer): void => {
     const now = Date.now();
     this.#clientLeg.lastProgressAt = now;
-    const started = this.#fromClient.messagesStarted;
+    const kept = this.#clientMessagesKept;
     this.#fromClient.push(chunk);
-    if (this.#fromClient.messagesStarted !== started && this.#state !== "ending" && this.#state !== "ended")
+    if (this.#clientMessagesKept !== kept && this.#state !== "ending" && this.#state !== "ended")
       this.lastActivityAt = now;
   };
 
+  /** What happens to a browser message, by its command byte. */
+  #clientDecision(command: number | undefined): ReturnType<FrameSink["decide"]> {
+    if (!this.#initSeen) return COLLECT;
+    if (command === ClientCommand.INPUT) return this.identity.readOnly ? DROP : FORWARD;
+    if (command === ClientCommand.RESIZE_TERMINAL) return this.identity.readOnly ? DROP : COLLECT;
+    if (command === ClientCommand.PAUSE || command === ClientCommand.RESUME) return FORWARD_NOTIFY;
+    return FORWARD;
+  }
+
   readonly #clientSink: FrameSink = {
     decide: (command) => {
-      if (!this.#initSeen) return COLLECT;
-      if (command === ClientCommand.INPUT) return this.identity.readOnly ? DROP : FORWARD;
-      if (command === ClientCommand.RESIZE_TERMINAL) return this.identity.readOnly ? DROP : COLLECT;
-      if (command === ClientCommand.PAUSE || command === ClientCommand.RESUME) return FORWARD_NOTIFY;
-      return FORWARD;
+      const decision = this.#clientDecision(command);
+      if (decision !== DROP && !this.identity.readOnly) this.#clientMessagesKept++;
+      return decision;
     },
     forward: (bytes) => this.upstream.send(bytes),
     collected: (payload, raw) => {
@@ -845,6 +858,7 @@ export class TerminalRelay {
     if (rest > 0) client.send(Buffer.alloc(rest));
     client.insert(encodeClose(code, reason, false), true);
     client.closeSent = true;
+    this.#readUntilClosed(this.#clientLeg);
     if (!this.#clientCloseTimer) {
       this.#clientCloseTimer = setTimeout(() => this.#clientSocket.destroy(), CLOSE_TIMEOUT_MS);
       this.#clientCloseTimer.unref();
@@ -876,10 +890,22 @@ export class TerminalRelay {
     }
     up.insert(encodeClose(code, "", true), true);
     up.closeSent = true;
+    this.#readUntilClosed(this.#upLeg);
     // The box answers and closes; one that does not is cut off.
     const timer = setTimeout(() => socket.destroy(), CLOSE_TIMEOUT_MS);
     timer.unref();
     socket.once("close", () => clearTimeout(timer));
+  }
+
+  /**
+   * A leg our close frame went out on is read again if backpressure paused it: only its close answer (or
+   * its FIN) matters now, and the write completions that would have resumed it may never come (the other
+   * leg is gone), which left the close to the 30 s timer. No RESUME goes to the box: it is being closed.
+   */
+  #readUntilClosed(leg: Leg): void {
+    if (!leg.paused) return;
+    leg.paused = false;
+    this.#legSocket(leg)?.resume();
   }
 
   #finish(endedBy: "client" | "relay"): void {
