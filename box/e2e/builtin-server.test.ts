@@ -1,4 +1,6 @@
+import { once } from "node:events";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { measureEchoRoundTrip } from "../bench/terminal.ts";
@@ -84,6 +86,34 @@ describe.skipIf(TMUX_MISSING)(
       expect((await get(endpoint.port, "/token")).status).toBe(401);
       const ok = await get(endpoint.port, "/token", { authorization: basicAuthHeader(credential) });
       expect(JSON.parse(ok.body)).toEqual({ token: encodeCredential(credential) });
+    });
+
+    it("closes a refused upgrade's socket although the client keeps its own side open", async () => {
+      const socket = connect({ port: endpoint.port, host: "127.0.0.1", allowHalfOpen: true });
+      let closed = false;
+      socket.once("close", () => {
+        closed = true;
+      });
+      socket.on("error", () => {});
+      await once(socket, "connect");
+      const answer: Buffer[] = [];
+      socket.on("data", (chunk: Buffer) => answer.push(chunk));
+      const ended = once(socket, "end");
+      socket.write(
+        "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      );
+      await ended;
+      expect(Buffer.concat(answer).toString("latin1")).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
+      // The server closed the connection, not only its sending side: what the client sends now is reset (seen
+      // by the write after the one the reset answers).
+      try {
+        await waitUntil(() => {
+          if (!closed) socket.write("more");
+          return closed;
+        }, "the client's socket reset");
+      } finally {
+        socket.destroy();
+      }
     });
 
     it("prepares the session through onAttach, so a first attach gets the three-pane layout", async () => {

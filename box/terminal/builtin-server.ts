@@ -74,6 +74,8 @@ function rejectUpgrade(socket: Duplex, status: number, reason: string, extraHead
       "",
       body,
     ].join("\r\n"),
+    // Closed once written, not only ended: the HTTP server allows half-open connections.
+    () => socket.destroy(),
   );
 }
 
