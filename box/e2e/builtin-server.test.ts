@@ -1,6 +1,4 @@
-import { once } from "node:events";
 import { request } from "node:http";
-import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { measureEchoRoundTrip } from "../bench/terminal.ts";
@@ -8,6 +6,7 @@ import { startBuiltinTerminalServer } from "../terminal/builtin-server.ts";
 import { TtydClient } from "../terminal/client.ts";
 import type { TerminalEndpoint } from "../terminal/endpoint-types.ts";
 import { basicAuthHeader, encodeCredential } from "../terminal/protocol.ts";
+import { upgradeHalfOpen } from "../testing/half-open-upgrade.ts";
 import { registerTerminalConformanceSuite } from "../testing/terminal-conformance.ts";
 import { makeTestTmux, type TestTmux, TMUX_MISSING } from "../testing/tmux.ts";
 import { waitUntil } from "../testing/wait.ts";
@@ -89,21 +88,12 @@ describe.skipIf(TMUX_MISSING)(
     });
 
     it("closes a refused upgrade's socket although the client keeps its own side open", async () => {
-      const socket = connect({ port: endpoint.port, host: "127.0.0.1", allowHalfOpen: true });
+      const { socket, answer } = await upgradeHalfOpen(endpoint.port, "/ws");
+      expect(answer).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
       let closed = false;
       socket.once("close", () => {
         closed = true;
       });
-      socket.on("error", () => {});
-      await once(socket, "connect");
-      const answer: Buffer[] = [];
-      socket.on("data", (chunk: Buffer) => answer.push(chunk));
-      const ended = once(socket, "end");
-      socket.write(
-        "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-      );
-      await ended;
-      expect(Buffer.concat(answer).toString("latin1")).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
       // The server closed the connection, not only its sending side: what the client sends now is reset (seen
       // by the write after the one the reset answers).
       try {

@@ -497,11 +497,16 @@ describe("terminal relay against a scripted box endpoint", async () => {
     }
   });
 
+  /** `reader` stops reading, and `sender` sends it `messages` of 64 KiB (INPUT or OUTPUT: both are "0"). */
+  const backUp = (sender: WebSocket, reader: WebSocket, messages: number): void => {
+    reader.pause();
+    for (let i = 0; i < messages; i++) sender.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024)]));
+  };
+
   it("ends at once when the box dies while the client's input is held back (the paused leg still reads its close answer)", async () => {
     const { client, box } = await t.openReady();
     const relay = [...gateway.relays][0]!;
-    box.ws.pause(); // the box stops reading
-    for (let i = 0; i < 200; i++) client.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024)]));
+    backUp(client.ws, box.ws, 200);
     await waitFor("the relay to stop reading the client", () => relay.buffered.clientPaused);
     box.ws.terminate();
     // Nothing would resume the client's leg once the box was gone: the close waited for CLOSE_TIMEOUT_MS (30 s).
@@ -512,8 +517,7 @@ describe("terminal relay against a scripted box endpoint", async () => {
   it("hangs up the box at once when a client whose output is held back goes away", async () => {
     const { client, box } = await t.openReady();
     const relay = [...gateway.relays][0]!;
-    client.ws.pause(); // the browser stops reading
-    for (let i = 0; i < 100; i++) box.ws.send(Buffer.concat([Buffer.of(0x30), Buffer.alloc(64 * 1024)]));
+    backUp(box.ws, client.ws, 100);
     await waitFor("the relay to stop reading the box", () => relay.buffered.upstreamPaused);
     client.ws.terminate();
     // The box's answer to the relay's close frame is read although the box's leg was paused.

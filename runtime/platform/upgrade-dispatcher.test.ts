@@ -4,8 +4,9 @@
  */
 import { once } from "node:events";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { afterEach, expect, it } from "vitest";
+import { upgradeHalfOpen } from "../../box/testing/half-open-upgrade.ts";
 import { waitFor } from "../test/wait.ts";
 import { createLogger } from "./logger.ts";
 import { UpgradeDispatcher } from "./upgrade-dispatcher.ts";
@@ -18,8 +19,8 @@ afterEach(() => {
 it("answers an upgrade nobody owns with 404 and closes it, though the client keeps its side open", async () => {
   const server = http.createServer((_req, res) => res.end());
   new UpgradeDispatcher(createLogger("silent")).attach(server);
-  const accepted: net.Socket[] = [];
-  server.on("connection", (socket: net.Socket) => accepted.push(socket));
+  const accepted: Socket[] = [];
+  server.on("connection", (socket: Socket) => accepted.push(socket));
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   cleanups.push(() => {
@@ -27,20 +28,11 @@ it("answers an upgrade nobody owns with 404 and closes it, though the client kee
     for (const s of accepted) s.destroy();
     server.close();
   });
-  const client = net.connect({
-    port: (server.address() as AddressInfo).port,
-    host: "127.0.0.1",
-    allowHalfOpen: true,
-  });
-  cleanups.push(() => client.destroy());
-  await once(client, "connect");
-  const received: Buffer[] = [];
-  client.on("data", (chunk: Buffer) => received.push(chunk));
-  const ended = once(client, "end");
-  client.write(
-    "GET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+  const { socket: client, answer } = await upgradeHalfOpen(
+    (server.address() as AddressInfo).port,
+    "/nowhere",
   );
-  await ended;
-  expect(Buffer.concat(received).toString("latin1")).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
+  cleanups.push(() => client.destroy());
+  expect(answer).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
   await waitFor("the server's side closed", () => accepted[0]!.destroyed, 10_000);
 });
