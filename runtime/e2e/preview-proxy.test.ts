@@ -2,11 +2,14 @@
  * The preview proxy end to end: a real control plane, real Postgres, and a real dev server (HTTP and a
  * WebSocket echo) on 127.0.0.1, which stands for the box (the open instance's public_ip is set to it).
  */
+
+import { once } from "node:events";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { upsertUser } from "../domain/identity/actor.ts";
+import type { Authenticator } from "../domain/identity/authenticate.ts";
 import { PATH_FORM_SANDBOX } from "../gateway/preview/gateway.ts";
 import { createLoopbackWorkspace, json, startTestControlPlane } from "../test/control-plane.ts";
 import { MEGABYTE_BODY, startDevServer } from "../test/dev-server.ts";
@@ -68,6 +71,40 @@ function rawSocket(base: string, text: string): Promise<string> {
     s.on("close", () => resolve(out));
     s.on("error", reject);
   });
+}
+
+/** A WebSocket handshake request for `path`, as raw text. */
+function upgradeRequest(path: string, headers: Record<string, string>): string {
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra.join("")}\r\n`;
+}
+
+/** A client's (masked) WebSocket text frame of fewer than 126 bytes. */
+function maskedText(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.of(0x12, 0x34, 0x56, 0x78);
+  const frame = Buffer.concat([Buffer.of(0x81, 0x80 | payload.length), mask, payload]);
+  for (let i = 0; i < payload.length; i++) frame[6 + i]! ^= mask[i % 4]!;
+  return frame;
+}
+
+/** Holds the control plane's credential check until `letThrough()`; `admitting` turns true when one waits. */
+function holdAdmission(cp: { deps: { authenticator: Pick<Authenticator, "resolve"> } }) {
+  const resolve = cp.deps.authenticator.resolve.bind(cp.deps.authenticator);
+  let letThrough!: () => void;
+  const held = new Promise<void>((r) => {
+    letThrough = r;
+  });
+  const state = { admitting: false, letThrough: () => letThrough(), restore: () => {} };
+  cp.deps.authenticator.resolve = async (input) => {
+    state.admitting = true;
+    await held;
+    return resolve(input);
+  };
+  state.restore = () => {
+    cp.deps.authenticator.resolve = resolve;
+  };
+  return state;
 }
 
 function openWs(url: string, headers: Record<string, string>): Promise<WebSocket> {
@@ -493,14 +530,110 @@ describe("preview proxy", async () => {
     });
   });
 
+  describe("sockets nobody is left holding", () => {
+    it("dials nothing for an upgrade whose client reset while it was being admitted", async () => {
+      const hold = holdAdmission(cp);
+      try {
+        const hits = dev.hits;
+        const client = connect(Number(cpPort), "127.0.0.1");
+        client.on("error", () => {});
+        await once(client, "connect");
+        client.write(upgradeRequest(`${prefix}/`, bearer));
+        await waitFor("the upgrade's admission", () => hold.admitting);
+        const gone = once(client, "close");
+        client.resetAndDestroy();
+        await gone;
+        hold.letThrough();
+        // A WebSocket after it, admitted the same way: by the time it is open, the first one was decided.
+        const after = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
+        expect(await echoOnce(after, "after")).toBe("after");
+        after.close();
+        expect(dev.hits).toBe(hits + 1);
+      } finally {
+        hold.restore();
+      }
+    });
+
+    it("closes the dev server's pending handshake when the client leaves", async () => {
+      const held = dev.heldUpgrades.length;
+      const client = connect(Number(cpPort), "127.0.0.1");
+      client.on("error", () => {});
+      await once(client, "connect");
+      client.write(upgradeRequest(`${prefix}/hold`, bearer));
+      const upstream = await waitFor("the handshake at the dev server", () => dev.heldUpgrades[held]);
+      client.destroy();
+      await waitFor("the dev server's side closed", () => upstream.destroyed, 10_000);
+    });
+
+    it("closes the client's socket when the dev server drops the WebSocket, though the client keeps its side open", async () => {
+      const client = connect({ port: Number(cpPort), host: "127.0.0.1", allowHalfOpen: true });
+      client.on("error", () => {});
+      let received = "";
+      client.on("data", (d: Buffer) => {
+        received += d.toString("latin1");
+      });
+      let closed = false;
+      client.once("close", () => {
+        closed = true;
+      });
+      await once(client, "connect");
+      const ended = once(client, "end");
+      client.write(upgradeRequest(`${prefix}/`, bearer));
+      await waitFor("the 101", () => received.startsWith("HTTP/1.1 101 "));
+      client.write(maskedText("drop")); // the dev server's echo drops its connection
+      await ended;
+      // Closed, not only ended: what the client sends now is reset (seen by the write after the one reset).
+      await waitFor(
+        "the client's socket reset",
+        () => {
+          if (!closed) client.write(maskedText("more"));
+          return closed;
+        },
+        10_000,
+      );
+    });
+
+    it("closes a connection whose request body the dev server answered without reading", async () => {
+      const client = connect(Number(cpPort), "127.0.0.1");
+      client.on("error", () => {});
+      let received = "";
+      client.on("data", (d: Buffer) => {
+        received += d.toString("latin1");
+      });
+      const ended = once(client, "end");
+      await once(client, "connect");
+      const head = `POST ${prefix}/early HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${bearer.authorization}\r\nContent-Length: 1000000\r\n\r\n`;
+      client.write(`${head}${"a".repeat(10)}`);
+      // The rest of the body is never read: the connection cannot serve another request, so it is closed.
+      await ended;
+      expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(received.toLowerCase()).toContain("connection: close\r\n");
+      expect(received.endsWith("early")).toBe(true);
+      client.destroy();
+    });
+  });
+
   describe("restart", () => {
     it("a new control plane on the same database routes the preview at once", async () => {
       // An HMR socket left open must not hold the shutdown (upgraded sockets escape server.close()).
       const hmr = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
       const dropped = new Promise((resolve) => hmr.once("close", resolve));
-      // Nothing else ends that socket: if it held the shutdown, close() would never return.
-      await cp.close();
+      // Nor one still being admitted when the shutdown comes.
+      const hold = holdAdmission(cp);
+      const pending = connect(Number(cpPort), "127.0.0.1");
+      pending.on("error", () => {});
+      pending.resume(); // read, so its 'close' cannot wait behind bytes nobody reads (a 101, if it came first)
+      // Not events.once: its promise for 'close' rejects on an 'error' (a reset) that may come first.
+      const pendingClosed = new Promise((resolve) => pending.once("close", resolve));
+      await once(pending, "connect");
+      pending.write(upgradeRequest(`${prefix}/`, bearer));
+      await waitFor("the pending upgrade's admission", () => hold.admitting);
+      // Nothing else ends those sockets: if they held the shutdown, close() would never return.
+      const closing = cp.close();
+      hold.letThrough();
+      await closing;
       await dropped;
+      await pendingClosed;
       const second = await startTestControlPlane({
         BERTH_PREVIEW_DOMAIN: DOMAIN,
         DATABASE_URL: cp.deps.database.url,

@@ -62,3 +62,14 @@ export function rejectUpgrade(socket: Duplex, status: number, reason: string, bo
     () => socket.destroy(),
   );
 }
+
+/**
+ * Ends `socket` and destroys it once what was written has gone out: on a server that allows half-open
+ * connections, an ended socket stays open for as long as its peer keeps its own side open.
+ */
+export function closeWhenWritten(socket: Duplex): void {
+  if (socket.destroyed) return;
+  if (socket.writableFinished) return void socket.destroy();
+  socket.once("finish", () => socket.destroy());
+  socket.end();
+}

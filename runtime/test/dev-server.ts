@@ -1,10 +1,14 @@
 /**
  * A stand-in dev server for tests and the benchmark: echoes what it received (method, url, headers,
  * body size) as JSON, serves fixed bodies, redirects, and runs a WebSocket echo (like Vite's HMR socket).
- * It counts requests, so a test can prove a refusal happened before any upstream connection opened.
+ * It counts requests, so a test can prove a refusal happened before any upstream connection opened. On
+ * cue it misbehaves the ways proxies must survive: `/early` answers without reading the request's body,
+ * a WebSocket handshake to `/hold…` gets no answer (its socket is in `heldUpgrades`, closed when the
+ * proxy leaves), and the message
+ * `drop` makes the echo drop its connection without a close frame.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer } from "ws";
 
 export interface DevServer {
@@ -14,6 +18,8 @@ export interface DevServer {
   hits: number;
   /** Headers of the last WebSocket handshake. */
   lastUpgradeHeaders: IncomingHttpHeaders | null;
+  /** The sockets of handshakes to `/hold…`, never answered; each closes when the proxy closes its side. */
+  heldUpgrades: Socket[];
   close(): Promise<void>;
 }
 
@@ -43,6 +49,10 @@ export async function startDevServer(host = "127.0.0.1"): Promise<DevServer> {
       });
       return res.end();
     }
+    if (path === "/early") {
+      res.writeHead(200, { "content-type": "text/plain", "content-length": 5 });
+      return res.end("early");
+    }
     if (path === "/set-cookie") {
       res.writeHead(200, { "set-cookie": ["app=1; Path=/", "berth_session=planted; Path=/"] });
       return res.end("ok");
@@ -56,11 +66,26 @@ export async function startDevServer(host = "127.0.0.1"): Promise<DevServer> {
       res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyBytes: bytes }));
     });
   });
-  const wss = new WebSocketServer({ server });
+  const heldUpgrades: Socket[] = [];
+  const wss = new WebSocketServer({
+    server,
+    verifyClient: (info, accept) => {
+      if (!info.req.url?.startsWith("/hold")) return accept(true);
+      state.hits++;
+      // Read, only to notice the proxy leave (its FIN): a held handshake then closes.
+      const socket = info.req.socket;
+      heldUpgrades.push(socket);
+      socket.once("end", () => socket.destroy());
+      socket.resume();
+    },
+  });
   wss.on("connection", (ws, req) => {
     state.hits++;
     state.lastUpgradeHeaders = req.headers;
-    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary && data.toString() === "drop") return ws.terminate();
+      ws.send(data, { binary: isBinary });
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
@@ -73,9 +98,11 @@ export async function startDevServer(host = "127.0.0.1"): Promise<DevServer> {
     get lastUpgradeHeaders() {
       return state.lastUpgradeHeaders;
     },
+    heldUpgrades,
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of wss.clients) c.terminate();
+        for (const s of heldUpgrades) s.destroy();
         wss.close();
         server.close(() => resolve());
         server.closeAllConnections();

@@ -70,7 +70,7 @@ export class PreviewForwarder {
           headers: headers as Record<string, string | string[]>,
           body: hasBody ? req : null,
         },
-        new ResponseRelay(res, hooks, resolve),
+        new ResponseRelay(req, res, hooks, resolve),
       );
     });
   }
@@ -86,6 +86,7 @@ export class PreviewForwarder {
  * per request), which measured about a sixth less CPU per small request.
  */
 class ResponseRelay implements Dispatcher.DispatchHandler {
+  readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #hooks: ForwardHooks;
   readonly #done: () => void;
@@ -100,7 +101,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   };
   readonly #onDrain = () => this.#controller?.resume();
 
-  constructor(res: ServerResponse, hooks: ForwardHooks, done: () => void) {
+  constructor(req: IncomingMessage, res: ServerResponse, hooks: ForwardHooks, done: () => void) {
+    this.#req = req;
     this.#res = res;
     this.#hooks = hooks;
     this.#done = done;
@@ -120,6 +122,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     // 1xx interim responses (103 Early Hints): only the final response is relayed.
     if (statusCode < 200) return;
     for (const name of RESPONSE_FRAMING) delete upstream[name];
+    this.#closeIfBodyUnread();
     try {
       this.#hooks.onResponseHeaders(upstream);
       this.#res.writeHead(statusCode, upstream as Record<string, string | string[]>);
@@ -145,7 +148,18 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#finish();
+    this.#closeIfBodyUnread();
     if (!this.#clientGone) this.#hooks.onError(err);
+  }
+
+  /**
+   * A dev server may answer before the request's body has all arrived (or fail in the middle of it). undici
+   * then stops sending the body and destroys the request stream, detaching it from the client's socket,
+   * so nothing would read the rest: the connection must not be kept for another request. Node then answers
+   * with `Connection: close` and closes the socket once the response is written.
+   */
+  #closeIfBodyUnread(): void {
+    if (!this.#req.complete && !this.#res.headersSent) this.#res.shouldKeepAlive = false;
   }
 
   #finish(): void {

@@ -30,7 +30,7 @@ import { cookieValues } from "../../platform/cookies.ts";
 import { type DomainError, NotFound, Unauthenticated } from "../../platform/errors.ts";
 import type { Logger } from "../../platform/logger.ts";
 import type { SecretBox } from "../../platform/secret-box.ts";
-import { rejectUpgrade } from "../../platform/upgrade-dispatcher.ts";
+import { closeWhenWritten, rejectUpgrade } from "../../platform/upgrade-dispatcher.ts";
 import { SYSTEM, type UserActor } from "../../store/actors.ts";
 import type { PgListener } from "../../store/listener.ts";
 import { allows } from "../../store/policy.ts";
@@ -170,6 +170,7 @@ export class PreviewGateway {
   readonly #ownPorts = new Set<number>();
   /** When each workspace's preview traffic was last recorded as activity (autostop), at most once a minute. */
   readonly #trafficRecorded = new Map<string, number>();
+  #stopped = false;
 
   constructor(deps: PreviewGatewayDeps) {
     this.#deps = deps;
@@ -190,6 +191,35 @@ export class PreviewGateway {
     this.#proxy.on("error", (err) =>
       deps.log.warn({ code: (err as { code?: string }).code }, "preview proxy error"),
     );
+    // http-proxy-3 leaves ends open that a client or dev server can hold: a handshake still pending at the
+    // dev server when the client leaves, the dev server's socket when the client resets (it only ends it),
+    // and the client's socket when the dev server closes (ended, on a server that allows half-open
+    // connections). Each is closed here once the other side is gone.
+    this.#proxy.on("proxyReqWs", (proxyReq, _req, socket, _options, head: Buffer | undefined) => {
+      socket.once("close", () => proxyReq.destroy());
+      // Until the dev server answers, a client may send nothing (RFC 6455 §4.1): its socket is read
+      // meanwhile only to learn that it left (a FIN, which a server allowing half-open connections would
+      // otherwise sit on), and one that broke the rule is dropped. Not when bytes came with its request.
+      const watch = () => {
+        if (socket.read() !== null) socket.destroy();
+      };
+      const left = () => socket.destroy();
+      const unwatch = () => {
+        socket.off("readable", watch);
+        socket.off("end", left);
+      };
+      if (!head?.length) {
+        socket.on("readable", watch);
+        socket.once("end", left);
+      }
+      proxyReq.once("response", unwatch);
+      proxyReq.once("upgrade", (_res, upstream: Duplex) => {
+        unwatch();
+        if (socket.destroyed) return void upstream.destroy();
+        socket.once("close", () => upstream.destroy());
+        upstream.once("close", () => closeWhenWritten(socket));
+      });
+    });
   }
 
   async start(): Promise<void> {
@@ -209,6 +239,7 @@ export class PreviewGateway {
 
   /** Run before the HTTP server closes: open HMR sockets would otherwise hold its close forever. */
   stop(): void {
+    this.#stopped = true;
     this.routes.stop();
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
@@ -611,6 +642,7 @@ export class PreviewGateway {
   readonly matchUpgrade = (_url: URL, req: IncomingMessage): boolean => this.#classify(req) !== null;
 
   readonly handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    if (this.#stopped) return rejectUpgrade(socket, 503, REASONS[503]!);
     const target = this.#classify(req);
     if (!target) return rejectUpgrade(socket, 404, REASONS[404]!);
     if (target.form === "refused") {
@@ -620,7 +652,13 @@ export class PreviewGateway {
     // No CORS protects a WebSocket: only the preview's own pages (same origin as the host) may open one.
     const origin = req.headers.origin;
     if (origin && !sameHost(origin, req.headers.host)) return rejectUpgrade(socket, 403, REASONS[403]!);
+    if (socket.destroyed) return;
+    // Tracked while it is admitted too: stop() ends it, rather than leave the server's close waiting on it.
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
     const admission = await this.#admit(req, target);
+    // The client left, or stop() ended it, while it was admitted: nothing to answer, nothing to dial.
+    if (socket.destroyed) return;
     if (!admission.ok) {
       const r = admission.refusal;
       return rejectUpgrade(
@@ -632,14 +670,15 @@ export class PreviewGateway {
     }
     const { route } = admission;
     this.#prepare(req, target, true);
-    this.#sockets.add(socket);
-    socket.once("close", () => this.#sockets.delete(socket));
     this.#proxy.ws(
       req,
       socket,
       head,
       { target: admission.target, agent: this.#agent, connectTimeout: CONNECT_TIMEOUT_MS },
-      (err) => this.#upstreamFailed(err, route, socket),
+      // A client that left makes the pending handshake fail too (proxyReqWs above): nothing to answer.
+      (err) => {
+        if (!socket.destroyed) this.#upstreamFailed(err, route, socket);
+      },
     );
   };
 }

@@ -71,4 +71,5 @@ export const REASONS: Record<number, string> = {
   403: "Forbidden",
   404: "Not Found",
   502: "Bad Gateway",
+  503: "Service Unavailable",
 };
