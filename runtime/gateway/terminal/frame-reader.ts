@@ -99,8 +99,6 @@ function maskByte(mask: number, i: number): number {
 export class FrameReader {
   /** Payload bytes of forwarded data frames so far (the relay's byte counters). */
   forwardedBytes = 0;
-  /** Data messages whose first frame header arrived (the relay's activity signal). */
-  messagesStarted = 0;
 
   readonly #sink: FrameSink;
   readonly #masked: boolean;
@@ -283,7 +281,6 @@ export class FrameReader {
     if (at + length !== n) return false;
     const mask = this.#masked ? uint32(chunk, 2) : 0;
     const binary = b0 === 0x80 + Opcode.BINARY;
-    this.messagesStarted++;
     const command = this.#masked ? chunk[at]! ^ (mask >>> 24) : chunk[at]!;
     const { action, notify } = this.#sink.decide(command, binary);
     if (action === "forward") {
@@ -451,7 +448,6 @@ export class FrameReader {
         this.#command = undefined;
         this.#raw = [];
         this.#collect = [];
-        this.messagesStarted++;
       }
       this.#messageLength += length;
       if (this.#decided) disposition = this.#action;
