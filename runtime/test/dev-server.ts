@@ -4,8 +4,7 @@
  * It counts requests, so a test can prove a refusal happened before any upstream connection opened. On
  * cue it misbehaves the ways proxies must survive: `/early` answers without reading the request's body,
  * a WebSocket handshake to `/hold…` gets no answer (its socket is in `heldUpgrades`, closed when the
- * proxy leaves), and the message
- * `drop` makes the echo drop its connection without a close frame.
+ * proxy leaves), and the message `drop` makes the echo drop its connection without a close frame.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
