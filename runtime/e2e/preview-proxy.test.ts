@@ -8,6 +8,7 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
+import { upgradeRequest } from "../../box/testing/half-open-upgrade.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import type { Authenticator } from "../domain/identity/authenticate.ts";
 import { PATH_FORM_SANDBOX } from "../gateway/preview/gateway.ts";
@@ -73,12 +74,6 @@ function rawSocket(base: string, text: string): Promise<string> {
   });
 }
 
-/** A WebSocket handshake request for `path`, as raw text. */
-function upgradeRequest(path: string, headers: Record<string, string>): string {
-  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
-  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra.join("")}\r\n`;
-}
-
 /** A client's (masked) WebSocket text frame of fewer than 126 bytes. */
 function maskedText(text: string): Buffer {
   const payload = Buffer.from(text);
@@ -95,14 +90,17 @@ function holdAdmission(cp: { deps: { authenticator: Pick<Authenticator, "resolve
   const held = new Promise<void>((r) => {
     letThrough = r;
   });
-  const state = { admitting: false, letThrough: () => letThrough(), restore: () => {} };
+  const state = {
+    admitting: false,
+    letThrough: () => letThrough(),
+    restore: () => {
+      cp.deps.authenticator.resolve = resolve;
+    },
+  };
   cp.deps.authenticator.resolve = async (input) => {
     state.admitting = true;
     await held;
     return resolve(input);
-  };
-  state.restore = () => {
-    cp.deps.authenticator.resolve = resolve;
   };
   return state;
 }
@@ -544,7 +542,8 @@ describe("preview proxy", async () => {
         client.resetAndDestroy();
         await gone;
         hold.letThrough();
-        // A WebSocket after it, admitted the same way: by the time it is open, the first one was decided.
+        // A WebSocket after it, admitted the same way, dialled once: the first one, decided before it, never
+        // dials. (Were it to dial, it would most likely have done so by now: the two take the same steps.)
         const after = await openWs(`ws://127.0.0.1:${cpPort}${prefix}/`, bearer);
         expect(await echoOnce(after, "after")).toBe("after");
         after.close();

@@ -57,19 +57,19 @@ export class UpgradeDispatcher {
  */
 export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = reason): void {
   if (!socket.writable) return void socket.destroy();
-  socket.end(
+  closeWhenWritten(
+    socket,
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    () => socket.destroy(),
   );
 }
 
 /**
- * Ends `socket` and destroys it once what was written has gone out: on a server that allows half-open
- * connections, an ended socket stays open for as long as its peer keeps its own side open.
+ * Ends `socket` (after `last`, if given) and destroys it once everything written has gone out: on a server
+ * that allows half-open connections, an ended socket stays open for as long as its peer keeps its side
+ * open. end()'s callback runs on finish, on an error, and on a socket already finished or destroyed.
  */
-export function closeWhenWritten(socket: Duplex): void {
-  if (socket.destroyed) return;
-  if (socket.writableFinished) return void socket.destroy();
-  socket.once("finish", () => socket.destroy());
-  socket.end();
+export function closeWhenWritten(socket: Duplex, last?: string): void {
+  const close = () => socket.destroy();
+  if (last === undefined) socket.end(close);
+  else socket.end(last, close);
 }
