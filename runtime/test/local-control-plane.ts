@@ -60,7 +60,9 @@ export async function startLocalControlPlane(
 
 /**
  * Ends every box agent and tmux server under a local driver's root, and removes it. Agents are detached by
- * design (they outlive a control plane), so a test file must end the ones it started.
+ * design (they outlive a control plane), so a test file must end the ones it started. Panes are killed
+ * before their server: a shell that tmux merely hangs up on writes its history into the box user's home,
+ * under this root, while the root is being removed (rmSync then fails with ENOTEMPTY).
  */
 export function killLocalBoxes(root: string): void {
   for (const id of readdirSync(root)) {
@@ -68,11 +70,24 @@ export function killLocalBoxes(root: string): void {
       const state = JSON.parse(readFileSync(join(root, id, "run", "agent.json"), "utf8"));
       process.kill(-state.pid, "SIGKILL");
     } catch {}
+    const tmux = (...args: string[]) =>
+      execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), ...args], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
     try {
-      execFileSync("tmux", ["-S", join(root, id, "run", "tmux.sock"), "kill-server"], { stdio: "ignore" });
+      for (const pid of tmux("list-panes", "-a", "-F", "#{pane_pid}").split("\n").filter(Boolean)) {
+        try {
+          process.kill(-Number(pid), "SIGKILL");
+        } catch {}
+      }
+    } catch {}
+    try {
+      tmux("kill-server");
     } catch {}
   }
-  rmSync(root, { recursive: true, force: true });
+  // A process that was already exiting may still remove or write a file; rmSync retries ENOTEMPTY.
+  rmSync(root, { recursive: true, force: true, maxRetries: 5 });
 }
 
 /**
