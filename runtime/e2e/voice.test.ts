@@ -21,7 +21,7 @@ import { WebSocket } from "ws";
 import { LOCAL_OWNER_EXTERNAL_ID, upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
 import { sessions } from "../store/schema.ts";
-import { startTestControlPlane } from "../test/control-plane.ts";
+import { startTestControlPlane, type TestControlPlane } from "../test/control-plane.ts";
 import { startFakeDeepgram } from "../test/fake-deepgram.ts";
 import { insertWorkspace } from "../test/fixtures.ts";
 import { createReadyWorkspace, startLocalControlPlane } from "../test/local-control-plane.ts";
@@ -29,6 +29,33 @@ import { waitFor } from "../test/wait.ts";
 import { pcmOf, speechWav, tonePcm } from "../test/wav.ts";
 
 const SPOKEN = "list the files in this directory";
+
+/** A ready workspace with one session, and a way to open gateway voice streams into that session. */
+async function streamsIntoASession(cp: TestControlPlane, name: string) {
+  const { db } = cp.deps.database;
+  const owner = await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID);
+  const ws = await insertWorkspace(db, owner.userId, { name, state: "ready" });
+  const [session] = await db
+    .insert(sessions)
+    .values({ workspaceId: ws.id, name: "main", createdById: owner.userId })
+    .returning();
+  const stream = async () => {
+    const res = await cp.api("/api/v1/voice/stream-token", {
+      method: "POST",
+      token: cp.localToken,
+      json: { sessionId: session!.id },
+    });
+    const { protocols } = (await res.json()) as { protocols: string[] };
+    const socket = new WebSocket(`${cp.url.replace("http", "ws")}/api/v1/voice/stream`, protocols);
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })),
+    );
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("open", resolve));
+    return { socket, closed };
+  };
+  return { ws, stream };
+}
 
 describe("voice input", async () => {
   const deepgram = await startFakeDeepgram({ transcript: "echo voice-stream-42", bytesPerUtterance: 32_000 });
@@ -358,28 +385,8 @@ describe("the gateway stream's limits", async () => {
       voice: { maxStreamSeconds: 1, burstBytes: 64_000, maxBytesPerSecond: 64_000, keepAliveMs: 50 },
     },
   );
-  const { db, pool } = cp.deps.database;
-  const owner = await upsertUser(cp.deps.store, LOCAL_OWNER_EXTERNAL_ID);
-  const ws = await insertWorkspace(db, owner.userId, { name: "limits", state: "ready" });
-  const [session] = await db
-    .insert(sessions)
-    .values({ workspaceId: ws.id, name: "main", createdById: owner.userId })
-    .returning();
-  const stream = async () => {
-    const res = await cp.api("/api/v1/voice/stream-token", {
-      method: "POST",
-      token: cp.localToken,
-      json: { sessionId: session!.id },
-    });
-    const { protocols } = (await res.json()) as { protocols: string[] };
-    const socket = new WebSocket(`${cp.url.replace("http", "ws")}/api/v1/voice/stream`, protocols);
-    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-      socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })),
-    );
-    socket.on("error", () => {});
-    await new Promise((resolve) => socket.once("open", resolve));
-    return { socket, closed };
-  };
+  const { pool } = cp.deps.database;
+  const { ws, stream } = await streamsIntoASession(cp, "limits");
 
   it("ends a stream at its length limit: Deepgram gets exactly that much audio, voice_usage its seconds", async () => {
     const before = deepgram.streams.length;
@@ -408,5 +415,30 @@ describe("the gateway stream's limits", async () => {
     const { socket, closed } = await stream();
     socket.send(Buffer.alloc(200_000));
     expect(await closed).toEqual({ code: 4429, reason: "audio sent faster than real time" });
+  });
+});
+
+describe("a speech provider that never answers", async () => {
+  const deepgram = await startFakeDeepgram({ holdHandshake: true });
+  afterAll(() => deepgram.close());
+  const cp = await startTestControlPlane(
+    { DEEPGRAM_API_KEY: deepgram.apiKey, BERTH_DEEPGRAM_URL: deepgram.url },
+    { runBuilds: false, voice: { upstreamTimeoutMs: 1_000, highWaterMark: 4_096, lowWaterMark: 1_024 } },
+  );
+  const { stream } = await streamsIntoASession(cp, "hung provider");
+
+  it("closes at once a client it stopped reading while audio waited for the handshake", async () => {
+    const { socket, closed } = await stream();
+    let ended: { code: number; reason: string } | null = null;
+    void closed.then((end) => {
+      ended = end;
+    });
+    // Past the high-water mark while Deepgram has not answered: the gateway stops reading this client.
+    socket.send(Buffer.alloc(16_000));
+    // The handshake times out and the stream fails. The client's answer to the close frame must still be
+    // read: left paused, the socket would wait for ws's 30 s close timer, and so would the client.
+    const end = await waitFor("the stream's close", () => ended, 10_000);
+    expect(end).toEqual({ code: 4502, reason: "speech provider unavailable" });
+    expect(cp.deps.voice.streams.size).toBe(0);
   });
 });

@@ -10,10 +10,12 @@
  * final carries speech_final false and only the UtteranceEnd ends the utterance; with `holdFinal` it never
  * ends by itself (the interims grow to every word). CloseStream or Finalize
  * flushes a partial utterance as is_final (speech_final false); CloseStream then sends Metadata and closes.
+ * With `holdHandshake` it answers no stream's handshake at all (a provider that hangs).
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 
 export interface FakeDeepgramScript {
@@ -22,6 +24,8 @@ export interface FakeDeepgramScript {
   finalVia: "speech_final" | "utterance_end";
   /** Never endpoint (a speaker who does not pause): interims grow to every word, only Finalize/CloseStream end it. */
   holdFinal: boolean;
+  /** Accept the connection but never answer the WebSocket handshake. */
+  holdHandshake: boolean;
 }
 
 export interface FakeStream {
@@ -58,6 +62,7 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
       bytesPerUtterance: 32_000,
       finalVia: "speech_final",
       holdFinal: false,
+      holdHandshake: false,
       ...script,
     },
     grants,
@@ -108,6 +113,7 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
       return first === "bearer" || first === "token" ? first : false;
     },
   });
+  const heldHandshakes = new Set<Duplex>();
 
   const authOf = (header: string | undefined, protocols: string[]): FakeStream["auth"] | null => {
     if (header === `Token ${apiKey}`) return "header";
@@ -127,6 +133,12 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
     if (!auth) {
       fake.refusedStreams++;
       socket.end("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    if (fake.script.holdHandshake) {
+      heldHandshakes.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => heldHandshakes.delete(socket));
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -231,6 +243,7 @@ export async function startFakeDeepgram(script: Partial<FakeDeepgramScript> = {}
   fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   fake.close = async () => {
     for (const client of wss.clients) client.terminate();
+    for (const socket of heldHandshakes) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
   return fake;

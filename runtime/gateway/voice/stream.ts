@@ -295,6 +295,9 @@ export class VoiceStream {
       });
     }
     const { client } = this.#d;
+    // Read again if backpressure paused it: the client's answer to our close frame must be read, or the
+    // socket waits out ws's 30 s close timer (a stream that fails while Deepgram holds its audio).
+    if (client.isPaused) client.resume();
     if (client.readyState === WebSocket.OPEN) {
       client.send(JSON.stringify({ type: "StreamEnd", seconds }));
       client.close(this.#endSpec.code, this.#endSpec.reason);
