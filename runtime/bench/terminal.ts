@@ -38,6 +38,7 @@ import { spawnBenchControlPlane } from "./control-plane-main.ts";
 import {
   type BenchPostgres,
   benchLocalDriver,
+  cpuSeconds,
   destroyBenchBoxes,
   fmt,
   inRotatingOrder,
@@ -413,21 +414,29 @@ export async function benchTerminalRelay(pgs: BenchPostgres): Promise<void> {
     });
     // CPU time of the process in the middle, per run: on a loaded machine, where MB/s drifts with the
     // neighbours, what each byte costs the relay's process still shows.
-    const withCpu = (run: () => Promise<ReceiveRun>, middle?: BenchChild<unknown>) => async () => {
-      const before = middle ? await middle.ask("cpuMs") : 0;
+    const withCpu = (run: () => Promise<ReceiveRun>, cpuMsOf?: () => Promise<number>) => async () => {
+      const before = cpuMsOf ? await cpuMsOf() : 0;
       const r = await run();
-      return { ...r, cpu: middle ? (await middle.ask("cpuMs")) - before : null };
+      return { ...r, cpu: cpuMsOf ? (await cpuMsOf()) - before : null };
     };
+    const askCpuMs = (child: BenchChild<unknown>) => () => child.ask("cpuMs");
     blastPipe = await spawnTcpPipe(blastPort);
     // Without tmux the paths are steady: each one's fastest run, and its least CPU time.
     const [rawDirect, rawRelay, rawPipe, rawCpPipe, rawNginx] = (
       await inTurns(
         [
           withCpu(() => blastOnce(blastDirectTarget(blastPort))),
-          withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), cp),
-          withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), blastPipe),
-          withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), cp),
-          ...(blastNginx ? [withCpu(() => blastOnce(blastDirectTarget(blastNginx!.port)))] : []),
+          withCpu(async () => blastOnce(await relayTarget(blastSession!.id)), askCpuMs(cp)),
+          withCpu(() => blastOnce(blastDirectTarget(blastPipe!.ready.port)), askCpuMs(blastPipe)),
+          withCpu(() => blastOnce(blastDirectTarget(cp.ready.pipePort!)), askCpuMs(cp)),
+          ...(blastNginx
+            ? [
+                withCpu(
+                  () => blastOnce(blastDirectTarget(blastNginx!.port)),
+                  async () => cpuSeconds([blastNginx!.pid]) * 1000,
+                ),
+              ]
+            : []),
         ],
         5,
       )
