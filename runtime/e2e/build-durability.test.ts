@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { upsertUser } from "../domain/identity/actor.ts";
 import { agentChecksIn } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { ScriptedDriver } from "../test/scripted-driver.ts";
@@ -78,10 +79,14 @@ describe("build log over SSE", async () => {
     expect(messages).toContain("done");
   });
 
-  it("404s another user's build log and rejects a bad Last-Event-ID", async () => {
+  it("401s a bad token, 404s another user's build log and rejects a bad Last-Event-ID", async () => {
     const [{ id }] = (await cp.deps.database.pool.query("SELECT id FROM workspace_builds LIMIT 1")).rows;
-    const other = await cp.api(`/api/v1/builds/${id}/log`, { token: "x".repeat(43) });
-    expect(other.status).toBe(401);
+    const unknown = await cp.api(`/api/v1/builds/${id}/log`, { token: "x".repeat(43) });
+    expect(unknown.status).toBe(401);
+    const mallory = await upsertUser(cp.deps.store, "user_build_log_mallory");
+    const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(mallory)}`;
+    const other = await cp.api(`/api/v1/builds/${id}/log`, { headers: { cookie } });
+    expect(other.status).toBe(404);
     const bad = await cp.api(`/api/v1/builds/${id}/log`, {
       token: cp.localToken,
       headers: { "last-event-id": "-3" },

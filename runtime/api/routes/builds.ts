@@ -86,8 +86,9 @@ export function buildRoutes(router: ApiRouter, deps: AppDeps): void {
       "X-Accel-Buffering": "no",
     });
     ctx.status = 200;
+    // A client that left while the build was looked up has closed already: its `close` event is gone.
     ctx.body = followBuildLog(ctx.state.scope.builds, deps.listener, build.id, after, (cb) =>
-      ctx.req.on("close", cb),
+      ctx.req.destroyed ? cb() : ctx.req.once("close", cb),
     );
   });
 }

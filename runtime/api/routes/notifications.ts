@@ -75,19 +75,35 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
   });
   router.get("/api/v1/notifications/stream", streamDoc, async (ctx) => {
     const out = new PassThrough();
-    const unsubscribe = await followNotifications(ctx.state.scope, deps.listener, (n) =>
-      out.write(sseFrame("notification", present(n))),
-    );
-    const unfollowSessions = await followSessionStates(ctx.state.scope, deps.listener, (s) =>
-      out.write(sseFrame("session", presentSession(s))),
-    );
-    const keepalive = setInterval(() => out.write(": keepalive\n\n"), 15_000);
-    ctx.req.on("close", () => {
-      unsubscribe();
-      unfollowSessions();
-      clearInterval(keepalive);
+    // Listening for the client to leave comes before the awaits below: a client that leaves during them
+    // (or during authentication, before this route ran) has fired its `close` already.
+    const releases: Array<() => void> = [];
+    let closed = false;
+    const close = () => {
+      closed = true;
+      for (const release of releases.splice(0)) release();
       out.end();
-    });
+    };
+    if (ctx.req.destroyed) close();
+    else ctx.req.once("close", close);
+    const hold = (release: () => void) => (closed ? release() : releases.push(release));
+    // An event looked up as the client left arrives after the end: `out` may have no reader to tell.
+    const send = (frame: string) => {
+      if (!closed) out.write(frame);
+    };
+    hold(
+      await followNotifications(ctx.state.scope, deps.listener, (n) =>
+        send(sseFrame("notification", present(n))),
+      ),
+    );
+    hold(
+      await followSessionStates(ctx.state.scope, deps.listener, (s) =>
+        send(sseFrame("session", presentSession(s))),
+      ),
+    );
+    if (closed) return;
+    const keepalive = setInterval(() => send(": keepalive\n\n"), 15_000);
+    hold(() => clearInterval(keepalive));
     ctx.req.socket.setTimeout(0);
     ctx.set({
       "Content-Type": "text/event-stream; charset=utf-8",

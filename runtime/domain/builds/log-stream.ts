@@ -26,23 +26,68 @@ export function followBuildLog(
 ): PassThrough {
   const out = new PassThrough();
   let closed = false;
-  let wake: () => void = () => {};
+  // A NOTIFY for this build since the follower last started a read: it reads again instead of waiting.
+  let notified = false;
+  // The wait in progress (for a NOTIFY, or for a full buffer to drain), and whether a NOTIFY ends it.
+  let endWait: (() => void) | null = null;
+  let waitingForNotify = false;
+  const wake = () => {
+    notified = true;
+    if (waitingForNotify) endWait?.();
+  };
   onClose(() => {
     closed = true;
-    wake();
+    endWait?.();
   });
+  /** Until `start`'s event calls `done`, or the client leaves (or, waiting for a NOTIFY, one came). */
+  const wait = (start: (done: () => void) => () => void, forNotify: boolean) =>
+    new Promise<void>((resolve) => {
+      if (closed || (forNotify && notified)) return resolve();
+      let stop = () => {};
+      const done = () => {
+        stop();
+        endWait = null;
+        waitingForNotify = false;
+        resolve();
+      };
+      stop = start(done);
+      endWait = done;
+      waitingForNotify = forNotify;
+    });
+  const nextNotify = () =>
+    wait((done) => {
+      const t = setTimeout(() => {
+        if (!closed && !out.writableNeedDrain) out.write(": keepalive\n\n");
+        done();
+      }, KEEPALIVE_MS);
+      return () => clearTimeout(t);
+    }, true);
+  // A client that does not read holds the follower here, not the whole log in the stream's buffer.
+  const write = async (chunk: string) => {
+    if (out.write(chunk) || out.destroyed) return;
+    await wait((done) => {
+      out.once("drain", done);
+      out.once("close", done);
+      return () => {
+        out.off("drain", done);
+        out.off("close", done);
+      };
+    }, false);
+  };
 
   void (async () => {
     const unsubscribe = await listener.subscribe(BUILD_LOG_CHANNEL, (payload) => {
-      if (payload === buildId) wake();
+      if (payload === buildId && !closed) wake();
     });
     let cursor = afterSeq;
     try {
       out.write("retry: 2000\n\n");
-      while (!closed) {
+      while (!closed && !out.destroyed) {
+        notified = false;
         const rows = await builds.logLines(buildId, cursor, PAGE);
         for (const r of rows) {
-          out.write(
+          if (closed || out.destroyed) break;
+          await write(
             sseFrame(
               "line",
               { seq: r.seq, at: r.at, level: r.level, stage: r.stage, message: redactAddresses(r.message) },
@@ -51,6 +96,7 @@ export function followBuildLog(
           );
           cursor = r.seq;
         }
+        if (closed || out.destroyed) break;
         if (rows.length === PAGE) continue;
         const status = await builds.status(buildId);
         if (status !== "pending" && status !== "running") {
@@ -59,16 +105,7 @@ export function followBuildLog(
           out.write(sseFrame("end", { status }));
           break;
         }
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            if (!closed) out.write(": keepalive\n\n");
-            resolve();
-          }, KEEPALIVE_MS);
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
+        await nextNotify();
       }
     } catch {
       if (!closed) out.write(sseFrame("error", { message: "log stream interrupted; reconnect to resume" }));
