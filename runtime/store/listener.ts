@@ -1,12 +1,14 @@
 /**
  * One LISTEN connection per process, shared by everything that waits on Postgres NOTIFY (build queue
- * wake-ups, build cancels, build log followers, routing cache invalidation). It reconnects on its own;
- * subscribers also poll, so a notification lost during a reconnect only costs latency.
+ * wake-ups, build cancels, build log followers, routing cache invalidation, the notification and session
+ * streams). It reconnects on its own. The build worker and build log followers also poll and the routing
+ * cache expires, so for them a NOTIFY lost during a reconnect only costs latency; the notification and
+ * session-state streams miss it (the inbox and the session list still hold it).
  */
 import pg from "pg";
 import type { Logger } from "../platform/logger.ts";
 
-type Handler = (payload: string) => void;
+type Handler = (payload: string) => void | Promise<void>;
 
 export class PgListener {
   readonly #url: string;
@@ -39,6 +41,20 @@ export class PgListener {
     };
   }
 
+  /**
+   * One handler's turn: what it throws, or rejects with, is logged here. Nothing awaits a NOTIFY handler, so
+   * a rejection would otherwise be unhandled, and that ends the process.
+   */
+  #dispatch(handler: Handler, channel: string, payload: string | undefined): void {
+    const failed = (err: unknown) => this.#log.warn({ err, channel }, "NOTIFY handler failed");
+    try {
+      const result = handler(payload ?? "");
+      if (result instanceof Promise) result.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     await this.#client?.end().catch(() => {});
@@ -52,7 +68,8 @@ export class PgListener {
         try {
           await client.connect();
           client.on("notification", (msg) => {
-            for (const h of this.#handlers.get(msg.channel) ?? []) h(msg.payload ?? "");
+            for (const h of this.#handlers.get(msg.channel) ?? [])
+              this.#dispatch(h, msg.channel, msg.payload);
           });
           client.on("error", () => this.#reconnect(client));
           client.on("end", () => this.#reconnect(client));
