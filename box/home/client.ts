@@ -45,7 +45,10 @@ export class AgentRequestRejectedError extends Error {
   }
 }
 
-/** Network failure, timeout, 5xx, 429 or an unreadable response: try again later. */
+/**
+ * Network failure, timeout, an unreadable response, or a status that does not refuse the content (5xx, 429,
+ * a proxy's 404 or 408...): try again later.
+ */
 export class ControlPlaneUnavailableError extends Error {
   override name = "ControlPlaneUnavailableError";
   readonly status: number | null;
@@ -120,7 +123,9 @@ export class ControlPlaneClient {
     }
     const raw = await res.text().catch(() => "");
     if (res.status === 401 || res.status === 403) throw new AgentAuthError(res.status, errorMessage(raw));
-    if (res.status === 429 || res.status >= 500)
+    // Only these say "this content is refused" (the loop then replaces the event). Any other status, such as
+    // a 404 or 408 from a proxy or a deploy in progress, says nothing about the content: try again later.
+    if (!res.ok && !REJECTS_CONTENT.has(res.status))
       throw new ControlPlaneUnavailableError(
         `POST ${path}: HTTP ${res.status}${errorMessage(raw) ? ` ${errorMessage(raw)}` : ""}`,
         res.status,
@@ -148,6 +153,9 @@ export class ControlPlaneClient {
     return parsed.data;
   }
 }
+
+/** 400/413/422 (AgentRequestRejectedError). */
+const REJECTS_CONTENT = new Set([400, 413, 422]);
 
 function parseErrorBody(raw: string): { code: string; message: string } | null {
   try {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { AgentEventDraft } from "../protocol.ts";
+import { AGENT_API_PATHS, type AgentEvent, type AgentEventDraft } from "../protocol.ts";
 import { parseTraceparent, type TraceContext } from "../telemetry/trace.ts";
 import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "../testing/fake-control-plane.ts";
 import { waitUntil } from "../testing/wait.ts";
@@ -298,6 +298,64 @@ describe("HomeLoop against a fake control plane", () => {
   });
 });
 
+describe("HomeLoop shutdown", () => {
+  it("starts nothing the final heartbeats ask for once stopped: they only report", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+    const state = newFakeState(TOKEN);
+    const cp = await startFakeControlPlane(state);
+    cleanups.push(() => cp.close());
+    const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
+    const sessions = new MemorySessions();
+    sessions.names.add("main");
+    const started: string[] = [];
+    const applier = new DesiredStateApplier({
+      sessions,
+      statePath: join(dir, "actions.json"),
+      log,
+      backup: async (action) => {
+        started.push(`backup ${action.id}`);
+      },
+      restore: async (action) => {
+        started.push(`restore ${action.id}`);
+      },
+    });
+    const loop = new HomeLoop({
+      client: new ControlPlaneClient({ baseUrl: cp.url, token: TOKEN, timeoutMs: 2000 }),
+      outbox,
+      applier,
+      log,
+      status: () => ({
+        lifecycle: "shutting_down",
+        agentVersion: "test",
+        uptimeSeconds: 1,
+        startedAt: new Date().toISOString(),
+        lastError: null,
+        metrics: {},
+      }),
+      heartbeatIntervalMs: 60_000,
+      minBackoffMs: 10,
+      maxBackoffMs: 100,
+    });
+    cleanups.push(() => outbox.close());
+    loop.start();
+    await waitFor(() => state.heartbeats.length === 1, "the first heartbeat");
+    // SIGTERM: the agent stops the loop, then flushes. Meanwhile the control plane asks for work.
+    await loop.stop();
+    state.desired = {
+      sessions: [],
+      backup: { id: "b1" },
+      sendKeys: [{ id: "k1", session: "main", keys: "rm -rf build", enter: true }],
+    };
+    expect(await loop.flush(5000)).toBe(true);
+    expect(state.heartbeats).toHaveLength(2);
+    // A backup started now is killed with the agent half-way (restic's lock left behind); keys typed and
+    // sessions killed now change the box under an agent on its way out.
+    expect(started).toEqual([]);
+    expect(sessions.typed).toEqual([]);
+    expect([...sessions.names]).toEqual(["main"]);
+  });
+});
+
 describe("HomeLoop backoff", () => {
   it("keeps backing off while the control plane fails, however many events arrive", async () => {
     // The loop's clock and timers are virtual here: 1.5 s of failures take no real time, and the attempts
@@ -373,3 +431,90 @@ function makeAgentFromOutbox(dir: string, url: string, outbox: Outbox, token: st
   });
   return { loop };
 }
+
+/**
+ * A loop whose client talks to a stub: heartbeats succeed (acked through 0), event batches get the answer
+ * `events` gives. `eventPosts` counts the batches.
+ */
+function stubbedLoop(
+  events: (body: { events: AgentEvent[] }) => Response,
+  backoff: { min: number; max: number },
+) {
+  const dir = mkdtempSync(join(tmpdir(), "berth-home-"));
+  const outbox = Outbox.open(join(dir, "outbox.jsonl"), { sync: false });
+  const stub = { eventPosts: 0 };
+  const fetchImpl = (async (url: string | URL | Request, init?: RequestInit) => {
+    if (!String(url).endsWith(AGENT_API_PATHS.events)) return Response.json({ eventsAckedThrough: 0 });
+    stub.eventPosts++;
+    return events(JSON.parse(String(init?.body)));
+  }) as typeof fetch;
+  const loop = new HomeLoop({
+    client: new ControlPlaneClient({ baseUrl: "http://control-plane.test", token: TOKEN, fetch: fetchImpl }),
+    outbox,
+    applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
+    log,
+    status: () => ({
+      lifecycle: "ready" as const,
+      agentVersion: "test",
+      uptimeSeconds: 1,
+      startedAt: new Date().toISOString(),
+      lastError: null,
+      metrics: {},
+    }),
+    heartbeatIntervalMs: 60_000,
+    batchDelayMs: 5,
+    minBackoffMs: backoff.min,
+    maxBackoffMs: backoff.max,
+  });
+  return { outbox, loop, stub };
+}
+
+describe("HomeLoop and refused event batches", () => {
+  it("backs off when the control plane refuses even the rejection log, instead of spinning", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
+    try {
+      const { outbox, loop, stub } = stubbedLoop(
+        () => Response.json({ error: { code: "invalid_input", message: "refused" } }, { status: 400 }),
+        { min: 200, max: 800 },
+      );
+      outbox.append(note(1));
+      loop.start();
+      // A loop that never waits keeps the virtual clock from moving: give up on it past any sane count.
+      for (let i = 0; i < 75 && stub.eventPosts < 1_000; i++) await vi.advanceTimersByTimeAsync(20);
+      // 1.5 s of refusals with 200-800 ms backoff is a handful of attempts, not a hot loop.
+      expect(stub.eventPosts).toBeGreaterThanOrEqual(2);
+      expect(stub.eventPosts).toBeLessThanOrEqual(8);
+      expect(loop.status.lastError).toMatch(/refused/);
+      const stopped = loop.stop();
+      await vi.advanceTimersByTimeAsync(1_000);
+      await stopped;
+      outbox.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("retries a batch a proxy or a deploy answers 404 or 408, rather than taking its events as refused", async () => {
+    const delivered: AgentEvent[] = [];
+    const answers = [404, 408];
+    const { outbox, loop, stub } = stubbedLoop(
+      ({ events }) => {
+        const status = answers.shift();
+        if (status) return new Response(`<html>${status}</html>`, { status });
+        delivered.push(...events);
+        return Response.json({ ackedThrough: events.at(-1)!.seq });
+      },
+      { min: 5, max: 20 },
+    );
+    cleanups.push(async () => {
+      await loop.stop();
+      outbox.close();
+    });
+    outbox.append(note(1));
+    outbox.append(note(2));
+    loop.start();
+    await waitFor(() => outbox.size === 0, "the events to be delivered");
+    expect(stub.eventPosts).toBeGreaterThanOrEqual(3);
+    expect(delivered.map((e) => (e.type === "log" ? e.payload.msg : e.type))).toEqual(["event 1", "event 2"]);
+  });
+});

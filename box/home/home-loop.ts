@@ -64,6 +64,8 @@ export class HomeLoop {
   /** Set while waiting out a failure: new events must not cut the backoff short. */
   private backingOff = false;
   private maxBatch = Number.POSITIVE_INFINITY;
+  /** The seq whose event was last replaced with a rejection log line. */
+  private replacedSeq: number | null = null;
   private unsubscribe: (() => void) | null = null;
   /** Serializes every request: the loop and `flush` never talk to the control plane at the same time. */
   private chain: Promise<unknown> = Promise.resolve();
@@ -95,7 +97,7 @@ export class HomeLoop {
     this.poke(true);
   }
 
-  /** Stops the loop after the request in flight, if any. */
+  /** Stops the loop after the request in flight, if any. From then on, heartbeats apply no desired state. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
@@ -194,7 +196,9 @@ export class HomeLoop {
       );
     this.status.synced = true;
     this.o.applier.ack(res.acks.completed);
-    await this.applyDesired(res);
+    // Stopped (shutting down): the last heartbeats only report. A backup or restore started now would be
+    // killed with the agent half-way, and the box should not change under an agent on its way out.
+    if (!this.stopped) await this.applyDesired(res);
   }
 
   private async applyDesired(res: HeartbeatResponse): Promise<void> {
@@ -217,6 +221,9 @@ export class HomeLoop {
       this.maxBatch = Number.POSITIVE_INFINITY;
     } catch (err) {
       if (!(err instanceof AgentRequestRejectedError)) throw err;
+      // It refuses even the log line that already stands in for the event: there is nothing left to
+      // narrow down or replace. Retry later, with backoff, instead of replacing it again at once, forever.
+      if (batch.length === 1 && batch[0]!.seq === this.replacedSeq) throw err;
       // The control plane refuses the content. Narrow it down to the one event it refuses and replace
       // that event with a log line under the same seq, so the sequence moves on without a gap.
       this.noteSuccess();
@@ -226,6 +233,7 @@ export class HomeLoop {
       } else {
         this.o.log.error({ seq: batch[0]!.seq, reason: err.message }, "event rejected by control plane");
         this.o.outbox.replaceWithRejection(batch[0]!.seq, err.message);
+        this.replacedSeq = batch[0]!.seq;
         this.maxBatch = Number.POSITIVE_INFINITY;
       }
     }
