@@ -14,7 +14,9 @@ import {
   closeSync,
   existsSync,
   fdatasyncSync,
+  fstatSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -185,8 +187,21 @@ export class Outbox {
 
   private write(line: Line): void {
     if (this.fd === undefined) throw new Error(`outbox ${this.path} is closed`);
-    writeSync(this.fd, `${JSON.stringify(line)}\n`);
-    if (this.sync) fdatasyncSync(this.fd);
+    const bytes = Buffer.from(`${JSON.stringify(line)}\n`);
+    const end = fstatSync(this.fd).size;
+    try {
+      writeAll(this.fd, bytes);
+      if (this.sync) fdatasyncSync(this.fd);
+    } catch (err) {
+      // Take back a line that is stored only in part, or not durably: the next line would follow it, and the
+      // whole journal would load as corrupt (or with a seq twice) after a restart.
+      try {
+        ftruncateSync(this.fd, end);
+      } catch {
+        // The journal keeps a torn line; still refuse the event rather than claim it is stored.
+      }
+      throw err;
+    }
     this.linesSinceCompact++;
   }
 
@@ -200,7 +215,7 @@ export class Outbox {
       const header: Line = { t: "s", nextSeq: first, ackedThrough: this.ackedThroughLocal };
       let text = `${JSON.stringify(header)}\n`;
       for (const e of this.pending) text += `${JSON.stringify({ t: "e", e } satisfies Line)}\n`;
-      writeSync(fd, text);
+      writeAll(fd, Buffer.from(text)); // a short write must not become the journal
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -260,6 +275,11 @@ export class Outbox {
       this.compact();
     }
   }
+}
+
+/** A full disk stores part of a write and says so only in the count (the next write fails): write it all. */
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
 }
 
 function syncDir(dir: string): void {
