@@ -3,6 +3,7 @@ import {
   mkdirSync,
   mkdtempSync,
   renameSync,
+  rmSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
@@ -121,5 +122,33 @@ describe("LogTailer", () => {
     second.poll();
     expect(got).toEqual(["a:-seen", "a:-while-down", "b:new-file-before-restart"]);
     second.stop();
+  });
+
+  it("reports an error while finishing a removed file instead of throwing it out of the poll timer", () => {
+    const dir = mkdtempSync(join(tmpdir(), "berth-tail-"));
+    const got: string[] = [];
+    const errors: string[] = [];
+    const t = new LogTailer({
+      dir,
+      // Stands in for any failure while draining (a read error on a failing volume, a consumer's bug).
+      onData: (s, c) => {
+        if (s === "gone") throw new Error("cannot handle gone's output");
+        got.push(`${s}:${c.toString()}`);
+      },
+      onError: (err) => errors.push(err.message),
+    });
+    writeFileSync(join(dir, "gone.log"), "");
+    writeFileSync(join(dir, "kept.log"), "");
+    t.poll();
+    appendFileSync(join(dir, "gone.log"), "last words");
+    rmSync(join(dir, "gone.log"));
+    appendFileSync(join(dir, "kept.log"), "still here");
+    // poll() runs in a setInterval callback (and in stop(), at shutdown): a throw there kills the agent.
+    expect(() => t.poll()).not.toThrow();
+    expect(errors).toEqual(["cannot handle gone's output"]);
+    expect(got).toEqual(["kept:still here"]);
+    appendFileSync(join(dir, "kept.log"), "!");
+    expect(() => t.stop()).not.toThrow();
+    expect(got).toEqual(["kept:still here", "kept:!"]);
   });
 });

@@ -112,9 +112,15 @@ export class LogTailer {
     }
     for (const [session, f] of this.files) {
       if (present.has(session)) continue;
-      this.drain(session, f, Number.POSITIVE_INFINITY);
-      closeSync(f.fd);
-      this.files.delete(session);
+      try {
+        this.drain(session, f, Number.POSITIVE_INFINITY);
+      } catch (err) {
+        // poll() runs from a timer and from stop(): an error thrown from here would kill the agent.
+        this.report(err as Error);
+      } finally {
+        closeSync(f.fd);
+        this.files.delete(session);
+      }
     }
     this.first = false;
     this.saveOffsets();
