@@ -262,7 +262,10 @@ const schema = z
           ctx.addIssue({ code: "custom", path: [key], message: "is required with BERTH_BACKUP_REPOSITORY" });
     const hosted = Boolean(env.CLERK_SECRET_KEY || env.CLERK_JWT_KEY);
     const plans = env.BERTH_BILLING_PLANS ?? UNLIMITED_PLANS;
-    if (env.BERTH_BILLING_DEFAULT_PLAN !== undefined && !(env.BERTH_BILLING_DEFAULT_PLAN in plans)) {
+    if (
+      env.BERTH_BILLING_DEFAULT_PLAN !== undefined &&
+      !Object.hasOwn(plans, env.BERTH_BILLING_DEFAULT_PLAN)
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["BERTH_BILLING_DEFAULT_PLAN"],

@@ -44,11 +44,14 @@ export class Plans {
 
   /** A user's plan: their own, or the default (also when theirs was removed from the configuration). */
   planOf(name: string | null): Plan {
-    return (name && this.#config.plans[name]) || this.#config.plans[this.#config.defaultPlan]!;
+    return (
+      (name && this.has(name) && this.#config.plans[name]) || this.#config.plans[this.#config.defaultPlan]!
+    );
   }
 
+  /** Own keys only: `in` would also take the names every object inherits (`constructor`, `toString`, …). */
   has(name: string): boolean {
-    return name in this.#config.plans;
+    return Object.hasOwn(this.#config.plans, name);
   }
 
   get names(): string[] {
