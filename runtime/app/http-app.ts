@@ -12,7 +12,7 @@ import { agentRouter } from "../api/routes/agent.ts";
 import { apiTokenRoutes } from "../api/routes/api-tokens.ts";
 import { authConfigRoutes, loginRoutes, meRoutes } from "../api/routes/auth.ts";
 import { backupRoutes } from "../api/routes/backups.ts";
-import { STRIPE_WEBHOOK_PATH, stripeWebhookRoutes, usageRoutes } from "../api/routes/billing.ts";
+import { isStripeWebhookPath, stripeWebhookRoutes, usageRoutes } from "../api/routes/billing.ts";
 import { buildRoutes } from "../api/routes/builds.ts";
 import { healthRoutes } from "../api/routes/health.ts";
 import { loginPageRoutes } from "../api/routes/login-page.ts";
@@ -131,7 +131,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   // webhooks are read raw: their signature covers the exact bytes.
   const jsonBody = bodyParser({ enableTypes: ["json"], jsonLimit: BODY_LIMIT, encoding: "utf-8" });
   app.use((ctx, next) =>
-    ctx.path.startsWith("/agent/") || ctx.path === STRIPE_WEBHOOK_PATH ? next() : jsonBody(ctx, next),
+    ctx.path.startsWith("/agent/") || isStripeWebhookPath(ctx.path) ? next() : jsonBody(ctx, next),
   );
 
   const publicRouter = new Router<AppState>();

@@ -159,6 +159,14 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
       json: { plan: "gold" },
     });
     expect(unknown.status).toBe(400);
+    // A name every JavaScript object has is no plan either (it would lift every quota).
+    const inherited = await cp.api(`/api/v1/admin/users/${alice.userId}/plan`, {
+      method: "PUT",
+      token: cp.localToken,
+      json: { plan: "constructor" },
+    });
+    expect(inherited.status).toBe(400);
+    expect((await json(inherited)).error.code).toBe("unknown_plan");
     const moved = await cp.api(`/api/v1/admin/users/${alice.userId}/plan`, {
       method: "PUT",
       token: cp.localToken,
@@ -301,5 +309,88 @@ describe("billing: plans, quotas, usage, webhooks", async () => {
     expect(await json(lateAnswer)).toEqual({ received: true, applied: true });
     expect(await account()).toEqual({ plan: null, subscription_status: "active" });
     expect(await applied()).toBe(2);
+  });
+
+  it("keeps the customer's new subscription when their old one is deleted after it", async () => {
+    const dave = await upsertUser(cp.deps.store, "user_billing_dave");
+    await pool.query("INSERT INTO billing_accounts (user_id, stripe_customer_id) VALUES ($1, 'cus_dave')", [
+      dave.userId,
+    ]);
+    const created = Math.floor(Date.now() / 1000);
+    const send = async (id: string, type: string, subscription: string, status: string, at: number) => {
+      const payload = JSON.stringify({
+        id,
+        object: "event",
+        type,
+        created: at,
+        data: {
+          object: {
+            id: subscription,
+            object: "subscription",
+            customer: "cus_dave",
+            status,
+            metadata: { berth_plan: "pro" },
+            items: { data: [] },
+          },
+        },
+      });
+      const res = await cp.api("/api/v1/billing/webhooks", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "stripe-signature": Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+        },
+        body: payload,
+      });
+      expect(res.status).toBe(200);
+    };
+    // Dave moves to a new subscription (sub_new), and his old one (sub_old) is canceled a moment later:
+    // Stripe allows several subscriptions per customer, and this is how a plan change through Checkout goes.
+    await send("evt_dave_1", "customer.subscription.created", "sub_dave_old", "active", created - 120);
+    await send("evt_dave_2", "customer.subscription.created", "sub_dave_new", "active", created - 60);
+    await send("evt_dave_3", "customer.subscription.deleted", "sub_dave_old", "canceled", created);
+    const { rows } = await pool.query(
+      "SELECT plan, subscription_id, subscription_status FROM billing_accounts WHERE user_id = $1",
+      [dave.userId],
+    );
+    expect(rows[0]).toEqual({ plan: "pro", subscription_id: "sub_dave_new", subscription_status: "active" });
+    // Deleting the current one does return him to the default plan.
+    await send("evt_dave_4", "customer.subscription.deleted", "sub_dave_new", "canceled", created + 1);
+    const { rows: after } = await pool.query(
+      "SELECT plan, subscription_id, subscription_status FROM billing_accounts WHERE user_id = $1",
+      [dave.userId],
+    );
+    expect(after[0]).toEqual({
+      plan: null,
+      subscription_id: "sub_dave_new",
+      subscription_status: "canceled",
+    });
+  });
+
+  it("reads the raw body on every path the webhook route answers (a trailing slash, another case)", async () => {
+    // The router matches these paths like the webhook's own; the body must reach the signature check
+    // unparsed there too, or a correctly signed event is refused as forged and Stripe retries it for days.
+    for (const path of ["/api/v1/billing/webhooks/", "/API/v1/Billing/Webhooks"]) {
+      const payload = JSON.stringify({
+        id: `evt_path_${path}`,
+        object: "event",
+        type: "invoice.paid",
+        created: Math.floor(Date.now() / 1000),
+        data: { object: { id: "in_1", object: "invoice" } },
+      });
+      const res = await cp.api(path, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json; charset=utf-8",
+          "stripe-signature": Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+        },
+        body: payload,
+      });
+      expect({ path, status: res.status, body: await json(res) }).toEqual({
+        path,
+        status: 200,
+        body: { received: true, applied: true },
+      });
+    }
   });
 });

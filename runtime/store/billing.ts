@@ -397,8 +397,9 @@ export class BillingStore {
 
   /**
    * Applies a subscription event once: the event id is recorded in the same transaction as the change, so a
-   * redelivered event changes nothing. An event older than the one last applied for the customer only
-   * records its id. False when the event id had been applied before.
+   * redelivered event changes nothing. An event older than the one last applied for the customer, or the
+   * deletion of a subscription other than the account's current one, only records its id. False when the
+   * event id had been applied before.
    */
   async applySubscription(change: SubscriptionChange): Promise<boolean> {
     return this.#withClient(async (client) => {
@@ -418,7 +419,8 @@ export class BillingStore {
            plan = CASE WHEN $5::boolean THEN NULL ELSE coalesce($4, plan) END,
            subscription_event_at = $6, updated_at = now()
          WHERE stripe_customer_id = $1
-           AND (subscription_event_at IS NULL OR subscription_event_at <= $6)`,
+           AND (subscription_event_at IS NULL OR subscription_event_at <= $6)
+           AND (NOT $7::boolean OR subscription_id IS NULL OR subscription_id = $2)`,
           [
             change.customerId,
             change.subscriptionId,
@@ -426,6 +428,9 @@ export class BillingStore {
             reset ? null : change.plan,
             reset,
             change.eventCreated,
+            // A customer may have several subscriptions: the deletion of one that is no longer the account's
+            // (replaced by a newer one) must not cancel the current one nor reset its plan.
+            change.eventType === "customer.subscription.deleted",
           ],
         );
         await client.query("COMMIT");

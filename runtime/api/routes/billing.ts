@@ -13,6 +13,14 @@ import { doc } from "../openapi/doc.ts";
 
 /** The webhook path: the JSON body parser leaves it alone (app/http-app.ts). */
 export const STRIPE_WEBHOOK_PATH = "/api/v1/billing/webhooks";
+/**
+ * Every path the router answers with the webhook route (it ignores case and one trailing slash): the body
+ * parser must leave all of them alone, or a signed body arrives parsed and never verifies.
+ */
+const STRIPE_WEBHOOK_PATHS = /^\/api\/v1\/billing\/webhooks\/?$/i;
+export function isStripeWebhookPath(path: string): boolean {
+  return STRIPE_WEBHOOK_PATHS.test(path);
+}
 const WEBHOOK_BODY_LIMIT = 512 * 1024;
 
 async function readRaw(ctx: AppContext, limit: number): Promise<Buffer> {
