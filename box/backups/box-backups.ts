@@ -12,7 +12,7 @@
  * moved aside, then deleted: the safety snapshot holds it), (4) the sessions are started again. Only
  * `user/` is restorable: `system/` is the agent's (its outbox must never go back in time).
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { AgentEventDraft, BackupAction, BackupPayload, RestoreAction } from "../protocol.ts";
 import { RESTORE_PATH_RE } from "../protocol.ts";
@@ -101,7 +101,11 @@ export class BoxBackups {
     // Checked again here: these paths are renamed over.
     for (const p of action.paths)
       if (!RESTORE_PATH_RE.test(p)) throw new Error(`restore path ${JSON.stringify(p)} is outside user/`);
-    const paths = action.paths.length ? action.paths : ["user"];
+    // A path below another chosen one (or the same twice) comes with it: swapping it again would move the
+    // freshly restored copy aside and then find its staged source already gone, half-applied.
+    const chosen = [...new Set(action.paths)];
+    const covering = chosen.filter((p) => !chosen.some((q) => q !== p && p.startsWith(`${q}/`)));
+    const paths = covering.length ? covering : ["user"];
     // 1. The safety snapshot: what is there now, tagged, before anything is touched.
     try {
       const safety = await this.#backup(["trigger:pre-restore", "pre-restore"], () => {}, signal);
@@ -127,7 +131,7 @@ export class BoxBackups {
       await this.#o.restic.restore(
         action.snapshot,
         staging,
-        action.paths.map((p) => `/${p}`),
+        covering.map((p) => `/${p}`),
         signal,
       );
       const staged = paths.map((p) => ({
@@ -137,11 +141,14 @@ export class BoxBackups {
       }));
       const missing = staged.filter((s) => !existsSync(s.from)).map((s) => s.rel);
       if (missing.length) throw new Error(`not in snapshot ${action.snapshot}: ${missing.join(", ")}`);
+      for (const s of staged) this.#assertInside(s.rel);
       // 3. Swap with the sessions stopped, so no process writes into a half-restored tree.
       const sessions = this.#o.sessions ? (await this.#o.sessions.list()).map((s) => s.name) : [];
       for (const name of sessions) await this.#o.sessions!.kill(name).catch(() => {});
       try {
         for (const s of staged) {
+          // Again right before the rename: the user's processes may have changed the tree meanwhile.
+          this.#assertInside(s.rel);
           const old = join(aside, s.rel);
           if (existsSync(s.to)) {
             mkdirSync(dirname(old), { recursive: true });
@@ -167,6 +174,27 @@ export class BoxBackups {
     } finally {
       rmSync(staging, { recursive: true, force: true });
       rmSync(aside, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * The directories above a restored path must be real directories of the volume: a symlink the user put
+   * there (`user/x` -> `/etc`) would make the agent, root on a VM, rename files outside the workspace.
+   */
+  #assertInside(rel: string): void {
+    const parts = rel.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join("/");
+      let st: ReturnType<typeof lstatSync>;
+      try {
+        st = lstatSync(join(this.#o.root, dir));
+      } catch {
+        return; // missing: created below as a plain directory
+      }
+      if (st.isSymbolicLink() || !st.isDirectory())
+        throw new Error(
+          `restore path ${JSON.stringify(rel)} goes through ${dir}, which is a ${st.isSymbolicLink() ? "symlink" : "file"} now; nothing was restored there`,
+        );
     }
   }
 

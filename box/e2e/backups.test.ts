@@ -15,6 +15,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -177,6 +178,45 @@ describe.skipIf(resticMissing)("restic driver, local repository", () => {
     ).rejects.toThrow(/outside user/);
     expect(tree(join(root, "user"))).toEqual(before);
     expect(sessions.calls).toEqual([]);
+  }, 60_000);
+
+  it("a restore never writes through a symlink the user put in the way, outside the workspace", async () => {
+    const root = workspace("ws-symlink");
+    const outside = join(work, "outside-ws-symlink");
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, "passwd"), "root:x:0:0\n");
+    // Backed up as a plain directory of the user's...
+    mkdirSync(join(root, "user/evil"));
+    writeFileSync(join(root, "user/evil/passwd"), "root::0:0\n");
+    const restic = new Restic({ url: join(work, "repo-symlink"), password: { value: PASSWORD } }, noWait);
+    const { backups, sessions } = runner(restic, root);
+    const snapshot = await backups.runBackup({ id: "b", backupId: uuid(), trigger: "manual", prune: false });
+    // ...then replaced by a link to somewhere the agent (root on a VM) may write and the user may not.
+    rmSync(join(root, "user/evil"), { recursive: true });
+    symlinkSync(outside, join(root, "user/evil"));
+    await expect(
+      backups.runRestore({ id: "r", backupId: uuid(), snapshot, paths: ["user/evil/passwd"] }),
+    ).rejects.toThrow(/user\/evil.*symlink/);
+    expect(readFileSync(join(outside, "passwd"), "utf8")).toBe("root:x:0:0\n");
+    expect(readdirSync(outside)).toEqual(["passwd"]);
+    expect(sessions.calls).toEqual([]);
+  }, 60_000);
+
+  it("a restore of a path and a path below it applies whole, not half", async () => {
+    const root = workspace("ws-nested");
+    const restic = new Restic({ url: join(work, "repo-nested"), password: { value: PASSWORD } }, noWait);
+    const { backups, events } = runner(restic, root);
+    const snapshot = await backups.runBackup({ id: "b", backupId: uuid(), trigger: "manual", prune: false });
+    const before = tree(join(root, "user"));
+    writeFileSync(join(root, "user/projects/app/main.ts"), "console.log('broken')\n");
+    await backups.runRestore({
+      id: "r",
+      backupId: uuid(),
+      snapshot,
+      paths: ["user/projects/app", "user/projects/app/main.ts"],
+    });
+    expect(tree(join(root, "user"))).toEqual(before);
+    expect(events.find((e) => e.operation === "restore")?.phase).toBe("succeeded");
   }, 60_000);
 
   it("restic SIGKILLed mid-backup: the next backup succeeds and the prune after it too", async () => {
