@@ -7,11 +7,14 @@
  * hibernate; and no secret in logs, argv or API answers.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { Restic } from "../../box/backups/restic.ts";
 import { RESTIC_MISSING } from "../../box/testing/restic.ts";
 import {
   type FaultProxy,
@@ -399,6 +402,58 @@ describe.skipIf(skip)(
     });
   },
 );
+
+describe.skipIf(RESTIC_MISSING)("export, the download abandoned", () => {
+  it("a client that goes away mid-download leaves no restic dump running (nor its repository lock)", async () => {
+    const work = mkdtempSync(join(tmpdir(), "berth-export-"));
+    let leftovers = (): string[] => [];
+    try {
+      const repo = join(work, "repo");
+      const password = "export-test-password";
+      const src = join(work, "ws");
+      mkdirSync(join(src, "user"), { recursive: true });
+      // Random, so more than every pipe and gzip buffer on the way holds.
+      for (let i = 0; i < 16; i++) writeFileSync(join(src, "user", `f${i}`), randomBytes(2 << 20));
+      const restic = new Restic({ url: repo, password: { value: password } });
+      await restic.ensureInit();
+      const { snapshotId } = await restic.backup(["user"], { cwd: src });
+      const scope = { backups: { list: async () => [] }, audit: async () => {} };
+      const store = { as: () => ({ secrets: { read: async () => password } }) };
+      const service = new BackupService({
+        store: store as never,
+        driver: { backupRepository: () => ({ url: repo }) },
+        metrics: {} as never,
+        log: createLogger("silent"),
+      });
+      const { stream } = await service.export(scope as never, "ws-export", snapshotId);
+      // The first bytes arrive; then the client disconnects, and Koa destroys the body stream.
+      await new Promise((resolve) => stream.once("data", resolve));
+      stream.destroy();
+      const dumps = () =>
+        readdirSync("/proc")
+          .filter((n) => /^\d+$/.test(n))
+          .filter((pid) => {
+            try {
+              const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+              return argv[0]?.endsWith("restic") && argv.includes("dump") && argv.includes(snapshotId);
+            } catch {
+              return false;
+            }
+          });
+      leftovers = dumps;
+      await waitFor("the abandoned restic dump to end", () => dumps().length === 0, 20_000, 100);
+      await waitFor("its lock to be gone", () => readdirSync(join(repo, "locks")).length === 0, 20_000, 100);
+    } finally {
+      // Only this test's own restic (its snapshot id in argv), should the fix be missing.
+      for (const pid of leftovers()) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {}
+      }
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
 
 /** File names in a ustar archive (restic writes plain ustar/PAX headers). */
 function tarFiles(tar: Buffer): string[] {

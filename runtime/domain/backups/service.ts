@@ -170,12 +170,26 @@ export class BackupService {
       ip: ip ?? null,
       details: { snapshot: id },
     });
-    const dump = restic.dumpTar(id);
+    // A client that goes away mid-download destroys the body (Koa): restic must go too, or it blocks on a
+    // full pipe forever, holding its repository lock (which keeps the nightly prune out).
+    const abort = new AbortController();
+    const dump = restic.dumpTar(id, abort.signal);
     const gzip = createGzip();
     dump.stream.pipe(gzip);
-    dump.done.catch((err: Error) => {
-      this.#o.log.warn({ workspaceId, snapshot: id, err: err.message }, "export failed mid-stream");
-      gzip.destroy(err);
+    let ended = false;
+    dump.done.then(
+      () => {
+        ended = true;
+      },
+      (err: Error) => {
+        ended = true;
+        if (abort.signal.aborted) return;
+        this.#o.log.warn({ workspaceId, snapshot: id, err: err.message }, "export failed mid-stream");
+        gzip.destroy(err);
+      },
+    );
+    gzip.once("close", () => {
+      if (!ended && !gzip.readableEnded) abort.abort();
     });
     return { filename: `${workspaceId}-${id.slice(0, 8)}.tar.gz`, stream: gzip, done: dump.done };
   }
