@@ -9,7 +9,7 @@ import { type FakeControlPlane, newFakeState, startFakeControlPlane } from "../t
 import { waitUntil } from "../testing/wait.ts";
 import { ControlPlaneClient } from "./client.ts";
 import { DesiredStateApplier, type SessionManager } from "./desired-state.ts";
-import { HomeLoop } from "./home-loop.ts";
+import { type HeartbeatStatus, HomeLoop } from "./home-loop.ts";
 import { Outbox } from "./outbox.ts";
 
 const log = pino({ level: "silent" });
@@ -49,14 +49,7 @@ function makeAgent(dir: string, url: string, token = TOKEN, bootTrace: TraceCont
     outbox,
     applier,
     log,
-    status: () => ({
-      lifecycle: "ready",
-      agentVersion: "test",
-      uptimeSeconds: 1,
-      startedAt: new Date().toISOString(),
-      lastError: null,
-      metrics: { outboxPending: outbox.size },
-    }),
+    status: () => agentStatus("ready", { outboxPending: outbox.size }),
     heartbeatIntervalMs: 50,
     batchDelayMs: 5,
     minBackoffMs: 10,
@@ -79,6 +72,19 @@ const note = (i: number): AgentEventDraft => ({
 
 const msgs = (cp: FakeControlPlane) =>
   cp.state.applied.map((e) => (e.type === "log" ? e.payload.msg : `${e.type}`));
+
+/** What the agent reports in its heartbeats. */
+const agentStatus = (
+  lifecycle: HeartbeatStatus["lifecycle"] = "ready",
+  metrics: HeartbeatStatus["metrics"] = {},
+): HeartbeatStatus => ({
+  lifecycle,
+  agentVersion: "test",
+  uptimeSeconds: 1,
+  startedAt: new Date().toISOString(),
+  lastError: null,
+  metrics,
+});
 
 describe("HomeLoop against a fake control plane", () => {
   it("sends its first heartbeat in the build's trace (BERTH_TRACEPARENT), later ones in their own", async () => {
@@ -324,14 +330,7 @@ describe("HomeLoop shutdown", () => {
       outbox,
       applier,
       log,
-      status: () => ({
-        lifecycle: "shutting_down",
-        agentVersion: "test",
-        uptimeSeconds: 1,
-        startedAt: new Date().toISOString(),
-        lastError: null,
-        metrics: {},
-      }),
+      status: () => agentStatus("shutting_down"),
       heartbeatIntervalMs: 60_000,
       minBackoffMs: 10,
       maxBackoffMs: 100,
@@ -378,14 +377,7 @@ describe("HomeLoop backoff", () => {
         outbox,
         applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
         log,
-        status: () => ({
-          lifecycle: "ready" as const,
-          agentVersion: "test",
-          uptimeSeconds: 1,
-          startedAt: new Date().toISOString(),
-          lastError: null,
-          metrics: {},
-        }),
+        status: () => agentStatus(),
         batchDelayMs: 5,
         minBackoffMs: 200,
         maxBackoffMs: 800,
@@ -416,14 +408,7 @@ function makeAgentFromOutbox(dir: string, url: string, outbox: Outbox, token: st
     outbox,
     applier,
     log,
-    status: () => ({
-      lifecycle: "ready" as const,
-      agentVersion: "test",
-      uptimeSeconds: 1,
-      startedAt: new Date().toISOString(),
-      lastError: null,
-      metrics: {},
-    }),
+    status: () => agentStatus(),
     heartbeatIntervalMs: 50,
     batchDelayMs: 5,
     minBackoffMs: 10,
@@ -453,14 +438,7 @@ function stubbedLoop(
     outbox,
     applier: new DesiredStateApplier({ sessions: null, statePath: join(dir, "a.json"), log }),
     log,
-    status: () => ({
-      lifecycle: "ready" as const,
-      agentVersion: "test",
-      uptimeSeconds: 1,
-      startedAt: new Date().toISOString(),
-      lastError: null,
-      metrics: {},
-    }),
+    status: () => agentStatus(),
     heartbeatIntervalMs: 60_000,
     batchDelayMs: 5,
     minBackoffMs: backoff.min,
