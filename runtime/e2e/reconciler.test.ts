@@ -154,6 +154,50 @@ describe("reconciler", async () => {
     }
   });
 
+  it("does not fail a workspace that a build brought up after the tick's listing was taken", async () => {
+    cp.driver.afterStart = agentChecksIn(cp);
+    const id = await create();
+    const post = (path: string) => cp.api(path, { method: "POST", token: cp.localToken });
+    expect((await post(`/api/v1/workspaces/${id}/hibernate`)).status).toBe(202);
+    await waitFor(
+      "hibernated",
+      async () =>
+        (await pool.query("SELECT state FROM workspaces WHERE id = $1", [id])).rows[0].state === "hibernated",
+    );
+    // Hold the wake build running, so the listing below sees the workspace without its server.
+    let open!: () => void;
+    cp.driver.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    expect((await post(`/api/v1/workspaces/${id}/wake`)).status).toBe(202);
+    const observeAll = cp.driver.observeAll.bind(cp.driver);
+    try {
+      cp.driver.observeAll = async () => {
+        const listing = await observeAll();
+        // The wake finishes while the tick is between its listing and its database read.
+        cp.driver.gate = null;
+        open();
+        await waitFor("woken and idle", async () => {
+          const { rows } = await pool.query(
+            `SELECT state, (SELECT count(*)::int FROM workspace_builds
+                            WHERE workspace_id = $1 AND status IN ('pending','running')) AS active
+             FROM workspaces WHERE id = $1`,
+            [id],
+          );
+          return rows[0].state === "ready" && rows[0].active === 0;
+        });
+        return listing;
+      };
+      const report = await cp.reconciler.tick();
+      expect(report.findings.filter((f) => f.workspaceId === id)).toEqual([]);
+    } finally {
+      cp.driver.observeAll = observeAll;
+    }
+    expect((await pool.query("SELECT state FROM workspaces WHERE id = $1", [id])).rows[0].state).toBe(
+      "ready",
+    );
+  });
+
   it("hides admin routes from non-admins", async () => {
     const { upsertUser } = await import("../domain/identity/actor.ts");
     const user = await upsertUser(cp.deps.store, "user_plain");

@@ -61,11 +61,18 @@ export class ReconcileStore {
     );
   }
 
-  /** Workspaces said to be running whose server is gone become `failed`. */
-  async failMissing(workspaceIds: string[]): Promise<void> {
+  /**
+   * Workspaces said to be running whose server is gone become `failed`, unless a build has replaced the
+   * instance that was found missing since (a hibernate and a wake between the read and this write).
+   */
+  async failMissing(missing: Array<{ workspaceId: string; instanceId: string }>): Promise<void> {
     await this.#query(
-      "UPDATE workspaces SET state = 'failed', state_changed_at = now() WHERE id = ANY($1::uuid[]) AND state IN ('ready','unhealthy','starting')",
-      [workspaceIds],
+      `UPDATE workspaces w SET state = 'failed', state_changed_at = now()
+       FROM unnest($1::uuid[], $2::uuid[]) AS v(workspace_id, instance_id)
+       WHERE w.id = v.workspace_id AND w.state IN ('ready','unhealthy','starting')
+         AND EXISTS (SELECT 1 FROM workspace_instances i
+                     WHERE i.id = v.instance_id AND i.workspace_id = w.id AND i.stopped_at IS NULL)`,
+      [missing.map((m) => m.workspaceId), missing.map((m) => m.instanceId)],
     );
   }
 

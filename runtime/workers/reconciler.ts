@@ -61,21 +61,23 @@ export class Reconciler {
       return call;
     };
 
+    // The database first, then the listing: a build that finishes in between is then seen in a transitional
+    // state (skipped), never as a workspace "ready" that a listing taken before its server existed lacks.
+    const live = await q(this.#store.live());
     const observed = new Map<string, ObservedState>(
       (await this.#driver.observeAll()).map((o) => [o.workspaceId, o]),
     );
-    const live = await q(this.#store.live());
 
     const findings: Finding[] = [];
     const ipFixes: Array<{ instanceId: string; publicIp: string | null }> = [];
-    const missing: string[] = [];
+    const missing: Array<{ workspaceId: string; instanceId: string }> = [];
     const timedOut: string[] = [];
     const liveIds = new Set<string>();
     for (const row of live) {
       liveIds.add(row.id);
       const seen = observed.get(row.id);
       if (EXPECT_RUNNING.has(row.state) && row.instanceId && !seen?.running) {
-        missing.push(row.id);
+        missing.push({ workspaceId: row.id, instanceId: row.instanceId });
         findings.push({
           kind: "missing_stack",
           workspaceId: row.id,
