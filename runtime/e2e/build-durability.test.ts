@@ -217,3 +217,62 @@ describe("a hung worker", async () => {
     expect(wake.status).toBe(202);
   });
 });
+
+describe("a worker that loses its workspace lock", async () => {
+  it("stops its build before another replica resumes it: never two operations on one workspace", async () => {
+    // The worker heartbeats rarely, so only the lost lock itself can tell it to stop.
+    const cp = await startTestControlPlane({}, { worker: { heartbeatMs: 60_000 } });
+    const { pool } = cp.deps.database;
+    let open!: () => void;
+    cp.driver.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const created = await json(
+      await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} }),
+    );
+    const buildId = created.build.id as string;
+    const workspaceId = created.workspace.id as string;
+    await waitFor("the build to reach the driver", async () => cp.driver.calls.length === 1);
+
+    // The connection holding the workspace's advisory lock dies (a Postgres failover, a network blip).
+    const { rows } = await pool.query(
+      `WITH k AS (SELECT hashtextextended('workspace:' || $1, 0) AS k)
+       SELECT pg_terminate_backend(l.pid) AS ok FROM pg_locks l, k
+        WHERE l.locktype = 'advisory' AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = ((k.k >> 32) & 4294967295)::text::oid AND l.objid = (k.k & 4294967295)::text::oid`,
+      [workspaceId],
+    );
+    expect(rows).toEqual([{ ok: true }]);
+
+    // Another replica's reaper finds the lock free and the build running.
+    const { BuildWorker } = await import("../workers/build-worker.ts");
+    const other = new BuildWorker({
+      store: cp.deps.store,
+      listener: cp.deps.listener,
+      driver: cp.driver,
+      log: cp.deps.log,
+      metrics: cp.deps.metrics,
+      controlPlaneUrl: cp.url,
+      workerId: "other",
+      pollMs: 50,
+      heartbeatMs: 200,
+    });
+    await other.start();
+    try {
+      await waitFor("the other replica to take the build", async () => cp.driver.calls.length >= 2);
+      expect(cp.driver.maxConcurrentPerWorkspace).toBe(1);
+      open();
+      await waitFor(
+        "the build to finish",
+        async () =>
+          (await pool.query("SELECT status FROM workspace_builds WHERE id = $1", [buildId])).rows[0]
+            .status === "succeeded",
+      );
+      expect(cp.driver.maxConcurrentPerWorkspace).toBe(1);
+    } finally {
+      open();
+      await other.stop();
+    }
+  });
+});

@@ -21,6 +21,11 @@ const lockKey = (workspaceId: string) => `workspace:${workspaceId}`;
 /** The advisory lock a claimed build holds on its workspace; released when the build ends. */
 export interface WorkspaceLock {
   release(): Promise<void>;
+  /**
+   * Calls `cb` (at once if already so) when the connection holding the lock dies: the lock is gone, and
+   * another replica's reaper may resume the build. Whoever holds it must stop working at once.
+   */
+  onLost(cb: () => void): void;
 }
 
 export interface RunningBuild {
@@ -29,6 +34,8 @@ export interface RunningBuild {
   attempt: number;
   /** Its heartbeat is older than the reaper's limit. */
   stale: boolean;
+  /** Its heartbeat is older than the reaper's grace: a worker that lost its lock had time to stop. */
+  quiet: boolean;
 }
 
 export interface LogLineRow {
@@ -276,18 +283,26 @@ export class BuildQueue {
   }
 
   /** Running builds, with whether their heartbeat is older than `staleAfterMs`: the reaper's candidates. */
-  async running(staleAfterMs: number): Promise<RunningBuild[]> {
+  async running(staleAfterMs: number, quietAfterMs = 0): Promise<RunningBuild[]> {
     const { rows } = await this.#pool.query<{
       id: string;
       workspace_id: string;
       attempt: number;
       stale: boolean;
+      quiet: boolean;
     }>(
-      `SELECT id, workspace_id, attempt, heartbeat_at < now() - ($1::int * interval '1 millisecond') AS stale
+      `SELECT id, workspace_id, attempt, heartbeat_at < now() - ($1::int * interval '1 millisecond') AS stale,
+              heartbeat_at <= now() - ($2::int * interval '1 millisecond') AS quiet
        FROM workspace_builds WHERE status = 'running'`,
-      [staleAfterMs],
+      [staleAfterMs, quietAfterMs],
     );
-    return rows.map((r) => ({ id: r.id, workspaceId: r.workspace_id, attempt: r.attempt, stale: r.stale }));
+    return rows.map((r) => ({
+      id: r.id,
+      workspaceId: r.workspace_id,
+      attempt: r.attempt,
+      stale: r.stale,
+      quiet: r.quiet,
+    }));
   }
 
   /** Whether nobody holds the workspace's build lock: a running build's worker died with its connection. */
@@ -367,12 +382,32 @@ export class BuildQueue {
 }
 
 function workspaceLock(client: pg.PoolClient, workspaceId: string): WorkspaceLock {
+  let lost = false;
+  const watchers: Array<() => void> = [];
+  const onGone = () => {
+    if (lost) return;
+    lost = true;
+    for (const cb of watchers.splice(0)) cb();
+  };
+  client.on("error", onGone);
+  client.on("end", onGone);
   return {
+    onLost: (cb) => {
+      if (lost) cb();
+      else watchers.push(cb);
+    },
     release: async () => {
-      await client
-        .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(workspaceId)])
-        .catch(() => {});
-      client.release();
+      client.off("error", onGone);
+      client.off("end", onGone);
+      if (!lost) {
+        await client
+          .query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey(workspaceId)])
+          .catch(() => {
+            lost = true;
+          });
+      }
+      // A dead connection is not handed back to the pool.
+      client.release(lost ? new Error("workspace lock connection lost") : undefined);
     },
   };
 }

@@ -28,6 +28,8 @@ import type { BuildRow } from "../store/rows.ts";
 import type { AuthorizedStore, Store } from "../store/store.ts";
 
 const SHUTDOWN = new Error("control plane shutting down");
+/** The connection holding the workspace's advisory lock died: another replica may resume the build. */
+const LOCK_LOST = new Error("lost the workspace lock");
 
 export interface BuildWorkerOptions {
   /** The worker acts as `system:builds`. */
@@ -174,6 +176,8 @@ export class BuildWorker {
         })
         .catch(() => {});
     }, this.#o.heartbeatMs);
+    // Without the lock, another replica's reaper may resume this build: stop driving the stack at once.
+    lock.onLost(() => controller.abort(LOCK_LOST));
     try {
       if (build.cancelRequestedAt) controller.abort();
       if (build.attempt > 1) log.line("warn", `attempt ${build.attempt} of ${this.#o.maxAttempts}`);
@@ -182,9 +186,15 @@ export class BuildWorker {
       await this.#finish(build, "succeeded", null, outcome, log);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      if (controller.signal.reason === SHUTDOWN) {
+      const reason = controller.signal.reason;
+      if (reason === SHUTDOWN || reason === LOCK_LOST) {
         // Not the build's fault: hand it, attempt unspent, to whichever replica claims it next.
-        log.line("warn", "this control plane is shutting down; the build will resume elsewhere");
+        log.line(
+          "warn",
+          reason === SHUTDOWN
+            ? "this control plane is shutting down; the build will resume elsewhere"
+            : "this control plane lost the workspace's lock; the build will resume elsewhere",
+        );
         await log.flush().catch(() => {});
         await queue.handBack(build.id, this.#o.workerId);
         return;
@@ -278,9 +288,12 @@ export class BuildWorker {
    */
   async reap(): Promise<void> {
     const queue = this.#builds.buildQueue;
-    for (const row of await queue.running(this.#o.staleAfterMs)) {
+    // A free lock with a fresh heartbeat may be a live worker whose lock connection just died: it stops its
+    // driver operation and hands the build back; give it a few heartbeats before resuming the build here.
+    for (const row of await queue.running(this.#o.staleAfterMs, 3 * this.#o.heartbeatMs)) {
       if (this.#running.has(row.id)) continue;
       const orphaned = await queue.isOrphaned(row.workspaceId);
+      if (orphaned && !row.quiet) continue;
       if (orphaned && row.attempt < this.#o.maxAttempts) {
         if (await queue.requeueOrphan(row.id)) {
           const log = await DbBuildLog.open(queue, row.id);
