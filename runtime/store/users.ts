@@ -38,9 +38,9 @@ export class UserStore {
   }
 
   /**
-   * The user a web session names, if the session was issued after their last sign-out. Sign-out stores a
-   * whole second (tokens carry whole seconds), so a session issued in the same second as the sign-out still
-   * counts, and one from an earlier second does not.
+   * The user a web session names, if the session was issued after their last sign-out. Both are kept to
+   * the millisecond, so a session issued earlier in the sign-out's second ends with it, and a sign-in right
+   * after the sign-out works.
    */
   async forSession(userId: string, issuedAtMs: number): Promise<UserActor | null> {
     this.#access.require("credentials.verify", "user");
@@ -56,7 +56,7 @@ export class UserStore {
     const { userId } = this.#access.user("user");
     await this.#access.db
       .update(users)
-      .set({ sessionsValidAfter: sql`date_trunc('second', now())` })
+      .set({ sessionsValidAfter: sql`date_trunc('milliseconds', now())` })
       .where(eq(users.id, userId));
   }
 }

@@ -7,6 +7,11 @@ import { jwtVerify, SignJWT } from "jose";
 export const SESSION_COOKIE = "berth_session";
 export const SESSION_TTL_SECONDS = 12 * 60 * 60;
 const AUDIENCE = "berth:web-session";
+/**
+ * When the session was issued, in milliseconds: `iat` holds whole seconds, so a sign-out could not tell a
+ * session issued earlier in its second from one issued after it.
+ */
+const ISSUED_AT_MS = "iat_ms";
 
 export class SessionTokens {
   readonly #key: Uint8Array;
@@ -16,7 +21,7 @@ export class SessionTokens {
   }
 
   async mint(userId: string, now = Date.now()): Promise<string> {
-    return new SignJWT({})
+    return new SignJWT({ [ISSUED_AT_MS]: now })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(userId)
       .setAudience(AUDIENCE)
@@ -33,7 +38,10 @@ export class SessionTokens {
     try {
       const { payload } = await jwtVerify(token, this.#key, { audience: AUDIENCE, algorithms: ["HS256"] });
       if (typeof payload.sub !== "string" || typeof payload.iat !== "number") return null;
-      return { userId: payload.sub, issuedAtMs: payload.iat * 1000 };
+      const ms = payload[ISSUED_AT_MS];
+      // A session from before the claim existed counts as issued at the start of its second.
+      const issuedAtMs = typeof ms === "number" && Number.isSafeInteger(ms) ? ms : payload.iat * 1000;
+      return { userId: payload.sub, issuedAtMs };
     } catch {
       return null;
     }
