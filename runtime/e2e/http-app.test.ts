@@ -161,6 +161,52 @@ describe("local sign-out", async () => {
     const audit = await cp.deps.database.pool.query("SELECT 1 FROM audit_log WHERE action = 'auth.logout'");
     expect(audit.rowCount).toBe(1);
   });
+
+  it("ends a session issued in the same second as the sign-out too", async () => {
+    const iatOf = (cookie: string) =>
+      JSON.parse(Buffer.from(cookie.split(".")[1]!, "base64url").toString()).iat as number;
+    // Sign in and out within one clock second (start early in a second; retry if it ran past it).
+    let copy: { cookie: string } | undefined;
+    for (let attempt = 0; attempt < 5 && !copy; attempt++) {
+      await waitFor("the start of a second", () => Date.now() % 1000 < 300);
+      const tab = await login();
+      const out = await cp.api("/api/v1/auth/logout", { method: "POST", headers: tab });
+      expect(out.status).toBe(204);
+      if (Math.floor(Date.now() / 1000) === iatOf(tab.cookie)) copy = { ...tab };
+    }
+    expect(copy, "signed in and out within one second").toBeDefined();
+    const stale = await cp.api("/api/v1/me", { headers: copy! });
+    expect(stale.status).toBe(401);
+    expect((await json(stale)).error.code).toBe("session_invalid");
+    // And a sign-in right after still works.
+    expect((await cp.api("/api/v1/me", { headers: await login() })).status).toBe(200);
+  });
+
+  it("lets the session cookie change nothing from another origin on the same site", async () => {
+    const tab = await login();
+    // A page on another port of the same host is same-site: SameSite=Strict still sends the cookie.
+    const other = "http://127.0.0.1:1";
+    for (const headers of [
+      { ...tab, origin: other, "sec-fetch-site": "same-site" },
+      { ...tab, origin: other },
+    ]) {
+      const res = await cp.api("/api/v1/auth/logout", { method: "POST", headers });
+      expect(res.status).toBe(401);
+      expect((await json(res)).error.code).toBe("session_cookie_cross_origin");
+    }
+    // Nothing was applied: the session still works, and no sign-out was recorded for it.
+    expect((await cp.api("/api/v1/me", { headers: tab })).status).toBe(200);
+    // Reads are fine from anywhere (the browser keeps the answer from the other origin), and our own page
+    // (or a client that is not a browser) can still change things.
+    expect((await cp.api("/api/v1/me", { headers: { ...tab, "sec-fetch-site": "same-site" } })).status).toBe(
+      200,
+    );
+    const own = await cp.api("/api/v1/auth/logout", {
+      method: "POST",
+      headers: { ...tab, origin: cp.url, "sec-fetch-site": "same-origin" },
+    });
+    expect(own.status).toBe(204);
+  });
 });
 
 describe("/readyz", () => {

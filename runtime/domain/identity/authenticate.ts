@@ -162,9 +162,20 @@ export class Authenticator {
 
   middleware() {
     return async (ctx: Context, next: Next) => {
+      const authorization = ctx.get("authorization") || undefined;
+      const sessionCookie = ctx.cookies.get(SESSION_COOKIE) ?? undefined;
+      // SameSite=Strict keeps the session cookie off cross-site requests, but not off same-site ones from
+      // another origin (any other port on the same host, a sibling subdomain): a change made with the cookie
+      // must come from our own pages.
+      if (sessionCookie && !authorization && !SAFE_METHODS.has(ctx.method) && !fromSameOrigin(ctx)) {
+        throw new Unauthenticated(
+          "session_cookie_cross_origin",
+          "the session cookie changes nothing when the request comes from another origin",
+        );
+      }
       const { actor, viaApiToken } = await this.authenticate({
-        authorization: ctx.get("authorization") || undefined,
-        sessionCookie: ctx.cookies.get(SESSION_COOKIE) ?? undefined,
+        authorization,
+        sessionCookie,
         clerkSessionCookies: cookieValues(ctx.get("cookie") || undefined, CLERK_SESSION_COOKIE),
         method: ctx.method,
       });
@@ -172,5 +183,25 @@ export class Authenticator {
       ctx.state.viaApiToken = viaApiToken;
       await next();
     };
+  }
+}
+
+/**
+ * Whether the browser says the request comes from a page of this origin: `Sec-Fetch-Site` when sent (every
+ * current browser), else `Origin`'s host and port against the Host. The scheme is not compared: behind a
+ * TLS proxy this server sees http while the page is https, and another port is another host here anyway.
+ * Neither header (a non-browser client) counts as ours: the cookie only reaches a request a browser did
+ * not make if its holder already has it.
+ */
+function fromSameOrigin(ctx: Context): boolean {
+  const site = ctx.get("sec-fetch-site");
+  if (site) return site === "same-origin";
+  const origin = ctx.get("origin");
+  if (!origin) return true;
+  try {
+    const url = new URL(origin);
+    return url.origin !== "null" && url.host === ctx.host;
+  } catch {
+    return false;
   }
 }
