@@ -405,6 +405,36 @@ describe("preview proxy", async () => {
       await cp.api(`${prefix}/share`, { method: "DELETE", token });
       await other.close();
     });
+    it("ends a link's cookie no later than the link itself", async () => {
+      const shared = await json(
+        await cp.api(`${prefix}/share`, { method: "POST", token, json: { ttlSeconds: 60 } }),
+      );
+      const link = new URL(shared.url);
+      const visit = await raw(cp.url, `${link.pathname}${link.search}`, { headers: { host: previewHost } });
+      expect(visit.status).toBe(303);
+      const setCookie = String(visit.headers["set-cookie"]);
+      const jwt = setCookie.split(";", 1)[0]!.split("=")[1]!;
+      const claims = JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString());
+      // A 60 s link must not become a 12 h cookie: the viewer would keep the preview long after it expired.
+      expect(claims.exp * 1000).toBeLessThanOrEqual(Date.parse(shared.expiresAt) + 1000);
+      expect(Number(/Max-Age=(\d+)/.exec(setCookie)?.[1])).toBeLessThanOrEqual(60);
+      await cp.api(`${prefix}/share`, { method: "DELETE", token });
+    });
+
+    it("redirects after sign-in only within the preview's host, whatever `next` hides", async () => {
+      const shared = await json(await cp.api(`${prefix}/share`, { method: "POST", token, json: {} }));
+      const link = new URL(shared.url);
+      const origin = `http://${previewHost}`;
+      // Browsers drop tabs and newlines from a URL before resolving it: "/\t/evil" is "//evil".
+      for (const next of ["/\t/evil.example/x", "/\n/evil.example/x", "/\r\n/evil.example/x"]) {
+        const res = await raw(cp.url, `${link.pathname}${link.search}&next=${encodeURIComponent(next)}`, {
+          headers: { host: previewHost },
+        });
+        expect(res.status).toBe(303);
+        expect(new URL(String(res.headers.location), origin).origin).toBe(origin);
+      }
+      await cp.api(`${prefix}/share`, { method: "DELETE", token });
+    });
   });
 
   describe("SSRF and upstream safety", () => {

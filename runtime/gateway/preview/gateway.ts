@@ -56,7 +56,7 @@ import {
   withoutCookies,
 } from "./request.ts";
 import { type PreviewRoute, PreviewRoutes } from "./routing.ts";
-import { HOST_COOKIE_TTL_SECONDS, PreviewTokens } from "./tokens.ts";
+import { PreviewTokens } from "./tokens.ts";
 
 /** Fail fast on a box that does not answer at all (asleep, firewalled) rather than hang the browser. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -605,7 +605,7 @@ export class PreviewGateway {
       return this.#page(ctx, "not_found");
     }
     const route = await this.routes.get(target.previewId);
-    let cookie: string | null = null;
+    let cookie: { token: string; ttlSeconds: number } | null = null;
     if (route && url.pathname === "/__berth/auth") {
       const auth = this.#deps.store.as(SYSTEM.auth);
       const userId = await this.tokens.redeemCode(
@@ -617,16 +617,21 @@ export class PreviewGateway {
       if (user && allows(user, "preview.read", route)) {
         cookie = await this.tokens.mintHostCookie(route.previewId, { kind: "owner", userId: user.userId });
       }
-    } else if (route && (await this.tokens.verifyLink(url.searchParams.get("t") ?? "", route))) {
-      cookie = await this.tokens.mintHostCookie(route.previewId, {
-        kind: "link",
-        shareVersion: route.shareVersion,
-      });
+    } else if (route && url.pathname === "/__berth/link") {
+      const linkExpires = await this.tokens.verifyLink(url.searchParams.get("t") ?? "", route);
+      // The cookie ends with the link: a link about to expire must not become twelve hours of access.
+      if (linkExpires !== null) {
+        cookie = await this.tokens.mintHostCookie(
+          route.previewId,
+          { kind: "link", shareVersion: route.shareVersion },
+          linkExpires,
+        );
+      }
     }
     ctx.set("Referrer-Policy", "no-referrer");
     if (!cookie) return this.#page(ctx, "link_invalid");
-    const attributes = `Path=/; HttpOnly; SameSite=Lax; Max-Age=${HOST_COOKIE_TTL_SECONDS}${this.#secure ? "; Secure" : ""}`;
-    ctx.set("Set-Cookie", `${this.hostCookieName}=${cookie}; ${attributes}`);
+    const attributes = `Path=/; HttpOnly; SameSite=Lax; Max-Age=${cookie.ttlSeconds}${this.#secure ? "; Secure" : ""}`;
+    ctx.set("Set-Cookie", `${this.hostCookieName}=${cookie.token}; ${attributes}`);
     ctx.set("Cache-Control", "no-store");
     ctx.status = 303;
     ctx.set("Location", safeNext(url.searchParams.get("next")));

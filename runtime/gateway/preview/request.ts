@@ -301,9 +301,15 @@ export function rewriteLocation(
   return out;
 }
 
-/** A same-host path for `next` after sign-in; anything else (another host, `//x`, `/\x`) becomes `/`. */
+/**
+ * A same-host path for `next` after sign-in; anything else (another host, `//x`, `/\x`) becomes `/`. So do
+ * control characters: browsers drop tabs and newlines from a URL before resolving it (`/\t/x` is `//x`),
+ * and a CR or LF could not be sent in a Location anyway.
+ */
 export function safeNext(next: string | null): string {
   if (!next?.startsWith("/") || next.startsWith("//") || next.includes("\\")) return "/";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
+  if (/[\x00-\x1f\x7f]/.test(next)) return "/";
   return isSafePath(next) ? next : "/";
 }
 

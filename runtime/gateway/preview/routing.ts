@@ -48,12 +48,17 @@ export class PreviewRoutes {
   invalidate(payload: string): void {
     this.#generation++;
     const [kind, id] = [payload.slice(0, 2), payload.slice(2)];
+    // Loads in flight read the row before this change: a request from now on must not join them. (Which
+    // workspace a load's preview is in is unknown until it ends, so `w:` drops them all.)
     if (kind === "p:") {
       this.#cache.delete(id);
+      this.#loading.delete(id);
     } else if (kind === "w:") {
       for (const [key, entry] of this.#cache) if (entry.route?.workspaceId === id) this.#cache.delete(key);
+      this.#loading.clear();
     } else {
       this.#cache.clear();
+      this.#loading.clear();
     }
   }
 
@@ -84,7 +89,9 @@ export class PreviewRoutes {
           }
           return route;
         })
-        .finally(() => this.#loading.delete(key));
+        .finally(() => {
+          if (this.#loading.get(key) === pending) this.#loading.delete(key);
+        });
       this.#loading.set(key, pending);
     }
     return pending;

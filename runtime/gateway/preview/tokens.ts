@@ -58,15 +58,30 @@ export class PreviewTokens {
     return this.#sign({ ver: shareVersion }, LINK_AUDIENCE, previewId, ttlSeconds);
   }
 
-  /** A share link is good while the preview is shared by link at the version it was minted for. */
-  async verifyLink(token: string, route: PreviewRoute): Promise<boolean> {
+  /**
+   * A share link is good while the preview is shared by link at the version it was minted for. Returns
+   * when the link expires (seconds since the epoch), or null when it grants nothing.
+   */
+  async verifyLink(token: string, route: PreviewRoute): Promise<number | null> {
     const p = await this.#verify(token, LINK_AUDIENCE);
-    return Boolean(p && p.sub === route.previewId && route.share === "link" && p.ver === route.shareVersion);
+    const good = p && p.sub === route.previewId && route.share === "link" && p.ver === route.shareVersion;
+    return good && typeof p.exp === "number" ? p.exp : null;
   }
 
-  mintHostCookie(previewId: string, grant: Grant): Promise<string> {
+  /**
+   * The host cookie for a grant, and its lifetime in seconds: HOST_COOKIE_TTL_SECONDS, but never past
+   * `notAfter` (a link's own expiry, seconds since the epoch), so a link's cookie ends with the link.
+   */
+  async mintHostCookie(
+    previewId: string,
+    grant: Grant,
+    notAfter = Number.POSITIVE_INFINITY,
+  ): Promise<{ token: string; ttlSeconds: number }> {
     const claims = grant.kind === "owner" ? { uid: grant.userId } : { ver: grant.shareVersion };
-    return this.#sign({ k: grant.kind, ...claims }, COOKIE_AUDIENCE, previewId, HOST_COOKIE_TTL_SECONDS);
+    const left = notAfter - Math.floor(Date.now() / 1000);
+    const ttlSeconds = Math.max(1, Math.min(HOST_COOKIE_TTL_SECONDS, left));
+    const token = await this.#sign({ k: grant.kind, ...claims }, COOKIE_AUDIENCE, previewId, ttlSeconds);
+    return { token, ttlSeconds };
   }
 
   /**
