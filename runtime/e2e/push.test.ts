@@ -10,6 +10,7 @@ import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { hashAgentToken } from "../domain/workspaces/secrets.ts";
 import { createLogger } from "../platform/logger.ts";
+import { MAX_PUSH_SUBSCRIPTIONS } from "../store/push.ts";
 import { sessions, workspaceInstances } from "../store/schema.ts";
 import { HAVE_CHROMIUM, launchChromium, RESULTS } from "../test/browser.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
@@ -150,6 +151,27 @@ describe("web push", async () => {
     expect(titles.sort()).toEqual(["Claude finished", "Claude stopped: rate limit"]);
   });
 
+  it("keeps a push within the 4096 bytes every push service must take, however long the command", async () => {
+    // RFC 8030 §7.2: a push service need take no more than 4096 octets (FCM answers 413 beyond). The agent
+    // allows 2000 characters of message and 200 of title, which is far more bytes in UTF-8 or JSON escapes.
+    const before = service.received.length;
+    await handled(
+      await agentNotifies({
+        kind: "permission_prompt",
+        title: `Claude needs your permission: ${"工".repeat(150)}`,
+        message: `echo ${"日本語".repeat(665)}`,
+      }),
+    );
+    expect(service.received).toHaveLength(before + 1);
+    const push = service.received.at(-1)!;
+    expect(push.body.length).toBeLessThanOrEqual(4096);
+    const shown = JSON.parse(keys.decrypt(push.body));
+    expect(shown).toMatchObject({ kind: "permission_prompt", tag: `session-${session!.id}` });
+    expect(shown.title.startsWith("Claude needs your permission: 工")).toBe(true);
+    expect(shown.body.startsWith("main: echo 日本語")).toBe(true);
+    expect(shown.body.endsWith("…")).toBe(true);
+  });
+
   it("sends nothing while a Berth tab of the user is visible and focused", async () => {
     const before = service.received.length;
     expect(
@@ -222,6 +244,51 @@ describe("web push", async () => {
       tag: `workspace-${ws.id}`,
       url: `/#/w/${ws.id}`,
     });
+  });
+
+  it("refuses endpoints naming a local or internal host with a 400 (no SSRF by name)", async () => {
+    for (const bad of [
+      "https://localhost/push/x",
+      "https://LOCALHOST.:8443/push/x",
+      "https://push.localhost/x",
+      "https://metadata.google.internal/computeMetadata/v1/",
+      "https://metadata/computeMetadata/v1/",
+      "https://printer.local/x",
+    ]) {
+      const res = await cp.api("/api/v1/push/subscriptions", {
+        method: "POST",
+        token,
+        json: { endpoint: bad, keys: { p256dh: keys.p256dh, auth: keys.auth } },
+      });
+      expect(res.status, bad).toBe(400);
+      expect(JSON.stringify(await json(res))).toContain("endpoint");
+    }
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM push_subscriptions WHERE endpoint !~ $1",
+      ["^https://127\\.0\\.0\\.1:"],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("caps a user's subscriptions with a clear 409; a known endpoint still renews", async () => {
+    const many = await upsertUser(cp.deps.store, "user_push_many");
+    const cookie = `berth_session=${await cp.deps.authenticator.sessionFor(many)}`;
+    const subscribe = (i: number) =>
+      cp.api("/api/v1/push/subscriptions", {
+        method: "POST",
+        headers: { cookie },
+        json: { endpoint: `${service.url}/push/many-${i}`, keys: { p256dh: keys.p256dh, auth: keys.auth } },
+      });
+    for (let i = 0; i < MAX_PUSH_SUBSCRIPTIONS; i++) expect((await subscribe(i)).status).toBe(201);
+    const over = await subscribe(MAX_PUSH_SUBSCRIPTIONS);
+    expect(over.status).toBe(409);
+    expect(JSON.stringify(await json(over))).toContain(`${MAX_PUSH_SUBSCRIPTIONS}`);
+    expect((await subscribe(0)).status).toBe(201);
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM push_subscriptions WHERE user_id = $1",
+      [many.userId],
+    );
+    expect(rows[0].n).toBe(MAX_PUSH_SUBSCRIPTIONS);
   });
 
   it("someone else's subscription is a 404; the owner lists and deletes theirs", async () => {

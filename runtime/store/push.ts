@@ -3,12 +3,15 @@
  * the presence of their Berth tabs; and the push sender (`system:push`) claiming a stored notification once
  * across replicas and reaching its recipient's subscriptions.
  */
-import { and, eq, sql } from "drizzle-orm";
-import { NotFound } from "../platform/errors.ts";
+import { and, eq, ne, sql } from "drizzle-orm";
+import { Conflict, NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
 import type { Access } from "./access.ts";
 import type { PushSubscriptionRow } from "./rows.ts";
 import { pushSubscriptions, users } from "./schema.ts";
+
+/** Browsers and devices one user may subscribe: each push goes to all of them. */
+export const MAX_PUSH_SUBSCRIPTIONS = 20;
 
 export interface NewPushSubscription {
   endpoint: string;
@@ -46,6 +49,17 @@ export class PushStore {
   async subscribe(input: NewPushSubscription): Promise<PushSubscriptionRow> {
     this.#access.require("push.subscribe", "push subscription");
     const { userId } = this.#access.user("push subscription");
+    // The user's row lock orders concurrent subscribes (run this in a transaction), so the count holds.
+    await this.#access.db.select({ id: users.id }).from(users).where(eq(users.id, userId)).for("update");
+    const [{ others } = { others: 0 }] = await this.#access.db
+      .select({ others: sql<number>`count(*)::int` })
+      .from(pushSubscriptions)
+      .where(and(eq(pushSubscriptions.userId, userId), ne(pushSubscriptions.endpoint, input.endpoint)));
+    if (others >= MAX_PUSH_SUBSCRIPTIONS)
+      throw new Conflict(
+        "push_subscription_limit",
+        `a user has at most ${MAX_PUSH_SUBSCRIPTIONS} push subscriptions: delete one first`,
+      );
     const [row] = await this.#access.db
       .insert(pushSubscriptions)
       .values({ ...input, userId })

@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { MAX_PUSH_SUBSCRIPTIONS } from "../../store/push.ts";
 import type { PushSubscriptionRow } from "../../store/rows.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
@@ -12,9 +13,22 @@ const base64url = (bytes: number, what: string) =>
     .refine((v) => Buffer.from(v, "base64url").length === bytes, `must decode to ${bytes} bytes (${what})`);
 
 /**
+ * Names that reach the control plane itself or its private network rather than a push service: localhost
+ * and its subdomains (RFC 6761), a single label (resolved through the search domains, as GCE's `metadata`
+ * is), and the local-only suffixes (`.internal`, where cloud metadata services live; mDNS `.local`).
+ * An IP literal is judged separately.
+ */
+function isPublicHostName(hostname: string): boolean {
+  if (isIP(hostname.replace(/^\[|\]$/g, "")) !== 0) return true;
+  const name = hostname.toLowerCase().replace(/\.$/, "");
+  if (!name.includes(".")) return false;
+  return !/(^|\.)(localhost|internal|local|home\.arpa|localdomain)$/.test(name);
+}
+
+/**
  * What `PushSubscription.toJSON()` gives, plus an optional device label. The endpoint is the push service's
- * URL the control plane will POST to: https only, and never an IP literal (a push service has a name), so a
- * subscription cannot aim the control plane at an internal address by number.
+ * URL the control plane will POST to: https only, and never an IP literal (a push service has a name) nor a
+ * local name (`isPublicHostName`), so a subscription cannot aim the control plane at an internal address.
  */
 const subscribeBody = (allowIpEndpoints: boolean) =>
   z.object({
@@ -23,6 +37,9 @@ const subscribeBody = (allowIpEndpoints: boolean) =>
       .max(2048)
       .refine((u) => allowIpEndpoints || isIP(new URL(u).hostname.replace(/^\[|\]$/g, "")) === 0, {
         message: "must name the push service's host, not an IP address",
+      })
+      .refine((u) => isPublicHostName(new URL(u).hostname), {
+        message: "must name the push service's public host, not a local or internal one",
       }),
     keys: z.object({
       p256dh: base64url(65, "an uncompressed P-256 public key"),
@@ -78,17 +95,21 @@ export function pushRoutes(router: ApiRouter, deps: AppDeps & { allowIpPushEndpo
 
   const subscribeDoc = doc({
     summary: "Subscribe this browser to pushes (a known endpoint is updated and moves to you)",
+    description: `At most ${MAX_PUSH_SUBSCRIPTIONS} subscriptions a user: one more is a 409.`,
     body,
     responses: { 201: z.object({ subscription: PushSubscription }) },
+    errors: [409],
   });
   router.post("/api/v1/push/subscriptions", subscribeDoc, async (ctx) => {
     const input = parseInput(body, ctx.request.body ?? {});
-    const row = await ctx.state.scope.push.subscribe({
-      endpoint: input.endpoint,
-      p256dh: input.keys.p256dh,
-      auth: input.keys.auth,
-      device: input.device || null,
-    });
+    const row = await ctx.state.scope.transaction((tx) =>
+      tx.push.subscribe({
+        endpoint: input.endpoint,
+        p256dh: input.keys.p256dh,
+        auth: input.keys.auth,
+        device: input.device || null,
+      }),
+    );
     ctx.status = 201;
     ctx.body = { subscription: present(row) };
   });

@@ -41,14 +41,40 @@ export function deliveryFor(kind: string): { TTL: number; urgency: "high" | "nor
   }
 }
 
+/**
+ * The most a push's JSON may take: a push service need accept no more than 4096 octets (RFC 8030 §7.2; FCM
+ * answers 413 beyond), and aes128gcm adds an 86-byte header, a 16-byte tag and a 1-byte delimiter.
+ */
+export const MAX_PUSH_PAYLOAD_BYTES = 4096 - 86 - 16 - 1;
+/** The title's share of it, so a long title still leaves room for the body. */
+const MAX_PUSH_TITLE_BYTES = 512;
+
+const jsonBytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
+
+/** `text`, or its longest prefix (whole code points) with an ellipsis for which `fits` holds. */
+function clip(text: string, fits: (t: string) => boolean): string {
+  if (fits(text)) return text;
+  const chars = [...text];
+  let lo = 0;
+  let hi = chars.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (fits(`${chars.slice(0, mid).join("")}…`)) lo = mid;
+    else hi = mid - 1;
+  }
+  return `${chars.slice(0, lo).join("")}…`;
+}
+
 export function pushMessage(n: ClaimedPush): PushMessage {
-  return {
-    title: n.title,
+  const message: PushMessage = {
+    title: clip(n.title, (t) => jsonBytes(t) <= MAX_PUSH_TITLE_BYTES),
     body: n.sessionName ? [n.sessionName, n.body].filter(Boolean).join(": ") : n.body,
     kind: n.kind,
     tag: n.sessionId ? `session-${n.sessionId}` : `workspace-${n.workspaceId}`,
     url: n.sessionId ? `/#/t/${n.sessionId}` : `/#/w/${n.workspaceId}`,
   };
+  message.body = clip(message.body, (b) => jsonBytes({ ...message, body: b }) <= MAX_PUSH_PAYLOAD_BYTES);
+  return message;
 }
 
 export type PushOutcome = "sent" | "present" | "skipped";
