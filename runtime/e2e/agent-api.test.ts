@@ -3,7 +3,13 @@
  * wherever it fits, so both ends of the contract are exercised together.
  */
 import { describe, expect, it } from "vitest";
-import { AGENT_API_PATHS, type AgentEvent, type HeartbeatRequestInput } from "../../box/protocol.ts";
+import {
+  AGENT_API_PATHS,
+  type AgentEvent,
+  type HeartbeatRequestInput,
+  heartbeatResponse,
+  MAX_USER_SECRETS,
+} from "../../box/protocol.ts";
 import { sendHeartbeat } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
@@ -190,6 +196,31 @@ describe("agent API", async () => {
     const changed = await json(await heartbeat({ environmentVersion: first.environmentVersion }));
     expect(changed.environment).toEqual([{ name: "API_KEY", value: "second-value" }]);
     expect(changed.environmentVersion).not.toBe(first.environmentVersion);
+  });
+
+  it("holds at most MAX_USER_SECRETS even under concurrent writes, so the agent can still read its answer", async () => {
+    const put = (name: string) =>
+      cp.api(`/api/v1/workspaces/${workspaceId}/secrets/${name}`, {
+        method: "PUT",
+        token: cp.localToken,
+        json: { value: `value-of-${name}` },
+      });
+    const count = async () =>
+      (await pool.query("SELECT count(*)::int AS n FROM user_secrets WHERE workspace_id = $1", [workspaceId]))
+        .rows[0].n as number;
+    for (let i = await count(); i < MAX_USER_SECRETS - 2; i++)
+      expect((await put(`FILL_${i}`)).status).toBe(201);
+    const statuses = (await Promise.all(Array.from({ length: 12 }, (_, i) => put(`RACE_${i}`)))).map(
+      (r) => r.status,
+    );
+    expect(statuses.filter((s) => s === 201)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 409)).toHaveLength(10);
+    expect(await count()).toBe(MAX_USER_SECRETS);
+    // What the agent receives must pass the agent's own schema (environment holds at most MAX_USER_SECRETS).
+    expect(heartbeatResponse.safeParse(await json(await heartbeat())).success).toBe(true);
+    await pool.query("DELETE FROM user_secrets WHERE workspace_id = $1 AND name ~ '^(FILL|RACE)_'", [
+      workspaceId,
+    ]);
   });
 
   it("stops accepting the token once the instance ends", async () => {

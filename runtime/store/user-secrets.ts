@@ -35,6 +35,17 @@ export class UserSecretStore {
       .orderBy(asc(userSecrets.name));
   }
 
+  /**
+   * Serialises changes to one workspace's set until the transaction ends, so a check of the set (the
+   * MAX_USER_SECRETS limit) still holds when the write commits. Call inside a transaction.
+   */
+  async lockSet(workspaceId: string): Promise<void> {
+    await this.#access.requireWorkspace("user_secret.write", "workspace", workspaceId);
+    await this.#access.db.execute(
+      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`user_secrets:${workspaceId}`}, 0))`,
+    );
+  }
+
   /** Seals and stores `value` under `name`; `created` tells a new name from a replaced one. */
   async put(workspaceId: string, name: string, value: string): Promise<{ created: boolean }> {
     await this.#access.requireWorkspace("user_secret.write", "workspace", workspaceId);

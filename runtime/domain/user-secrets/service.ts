@@ -23,6 +23,8 @@ export async function putUserSecret(
   ip: string,
 ): Promise<{ created: boolean }> {
   return scope.transaction(async (tx) => {
+    // Two new names written at once must not both pass the limit check (the agent refuses a larger set).
+    await tx.userSecrets.lockSet(workspaceId);
     const existing = await tx.userSecrets.list(workspaceId);
     if (!existing.some((s) => s.name === name) && existing.length >= MAX_USER_SECRETS)
       throw new Conflict("secret_limit", `a workspace holds at most ${MAX_USER_SECRETS} secrets`);
