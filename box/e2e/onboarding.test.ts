@@ -150,6 +150,42 @@ describe("applyOnboarding", () => {
     ).rejects.toThrow(/settings.json is not valid JSON/);
     expect(read(dir, ".claude/settings.json")).toBe("{ not json");
   });
+
+  it("checks every file it merges before writing anything, so a failed run leaves nothing half-applied", async () => {
+    // An unreadable Claude state file fails the run: the clone must not stay behind (a retry would then
+    // refuse the name), and nothing else may have been written.
+    const trustFile = join(root, "broken-trust/.claude.json");
+    mkdirSync(join(root, "broken-trust"), { recursive: true });
+    writeFileSync(trustFile, "{ not json");
+    const claudeDir = join(root, "broken-trust/claude");
+    const brokenPaths = { ...paths, trustFile, claudeDir };
+    const before = readdirSync(paths.projects).sort();
+    await expect(
+      applyOnboarding(
+        action({ project: "clone2", source: { kind: "git", url: join(root, "origin.git") } }),
+        brokenPaths,
+        { allowLocal: true },
+      ),
+    ).rejects.toThrow(/\.claude\.json is not valid JSON/);
+    await expect(
+      applyOnboarding(action({ project: "fresh" }), brokenPaths, { allowLocal: true }),
+    ).rejects.toThrow(/\.claude\.json is not valid JSON/);
+    expect(readdirSync(paths.projects).sort()).toEqual(before);
+    expect(existsSync(claudeDir)).toBe(false);
+    expect(read(trustFile)).toBe("{ not json");
+
+    // An existing project whose settings.json is broken gains no CLAUDE.md or brief either.
+    const legacy = join(paths.projects, "legacy");
+    mkdirSync(join(legacy, ".claude"), { recursive: true });
+    writeFileSync(join(legacy, ".claude/settings.json"), "{ not json");
+    await expect(
+      applyOnboarding(action({ project: "legacy", source: { kind: "existing" } }), paths, {
+        allowLocal: true,
+      }),
+    ).rejects.toThrow(/settings.json is not valid JSON/);
+    expect(readdirSync(legacy)).toEqual([".claude"]);
+    expect(readdirSync(join(legacy, ".claude"))).toEqual(["settings.json"]);
+  });
 });
 
 describe("cloneUrlProblem", () => {

@@ -52,12 +52,17 @@ export async function applyOnboarding(
   const present = existsSync(dir);
   if (present && !lstatSync(dir).isDirectory())
     throw new OnboardingError(`${name} exists and is not a folder`);
+  // Every file merged below is read first, so one we cannot merge fails the run before anything is written
+  // (a clone left in place would make the retry refuse the name).
+  if (action.trust) readTrustState(paths.trustFile);
   switch (action.source.kind) {
     case "new":
-      if (!present) mkdirSync(dir, { mode: 0o755 });
+      if (present) checkMergeable(dir);
+      else mkdirSync(dir, { mode: 0o755 });
       break;
     case "existing":
       if (!present) throw new OnboardingError(`${name} does not exist`);
+      checkMergeable(dir);
       break;
     case "git":
       if (present)
@@ -122,6 +127,7 @@ async function clone(
     }
     if (existsSync(dir))
       throw new OnboardingError(`user/projects/${dir.split("/").pop()} appeared during the clone`);
+    checkMergeable(tmp);
     renameSync(tmp, dir);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -185,6 +191,16 @@ function strings(value: Json | undefined): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
 }
 
+/** Throws (writing nothing) when the project's settings or our record of them cannot be merged. */
+function checkMergeable(dir: string): void {
+  readJsonObject(join(dir, ".claude", "settings.json"), ".claude/settings.json");
+  readJsonObject(join(dir, GENERATED_RECORD), GENERATED_RECORD);
+}
+
+function readTrustState(file: string): JsonObject {
+  return readJsonObject(file, file.endsWith(".claude.json") ? "Claude Code's .claude.json" : file);
+}
+
 function mergePermissions(dir: string, generated: { allow: string[]; deny: string[] }): void {
   const settingsFile = join(dir, ".claude", "settings.json");
   const recordFile = join(dir, GENERATED_RECORD);
@@ -207,7 +223,7 @@ function mergePermissions(dir: string, generated: { allow: string[]; deny: strin
 
 /** Claude Code skips its trust question for a folder whose entry says `hasTrustDialogAccepted: true`. */
 function trust(file: string, projectPaths: string[]): void {
-  const state = readJsonObject(file, file.endsWith(".claude.json") ? "Claude Code's .claude.json" : file);
+  const state = readTrustState(file);
   const projects = (
     state.projects && typeof state.projects === "object" && !Array.isArray(state.projects)
       ? state.projects
