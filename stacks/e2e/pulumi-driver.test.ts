@@ -380,6 +380,37 @@ describe("PulumiDriver with a scripted pulumi", () => {
     expect(readdirSync(fake.workRoot)).toEqual([]);
   });
 
+  it("cancel during stack select of a destroy never lifts protection", async () => {
+    fake.seedStack("ws-a1", upOutputs("a1", false).outputs);
+    fake.script({ responses: { "stack select": { holdUntil: "go" }, up: upOutputs("a1", false) } });
+    const ac = new AbortController();
+    const pending = driver.destroy(spec("a1"), new RecordingLog(), ac.signal).catch((e: unknown) => e);
+    await waitFor(() => fake.calls().some((c) => c.command === "stack select"));
+    ac.abort();
+    fake.release("go");
+    expect(await pending).toBeInstanceOf(OperationCanceledError);
+    // The SDK only listens for a *future* abort: an `up` started on an aborted signal would run to the end.
+    expect(fake.commands()).toEqual(["stack select"]);
+    expect(fake.emptied).toEqual([]);
+  });
+
+  it("cancel that lands while the SDK sets up an up still stops the CLI, and the op reports canceled", async () => {
+    fake.seedStack("ws-a1");
+    fake.script({ responses: { up: upOutputs("a1", true) } });
+    const ac = new AbortController();
+    // The abort arrives after the driver's last check and before the SDK spawns the CLI.
+    const log = new RecordingLog();
+    log.stage = (name: string) => {
+      log.stages.push(name);
+      if (name === "pulumi up (start)") ac.abort();
+    };
+    const err = await driver.apply(spec("a1"), "start", log, ac.signal).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OperationCanceledError);
+    // No `up` ran to its end.
+    expect(fake.records().filter((r) => r.kind === "exit" && r.command === "up" && r.code === 0)).toEqual([]);
+    expect(readdirSync(fake.workRoot)).toEqual([]);
+  });
+
   it("cancel while queued for a slot never starts the CLI", async () => {
     driver = new PulumiDriver(await fake.driverOptions({ maxConcurrentOps: 1 }));
     fake.seedStack("ws-a1");

@@ -150,7 +150,7 @@ export class PulumiDriver implements WorkspaceDriver {
       log.stage(running ? "pulumi up (start)" : "pulumi up (hibernate)");
       const result = await stack.up({
         onEvent: engineEventsToLog(log),
-        signal,
+        signal: cliSignal(signal),
         color: "never",
         message: `berth ${transition}`,
         policyPacks: this.policyPacks,
@@ -169,12 +169,13 @@ export class PulumiDriver implements WorkspaceDriver {
         log.line("info", `no stack ${stackName(spec.workspaceId)}: nothing to destroy`);
         return;
       }
+      signal.throwIfAborted();
       const onEvent = engineEventsToLog(log);
       // 1. Lift protection (and stop the server, gracefully). No policy pack here: it requires protection.
       log.stage("pulumi up (lift protection)");
       const lifted = await stack.up({
         onEvent,
-        signal,
+        signal: cliSignal(signal),
         color: "never",
         message: "berth destroy: lift protection",
       });
@@ -196,10 +197,11 @@ export class PulumiDriver implements WorkspaceDriver {
         log.line("info", `deleted ${n} objects from ${out.bucketName}`);
       }
       // 3. Delete everything, then remove the stack with its history.
+      signal.throwIfAborted();
       log.stage("pulumi destroy");
       await stack.destroy({
         onEvent,
-        signal,
+        signal: cliSignal(signal),
         color: "never",
         message: "berth destroy",
         runProgram: true,
@@ -254,7 +256,7 @@ export class PulumiDriver implements WorkspaceDriver {
       // cloud. (Export/edit/import would write the state, secrets in clear, to a world-readable temp file.)
       await stack.refresh({
         onEvent: engineEventsToLog(log),
-        signal,
+        signal: cliSignal(signal),
         color: "never",
         clearPendingCreates: true,
         message: "berth repair",
@@ -479,6 +481,37 @@ export class PulumiDriver implements WorkspaceDriver {
     }
     return [...states.values()].map(({ server: _server, ...s }) => s);
   }
+}
+
+/**
+ * The signal to hand the Automation API. The SDK only adds an `abort` listener once it has spawned the CLI, and
+ * an AbortSignal never calls a listener added after it fired: an abort that lands while the SDK prepares (gRPC
+ * servers, event log) would be lost and the CLI would run to its end. This view of `signal` calls such a late
+ * listener at once, so the CLI gets its SIGINT right after it starts.
+ */
+export function cliSignal(signal: AbortSignal): AbortSignal {
+  return new Proxy(signal, {
+    get(target, prop) {
+      if (prop === "addEventListener") {
+        return (
+          type: string,
+          listener: EventListenerOrEventListenerObject,
+          options?: AddEventListenerOptions | boolean,
+        ) => {
+          if (type === "abort" && target.aborted) {
+            const event = new Event("abort");
+            queueMicrotask(() =>
+              typeof listener === "function" ? listener.call(target, event) : listener.handleEvent(event),
+            );
+            return;
+          }
+          target.addEventListener(type, listener, options);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 function outputsFrom(outputs: auto.OutputMap): WorkspaceOutputs {
