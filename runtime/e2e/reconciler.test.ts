@@ -8,19 +8,21 @@ describe("reconciler", async () => {
   const cp = await startTestControlPlane({ BERTH_MAX_WORKSPACES_PER_USER: "10" });
   cp.driver.afterStart = agentChecksIn(cp);
   const { pool } = cp.deps.database;
+  /** Ready, and no build pending or running (ready comes from the agent while the build still runs). */
+  const readyAndIdle = async (id: string) => {
+    const { rows } = await pool.query(
+      `SELECT state, (SELECT count(*)::int FROM workspace_builds
+                      WHERE workspace_id = $1 AND status IN ('pending','running')) AS active
+       FROM workspaces WHERE id = $1`,
+      [id],
+    );
+    return rows[0].state === "ready" && rows[0].active === 0;
+  };
   const create = async () => {
     const res = await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: {} });
     const id = (await json(res)).workspace.id as string;
     // Ready comes from the agent during the build; wait for the build itself to finish too.
-    await waitFor("ready and idle", async () => {
-      const { rows } = await pool.query(
-        `SELECT state, (SELECT count(*)::int FROM workspace_builds
-                        WHERE workspace_id = $1 AND status IN ('pending','running')) AS active
-         FROM workspaces WHERE id = $1`,
-        [id],
-      );
-      return rows[0].state === "ready" && rows[0].active === 0;
-    });
+    await waitFor("ready and idle", () => readyAndIdle(id));
     return id;
   };
 
@@ -177,15 +179,7 @@ describe("reconciler", async () => {
         // The wake finishes while the tick is between its listing and its database read.
         cp.driver.gate = null;
         open();
-        await waitFor("woken and idle", async () => {
-          const { rows } = await pool.query(
-            `SELECT state, (SELECT count(*)::int FROM workspace_builds
-                            WHERE workspace_id = $1 AND status IN ('pending','running')) AS active
-             FROM workspaces WHERE id = $1`,
-            [id],
-          );
-          return rows[0].state === "ready" && rows[0].active === 0;
-        });
+        await waitFor("woken and idle", () => readyAndIdle(id));
         return listing;
       };
       const report = await cp.reconciler.tick();
