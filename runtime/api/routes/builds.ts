@@ -2,6 +2,7 @@ import { z } from "zod";
 import { cancelBuild } from "../../domain/builds/cancel.ts";
 import { followBuildLog } from "../../domain/builds/log-stream.ts";
 import { Build, presentBuild } from "../build-view.ts";
+import { whenClientGone } from "../client-gone.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { HttpError } from "../errors.ts";
 import { doc, timestamp } from "../openapi/doc.ts";
@@ -86,9 +87,8 @@ export function buildRoutes(router: ApiRouter, deps: AppDeps): void {
       "X-Accel-Buffering": "no",
     });
     ctx.status = 200;
-    // A client that left while the build was looked up has closed already: its `close` event is gone.
     ctx.body = followBuildLog(ctx.state.scope.builds, deps.listener, build.id, after, (cb) =>
-      ctx.req.destroyed ? cb() : ctx.req.once("close", cb),
+      whenClientGone(ctx.req, cb),
     );
   });
 }

@@ -4,6 +4,7 @@ import { sseFrame } from "../../domain/builds/log-stream.ts";
 import { followNotifications, readInbox } from "../../domain/notifications/service.ts";
 import { followSessionStates } from "../../domain/sessions/service.ts";
 import type { NotificationRow } from "../../store/rows.ts";
+import { whenClientGone } from "../client-gone.ts";
 import type { ApiRouter, AppDeps } from "../context.ts";
 import { doc, timestamp } from "../openapi/doc.ts";
 import { presentSession, Session } from "./sessions.ts";
@@ -75,8 +76,7 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
   });
   router.get("/api/v1/notifications/stream", streamDoc, async (ctx) => {
     const out = new PassThrough();
-    // Listening for the client to leave comes before the awaits below: a client that leaves during them
-    // (or during authentication, before this route ran) has fired its `close` already.
+    // What the stream takes for its client, released when the client leaves (at once if it did meanwhile).
     const releases: Array<() => void> = [];
     let closed = false;
     const close = () => {
@@ -84,8 +84,7 @@ export function notificationRoutes(router: ApiRouter, deps: AppDeps): void {
       for (const release of releases.splice(0)) release();
       out.end();
     };
-    if (ctx.req.destroyed) close();
-    else ctx.req.once("close", close);
+    whenClientGone(ctx.req, close);
     const hold = (release: () => void) => (closed ? release() : releases.push(release));
     // An event looked up as the client left arrives after the end: `out` may have no reader to tell.
     const send = (frame: string) => {
