@@ -174,6 +174,60 @@ describe("agent API", async () => {
     expect(Number(rows[0].events_acked_through)).toBe(6);
   });
 
+  it("stores text Postgres cannot hold (NUL, half a surrogate pair) instead of failing the request", async () => {
+    // A 500 makes the agent resend the same batch forever: one such event would block every later one.
+    const seq = Number(
+      (
+        await pool.query(
+          "SELECT events_acked_through AS n FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+          [workspaceId],
+        )
+      ).rows[0].n,
+    );
+    const odd = "tab\u0000le \ud83d"; // a NUL from a pane, and an emoji cut in half by a length cap
+    const events: AgentEvent[] = [
+      {
+        seq: seq + 1,
+        at: new Date().toISOString(),
+        type: "notification",
+        payload: {
+          kind: "permission_prompt",
+          source: "hook",
+          session: "main",
+          title: odd,
+          message: odd,
+          dedupeKey: "odd-text",
+        },
+      },
+      {
+        seq: seq + 2,
+        at: new Date().toISOString(),
+        type: "log",
+        payload: { level: "warn", msg: odd, fields: { [odd]: odd } },
+      },
+    ];
+    const res = await agent(AGENT_API_PATHS.events, { events });
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ ackedThrough: seq + 2, replayed: 0 });
+    const stored = await pool.query("SELECT title, body FROM notifications WHERE dedupe_key = 'odd-text'");
+    expect(stored.rows).toEqual([{ title: "tab\ufffdle \ufffd", body: "tab\ufffdle \ufffd" }]);
+    const line = await pool.query("SELECT message, fields FROM log_entries WHERE workspace_id = $1", [
+      workspaceId,
+    ]);
+    expect(line.rows).toContainEqual({
+      message: "tab\ufffdle \ufffd",
+      fields: { "tab\ufffdle \ufffd": "tab\ufffdle \ufffd" },
+    });
+    // The heartbeat's free text too: a failing heartbeat leaves the box without its desired state.
+    expect((await heartbeat({ lastError: odd })).status).toBe(200);
+    const inst = await pool.query(
+      "SELECT agent_last_error FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+      [workspaceId],
+    );
+    expect(inst.rows[0].agent_last_error).toBe("tab\ufffdle \ufffd");
+    await heartbeat({ lastError: null });
+  });
+
   it("hands the user's secrets and guided starts to the agent, and resends the secrets only when they change", async () => {
     const secret = (name: string, value: string) =>
       cp.api(`/api/v1/workspaces/${workspaceId}/secrets/${name}`, {

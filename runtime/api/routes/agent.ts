@@ -17,13 +17,19 @@ import {
 import { authenticateAgent } from "../../domain/agents/agent-token.ts";
 import { applyAgentEvents } from "../../domain/agents/events.ts";
 import { acceptHeartbeat } from "../../domain/agents/heartbeat.ts";
+import { pgSafe } from "../../platform/pg-text.ts";
 import type { AppDeps } from "../context.ts";
 import { HttpError } from "../errors.ts";
 
+/**
+ * The agent's free text (pane output in notifications, command errors in log lines) may hold what Postgres
+ * refuses; stored as is, it would fail the request with a 500, which the agent retries forever, so one such
+ * event would block every later one. It is made storable instead.
+ */
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   const result = schema.safeParse(body);
   if (!result.success) throw new HttpError(400, "invalid_input", describeIssues(result.error));
-  return result.data;
+  return pgSafe(result.data);
 }
 
 export function agentRouter(deps: AppDeps): Router {
