@@ -219,6 +219,21 @@ describe("central log store", async () => {
     expect(stored).toMatchObject({ workspaceId, source: "control-plane", fields: { transition: "stop" } });
   });
 
+  it("stores the control plane's lines even when one holds text Postgres refuses, losing none of the batch", async () => {
+    // A NUL (from a box's output) and half a surrogate pair (a cut emoji) would fail the batch's one INSERT:
+    // every line of that batch was dropped.
+    cp.deps.log.warn({ workspaceId, out: "x\u0000y", "k\ud83d": ["\ud83d"] }, "odd line \u0000");
+    cp.deps.log.warn({ workspaceId }, "its ordinary neighbour");
+    await sink.flush();
+    const { rows } = await pool.query(
+      "SELECT message, fields->>'out' AS out, fields->'k\ufffd' AS k FROM log_entries WHERE message IN ('odd line \ufffd', 'its ordinary neighbour') ORDER BY id",
+    );
+    expect(rows).toEqual([
+      { message: "odd line \ufffd", out: "x\ufffdy", k: ["\ufffd"] },
+      { message: "its ordinary neighbour", out: null, k: null },
+    ]);
+  });
+
   it("drops whole days past retention, and keeps the rest", async () => {
     const scope = cp.deps.store.as(SYSTEM.logs).logs;
     const old = new Date(Date.now() - 10 * 86_400_000);

@@ -3,7 +3,8 @@
  * lines, searchable by workspace, time, level and text.
  *
  * - Every line is redacted here, on the way in (platform/redact.ts): no caller can store a secret-shaped
- *   value by forgetting to.
+ *   value by forgetting to. And made storable (platform/pg-text.ts): one line with a NUL would otherwise
+ *   fail the whole batch's INSERT, and every line in it would be lost.
  * - The table is partitioned by UTC day. Retention drops whole partitions (`dropExpired`), which costs
  *   nothing per row and leaves no bloat; `ensurePartitions` creates today's and the next two days' ahead
  *   of time (at start-up and hourly). A line's time is clamped into the window the partitions cover
@@ -14,6 +15,7 @@
  */
 import { and, desc, eq, gte, ilike, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { Invalid, NotFound } from "../platform/errors.ts";
+import { pgSafe, pgText } from "../platform/pg-text.ts";
 import { redactFields, redactSecrets } from "../platform/redact.ts";
 import type { Access } from "./access.ts";
 import { LOG_LEVELS, LOG_SOURCES, logEntries } from "./schema.ts";
@@ -99,7 +101,7 @@ export class LogStore {
       if (scope.kind !== "all" && (scope.kind !== "workspace" || r.workspaceId !== scope.workspaceId))
         throw new NotFound("workspace");
       const clamped = r.time < earliest ? earliest : r.time > latest ? latest : r.time;
-      const fields = redactFields(r.fields);
+      const fields = pgSafe(redactFields(r.fields));
       if (clamped !== r.time) fields.loggedAt = r.time.toISOString();
       return {
         time: clamped,
@@ -107,7 +109,7 @@ export class LogStore {
         instanceId: r.instanceId,
         source: r.source,
         level: r.level,
-        message: redactSecrets(r.message),
+        message: pgText(redactSecrets(r.message)),
         fields,
         traceId: r.traceId,
       };
