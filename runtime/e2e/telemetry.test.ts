@@ -96,6 +96,31 @@ describe("box telemetry, disk alert and /metrics", async () => {
     expect((await cp.api(`/api/v1/workspaces/${workspaceId}/telemetry`)).status).toBe(401);
   });
 
+  it("accepts a heartbeat whose figures do not fit the columns, storing what does fit", async () => {
+    // The protocol allows any non-negative finite figure; the byte columns are bigint and the load a
+    // float4, so these failed the whole heartbeat (500), and with it the box's desired state.
+    await heartbeat({
+      loadAvg1: 1e39,
+      memTotalBytes: 8 * GB + 0.5,
+      memAvailableBytes: 6 * GB,
+      diskTotalBytes: 1e30,
+      diskFreeBytes: 1e29,
+    });
+    const { latest } = await json(
+      await cp.api(`/api/v1/workspaces/${workspaceId}/telemetry`, { token: cp.localToken }),
+    );
+    expect(latest).toMatchObject({
+      loadAvg1: null,
+      memTotalBytes: 8 * GB + 1,
+      memAvailableBytes: 6 * GB,
+      diskTotalBytes: null,
+      diskFreeBytes: null,
+      diskUsedPercent: null,
+      diskWarning: false,
+    });
+    await heartbeat(disk(41)); // as the tests below expect
+  });
+
   it("/metrics wants the bearer token, and then shows the fleet's telemetry", async () => {
     expect((await scrape(null)).status).toBe(401);
     expect((await scrape("wrong-token-wrong-token")).status).toBe(401);

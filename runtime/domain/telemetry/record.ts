@@ -18,6 +18,21 @@ export function diskUsedPercent(m: Pick<MetricsSnapshot, "diskTotalBytes" | "dis
   return (100 * Math.max(0, m.diskTotalBytes - m.diskFreeBytes)) / m.diskTotalBytes;
 }
 
+/**
+ * The protocol allows any non-negative finite figure, but the byte columns are bigint and the load a float4:
+ * a figure that does not fit would fail the whole heartbeat (and with it the box's desired state), so it is
+ * stored rounded to whole bytes, or as not reported when it is out of range.
+ */
+function bytes(v: number | undefined): number | null {
+  if (v === undefined) return null;
+  const whole = Math.round(v);
+  return Number.isSafeInteger(whole) ? whole : null;
+}
+
+function load(v: number | undefined): number | null {
+  return v === undefined || !Number.isFinite(Math.fround(v)) ? null : v;
+}
+
 /** `agent` is the store as the reporting agent: it writes its own instance's sample only. */
 export async function recordTelemetry(
   agent: AuthorizedStore,
@@ -25,25 +40,28 @@ export async function recordTelemetry(
   options: { diskWarnPercent: number; now?: Date },
 ): Promise<void> {
   const sampledAt = options.now ?? new Date();
-  const used = diskUsedPercent(m);
+  const figures = {
+    loadAvg1: load(m.loadAvg1),
+    memTotalBytes: bytes(m.memTotalBytes),
+    memAvailableBytes: bytes(m.memAvailableBytes),
+    diskTotalBytes: bytes(m.diskTotalBytes),
+    diskFreeBytes: bytes(m.diskFreeBytes),
+  };
+  const used = diskUsedPercent({
+    diskTotalBytes: figures.diskTotalBytes ?? undefined,
+    diskFreeBytes: figures.diskFreeBytes ?? undefined,
+  });
   // One transaction: the alert is marked "warned" only together with the notification that says so.
   await agent.transaction(async (tx) => {
     const change = await tx.telemetry.record(
-      {
-        sampledAt,
-        loadAvg1: m.loadAvg1 ?? null,
-        memTotalBytes: m.memTotalBytes ?? null,
-        memAvailableBytes: m.memAvailableBytes ?? null,
-        diskTotalBytes: m.diskTotalBytes ?? null,
-        diskFreeBytes: m.diskFreeBytes ?? null,
-      },
+      { sampledAt, ...figures },
       {
         over: used !== null && used >= options.diskWarnPercent,
         under: used !== null && used < options.diskWarnPercent - DISK_WARN_HYSTERESIS,
       },
     );
     if (change !== "warned" || used === null) return;
-    const free = prettyBytes(m.diskFreeBytes ?? 0, { maximumFractionDigits: 1 });
+    const free = prettyBytes(figures.diskFreeBytes ?? 0, { maximumFractionDigits: 1 });
     await tx.notifications.createForOwner({
       sessionId: null,
       kind: "disk_nearly_full",
