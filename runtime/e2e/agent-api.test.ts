@@ -277,6 +277,49 @@ describe("agent API", async () => {
     ]);
   });
 
+  it("records a backup's outcome even when its figures do not fit the columns", async () => {
+    // bytes_added and files are bigint, duration_ms an integer: the protocol allows any non-negative finite
+    // figure, and one that did not fit failed the batch with a 500 that the agent resends forever.
+    const {
+      rows: [backup],
+    } = await pool.query(
+      "INSERT INTO backups (workspace_id, trigger, status) VALUES ($1, 'manual', 'running') RETURNING id",
+      [workspaceId],
+    );
+    const seq = Number(
+      (
+        await pool.query(
+          "SELECT events_acked_through AS n FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+          [workspaceId],
+        )
+      ).rows[0].n,
+    );
+    const res = await agent(AGENT_API_PATHS.events, {
+      events: [
+        {
+          seq: seq + 1,
+          at: new Date().toISOString(),
+          type: "backup",
+          payload: {
+            backupId: backup.id,
+            operation: "backup",
+            phase: "succeeded",
+            snapshotId: "0123abcd",
+            bytesAdded: 1024.5,
+            files: 1e20,
+            durationMs: 3e9,
+          },
+        },
+      ] satisfies AgentEvent[],
+    });
+    expect(res.status).toBe(200);
+    const { rows } = await pool.query(
+      "SELECT status, bytes_added, files, duration_ms FROM backups WHERE id = $1",
+      [backup.id],
+    );
+    expect(rows[0]).toEqual({ status: "succeeded", bytes_added: "1025", files: null, duration_ms: null });
+  });
+
   it("stops accepting the token once the instance ends", async () => {
     await cp.api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST", token: cp.localToken });
     await waitFor(
