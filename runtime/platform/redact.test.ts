@@ -60,4 +60,20 @@ describe("redactSecrets", () => {
       passed: true,
     });
   });
+
+  it("reaches into arrays, whatever they hold", () => {
+    // pino writes an AggregateError's errors, a list of requests, etc. as arrays of objects.
+    expect(
+      redactFields({
+        attempts: [
+          { url: "https://x", headers: { authorization: "Basic dXNlcjpwYXNz" } },
+          "sk_live_0123456789abcdefXYZ",
+        ],
+        nested: [[{ token: "abc123" }]],
+      }),
+    ).toEqual({
+      attempts: [{ url: "https://x", headers: { authorization: "[redacted]" } }, "[redacted-key]"],
+      nested: [[{ token: "[redacted]" }]],
+    });
+  });
 });

@@ -60,12 +60,15 @@ export function redactFields(fields: Record<string, unknown>): Record<string, un
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fields)) {
     if (SECRET_KEY.test(key) && value !== null && value !== "") out[key] = "[redacted]";
-    else if (typeof value === "string") out[key] = redactSecrets(value);
-    else if (value && typeof value === "object")
-      out[key] = Array.isArray(value)
-        ? value.map((v) => (typeof v === "string" ? redactSecrets(v) : v))
-        : redactFields(value as Record<string, unknown>);
-    else out[key] = value;
+    else out[key] = redactValue(value);
   }
   return out;
+}
+
+/** Strings redacted, objects field by field, arrays item by item (an item may be an object with a token). */
+function redactValue(value: unknown): unknown {
+  if (typeof value === "string") return redactSecrets(value);
+  if (Array.isArray(value)) return value.map(redactValue);
+  if (value && typeof value === "object") return redactFields(value as Record<string, unknown>);
+  return value;
 }
