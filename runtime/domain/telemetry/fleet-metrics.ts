@@ -30,18 +30,19 @@ export async function refreshFleetMetrics(
   metrics.boxMemoryUsedMax.set(fleet.memoryMax);
   metrics.boxLoadMax.set(fleet.loadMax);
 
-  // Per-workspace series are rebuilt from scratch so a box that stopped reporting disappears.
+  // Per-workspace series are rebuilt from scratch so a box that stopped reporting disappears. The query
+  // comes first: with an await between the reset and the sets, a concurrent scrape (an HA pair of
+  // Prometheus servers) would be answered with none of the boxes.
+  const boxes = options.perWorkspace ? await scope.telemetry.fleet(since) : [];
   metrics.boxDiskUsedByWorkspace.reset();
   metrics.boxMemoryUsedByWorkspace.reset();
   metrics.boxLoadByWorkspace.reset();
-  if (options.perWorkspace) {
-    for (const b of await scope.telemetry.fleet(since)) {
-      const disk = diskRatio(b);
-      const memory = memoryRatio(b);
-      if (disk !== null) metrics.boxDiskUsedByWorkspace.set({ workspace_id: b.workspaceId }, disk);
-      if (memory !== null) metrics.boxMemoryUsedByWorkspace.set({ workspace_id: b.workspaceId }, memory);
-      if (b.loadAvg1 !== null) metrics.boxLoadByWorkspace.set({ workspace_id: b.workspaceId }, b.loadAvg1);
-    }
+  for (const b of boxes) {
+    const disk = diskRatio(b);
+    const memory = memoryRatio(b);
+    if (disk !== null) metrics.boxDiskUsedByWorkspace.set({ workspace_id: b.workspaceId }, disk);
+    if (memory !== null) metrics.boxMemoryUsedByWorkspace.set({ workspace_id: b.workspaceId }, memory);
+    if (b.loadAvg1 !== null) metrics.boxLoadByWorkspace.set({ workspace_id: b.workspaceId }, b.loadAvg1);
   }
 
   metrics.backupOldestSuccessAge.set(await scope.backups.oldestLastSuccessAgeSeconds(now));
