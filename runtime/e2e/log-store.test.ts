@@ -184,6 +184,9 @@ describe("central log store", async () => {
       ["?limit=0", "query.limit"],
       ["?cursor=nope", "cursor"],
       ["?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", "query.until"],
+      // Text and times Postgres refuses: a NUL in the search text, a year 0 it cannot represent.
+      ["?q=a%00b", "query.q"],
+      ["?since=0000-01-01T00:00:00Z", "query.since"],
     ]) {
       const res = await logs(query!);
       expect(res.status, query).toBe(400);

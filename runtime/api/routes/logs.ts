@@ -9,16 +9,25 @@ import type { ApiRouter, AppContext, AppDeps } from "../context.ts";
 import { parseInput } from "../errors.ts";
 import { doc, timestamp } from "../openapi/doc.ts";
 
+// Postgres refuses the year 0 (and anything before it, after the offset is applied) and NUL in text: both
+// would fail the query with a 500 instead of naming the parameter.
 const isoTime = z.iso
   .datetime({ offset: true, error: "must be an ISO 8601 time with an offset, e.g. 2026-12-05T12:00:00Z" })
-  .transform((v) => new Date(v));
+  .transform((v) => new Date(v))
+  .refine((d) => d.getUTCFullYear() >= 1, "must be in the year 1 or later");
 
 const searchFields = z.object({
   since: isoTime.optional().describe("lines at or after this time"),
   until: isoTime.optional().describe("lines before this time"),
   level: z.enum(LOG_LEVELS).optional().describe("this level and above"),
   source: z.enum(LOG_SOURCES).optional().describe("agent: the box; control-plane: the server"),
-  q: z.string().min(1).max(200).optional().describe("case-insensitive text the message contains"),
+  q: z
+    .string()
+    .min(1)
+    .max(200)
+    .refine((q) => !q.includes("\u0000"), "must not contain NUL characters")
+    .optional()
+    .describe("case-insensitive text the message contains"),
   limit: z.coerce
     .number({ error: "must be a number" })
     .int("must be a whole number")
