@@ -320,6 +320,49 @@ describe("agent API", async () => {
     expect(rows[0]).toEqual({ status: "succeeded", bytes_added: "1025", files: null, duration_ms: null });
   });
 
+  it("takes a box clock that runs ahead as now: its later, correct times still apply", async () => {
+    const cursor = async () =>
+      Number(
+        (
+          await pool.query(
+            "SELECT events_acked_through AS n FROM workspace_instances WHERE workspace_id = $1 AND stopped_at IS NULL",
+            [workspaceId],
+          )
+        ).rows[0].n,
+      );
+    const state = (seq: number, at: Date, s: "working" | "idle"): AgentEvent => ({
+      seq,
+      at: at.toISOString(),
+      type: "claude_state",
+      payload: { session: "main", state: s, detail: null },
+    });
+    // The box's clock is a day ahead, then NTP sets it right.
+    const seq = await cursor();
+    const tomorrow = new Date(Date.now() + 86_400_000);
+    expect(
+      (await agent(AGENT_API_PATHS.events, { events: [state(seq + 1, tomorrow, "working")] })).status,
+    ).toBe(200);
+    expect(
+      (await agent(AGENT_API_PATHS.events, { events: [state(seq + 2, new Date(), "idle")] })).status,
+    ).toBe(200);
+    const { rows } = await pool.query(
+      `SELECT s.claude_state, s.claude_state_since <= now() AS since_past, w.last_activity_at <= now() AS activity_past
+         FROM sessions s JOIN workspaces w ON w.id = s.workspace_id
+        WHERE s.workspace_id = $1 AND s.name = 'main' AND s.closed_at IS NULL`,
+      [workspaceId],
+    );
+    // Idle autostop counts from last_activity_at: one in the future would keep the box up all day.
+    expect(rows[0]).toEqual({ claude_state: "idle", since_past: true, activity_past: true });
+    // A time Postgres cannot store (the year 0) fails nothing either.
+    const year0 = "0000-06-01T00:00:00Z";
+    const completed = [
+      { id: "0f8fad5b-d9cb-469f-a165-70867728950e", kind: "keys" as const, ok: true, at: year0 },
+    ];
+    expect((await heartbeat({ completed })).status).toBe(200);
+    const late = { ...note(seq + 3, "year-0"), at: year0 };
+    expect((await agent(AGENT_API_PATHS.events, { events: [late] })).status).toBe(200);
+  });
+
   it("stops accepting the token once the instance ends", async () => {
     await cp.api(`/api/v1/workspaces/${workspaceId}/hibernate`, { method: "POST", token: cp.localToken });
     await waitFor(

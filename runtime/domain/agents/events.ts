@@ -54,6 +54,17 @@ export async function applyAgentEvents(
   return result;
 }
 
+/**
+ * An event's time by the box's clock, taken as now when it is ahead of ours (and as 1970 when before it,
+ * which Postgres could not store if before the year 1). A box clock that runs ahead would otherwise date
+ * activity in the future, holding off idle autostop, and once set right its correct, earlier times would be
+ * ignored as older than the state they follow (sessions.setClaudeState). The log store keeps a line's own
+ * time (store/logs.ts clamps it itself), so log events do not pass through here.
+ */
+export function agentTime(at: string, now = Date.now()): Date {
+  return new Date(Math.max(0, Math.min(Date.parse(at), now)));
+}
+
 /** A shipped agent line as the log store keeps it, in the trace of the agent's request. */
 function agentLogLine(agent: AuthenticatedAgent, event: Extract<AgentEvent, { type: "log" }>): LogLine {
   const { level, msg, fields } = event.payload;
@@ -87,7 +98,7 @@ async function applyOne(
         title: p.title,
         body: p.message,
         dedupeKey: p.dedupeKey,
-        createdAt: new Date(event.at),
+        createdAt: agentTime(event.at),
         push: worthAPush(p),
       });
       return;
@@ -96,7 +107,7 @@ async function applyOne(
       const p = event.payload;
       if (p.state === "open")
         await tx.previews.detected(p.port, { process: p.process, framework: p.framework });
-      else await tx.previews.closeDetected(p.port, new Date(event.at));
+      else await tx.previews.closeDetected(p.port, agentTime(event.at));
       return;
     }
     case "log":
@@ -106,7 +117,7 @@ async function applyOne(
       return;
     case "claude_state": {
       const p = event.payload;
-      await tx.sessions.setClaudeState(p.session, p.state, p.detail, new Date(event.at));
+      await tx.sessions.setClaudeState(p.session, p.state, p.detail, agentTime(event.at));
       return;
     }
     case "backup": {

@@ -9,6 +9,7 @@ import type { Metrics } from "../../platform/metrics.ts";
 import type { BackupService } from "../backups/service.ts";
 import { recordTelemetry } from "../telemetry/record.ts";
 import type { AuthenticatedAgent } from "./agent-token.ts";
+import { agentTime } from "./events.ts";
 import { markAgentReady } from "./readiness.ts";
 import type { TailnetClaims } from "./tailnet-claims.ts";
 
@@ -45,7 +46,7 @@ export async function acceptHeartbeat(
 
   const completedIds = hb.completed.map((c) => c.id);
   await scope.agents.completeActions(
-    hb.completed.map((c) => ({ id: c.id, at: new Date(c.at), ok: c.ok, error: c.error ?? null })),
+    hb.completed.map((c) => ({ id: c.id, at: agentTime(c.at), ok: c.ok, error: c.error ?? null })),
   );
   // A backup or restore the box could not run at all fails its run (the box's own report may never come).
   const failedRuns = hb.completed.filter((c) => !c.ok && (c.kind === "backup" || c.kind === "restore"));
