@@ -124,4 +124,27 @@ describe("completion", () => {
     expect(words("backup restore")).toContain("my-box");
     expect(words("export")).toContain("my-box");
   });
+
+  it("completes one word per candidate in zsh, which does not split unquoted variables", (ctx) => {
+    try {
+      execFileSync("zsh", ["--version"]);
+    } catch {
+      ctx.skip(); // zsh not installed here
+    }
+    const script = completionScript("zsh");
+    const words = (prev: string) =>
+      execFileSync(
+        "zsh",
+        [
+          "-c",
+          `compdef() { :; }\n${script}\nberth() { echo my-box; echo other-box; }\n_berth_words "${prev}"`,
+        ],
+        { encoding: "utf8" },
+      )
+        .split("\n")
+        .filter(Boolean);
+    expect(words("ws")).toEqual(["list", "create", "hibernate", "wake", "rm"]);
+    expect(words("")).toEqual(expect.arrayContaining(["login", "ws", "attach", "--help"]));
+    expect(words("attach")).toEqual(["my-box", "other-box"]);
+  });
 });
