@@ -128,7 +128,6 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
             ws.close(1000, "detached");
           };
           ws.on("open", () => {
-            failures = 0;
             ws.send(Buffer.from(JSON.stringify(size())));
             opened = true;
             if (pending.length) ws.send(encodeInput(Buffer.concat(pending)));
@@ -136,6 +135,10 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
             pendingBytes = 0;
           });
           ws.on("message", (data: Buffer) => {
+            // Only what the box sends proves the terminal works: the relay completes the handshake before
+            // it refuses (box unreachable, rate limited), so counting from an open socket would retry
+            // every 0.4 s forever instead of backing off and giving up.
+            failures = 0;
             if (data[0] === ServerCommand.OUTPUT) stdout.write(data.subarray(1));
           });
           ws.on("error", () => {}); // the close event follows and decides
