@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createInterface } from "node:readline/promises";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { type WebSocket, WebSocketServer } from "ws";
@@ -154,5 +155,35 @@ describe("attach", () => {
     await expect(attached).rejects.toThrow(/gave up reconnecting/);
     expect(relay.connections()).toBe(5);
     expect(term.screen()).toContain("prompt$ ");
+  });
+
+  it("takes keys again after asking to wake a box that fell asleep under it", async () => {
+    // Socket 1 works, then the box hibernates (4503); after the wake, socket 2 is the terminal again.
+    const relay = await fakeRelay((ws, n) => {
+      ws.send(encodeServerMessage(ServerCommand.OUTPUT, n === 1 ? "before$ " : "awake$ "));
+      if (n === 1) ws.close(4503, "box asleep");
+    });
+    const term = fakeTerminal();
+    const attached = attachTerminal(relay.api, term.io, {
+      sessionId: "s1",
+      sessionName: "main",
+      // As `berth attach` asks (main.ts): a readline prompt on the same stdin, which pauses it on close.
+      onAsleep: async () => {
+        const rl = createInterface({ input: term.io.stdin, output: term.io.stderr });
+        try {
+          return /^(y|yes|)$/i.test((await rl.question("Wake it? [Y/n] ")).trim());
+        } finally {
+          rl.close();
+        }
+      },
+    });
+    await waitFor("the wake offer", () => term.notes().includes("Wake it?"));
+    term.stdin.write("y\n");
+    await waitFor("the terminal after the wake", () => term.screen().includes("awake$ "));
+    expect(term.stdin.isRaw).toBe(true);
+    term.stdin.write("echo hi\r");
+    await waitFor("the keys to reach the box", () => relay.input().includes("echo hi\r"), 10_000);
+    term.stdin.write("\x1dd");
+    expect(await attached).toBe(0);
   });
 });

@@ -168,6 +168,9 @@ export async function attachTerminal(api: ApiClient, io: AttachIo, options: Atta
         stdin.off("data", onInput);
         const woke = await options.onAsleep();
         stdin.on("data", onInput);
+        // A wake prompt reads this stdin through readline, which pauses it when it closes: a data listener
+        // alone does not restart a paused stream, and every key typed after the wake would be lost.
+        stdin.resume();
         if (raw) stdin.setRawMode(true);
         if (!woke) throw new ClientError(Exit.CONFLICT, "the workspace is asleep; 'berth ws wake' it first");
         continue;
