@@ -74,12 +74,39 @@ export async function followBuild(
   const timer = tty ? setInterval(drawStatus, 120) : undefined;
   let lastSeq = 0;
   let failures = 0;
+  let lastError = "";
+  const backOff = async () => {
+    if (++failures > (options.maxReconnects ?? 5)) {
+      throw new ClientError(
+        Exit.UNREACHABLE,
+        `lost the build log stream${lastError ? ` (${lastError})` : ""}; 'berth ws list' shows the state`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** failures)));
+  };
   try {
     for (;;) {
-      const res = await api.fetch(`/api/v1/builds/${buildId}/log`, {
-        headers: { accept: "text/event-stream", "last-event-id": String(lastSeq) },
-      });
-      if (!res.ok) throw errorFrom(res.status, await res.json().catch(() => undefined), api.url);
+      // A control plane that restarts (a deploy, a crash) breaks the stream and then, for a moment, refuses
+      // connections or answers through its proxy with a 502-504: retried like the broken stream, since the
+      // build goes on meanwhile. Anything else the server says is its answer.
+      const res = await api
+        .fetch(`/api/v1/builds/${buildId}/log`, {
+          headers: { accept: "text/event-stream", "last-event-id": String(lastSeq) },
+        })
+        .catch((err: unknown) => {
+          if (!(err instanceof ClientError) || err.exitCode !== Exit.UNREACHABLE) throw err;
+          lastError = err.message;
+          return null;
+        });
+      if (!res?.ok) {
+        if (res) {
+          const error = errorFrom(res.status, await res.json().catch(() => undefined), api.url);
+          if (res.status < 502 || res.status > 504) throw error;
+          lastError = error.message;
+        }
+        await backOff();
+        continue;
+      }
       try {
         for await (const ev of sseEvents(res.body!)) {
           failures = 0;
@@ -103,10 +130,7 @@ export async function followBuild(
         if (err instanceof ClientError) throw err;
         // The stream broke mid-way: resume below.
       }
-      if (++failures > (options.maxReconnects ?? 5)) {
-        throw new ClientError(Exit.UNREACHABLE, "lost the build log stream; 'berth ws list' shows the state");
-      }
-      await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** failures)));
+      await backOff();
     }
   } finally {
     if (timer) clearInterval(timer);

@@ -1,11 +1,14 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { Exit, errorFrom } from "./api.ts";
+import { ApiClient, Exit, errorFrom } from "./api.ts";
 import { DetachDetector } from "./attach.ts";
-import { sseEvents } from "./build-progress.ts";
+import { followBuild, sseEvents } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { configDir, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
 
@@ -96,6 +99,59 @@ describe("SSE parsing", () => {
       { event: "line", id: "3", data: '{"seq":3}' },
       { event: "end", id: undefined, data: "{}" },
     ]);
+  });
+});
+
+/** A control plane whose every request `handle` answers (the n-th, 1-based), on a loopback port. */
+async function fakeControlPlane(handle: (req: IncomingMessage, res: ServerResponse, n: number) => void) {
+  let n = 0;
+  const server = createServer((req, res) => handle(req, res, ++n));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const sseLine = (seq: number, message: string) =>
+  `id: ${seq}\nevent: line\ndata: ${JSON.stringify({ seq, at: "", level: "info", stage: null, message })}\n\n`;
+
+describe("following a build", () => {
+  it("resumes after the control plane went away for a moment (refused, then a proxy's 502)", async () => {
+    const lastEventIds: string[] = [];
+    const cp = await fakeControlPlane((req, res, n) => {
+      lastEventIds.push(String(req.headers["last-event-id"]));
+      if (n === 1) {
+        // The first line, then the control plane restarts: the stream breaks off ...
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(sseLine(1, "first"), () => res.destroy());
+      } else if (n === 2) {
+        req.socket.destroy(); // ... the reconnect finds nobody there ...
+      } else if (n === 3) {
+        res.writeHead(502, { "content-type": "text/html" }).end("<html>Bad Gateway</html>"); // ... or a proxy
+      } else {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`${sseLine(2, "second")}event: end\ndata: {"status":"succeeded"}\n\n`);
+      }
+    });
+    try {
+      const out = new PassThrough();
+      let log = "";
+      out.on("data", (d) => (log += d));
+      const status = await followBuild(
+        new ApiClient(cp.url, "t"),
+        "b1",
+        out as unknown as NodeJS.WriteStream,
+      );
+      expect(status).toBe("succeeded");
+      expect(log).toBe("first\nsecond\n");
+      expect(lastEventIds).toEqual(["0", "1", "1", "1"]);
+    } finally {
+      await cp.close();
+    }
   });
 });
 
