@@ -6,7 +6,7 @@
  * An export streams the snapshot's .tar.gz to a file, never to a terminal.
  */
 
-import { createWriteStream, openSync, rmSync } from "node:fs";
+import { createWriteStream, fchmodSync, fstatSync, openSync, rmSync } from "node:fs";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
@@ -304,11 +304,16 @@ export async function exportCommand(args: string[], io: Io, deps: CommandDeps): 
   if (!res.ok || !res.body) throw errorFrom(res.status, await res.json().catch(() => undefined), api.url);
   const file = toStdout ? null : values.output!;
   let sink: NodeJS.WritableStream;
+  // A regular file: made the owner's alone, and removed if the export breaks off (never a device or a pipe).
+  let regular = false;
   if (file) {
     // A workspace's files may hold secrets: the export is the owner's alone to read.
     let fd: number;
     try {
       fd = openSync(file, "w", 0o600);
+      // The mode applies only when the file is created: one that was there keeps its own, maybe 0644.
+      regular = fstatSync(fd).isFile();
+      if (regular) fchmodSync(fd, 0o600);
     } catch (err) {
       throw new ClientError(Exit.USAGE, `cannot write ${file}: ${(err as Error).message}`);
     }
@@ -327,7 +332,7 @@ export async function exportCommand(args: string[], io: Io, deps: CommandDeps): 
     const body = Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
     await pipeline(body, counted, sink, { end: file !== null });
   } catch (err) {
-    if (file) rmSync(file, { force: true });
+    if (regular) rmSync(file!, { force: true });
     throw new ClientError(
       Exit.FAILED,
       `the export broke off after ${size(bytes)}: ${(err as Error).message}`,

@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { ApiClient, Exit, errorFrom } from "./api.ts";
+import { ApiClient, ClientError, Exit, errorFrom } from "./api.ts";
 import { DetachDetector } from "./attach.ts";
+import { exportCommand } from "./backups.ts";
 import { followBuild, sseEvents } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { configDir, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
@@ -149,6 +150,44 @@ describe("following a build", () => {
       expect(status).toBe("succeeded");
       expect(log).toBe("first\nsecond\n");
       expect(lastEventIds).toEqual(["0", "1", "1", "1"]);
+    } finally {
+      await cp.close();
+    }
+  });
+});
+
+describe("export", () => {
+  it("leaves the file 0600 even when one readable by others was there", async () => {
+    const snapshot = "abcd1234".repeat(8);
+    const cp = await fakeControlPlane((req, res) => {
+      const json = (body: unknown) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      if (req.url === "/api/v1/workspaces")
+        json({ workspaces: [{ id: "w1", name: "box", state: "hibernated", createdAt: "" }] });
+      else if (req.url === "/api/v1/workspaces/w1/backups")
+        json({
+          runs: [],
+          snapshots: [{ id: snapshot, shortId: snapshot.slice(0, 8), time: "", tags: [], trigger: null }],
+          repositoryError: null,
+        });
+      else if (req.url === `/api/v1/workspaces/w1/backups/${snapshot}/export`)
+        res.writeHead(200, { "content-type": "application/gzip" }).end("the workspace's files");
+      else res.writeHead(404).end();
+    });
+    try {
+      const file = join(mkdtempSync(join(tmpdir(), "berth-export-")), "backup.tar.gz");
+      writeFileSync(file, "an older export", { mode: 0o644 });
+      const io = { stdout: new PassThrough(), stderr: new PassThrough() } as unknown as {
+        stdout: NodeJS.WriteStream;
+        stderr: NodeJS.WriteStream;
+      };
+      const code = await exportCommand(["box", "abcd1234", "-o", file], io, {
+        connect: () => new ApiClient(cp.url, "t"),
+        usage: () => new ClientError(Exit.USAGE, "usage"),
+      });
+      expect(code).toBe(Exit.OK);
+      expect(readFileSync(file, "utf8")).toBe("the workspace's files");
+      expect(statSync(file).mode & 0o777).toBe(0o600);
     } finally {
       await cp.close();
     }
