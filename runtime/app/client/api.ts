@@ -76,6 +76,15 @@ export class ApiClient {
       parsed = undefined;
     }
     if (!res.ok) throw errorFrom(res.status, parsed, this.url);
+    // Every answer of the API is JSON: anything else (a web page at a mistyped URL, a proxy's sign-in
+    // page) would reach the caller as undefined and crash it with a stack trace.
+    if (parsed === undefined) {
+      const type = res.headers.get("content-type")?.split(";")[0] || "an empty body";
+      throw new ClientError(
+        Exit.FAILED,
+        `${this.url}${path} answered with ${type}, not JSON: is ${this.url} a Berth control plane?`,
+      );
+    }
     return parsed as T;
   }
 }

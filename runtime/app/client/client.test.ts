@@ -5,13 +5,14 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ApiClient, ClientError, Exit, errorFrom } from "./api.ts";
 import { DetachDetector } from "./attach.ts";
 import { exportCommand } from "./backups.ts";
 import { followBuild, sseEvents } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { configDir, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
+import { runClient } from "./main.ts";
 
 describe("the detach key", () => {
   it("passes ordinary input through and detaches on Ctrl-] d", () => {
@@ -119,6 +120,30 @@ async function fakeControlPlane(handle: (req: IncomingMessage, res: ServerRespon
 
 const sseLine = (seq: number, message: string) =>
   `id: ${seq}\nevent: line\ndata: ${JSON.stringify({ seq, at: "", level: "info", stage: null, message })}\n\n`;
+
+describe("a URL that is not a control plane", () => {
+  it("is said to be one, not a crash with a stack trace", async () => {
+    // A web server that answers every path with a page (a typo in the URL, a proxy's sign-in page).
+    const site = await fakeControlPlane((_req, res) =>
+      res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>Welcome</title>"),
+    );
+    vi.stubEnv("BERTH_TOKEN", "berth_pat_x");
+    vi.stubEnv("XDG_CONFIG_HOME", mkdtempSync(join(tmpdir(), "berth-cred-")));
+    try {
+      let stderr = "";
+      const err = new PassThrough();
+      err.on("data", (d) => (stderr += d));
+      const io = { stdout: new PassThrough(), stderr: err, stdin: new PassThrough() };
+      const code = await runClient(["login", site.url], io as unknown as Parameters<typeof runClient>[1]);
+      expect(code).toBe(Exit.FAILED);
+      expect(stderr).toContain(`${site.url}/api/v1/auth/config answered with text/html, not JSON`);
+      expect(readCredentials()).toBeNull();
+    } finally {
+      vi.unstubAllEnvs();
+      await site.close();
+    }
+  });
+});
 
 describe("following a build", () => {
   it("resumes after the control plane went away for a moment (refused, then a proxy's 502)", async () => {
