@@ -246,12 +246,15 @@ export async function backupCommand(args: string[], io: Io, deps: CommandDeps): 
 
   // restore
   const snapshot = await findSnapshot(api, w.id, snapshotRef!);
-  const since = Date.now() - 1_000; // the server's clock may be a little behind ours
   const { safetyBackup } = await api.call<{ safetyBackup: BackupRun }>(
     "POST",
     `/api/v1/workspaces/${w.id}/backups/${snapshot.id}/restore`,
     { paths },
   );
+  // The outcome comes after the safety run this restore started: both times are the server's. This
+  // machine's clock may be off by minutes (an earlier restore's outcome would then pass for this one's, or
+  // this one's never would); the second is for the database's and the control plane's clocks.
+  const since = Date.parse(safetyBackup.createdAt) - 1_000;
   const what = paths.length ? paths.join(", ") : "all of user/";
   if (!wait) {
     if (json) io.stdout.write(`${JSON.stringify({ snapshot: snapshot.id, paths, safetyBackup })}\n`);

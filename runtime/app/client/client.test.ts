@@ -8,7 +8,7 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it, vi } from "vitest";
 import { ApiClient, ClientError, Exit, errorFrom } from "./api.ts";
 import { DetachDetector } from "./attach.ts";
-import { exportCommand } from "./backups.ts";
+import { backupCommand, exportCommand } from "./backups.ts";
 import { followBuild, sseEvents } from "./build-progress.ts";
 import { completionScript } from "./completion.ts";
 import { configDir, readCredentials, removeCredentials, writeCredentials } from "./credentials.ts";
@@ -213,6 +213,65 @@ describe("export", () => {
       expect(code).toBe(Exit.OK);
       expect(readFileSync(file, "utf8")).toBe("the workspace's files");
       expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      await cp.close();
+    }
+  });
+});
+
+describe("backup restore", () => {
+  it("waits for this restore's outcome, not an earlier one's, whatever this machine's clock says", async () => {
+    // The control plane's clock is 10 minutes ahead of this machine's; an earlier restore of the same
+    // workspace failed 2 minutes ago (server time), i.e. "in 8 minutes" by the client's clock.
+    const serverNow = () => new Date(Date.now() + 10 * 60_000);
+    const snapshot = "abcd1234".repeat(8);
+    const earlier = {
+      workspaceId: "w1",
+      kind: "restore_failed",
+      body: "The restore failed: an earlier one",
+      createdAt: new Date(serverNow().getTime() - 2 * 60_000).toISOString(),
+    };
+    let restoredAt: Date | null = null;
+    let inboxReads = 0;
+    const cp = await fakeControlPlane((req, res) => {
+      req.resume();
+      const json = (body: unknown) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      const run = (status: string) => ({ id: "r1", status, createdAt: restoredAt, snapshotId: "ffff0000" });
+      if (req.url === "/api/v1/workspaces")
+        json({ workspaces: [{ id: "w1", name: "box", state: "ready", createdAt: "" }] });
+      else if (req.url === "/api/v1/workspaces/w1/backups")
+        json({
+          runs: [],
+          snapshots: [{ id: snapshot, shortId: "abcd1234", time: "" }],
+          repositoryError: null,
+        });
+      else if (req.url === `/api/v1/workspaces/w1/backups/${snapshot}/restore`) {
+        restoredAt = serverNow();
+        json({ safetyBackup: run("pending") });
+      } else if (req.url === "/api/v1/workspaces/w1/backups/runs/r1") json({ backup: run("succeeded") });
+      else if (req.url === "/api/v1/notifications") {
+        // This restore finishes after the client first looked.
+        const done = { workspaceId: "w1", kind: "restore_done", body: "Snapshot abcd1234 is restored" };
+        json({
+          notifications: ++inboxReads > 1 ? [{ ...done, createdAt: serverNow() }, earlier] : [earlier],
+        });
+      } else res.writeHead(404).end();
+    });
+    try {
+      let stderr = "";
+      const err = new PassThrough();
+      err.on("data", (d) => (stderr += d));
+      const io = { stdout: new PassThrough(), stderr: err } as unknown as {
+        stdout: NodeJS.WriteStream;
+        stderr: NodeJS.WriteStream;
+      };
+      const code = await backupCommand(["restore", "box", "abcd1234", "--yes"], io, {
+        connect: () => new ApiClient(cp.url, "t"),
+        usage: () => new ClientError(Exit.USAGE, "usage"),
+      });
+      expect(code).toBe(Exit.OK);
+      expect(stderr).toContain("box: restored all of user/ from abcd1234");
     } finally {
       await cp.close();
     }
