@@ -145,6 +145,50 @@ describe("a URL that is not a control plane", () => {
   });
 });
 
+describe("preview open", () => {
+  it("prints the sign-in URL before returning when no browser opener exists (a server over SSH)", async () => {
+    const cp = await fakeControlPlane((req, res) => {
+      req.resume();
+      const json = (body: unknown) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      if (req.url === "/api/v1/workspaces")
+        json({ workspaces: [{ id: "w1", name: "box", state: "ready", createdAt: "" }] });
+      else if (req.url === "/api/v1/workspaces/w1/previews")
+        json({ previews: [{ id: "p1", port: 3000, source: "detected", framework: null, share: "off" }] });
+      else if (req.url === "/api/v1/previews/p1/open")
+        json({ url: "https://p1.preview.example/__berth/auth?c=x" });
+      else res.writeHead(404).end();
+    });
+    const config = mkdtempSync(join(tmpdir(), "berth-cred-"));
+    writeCredentials({ url: cp.url, token: "t" }, { XDG_CONFIG_HOME: config });
+    vi.stubEnv("XDG_CONFIG_HOME", config);
+    vi.stubEnv("PATH", mkdtempSync(join(tmpdir(), "berth-no-opener-"))); // no xdg-open, no open
+    try {
+      // Written synchronously: `berth` exits as soon as runClient resolves, so what comes later is lost.
+      let stderr = "";
+      const io = {
+        stdout: new PassThrough(),
+        stderr: {
+          write: (s: string) => {
+            stderr += s;
+            return true;
+          },
+        },
+        stdin: new PassThrough(),
+      };
+      const code = await runClient(
+        ["preview", "open", "box", "3000"],
+        io as unknown as Parameters<typeof runClient>[1],
+      );
+      expect(code).toBe(Exit.OK);
+      expect(stderr).toContain("https://p1.preview.example/__berth/auth?c=x");
+    } finally {
+      vi.unstubAllEnvs();
+      await cp.close();
+    }
+  });
+});
+
 describe("following a build", () => {
   it("resumes after the control plane went away for a moment (refused, then a proxy's 502)", async () => {
     const lastEventIds: string[] = [];

@@ -453,9 +453,13 @@ async function preview(args: string[], io: Out): Promise<number> {
   }
   const opener = process.platform === "darwin" ? "open" : "xdg-open";
   const child = spawn(opener, [url], { stdio: "ignore", detached: true });
-  child.on("error", () =>
-    io.stderr.write(`Open this URL in a browser (valid once, for a minute):\n${url}\n`),
-  );
+  // Waited for: without an opener (a server over SSH) the error comes a tick after the spawn, when
+  // `berth` has already exited and the URL would never be shown.
+  const started = await new Promise<boolean>((resolve) => {
+    child.once("spawn", () => resolve(true));
+    child.once("error", () => resolve(false));
+  });
+  if (!started) io.stderr.write(`Open this URL in a browser (valid once, for a minute):\n${url}\n`);
   child.unref();
   return Exit.OK;
 }
