@@ -145,6 +145,39 @@ describe("a URL that is not a control plane", () => {
   });
 });
 
+describe("login", () => {
+  it("refuses a token with a line break or a character no header can carry, without printing it", async () => {
+    vi.stubEnv("XDG_CONFIG_HOME", mkdtempSync(join(tmpdir(), "berth-cred-")));
+    try {
+      // A file piped in with a second line, and the shortened form the tokens page lists.
+      for (const token of ["berth_pat_SECRET1\n# work laptop", "berth_pat_SECRET2…"]) {
+        vi.stubEnv("BERTH_TOKEN", token);
+        let stderr = "";
+        const io = {
+          stdout: new PassThrough(),
+          stderr: {
+            write: (s: string) => {
+              stderr += s;
+              return true;
+            },
+          },
+          stdin: new PassThrough(),
+        };
+        const code = await runClient(
+          ["login", "http://127.0.0.1:1"],
+          io as unknown as Parameters<typeof runClient>[1],
+        ).catch((err: Error) => `threw: ${err.stack}`);
+        expect(String(code)).not.toContain("SECRET");
+        expect(code).toBe(Exit.USAGE);
+        expect(stderr).toContain("not a whole API token");
+        expect(stderr).not.toContain("SECRET");
+      }
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
+
 describe("preview open", () => {
   it("prints the sign-in URL before returning when no browser opener exists (a server over SSH)", async () => {
     const cp = await fakeControlPlane((req, res) => {

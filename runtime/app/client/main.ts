@@ -173,6 +173,15 @@ async function login(args: string[], io: Out): Promise<number> {
   const base = url.replace(/\/+$/, "");
   const token = await readToken(io, base);
   if (!token) throw new ClientError(Exit.USAGE, "no token given (set BERTH_TOKEN or pipe it on stdin)");
+  // Tokens are printable ASCII. Anything else (a second line piped in, the shortened "berth_pat_ab12…" the
+  // tokens page lists) cannot go in a header: fetch's TypeError quotes the header, token and all, and
+  // would reach the terminal as a stack trace.
+  if (!/^[\x20-\x7e]+$/.test(token)) {
+    throw new ClientError(
+      Exit.USAGE,
+      `that is not a whole API token (it has line breaks or characters a token never has); copy it again from ${base}/#/tokens`,
+    );
+  }
   const api = new ApiClient(base, token);
   // Hosted mode signs people in with Clerk, whose session tokens live a minute: nothing the client could
   // keep. The client signs in with a personal API token (berth_pat_…) made on the web app's tokens page.
