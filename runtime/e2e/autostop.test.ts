@@ -4,11 +4,12 @@
  * of unattended time), autostop turned off, the settings route, and a tick whose query count does not grow
  * with the number of workspaces.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { upsertUser } from "../domain/identity/actor.ts";
 import { createLogger } from "../platform/logger.ts";
 import { SYSTEM } from "../store/actors.ts";
+import { AutostopStore } from "../store/autostop.ts";
 import { connectDatabase } from "../store/client.ts";
 import { sessions, workspaceBuilds } from "../store/schema.ts";
 import { Store } from "../store/store.ts";
@@ -122,6 +123,33 @@ describe("idle autostop", async () => {
     const late = await autostop.tick();
     expect([...late.warned, ...late.stopped]).not.toContain(off.id);
     expect((await stateOf(off.id)).state).toBe("ready");
+  });
+
+  it("does not stop a workspace its owner keeps running after the tick found it due", async () => {
+    const ws = await idleWorkspace("kept-at-the-last-moment");
+    clock = t0 + 26 * MIN;
+    expect((await autostop.tick()).warned).toContain(ws.id);
+    clock = t0 + 31 * MIN;
+    // "Keep running" lands between the tick's read of what is due and its hibernate request.
+    const dueToStop = AutostopStore.prototype.dueToStop;
+    const spy = vi.spyOn(AutostopStore.prototype, "dueToStop").mockImplementation(async function (
+      this: AutostopStore,
+      t,
+    ) {
+      const due = await dueToStop.call(this, t);
+      expect(due).toContain(ws.id);
+      const kept = await cp.api(`/api/v1/workspaces/${ws.id}/keep-running`, { method: "POST", token });
+      expect(kept.status).toBe(200);
+      return due;
+    });
+    try {
+      expect((await autostop.tick()).stopped).not.toContain(ws.id);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await stateOf(ws.id)).state).toBe("ready");
+    const builds = await pool.query("SELECT 1 FROM workspace_builds WHERE workspace_id = $1", [ws.id]);
+    expect(builds.rowCount).toBe(0);
   });
 
   it("never stops a workspace whose Claude is working, even with no terminal attached, until the cap", async () => {

@@ -9,6 +9,7 @@
  * has happened for `workingCapMs` (an unattended Claude that never ends its turn).
  */
 
+import { type SQL, sql } from "drizzle-orm";
 import type { Access } from "./access.ts";
 import { NOTIFICATION_CHANNEL } from "./channels.ts";
 
@@ -29,6 +30,18 @@ const protectedBy = (cap: string) => `(EXISTS (SELECT 1 FROM sessions s
   AND ${IDLE_SINCE} > $1::timestamptz - ${cap}::bigint * interval '1 millisecond')`;
 /** With parameters ($1 now, $2 lead, $3 cap). */
 const PROTECTED = protectedBy("$3");
+/** Warned at least the lead time ago, idle past its timeout and not protected (same parameters). */
+const DUE = `w.state = 'ready' AND w.idle_timeout_minutes IS NOT NULL
+  AND w.autostop_warned_at IS NOT NULL AND w.autostop_warned_at + ${LEAD} <= $1::timestamptz
+  AND ${IDLE_SINCE} + ${TIMEOUT} <= $1::timestamptz
+  AND NOT ${PROTECTED}`;
+
+/** `text` with its $1, $2… bound to `values`, for the executor of a transaction (access.db). */
+function bound(text: string, values: unknown[]): SQL {
+  return sql.join(
+    text.split(/\$(\d+)/).map((part, i) => (i % 2 ? sql`${values[Number(part) - 1]}` : sql.raw(part))),
+  );
+}
 
 export class AutostopStore {
   readonly #access: Access;
@@ -90,13 +103,28 @@ export class AutostopStore {
   async dueToStop(t: AutostopTimes): Promise<string[]> {
     this.#access.require("workspace.autostop", "workspace");
     const { rows } = await this.#access.pool.query<{ id: string }>(
-      `SELECT w.id FROM workspaces w
-        WHERE w.state = 'ready' AND w.idle_timeout_minutes IS NOT NULL
-          AND w.autostop_warned_at IS NOT NULL AND w.autostop_warned_at + ${LEAD} <= $1::timestamptz
-          AND ${IDLE_SINCE} + ${TIMEOUT} <= $1::timestamptz
-          AND NOT ${PROTECTED}`,
+      `SELECT w.id FROM workspaces w WHERE ${DUE}`,
       [t.now.toISOString(), t.warnLeadMs, t.workingCapMs],
     );
     return rows.map((r) => r.id);
+  }
+
+  /**
+   * In the transaction that hibernates it: locks the workspace's row, then reads again whether it is due.
+   * `dueToStop` was read before; "keep running", terminal activity or a Claude state change that committed
+   * since (each an update of the row, which the lock waits for) must leave the workspace running.
+   */
+  async stillDue(t: AutostopTimes, workspaceId: string): Promise<boolean> {
+    this.#access.require("workspace.autostop", "workspace");
+    await this.#access.db.execute(sql`SELECT 1 FROM workspaces WHERE id = ${workspaceId} FOR UPDATE`);
+    const { rows } = await this.#access.db.execute(
+      bound(`SELECT 1 FROM workspaces w WHERE w.id = $4::uuid AND ${DUE}`, [
+        t.now.toISOString(),
+        t.warnLeadMs,
+        t.workingCapMs,
+        workspaceId,
+      ]),
+    );
+    return rows.length > 0;
   }
 }

@@ -56,8 +56,13 @@ export class Autostop {
     const failed: AutostopTickResult["failed"] = [];
     for (const id of await scope.autostop.dueToStop(t)) {
       try {
-        await this.#workspaces.request(scope, id, "hibernate", { reason: "autostop" });
-        stopped.push(id);
+        // Checked again under the row's lock: "keep running" or activity may have landed since the read.
+        const result = await scope.transaction(async (tx) =>
+          (await tx.autostop.stillDue(t, id))
+            ? this.#workspaces.request(tx, id, "hibernate", { reason: "autostop" })
+            : null,
+        );
+        if (result) stopped.push(id);
       } catch (err) {
         // A user acting on it at the same moment (a wake, a destroy): next tick decides again.
         failed.push({ workspaceId: id, error: (err as Error).message });
