@@ -37,8 +37,17 @@ import type {
   WorkspaceSpec,
 } from "../driver.ts";
 import { DriverError, OperationCanceledError } from "../errors.ts";
-import { type ListenerOwner, listenerOwner, listeningInodes } from "./listeners.ts";
-import { freePort, isAlive, isOurAgent, stopProcess } from "./process.ts";
+import { type ListenerOwner, listenerOwner, listeningInodes, workspaceProcesses } from "./listeners.ts";
+import {
+  endProcesses,
+  freePort,
+  isAlive,
+  isOurAgent,
+  type ProcessRef,
+  processesWithEnvironment,
+  processRef,
+  stopProcess,
+} from "./process.ts";
 
 const run = promisify(execFile);
 const ID = /^[a-z0-9-]{1,64}$/;
@@ -243,10 +252,19 @@ export class LocalDriver implements WorkspaceDriver {
     }
   }
 
-  /** The stop protocol: SIGTERM (the agent flushes its events and reports `off`), then end its tmux server. */
+  /**
+   * The stop protocol: SIGTERM (the agent flushes its events and reports `off`), then end its tmux server,
+   * then whatever the workspace started that outlived both: a `nohup`'d or `setsid`'d process, a daemon
+   * (`pg_ctl start`), as a VM's shutdown would. Those are found by the process tree taken before the stop,
+   * and by their environment, which carries the workspace's tmux socket (`TMUX`, in everything started in
+   * a pane) or its id (the agent's own children) even after they leave the tree.
+   */
   async #stop(id: WorkspaceId, log: BuildLog): Promise<void> {
     const p = this.#paths(id);
     const agent = this.#running(id);
+    const tree = [...workspaceProcesses(agent?.pid ?? 0, p.tmuxSocket)]
+      .map((pid) => processRef(pid))
+      .filter((r): r is ProcessRef => r !== null);
     if (agent) {
       log.stage("stop agent");
       const how = await stopProcess(agent.pid, this.#o.stopGraceMs);
@@ -257,6 +275,14 @@ export class LocalDriver implements WorkspaceDriver {
     }
     // Sessions end with the box, as on a VM that shuts down; files stay on the volume.
     await run("tmux", ["-S", p.tmuxSocket, "kill-server"]).catch(() => {});
+    const marked = processesWithEnvironment(
+      (entry) => entry === `BERTH_WORKSPACE_ID=${id}` || entry.startsWith(`TMUX=${p.tmuxSocket},`),
+    );
+    const left = [...tree, ...marked];
+    if (left.some((r) => processRef(r.pid)?.start === r.start)) {
+      log.line("info", "ending processes the workspace left running");
+      await endProcesses(left, this.#o.stopGraceMs);
+    }
     rmSync(p.state, { force: true });
   }
 

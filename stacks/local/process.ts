@@ -1,5 +1,5 @@
 /** Small process helpers for the local driver: liveness, identity and a bounded graceful stop. */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 export function isAlive(pid: number): boolean {
@@ -42,6 +42,57 @@ export async function stopProcess(pid: number, graceMs: number): Promise<"exited
   }
   signal("SIGKILL");
   return "killed";
+}
+
+/** A process as found at one moment: its start time tells it from a later process given the same pid. */
+export interface ProcessRef {
+  pid: number;
+  start: string;
+}
+
+/** `pid` as a ProcessRef, or null if it is gone or a zombie (its process has ended). */
+export function processRef(pid: number, proc = "/proc"): ProcessRef | null {
+  try {
+    const stat = readFileSync(`${proc}/${pid}/stat`, "utf8");
+    // `pid (comm) state ppid ...`: the start time is field 22, the 20th after the comm.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (fields[0] === "Z" || fields[0] === "X" || !fields[19]) return null;
+    return { pid, start: fields[19] };
+  } catch {
+    return null;
+  }
+}
+
+/** This user's processes whose environment has an entry `match` accepts (never this process). */
+export function processesWithEnvironment(match: (entry: string) => boolean, proc = "/proc"): ProcessRef[] {
+  const found: ProcessRef[] = [];
+  for (const name of readdirSync(proc)) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (!readFileSync(`${proc}/${name}/environ`, "utf8").split("\0").some(match)) continue;
+    } catch {
+      continue; // gone, or another user's
+    }
+    const ref = processRef(Number(name), proc);
+    if (ref) found.push(ref);
+  }
+  return found;
+}
+
+/** SIGTERM to each process still running as found, up to `graceMs` for them to end, then SIGKILL. */
+export async function endProcesses(refs: ProcessRef[], graceMs: number): Promise<void> {
+  const running = () => refs.filter((r) => processRef(r.pid)?.start === r.start);
+  const signal = (sig: NodeJS.Signals) => {
+    for (const r of running()) {
+      try {
+        process.kill(r.pid, sig);
+      } catch {}
+    }
+  };
+  signal("SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && running().length > 0) await new Promise((r) => setTimeout(r, 50));
+  signal("SIGKILL");
 }
 
 export function freePort(): Promise<number> {
