@@ -152,6 +152,27 @@ describe("idle autostop", async () => {
     expect(builds.rowCount).toBe(0);
   });
 
+  it("activity from before a warning that is written after it (the relay flushes every 30 s) voids it", async () => {
+    const ws = await idleWorkspace("late-flush");
+    clock = t0 + 26 * MIN;
+    expect((await autostop.tick()).warned).toContain(ws.id);
+    // A keystroke at 25.5 minutes, stored by the relay's next flush, after the warning went out.
+    await pool.query("UPDATE workspaces SET last_activity_at = $2 WHERE id = $1", [
+      ws.id,
+      new Date(t0 + 25.5 * MIN),
+    ]);
+    clock = t0 + 27 * MIN;
+    await autostop.tick();
+    expect((await stateOf(ws.id)).autostop_warned_at).toBeNull();
+    // Idle again from 25.5 minutes: a new warning five minutes ahead of the new stop, then the stop.
+    clock = t0 + 51 * MIN;
+    expect((await autostop.tick()).warned).toContain(ws.id);
+    clock = t0 + 55.75 * MIN;
+    expect((await autostop.tick()).stopped).not.toContain(ws.id);
+    clock = t0 + 56 * MIN;
+    expect((await autostop.tick()).stopped).toContain(ws.id);
+  });
+
   it("never stops a workspace whose Claude is working, even with no terminal attached, until the cap", async () => {
     const ws = await idleWorkspace("working");
     await db.insert(sessions).values({

@@ -25,11 +25,10 @@ export interface AutostopTimes {
 const IDLE_SINCE = "GREATEST(w.last_activity_at, w.state_changed_at)";
 const TIMEOUT = "(w.idle_timeout_minutes * interval '1 minute')";
 const LEAD = "LEAST($2::bigint * interval '1 millisecond', w.idle_timeout_minutes * interval '30 seconds')";
-const protectedBy = (cap: string) => `(EXISTS (SELECT 1 FROM sessions s
-    WHERE s.workspace_id = w.id AND s.closed_at IS NULL AND s.claude_state = 'working')
-  AND ${IDLE_SINCE} > $1::timestamptz - ${cap}::bigint * interval '1 millisecond')`;
 /** With parameters ($1 now, $2 lead, $3 cap). */
-const PROTECTED = protectedBy("$3");
+const PROTECTED = `(EXISTS (SELECT 1 FROM sessions s
+    WHERE s.workspace_id = w.id AND s.closed_at IS NULL AND s.claude_state = 'working')
+  AND ${IDLE_SINCE} > $1::timestamptz - $3::bigint * interval '1 millisecond')`;
 /** Warned at least the lead time ago, idle past its timeout and not protected (same parameters). */
 const DUE = `w.state = 'ready' AND w.idle_timeout_minutes IS NOT NULL
   AND w.autostop_warned_at IS NOT NULL AND w.autostop_warned_at + ${LEAD} <= $1::timestamptz
@@ -51,8 +50,9 @@ export class AutostopStore {
   }
 
   /**
-   * Forgets warnings that no longer hold: activity since the warning, a working Claude, a workspace that
-   * is no longer ready or whose autostop was turned off. Returns how many.
+   * Forgets warnings that no longer hold: activity that moved the stop past the warning's lead (activity
+   * since the warning, or from just before it and written after it: the relay writes every 30 s), a working
+   * Claude, a workspace that is no longer ready or whose autostop was turned off. Returns how many.
    */
   async clearStaleWarnings(t: AutostopTimes): Promise<number> {
     this.#access.require("workspace.autostop", "workspace");
@@ -60,8 +60,8 @@ export class AutostopStore {
       `UPDATE workspaces w SET autostop_warned_at = NULL
         WHERE w.autostop_warned_at IS NOT NULL
           AND (w.state <> 'ready' OR w.idle_timeout_minutes IS NULL
-               OR ${IDLE_SINCE} > w.autostop_warned_at OR ${protectedBy("$2")})`,
-      [t.now.toISOString(), t.workingCapMs],
+               OR ${IDLE_SINCE} + ${TIMEOUT} - ${LEAD} > w.autostop_warned_at OR ${PROTECTED})`,
+      [t.now.toISOString(), t.warnLeadMs, t.workingCapMs],
     );
     return r.rowCount ?? 0;
   }
