@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { DriverError, StackBusyError, StackNotFoundError } from "../../stacks/errors.ts";
+import { createLogger } from "../platform/logger.ts";
 import { agentChecksIn } from "../test/agent.ts";
 import { json, startTestControlPlane } from "../test/control-plane.ts";
 import { waitFor } from "../test/wait.ts";
+import { MeterTicker } from "../workers/metering.ts";
 
 describe("reconciler", async () => {
   const cp = await startTestControlPlane({ BERTH_MAX_WORKSPACES_PER_USER: "10" });
@@ -67,6 +69,16 @@ describe("reconciler", async () => {
       "SELECT action FROM audit_log WHERE action LIKE 'reconcile.%' ORDER BY action",
     );
     expect(audit.rows.map((r) => r.action)).toEqual(["reconcile.ip_drift", "reconcile.missing_stack"]);
+
+    // Its server is gone, so its instance is closed: no compute minute is owed for it from here on.
+    const later = new Date(Date.now() + 2 * 3600_000);
+    await new MeterTicker({ store: cp.deps.store, log: createLogger("silent"), clock: () => later }).tick();
+    const billed = await pool.query(
+      `SELECT count(*)::int AS minutes FROM meter_events e
+       JOIN workspace_instances i ON i.id = e.workspace_instance_id WHERE i.workspace_id = $1`,
+      [vanished],
+    );
+    expect(billed.rows[0].minutes).toBeLessThanOrEqual(2);
 
     // A second tick finds only the orphan: the drift was fixed, the missing stack is already failed.
     const again = await cp.reconciler.tick();

@@ -63,15 +63,21 @@ export class ReconcileStore {
 
   /**
    * Workspaces said to be running whose server is gone become `failed`, unless a build has replaced the
-   * instance that was found missing since (a hibernate and a wake between the read and this write).
+   * instance that was found missing since (a hibernate and a wake between the read and this write). The
+   * missing instance is closed with it: compute minutes are metered from open instances, and one left open
+   * billed a minute a minute for a server that no longer exists, until its owner acted.
    */
   async failMissing(missing: Array<{ workspaceId: string; instanceId: string }>): Promise<void> {
+    // The instance first, then the workspace: the order the agent API and the health prober lock them in.
     await this.#query(
-      `UPDATE workspaces w SET state = 'failed', state_changed_at = now()
-       FROM unnest($1::uuid[], $2::uuid[]) AS v(workspace_id, instance_id)
-       WHERE w.id = v.workspace_id AND w.state IN ('ready','unhealthy','starting')
-         AND EXISTS (SELECT 1 FROM workspace_instances i
-                     WHERE i.id = v.instance_id AND i.workspace_id = w.id AND i.stopped_at IS NULL)`,
+      `WITH closed AS (
+         UPDATE workspace_instances i SET stopped_at = now(), agent_lifecycle = 'off'
+         FROM unnest($1::uuid[], $2::uuid[]) AS v(workspace_id, instance_id), workspaces w
+         WHERE i.id = v.instance_id AND i.workspace_id = v.workspace_id AND i.stopped_at IS NULL
+           AND w.id = v.workspace_id AND w.state IN ('ready','unhealthy','starting')
+         RETURNING i.workspace_id)
+       UPDATE workspaces w SET state = 'failed', state_changed_at = now()
+       FROM closed WHERE w.id = closed.workspace_id AND w.state IN ('ready','unhealthy','starting')`,
       [missing.map((m) => m.workspaceId), missing.map((m) => m.instanceId)],
     );
   }
