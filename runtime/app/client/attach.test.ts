@@ -106,25 +106,34 @@ function fakeTerminal() {
   };
 }
 
+/** Attaches with two attempts allowed after a failure; `settled` says whether it has ended (given up). */
+function attachGivingUpAfterTwo(
+  relay: Awaited<ReturnType<typeof fakeRelay>>,
+  term: ReturnType<typeof fakeTerminal>,
+): { attached: Promise<number>; settled: () => boolean } {
+  let settled = false;
+  const attached = attachTerminal(relay.api, term.io, {
+    sessionId: "s1",
+    sessionName: "main",
+    onAsleep: async () => true,
+    maxAttempts: 2,
+  }).finally(() => {
+    settled = true;
+  });
+  attached.catch(() => {});
+  return { attached, settled: () => settled };
+}
+
 describe("attach", () => {
   it("backs off and gives up when the relay refuses every socket after the handshake", async () => {
     // The real relay completes the handshake before it refuses (the box is unreachable, rate limits):
     // an open socket is no proof the terminal works, so it must not reset the count of failures.
     const relay = await fakeRelay((ws) => ws.close(4502, "box unreachable"));
     const term = fakeTerminal();
-    let settled = false;
-    const attached = attachTerminal(relay.api, term.io, {
-      sessionId: "s1",
-      sessionName: "main",
-      onAsleep: async () => true,
-      maxAttempts: 2,
-    }).finally(() => {
-      settled = true;
-    });
-    attached.catch(() => {});
+    const { attached, settled } = attachGivingUpAfterTwo(relay, term);
     await waitFor(
       "the client to give up, or to retry past its limit",
-      () => settled || relay.connections() > 3,
+      () => settled() || relay.connections() > 3,
     );
     expect(relay.connections()).toBe(3);
     await expect(attached).rejects.toThrow(/gave up reconnecting \(4502 box unreachable\)/);
@@ -138,19 +147,10 @@ describe("attach", () => {
       ws.close(4502, "box unreachable");
     });
     const term = fakeTerminal();
-    let settled = false;
-    const attached = attachTerminal(relay.api, term.io, {
-      sessionId: "s1",
-      sessionName: "main",
-      onAsleep: async () => true,
-      maxAttempts: 2,
-    }).finally(() => {
-      settled = true;
-    });
-    attached.catch(() => {});
+    const { attached, settled } = attachGivingUpAfterTwo(relay, term);
     await waitFor(
       "the client to give up, or to retry past its limit",
-      () => settled || relay.connections() > 5,
+      () => settled() || relay.connections() > 5,
     );
     await expect(attached).rejects.toThrow(/gave up reconnecting/);
     expect(relay.connections()).toBe(5);

@@ -145,6 +145,22 @@ describe("a URL that is not a control plane", () => {
   });
 });
 
+/** The client's io with stderr captured as it is written (synchronously: `berth` exits once runClient resolves). */
+function capturedIo(): { io: Parameters<typeof runClient>[1]; stderr: () => string } {
+  let stderr = "";
+  const io = {
+    stdout: new PassThrough(),
+    stderr: {
+      write: (s: string) => {
+        stderr += s;
+        return true;
+      },
+    },
+    stdin: new PassThrough(),
+  };
+  return { io: io as unknown as Parameters<typeof runClient>[1], stderr: () => stderr };
+}
+
 describe("login", () => {
   it("refuses a token with a line break or a character no header can carry, without printing it", async () => {
     vi.stubEnv("XDG_CONFIG_HOME", mkdtempSync(join(tmpdir(), "berth-cred-")));
@@ -152,25 +168,14 @@ describe("login", () => {
       // A file piped in with a second line, and the shortened form the tokens page lists.
       for (const token of ["berth_pat_SECRET1\n# work laptop", "berth_pat_SECRET2…"]) {
         vi.stubEnv("BERTH_TOKEN", token);
-        let stderr = "";
-        const io = {
-          stdout: new PassThrough(),
-          stderr: {
-            write: (s: string) => {
-              stderr += s;
-              return true;
-            },
-          },
-          stdin: new PassThrough(),
-        };
-        const code = await runClient(
-          ["login", "http://127.0.0.1:1"],
-          io as unknown as Parameters<typeof runClient>[1],
-        ).catch((err: Error) => `threw: ${err.stack}`);
+        const { io, stderr } = capturedIo();
+        const code = await runClient(["login", "http://127.0.0.1:1"], io).catch(
+          (err: Error) => `threw: ${err.stack}`,
+        );
         expect(String(code)).not.toContain("SECRET");
         expect(code).toBe(Exit.USAGE);
-        expect(stderr).toContain("not a whole API token");
-        expect(stderr).not.toContain("SECRET");
+        expect(stderr()).toContain("not a whole API token");
+        expect(stderr()).not.toContain("SECRET");
       }
     } finally {
       vi.unstubAllEnvs();
@@ -198,23 +203,10 @@ describe("preview open", () => {
     vi.stubEnv("PATH", mkdtempSync(join(tmpdir(), "berth-no-opener-"))); // no xdg-open, no open
     try {
       // Written synchronously: `berth` exits as soon as runClient resolves, so what comes later is lost.
-      let stderr = "";
-      const io = {
-        stdout: new PassThrough(),
-        stderr: {
-          write: (s: string) => {
-            stderr += s;
-            return true;
-          },
-        },
-        stdin: new PassThrough(),
-      };
-      const code = await runClient(
-        ["preview", "open", "box", "3000"],
-        io as unknown as Parameters<typeof runClient>[1],
-      );
+      const { io, stderr } = capturedIo();
+      const code = await runClient(["preview", "open", "box", "3000"], io);
       expect(code).toBe(Exit.OK);
-      expect(stderr).toContain("https://p1.preview.example/__berth/auth?c=x");
+      expect(stderr()).toContain("https://p1.preview.example/__berth/auth?c=x");
     } finally {
       vi.unstubAllEnvs();
       await cp.close();
