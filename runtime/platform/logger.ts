@@ -44,6 +44,7 @@ export function createLogger(
         ],
         censor: "[redacted]",
       },
+      serializers: { err: serializeError },
     },
     store
       ? pino.multistream([
@@ -52,4 +53,26 @@ export function createLogger(
         ])
       : out,
   );
+}
+
+/**
+ * pino's error serializer, without the values of a failed query. drizzle's query errors carry the
+ * statement's values in their message and stack (`params: …`) and as a `params` field, and a value may be a
+ * credential or a user's data; the log keeps the statement and the cause, and how many values there were.
+ */
+function serializeError(err: Error): ReturnType<typeof pino.stdSerializers.err> {
+  const out = pino.stdSerializers.err(err);
+  // Lines also log `err: String(err)` or `err.message`: text passes as it is.
+  if (!(err instanceof Error) || typeof out !== "object" || out === null) return out;
+  let text = { message: out.message, stack: out.stack };
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const params = (e as { params?: unknown }).params;
+    if (!Array.isArray(params) || typeof (e as { query?: unknown }).query !== "string") continue;
+    // drizzle writes them as `${params}`, so that exact text is what to take out.
+    const shown = `\nparams: ${String(params)}`;
+    const hidden = `\nparams: [${params.length} not logged]`;
+    text = { message: text.message.replace(shown, hidden), stack: text.stack.replace(shown, hidden) };
+  }
+  const { params: _values, ...rest } = out as typeof out & { params?: unknown };
+  return { ...rest, ...text };
 }

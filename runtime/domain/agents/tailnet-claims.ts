@@ -64,7 +64,7 @@ export class TailnetClaims {
     if (this.#lastTry.size > 10_000) this.#lastTry.clear();
     const done = this.#verify(instance, claimed)
       .catch((err: unknown) => {
-        this.#o.log.warn({ instanceId: instance.id, err: String(err) }, "tailnet address check failed");
+        this.#o.log.warn({ instanceId: instance.id, err }, "tailnet address check failed");
         return "unreachable" as const;
       })
       .finally(() => this.#inFlight.delete(instance.id));

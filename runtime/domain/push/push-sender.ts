@@ -109,7 +109,7 @@ export class PushSender {
       const id = payload.split(":")[1];
       if (!id) return;
       const p = this.deliver(id).catch((err: unknown) =>
-        this.#log.warn({ err: String(err), notificationId: id }, "web push failed"),
+        this.#log.warn({ err, notificationId: id }, "web push failed"),
       );
       this.#inFlight.add(p);
       void p.finally(() => this.#inFlight.delete(p));

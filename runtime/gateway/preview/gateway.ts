@@ -234,7 +234,7 @@ export class PreviewGateway {
     this.#deps.store
       .as(SYSTEM.gateway)
       .previews.recordTraffic(workspaceId, new Date(now))
-      .catch((err: unknown) => this.#deps.log.warn({ err: String(err) }, "recording preview traffic failed"));
+      .catch((err: unknown) => this.#deps.log.warn({ err }, "recording preview traffic failed"));
   }
 
   /** Run before the HTTP server closes: open HMR sockets would otherwise hold its close forever. */

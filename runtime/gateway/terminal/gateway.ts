@@ -227,7 +227,7 @@ export class TerminalGateway {
     this.#slots = deps.store.socketSlots({
       // Three missed refreshes: a replica that died stops holding its sessions' slots within minutes.
       staleAfterMs: 3 * o.activityFlushMs + 5_000,
-      onError: (err, what) => this.#log.warn({ err: String(err), what }, "terminal socket registry"),
+      onError: (err, what) => this.#log.warn({ err, what }, "terminal socket registry"),
     });
     this.#sweep = setInterval(() => this.#tick(), o.sweepIntervalMs);
     this.#sweep.unref();
@@ -556,7 +556,7 @@ export class TerminalGateway {
       .then(
         () => undefined,
         (err: unknown) => {
-          this.#log.warn({ err: String(err) }, "recording terminal activity failed; will retry");
+          this.#log.warn({ err }, "recording terminal activity failed; will retry");
           for (const [id, v] of latest) {
             const cur = this.#endedActivity.get(id);
             if (!cur || cur.at < v.at) this.#endedActivity.set(id, v);
