@@ -64,6 +64,29 @@ describe("OtlpLogExporter", async () => {
     });
   });
 
+  it("sends numbers no int64 can hold as doubles, and NaN or Infinity as text", async () => {
+    const fields = {
+      huge: 2 ** 70,
+      nan: Number.NaN,
+      inf: Number.POSITIVE_INFINITY,
+      half: 0.5,
+      max: 2 ** 53 - 1,
+    };
+    await new OtlpLogExporter({ url }).export([{ ...line, fields }]);
+    const body = received.at(-1)!.body as {
+      resourceLogs: Array<{ scopeLogs: Array<{ logRecords: Array<{ attributes: unknown[] }> }> }>;
+    };
+    expect(body.resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!.attributes).toEqual(
+      expect.arrayContaining([
+        { key: "huge", value: { doubleValue: 2 ** 70 } },
+        { key: "nan", value: { stringValue: "NaN" } },
+        { key: "inf", value: { stringValue: "Infinity" } },
+        { key: "half", value: { doubleValue: 0.5 } },
+        { key: "max", value: { intValue: "9007199254740991" } },
+      ]),
+    );
+  });
+
   it("rejects when the backend refuses, sends nothing for no lines", async () => {
     status = 503;
     await expect(new OtlpLogExporter({ url }).export([line])).rejects.toThrow(/HTTP 503/);

@@ -27,7 +27,12 @@ type AnyValue =
 function anyValue(v: unknown): AnyValue {
   if (typeof v === "string") return { stringValue: v };
   if (typeof v === "boolean") return { boolValue: v };
-  if (typeof v === "number") return Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v };
+  // int64 only for what is one: 2**70 would print as "1.1805916207174113e+21", and NaN or Infinity as a
+  // JSON null, either of which makes a strict collector refuse the whole batch.
+  if (typeof v === "number") {
+    if (Number.isSafeInteger(v)) return { intValue: String(v) };
+    return Number.isFinite(v) ? { doubleValue: v } : { stringValue: String(v) };
+  }
   return { stringValue: JSON.stringify(v) ?? "null" };
 }
 
