@@ -22,11 +22,17 @@ export const Exit = {
 
 export class ClientError extends Error {
   readonly exitCode: number;
-  constructor(exitCode: number, message: string) {
+  /** The control plane could not answer for a moment (unreachable, or its proxy's 502-504): worth a retry. */
+  readonly transient: boolean;
+  constructor(exitCode: number, message: string, options: { transient?: boolean } = {}) {
     super(message);
     this.exitCode = exitCode;
+    this.transient = options.transient ?? false;
   }
 }
+
+/** How long a polling GET keeps retrying a control plane that cannot answer (a restart takes seconds). */
+const POLL_PATIENCE_MS = 30_000;
 
 const STATUS_EXIT: Record<number, number> = {
   400: Exit.USAGE,
@@ -55,6 +61,7 @@ export class ApiClient {
       throw new ClientError(
         Exit.UNREACHABLE,
         `cannot reach ${this.url} (${cause?.code ?? cause?.message ?? (err as Error).message}); is the control plane running?`,
+        { transient: true },
       );
     }
   }
@@ -87,6 +94,25 @@ export class ApiClient {
     }
     return parsed as T;
   }
+
+  /**
+   * A GET that a loop repeats while it waits (a box coming up, a backup running). A control plane that
+   * restarts (a deploy, a crash) refuses connections, or its proxy answers 502-504, for a few seconds:
+   * no answer about what is awaited, so the GET is retried with backoff, for up to `patienceMs`, before
+   * the error stands.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: as call()
+  async poll<T = any>(path: string, patienceMs = POLL_PATIENCE_MS): Promise<T> {
+    const giveUpAt = Date.now() + patienceMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call<T>("GET", path);
+      } catch (err) {
+        if (!(err instanceof ClientError) || !err.transient || Date.now() >= giveUpAt) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** attempt)));
+      }
+    }
+  }
 }
 
 /** One line that says what went wrong and, where it helps, what to do. */
@@ -109,5 +135,7 @@ export function errorFrom(status: number, body: unknown, url: string): ClientErr
   return new ClientError(
     STATUS_EXIT[status] ?? Exit.FAILED,
     error?.code ? `${message} (${error.code})` : message,
+    // A proxy in front of a control plane that is restarting (or not yet up) answers these.
+    { transient: status >= 502 && status <= 504 },
   );
 }

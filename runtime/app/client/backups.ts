@@ -95,8 +95,7 @@ async function followRun(
   const deadline = Date.now() + FOLLOW_TIMEOUT_MS;
   try {
     for (;;) {
-      const { backup } = await api.call<{ backup: BackupRun }>(
-        "GET",
+      const { backup } = await api.poll<{ backup: BackupRun }>(
         `/api/v1/workspaces/${workspaceId}/backups/runs/${runId}`,
       );
       if (backup.status === "succeeded" || backup.status === "failed") return backup;
@@ -146,8 +145,7 @@ async function followRestore(
   const deadline = Date.now() + FOLLOW_TIMEOUT_MS;
   try {
     for (;;) {
-      const { notifications } = await api.call<{ notifications: NotificationSummary[] }>(
-        "GET",
+      const { notifications } = await api.poll<{ notifications: NotificationSummary[] }>(
         "/api/v1/notifications",
       );
       const outcome = notifications.find(

@@ -121,6 +121,48 @@ async function fakeControlPlane(handle: (req: IncomingMessage, res: ServerRespon
 const sseLine = (seq: number, message: string) =>
   `id: ${seq}\nevent: line\ndata: ${JSON.stringify({ seq, at: "", level: "info", stage: null, message })}\n\n`;
 
+describe("polling", () => {
+  it("waits out a control plane that restarts: refused connections and a proxy's 502-504", async () => {
+    // Its first answers are a proxy's while it restarts; then it is back.
+    const cp = await fakeControlPlane((req, res, n) => {
+      req.resume();
+      if (n <= 3)
+        res.writeHead([502, 503, 504][n - 1]!, { "content-type": "text/html" }).end("<h1>Bad Gateway</h1>");
+      else res.writeHead(200, { "content-type": "application/json" }).end('{"workspace":{"state":"ready"}}');
+    });
+    try {
+      const api = new ApiClient(cp.url, "t");
+      expect(await api.poll("/api/v1/workspaces/w1")).toEqual({ workspace: { state: "ready" } });
+    } finally {
+      await cp.close();
+    }
+    // Nothing listens at all (the process is down): retried until the patience runs out, then it stands.
+    const gone = new ApiClient(cp.url, "t");
+    await expect(gone.poll("/api/v1/workspaces/w1", 600)).rejects.toMatchObject({
+      exitCode: Exit.UNREACHABLE,
+      transient: true,
+    });
+  });
+
+  it("takes any other answer as the answer, at once", async () => {
+    let requests = 0;
+    const cp = await fakeControlPlane((req, res) => {
+      req.resume();
+      requests++;
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end('{"error":{"code":"not_found","message":"no such workspace"}}');
+    });
+    try {
+      await expect(new ApiClient(cp.url, "t").poll("/api/v1/workspaces/w1")).rejects.toMatchObject({
+        exitCode: Exit.NOT_FOUND,
+      });
+      expect(requests).toBe(1);
+    } finally {
+      await cp.close();
+    }
+  });
+});
+
 describe("a URL that is not a control plane", () => {
   it("is said to be one, not a crash with a stack trace", async () => {
     // A web server that answers every path with a page (a typo in the URL, a proxy's sign-in page).

@@ -236,7 +236,7 @@ async function untilReady(api: ApiClient, id: string, log: NodeJS.WriteStream): 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let said = false;
   for (;;) {
-    const { workspace } = await api.call<{ workspace: WorkspaceSummary }>("GET", `/api/v1/workspaces/${id}`);
+    const { workspace } = await api.poll<{ workspace: WorkspaceSummary }>(`/api/v1/workspaces/${id}`);
     if (workspace.state === "ready") return true;
     if (["failed", "unhealthy", "destroyed"].includes(workspace.state) || Date.now() > deadline) {
       log.write(`the workspace is ${workspace.state}\n`);
