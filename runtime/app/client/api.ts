@@ -18,6 +18,8 @@ export const Exit = {
   CONFLICT: 5,
   /** The control plane could not be reached. */
   UNREACHABLE: 6,
+  /** Ctrl-C at a question (the shells' convention for SIGINT). */
+  INTERRUPTED: 130,
 } as const;
 
 export class ClientError extends Error {

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it, vi } from "vitest";
+import { waitFor } from "../../test/wait.ts";
 import { ApiClient, ClientError, Exit, errorFrom } from "./api.ts";
 import { DetachDetector } from "./attach.ts";
 import { backupCommand, exportCommand } from "./backups.ts";
@@ -221,6 +222,47 @@ describe("login", () => {
       }
     } finally {
       vi.unstubAllEnvs();
+    }
+  });
+});
+
+describe("the wake question", () => {
+  it("exits 130 on Ctrl-C and wakes nothing", async () => {
+    const asked: string[] = [];
+    const cp = await fakeControlPlane((req, res) => {
+      req.resume();
+      asked.push(`${req.method} ${req.url}`);
+      const json = (body: unknown) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      const box = { id: "w1", name: "box", state: "hibernated", createdAt: "" };
+      if (req.url === "/api/v1/workspaces") json({ workspaces: [box] });
+      else if (req.url === "/api/v1/workspaces/w1") json({ workspace: box });
+      else res.writeHead(404).end();
+    });
+    const config = mkdtempSync(join(tmpdir(), "berth-cred-"));
+    writeCredentials({ url: cp.url, token: "t" }, { XDG_CONFIG_HOME: config });
+    vi.stubEnv("XDG_CONFIG_HOME", config);
+    try {
+      // A terminal on both sides: readline then reads keys, and Ctrl-C arrives as the byte 0x03.
+      const tty = <T extends object>(stream: T) =>
+        Object.assign(stream, { isTTY: true, columns: 80, setRawMode: () => {} });
+      const stdin = tty(new PassThrough());
+      const errors = tty(new PassThrough());
+      let written = "";
+      errors.on("data", (d) => (written += d));
+      const stderr = () => written;
+      const io = { stdout: new PassThrough(), stderr: errors, stdin } as unknown as Parameters<
+        typeof runClient
+      >[1];
+      const running = runClient(["attach", "box"], io);
+      await waitFor("the question", () => stderr().includes("Wake it? [Y/n]"));
+      stdin.write("\u0003");
+      expect(await running).toBe(Exit.INTERRUPTED);
+      expect(stderr()).toContain("interrupted; nothing was changed");
+      expect(asked.some((r) => r.startsWith("POST"))).toBe(false);
+    } finally {
+      vi.unstubAllEnvs();
+      await cp.close();
     }
   });
 });

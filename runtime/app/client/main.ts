@@ -320,8 +320,16 @@ async function ws(args: string[], io: Out): Promise<number> {
 async function ask(io: Out, question: string): Promise<boolean> {
   if (!io.stdin.isTTY) return false;
   const rl = createInterface({ input: io.stdin, output: io.stderr });
+  // Ctrl-C reaches readline as a key, not a signal; without a listener of ours the question rejected
+  // with readline's AbortError, which berth printed as a crash with its stack trace.
+  const interrupted = new AbortController();
+  rl.once("SIGINT", () => interrupted.abort());
   try {
-    return /^(y|yes|)$/i.test((await rl.question(question)).trim());
+    return /^(y|yes|)$/i.test((await rl.question(question, { signal: interrupted.signal })).trim());
+  } catch (err) {
+    if (!interrupted.signal.aborted) throw err;
+    io.stderr.write("\n");
+    throw new ClientError(Exit.INTERRUPTED, "interrupted; nothing was changed");
   } finally {
     rl.close();
   }
