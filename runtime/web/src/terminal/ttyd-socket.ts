@@ -29,16 +29,32 @@ const decoder = new TextDecoder();
 
 export class TerminalSocket {
   #ws: WebSocket | null = null;
+  /**
+   * Bumped by every connect and close. A connect that was overtaken while its token was on its way (the
+   * page left, "Retry now", the browser back online) opens nothing: its socket would have stayed open
+   * with nobody to close it, holding a tmux client and writing the output a second time.
+   */
+  #generation = 0;
 
+  /** Connects, replacing any socket this one had: a page has one terminal socket at most. */
   async connect(
     sessionId: string,
     attempt: number,
     size: { columns: number; rows: number },
     h: TerminalSocketHandlers,
   ) {
-    const { token } = await api<{ token: string }>(`/api/v1/sessions/${sessionId}/terminal-token`, {
-      method: "POST",
-    });
+    this.close();
+    const generation = this.#generation;
+    let token: string;
+    try {
+      ({ token } = await api<{ token: string }>(`/api/v1/sessions/${sessionId}/terminal-token`, {
+        method: "POST",
+      }));
+    } catch (err) {
+      if (generation !== this.#generation) return;
+      throw err;
+    }
+    if (generation !== this.#generation) return;
     const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/api/v1/sessions/${sessionId}/terminal`;
     const ws = new WebSocket(url, ["tty", `berth.token.${token}`, `berth.reconnect.${attempt}`]);
     ws.binaryType = "arraybuffer";
@@ -48,13 +64,16 @@ export class TerminalSocket {
       h.onOpen();
     };
     ws.onmessage = (e) => {
+      if (this.#ws !== ws) return;
       const bytes = new Uint8Array(e.data as ArrayBuffer);
       const command = String.fromCharCode(bytes[0] ?? 0);
       if (command === "0") h.onOutput(bytes.subarray(1));
       else if (command === "1") h.onTitle(decoder.decode(bytes.subarray(1)));
     };
     ws.onclose = (e) => {
-      if (this.#ws === ws) this.#ws = null;
+      // A socket closed here (replaced or closed on purpose) is nobody's loss: no reconnect for it.
+      if (this.#ws !== ws) return;
+      this.#ws = null;
       h.onClose(e.code, e.reason);
     };
   }
@@ -77,7 +96,9 @@ export class TerminalSocket {
   }
 
   close(): void {
-    this.#ws?.close();
+    this.#generation++;
+    const ws = this.#ws;
     this.#ws = null;
+    ws?.close();
   }
 }
