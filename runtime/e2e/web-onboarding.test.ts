@@ -90,6 +90,13 @@ describe.skipIf(!HAVE_CHROMIUM)("onboarding wizard and secrets panel in Chromium
     );
     await generated.fill(`${await generated.inputValue()}\nAdded while reviewing on a phone.\n`);
     await shoot("onboarding-review-phone.png");
+    // A rule typed key by key on a new line keeps its line break and its spaces.
+    const allow = page.getByLabel("Allowed without asking (one rule a line)");
+    await allow.focus();
+    await page.keyboard.press("ControlOrMeta+End");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("Bash(npm run lint:*)");
+    expect(await allow.inputValue()).toMatch(/\nBash\(npm run lint:\*\)$/);
     await page.getByRole("button", { name: "Write the files" }).click();
     await page.getByRole("button", { name: "Start Claude on it" }).waitFor({ timeout: 30_000 });
 
@@ -100,7 +107,7 @@ describe.skipIf(!HAVE_CHROMIUM)("onboarding wizard and secrets panel in Chromium
     );
     const settings = JSON.parse(readFileSync(join(project, ".claude/settings.json"), "utf8"));
     expect(settings.permissions.allow).toEqual(
-      expect.arrayContaining(["Bash(git push:*)", "Bash(pytest -q:*)"]),
+      expect.arrayContaining(["Bash(git push:*)", "Bash(pytest -q:*)", "Bash(npm run lint:*)"]),
     );
     const trust = JSON.parse(readFileSync(join(volume, "user/.claude/.claude.json"), "utf8"));
     expect(trust.projects[project].hasTrustDialogAccepted).toBe(true);

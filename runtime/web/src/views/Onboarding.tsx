@@ -51,6 +51,11 @@ export function Onboarding({ id }: { id: string }) {
     personal: "",
   });
   const [draft, setDraft] = useState<Draft | null>(null);
+  /**
+   * The permission rules as typed, one a line: split only when the files are written. Splitting on every
+   * keystroke trimmed away the space being typed and the new line being started.
+   */
+  const [rules, setRules] = useState({ allow: "", deny: "" });
   const [problem, setProblem] = useState<{ field: string; text: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [status, setStatus] = useState<Status | null>(null);
@@ -103,6 +108,10 @@ export function Onboarding({ id }: { id: string }) {
           body: { answers: body() },
         });
         setDraft(r.draft);
+        setRules({
+          allow: r.draft.permissions.allow.join("\n"),
+          deny: r.draft.permissions.deny.join("\n"),
+        });
       } catch (err) {
         return fail(err);
       } finally {
@@ -118,7 +127,10 @@ export function Onboarding({ id }: { id: string }) {
     try {
       const r = await api<{ onboarding: Status }>(`/api/v1/workspaces/${id}/onboarding`, {
         method: "POST",
-        body: { answers: body(), draft },
+        body: {
+          answers: body(),
+          draft: draft && { ...draft, permissions: { allow: lines(rules.allow), deny: lines(rules.deny) } },
+        },
       });
       let s = r.onboarding;
       setStatus(s);
@@ -380,29 +392,16 @@ export function Onboarding({ id }: { id: string }) {
             <textarea
               id="rv-allow"
               rows={6}
-              value={draft.permissions.allow.join("\n")}
-              onInput={(e) =>
-                setDraft({
-                  ...draft,
-                  permissions: {
-                    ...draft.permissions,
-                    allow: lines((e.target as HTMLTextAreaElement).value),
-                  },
-                })
-              }
+              value={rules.allow}
+              onInput={(e) => setRules({ ...rules, allow: (e.target as HTMLTextAreaElement).value })}
             />
           </Field>
           <Field id="rv-deny" label="Never allowed (one rule a line)">
             <textarea
               id="rv-deny"
               rows={5}
-              value={draft.permissions.deny.join("\n")}
-              onInput={(e) =>
-                setDraft({
-                  ...draft,
-                  permissions: { ...draft.permissions, deny: lines((e.target as HTMLTextAreaElement).value) },
-                })
-              }
+              value={rules.deny}
+              onInput={(e) => setRules({ ...rules, deny: (e.target as HTMLTextAreaElement).value })}
             />
           </Field>
           {status?.state === "done" ? (
