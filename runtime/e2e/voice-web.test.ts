@@ -142,6 +142,100 @@ describe.skipIf(!HAVE_CHROMIUM)("voice input in the web client (Chromium, fake m
     expect(screen().split("\n")).not.toContain("voice-hold-3");
     tmux("send-keys", "-t", claudePane, "C-u");
   });
+
+  it("leaving the terminal while the microphone starts leaves the microphone off", {
+    timeout: 90_000,
+  }, async () => {
+    deepgram.script.holdFinal = false;
+    // Every microphone stream the page is given, to see whether one is left capturing; while `hold` is
+    // set, getUserMedia waits for it (as it does behind the browser's permission prompt).
+    type Mics = { mics: MediaStream[]; hold: Promise<void> | null; asked: boolean; grant(): void };
+    await page.evaluate(() => {
+      const media = navigator.mediaDevices;
+      const original = media.getUserMedia.bind(media);
+      const w = window as unknown as Mics;
+      w.mics = [];
+      w.hold = null;
+      media.getUserMedia = async (constraints) => {
+        w.asked = true;
+        await w.hold;
+        const stream = await original(constraints);
+        w.mics.push(stream);
+        return stream;
+      };
+    });
+    const liveTracks = () =>
+      page.evaluate(
+        () =>
+          (window as unknown as Mics).mics
+            .flatMap((s) => s.getTracks())
+            .filter((t) => t.readyState === "live").length,
+      );
+    const leave = async () => {
+      await page.evaluate((id) => {
+        location.hash = `#/w/${id}`;
+      }, workspaceId);
+      await page.getByRole("heading", { name: "voice-web" }).waitFor();
+    };
+    /** Back on the terminal, one tap-to-toggle round as usual: the only stream the fake sees. */
+    const talkOnce = async () => {
+      const before = deepgram.streams.length;
+      await page.evaluate((id) => {
+        location.hash = `#/t/${id}`;
+      }, sessionId);
+      await page.getByRole("status").filter({ hasText: "live" }).waitFor({ timeout: 20_000 });
+      await page.getByRole("button", { name: /Talk/ }).click();
+      const stream = await waitFor(
+        "audio at the fake",
+        () => deepgram.streams.slice(before).find((s) => s.bytes > 0),
+        30_000,
+      );
+      await page.getByRole("button", { name: "Stop listening" }).click();
+      await waitFor("the stream closed", () => stream.closed);
+      expect(deepgram.streams.length).toBe(before + 1);
+      await expect.poll(liveTracks).toBe(0);
+      tmux("send-keys", "-t", claudePane, "C-u");
+    };
+
+    // A tap on the mic, and the user is gone to the workspace page before the voice token arrives.
+    let held: (() => Promise<void>) | null = null;
+    const asked = new Promise<void>((resolve) => {
+      void page.route("**/api/v1/voice/token", (route) => {
+        held = () => route.continue();
+        resolve();
+      });
+    });
+    await page.getByRole("button", { name: /Talk/ }).click();
+    await asked;
+    await leave();
+    const answered = page.waitForResponse("**/api/v1/voice/token");
+    await held!();
+    await answered;
+    await page.unroute("**/api/v1/voice/token");
+    await talkOnce();
+
+    // Again, gone while the microphone is being asked for; it is granted after the page was left.
+    await page.evaluate(() => {
+      const w = window as unknown as Mics;
+      w.asked = false;
+      w.hold = new Promise((resolve) => {
+        w.grant = resolve;
+      });
+    });
+    await page.getByRole("button", { name: /Talk/ }).click();
+    await waitFor("the microphone asked for", () => page.evaluate(() => (window as unknown as Mics).asked));
+    await leave();
+    const mics = await page.evaluate(() => (window as unknown as Mics).mics.length);
+    await page.evaluate(() => {
+      const w = window as unknown as Mics;
+      w.hold = null;
+      w.grant();
+    });
+    await waitFor("the microphone granted", () =>
+      page.evaluate((n) => (window as unknown as Mics).mics.length > n, mics),
+    );
+    await talkOnce();
+  });
 });
 
 describe.skipIf(!HAVE_CHROMIUM)("voice input turned off, in the web client", async () => {

@@ -75,6 +75,9 @@ export class DeepgramStream {
   async start(sessionId: string): Promise<void> {
     const token = await api<VoiceToken>("/api/v1/voice/token", { method: "POST", body: { sessionId } });
     this.#usageTicket = token.usageTicket;
+    // stop() may come while this waits (the page was left): from then on nothing may be opened, or the
+    // microphone and the socket (kept up by KeepAlive) would run on with nobody to stop them.
+    if (this.#stopping) return;
     try {
       this.#media = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
@@ -82,6 +85,7 @@ export class DeepgramStream {
     } catch (err) {
       throw new Error(micError(err));
     }
+    if (this.#stopping) return this.#release();
     const ws = new WebSocket(token.listenUrl, token.protocols);
     ws.binaryType = "arraybuffer";
     this.#ws = ws;
