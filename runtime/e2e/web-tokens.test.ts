@@ -74,4 +74,39 @@ describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
       await ctx.close();
     }
   });
+
+  it("creates one token for a double click on Create token", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    try {
+      await page.goto(cp.loginUrl!);
+      await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+      await page.getByRole("link", { name: "Tokens" }).click();
+      await page.getByRole("heading", { name: "API tokens" }).waitFor();
+      const listed = async () =>
+        (await json(await cp.api("/api/v1/tokens", { token: cp.localToken }))).tokens.length as number;
+      const before = await listed();
+
+      // The first creation is held at the network until the second click has landed.
+      let posts = 0;
+      let held: (() => Promise<void>) | null = null;
+      await page.route("**/api/v1/tokens", (route) => {
+        if (route.request().method() !== "POST") return route.continue();
+        posts++;
+        if (held) return route.continue();
+        held = () => route.continue();
+      });
+      await page.getByLabel("Name").fill("ci");
+      await page.getByRole("button", { name: "Create token" }).dblclick();
+      await expect.poll(() => held !== null).toBe(true);
+      await held!();
+      const secret = (await page.getByTestId("token-secret").textContent())!;
+      await page.getByRole("listitem").filter({ hasText: "ci" }).getByText("never used").first().waitFor();
+      expect(posts).toBe(1);
+      expect(await listed()).toBe(before + 1);
+      expect((await cp.api("/api/v1/me", { token: secret })).status).toBe(200);
+    } finally {
+      await ctx.close();
+    }
+  });
 });

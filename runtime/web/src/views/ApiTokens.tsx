@@ -38,6 +38,8 @@ export function ApiTokensPage() {
   const [problem, setProblem] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
+  /** While a creation is on its way: a second click would mint a second token whose secret nobody sees. */
+  const [busy, setBusy] = useState(false);
 
   const load = () =>
     api<{ tokens: ApiToken[] }>("/api/v1/tokens")
@@ -51,6 +53,8 @@ export function ApiTokensPage() {
     e.preventDefault();
     setError(null);
     if (!name.trim()) return setProblem("Name the token, e.g. laptop.");
+    if (busy) return;
+    setBusy(true);
     try {
       const r = await api<{ token: ApiToken; secret: string }>("/api/v1/tokens", {
         method: "POST",
@@ -63,6 +67,8 @@ export function ApiTokensPage() {
     } catch (err) {
       if (err instanceof ApiError && err.status === 400) setProblem(err.message.replace(/^body\.\w+: /, ""));
       else setError(humanError(err));
+    } finally {
+      setBusy(false);
     }
   };
   const revoke = async (t: ApiToken) => {
@@ -131,7 +137,9 @@ export function ApiTokensPage() {
                   </option>
                 ))}
               </select>
-              <button type="submit">Create token</button>
+              <button type="submit" disabled={busy}>
+                Create token
+              </button>
             </div>
           </Field>
         </form>
