@@ -1,30 +1,49 @@
 /**
- * One shared SSE connection to `/api/v1/notifications/stream` for the views that follow sessions live:
- * the server sends a `session` event whenever Claude's state in one of the user's sessions changes.
- * Opened on the first subscriber, closed after the last one leaves.
+ * One shared SSE connection to `/api/v1/notifications/stream` for everything in a tab that follows it live:
+ * the server sends a `notification` event for each new notification (the bell) and a `session` event
+ * whenever Claude's state in one of the user's sessions changes (the views that list sessions). Opened on
+ * the first subscriber, closed after the last one leaves. One a tab, not one per view: over HTTP/1.1 the
+ * browser gives a host six connections across all its tabs, and every held stream takes one for good.
  */
-import type { Session } from "./api.ts";
+import type { Notification, Session } from "./api.ts";
 
-type Listener = (session: Session) => void;
-const listeners = new Set<Listener>();
+interface Events {
+  notification: Notification;
+  session: Session;
+}
+type Kind = keyof Events;
+
+const listeners: { [K in Kind]: Set<(event: Events[K]) => void> } = {
+  notification: new Set(),
+  session: new Set(),
+};
 let source: EventSource | null = null;
 
-export function onSessionChange(listener: Listener): () => void {
-  listeners.add(listener);
+function subscribe<K extends Kind>(kind: K, listener: (event: Events[K]) => void): () => void {
+  listeners[kind].add(listener);
   if (!source) {
     source = new EventSource("/api/v1/notifications/stream");
-    source.addEventListener("session", (e) => {
-      const session = JSON.parse((e as MessageEvent).data) as Session;
-      for (const l of listeners) l(session);
-    });
+    for (const k of Object.keys(listeners) as Kind[])
+      source.addEventListener(k, (e) => {
+        const data = JSON.parse((e as MessageEvent).data) as never;
+        for (const l of listeners[k]) l(data);
+      });
   }
   return () => {
-    listeners.delete(listener);
-    if (listeners.size === 0 && source) {
+    listeners[kind].delete(listener);
+    if (listeners.notification.size + listeners.session.size === 0 && source) {
       source.close();
       source = null;
     }
   };
+}
+
+export function onSessionChange(listener: (session: Session) => void): () => void {
+  return subscribe("session", listener);
+}
+
+export function onNotification(listener: (notification: Notification) => void): () => void {
+  return subscribe("notification", listener);
 }
 
 /** Replaces the matching session of a list with its new version (other lists are left as they are). */

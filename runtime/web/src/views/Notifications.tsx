@@ -1,6 +1,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { api, type Notification, type Workspace } from "../api.ts";
 import { ago } from "../format.ts";
+import { onNotification } from "../live.ts";
 import { enablePush, pushEnabled, pushSupported, registerServiceWorker, startPresence } from "../push.ts";
 import { href } from "../router.ts";
 
@@ -64,9 +65,7 @@ export function NotificationBell() {
 
   useEffect(() => {
     load();
-    const source = new EventSource("/api/v1/notifications/stream");
-    source.addEventListener("notification", (e) => {
-      const n = JSON.parse((e as MessageEvent).data) as Notification;
+    const unfollow = onNotification((n) => {
       load();
       if (document.hidden && "Notification" in window && Notification.permission === "granted") {
         new Notification(n.title, { body: n.body, tag: n.id });
@@ -76,7 +75,7 @@ export function NotificationBell() {
     const t = setInterval(load, 15_000);
     addEventListener("hashchange", load);
     return () => {
-      source.close();
+      unfollow();
       clearInterval(t);
       removeEventListener("hashchange", load);
     };

@@ -1,0 +1,54 @@
+/**
+ * The web client's live streams in Chromium against a real control plane: a tab holds one SSE
+ * connection to `/api/v1/notifications/stream`, shared by the notification bell and the views that follow
+ * sessions. Over HTTP/1.1 (local mode) the browser gives a host six connections across all its tabs, and
+ * every held stream takes one: two a tab froze a fourth Berth tab (and every API call of the others).
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureWebBuild } from "../app/web-build.ts";
+import { createLogger } from "../platform/logger.ts";
+import { HAVE_CHROMIUM, launchChromium } from "../test/browser.ts";
+import { startTestControlPlane } from "../test/control-plane.ts";
+
+describe.skipIf(!HAVE_CHROMIUM)("live streams in Chromium", async () => {
+  if (!HAVE_CHROMIUM) return;
+  await ensureWebBuild(createLogger("silent"));
+  const cp = await startTestControlPlane();
+  // A workspace, so that the dashboard's card follows its sessions live.
+  await cp.api("/api/v1/workspaces", { method: "POST", token: cp.localToken, json: { name: "live" } });
+  let browser: Browser;
+  let ctx: BrowserContext;
+  beforeAll(async () => {
+    browser = await launchChromium();
+    ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await ctx.newPage();
+    await page.goto(cp.loginUrl!);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    await page.close();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  /** A dashboard tab, once its bell and the live session stream have both subscribed. */
+  async function dashboard(): Promise<{ page: Page; streams: () => number }> {
+    const page = await ctx.newPage();
+    let streams = 0;
+    page.on("request", (r) => {
+      if (r.url().endsWith("/api/v1/notifications/stream")) streams++;
+    });
+    await page.goto(`${cp.url}/#/`);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    await page.getByRole("button", { name: /notifications, \d+ unread/ }).waitFor();
+    await page.getByRole("heading", { name: "live" }).waitFor();
+    return { page, streams: () => streams };
+  }
+
+  it("opens one stream a tab, so that four tabs still load", async () => {
+    const tabs = [];
+    for (let i = 0; i < 4; i++) tabs.push(await dashboard());
+    for (const tab of tabs) expect(tab.streams()).toBe(1);
+    for (const tab of tabs) await tab.page.close();
+  });
+});
