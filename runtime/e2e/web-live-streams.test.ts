@@ -3,6 +3,7 @@
  * connection to `/api/v1/notifications/stream`, shared by the notification bell and the views that follow
  * sessions. Over HTTP/1.1 (local mode) the browser gives a host six connections across all its tabs, and
  * every held stream takes one: two a tab froze a fourth Berth tab (and every API call of the others).
+ * A stream refused with an answer that is not a stream (which EventSource never retries) is opened again.
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,5 +51,25 @@ describe.skipIf(!HAVE_CHROMIUM)("live streams in Chromium", async () => {
     for (let i = 0; i < 4; i++) tabs.push(await dashboard());
     for (const tab of tabs) expect(tab.streams()).toBe(1);
     for (const tab of tabs) await tab.page.close();
+  });
+
+  it("opens the stream again after an answer that is not a stream", async () => {
+    const page = await ctx.newPage();
+    // The first stream meets a proxy answering 503 (a control plane restarting behind it).
+    let refused = false;
+    await page.route("**/api/v1/notifications/stream", (route) => {
+      if (refused) return route.continue();
+      refused = true;
+      return route.fulfill({ status: 503, contentType: "text/plain", body: "restarting" });
+    });
+    const following = page.waitForResponse(
+      (r) => r.url().endsWith("/api/v1/notifications/stream") && r.status() === 200,
+      { timeout: 20_000 },
+    );
+    await page.goto(`${cp.url}/#/`);
+    await page.getByRole("heading", { name: "live" }).waitFor();
+    expect(refused).toBe(true);
+    await following;
+    await page.close();
   });
 });

@@ -18,23 +18,45 @@ const listeners: { [K in Kind]: Set<(event: Events[K]) => void> } = {
   session: new Set(),
 };
 let source: EventSource | null = null;
+let reopen: ReturnType<typeof setTimeout> | undefined;
+let failures = 0;
+
+const followed = () => listeners.notification.size + listeners.session.size > 0;
+
+function open(): void {
+  const es = new EventSource("/api/v1/notifications/stream");
+  source = es;
+  for (const k of Object.keys(listeners) as Kind[])
+    es.addEventListener(k, (e) => {
+      const data = JSON.parse((e as MessageEvent).data) as never;
+      for (const l of listeners[k]) l(data);
+    });
+  es.addEventListener("open", () => {
+    failures = 0;
+  });
+  // The browser reconnects a dropped stream by itself, but gives up for good on an answer that is not a
+  // stream (a proxy's 502 while the control plane restarts, a 503): then a new one, after a pause.
+  es.addEventListener("error", () => {
+    if (es.readyState !== EventSource.CLOSED || source !== es) return;
+    source = null;
+    const seconds = Math.min(60, 2 * 2 ** failures++);
+    reopen = setTimeout(() => {
+      reopen = undefined;
+      if (followed()) open();
+    }, seconds * 1000);
+  });
+}
 
 function subscribe<K extends Kind>(kind: K, listener: (event: Events[K]) => void): () => void {
   listeners[kind].add(listener);
-  if (!source) {
-    source = new EventSource("/api/v1/notifications/stream");
-    for (const k of Object.keys(listeners) as Kind[])
-      source.addEventListener(k, (e) => {
-        const data = JSON.parse((e as MessageEvent).data) as never;
-        for (const l of listeners[k]) l(data);
-      });
-  }
+  if (!source && reopen === undefined) open();
   return () => {
     listeners[kind].delete(listener);
-    if (listeners.notification.size + listeners.session.size === 0 && source) {
-      source.close();
-      source = null;
-    }
+    if (followed()) return;
+    clearTimeout(reopen);
+    reopen = undefined;
+    source?.close();
+    source = null;
   };
 }
 
