@@ -8,7 +8,7 @@
 import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { claudeRuns, makeFakeClaude } from "../../box/testing/fake-claude.ts";
 import { ensureWebBuild } from "../app/web-build.ts";
@@ -51,6 +51,25 @@ describe.skipIf(!HAVE_CHROMIUM)("onboarding wizard and secrets panel in Chromium
   afterAll(async () => {
     await browser?.close();
   });
+
+  /** Double-clicks `button` while the first POST to `path` is held at the network: the POSTs it made. */
+  const doubleClick = async (button: Locator, path: string): Promise<number> => {
+    let posts = 0;
+    let held: (() => Promise<void>) | null = null;
+    await page.route(`**${path}`, (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      posts++;
+      if (held) return route.continue();
+      held = () => route.continue();
+    });
+    await button.dblclick();
+    await expect.poll(() => held !== null).toBe(true);
+    const answered = page.waitForResponse((r) => r.url().endsWith(path) && r.request().method() === "POST");
+    await held!();
+    await answered;
+    await page.unroute(`**${path}`);
+    return posts;
+  };
 
   it("saves a secret that is listed by name and never shown again", async () => {
     await page.getByLabel("Secret name").fill("bad name");
@@ -115,11 +134,31 @@ describe.skipIf(!HAVE_CHROMIUM)("onboarding wizard and secrets panel in Chromium
       "Explain before",
     );
 
-    await page.getByRole("button", { name: "Start Claude on it" }).click();
+    // A double click starts one Claude on the task, not two in the same project.
+    const sessions = `/api/v1/workspaces/${workspaceId}/sessions`;
+    expect(await doubleClick(page.getByRole("button", { name: "Start Claude on it" }), sessions)).toBe(1);
     await page.waitForURL(/#\/t\//);
     const run = await waitFor("the scripted claude", () => claudeRuns(fake)[0], 30_000);
     expect(run.argv).toEqual(["A recipe box with search"]);
     expect(run.cwd).toBe(join(volume, "user/home/projects/webapp"));
     expect(run.env.MY_TOKEN).toBe(VALUE);
+  });
+
+  it("opens one session for a double click on Open session", async () => {
+    await page.goto(`${cp.url}/#/w/${workspaceId}`);
+    await page.getByRole("heading", { name: "Sessions" }).waitFor();
+    const listed = async () =>
+      (
+        (await (
+          await cp.api(`/api/v1/workspaces/${workspaceId}/sessions`, { token: cp.localToken })
+        ).json()) as {
+          sessions: unknown[];
+        }
+      ).sessions.length;
+    const before = await listed();
+    const sessions = `/api/v1/workspaces/${workspaceId}/sessions`;
+    expect(await doubleClick(page.getByRole("button", { name: "Open session" }), sessions)).toBe(1);
+    await expect.poll(() => page.locator(".session-link").count()).toBe(before + 1);
+    expect(await listed()).toBe(before + 1);
   });
 });

@@ -146,8 +146,11 @@ export function Onboarding({ id }: { id: string }) {
     }
   };
 
+  /** Busy until the terminal opens: a second click would start a second Claude on the same project. */
   const startGuided = async () => {
+    if (busy) return;
     setError(null);
+    setBusy(true);
     try {
       const r = await api<{ session: Session }>(`/api/v1/workspaces/${id}/sessions`, {
         method: "POST",
@@ -156,6 +159,7 @@ export function Onboarding({ id }: { id: string }) {
       location.hash = href.terminal(r.session.id);
     } catch (err) {
       setError(humanError(err));
+      setBusy(false);
     }
   };
 
@@ -407,7 +411,7 @@ export function Onboarding({ id }: { id: string }) {
           {status?.state === "done" ? (
             <div role="status">
               <p>The files are written in ~/projects/{a.project.name}.</p>
-              <button type="button" class="primary" onClick={startGuided}>
+              <button type="button" class="primary" onClick={startGuided} disabled={busy}>
                 Start Claude on it
               </button>
             </div>

@@ -42,6 +42,8 @@ export function WorkspaceDetail({ id }: { id: string }) {
   const [confirming, setConfirming] = useState(false);
   const [newSession, setNewSession] = useState("");
   const [sessionProblem, setSessionProblem] = useState<string | null>(null);
+  /** While a new session is on its way: a second click would open a second one (or fail as a duplicate). */
+  const [opening, setOpening] = useState(false);
 
   const load = async () => {
     try {
@@ -93,6 +95,8 @@ export function WorkspaceDetail({ id }: { id: string }) {
       setSessionProblem(wrong);
       return;
     }
+    if (opening) return;
+    setOpening(true);
     try {
       await api(`/api/v1/workspaces/${id}/sessions`, {
         method: "POST",
@@ -109,6 +113,8 @@ export function WorkspaceDetail({ id }: { id: string }) {
             : (sessionNameProblem(newSession) ?? "Use lowercase letters, digits and dashes only, up to 32."),
         );
       else setError(humanError(err));
+    } finally {
+      setOpening(false);
     }
   };
 
@@ -275,7 +281,7 @@ export function WorkspaceDetail({ id }: { id: string }) {
                   setSessionProblem(sessionNameProblem(v));
                 }}
               />
-              <button type="submit" disabled={!running}>
+              <button type="submit" disabled={!running || opening}>
                 Open session
               </button>
             </div>
