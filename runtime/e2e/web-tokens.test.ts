@@ -3,7 +3,7 @@
  * with the `berth login` line, and it then authenticates the API; revoking it in the UI stops it. Nothing
  * is wider than the screen, and axe-core finds no serious accessibility problem.
  */
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuild } from "../app/web-build.ts";
 import { createLogger } from "../platform/logger.ts";
@@ -22,6 +22,14 @@ describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
     await browser?.close();
   });
 
+  /** Signs in with the local token and goes to the tokens page, as a user does. */
+  const openTokensPage = async (page: Page) => {
+    await page.goto(cp.loginUrl!);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    await page.getByRole("link", { name: "Tokens" }).click();
+    await page.getByRole("heading", { name: "API tokens" }).waitFor();
+  };
+
   it("creates a token on a phone, shows it once, and the token works until revoked", async () => {
     const ctx = await browser.newContext({
       viewport: { width: 360, height: 740 },
@@ -31,10 +39,7 @@ describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
     });
     const page = await ctx.newPage();
     try {
-      await page.goto(cp.loginUrl!);
-      await page.getByRole("heading", { name: "Workspaces" }).waitFor();
-      await page.getByRole("link", { name: "Tokens" }).click();
-      await page.getByRole("heading", { name: "API tokens" }).waitFor();
+      await openTokensPage(page);
       await page.getByText("No tokens yet.").waitFor();
 
       // An empty name is refused beside the field.
@@ -79,10 +84,7 @@ describe.skipIf(!HAVE_CHROMIUM)("the API tokens page in Chromium", async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await ctx.newPage();
     try {
-      await page.goto(cp.loginUrl!);
-      await page.getByRole("heading", { name: "Workspaces" }).waitFor();
-      await page.getByRole("link", { name: "Tokens" }).click();
-      await page.getByRole("heading", { name: "API tokens" }).waitFor();
+      await openTokensPage(page);
       const listed = async () =>
         (await json(await cp.api("/api/v1/tokens", { token: cp.localToken }))).tokens.length as number;
       const before = await listed();
