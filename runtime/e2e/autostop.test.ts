@@ -256,6 +256,20 @@ describe("idle autostop", async () => {
       await page.getByRole("button", { name: /^notifications/ }).click();
       await page.getByRole("button", { name: "Keep running" }).first().waitFor();
       await page.screenshot({ path: `${RESULTS}phone-autostop-feed.png` });
+      // The request fails (the server cannot answer just now): the user is told, and the warning stays
+      // unread with its button, since the workspace will hibernate as warned.
+      await page.route("**/keep-running", (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: '{"error":{"code":"unavailable","message":"try again"}}',
+        }),
+      );
+      await page.getByRole("button", { name: "Keep running" }).first().click();
+      await page.getByRole("alert").filter({ hasText: "was not kept running" }).waitFor();
+      await page.getByRole("button", { name: "Keep running" }).first().waitFor();
+      expect((await stateOf(ws.id)).autostop_warned_at).not.toBeNull();
+      await page.unroute("**/keep-running");
       await page.keyboard.press("Escape");
       await page.goto(`${cp.url}/#/w/${ws.id}`);
       const alert = page.getByRole("alert").filter({ hasText: "hibernates in a few minutes" });

@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { api, type Notification, type Workspace } from "../api.ts";
+import { api, humanError, type Notification, type Workspace } from "../api.ts";
 import { ago } from "../format.ts";
 import { onNotification } from "../live.ts";
 import { enablePush, pushEnabled, pushSupported, registerServiceWorker, startPresence } from "../push.ts";
@@ -28,6 +28,8 @@ export function NotificationBell() {
   /** Web Push on this device: null while unknown or unsupported. */
   const [push, setPush] = useState<"on" | "off" | null>(null);
   const [pushProblem, setPushProblem] = useState<string | null>(null);
+  /** Why "Keep running" did not take: the workspace would hibernate as warned, so the user must know. */
+  const [keepProblem, setKeepProblem] = useState<string | null>(null);
   const root = useRef<HTMLDivElement>(null);
   const button = useRef<HTMLButtonElement>(null);
 
@@ -120,7 +122,14 @@ export function NotificationBell() {
 
   /** The one-click answer to an autostop warning: the idle clock restarts, the warning is read. */
   const keepRunning = async (n: Notification) => {
-    await api(`/api/v1/workspaces/${n.workspaceId}/keep-running`, { method: "POST" }).catch(() => {});
+    setKeepProblem(null);
+    try {
+      await api(`/api/v1/workspaces/${n.workspaceId}/keep-running`, { method: "POST" });
+    } catch (err) {
+      // The warning stays unread, with its button, for another try.
+      setKeepProblem(`The workspace was not kept running: ${humanError(err)}`);
+      return;
+    }
     await api(`/api/v1/notifications/${n.id}/read`, { method: "POST" }).catch(() => {});
     load();
   };
@@ -185,6 +194,11 @@ export function NotificationBell() {
           {pushProblem && (
             <p class="error feed-push" role="alert">
               {pushProblem}
+            </p>
+          )}
+          {keepProblem && (
+            <p class="error feed-push" role="alert">
+              {keepProblem}
             </p>
           )}
           <ul>
