@@ -3,7 +3,8 @@
  * connection to `/api/v1/notifications/stream`, shared by the notification bell and the views that follow
  * sessions. Over HTTP/1.1 (local mode) the browser gives a host six connections across all its tabs, and
  * every held stream takes one: two a tab froze a fourth Berth tab (and every API call of the others).
- * A stream refused with an answer that is not a stream (which EventSource never retries) is opened again.
+ * A stream refused with an answer that is not a stream (which EventSource never retries) is opened again,
+ * and so is a build's log.
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -70,6 +71,28 @@ describe.skipIf(!HAVE_CHROMIUM)("live streams in Chromium", async () => {
     await page.getByRole("heading", { name: "live" }).waitFor();
     expect(refused).toBe(true);
     await following;
+    await page.close();
+  });
+
+  it("opens a build's log again after an answer that is not a stream", async () => {
+    const { workspaces } = (await (await cp.api("/api/v1/workspaces", { token: cp.localToken })).json()) as {
+      workspaces: Array<{ id: string; name: string }>;
+    };
+    const live = workspaces.find((w) => w.name === "live")!;
+    const page = await ctx.newPage();
+    // The log's first stream meets a proxy answering 502 (a control plane restarting behind it).
+    let refused = 0;
+    await page.route("**/api/v1/builds/*/log", (route) => {
+      if (refused > 0) return route.continue();
+      refused++;
+      return route.fulfill({ status: 502, contentType: "text/html", body: "<h1>Bad Gateway</h1>" });
+    });
+    await page.goto(`${cp.url}/#/w/${live.id}`);
+    const log = page.getByRole("region", { name: /^build \d+ log$/ });
+    await log.waitFor();
+    // The log's lines arrive once the stream is opened again.
+    await log.locator("pre div").first().waitFor({ timeout: 20_000 });
+    expect(refused).toBe(1);
     await page.close();
   });
 });
