@@ -422,6 +422,18 @@ describe("web push", async () => {
         await page.getByRole("button", { name: /^notifications/ }).click();
         await page.getByRole("button", { name: "Push to this device" }).waitFor();
         await page.screenshot({ path: `${RESULTS}phone-push-feed.png` });
+        // A click on a notification that the worker cannot navigate this window for (one it does not
+        // control) reaches the page as a message (sw.js): the page goes to the session itself, and never to
+        // another origin.
+        const deliver = (url: string) =>
+          page.evaluate((to) => {
+            navigator.serviceWorker.dispatchEvent(
+              new MessageEvent("message", { data: { type: "open", url: to } }),
+            );
+          }, url);
+        await deliver("https://evil.example/#/t/x");
+        await deliver(message.url);
+        await page.waitForURL(`${cp.url}${message.url}`);
       } finally {
         await browser.close();
       }

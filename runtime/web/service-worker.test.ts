@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 const SOURCE = readFileSync(new URL("./public/sw.js", import.meta.url), "utf8");
 const ORIGIN = "https://berth.example";
 
-function worker(windows: Array<{ url: string }>) {
+/** `uncontrolled`: a window this worker does not control, whose navigate() rejects as browsers do. */
+function worker(windows: Array<{ url: string; uncontrolled?: boolean }>) {
   const handlers = new Map<string, (event: unknown) => void>();
   const calls: string[] = [];
   const clients = {
@@ -17,7 +18,12 @@ function worker(windows: Array<{ url: string }>) {
       windows.map((w) => ({
         url: w.url,
         focus: async () => calls.push(`focus ${w.url}`),
-        navigate: async (to: string) => calls.push(`navigate ${to}`),
+        navigate: async (to: string) => {
+          if (w.uncontrolled)
+            throw new TypeError("This service worker is not the client's active service worker.");
+          calls.push(`navigate ${to}`);
+        },
+        postMessage: (m: { type: string; url: string }) => calls.push(`message ${m.type} ${m.url}`),
       })),
     openWindow: async (to: string) => calls.push(`open ${to}`),
     claim: async () => {},
@@ -54,5 +60,14 @@ describe("service worker notification click", () => {
       "/#/t/abc",
     );
     expect(calls).toEqual(["close", `focus ${ORIGIN}/#/`, `navigate ${ORIGIN}/#/t/abc`]);
+  });
+
+  it("asks a window it does not control to go to the session itself", async () => {
+    const calls = await worker([{ url: `${ORIGIN}/#/`, uncontrolled: true }]).click("/#/t/abc");
+    expect(calls).toEqual(["close", `focus ${ORIGIN}/#/`, `message open ${ORIGIN}/#/t/abc`]);
+  });
+
+  it("never opens another origin, whatever the notification says", async () => {
+    expect(await worker([]).click("https://evil.example/phish")).toEqual(["close", `open ${ORIGIN}/`]);
   });
 });

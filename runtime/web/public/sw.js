@@ -30,14 +30,22 @@ self.addEventListener("push", (event) => {
 /** A click opens the session's terminal: in a Berth window already open if there is one, else a new one. */
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const url = new URL(event.notification.data?.url || "/", self.location.origin).href;
+  // Only ever a page of Berth's own origin.
+  const target = new URL(event.notification.data?.url || "/", self.location.origin);
+  const url = target.origin === self.location.origin ? target.href : `${self.location.origin}/`;
   event.waitUntil(
     (async () => {
       const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
       for (const client of windows) {
         if (new URL(client.url).origin !== self.location.origin) continue;
         await client.focus();
-        if ("navigate" in client) return client.navigate(url);
+        // navigate() works only on a window this worker controls (not one loaded with a hard reload, or
+        // before the worker claimed it); such a window moves itself on the message (push.ts).
+        if ("navigate" in client) {
+          try {
+            return await client.navigate(url);
+          } catch {}
+        }
         client.postMessage({ type: "open", url });
         return undefined;
       }

@@ -12,6 +12,16 @@ export function pushSupported(): boolean {
 let registration: Promise<ServiceWorkerRegistration | null> | null = null;
 
 export function registerServiceWorker(): Promise<ServiceWorkerRegistration | null> {
+  if (!registration && "serviceWorker" in navigator) {
+    // A notification clicked while this window is not the worker's to navigate (sw.js): go where it says.
+    navigator.serviceWorker.addEventListener("message", (e: MessageEvent) => {
+      const data = e.data as { type?: string; url?: string } | null;
+      if (data?.type !== "open" || typeof data.url !== "string") return;
+      const to = new URL(data.url, location.origin);
+      if (to.origin === location.origin) location.assign(to.href);
+    });
+    navigator.serviceWorker.startMessages();
+  }
   registration ??=
     "serviceWorker" in navigator
       ? navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => null)
