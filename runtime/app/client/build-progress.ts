@@ -89,21 +89,15 @@ export async function followBuild(
       // A control plane that restarts (a deploy, a crash) breaks the stream and then, for a moment, refuses
       // connections or answers through its proxy with a 502-504: retried like the broken stream, since the
       // build goes on meanwhile. Anything else the server says is its answer.
-      const res = await api
-        .fetch(`/api/v1/builds/${buildId}/log`, {
+      let res: Response;
+      try {
+        res = await api.fetch(`/api/v1/builds/${buildId}/log`, {
           headers: { accept: "text/event-stream", "last-event-id": String(lastSeq) },
-        })
-        .catch((err: unknown) => {
-          if (!(err instanceof ClientError) || err.exitCode !== Exit.UNREACHABLE) throw err;
-          lastError = err.message;
-          return null;
         });
-      if (!res?.ok) {
-        if (res) {
-          const error = errorFrom(res.status, await res.json().catch(() => undefined), api.url);
-          if (res.status < 502 || res.status > 504) throw error;
-          lastError = error.message;
-        }
+        if (!res.ok) throw errorFrom(res.status, await res.json().catch(() => undefined), api.url);
+      } catch (err) {
+        if (!(err instanceof ClientError) || !err.transient) throw err;
+        lastError = err.message;
         await backOff();
         continue;
       }
