@@ -20,3 +20,14 @@ export function pgSafe<T>(value: T): T {
   }
   return value;
 }
+
+/**
+ * A figure from outside (a box's report) as a whole-number column holds it: rounded, or null (not reported)
+ * above `max`, a bigint's safe range unless the column is smaller. A figure that did not fit would fail
+ * its whole statement.
+ */
+export function pgWhole(v: number | undefined, max = Number.MAX_SAFE_INTEGER): number | null {
+  if (v === undefined) return null;
+  const whole = Math.round(v);
+  return whole <= max ? whole : null;
+}

@@ -8,24 +8,14 @@ import { and, desc, eq, inArray, isNull, lt, ne, sql } from "drizzle-orm";
 import type { BackupPayload, BackupTrigger } from "../../box/protocol.ts";
 import { NotFound } from "../platform/errors.ts";
 import { isUuid } from "../platform/ids.ts";
+import { pgWhole } from "../platform/pg-values.ts";
 import type { Access } from "./access.ts";
 import { NOTIFICATION_CHANNEL } from "./channels.ts";
 import type { BackupRow } from "./rows.ts";
 import { agentActions, backups, notifications, workspaceInstances, workspaces } from "./schema.ts";
 
+/** `integer` columns (duration_ms). */
 const INT4_MAX = 2 ** 31 - 1;
-
-/**
- * A figure the agent reported, as its whole-number column holds it: the protocol allows any non-negative
- * finite number, and one that did not fit (a fraction in a bigint, days of milliseconds in an integer) would
- * fail the event batch with a 500, which the agent resends forever, so no later event of the box would land.
- * Out of range, it is stored as not reported.
- */
-function fitting(v: number | undefined, max: number): number | null {
-  if (v === undefined) return null;
-  const whole = Math.round(v);
-  return whole <= max ? whole : null;
-}
 
 export interface RequestedRun {
   backup: BackupRow;
@@ -140,9 +130,9 @@ export class BackupStore {
               status: p.phase,
               progress: p.phase === "succeeded" ? 1 : null,
               snapshotId: p.snapshotId ?? null,
-              bytesAdded: fitting(p.bytesAdded, Number.MAX_SAFE_INTEGER),
-              files: fitting(p.files, Number.MAX_SAFE_INTEGER),
-              durationMs: fitting(p.durationMs, INT4_MAX),
+              bytesAdded: pgWhole(p.bytesAdded),
+              files: pgWhole(p.files),
+              durationMs: pgWhole(p.durationMs, INT4_MAX),
               error: p.error ?? null,
               finishedAt: new Date(),
             }

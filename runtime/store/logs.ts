@@ -3,7 +3,7 @@
  * lines, searchable by workspace, time, level and text.
  *
  * - Every line is redacted here, on the way in (platform/redact.ts): no caller can store a secret-shaped
- *   value by forgetting to. And made storable (platform/pg-text.ts): one line with a NUL would otherwise
+ *   value by forgetting to. And made storable (platform/pg-values.ts): one line with a NUL would otherwise
  *   fail the whole batch's INSERT, and every line in it would be lost.
  * - The table is partitioned by UTC day. Retention drops whole partitions (`dropExpired`), which costs
  *   nothing per row and leaves no bloat; `ensurePartitions` creates today's and the next two days' ahead
@@ -15,7 +15,7 @@
  */
 import { and, desc, eq, gte, ilike, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { Invalid, NotFound } from "../platform/errors.ts";
-import { pgSafe, pgText } from "../platform/pg-text.ts";
+import { pgSafe, pgText } from "../platform/pg-values.ts";
 import { redactFields, redactSecrets } from "../platform/redact.ts";
 import type { Access } from "./access.ts";
 import { LOG_LEVELS, LOG_SOURCES, logEntries } from "./schema.ts";

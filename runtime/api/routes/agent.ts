@@ -17,7 +17,7 @@ import {
 import { authenticateAgent } from "../../domain/agents/agent-token.ts";
 import { applyAgentEvents } from "../../domain/agents/events.ts";
 import { acceptHeartbeat } from "../../domain/agents/heartbeat.ts";
-import { pgSafe } from "../../platform/pg-text.ts";
+import { pgSafe } from "../../platform/pg-values.ts";
 import type { AppDeps } from "../context.ts";
 import { HttpError } from "../errors.ts";
 

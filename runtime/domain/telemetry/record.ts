@@ -7,6 +7,7 @@
  */
 import prettyBytes from "pretty-bytes";
 import type { MetricsSnapshot } from "../../../box/protocol.ts";
+import { pgWhole } from "../../platform/pg-values.ts";
 import type { AuthorizedStore } from "../../store/store.ts";
 
 /** Percentage points below the threshold that usage must fall to re-arm the alert. */
@@ -19,16 +20,9 @@ export function diskUsedPercent(m: Pick<MetricsSnapshot, "diskTotalBytes" | "dis
 }
 
 /**
- * The protocol allows any non-negative finite figure, but the byte columns are bigint and the load a float4:
- * a figure that does not fit would fail the whole heartbeat (and with it the box's desired state), so it is
- * stored rounded to whole bytes, or as not reported when it is out of range.
+ * The protocol allows any non-negative finite figure, but the byte columns are bigint (pgWhole) and the load
+ * a float4: a figure that does not fit would fail the whole heartbeat (and with it the box's desired state).
  */
-function bytes(v: number | undefined): number | null {
-  if (v === undefined) return null;
-  const whole = Math.round(v);
-  return Number.isSafeInteger(whole) ? whole : null;
-}
-
 function load(v: number | undefined): number | null {
   return v === undefined || !Number.isFinite(Math.fround(v)) ? null : v;
 }
@@ -42,10 +36,10 @@ export async function recordTelemetry(
   const sampledAt = options.now ?? new Date();
   const figures = {
     loadAvg1: load(m.loadAvg1),
-    memTotalBytes: bytes(m.memTotalBytes),
-    memAvailableBytes: bytes(m.memAvailableBytes),
-    diskTotalBytes: bytes(m.diskTotalBytes),
-    diskFreeBytes: bytes(m.diskFreeBytes),
+    memTotalBytes: pgWhole(m.memTotalBytes),
+    memAvailableBytes: pgWhole(m.memAvailableBytes),
+    diskTotalBytes: pgWhole(m.diskTotalBytes),
+    diskFreeBytes: pgWhole(m.diskFreeBytes),
   };
   const used = diskUsedPercent({
     diskTotalBytes: figures.diskTotalBytes ?? undefined,
