@@ -4,8 +4,10 @@
  * whenever Claude's state in one of the user's sessions changes (the views that list sessions). Opened on
  * the first subscriber, closed after the last one leaves. One a tab, not one per view: over HTTP/1.1 the
  * browser gives a host six connections across all its tabs, and every held stream takes one for good.
+ * Opened again after an answer that is not a stream (stream.ts).
  */
 import type { Notification, Session } from "./api.ts";
+import { followStream } from "./stream.ts";
 
 interface Events {
   notification: Notification;
@@ -17,46 +19,22 @@ const listeners: { [K in Kind]: Set<(event: Events[K]) => void> } = {
   notification: new Set(),
   session: new Set(),
 };
-let source: EventSource | null = null;
-let reopen: ReturnType<typeof setTimeout> | undefined;
-let failures = 0;
-
-const followed = () => listeners.notification.size + listeners.session.size > 0;
-
-function open(): void {
-  const es = new EventSource("/api/v1/notifications/stream");
-  source = es;
-  for (const k of Object.keys(listeners) as Kind[])
-    es.addEventListener(k, (e) => {
-      const data = JSON.parse((e as MessageEvent).data) as never;
-      for (const l of listeners[k]) l(data);
-    });
-  es.addEventListener("open", () => {
-    failures = 0;
-  });
-  // The browser reconnects a dropped stream by itself, but gives up for good on an answer that is not a
-  // stream (a proxy's 502 while the control plane restarts, a 503): then a new one, after a pause.
-  es.addEventListener("error", () => {
-    if (es.readyState !== EventSource.CLOSED || source !== es) return;
-    source = null;
-    const seconds = Math.min(60, 2 * 2 ** failures++);
-    reopen = setTimeout(() => {
-      reopen = undefined;
-      if (followed()) open();
-    }, seconds * 1000);
-  });
-}
+let stream: { close(): void } | null = null;
 
 function subscribe<K extends Kind>(kind: K, listener: (event: Events[K]) => void): () => void {
   listeners[kind].add(listener);
-  if (!source && reopen === undefined) open();
+  stream ??= followStream("/api/v1/notifications/stream", (es) => {
+    for (const k of Object.keys(listeners) as Kind[])
+      es.addEventListener(k, (e) => {
+        const data = JSON.parse((e as MessageEvent).data) as never;
+        for (const l of listeners[k]) l(data);
+      });
+  });
   return () => {
     listeners[kind].delete(listener);
-    if (followed()) return;
-    clearTimeout(reopen);
-    reopen = undefined;
-    source?.close();
-    source = null;
+    if (listeners.notification.size + listeners.session.size > 0) return;
+    stream?.close();
+    stream = null;
   };
 }
 

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Build } from "../api.ts";
+import { followStream } from "../stream.ts";
 
 interface Line {
   seq: number;
@@ -12,10 +13,9 @@ const TRANSITION: Record<string, string> = { start: "start", stop: "hibernate", 
 
 /**
  * A build's log, live: the control plane replays it over Server-Sent Events and follows new lines; the
- * browser's EventSource reconnects with Last-Event-ID by itself, so a flaky network loses nothing. An answer
- * that is not a stream (a proxy's 502 while the control plane restarts) makes the browser give up for
- * good: then a new stream is opened after a pause, which replays the log (lines already shown are known by
- * their seq).
+ * browser's EventSource reconnects with Last-Event-ID by itself, so a flaky network loses nothing. A stream
+ * opened anew after an answer that is not a stream (stream.ts) replays the log; lines already shown are
+ * known by their seq.
  */
 export function BuildLog({
   build,
@@ -33,38 +33,19 @@ export function BuildLog({
 
   useEffect(() => {
     setLines([]);
-    let source: EventSource | null = null;
-    let reopen: ReturnType<typeof setTimeout> | undefined;
-    let failures = 0;
-    let done = false;
-    const open = () => {
-      const es = new EventSource(`/api/v1/builds/${build.id}/log`);
-      source = es;
-      es.addEventListener("open", () => {
-        failures = 0;
-      });
+    const stream = followStream(`/api/v1/builds/${build.id}/log`, (es) => {
       es.addEventListener("line", (e) => {
         const line = JSON.parse((e as MessageEvent).data) as Line;
         setLines((prev) => (prev.some((l) => l.seq === line.seq) ? prev : [...prev, line]));
       });
       es.addEventListener("end", (e) => {
         const final = (JSON.parse((e as MessageEvent).data) as { status: string }).status;
-        done = true;
+        stream.close();
         setStatus(final);
-        es.close();
         onEnd?.(final);
       });
-      es.addEventListener("error", () => {
-        if (done || es.readyState !== EventSource.CLOSED) return;
-        reopen = setTimeout(open, Math.min(60, 2 * 2 ** failures++) * 1000);
-      });
-    };
-    open();
-    return () => {
-      done = true;
-      clearTimeout(reopen);
-      source?.close();
-    };
+    });
+    return () => stream.close();
   }, [build.id]);
 
   useEffect(() => {
